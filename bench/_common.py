@@ -1,0 +1,75 @@
+"""Shared helpers for the benchmarks: repeat, summarise, print ratios.
+
+Every benchmark measures its baseline in the same run and prints our figure
+as a ratio to it: absolute numbers drift between machines and runs (see
+../shared/peers/RESULTS.md), ratios measured side by side do not as much.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Series:
+    """Repeated measurements of one case (lower is better unless said)."""
+
+    name: str
+    unit: str
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def spread_pct(self) -> float:
+        """(max - min) / median, in percent: a crude noise indicator."""
+        return (max(self.values) - min(self.values)) / self.median * 100 if self.median else 0.0
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds one call of ``fn`` takes on the monotonic clock."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def table(rows: list[Series], baseline: Series, *, higher_is_better: bool = False) -> str:
+    """Render the series as a text table with a ratio column against ``baseline``."""
+    lines = [f"{'case':<44} {'median':>12} {'spread':>8} {'ratio':>8}"]
+    for row in rows:
+        ratio = row.median / baseline.median if baseline.median else float("nan")
+        lines.append(
+            f"{row.name:<44} {row.median:>10.3f} {row.unit:<2}"
+            f"{row.spread_pct:>6.0f}% {ratio:>7.2f}x"
+        )
+    note = "higher is better" if higher_is_better else "lower is better"
+    lines.append(f"(ratio = case / {baseline.name!r}; {note})")
+    return "\n".join(lines)
+
+
+def save(name: str, rows: list[Series], **extra: object) -> Path:
+    """Write the raw values and the environment to bench/results/<name>.json."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {
+        "cases": [asdict(r) | {"median": r.median} for r in rows],
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+    path.write_text(json.dumps(payload, indent=2))
+    return path

@@ -1,0 +1,39 @@
+"""apitask: slow I/O off the request path of a Python web API, without losing it.
+
+The call site is one function, :func:`run`; where the task runs (inline, in
+the request's scope, in a worker pool, in a durable outbox) is configuration.
+"""
+
+from __future__ import annotations
+
+from ._exceptions import ApitaskError, PoolClosedError, QueueFullError, TaskError, TransientError
+from ._function import FunctionTask, task
+from ._scope import RequestScope, ScopeState, WaitReport, current_scope, run, scope, wait
+from ._types import DurableTask, JSONValue, Task, TaskSink
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    # the call site
+    "Task",
+    "task",
+    "run",
+    "wait",
+    "scope",
+    # scopes, for integrations
+    "RequestScope",
+    "ScopeState",
+    "WaitReport",
+    "current_scope",
+    "FunctionTask",
+    # extension points
+    "DurableTask",
+    "JSONValue",
+    "TaskSink",
+    # errors
+    "ApitaskError",
+    "PoolClosedError",
+    "QueueFullError",
+    "TaskError",
+    "TransientError",
+]

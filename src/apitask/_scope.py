@@ -1,0 +1,275 @@
+"""Request scopes: the tasks one request started, and waiting for them.
+
+A scope lives in a :class:`~contextvars.ContextVar`, so every coroutine a
+request runs (and every task it starts, which copies the context) sees the
+same scope without passing it around. This is GoTrue's ``apitask.With`` /
+``Run`` / ``Wait`` done with the tools Python gives us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._exceptions import TaskError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._types import Task, TaskSink
+
+__all__ = ["RequestScope", "ScopeState", "WaitReport", "current_scope", "run", "scope", "wait"]
+
+logger = logging.getLogger("apitask")
+
+_current: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
+    "apitask_scope", default=None
+)
+
+
+class ScopeState(enum.Enum):
+    """Lifecycle of a request scope."""
+
+    OPEN = "open"
+    """Accepting tasks."""
+    CLOSED = "closed"
+    """Waited (or being waited): every later :func:`run` raises :class:`TaskError`."""
+
+
+@dataclass(frozen=True, slots=True)
+class WaitReport:
+    """What happened to the tasks of a scope, as known when its wait returned.
+
+    Attributes:
+        succeeded: tasks that returned normally.
+        failed: tasks that raised (each was logged at ERROR).
+        cancelled: the type of every task cancelled because the wait deadline passed.
+        abandoned: the type of every cancelled task that was still running when
+            the wait gave up on it (it ignored cancellation).
+    """
+
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: tuple[str, ...] = ()
+    abandoned: tuple[str, ...] = ()
+
+
+class RequestScope:
+    """The tasks started by one request (or any unit of work).
+
+    Create one with :func:`scope` (or let a middleware do it); use its methods
+    directly only when writing an integration.
+
+    Args:
+        request_id: carried into the log record of every failing task.
+        sink: when given, :func:`run` hands tasks to it (a worker pool, an
+            outbox) instead of running them in this scope, so waiting does
+            not wait for them.
+    """
+
+    __slots__ = ("_failed", "_idle", "_state", "_succeeded", "_tasks", "request_id", "sink")
+
+    def __init__(self, *, request_id: str | None = None, sink: TaskSink | None = None) -> None:
+        self.request_id = request_id
+        self.sink = sink
+        self._state = ScopeState.OPEN
+        # asyncio.Task -> the apitask Task it runs. Holding the asyncio task
+        # here is also what keeps it from being garbage-collected mid-flight.
+        self._tasks: dict[asyncio.Task[None], Task] = {}
+        self._idle: asyncio.Event | None = None
+        self._succeeded = 0
+        self._failed = 0
+
+    @property
+    def state(self) -> ScopeState:
+        """Whether the scope still accepts tasks."""
+        return self._state
+
+    @property
+    def pending(self) -> int:
+        """Number of tasks started here that have not finished."""
+        return len(self._tasks)
+
+    def ensure_open(self, task: Task) -> None:
+        """Raise :class:`TaskError` if the scope no longer accepts tasks."""
+        if self._state is not ScopeState.OPEN:
+            raise TaskError(
+                f"cannot run task {task.type!r}: its request scope was already waited; "
+                "the task was not run"
+            )
+
+    def start(self, task: Task) -> None:
+        """Start ``task`` concurrently on the running loop and return at once."""
+        self.ensure_open(task)
+        running = asyncio.get_running_loop().create_task(task.run())
+        self._tasks[running] = task
+        running.add_done_callback(self._finished)
+
+    def _finished(self, running: asyncio.Task[None]) -> None:
+        task = self._tasks.pop(running)
+        if not running.cancelled():
+            exc = running.exception()
+            if exc is None:
+                self._succeeded += 1
+            else:
+                self._failed += 1
+                logger.error(
+                    'apitask: error running "%s": %s',
+                    task.type,
+                    exc,
+                    exc_info=exc,
+                    extra={
+                        "action": "apitask",
+                        "task_type": task.type,
+                        "request_id": self.request_id,
+                    },
+                )
+        if not self._tasks and self._idle is not None:
+            self._idle.set()
+
+    def close(self) -> None:
+        """Stop accepting tasks; the ones already started go on (``wait`` closes first)."""
+        self._state = ScopeState.CLOSED
+
+    async def wait(self, timeout: float | None = None) -> WaitReport:
+        """Close the scope to new tasks and wait for every task in it.
+
+        Tasks started by tasks before the close are waited for too. Waiting
+        again (or concurrently) is fine.
+
+        Args:
+            timeout: seconds to wait at most. Tasks still running then are
+                cancelled and their cancellation awaited (for up to ``timeout``
+                again); each is logged at WARNING and reported by type.
+        """
+        self.close()
+        cancelled: tuple[str, ...] = ()
+        abandoned: tuple[str, ...] = ()
+        if self._tasks:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._idle.wait()
+            except TimeoutError:
+                cancelled, abandoned = await self._cancel_stragglers(timeout)
+        return WaitReport(self._succeeded, self._failed, cancelled, abandoned)
+
+    async def _cancel_stragglers(
+        self, grace: float | None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        stragglers = dict(self._tasks)
+        for running, task in stragglers.items():
+            logger.warning(
+                'apitask: task "%s" still running at the wait deadline: cancelled',
+                task.type,
+                extra={"action": "apitask", "task_type": task.type, "request_id": self.request_id},
+            )
+            running.cancel()
+        _, still_running = await asyncio.wait(stragglers, timeout=grace)
+        return (
+            tuple(task.type for task in stragglers.values()),
+            tuple(stragglers[running].type for running in still_running),
+        )
+
+
+def current_scope() -> RequestScope | None:
+    """Return the request scope of the current context, if one is open."""
+    return _current.get()
+
+
+class _ScopeContext:
+    """The async context manager :func:`scope` returns."""
+
+    __slots__ = ("_request_id", "_scope", "_sink", "_timeout", "_token")
+
+    def __init__(
+        self, request_id: str | None, sink: TaskSink | None, timeout: float | None
+    ) -> None:
+        self._request_id = request_id
+        self._sink = sink
+        self._timeout = timeout
+        self._token: contextvars.Token[RequestScope | None] | None = None
+        self._scope: RequestScope | None = None
+
+    async def __aenter__(self) -> RequestScope:
+        existing = _current.get()
+        if existing is not None:
+            # A scope inside a scope is the same scope (GoTrue's With is
+            # idempotent): the outer owner waits for everything.
+            return existing
+        self._scope = RequestScope(request_id=self._request_id, sink=self._sink)
+        self._token = _current.set(self._scope)
+        return self._scope
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._scope is None or self._token is None:
+            return
+        try:
+            await self._scope.wait(self._timeout)
+        finally:
+            _current.reset(self._token)
+
+
+def scope(
+    *,
+    request_id: str | None = None,
+    sink: TaskSink | None = None,
+    timeout: float | None = None,
+) -> _ScopeContext:
+    """Open a request scope for the ``async with`` block, and wait for its tasks on exit.
+
+    Inside an open scope this reuses that scope and waits for nothing on
+    exit: the outermost owner waits. The block raising still waits for (and
+    does not cancel) the tasks.
+
+    Args:
+        request_id: carried into the log record of every failing task.
+        sink: hand tasks to this (a :class:`~apitask.WorkerPool`, an outbox)
+            instead of running them in the scope.
+        timeout: bound on the wait at exit; see :meth:`RequestScope.wait`.
+    """
+    return _ScopeContext(request_id, sink, timeout)
+
+
+async def run(task: Task) -> None:
+    """Hand ``task`` over: run it in the background of the current request.
+
+    * Inside an open scope: start it concurrently and return at once. Its
+      failure is logged (type, error, request id) and never raised here.
+    * Inside a scope bound to a sink (a pool, an outbox): submit it there.
+    * Outside any scope: run it inline and let its error propagate.
+
+    Raises:
+        TaskError: the scope was already waited, or the sink refused the task.
+            The task did not run.
+    """
+    current = _current.get()
+    if current is None:
+        await task.run()
+    elif current.sink is None:
+        current.start(task)
+    else:
+        current.ensure_open(task)
+        await current.sink.submit(task)
+
+
+async def wait(timeout: float | None = None) -> WaitReport:
+    """Close the current scope to new tasks and wait for all of its tasks.
+
+    A no-op outside a scope (it returns an empty report). See
+    :meth:`RequestScope.wait` for ``timeout``.
+    """
+    current = _current.get()
+    if current is None:
+        return WaitReport()
+    return await current.wait(timeout)

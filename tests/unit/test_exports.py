@@ -1,0 +1,14 @@
+"""The public surface is exactly what ``__all__`` says."""
+
+from __future__ import annotations
+
+import apitask
+
+
+def test_all_is_exact_and_importable() -> None:
+    """Every name in __all__ exists, and no public name is missing from it."""
+    public = {name for name in vars(apitask) if not name.startswith("_")}
+    not_api = {"annotations"}  # the __future__ import
+    assert set(apitask.__all__) == public - not_api
+    for name in apitask.__all__:
+        assert getattr(apitask, name) is not None
