@@ -6,9 +6,20 @@ the request's scope, in a worker pool, in a durable outbox) is configuration.
 
 from __future__ import annotations
 
+from ._backoff import Backoff
+from ._counters import Outcome, TaskCounters
 from ._exceptions import ApitaskError, PoolClosedError, QueueFullError, TaskError, TransientError
 from ._function import FunctionTask, task
-from ._scope import RequestScope, ScopeState, WaitReport, current_scope, run, scope, wait
+from ._scope import (
+    RequestScope,
+    ScopeState,
+    WaitReport,
+    current_scope,
+    run,
+    scope,
+    scope_counters,
+    wait,
+)
 from ._types import DurableTask, JSONValue, Task, TaskSink
 
 __version__ = "0.1.0.dev0"
@@ -26,6 +37,11 @@ __all__ = [
     "WaitReport",
     "current_scope",
     "FunctionTask",
+    "scope_counters",
+    # shared by pool and outbox
+    "Backoff",
+    "Outcome",
+    "TaskCounters",
     # extension points
     "DurableTask",
     "JSONValue",

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._counters import Outcome, TaskCounters
 from ._exceptions import TaskError
 
 if TYPE_CHECKING:
@@ -22,9 +23,21 @@ if TYPE_CHECKING:
 
     from ._types import Task, TaskSink
 
-__all__ = ["RequestScope", "ScopeState", "WaitReport", "current_scope", "run", "scope", "wait"]
+__all__ = [
+    "RequestScope",
+    "ScopeState",
+    "WaitReport",
+    "current_scope",
+    "run",
+    "scope",
+    "scope_counters",
+    "wait",
+]
 
 logger = logging.getLogger("apitask")
+
+scope_counters = TaskCounters()
+"""Outcomes of every task run in a request scope in this process, by type."""
 
 _current: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
     "apitask_scope", default=None
@@ -111,12 +124,16 @@ class RequestScope:
 
     def _finished(self, running: asyncio.Task[None]) -> None:
         task = self._tasks.pop(running)
-        if not running.cancelled():
+        if running.cancelled():
+            scope_counters.add(task.type, Outcome.CANCELLED)
+        else:
             exc = running.exception()
             if exc is None:
                 self._succeeded += 1
+                scope_counters.add(task.type, Outcome.SUCCEEDED)
             else:
                 self._failed += 1
+                scope_counters.add(task.type, Outcome.FAILED)
                 logger.error(
                     'apitask: error running "%s": %s',
                     task.type,

@@ -1,0 +1,52 @@
+"""Counters per task type and outcome, readable in code (and exported as metrics)."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import Counter
+
+__all__ = ["Outcome", "TaskCounters"]
+
+
+class Outcome(enum.StrEnum):
+    """What happened to a task, as counted."""
+
+    SUBMITTED = "submitted"
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    RETRIED = "retried"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
+
+
+class TaskCounters:
+    """Thread-safe counts keyed by (task type, outcome).
+
+    Task types are low-cardinality by contract, so the table stays small.
+    """
+
+    __slots__ = ("_counts", "_lock")
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, Outcome]] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, type: str, outcome: Outcome, n: int = 1) -> None:
+        """Count ``n`` tasks of ``type`` with ``outcome``."""
+        with self._lock:
+            self._counts[type, outcome] += n
+
+    def get(self, type: str, outcome: Outcome) -> int:
+        """How many tasks of ``type`` had ``outcome`` so far."""
+        return self._counts[type, outcome]
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """A copy as ``{type: {outcome: count}}``, for metrics and tests."""
+        with self._lock:
+            items = list(self._counts.items())
+        table: dict[str, dict[str, int]] = {}
+        for (type, outcome), count in items:
+            table.setdefault(type, {})[outcome.value] = count
+        return table
