@@ -20,6 +20,7 @@ from ._scope import (
     scope_counters,
     wait,
 )
+from ._sync import run_sync
 from ._types import DurableTask, JSONValue, Task, TaskSink
 
 __version__ = "0.1.0.dev0"
@@ -29,6 +30,7 @@ __all__ = [
     "Task",
     "task",
     "run",
+    "run_sync",
     "wait",
     "scope",
     # scopes, for integrations

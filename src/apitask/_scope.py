@@ -9,14 +9,18 @@ same scope without passing it around. This is GoTrue's ``apitask.With`` /
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import enum
 import logging
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._background import background_loop, running_loop
 from ._counters import Outcome, TaskCounters
 from ._exceptions import TaskError
+from ._options import check_sink, check_timeout
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -27,7 +31,9 @@ __all__ = [
     "RequestScope",
     "ScopeState",
     "WaitReport",
+    "activate",
     "current_scope",
+    "deactivate",
     "run",
     "scope",
     "scope_counters",
@@ -42,6 +48,11 @@ scope_counters = TaskCounters()
 _current: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
     "apitask_scope", default=None
 )
+
+# Guards binding a scope to its loop against a concurrent close from another
+# thread (a WSGI scope is bound by its first run_sync). Held for a few
+# attribute reads and writes only.
+_bind_lock = threading.Lock()
 
 
 class ScopeState(enum.Enum):
@@ -77,18 +88,43 @@ class RequestScope:
     Create one with :func:`scope` (or let a middleware do it); use its methods
     directly only when writing an integration.
 
+    A scope belongs to one event loop, where its tasks run: the loop it was
+    created for, else the loop of its first task. Sync code (a WSGI request
+    thread, a sync endpoint run in a thread pool) reaches it through
+    :meth:`start_threadsafe` and :meth:`wait_sync`; a scope first used from
+    sync code runs its tasks on apitask's background loop.
+
     Args:
         request_id: carried into the log record of every failing task.
         sink: when given, :func:`run` hands tasks to it (a worker pool, an
             outbox) instead of running them in this scope, so waiting does
             not wait for them.
+        loop: the event loop the tasks run on (default: as above).
     """
 
-    __slots__ = ("_failed", "_idle", "_state", "_succeeded", "_tasks", "request_id", "sink")
+    __slots__ = (
+        "_failed",
+        "_idle",
+        "_loop",
+        "_on_done",
+        "_state",
+        "_succeeded",
+        "_succeeded_by_type",
+        "_tasks",
+        "request_id",
+        "sink",
+    )
 
-    def __init__(self, *, request_id: str | None = None, sink: TaskSink | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        request_id: str | None = None,
+        sink: TaskSink | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.request_id = request_id
         self.sink = sink
+        self._loop = loop
         self._state = ScopeState.OPEN
         # asyncio.Task -> the apitask Task it runs. Holding the asyncio task
         # here is also what keeps it from being garbage-collected mid-flight.
@@ -96,6 +132,11 @@ class RequestScope:
         self._idle: asyncio.Event | None = None
         self._succeeded = 0
         self._failed = 0
+        # Successes are tallied here and added to scope_counters when the
+        # scope falls idle: one locked update per type, not one per task.
+        self._succeeded_by_type: dict[str, int] = {}
+        # One bound method for every task of the scope, not one per task.
+        self._on_done = self._finished
 
     @property
     def state(self) -> ScopeState:
@@ -107,6 +148,11 @@ class RequestScope:
         """Number of tasks started here that have not finished."""
         return len(self._tasks)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the tasks run on, once known."""
+        return self._loop
+
     def ensure_open(self, task: Task) -> None:
         """Raise :class:`TaskError` if the scope no longer accepts tasks."""
         if self._state is not ScopeState.OPEN:
@@ -116,11 +162,68 @@ class RequestScope:
             )
 
     def start(self, task: Task) -> None:
-        """Start ``task`` concurrently on the running loop and return at once."""
-        self.ensure_open(task)
-        running = asyncio.get_running_loop().create_task(task.run())
+        """Start ``task`` concurrently on the running loop and return at once.
+
+        Raises:
+            TaskError: the scope was already waited, or it belongs to another
+                event loop (use :meth:`start_threadsafe` from there).
+        """
+        self._spawn(task, asyncio.get_running_loop(), None)
+
+    def _spawn(
+        self,
+        task: Task,
+        loop: asyncio.AbstractEventLoop,
+        context: contextvars.Context | None,
+    ) -> None:
+        # Runs on the scope's loop only, so state, the task table and the
+        # idle event are only ever touched from one thread: no lock needed.
+        if self._state is not ScopeState.OPEN:
+            self.ensure_open(task)  # raises
+        if self._loop is not loop:
+            if self._loop is not None:
+                raise TaskError(
+                    f"cannot run task {task.type!r}: its request scope belongs to another "
+                    "event loop; use start_threadsafe()"
+                )
+            self._loop = loop
+        running = loop.create_task(task.run(), context=context)
         self._tasks[running] = task
-        running.add_done_callback(self._finished)
+        running.add_done_callback(self._on_done)
+
+    def start_threadsafe(self, task: Task) -> concurrent.futures.Future[None]:
+        """Start ``task`` on the scope's loop from any thread.
+
+        The returned future resolves once the task is registered (not once it
+        has run), or fails with :class:`TaskError` if the scope refused it.
+        The task sees the caller's context variables.
+
+        Raises:
+            TaskError: the scope was already waited, or its loop is closed.
+        """
+        with _bind_lock:
+            self.ensure_open(task)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = background_loop()
+        context = contextvars.copy_context()
+        registered: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def register() -> None:
+            try:
+                self._spawn(task, loop, context)
+            except TaskError as exc:  # closed between the check above and now
+                registered.set_exception(exc)
+            else:
+                registered.set_result(None)
+
+        try:
+            loop.call_soon_threadsafe(register)
+        except RuntimeError as exc:
+            raise TaskError(
+                f"cannot run task {task.type!r}: the event loop of its request scope is closed"
+            ) from exc
+        return registered
 
     def _finished(self, running: asyncio.Task[None]) -> None:
         task = self._tasks.pop(running)
@@ -130,7 +233,8 @@ class RequestScope:
             exc = running.exception()
             if exc is None:
                 self._succeeded += 1
-                scope_counters.add(task.type, Outcome.SUCCEEDED)
+                tally = self._succeeded_by_type
+                tally[task.type] = tally.get(task.type, 0) + 1
             else:
                 self._failed += 1
                 scope_counters.add(task.type, Outcome.FAILED)
@@ -145,8 +249,15 @@ class RequestScope:
                         "request_id": self.request_id,
                     },
                 )
-        if not self._tasks and self._idle is not None:
-            self._idle.set()
+        if not self._tasks:
+            self._flush_counts()
+            if self._idle is not None:
+                self._idle.set()
+
+    def _flush_counts(self) -> None:
+        for type, n in self._succeeded_by_type.items():
+            scope_counters.add(type, Outcome.SUCCEEDED, n)
+        self._succeeded_by_type.clear()
 
     def close(self) -> None:
         """Stop accepting tasks; the ones already started go on (``wait`` closes first)."""
@@ -156,13 +267,19 @@ class RequestScope:
         """Close the scope to new tasks and wait for every task in it.
 
         Tasks started by tasks before the close are waited for too. Waiting
-        again (or concurrently) is fine.
+        again (or concurrently) is fine. Awaited on another loop than the
+        scope's, it waits there without blocking this one.
 
         Args:
             timeout: seconds to wait at most. Tasks still running then are
                 cancelled and their cancellation awaited (for up to ``timeout``
                 again); each is logged at WARNING and reported by type.
         """
+        loop = self._loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self.wait(timeout), loop)
+            )
         self.close()
         cancelled: tuple[str, ...] = ()
         abandoned: tuple[str, ...] = ()
@@ -176,6 +293,26 @@ class RequestScope:
                 cancelled, abandoned = await self._cancel_stragglers(timeout)
         return WaitReport(self._succeeded, self._failed, cancelled, abandoned)
 
+    def wait_sync(self, timeout: float | None = None) -> WaitReport:
+        """:meth:`wait` for sync code: block this thread until the tasks are done.
+
+        Raises:
+            RuntimeError: called on the scope's own loop, where blocking would
+                deadlock (await :meth:`wait` there).
+        """
+        with _bind_lock:
+            loop = self._loop
+            if loop is None:  # no task ever ran here: nothing to wait for
+                self.close()
+            if loop is None or (self._state is ScopeState.CLOSED and not self._tasks):
+                # Closed and empty stays empty: no need to ask the loop.
+                return WaitReport(self._succeeded, self._failed)
+        if running_loop() is loop:
+            raise RuntimeError(
+                "wait_sync() would block the event loop its tasks run on: await wait() instead"
+            )
+        return asyncio.run_coroutine_threadsafe(self.wait(timeout), loop).result()
+
     async def _cancel_stragglers(
         self, grace: float | None
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -188,6 +325,9 @@ class RequestScope:
             )
             running.cancel()
         _, still_running = await asyncio.wait(stragglers, timeout=grace)
+        for running in still_running:
+            scope_counters.add(stragglers[running].type, Outcome.ABANDONED)
+        self._flush_counts()  # the abandoned keep the scope from falling idle
         return (
             tuple(task.type for task in stragglers.values()),
             tuple(stragglers[running].type for running in still_running),
@@ -197,6 +337,19 @@ class RequestScope:
 def current_scope() -> RequestScope | None:
     """Return the request scope of the current context, if one is open."""
     return _current.get()
+
+
+def activate(scope: RequestScope) -> contextvars.Token[RequestScope | None]:
+    """Make ``scope`` the current one; hand the token to :func:`deactivate`.
+
+    For integrations (the middlewares); application code uses :func:`scope`.
+    """
+    return _current.set(scope)
+
+
+def deactivate(token: contextvars.Token[RequestScope | None]) -> None:
+    """Restore the scope that was current before :func:`activate`."""
+    _current.reset(token)
 
 
 class _ScopeContext:
@@ -219,7 +372,9 @@ class _ScopeContext:
             # A scope inside a scope is the same scope (GoTrue's With is
             # idempotent): the outer owner waits for everything.
             return existing
-        self._scope = RequestScope(request_id=self._request_id, sink=self._sink)
+        self._scope = RequestScope(
+            request_id=self._request_id, sink=self._sink, loop=asyncio.get_running_loop()
+        )
         self._token = _current.set(self._scope)
         return self._scope
 
@@ -254,8 +409,11 @@ def scope(
         sink: hand tasks to this (a :class:`~apitask.WorkerPool`, an outbox)
             instead of running them in the scope.
         timeout: bound on the wait at exit; see :meth:`RequestScope.wait`.
+
+    Raises:
+        TypeError, ValueError: ``sink`` or ``timeout`` is not usable.
     """
-    return _ScopeContext(request_id, sink, timeout)
+    return _ScopeContext(request_id, check_sink(sink), check_timeout(timeout))
 
 
 async def run(task: Task) -> None:
@@ -266,6 +424,11 @@ async def run(task: Task) -> None:
     * Inside a scope bound to a sink (a pool, an outbox): submit it there.
     * Outside any scope: run it inline and let its error propagate.
 
+    A task may call ``run`` itself: while its scope is open the new task
+    joins the scope (and the scope's wait covers it); once the scope is
+    being waited, that ``run`` raises :class:`TaskError` inside the parent
+    task, which fails and is logged. Nothing deadlocks.
+
     Raises:
         TaskError: the scope was already waited, or the sink refused the task.
             The task did not run.
@@ -273,11 +436,17 @@ async def run(task: Task) -> None:
     current = _current.get()
     if current is None:
         await task.run()
-    elif current.sink is None:
-        current.start(task)
-    else:
+    elif current.sink is not None:
         current.ensure_open(task)
         await current.sink.submit(task)
+    else:
+        loop = asyncio.get_running_loop()
+        if current._loop is loop or current._loop is None:
+            current._spawn(task, loop, None)
+        else:
+            # A coroutine on another loop than the scope's (asyncio.run inside
+            # a WSGI handler): register over there, without blocking here.
+            await asyncio.wrap_future(current.start_threadsafe(task))
 
 
 async def wait(timeout: float | None = None) -> WaitReport:

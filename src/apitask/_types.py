@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["DurableTask", "JSONValue", "Task", "TaskSink"]
+__all__ = [
+    "ASGIApp",
+    "DurableTask",
+    "JSONValue",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "Task",
+    "TaskSink",
+    "WSGIApp",
+]
 
 JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+
+# The ASGI types, as Starlette spells them (starlette/types.py): the library
+# core imports no web framework, so it carries its own four aliases.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# PEP 3333's application, loosely: (environ, start_response) -> body.
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 @runtime_checkable

@@ -1,0 +1,118 @@
+"""ASGI middleware: one request scope per HTTP request.
+
+Works under any ASGI framework (Starlette, FastAPI, Litestar, Quart)::
+
+    from apitask.asgi import TaskMiddleware
+
+    app.add_middleware(TaskMiddleware)                        # Starlette / FastAPI
+    app = TaskMiddleware(app, wait="after_response")          # any ASGI app
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+from ._options import ScopeMiddleware
+from ._scope import RequestScope, activate, current_scope, deactivate
+from ._types import ASGIApp
+
+if TYPE_CHECKING:
+    from ._types import Message, Receive, Scope, Send
+
+__all__ = ["TaskMiddleware"]
+
+# The messages that can end an HTTP response, with the key that says "more
+# follows" (pathsend is always the last one).
+_ENDING: dict[str, str | None] = {
+    "http.response.body": "more_body",
+    "http.response.zerocopy": "more_body",
+    "http.response.pathsend": None,
+    "http.response.trailers": "more_trailers",
+}
+
+
+class TaskMiddleware(ScopeMiddleware[ASGIApp]):
+    """Open a request scope around every HTTP request and wait for its tasks.
+
+    Lifespan and websocket connections pass through untouched. The handler
+    raising, or the client going away, still waits for the tasks: they are
+    never cancelled on the request's behalf (only a ``timeout`` cancels).
+
+    Args:
+        app: the ASGI application to wrap.
+        wait: when the tasks are waited for.
+            ``"before_response"`` (default): the message that ends the
+            response is held until the tasks are done; status, headers and
+            earlier chunks of a streaming body go out at once. Safe where the
+            process may be frozen once the response is sent (serverless).
+            ``"after_response"``: the response goes out unchanged, and the
+            ASGI call returns only once the tasks are done, so the server's
+            graceful shutdown still waits for them.
+        sink: hand every request's tasks to this
+            :class:`~apitask.TaskSink` (a :class:`~apitask.WorkerPool`)
+            instead: the response then waits for nothing.
+        timeout: seconds to wait for the tasks at most; stragglers are then
+            cancelled and reported (see :meth:`apitask.RequestScope.wait`).
+
+    A request id comes from the ``x-request-id`` header when the client or a
+    proxy sent one, else it is generated; it is in the log record of every
+    failing task and in ``apitask.current_scope().request_id``. When a scope
+    is already open around the middleware, the request uses it (and waits
+    for it) instead of opening its own.
+
+    Raises:
+        ValueError, TypeError: an option is not usable (the message names it).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tasks = current_scope()
+        token = None
+        if tasks is None:
+            tasks = RequestScope(
+                request_id=_request_id(scope), sink=self.sink, loop=asyncio.get_running_loop()
+            )
+            token = activate(tasks)
+        try:
+            if self.wait == "before_response":
+                send = _holding_the_end(send, tasks, self.timeout)
+            await self.app(scope, receive, send)
+        finally:
+            try:
+                # Also the path of a handler that raised or never finished
+                # its response, and of a client that went away.
+                await tasks.wait(self.timeout)
+            finally:
+                if token is not None:
+                    deactivate(token)
+
+
+def _holding_the_end(send: Send, tasks: RequestScope, timeout: float | None) -> Send:
+    trailers = False
+
+    async def send_after_tasks(message: Message) -> None:
+        nonlocal trailers
+        kind = message["type"]
+        if kind == "http.response.start":
+            trailers = message.get("trailers", False)
+        elif (
+            kind in _ENDING
+            and not message.get(_ENDING[kind] or "", False)
+            # With trailers announced, only the last trailers message ends it.
+            and (not trailers or kind == "http.response.trailers")
+        ):
+            await tasks.wait(timeout)
+        await send(message)
+
+    return send_after_tasks
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return str(value.decode("latin-1"))
+    return uuid.uuid4().hex
