@@ -29,15 +29,18 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
 
 def background_loop() -> asyncio.AbstractEventLoop:
     """Return the process's background loop, starting its thread on first use."""
-    global _loop
     loop = _loop
     if loop is None:
         with _lock:
-            if _loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="apitask-loop", daemon=True).start()
-                _loop = loop
-            loop = _loop
+            loop = _loop or _start()  # another thread may have won the race
+    return loop
+
+
+def _start() -> asyncio.AbstractEventLoop:
+    global _loop
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="apitask-loop", daemon=True).start()
+    _loop = loop
     return loop
 
 

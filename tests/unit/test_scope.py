@@ -6,12 +6,16 @@ Each GoTrue test of PR #2146 has a twin here, named after it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 
 import pytest
 
 import apitask
 from apitask import ScopeState, TaskError
+from apitask._background import background_loop
+from apitask._scope import activate, deactivate
 
 
 class Counter:
@@ -289,3 +293,177 @@ async def test_scope_bound_to_a_sink_still_refuses_after_wait() -> None:
         with pytest.raises(TaskError):
             await apitask.run(apitask.task("test.bump", Counter().bump))
     assert sink.tasks == []
+
+
+# --- loops and threads ------------------------------------------------------------
+
+
+async def test_scope_belongs_to_the_loop_it_was_opened_on() -> None:
+    """scope() binds the new scope to the running loop."""
+    async with apitask.scope() as s:
+        assert s.loop is asyncio.get_running_loop()
+
+
+async def test_a_scope_made_by_hand_binds_to_the_loop_of_its_first_task() -> None:
+    """A RequestScope built without a loop takes the loop of its first run."""
+    s = apitask.RequestScope()
+    unbound = s.loop
+    assert unbound is None
+    token = activate(s)
+    try:
+        await apitask.run(apitask.task("test.bump", Counter().bump))
+    finally:
+        deactivate(token)
+    assert s.loop is asyncio.get_running_loop()
+    assert (await s.wait()).succeeded == 1
+
+
+async def test_start_refuses_a_task_from_another_loop() -> None:
+    """start() runs on the scope's own loop only; elsewhere it says what to use."""
+    other = asyncio.new_event_loop()
+    try:
+        s = apitask.RequestScope(loop=other)
+        with pytest.raises(TaskError, match="another event loop; use start_threadsafe"):
+            s.start(apitask.task("test.bump", Counter().bump))
+        assert s.pending == 0
+    finally:
+        other.close()
+
+
+async def test_start_threadsafe_registers_from_a_thread_with_its_context() -> None:
+    """A thread hands a task to the scope's loop; the task sees the thread's context."""
+    seen: list[str] = []
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+    async def record() -> None:
+        seen.append(marker.get())
+
+    def from_a_thread(s: apitask.RequestScope) -> None:
+        marker.set("thread")
+        s.start_threadsafe(apitask.task("test.record", record)).result()
+
+    async with apitask.scope() as s:
+        await asyncio.to_thread(from_a_thread, s)
+        assert s.pending + len(seen) == 1  # registered when result() returned
+    assert seen == ["thread"]
+
+
+async def test_start_threadsafe_refuses_at_once_when_closed() -> None:
+    """A closed scope refuses in the calling thread, before any hop to the loop."""
+    s = apitask.RequestScope(loop=asyncio.get_running_loop())
+    s.close()
+    with pytest.raises(TaskError, match="already waited"):
+        s.start_threadsafe(apitask.task("test.bump", Counter().bump))
+
+
+async def test_start_threadsafe_closed_before_the_loop_registers_fails_the_future() -> None:
+    """Closed between the call and the registration: the future carries TaskError."""
+    counter = Counter()
+    s = apitask.RequestScope(loop=asyncio.get_running_loop())
+    registered = s.start_threadsafe(apitask.task("test.bump", counter.bump))
+    s.close()  # the loop has not run the registration yet
+    with pytest.raises(TaskError, match="already waited"):
+        await asyncio.wrap_future(registered)
+    assert counter.n == 0
+
+
+def test_start_threadsafe_on_a_closed_loop_raises_task_error() -> None:
+    """A scope whose loop is gone refuses clearly instead of losing the task."""
+    loop = asyncio.new_event_loop()
+    loop.close()
+    s = apitask.RequestScope(loop=loop)
+    with pytest.raises(TaskError, match="event loop of its request scope is closed"):
+        s.start_threadsafe(apitask.task("test.bump", Counter().bump))
+
+
+def test_a_scope_first_used_from_sync_code_runs_on_the_background_loop() -> None:
+    """No loop in this thread: the scope binds to apitask's background loop."""
+    counter = Counter()
+    s = apitask.RequestScope()
+    s.start_threadsafe(apitask.task("test.bump", counter.bump)).result()
+    assert s.loop is background_loop()
+    report = s.wait_sync()
+    assert report.succeeded == 1 and counter.n == 1
+    assert s.wait_sync() == report  # closed and empty: returns at once
+
+
+def test_wait_sync_on_a_scope_that_never_ran_anything_just_closes_it() -> None:
+    """Nothing ran, so nothing to wait for: no loop is involved."""
+    s = apitask.RequestScope()
+    assert s.wait_sync() == apitask.WaitReport()
+    assert s.state is ScopeState.CLOSED
+    assert s.loop is None
+
+
+async def test_wait_sync_on_the_scopes_own_loop_refuses_instead_of_deadlocking() -> None:
+    """Blocking the loop the tasks need would hang forever: raise instead."""
+    s = apitask.RequestScope(loop=asyncio.get_running_loop())
+    with pytest.raises(RuntimeError, match="await wait"):
+        s.wait_sync()
+
+
+async def test_run_and_wait_from_another_loop_reach_the_scopes_loop() -> None:
+    """A coroutine on another loop (asyncio.run in a WSGI thread) hops, without blocking."""
+    counter = Counter()
+    s = apitask.RequestScope(loop=background_loop())
+    token = activate(s)
+    try:
+        await apitask.run(apitask.task("test.bump", counter.bump))
+        report = await apitask.wait()
+    finally:
+        deactivate(token)
+    assert report.succeeded == 1 and counter.n == 1
+
+
+# --- counters and options ----------------------------------------------------------
+
+
+async def test_outcomes_are_counted_by_type_once_the_scope_is_idle() -> None:
+    """Successes, failures and cancellations land in scope_counters."""
+    before = apitask.scope_counters.snapshot().get("test.counted", {})
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async with apitask.scope(timeout=0.01):
+        for _ in range(3):
+            await apitask.run(apitask.task("test.counted", Counter().bump))
+        await apitask.run(apitask.task("test.counted", fail))
+        await apitask.run(apitask.task("test.counted", forever))
+    after = apitask.scope_counters.snapshot()["test.counted"]
+    assert after.get("succeeded", 0) - before.get("succeeded", 0) == 3
+    assert after.get("failed", 0) - before.get("failed", 0) == 1
+    assert after.get("cancelled", 0) - before.get("cancelled", 0) == 1
+
+
+async def test_abandoned_tasks_are_counted() -> None:
+    """A task that ignores cancellation past the deadline counts as abandoned."""
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    before = apitask.scope_counters.get("test.stubborn2", apitask.Outcome.ABANDONED)
+    async with apitask.scope(timeout=0.01) as s:
+        await apitask.run(apitask.task("test.stubborn2", stubborn))
+    assert apitask.scope_counters.get("test.stubborn2", apitask.Outcome.ABANDONED) == before + 1
+    release.set()
+    await s.wait()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"timeout": 0}, ValueError, "timeout must be positive"),
+        ({"timeout": "5"}, TypeError, "timeout must be a number"),
+        ({"sink": object()}, TypeError, "sink must be a TaskSink"),
+    ],
+)
+def test_scope_refuses_unusable_options(
+    options: dict[str, object], error: type[Exception], match: str
+) -> None:
+    """Bad options fail where they are written, naming the option."""
+    with pytest.raises(error, match=match):
+        apitask.scope(**options)  # type: ignore[arg-type]

@@ -1,0 +1,511 @@
+"""apitask.asgi.TaskMiddleware with tiny raw ASGI apps (no server, no framework).
+
+Apps are driven with our own receive/send callables where the order of
+events is the point (httpx.ASGITransport buffers the whole response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+import apitask
+from apitask import TaskError
+from apitask.asgi import TaskMiddleware
+
+if TYPE_CHECKING:
+    from apitask._types import Message, Receive, Scope, Send
+
+
+def http_scope(headers: list[tuple[bytes, bytes]] | None = None) -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": headers or [],
+    }
+
+
+async def receive_request() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class Recorder:
+    """An ASGI send that records what reaches the server, in order, with a shared log."""
+
+    def __init__(self, log: list[str] | None = None) -> None:
+        self.messages: list[Message] = []
+        self.log = log if log is not None else []
+
+    async def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+        self.log.append(message["type"])
+
+
+START: Message = {"type": "http.response.start", "status": 200, "headers": []}
+
+
+def final(body: bytes = b"ok") -> Message:
+    return {"type": "http.response.body", "body": body, "more_body": False}
+
+
+# --- GoTrue TestMiddleware/Success and /Failure --------------------------------------
+
+
+async def test_middleware_success_same_request_ten_times_fresh_scope_each() -> None:
+    """Each call gets its own scope: 10 runs accepted per call, all done by the response."""
+    results: list[Exception | None] = []
+    scopes: list[apitask.RequestScope | None] = []
+    done = 0
+
+    async def bump() -> None:
+        nonlocal done
+        done += 1
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        scopes.append(apitask.current_scope())
+        for _ in range(10):
+            try:
+                await apitask.run(apitask.task("test.bump", bump))
+            except Exception as exc:  # pragma: no cover - the assertion below says why
+                results.append(exc)
+            else:
+                results.append(None)
+        await send(START)
+        await send(final())
+
+    middleware = TaskMiddleware(app)
+    request = http_scope()  # the very same request, as in GoTrue's test
+    for served in range(1, 11):
+        await middleware(request, receive_request, Recorder())
+        assert len(results) == 10 * served
+        assert done == 10 * served
+    assert results == [None] * 100
+    assert len({id(s) for s in scopes}) == 10 and None not in scopes
+    assert apitask.current_scope() is None
+
+
+async def test_middleware_failure_outer_scope_is_shared_and_waited() -> None:
+    """An outer scope is reused; once the first call waited it, the next call's runs fail."""
+    results: list[Exception | None] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        for _ in range(10):
+            try:
+                await apitask.run(apitask.task("test.noop", _noop))
+            except TaskError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        await send(START)
+        await send(final())
+
+    middleware = TaskMiddleware(app)
+    async with apitask.scope() as outer:
+        await middleware(http_scope(), receive_request, Recorder())
+        assert results == [None] * 10
+        assert outer.state is apitask.ScopeState.CLOSED  # the middleware waited it
+        await middleware(http_scope(), receive_request, Recorder())
+        assert results[:10] == [None] * 10
+        assert len(results) == 20
+        assert all(isinstance(r, TaskError) for r in results[10:])
+        assert apitask.current_scope() is outer
+
+
+async def _noop() -> None:
+    return None
+
+
+# --- before_response ----------------------------------------------------------------
+
+
+async def test_before_response_streams_early_chunks_and_holds_the_last() -> None:
+    """Start and earlier chunks reach the server at once; the final chunk waits for the task."""
+    log: list[str] = []
+    recorder = Recorder(log)
+    first_chunk_out = asyncio.Event()
+    release = asyncio.Event()
+
+    async def mail() -> None:
+        await release.wait()
+        log.append("task done")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.mail", mail))
+        await send(START)
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        # Deadlocks (and times out) unless the chunk went through while the task runs.
+        await first_chunk_out.wait()
+        release.set()  # the task can finish only from now on...
+        await send(final(b"b"))  # ...and the last chunk must wait for it
+
+    async def server_send(message: Message) -> None:
+        await recorder(message)
+        if message.get("more_body"):
+            first_chunk_out.set()
+
+    async with asyncio.timeout(5):
+        await TaskMiddleware(app)(http_scope(), receive_request, server_send)
+    assert log == [
+        "http.response.start",
+        "http.response.body",
+        "task done",
+        "http.response.body",
+    ]
+    assert [m.get("body") for m in recorder.messages] == [None, b"a", b"b"]
+
+
+async def test_before_response_is_the_default_and_holds_a_single_body() -> None:
+    """The common case: one body message, sent after the request's tasks are done."""
+    log: list[str] = []
+    release = asyncio.Event()
+
+    async def mail() -> None:
+        await release.wait()
+        log.append("task done")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.mail", mail))
+        await send(START)
+        release.set()
+        await send(final())
+
+    middleware = TaskMiddleware(app)
+    assert middleware.wait == "before_response"
+    await middleware(http_scope(), receive_request, Recorder(log))
+    assert log == ["http.response.start", "task done", "http.response.body"]
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        {"type": "http.response.pathsend", "path": "/tmp/file"},
+        {"type": "http.response.zerocopy", "file": 3, "more_body": False},
+    ],
+)
+async def test_before_response_holds_other_messages_that_end_a_response(
+    ending: Message,
+) -> None:
+    """pathsend and zerocopy end a response too: they are held like a final body."""
+    log: list[str] = []
+    release = asyncio.Event()
+
+    async def mail() -> None:
+        await release.wait()
+        log.append("task done")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.mail", mail))
+        await send(START)
+        release.set()
+        await send(ending)
+
+    await TaskMiddleware(app)(http_scope(), receive_request, Recorder(log))
+    assert log == ["http.response.start", "task done", ending["type"]]
+
+
+async def test_before_response_with_trailers_holds_the_last_trailers_not_the_body() -> None:
+    """With trailers announced, the body goes out and the final trailers wait."""
+    log: list[str] = []
+    release = asyncio.Event()
+
+    async def mail() -> None:
+        await release.wait()
+        log.append("task done")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.mail", mail))
+        await send({**START, "trailers": True})
+        await send(final())
+        await send({"type": "http.response.trailers", "headers": [], "more_trailers": True})
+        release.set()
+        await send({"type": "http.response.trailers", "headers": [], "more_trailers": False})
+
+    await TaskMiddleware(app)(http_scope(), receive_request, Recorder(log))
+    assert log == [
+        "http.response.start",
+        "http.response.body",
+        "http.response.trailers",
+        "task done",
+        "http.response.trailers",
+    ]
+
+
+# --- after_response ------------------------------------------------------------------
+
+
+async def test_after_response_sends_everything_then_returns_after_the_tasks() -> None:
+    """The whole response reaches the server while the task runs; the call returns after it."""
+    release = asyncio.Event()
+    task_done = asyncio.Event()
+    seen_while_task_ran: list[bool] = []
+
+    async def mail() -> None:
+        await release.wait()
+        task_done.set()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.mail", mail))
+        await send(START)
+        await send(final())
+
+    response_out = asyncio.Event()
+
+    async def server_send(message: Message) -> None:
+        seen_while_task_ran.append(not task_done.is_set())
+        if message["type"] == "http.response.body":
+            response_out.set()
+
+    call = asyncio.create_task(
+        TaskMiddleware(app, wait="after_response")(http_scope(), receive_request, server_send)
+    )
+    await response_out.wait()  # the response is out: the task is still blocked
+    assert seen_while_task_ran == [True, True]
+    assert not call.done()
+    release.set()
+    await call
+    assert task_done.is_set()
+
+
+# --- failures, disconnects, deadlines -------------------------------------------------
+
+
+@pytest.mark.parametrize("wait", ["before_response", "after_response"])
+async def test_handler_raising_still_waits_for_the_tasks(wait: Any) -> None:
+    """The error propagates only once the tasks are done; they are not cancelled."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def mail() -> None:
+        started.set()
+        await release.wait()
+        finished.set()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.mail", mail))
+        raise RuntimeError("handler failed")
+
+    call = asyncio.create_task(
+        TaskMiddleware(app, wait=wait)(http_scope(), receive_request, Recorder())
+    )
+    await started.wait()
+    assert not call.done()  # it raised in its first step, yet waits for the task
+    release.set()
+    with pytest.raises(RuntimeError, match="handler failed"):
+        await call
+    assert finished.is_set()
+
+
+@pytest.mark.parametrize("wait", ["before_response", "after_response"])
+async def test_client_disconnect_still_waits_for_the_tasks(wait: Any) -> None:
+    """The client is gone (send raises, as uvicorn does): the tasks still finish."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def mail() -> None:
+        started.set()
+        await release.wait()
+        finished.set()
+
+    async def disconnect() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def gone(message: Message) -> None:
+        raise OSError("client disconnected")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.mail", mail))
+        assert (await receive())["type"] == "http.disconnect"
+        await send(START)
+
+    call = asyncio.create_task(TaskMiddleware(app, wait=wait)(http_scope(), disconnect, gone))
+    await started.wait()
+    assert not call.done()
+    release.set()
+    with pytest.raises(OSError, match="client disconnected"):
+        await call
+    assert finished.is_set()
+
+
+async def test_timeout_cancels_stragglers_and_the_response_goes_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the deadline the straggler is cancelled and logged; the response is sent."""
+    cancelled = asyncio.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.forever", forever))
+        await send(START)
+        await send(final())
+
+    recorder = Recorder()
+    caplog.set_level(logging.WARNING, logger="apitask")
+    await TaskMiddleware(app, timeout=0.01)(http_scope(), receive_request, recorder)
+    assert cancelled.is_set()
+    assert recorder.log == ["http.response.start", "http.response.body"]
+    assert any("test.forever" in r.getMessage() for r in caplog.records)
+
+
+# --- what passes through, request ids, sinks, options --------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["lifespan", "websocket"])
+async def test_lifespan_and_websocket_pass_through_untouched(kind: str) -> None:
+    """No scope is opened, and the app gets the very same scope, receive and send."""
+    seen: list[object] = []
+    scope: Scope = {"type": kind}
+    recorder = Recorder()
+
+    async def app(s: Scope, receive: Receive, send: Send) -> None:
+        seen.extend([s, receive, send, apitask.current_scope()])
+
+    await TaskMiddleware(app)(scope, receive_request, recorder)
+    assert seen == [scope, receive_request, recorder, None]
+
+
+async def test_request_id_comes_from_the_header_else_is_generated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """x-request-id is used when sent; it labels the log of a failing task."""
+    ids: list[str | None] = []
+
+    async def fail() -> None:
+        raise ValueError("smtp down")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        current = apitask.current_scope()
+        assert current is not None
+        ids.append(current.request_id)
+        await apitask.run(apitask.task("test.fail", fail))
+        await send(START)
+        await send(final())
+
+    caplog.set_level(logging.ERROR, logger="apitask")
+    transport = httpx.ASGITransport(app=TaskMiddleware(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        first = await client.get("/", headers={"X-Request-Id": "req-42"})
+        second = await client.get("/")
+    assert first.text == second.text == "ok"
+    assert ids[0] == "req-42"
+    assert ids[1] is not None and re.fullmatch(r"[0-9a-f]{32}", ids[1])
+    assert [getattr(r, "request_id", None) for r in caplog.records] == ids
+
+
+async def test_sink_receives_the_tasks_and_the_response_waits_for_nothing() -> None:
+    """With a sink, run hands every task to it; nothing runs in the request."""
+    submitted: list[apitask.Task] = []
+
+    class Sink:
+        async def submit(self, task: apitask.Task) -> None:
+            submitted.append(task)
+
+        def submit_sync(self, task: apitask.Task) -> None:
+            raise AssertionError("async code submits with submit")
+
+    async def never() -> None:
+        raise AssertionError("a sink-bound request must not run its tasks")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.never", never))
+        current = apitask.current_scope()
+        assert current is not None and current.pending == 0
+        await send(START)
+        await send(final())
+
+    recorder = Recorder()
+    await TaskMiddleware(app, sink=Sink())(http_scope(), receive_request, recorder)
+    assert [t.type for t in submitted] == ["test.never"]
+    assert recorder.log == ["http.response.start", "http.response.body"]
+
+
+async def test_a_task_that_runs_tasks_while_the_scope_is_open_is_waited_with_them() -> None:
+    """A child started before the response ends joins the scope: both finish first."""
+    log: list[str] = []
+    child_started = asyncio.Event()
+
+    async def child() -> None:
+        log.append("child")
+
+    async def parent() -> None:
+        await apitask.run(apitask.task("test.child", child))
+        child_started.set()
+        log.append("parent")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.parent", parent))
+        await child_started.wait()
+        await send(START)
+        await send(final())
+
+    await TaskMiddleware(app)(http_scope(), receive_request, Recorder(log))
+    assert sorted(log[:2]) == ["child", "parent"]
+    assert log[2:] == ["http.response.start", "http.response.body"]
+
+
+async def test_a_task_that_runs_tasks_after_the_response_ended_fails_without_deadlock(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once the final body is being held the scope is closed: the nested run raises
+    TaskError inside the parent task, which is logged; the response still goes out."""
+    log: list[str] = []
+
+    async def parent() -> None:
+        await apitask.run(apitask.task("test.child", _noop))
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # The parent's first step comes after the final body closed the scope.
+        await apitask.run(apitask.task("test.parent", parent))
+        await send(START)
+        await send(final())
+
+    caplog.set_level(logging.ERROR, logger="apitask")
+    await TaskMiddleware(app)(http_scope(), receive_request, Recorder(log))
+    assert log == ["http.response.start", "http.response.body"]
+    [record] = caplog.records
+    assert record.task_type == "test.parent"  # type: ignore[attr-defined]
+    assert record.exc_info is not None and record.exc_info[0] is TaskError
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"wait": "sometimes"}, ValueError, "wait must be one of 'before_response'"),
+        ({"timeout": -1}, ValueError, "timeout must be positive"),
+        ({"timeout": float("nan")}, ValueError, "timeout must be positive"),
+        ({"timeout": True}, TypeError, "timeout must be a number"),
+        ({"sink": object()}, TypeError, "sink must be a TaskSink.*submit, submit_sync"),
+    ],
+)
+def test_unusable_options_fail_at_construction(
+    options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """A misconfigured middleware fails when built, naming the option."""
+    with pytest.raises(error, match=match):
+        TaskMiddleware(_app_unused, **options)
+
+
+def test_options_are_kept() -> None:
+    """Valid options are stored as given (timeouts as float seconds)."""
+    middleware = TaskMiddleware(_app_unused, wait="after_response", timeout=2)
+    assert (middleware.wait, middleware.timeout, middleware.sink) == ("after_response", 2.0, None)
+
+
+async def _app_unused(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("not called")  # pragma: no cover - only built, never served
