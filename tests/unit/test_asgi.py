@@ -19,7 +19,9 @@ from apitask import TaskError
 from apitask.asgi import TaskMiddleware
 
 if TYPE_CHECKING:
-    from apitask._types import Message, Receive, Scope, Send
+    from collections.abc import Awaitable, Callable
+
+    from apitask._types import ASGIApp, Message, Receive, Scope, Send
 
 
 def http_scope(headers: list[tuple[bytes, bytes]] | None = None) -> Scope:
@@ -51,6 +53,22 @@ class Recorder:
         self.log.append(message["type"])
 
 
+class Blocked:
+    """A task body that says when it started and ends only once released."""
+
+    def __init__(self, log: list[str] | None = None) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.log = log if log is not None else []
+
+    async def __call__(self) -> None:
+        self.started.set()
+        await self.release.wait()
+        self.finished.set()
+        self.log.append("task done")
+
+
 START: Message = {"type": "http.response.start", "status": 200, "headers": []}
 
 
@@ -59,6 +77,28 @@ def final(body: bytes = b"ok") -> Message:
 
 
 # --- GoTrue TestMiddleware/Success and /Failure --------------------------------------
+
+
+def ten_runs(
+    fn: Callable[[], Awaitable[None]],
+    results: list[Exception | None],
+    scopes: list[apitask.RequestScope | None],
+) -> ASGIApp:
+    """GoTrue's test handler: run 10 tasks, record what each run returned, respond."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        scopes.append(apitask.current_scope())
+        for _ in range(10):
+            try:
+                await apitask.run(apitask.task("test.run", fn))
+            except TaskError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        await send(START)
+        await send(final())
+
+    return app
 
 
 async def test_middleware_success_same_request_ten_times_fresh_scope_each() -> None:
@@ -71,19 +111,7 @@ async def test_middleware_success_same_request_ten_times_fresh_scope_each() -> N
         nonlocal done
         done += 1
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        scopes.append(apitask.current_scope())
-        for _ in range(10):
-            try:
-                await apitask.run(apitask.task("test.bump", bump))
-            except Exception as exc:  # pragma: no cover - the assertion below says why
-                results.append(exc)
-            else:
-                results.append(None)
-        await send(START)
-        await send(final())
-
-    middleware = TaskMiddleware(app)
+    middleware = TaskMiddleware(ten_runs(bump, results, scopes))
     request = http_scope()  # the very same request, as in GoTrue's test
     for served in range(1, 11):
         await middleware(request, receive_request, Recorder())
@@ -98,18 +126,7 @@ async def test_middleware_failure_outer_scope_is_shared_and_waited() -> None:
     """An outer scope is reused; once the first call waited it, the next call's runs fail."""
     results: list[Exception | None] = []
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        for _ in range(10):
-            try:
-                await apitask.run(apitask.task("test.noop", _noop))
-            except TaskError as exc:
-                results.append(exc)
-            else:
-                results.append(None)
-        await send(START)
-        await send(final())
-
-    middleware = TaskMiddleware(app)
+    middleware = TaskMiddleware(ten_runs(_noop, results, []))
     async with apitask.scope() as outer:
         await middleware(http_scope(), receive_request, Recorder())
         assert results == [None] * 10
@@ -133,11 +150,7 @@ async def test_before_response_streams_early_chunks_and_holds_the_last() -> None
     log: list[str] = []
     recorder = Recorder(log)
     first_chunk_out = asyncio.Event()
-    release = asyncio.Event()
-
-    async def mail() -> None:
-        await release.wait()
-        log.append("task done")
+    mail = Blocked(log)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await apitask.run(apitask.task("test.mail", mail))
@@ -145,7 +158,7 @@ async def test_before_response_streams_early_chunks_and_holds_the_last() -> None
         await send({"type": "http.response.body", "body": b"a", "more_body": True})
         # Deadlocks (and times out) unless the chunk went through while the task runs.
         await first_chunk_out.wait()
-        release.set()  # the task can finish only from now on...
+        mail.release.set()  # the task can finish only from now on...
         await send(final(b"b"))  # ...and the last chunk must wait for it
 
     async def server_send(message: Message) -> None:
@@ -164,80 +177,45 @@ async def test_before_response_streams_early_chunks_and_holds_the_last() -> None
     assert [m.get("body") for m in recorder.messages] == [None, b"a", b"b"]
 
 
-async def test_before_response_is_the_default_and_holds_a_single_body() -> None:
-    """The common case: one body message, sent after the request's tasks are done."""
-    log: list[str] = []
-    release = asyncio.Event()
-
-    async def mail() -> None:
-        await release.wait()
-        log.append("task done")
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await apitask.run(apitask.task("test.mail", mail))
-        await send(START)
-        release.set()
-        await send(final())
-
-    middleware = TaskMiddleware(app)
-    assert middleware.wait == "before_response"
-    await middleware(http_scope(), receive_request, Recorder(log))
-    assert log == ["http.response.start", "task done", "http.response.body"]
+TRAILERS: Message = {"type": "http.response.trailers", "headers": [], "more_trailers": False}
 
 
 @pytest.mark.parametrize(
-    "ending",
+    ("messages", "held"),
     [
-        {"type": "http.response.pathsend", "path": "/tmp/file"},
-        {"type": "http.response.zerocopy", "file": 3, "more_body": False},
+        pytest.param([START, final()], 1, id="single body"),
+        pytest.param(
+            [START, {"type": "http.response.pathsend", "path": "/tmp/file"}], 1, id="pathsend"
+        ),
+        pytest.param(
+            [START, {"type": "http.response.zerocopy", "file": 3, "more_body": False}],
+            1,
+            id="zerocopy",
+        ),
+        pytest.param(
+            [{**START, "trailers": True}, final(), {**TRAILERS, "more_trailers": True}, TRAILERS],
+            3,
+            id="trailers: the body goes, the last trailers wait",
+        ),
     ],
 )
-async def test_before_response_holds_other_messages_that_end_a_response(
-    ending: Message,
+async def test_before_response_holds_the_message_that_ends_the_response(
+    messages: list[Message], held: int
 ) -> None:
-    """pathsend and zerocopy end a response too: they are held like a final body."""
+    """Only the message that ends the response waits for the task; it is the default."""
     log: list[str] = []
-    release = asyncio.Event()
-
-    async def mail() -> None:
-        await release.wait()
-        log.append("task done")
+    mail = Blocked(log)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await apitask.run(apitask.task("test.mail", mail))
-        await send(START)
-        release.set()
-        await send(ending)
+        for i, message in enumerate(messages):
+            if i == held:
+                mail.release.set()  # the task can finish only from now on
+            await send(message)
 
     await TaskMiddleware(app)(http_scope(), receive_request, Recorder(log))
-    assert log == ["http.response.start", "task done", ending["type"]]
-
-
-async def test_before_response_with_trailers_holds_the_last_trailers_not_the_body() -> None:
-    """With trailers announced, the body goes out and the final trailers wait."""
-    log: list[str] = []
-    release = asyncio.Event()
-
-    async def mail() -> None:
-        await release.wait()
-        log.append("task done")
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await apitask.run(apitask.task("test.mail", mail))
-        await send({**START, "trailers": True})
-        await send(final())
-        await send({"type": "http.response.trailers", "headers": [], "more_trailers": True})
-        release.set()
-        await send({"type": "http.response.trailers", "headers": [], "more_trailers": False})
-
-    await TaskMiddleware(app)(http_scope(), receive_request, Recorder(log))
-    assert log == [
-        "http.response.start",
-        "http.response.body",
-        "http.response.trailers",
-        "task done",
-        "http.response.trailers",
-    ]
+    types = [m["type"] for m in messages]
+    assert log == [*types[:held], "task done", *types[held:]]
 
 
 # --- after_response ------------------------------------------------------------------
@@ -245,23 +223,17 @@ async def test_before_response_with_trailers_holds_the_last_trailers_not_the_bod
 
 async def test_after_response_sends_everything_then_returns_after_the_tasks() -> None:
     """The whole response reaches the server while the task runs; the call returns after it."""
-    release = asyncio.Event()
-    task_done = asyncio.Event()
+    mail = Blocked()
     seen_while_task_ran: list[bool] = []
-
-    async def mail() -> None:
-        await release.wait()
-        task_done.set()
+    response_out = asyncio.Event()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await apitask.run(apitask.task("test.mail", mail))
         await send(START)
         await send(final())
 
-    response_out = asyncio.Event()
-
     async def server_send(message: Message) -> None:
-        seen_while_task_ran.append(not task_done.is_set())
+        seen_while_task_ran.append(not mail.finished.is_set())
         if message["type"] == "http.response.body":
             response_out.set()
 
@@ -271,52 +243,36 @@ async def test_after_response_sends_everything_then_returns_after_the_tasks() ->
     await response_out.wait()  # the response is out: the task is still blocked
     assert seen_while_task_ran == [True, True]
     assert not call.done()
-    release.set()
+    mail.release.set()
     await call
-    assert task_done.is_set()
+    assert mail.finished.is_set()
 
 
 # --- failures, disconnects, deadlines -------------------------------------------------
 
 
-@pytest.mark.parametrize("wait", ["before_response", "after_response"])
-async def test_handler_raising_still_waits_for_the_tasks(wait: Any) -> None:
-    """The error propagates only once the tasks are done; they are not cancelled."""
-    started = asyncio.Event()
-    release = asyncio.Event()
-    finished = asyncio.Event()
+async def _raise(receive: Receive, send: Send) -> None:
+    raise RuntimeError("handler failed")
 
-    async def mail() -> None:
-        started.set()
-        await release.wait()
-        finished.set()
+
+async def _client_gone(receive: Receive, send: Send) -> None:
+    assert (await receive())["type"] == "http.disconnect"
+    await send(START)  # raises, as uvicorn's send does for a vanished client
+
+
+@pytest.mark.parametrize("wait", ["before_response", "after_response"])
+@pytest.mark.parametrize(
+    ("ending", "error"), [(_raise, "handler failed"), (_client_gone, "client disconnected")]
+)
+async def test_handler_raising_or_client_gone_still_waits_for_the_tasks(
+    wait: Any, ending: Any, error: str
+) -> None:
+    """The error propagates only once the tasks are done; they are not cancelled."""
+    mail = Blocked()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await apitask.run(apitask.task("test.mail", mail))
-        raise RuntimeError("handler failed")
-
-    call = asyncio.create_task(
-        TaskMiddleware(app, wait=wait)(http_scope(), receive_request, Recorder())
-    )
-    await started.wait()
-    assert not call.done()  # it raised in its first step, yet waits for the task
-    release.set()
-    with pytest.raises(RuntimeError, match="handler failed"):
-        await call
-    assert finished.is_set()
-
-
-@pytest.mark.parametrize("wait", ["before_response", "after_response"])
-async def test_client_disconnect_still_waits_for_the_tasks(wait: Any) -> None:
-    """The client is gone (send raises, as uvicorn does): the tasks still finish."""
-    started = asyncio.Event()
-    release = asyncio.Event()
-    finished = asyncio.Event()
-
-    async def mail() -> None:
-        started.set()
-        await release.wait()
-        finished.set()
+        await ending(receive, send)
 
     async def disconnect() -> Message:
         return {"type": "http.disconnect"}
@@ -324,18 +280,13 @@ async def test_client_disconnect_still_waits_for_the_tasks(wait: Any) -> None:
     async def gone(message: Message) -> None:
         raise OSError("client disconnected")
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await apitask.run(apitask.task("test.mail", mail))
-        assert (await receive())["type"] == "http.disconnect"
-        await send(START)
-
     call = asyncio.create_task(TaskMiddleware(app, wait=wait)(http_scope(), disconnect, gone))
-    await started.wait()
-    assert not call.done()
-    release.set()
-    with pytest.raises(OSError, match="client disconnected"):
+    await mail.started.wait()
+    assert not call.done()  # it failed in its first step, yet waits for the task
+    mail.release.set()
+    with pytest.raises(Exception, match=error):
         await call
-    assert finished.is_set()
+    assert mail.finished.is_set()
 
 
 async def test_timeout_cancels_stragglers_and_the_response_goes_out(
