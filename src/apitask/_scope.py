@@ -15,7 +15,7 @@ import enum
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ._background import background_loop, running_loop
 from ._counters import Outcome, TaskCounters
@@ -106,7 +106,6 @@ class RequestScope:
         "_failed",
         "_idle",
         "_loop",
-        "_on_done",
         "_state",
         "_succeeded",
         "_succeeded_by_type",
@@ -135,8 +134,6 @@ class RequestScope:
         # Successes are tallied here and added to scope_counters when the
         # scope falls idle: one locked update per type, not one per task.
         self._succeeded_by_type: dict[str, int] = {}
-        # One bound method for every task of the scope, not one per task.
-        self._on_done = self._finished
 
     @property
     def state(self) -> ScopeState:
@@ -187,9 +184,9 @@ class RequestScope:
                     "event loop; use start_threadsafe()"
                 )
             self._loop = loop
-        running = loop.create_task(task.run(), context=context)
-        self._tasks[running] = task
-        running.add_done_callback(self._on_done)
+        running = loop.create_task(self._supervised(task), context=context)
+        if not running.done():  # an eager task factory may have run it to the end already
+            self._tasks[running] = task
 
     def start_threadsafe(self, task: Task) -> concurrent.futures.Future[None]:
         """Start ``task`` on the scope's loop from any thread.
@@ -225,30 +222,34 @@ class RequestScope:
             ) from exc
         return registered
 
-    def _finished(self, running: asyncio.Task[None]) -> None:
-        task = self._tasks.pop(running)
-        if running.cancelled():
+    async def _supervised(self, task: Task) -> None:
+        # The bookkeeping runs in the task's own last step rather than in a
+        # done callback: a waiter wakes one loop iteration sooner, and no
+        # callback is scheduled per task.
+        try:
+            await task.run()
+        except asyncio.CancelledError:
             scope_counters.add(task.type, Outcome.CANCELLED)
+            raise
+        except Exception as exc:
+            self._failed += 1
+            scope_counters.add(task.type, Outcome.FAILED)
+            logger.error(
+                'apitask: error running "%s": %s',
+                task.type,
+                exc,
+                exc_info=exc,
+                extra={"action": "apitask", "task_type": task.type, "request_id": self.request_id},
+            )
         else:
-            exc = running.exception()
-            if exc is None:
-                self._succeeded += 1
-                tally = self._succeeded_by_type
-                tally[task.type] = tally.get(task.type, 0) + 1
-            else:
-                self._failed += 1
-                scope_counters.add(task.type, Outcome.FAILED)
-                logger.error(
-                    'apitask: error running "%s": %s',
-                    task.type,
-                    exc,
-                    exc_info=exc,
-                    extra={
-                        "action": "apitask",
-                        "task_type": task.type,
-                        "request_id": self.request_id,
-                    },
-                )
+            self._succeeded += 1
+            tally = self._succeeded_by_type
+            tally[task.type] = tally.get(task.type, 0) + 1
+        finally:
+            self._release(cast("asyncio.Task[None]", asyncio.current_task()))
+
+    def _release(self, running: asyncio.Task[None]) -> None:
+        self._tasks.pop(running, None)
         if not self._tasks:
             self._flush_counts()
             if self._idle is not None:
@@ -280,18 +281,29 @@ class RequestScope:
             return await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(self.wait(timeout), loop)
             )
-        self.close()
-        cancelled: tuple[str, ...] = ()
-        abandoned: tuple[str, ...] = ()
-        if self._tasks:
-            if self._idle is None:
-                self._idle = asyncio.Event()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._idle.wait()
-            except TimeoutError:
-                cancelled, abandoned = await self._cancel_stragglers(timeout)
+        cancelled, abandoned = await self.drain(timeout)
         return WaitReport(self._succeeded, self._failed, cancelled, abandoned)
+
+    async def drain(self, timeout: float | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """:meth:`wait` on the scope's own loop, without building a report.
+
+        For integrations on the hot path (the middleware). Returns the types
+        of the tasks cancelled at the deadline, and of those abandoned.
+        """
+        self.close()
+        if not self._tasks:
+            return (), ()
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        if timeout is None:  # the common case, without a timer to arm and disarm
+            await self._idle.wait()
+            return (), ()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return await self._cancel_stragglers(timeout)
+        return (), ()
 
     def wait_sync(self, timeout: float | None = None) -> WaitReport:
         """:meth:`wait` for sync code: block this thread until the tasks are done.
@@ -324,7 +336,13 @@ class RequestScope:
                 extra={"action": "apitask", "task_type": task.type, "request_id": self.request_id},
             )
             running.cancel()
-        _, still_running = await asyncio.wait(stragglers, timeout=grace)
+        done, still_running = await asyncio.wait(stragglers, timeout=grace)
+        for running in done:
+            if running in self._tasks:
+                # Cancelled before its first step: its coroutine never ran, so
+                # never released itself.
+                scope_counters.add(stragglers[running].type, Outcome.CANCELLED)
+                self._release(running)
         for running in still_running:
             scope_counters.add(stragglers[running].type, Outcome.ABANDONED)
         self._flush_counts()  # the abandoned keep the scope from falling idle

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -460,3 +461,32 @@ def test_options_are_kept() -> None:
 
 async def _app_unused(scope: Scope, receive: Receive, send: Send) -> None:
     raise AssertionError("not called")  # pragma: no cover - only built, never served
+
+
+# --- blocking calls never happen on the loop ----------------------------------------------
+
+
+async def test_sync_tasks_block_in_a_thread_never_on_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """blockbuster fails blocking calls on the loop: the sync task's sleep passes, the
+    same sleep in an async task (on the loop) is caught and logged as its failure."""
+
+    def blocking_send() -> None:
+        time.sleep(0.001)
+
+    async def blocking_on_the_loop() -> None:
+        time.sleep(0.001)  # noqa: ASYNC251 - the point of the control
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.sync", blocking_send))
+        await apitask.run(apitask.task("test.on_loop", blocking_on_the_loop))
+        await send(START)
+        await send(final())
+
+    caplog.set_level(logging.ERROR, logger="apitask")
+    await TaskMiddleware(app)(http_scope(), receive_request, Recorder())
+    [record] = caplog.records
+    assert record.task_type == "test.on_loop"  # type: ignore[attr-defined]
+    assert record.exc_info is not None
+    assert type(record.exc_info[1]).__name__ == "BlockingError"

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from typing import Any
 
 import pytest
 
@@ -467,3 +468,42 @@ def test_scope_refuses_unusable_options(
     """Bad options fail where they are written, naming the option."""
     with pytest.raises(error, match=match):
         apitask.scope(**options)  # type: ignore[arg-type]
+
+
+async def test_a_task_finished_eagerly_by_the_task_factory_is_not_waited_for() -> None:
+    """With an eager task factory (Python 3.12's asyncio.eager_task_factory) a task
+    may end inside create_task: the scope must not wait for it forever."""
+    loop = asyncio.get_running_loop()
+
+    def eager(
+        loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None
+    ) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = loop.create_future()
+        with contextlib.suppress(StopIteration):
+            coro.send(None)  # a no-op coroutine ends in its first step
+        done.set_result(None)
+        return done
+
+    counter = Counter()
+    loop.set_task_factory(eager)  # type: ignore[arg-type]
+    try:
+        async with apitask.scope() as s:
+            await apitask.run(apitask.task("test.bump", counter.bump))
+            assert s.pending == 0
+    finally:
+        loop.set_task_factory(None)
+    assert counter.n == 1
+    assert (await s.wait()).succeeded == 1
+
+
+async def test_a_straggler_cancelled_before_its_first_step_is_released() -> None:
+    """Cancelled before it ever ran, a task cannot release itself: the deadline path does."""
+    counter = Counter()
+    s = apitask.RequestScope(loop=asyncio.get_running_loop())
+    s.start(apitask.task("test.unstarted", counter.bump))
+    s.close()
+    # What wait() does at its deadline, here before the loop ran the task at all.
+    cancelled, abandoned = await s._cancel_stragglers(None)
+    assert (cancelled, abandoned) == (("test.unstarted",), ())
+    assert s.pending == 0 and counter.n == 0
+    assert (await s.wait()).succeeded == 0

@@ -1,0 +1,194 @@
+"""Requests/s of a hello-world Starlette app on uvicorn, with and without TaskMiddleware.
+
+Each case is its own uvicorn process (uvloop + httptools, one worker, access
+log off) on 127.0.0.1; wrk loads them in turn, interleaved and repeated, and
+the table prints medians with the ratio to the plain app. Target
+(DESIGN.md): TaskMiddleware running one no-op task per request keeps at
+least 0.9x the requests/s of the plain app.
+
+    .venv/bin/python bench/middleware.py [--seconds 3] [--repeat 5] [--connections 32]
+
+wrk comes from Debian (``apt-get install wrk``); the script installs it when
+it runs as root and wrk is missing. This file is also the served app module
+(uvicorn imports ``middleware:<case>`` from bench/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import apitask
+from _common import Series, save, table
+from apitask.asgi import TaskMiddleware
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from starlette.requests import Request
+
+HERE = Path(__file__).resolve().parent
+
+
+async def noop() -> None:
+    return None
+
+
+async def hello(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("Hello, world!")
+
+
+async def hello_with_bare_task(request: Request) -> PlainTextResponse:
+    # What any asyncio task costs here: start one, wait for it.
+    await asyncio.get_running_loop().create_task(noop())
+    return PlainTextResponse("Hello, world!")
+
+
+async def hello_with_task(request: Request) -> PlainTextResponse:
+    await apitask.run(apitask.task("bench.noop", noop))
+    return PlainTextResponse("Hello, world!")
+
+
+def build(endpoint: object, *middleware: Middleware) -> Starlette:
+    return Starlette(routes=[Route("/", endpoint)], middleware=list(middleware))  # type: ignore[arg-type]
+
+
+# The served apps, one per case (uvicorn bench/middleware:<name>).
+plain = build(hello)
+bare_task = build(hello_with_bare_task)
+middleware_only = build(hello, Middleware(TaskMiddleware))
+one_task = build(hello_with_task, Middleware(TaskMiddleware))
+one_task_after = build(hello_with_task, Middleware(TaskMiddleware, wait="after_response"))
+
+CASES = {
+    "plain Starlette (baseline)": "plain",
+    "bare asyncio task per request (reference)": "bare_task",
+    "+ TaskMiddleware, no task": "middleware_only",
+    "+ TaskMiddleware, 1 no-op task (before_response)": "one_task",
+    "+ TaskMiddleware, 1 no-op task (after_response)": "one_task_after",
+}
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True)
+        wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("bench/middleware.py needs wrk: apt-get install wrk")
+    return wrk
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"uvicorn exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)  # polling for readiness
+    sys.exit("uvicorn did not start listening within 30 s")
+
+
+@contextlib.contextmanager
+def uvicorn(app_name: str) -> Iterator[tuple[str, int]]:
+    """Serve ``middleware:<app_name>``; yield its URL and process id."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "uvicorn", "--app-dir", str(HERE),
+            "--host", "127.0.0.1", "--port", str(port),
+            "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning",
+            f"middleware:{app_name}",
+        ]
+    )  # fmt: skip
+    try:
+        wait_until_listening(port, process)
+        yield f"http://127.0.0.1:{port}/", process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(wrk: str, url: str, pid: int, seconds: int, connections: int) -> tuple[float, float]:
+    """Requests/s that wrk measured, and the server's CPU µs per request."""
+    cpu_before = cpu_seconds(pid)
+    out = subprocess.run(
+        [wrk, "-t", "1", "-c", str(connections), "-d", f"{seconds}s", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    cpu = cpu_seconds(pid) - cpu_before
+    rate = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rate is None or count is None or "Non-2xx" in out or "Socket errors" in out:
+        sys.exit(f"wrk run failed or saw errors:\n{out}")
+    return float(rate.group(1)), cpu / int(count.group(1)) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    rates = {name: Series(name, "/s") for name in CASES}
+    costs = {name: Series(name, "us") for name in CASES}
+    with contextlib.ExitStack() as stack:
+        servers = {name: stack.enter_context(uvicorn(app)) for name, app in CASES.items()}
+        for url, pid in servers.values():  # warm-up
+            load(wrk, url, pid, 1, args.connections)
+        for _ in range(args.repeat):
+            for name, (url, pid) in servers.items():  # interleaved: drift hits all alike
+                rate, cost = load(wrk, url, pid, args.seconds, args.connections)
+                rates[name].values.append(rate)
+                costs[name].values.append(cost)
+    print(
+        f"hello-world Starlette on uvicorn (uvloop, httptools), wrk -t1 -c{args.connections}, "
+        f"{args.seconds} s x {args.repeat} per case"
+    )
+    print("requests/s:")
+    print(table(list(rates.values()), rates["plain Starlette (baseline)"], higher_is_better=True))
+    # The machine is shared: the server's own CPU time per request is the
+    # steadier measure of what the middleware costs.
+    print("server CPU µs per request:")
+    print(table(list(costs.values()), costs["plain Starlette (baseline)"]))
+    rows = [*rates.values(), *costs.values()]
+    path = save("middleware", rows, seconds=args.seconds, connections=args.connections)
+    print(f"raw: {path}")
+
+
+if __name__ == "__main__":
+    main()
