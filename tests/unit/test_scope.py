@@ -507,3 +507,13 @@ async def test_a_straggler_cancelled_before_its_first_step_is_released() -> None
     assert (cancelled, abandoned) == (("test.unstarted",), ())
     assert s.pending == 0 and counter.n == 0
     assert (await s.wait()).succeeded == 0
+
+
+async def test_tasks_done_before_the_deadline_are_simply_waited() -> None:
+    """A deadline that is not reached changes nothing: nothing cancelled."""
+    counter = Counter()
+    async with apitask.scope() as s:
+        await apitask.run(apitask.task("test.bump", counter.bump))
+        report = await s.wait(timeout=30)
+    assert report == apitask.WaitReport(succeeded=1)
+    assert counter.n == 1
