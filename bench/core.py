@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import statistics
 import time
 from typing import TYPE_CHECKING
 
@@ -89,6 +90,12 @@ def main() -> None:
     loop_name = "uvloop" if args.uvloop else "asyncio"
     print(f"{args.tasks} no-op tasks, {args.repeat} runs, {loop_name} loop, µs per task")
     print(table(rows, rows[0]))
+    # On a shared machine the load drifts between runs; the ratio of two
+    # cases measured back to back drifts much less.
+    baseline = rows[0].values
+    for row in rows[1:]:
+        paired = statistics.median(v / b for v, b in zip(row.values, baseline, strict=True))
+        print(f"paired ratio (median of per-run ratios), {row.name.strip()}: {paired:.2f}x")
     path = save(f"core-{loop_name}", rows, tasks=args.tasks, repeat=args.repeat)
     print(f"raw: {path}")
 

@@ -73,7 +73,7 @@ def _is_async(fn: object) -> bool:
     # An `async def` function or method first: inspect.iscoroutinefunction
     # costs microseconds, and task() is on every request's path. (Sync ones
     # take the slow path, which is nothing next to their thread hop.)
-    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    code = getattr(fn, "__code__", None)  # bound methods pass __code__ through
     if code is not None and code.co_flags & inspect.CO_COROUTINE:
         return True
     # Partials, marked or decorated callables, objects with an async __call__.

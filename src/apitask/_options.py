@@ -6,12 +6,20 @@ message, not on the first request.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar, get_args
 
 if TYPE_CHECKING:
     from ._types import TaskSink
 
-__all__ = ["ScopeMiddleware", "WaitMode", "check_sink", "check_timeout", "check_wait"]
+__all__ = [
+    "ScopeMiddleware",
+    "WaitMode",
+    "check_sink",
+    "check_timeout",
+    "check_wait",
+    "request_id",
+]
 
 WaitMode = Literal["before_response", "after_response"]
 """When a middleware waits for the tasks of a request (see docs/core.md)."""
@@ -71,3 +79,14 @@ class ScopeMiddleware(Generic[AppT]):
         self.wait: WaitMode = check_wait(wait)
         self.sink = check_sink(sink)
         self.timeout = check_timeout(timeout)
+
+
+def request_id(header: str | None) -> str:
+    """The request id a client or proxy sent, if it is safe to log; else a fresh one.
+
+    The header is the client's to choose: one with control characters (a
+    forged log line) or of absurd length is replaced, not logged.
+    """
+    if header and len(header) <= 200 and header.isprintable():
+        return header
+    return os.urandom(16).hex()  # as random as uuid4().hex, at a quarter of the cost

@@ -15,7 +15,7 @@ import enum
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ._background import background_loop, running_loop
 from ._counters import Outcome, TaskCounters
@@ -48,6 +48,10 @@ scope_counters = TaskCounters()
 _current: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
     "apitask_scope", default=None
 )
+
+# Bound once: run() and every task's last step call them.
+_get_running_loop = asyncio.get_running_loop
+_current_task = asyncio.current_task
 
 # Guards binding a scope to its loop against a concurrent close from another
 # thread (a WSGI scope is bound by its first run_sync). Held for a few
@@ -184,7 +188,11 @@ class RequestScope:
                     "event loop; use start_threadsafe()"
                 )
             self._loop = loop
-        running = loop.create_task(self._supervised(task), context=context)
+        coro = self._supervised(task)
+        # Keyword arguments cost a C call more to parse: only pass one when needed.
+        running = (
+            loop.create_task(coro) if context is None else loop.create_task(coro, context=context)
+        )
         if not running.done():  # an eager task factory may have run it to the end already
             self._tasks[running] = task
 
@@ -246,7 +254,7 @@ class RequestScope:
             tally = self._succeeded_by_type
             tally[task.type] = tally.get(task.type, 0) + 1
         finally:
-            self._release(cast("asyncio.Task[None]", asyncio.current_task()))
+            self._release(_current_task())  # type: ignore[arg-type]
 
     def _release(self, running: asyncio.Task[None]) -> None:
         self._tasks.pop(running, None)
@@ -458,7 +466,7 @@ async def run(task: Task) -> None:
         current.ensure_open(task)
         await current.sink.submit(task)
     else:
-        loop = asyncio.get_running_loop()
+        loop = _get_running_loop()
         if current._loop is loop or current._loop is None:
             current._spawn(task, loop, None)
         else:

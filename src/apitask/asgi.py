@@ -11,10 +11,9 @@ Works under any ASGI framework (Starlette, FastAPI, Litestar, Quart)::
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import TYPE_CHECKING
 
-from ._options import ScopeMiddleware
+from ._options import ScopeMiddleware, request_id
 from ._scope import RequestScope, activate, current_scope, deactivate
 from ._types import ASGIApp
 
@@ -122,5 +121,5 @@ def _holding_the_end(send: Send, tasks: RequestScope, timeout: float | None) -> 
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            return str(value.decode("latin-1"))
-    return os.urandom(16).hex()  # as random as uuid4().hex, at a quarter of the cost
+            return request_id(value.decode("latin-1"))
+    return request_id(None)

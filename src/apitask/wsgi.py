@@ -13,10 +13,9 @@ worker thread of that loop; the request's thread only waits for them.
 from __future__ import annotations
 
 import enum
-import os
 from typing import TYPE_CHECKING
 
-from ._options import ScopeMiddleware
+from ._options import ScopeMiddleware, request_id
 from ._scope import RequestScope, activate, current_scope, deactivate
 from ._types import WSGIApp
 
@@ -62,7 +61,7 @@ class TaskMiddleware(ScopeMiddleware[WSGIApp]):
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         tasks = current_scope() or RequestScope(
-            request_id=environ.get("HTTP_X_REQUEST_ID") or os.urandom(16).hex(), sink=self.sink
+            request_id=request_id(environ.get("HTTP_X_REQUEST_ID")), sink=self.sink
         )
         token = activate(tasks)
         try:

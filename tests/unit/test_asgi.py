@@ -335,7 +335,7 @@ async def test_lifespan_and_websocket_pass_through_untouched(kind: str) -> None:
 async def test_request_id_comes_from_the_header_else_is_generated(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """x-request-id is used when sent; it labels the log of a failing task."""
+    """x-request-id is used when sent and printable; it labels the log of a failing task."""
     ids: list[str | None] = []
 
     async def fail() -> None:
@@ -354,9 +354,12 @@ async def test_request_id_comes_from_the_header_else_is_generated(
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         first = await client.get("/", headers={"X-Request-Id": "req-42"})
         second = await client.get("/")
+        for unfit in ("a\tforged", "x" * 201):
+            assert (await client.get("/", headers={"X-Request-Id": unfit})).text == "ok"
     assert first.text == second.text == "ok"
     assert ids[0] == "req-42"
-    assert ids[1] is not None and re.fullmatch(r"[0-9a-f]{32}", ids[1])
+    for generated in ids[1:]:  # absent, or not fit for a log line
+        assert generated is not None and re.fullmatch(r"[0-9a-f]{32}", generated)
     assert [getattr(r, "request_id", None) for r in caplog.records] == ids
 
 

@@ -92,3 +92,30 @@ def test_repr_names_type_and_function() -> None:
 
     assert "send_mail" in repr(apitask.task("mailer.x", send_mail))
     assert "'mailer.x'" in repr(apitask.task("mailer.x", print))
+
+
+async def test_bound_methods_and_partials_are_recognised() -> None:
+    """Async bound methods and partials of async functions are awaited; sync ones thread."""
+    import functools
+
+    class Mailer:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        async def send(self, to: str) -> None:
+            self.sent.append(to)
+
+        def send_blocking(self, to: str) -> None:
+            self.sent.append(to)
+
+    mailer = Mailer()
+    assert apitask.task("m", mailer.send, "a").is_async
+    assert apitask.task("m", functools.partial(mailer.send, "b")).is_async
+    assert not apitask.task("m", mailer.send_blocking, "c").is_async
+    for t in (
+        apitask.task("m", mailer.send, "a"),
+        apitask.task("m", functools.partial(mailer.send, "b")),
+        apitask.task("m", mailer.send_blocking, "c"),
+    ):
+        await t.run()
+    assert mailer.sent == ["a", "b", "c"]
