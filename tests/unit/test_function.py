@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import pytest
@@ -96,7 +97,6 @@ def test_repr_names_type_and_function() -> None:
 
 async def test_bound_methods_and_partials_are_recognised() -> None:
     """Async bound methods and partials of async functions are awaited; sync ones thread."""
-    import functools
 
     class Mailer:
         def __init__(self) -> None:
