@@ -217,8 +217,8 @@ class RequestScope:
         def register() -> None:
             try:
                 self._spawn(task, loop, context)
-            except TaskError as exc:  # closed between the check above and now
-                registered.set_exception(exc)
+            except Exception as exc:  # e.g. closed between the check above and now
+                registered.set_exception(exc)  # never leave the caller waiting
             else:
                 registered.set_result(None)
 
