@@ -431,18 +431,14 @@ class WorkerPool:
     def _retry_due(self, job: Job) -> None:
         del self._timers[job]
         self._book.retry_due(job)
-        if self._idle:
-            _wake_one(self._idle)
+        _wake_one(self._idle)
 
     # ------------------------------------------------------------ shutdown
 
     async def _shutdown(self) -> DrainReport:
         book = self._book
         book.begin_drain()
-        for room in self._room:  # waiting submitters wake up and find the pool closed
-            if not room.done():
-                room.set_result(None)
-        self._room.clear()
+        _wake_all(self._room)  # waiting submitters wake up and find the pool closed
         timed_out = False
         if not book.drained:
             self._drained = asyncio.Event()
@@ -458,10 +454,7 @@ class WorkerPool:
         running = {worker: job for worker, job in self._workers.items() if job is not None}
         for worker in running:
             worker.cancel()
-        for idle in self._idle:  # idle workers wake up, see CLOSED and return
-            if not idle.done():
-                idle.set_result(None)
-        self._idle.clear()
+        _wake_all(self._idle)  # idle workers wake up, see CLOSED and return
         _, alive = await asyncio.wait(self._workers, timeout=self.cancel_timeout)
         for worker, job in running.items():
             if worker.done() and not job.done:
@@ -536,6 +529,13 @@ def _wake_one(waiters: deque[asyncio.Future[None]]) -> None:
         if not waiter.done():
             waiter.set_result(None)
             return
+
+
+def _wake_all(waiters: deque[asyncio.Future[None]]) -> None:
+    while waiters:
+        waiter = waiters.popleft()
+        if not waiter.done():  # a waiter that gave up stays in the deque until here
+            waiter.set_result(None)
 
 
 def _no_running_loop(method: str, instead: str) -> None:

@@ -43,6 +43,18 @@ class Gate:
         self.done = True
 
 
+async def fill(pool: WorkerPool, gate: Gate) -> None:
+    """Occupy the only worker with ``gate`` and fill the 1-slot queue."""
+    await pool.submit(apitask.task("test.gate", gate))
+    await gate.started.wait()
+    await pool.submit(apitask.task("test.queued", asyncio.sleep, 0))
+
+
+def state_of(pool: WorkerPool) -> PoolState:
+    """The pool's state, read through a call so the type checker does not pin it."""
+    return pool.state
+
+
 async def until(condition: Callable[[], bool]) -> None:
     """Yield to the loop (no timed sleep) until ``condition`` holds."""
     for _ in range(10_000):
@@ -157,9 +169,7 @@ async def test_reject_policy_raises_queue_full_and_counts_nothing() -> None:
     """when_full='reject': the task that does not fit raises QueueFullError, not run."""
     gate = Gate()
     async with WorkerPool(workers=1, queue_size=1, when_full="reject") as pool:
-        await pool.submit(apitask.task("test.gate", gate))
-        await gate.started.wait()
-        await pool.submit(apitask.task("test.queued", asyncio.sleep, 0))
+        await fill(pool, gate)
         with pytest.raises(QueueFullError, match="queue is full"):
             await pool.submit(apitask.task("test.rejected", asyncio.sleep, 0))
         gate.release.set()
@@ -192,21 +202,35 @@ async def test_wait_policy_times_out_with_queue_full_error() -> None:
     """when_full='wait' with full_timeout: no room in time raises QueueFullError."""
     gate = Gate()
     async with WorkerPool(workers=1, queue_size=1, when_full="wait", full_timeout=0) as pool:
-        await pool.submit(apitask.task("test.gate", gate))
-        await gate.started.wait()
-        await pool.submit(apitask.task("test.queued", asyncio.sleep, 0))
+        await fill(pool, gate)
         with pytest.raises(QueueFullError, match="stayed full"):
             await pool.submit(apitask.task("test.late", asyncio.sleep, 0))
         gate.release.set()
+    assert pool.report is not None and pool.report.complete
+    assert "test.late" not in pool.counters.snapshot()
+
+
+async def test_wait_policy_waiter_woken_without_room_waits_again() -> None:
+    """A waiter woken while the queue is still full goes back to waiting."""
+    gate = Gate()
+    async with WorkerPool(workers=1, queue_size=1, when_full="wait", full_timeout=None) as pool:
+        await fill(pool, gate)
+        waiting = asyncio.create_task(pool.submit(apitask.task("test.late", asyncio.sleep, 0)))
+        await until(lambda: len(pool._room) == 1)
+        first_room = pool._room[0]
+        first_room.set_result(None)  # a spurious wake-up: still no room
+        await until(lambda: pool._room[-1] is not first_room)
+        assert not waiting.done()
+        gate.release.set()
+        await waiting
+    assert pool.counters.get("test.late", Outcome.SUCCEEDED) == 1
 
 
 async def test_wait_policy_waiter_woken_as_it_gives_up_passes_the_wake_on() -> None:
     """A waiter cancelled just after being woken hands its slot to the next waiter."""
     gate = Gate()
     async with WorkerPool(workers=1, queue_size=1, when_full="wait", full_timeout=None) as pool:
-        await pool.submit(apitask.task("test.gate", gate))
-        await gate.started.wait()
-        await pool.submit(apitask.task("test.queued", asyncio.sleep, 0))
+        await fill(pool, gate)
         first = asyncio.create_task(pool.submit(apitask.task("test.first", asyncio.sleep, 0)))
         second = asyncio.create_task(pool.submit(apitask.task("test.second", asyncio.sleep, 0)))
         await until(lambda: len(pool._room) == 2)
@@ -227,9 +251,7 @@ async def test_wait_policy_waiters_get_pool_closed_when_the_drain_starts() -> No
     gate = Gate()
     pool = WorkerPool(workers=1, queue_size=1, when_full="wait", full_timeout=None)
     async with pool:
-        await pool.submit(apitask.task("test.gate", gate))
-        await gate.started.wait()
-        await pool.submit(apitask.task("test.queued", asyncio.sleep, 0))
+        await fill(pool, gate)
         waiting = asyncio.create_task(pool.submit(apitask.task("test.late", asyncio.sleep, 0)))
         await until(lambda: bool(pool._room))
         closing = asyncio.create_task(pool.aclose())
@@ -251,9 +273,7 @@ async def test_inline_policy_runs_the_task_in_the_caller() -> None:
 
     async with WorkerPool(workers=1, queue_size=1) as pool:
         assert pool.when_full == "inline"
-        await pool.submit(apitask.task("test.gate", gate))
-        await gate.started.wait()
-        await pool.submit(apitask.task("test.queued", asyncio.sleep, 0))
+        await fill(pool, gate)
         await pool.submit(apitask.task("test.inline", mark))
         assert ran
         assert pool.queue_depth == 1
@@ -367,7 +387,8 @@ async def test_scope_bound_to_the_pool_returns_without_waiting_for_the_task() ->
     async with WorkerPool(workers=1) as pool:
         async with apitask.scope(sink=pool):
             await apitask.run(apitask.task("test.scoped", gate))
-        assert not gate.done  # the scope closed; the task still waits in the pool
+        # the scope closed without waiting: the task has not finished
+        assert pool.counters.get("test.scoped", Outcome.SUCCEEDED) == 0
         await gate.started.wait()
         gate.release.set()
     assert gate.done
@@ -379,7 +400,7 @@ async def test_lifespan_starts_and_drains_the_pool() -> None:
     gate = Gate()
     pool = WorkerPool(workers=1)
     async with pool.lifespan(object()):
-        assert pool.state is PoolState.RUNNING
+        assert state_of(pool) is PoolState.RUNNING
         await pool.submit(apitask.task("test.lifespan", gate))
         await gate.started.wait()
         gate.release.set()
