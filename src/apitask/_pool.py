@@ -296,7 +296,7 @@ class WorkerPool:
             await asyncio.wrap_future(_hand_over(loop, self.submit(task), f"submit {task.type!r}"))
             return
         book = self._book
-        job = Job(task, book.clock(), book.stats(task.type))
+        job = Job(task, book.clock(), book.by_type.get(task.type) or book.stats(task.type))
         admission: Admission | None = book.admit(job)
         if admission is Admission.FULL:
             admission = await self._when_full(job)
@@ -410,7 +410,9 @@ class WorkerPool:
             )
         else:
             job.stats.succeeded += 1
-        if self._book.finish(job) and self._drained is not None:
+        book = self._book
+        book.finish(job)
+        if self._drained is not None and book.drained:
             self._drained.set()
 
     def _retry_later(self, job: Job, exc: Exception, delay: float) -> None:

@@ -254,11 +254,10 @@ class PoolBook:
         self.running += 1
         return self.queue.popleft()
 
-    def finish(self, job: Job) -> bool:
-        """A running job ended; return whether the pool is now drained."""
+    def finish(self, job: Job) -> None:
+        """A running job ended (success or final failure); see :attr:`drained`."""
         self.running -= 1
         job.done = True
-        return self.drained
 
     def wait_retry(self, job: Job) -> None:
         """A running job failed transiently and waits for its next attempt."""

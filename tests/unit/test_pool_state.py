@@ -62,8 +62,8 @@ def test_drained_only_when_draining_and_nothing_is_left() -> None:
     assert book.running == 0 and not book.drained
     book.retry_due(first)
     assert book.take() is first
-    assert book.finish(first) is True
-    assert first.done
+    book.finish(first)
+    assert first.done and book.drained
 
 
 @pytest.mark.parametrize(
