@@ -91,7 +91,7 @@ class WorkerPool:
         threads: int | None = None,
         cancel_timeout: float = 2.0,
         spill: TaskSink | None = None,
-        spill_timeout: float = 10.0,
+        spill_timeout: float = 5.0,
     ) -> None:
         if workers is None:
             if per_cpu < 1:
