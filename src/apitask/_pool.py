@@ -186,7 +186,7 @@ class WorkerPool:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             self.threads, thread_name_prefix="apitask-pool"
         )
-        self._book.state = PoolState.RUNNING
+        self._book.open()
         for _ in range(self.workers):
             worker = loop.create_task(self._work())
             self._workers[worker] = None
@@ -336,8 +336,13 @@ class WorkerPool:
             )
         if self.when_full == "inline":
             job.stats.submitted += 1
-            self._book.running += 1  # it runs now, in the caller
-            await self._attempt(job)
+            self._book.run_inline()
+            try:
+                await self._attempt(job)
+            except asyncio.CancelledError:  # the caller was cancelled: so is its task
+                job.stats.cancelled += 1
+                self._finished(job)
+                raise
             return None
         loop = asyncio.get_running_loop()
         try:
@@ -394,38 +399,38 @@ class WorkerPool:
                 await asyncio.wrap_future(job.thread)
             else:
                 await task.run()
+        except asyncio.CancelledError as exc:
+            me = asyncio.current_task()
+            assert me is not None
+            if me.cancelling():
+                raise  # the worker (or the inline caller) is being cancelled
+            # The task let a CancelledError of its own escape (it awaited
+            # something that was cancelled): the task failed, the worker lives on.
+            self._fail(job, exc)
         except Exception as exc:
             delay = retry_delay(exc, job.attempt, self.backoff, self._rng)
             if delay is not None and self._book.state is not PoolState.CLOSED:
                 self._retry_later(job, exc, delay)
                 return
-            job.stats.failed += 1
-            logger.error(
-                'apitask: error running "%s" (attempt %d, final): %s',
-                task.type,
-                job.attempt,
-                exc,
-                exc_info=exc,
-                extra={"action": "apitask", "task_type": task.type, "attempt": job.attempt},
-            )
+            self._fail(job, exc)
         else:
             job.stats.succeeded += 1
+        self._finished(job)
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        job.stats.failed += 1
+        error = _name(exc) if isinstance(exc, asyncio.CancelledError) else exc
+        _log_attempt(logging.ERROR, "error", job, "final", error, exc)
+
+    def _finished(self, job: Job) -> None:
         book = self._book
         book.finish(job)
         if self._drained is not None and book.drained:
             self._drained.set()
 
     def _retry_later(self, job: Job, exc: Exception, delay: float) -> None:
-        task = job.task
         job.stats.retried += 1
-        logger.warning(
-            'apitask: transient error running "%s" (attempt %d), retry in %.3gs: %s',
-            task.type,
-            job.attempt,
-            delay,
-            exc,
-            extra={"action": "apitask", "task_type": task.type, "attempt": job.attempt},
-        )
+        _log_attempt(logging.WARNING, "transient error", job, f"retry in {delay:.3g}s", exc)
         self._book.wait_retry(job)
         assert self._loop is not None
         self._timers[job] = self._loop.call_later(delay, self._retry_due, job)
@@ -523,6 +528,28 @@ class WorkerPool:
             left.payload,
             extra={"action": "apitask", "task_type": left.type, "payload": left.payload},
         )
+
+
+def _log_attempt(
+    level: int,
+    what: str,
+    job: Job,
+    note: str,
+    error: object,
+    exc_info: BaseException | None = None,
+) -> None:
+    type = job.task.type
+    logger.log(
+        level,
+        'apitask: %s running "%s" (attempt %d, %s): %s',
+        what,
+        type,
+        job.attempt,
+        note,
+        error,
+        exc_info=exc_info,
+        extra={"action": "apitask", "task_type": type, "attempt": job.attempt},
+    )
 
 
 def _wake_one(waiters: deque[asyncio.Future[None]]) -> None:

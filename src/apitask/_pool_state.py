@@ -238,6 +238,10 @@ class PoolBook:
                     counters.add(type, outcome, n)
         return counters
 
+    def open(self) -> None:
+        """The workers are started: accept tasks."""
+        self.state = PoolState.RUNNING
+
     def admit(self, job: Job) -> Admission:
         """Queue ``job`` if the pool runs and has room."""
         if self.state is not PoolState.RUNNING:
@@ -253,6 +257,10 @@ class PoolBook:
             return None
         self.running += 1
         return self.queue.popleft()
+
+    def run_inline(self) -> None:
+        """A job that did not fit runs in its caller: count it as running, unqueued."""
+        self.running += 1
 
     def finish(self, job: Job) -> None:
         """A running job ended (success or final failure); see :attr:`drained`."""

@@ -406,3 +406,43 @@ async def test_lifespan_starts_and_drains_the_pool() -> None:
         gate.release.set()
     assert pool.state is PoolState.CLOSED
     assert gate.done
+
+
+async def test_a_cancelled_error_escaping_a_task_fails_the_task_not_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A task whose own await was cancelled fails for good; its worker runs the next task."""
+    after = asyncio.Event()
+
+    async def awaits_a_cancelled_future() -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    async def next_task() -> None:
+        after.set()
+
+    async with WorkerPool(workers=1) as pool:
+        await pool.submit(apitask.task("test.cancelled_inside", awaits_a_cancelled_future))
+        await pool.submit(apitask.task("test.next", next_task))
+        await after.wait()
+    assert pool.counters.get("test.cancelled_inside", Outcome.FAILED) == 1
+    assert 'error running "test.cancelled_inside" (attempt 1, final): CancelledError' in caplog.text
+
+
+async def test_cancelling_a_caller_running_a_task_inline_cancels_that_task() -> None:
+    """An inline run belongs to its caller: cancel the caller and the task is cancelled,
+    counted, and no longer holds the drain open."""
+    gate, inline = Gate(), Gate()
+    async with WorkerPool(workers=1, queue_size=1, shutdown_timeout=60) as pool:
+        await fill(pool, gate)
+        caller = asyncio.create_task(pool.submit(apitask.task("test.inline", inline)))
+        await inline.started.wait()
+        assert pool.running == 2
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert pool.running == 1
+        gate.release.set()
+    assert pool.counters.get("test.inline", Outcome.CANCELLED) == 1
+    assert pool.report is not None and pool.report.complete

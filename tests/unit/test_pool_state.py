@@ -9,7 +9,7 @@ from collections import deque
 import pytest
 
 import apitask
-from apitask import Backoff, LeftoverState, PoolState, TransientError
+from apitask import Backoff, LeftoverState, TransientError
 from apitask._pool import _wake_all, _wake_one
 from apitask._pool_state import Admission, Job, PoolBook, retry_delay
 
@@ -25,7 +25,7 @@ def test_admit_queues_until_capacity_and_only_while_running() -> None:
     """CREATED and DRAINING refuse; RUNNING queues up to capacity, then reports FULL."""
     book = PoolBook(capacity=2)
     assert book.admit(job()) is Admission.CLOSED
-    book.state = PoolState.RUNNING
+    book.open()
     assert [book.admit(job()) for _ in range(3)] == [
         Admission.QUEUED,
         Admission.QUEUED,
@@ -39,7 +39,7 @@ def test_oldest_age_follows_the_head_of_the_queue() -> None:
     """The age is that of the first queued job on the book's clock; 0 when empty."""
     now = 100.0
     book = PoolBook(capacity=10, clock=lambda: now)
-    book.state = PoolState.RUNNING
+    book.open()
     assert book.oldest_age == 0.0
     book.admit(job(at=90.0))
     book.admit(job(at=95.0))
@@ -51,7 +51,7 @@ def test_oldest_age_follows_the_head_of_the_queue() -> None:
 def test_drained_only_when_draining_and_nothing_is_left() -> None:
     """Queued, running and retrying jobs each keep the drain open."""
     book = PoolBook(capacity=10)
-    book.state = PoolState.RUNNING
+    book.open()
     first = job()
     book.admit(first)
     book.begin_drain()
