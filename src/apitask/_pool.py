@@ -11,31 +11,31 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import logging
 import os
 import random
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 from ._backoff import Backoff
 
 if TYPE_CHECKING:
     from ._counters import TaskCounters
 from ._exceptions import PoolClosedError, QueueFullError
+from ._pool_drain import log_leftover, spill
+from ._pool_loop import hand_over, no_running_loop, wake_all, wake_one
 from ._pool_state import (
     Admission,
     DrainReport,
     Job,
-    Leftover,
     PoolBook,
     PoolState,
     retry_delay,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine
+    from collections.abc import AsyncIterator, Callable
     from types import TracebackType
 
     from ._types import Task, TaskSink
@@ -44,7 +44,6 @@ __all__ = ["FullPolicy", "WorkerPool"]
 
 logger = logging.getLogger("apitask")
 
-T = TypeVar("T")
 FullPolicy = Literal["inline", "wait", "reject"]
 _POLICIES: tuple[FullPolicy, ...] = ("inline", "wait", "reject")
 
@@ -242,8 +241,8 @@ class WorkerPool:
         loop = self._loop
         if loop is None:
             return self._close_unstarted()
-        _no_running_loop("close_sync", "await pool.aclose()")
-        report = _hand_over(loop, self.aclose(), "close the pool").result()
+        no_running_loop("close_sync", "await pool.aclose()")
+        report = hand_over(loop, self.aclose(), "close the pool").result()
         if self._thread is not None:
             # A task that ignores cancellation can keep that loop alive; the
             # thread is a daemon, so it will not hold the process.
@@ -266,7 +265,7 @@ class WorkerPool:
         if loop is None:
             return self._close_unstarted()
         if asyncio.get_running_loop() is not loop:
-            return await asyncio.wrap_future(_hand_over(loop, self.aclose(), "close the pool"))
+            return await asyncio.wrap_future(hand_over(loop, self.aclose(), "close the pool"))
         if self._closing is None:
             self._closing = loop.create_task(self._shutdown())
         return await asyncio.shield(self._closing)
@@ -293,7 +292,7 @@ class WorkerPool:
         loop = self._loop
         if loop is not None and asyncio.get_running_loop() is not loop:
             # Another loop (another thread): hand over to the pool's own.
-            await asyncio.wrap_future(_hand_over(loop, self.submit(task), f"submit {task.type!r}"))
+            await asyncio.wrap_future(hand_over(loop, self.submit(task), f"submit {task.type!r}"))
             return
         book = self._book
         job = Job(task, book.clock(), book.by_type.get(task.type) or book.stats(task.type))
@@ -309,7 +308,7 @@ class WorkerPool:
             )
         job.stats.submitted += 1
         if self._idle:
-            _wake_one(self._idle)
+            wake_one(self._idle)
 
     def submit_sync(self, task: Task) -> None:
         """:meth:`submit` from a thread with no running event loop (a WSGI handler).
@@ -317,14 +316,14 @@ class WorkerPool:
         The task crosses to the pool's loop thread-safely; the same full-queue
         policy applies (``"inline"`` blocks this thread until the task ran).
         """
-        _no_running_loop("submit_sync", "await pool.submit(task)")
+        no_running_loop("submit_sync", "await pool.submit(task)")
         loop = self._loop
         if loop is None or self._book.state is not PoolState.RUNNING:
             raise PoolClosedError(
                 f"cannot submit task {task.type!r}: the worker pool is {self.state.value}; "
                 "the task was not run"
             )
-        _hand_over(loop, self.submit(task), f"submit task {task.type!r}").result()
+        hand_over(loop, self.submit(task), f"submit task {task.type!r}").result()
 
     async def _when_full(self, job: Job) -> Admission | None:
         """Apply the full-queue policy; None when the job already ran inline."""
@@ -354,7 +353,7 @@ class WorkerPool:
                         await room
                     except asyncio.CancelledError:
                         if not room.cancelled():
-                            _wake_one(self._room)  # woken as we gave up: pass it on
+                            wake_one(self._room)  # woken as we gave up: pass it on
                         raise
                     admission = self._book.admit(job)
                     if admission is not Admission.FULL:
@@ -382,7 +381,7 @@ class WorkerPool:
                 await idle
                 continue
             if self._room:
-                _wake_one(self._room)
+                wake_one(self._room)
             self._workers[me] = job
             await self._attempt(job)
             self._workers[me] = None
@@ -419,7 +418,7 @@ class WorkerPool:
 
     def _fail(self, job: Job, exc: BaseException) -> None:
         job.stats.failed += 1
-        error = _name(exc) if isinstance(exc, asyncio.CancelledError) else exc
+        error = repr(exc) if isinstance(exc, asyncio.CancelledError) else exc
         _log_attempt(logging.ERROR, "error", job, "final", error, exc)
 
     def _finished(self, job: Job) -> None:
@@ -438,14 +437,14 @@ class WorkerPool:
     def _retry_due(self, job: Job) -> None:
         del self._timers[job]
         self._book.retry_due(job)
-        _wake_one(self._idle)
+        wake_one(self._idle)
 
     # ------------------------------------------------------------ shutdown
 
     async def _shutdown(self) -> DrainReport:
         book = self._book
         book.begin_drain()
-        _wake_all(self._room)  # waiting submitters wake up and find the pool closed
+        wake_all(self._room)  # waiting submitters wake up and find the pool closed
         timed_out = False
         if not book.drained:
             self._drained = asyncio.Event()
@@ -461,7 +460,7 @@ class WorkerPool:
         running = {worker: job for worker, job in self._workers.items() if job is not None}
         for worker in running:
             worker.cancel()
-        _wake_all(self._idle)  # idle workers wake up, see CLOSED and return
+        wake_all(self._idle)  # idle workers wake up, see CLOSED and return
         _, alive = await asyncio.wait(self._workers, timeout=self.cancel_timeout)
         for worker, job in running.items():
             if worker.done() and not job.done:
@@ -472,62 +471,19 @@ class WorkerPool:
         leftovers = book.leftovers(
             queued, retrying, running.values(), (running[w] for w in alive if w in running)
         )
-        leftovers = await self._spill(leftovers)
+        if self.spill is not None:
+            leftovers = await spill(leftovers, self.spill, self.spill_timeout)
         for left in leftovers:
-            self._log_leftover(left)
-        self._report = DrainReport(timed_out, tuple(leftovers))
-        if self._on_closed is not None:
-            self._on_closed()
-        return self._report
-
-    async def _spill(self, leftovers: list[Leftover]) -> list[Leftover]:
-        """Hand durable leftovers to the spill sink; a failure keeps the task reported."""
-        result = list(leftovers)
-        try:
-            async with asyncio.timeout(self.spill_timeout):
-                for i, left in enumerate(leftovers):
-                    if self.spill is None or left.payload is None or left.task is None:
-                        continue
-                    try:
-                        await self.spill.submit(left.task)
-                    except Exception as exc:
-                        result[i] = _replace(left, error=f"spill failed: {_name(exc)}")
-                        logger.error(
-                            'apitask: could not spill task "%s" (payload %r): %s',
-                            left.type,
-                            left.payload,
-                            exc,
-                            exc_info=exc,
-                            extra={"action": "apitask", "task_type": left.type},
-                        )
-                    else:
-                        result[i] = _replace(left, spilled=True)
-        except TimeoutError:
-            for i, left in enumerate(result):
-                if left.payload is not None and not left.spilled and left.error is None:
-                    result[i] = _replace(left, error=f"spill timed out ({self.spill_timeout}s)")
-        for left in result:
-            stats = self._book.stats(left.type)
+            stats = book.stats(left.type)
             if left.spilled:
                 stats.spilled += 1
             else:
                 stats.abandoned += 1
-        return result
-
-    def _log_leftover(self, left: Leftover) -> None:
-        if left.spilled:
-            level, fate = logging.WARNING, "spilled"
-        else:
-            level, fate = logging.ERROR, "abandoned" + (f" ({left.error})" if left.error else "")
-        logger.log(
-            level,
-            'apitask: task "%s" did not complete before shutdown (%s), %s; payload: %r',
-            left.type,
-            left.state.value,
-            fate,
-            left.payload,
-            extra={"action": "apitask", "task_type": left.type, "payload": left.payload},
-        )
+            log_leftover(left)
+        self._report = DrainReport(timed_out, tuple(leftovers))
+        if self._on_closed is not None:
+            self._on_closed()
+        return self._report
 
 
 def _log_attempt(
@@ -550,45 +506,3 @@ def _log_attempt(
         exc_info=exc_info,
         extra={"action": "apitask", "task_type": type, "attempt": job.attempt},
     )
-
-
-def _wake_one(waiters: deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        waiter = waiters.popleft()
-        if not waiter.done():
-            waiter.set_result(None)
-            return
-
-
-def _wake_all(waiters: deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        waiter = waiters.popleft()
-        if not waiter.done():  # a waiter that gave up stays in the deque until here
-            waiter.set_result(None)
-
-
-def _no_running_loop(method: str, instead: str) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError(f"{method}() would block the event loop of this thread; {instead}")
-
-
-def _hand_over(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], what: str
-) -> concurrent.futures.Future[T]:
-    """Schedule ``coro`` on the pool's loop from another thread."""
-    try:
-        return asyncio.run_coroutine_threadsafe(coro, loop)
-    except RuntimeError as exc:  # the loop is closed: the pool died without aclose
-        coro.close()
-        raise PoolClosedError(f"cannot {what}: the worker pool's event loop is closed") from exc
-
-
-def _replace(left: Leftover, **changes: object) -> Leftover:
-    return dataclasses.replace(left, **changes)  # type: ignore[arg-type]
-
-
-def _name(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

@@ -427,7 +427,9 @@ async def test_a_cancelled_error_escaping_a_task_fails_the_task_not_the_worker(
         await pool.submit(apitask.task("test.next", next_task))
         await after.wait()
     assert pool.counters.get("test.cancelled_inside", Outcome.FAILED) == 1
-    assert 'error running "test.cancelled_inside" (attempt 1, final): CancelledError' in caplog.text
+    assert (
+        'error running "test.cancelled_inside" (attempt 1, final): CancelledError()' in caplog.text
+    )
 
 
 async def test_cancelling_a_caller_running_a_task_inline_cancels_that_task() -> None:

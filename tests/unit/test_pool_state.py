@@ -10,7 +10,7 @@ import pytest
 
 import apitask
 from apitask import Backoff, LeftoverState, TransientError
-from apitask._pool import _wake_all, _wake_one
+from apitask._pool_loop import wake_all, wake_one
 from apitask._pool_state import Admission, Job, PoolBook, retry_delay
 
 BACKOFF = Backoff(base=1.0, cap=8.0, max_attempts=4)
@@ -115,8 +115,8 @@ async def test_wake_helpers_skip_waiters_that_gave_up() -> None:
     gave_up, waiting = loop.create_future(), loop.create_future()
     gave_up.cancel()
     waiters = deque([gave_up])
-    _wake_one(waiters)
+    wake_one(waiters)
     assert not waiters
     waiters = deque([gave_up, waiting])
-    _wake_all(waiters)
+    wake_all(waiters)
     assert not waiters and waiting.result() is None
