@@ -19,9 +19,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Literal
 
 from ._backoff import Backoff
-
-if TYPE_CHECKING:
-    from ._counters import TaskCounters
 from ._exceptions import PoolClosedError, QueueFullError
 from ._pool_drain import log_leftover, spill
 from ._pool_loop import hand_over, no_running_loop, wake_all, wake_one
@@ -38,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from types import TracebackType
 
+    from ._counters import TaskCounters
     from ._types import Task, TaskSink
 
 __all__ = ["FullPolicy", "WorkerPool"]
@@ -271,7 +269,7 @@ class WorkerPool:
         return await asyncio.shield(self._closing)
 
     def _close_unstarted(self) -> DrainReport:
-        self._book.state = PoolState.CLOSED
+        self._book.abort()  # nothing was ever queued
         self._report = self._report or DrainReport()
         return self._report
 
