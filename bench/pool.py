@@ -29,7 +29,7 @@ from _common import Series, save, table
 from apitask import FunctionTask, WorkerPool
 
 N = 100_000
-REPEAT = 5
+REPEAT = 7
 
 
 class Countdown:

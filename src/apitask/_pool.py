@@ -293,10 +293,9 @@ class WorkerPool:
             await asyncio.wrap_future(hand_over(loop, self.submit(task), f"submit {task.type!r}"))
             return
         book = self._book
-        job = Job(task, book.clock(), book.by_type.get(task.type) or book.stats(task.type))
-        admission: Admission | None = book.admit(job)
+        admission: Admission | None = book.admit(task)
         if admission is Admission.FULL:
-            admission = await self._when_full(job)
+            admission = await self._when_full(task)
             if admission is None:
                 return
         if admission is Admission.CLOSED:
@@ -304,7 +303,7 @@ class WorkerPool:
                 f"cannot submit task {task.type!r}: the worker pool is {self.state.value}; "
                 "the task was not run"
             )
-        job.stats.submitted += 1
+        (book.by_type.get(task.type) or book.stats(task.type)).submitted += 1
         if self._idle:
             wake_one(self._idle)
 
@@ -323,15 +322,15 @@ class WorkerPool:
             )
         hand_over(loop, self.submit(task), f"submit task {task.type!r}").result()
 
-    async def _when_full(self, job: Job) -> Admission | None:
-        """Apply the full-queue policy; None when the job already ran inline."""
-        task = job.task
+    async def _when_full(self, task: Task) -> Admission | None:
+        """Apply the full-queue policy; None when the task already ran inline."""
         if self.when_full == "reject":
             raise QueueFullError(
                 f"cannot submit task {task.type!r}: the worker pool's queue is full "
                 f"({self.queue_size} tasks); the task was not run"
             )
         if self.when_full == "inline":
+            job = Job(task, self._book.stats(task.type))
             job.stats.submitted += 1
             self._book.run_inline()
             try:
@@ -353,7 +352,7 @@ class WorkerPool:
                         if not room.cancelled():
                             wake_one(self._room)  # woken as we gave up: pass it on
                         raise
-                    admission = self._book.admit(job)
+                    admission = self._book.admit(task)
                     if admission is not Admission.FULL:
                         return admission
         except TimeoutError:

@@ -16,23 +16,26 @@ from apitask._pool_state import Admission, Job, PoolBook, retry_delay
 BACKOFF = Backoff(base=1.0, cap=8.0, max_attempts=4)
 
 
-def job(type: str = "test.job", at: float = 0.0) -> Job:
-    task = apitask.task(type, asyncio.sleep, 0)
-    return Job(task, at, PoolBook(1).stats(type))
+def noop(type: str = "test.job") -> apitask.FunctionTask[[float]]:
+    return apitask.task(type, asyncio.sleep, 0)
+
+
+def job(type: str = "test.job") -> Job:
+    return Job(noop(type), PoolBook(1).stats(type))
 
 
 def test_admit_queues_until_capacity_and_only_while_running() -> None:
     """CREATED and DRAINING refuse; RUNNING queues up to capacity, then reports FULL."""
     book = PoolBook(capacity=2)
-    assert book.admit(job()) is Admission.CLOSED
+    assert book.admit(noop()) is Admission.CLOSED
     book.open()
-    assert [book.admit(job()) for _ in range(3)] == [
+    assert [book.admit(noop()) for _ in range(3)] == [
         Admission.QUEUED,
         Admission.QUEUED,
         Admission.FULL,
     ]
     book.begin_drain()
-    assert book.admit(job()) is Admission.CLOSED
+    assert book.admit(noop()) is Admission.CLOSED
 
 
 def test_oldest_age_follows_the_head_of_the_queue() -> None:
@@ -41,8 +44,10 @@ def test_oldest_age_follows_the_head_of_the_queue() -> None:
     book = PoolBook(capacity=10, clock=lambda: now)
     book.open()
     assert book.oldest_age == 0.0
-    book.admit(job(at=90.0))
-    book.admit(job(at=95.0))
+    book.admit(noop())
+    now = 105.0
+    book.admit(noop())
+    now = 110.0
     assert book.oldest_age == 10.0
     book.take()
     assert book.oldest_age == 5.0
@@ -52,12 +57,12 @@ def test_drained_only_when_draining_and_nothing_is_left() -> None:
     """Queued, running and retrying jobs each keep the drain open."""
     book = PoolBook(capacity=10)
     book.open()
-    first = job()
-    book.admit(first)
+    task = noop()
+    book.admit(task)
     book.begin_drain()
     assert not book.drained
-    taken = book.take()
-    assert taken is first and not book.drained
+    first = book.take()
+    assert first is not None and first.task is task and not book.drained
     book.wait_retry(first)
     assert book.running == 0 and not book.drained
     book.retry_due(first)
@@ -88,7 +93,9 @@ def test_leftovers_classify_every_job_that_did_not_complete() -> None:
     queued, retrying, cancelled, stuck, finished, in_thread = (job(f"t.{i}") for i in range(6))
     finished.done = True
     in_thread.thread = concurrent.futures.Future()  # still running in its thread
-    lefts = book.leftovers([queued], [retrying], [cancelled, stuck, finished, in_thread], [stuck])
+    lefts = book.leftovers(
+        [queued.task], [retrying], [cancelled, stuck, finished, in_thread], [stuck]
+    )
     assert [(left.type, left.state) for left in lefts] == [
         ("t.0", LeftoverState.QUEUED),
         ("t.1", LeftoverState.RETRYING),
@@ -105,8 +112,8 @@ def test_sync_function_tasks_are_marked_for_the_thread_pool() -> None:
         return None
 
     stats = PoolBook(1).stats("t")
-    assert Job(apitask.task("t", sync_fn), 0.0, stats).is_sync
-    assert not Job(apitask.task("t", asyncio.sleep, 0), 0.0, stats).is_sync
+    assert Job(apitask.task("t", sync_fn), stats).is_sync
+    assert not Job(apitask.task("t", asyncio.sleep, 0), stats).is_sync
 
 
 async def test_wake_helpers_skip_waiters_that_gave_up() -> None:
