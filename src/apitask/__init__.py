@@ -10,6 +10,8 @@ from ._backoff import Backoff
 from ._counters import Outcome, TaskCounters
 from ._exceptions import ApitaskError, PoolClosedError, QueueFullError, TaskError, TransientError
 from ._function import FunctionTask, task
+from ._pool import FullPolicy, WorkerPool
+from ._pool_state import DrainReport, Leftover, LeftoverState, PoolState
 from ._scope import (
     RequestScope,
     ScopeState,
@@ -40,6 +42,13 @@ __all__ = [
     "current_scope",
     "FunctionTask",
     "scope_counters",
+    # the worker pool
+    "WorkerPool",
+    "FullPolicy",
+    "PoolState",
+    "DrainReport",
+    "Leftover",
+    "LeftoverState",
     # shared by pool and outbox
     "Backoff",
     "Outcome",

@@ -19,6 +19,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     ABANDONED = "abandoned"
+    SPILLED = "spilled"
 
 
 class TaskCounters:
