@@ -95,19 +95,19 @@ class Worker:
         listen: bool = True,
         name: str | None = None,
     ) -> None:
-        for param, value in (("concurrency", concurrency), ("batch_size", batch_size or 1)):
+        for param, value in (("concurrency", concurrency), ("batch_size", 1 if batch_size is None else batch_size)):
             if value < 1:
                 raise ValueError(f"{param} must be >= 1, got {value!r}")
         for param, number in (
             ("lease", lease),
             ("poll_interval", poll_interval),
-            ("job_timeout", job_timeout or 1.0),
+            ("job_timeout", 1.0 if job_timeout is None else job_timeout),
         ):
             if not number > 0:
                 raise ValueError(f"{param} must be > 0 seconds, got {number!r}")
         for param, number in (
             ("retention", retention),
-            ("dead_retention", dead_retention or 0.0),
+            ("dead_retention", 0.0 if dead_retention is None else dead_retention),
             ("shutdown_timeout", shutdown_timeout),
         ):
             if number < 0:
@@ -135,6 +135,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._flush_wanted = asyncio.Event()
+        self._written = asyncio.Event()  # set while every outcome is written back
+        self._written.set()
         self._stopped = asyncio.Event()
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
@@ -227,6 +229,7 @@ class Worker:
                 continue
             wanted = min(free, self.batch_size)
             self._wake.clear()
+            self._slot_freed.clear()
             try:
                 jobs = await self.store.claim(self.name, wanted, self.lease)
             except OutboxError as exc:
@@ -237,7 +240,11 @@ class Worker:
                 self._start(job)
             if len(jobs) < wanted:
                 if self._until_empty and not jobs and not self._running:
-                    return
+                    if not self._outcomes and self._written.is_set():
+                        return
+                    # Retries become due only once written: write, then look again.
+                    await self._written.wait()
+                    continue
                 # The queue looked empty: sleep until a notification, a freed
                 # slot (with until_empty), or the poll interval.
                 await self._pause(
@@ -320,6 +327,7 @@ class Worker:
         if finish.verdict is Verdict.DEAD:
             logger.error('apitask.outbox: job %d "%s" is dead: %s', job.id, job.type, finish.error)
         self._outcomes.append(finish)
+        self._written.clear()
         self._flush_wanted.set()
 
     # -- write-back, leases, retention --------------------------------------------
@@ -348,8 +356,10 @@ class Worker:
                     await asyncio.sleep(self.poll_interval)
                     self._flush_wanted.set()
                     continue
-            if self._closing and not self._outcomes:
-                return
+            if not self._outcomes:
+                self._written.set()
+                if self._closing:
+                    return
 
     def _leased_ids(self) -> list[int]:
         ids = [job.id for job in self._running.values()]

@@ -32,6 +32,8 @@ __all__ = ["PostgresStore"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TABLES = re.compile(r"\bapitask_(jobs|migrations)\b")
+_MIGRATIONS = load_migrations("postgres")
+_QUERIES = load_queries("postgres")
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
@@ -99,7 +101,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._q = {
-            name: _Query(self.qualify(sql)) for name, sql in load_queries("postgres").items()
+            name: _Query(self.qualify(sql)) for name, sql in _QUERIES.items()
         }
 
     def __repr__(self) -> str:
@@ -158,7 +160,7 @@ class PostgresStore:
                     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 await conn.execute(self._q["migrations_table"].sql)
                 done = {r[0] for r in await conn.fetch(self._q["applied_migrations"].sql)}
-                for migration in load_migrations("postgres"):
+                for migration in _MIGRATIONS:
                     if migration.version in done:
                         continue
                     for statement in migration.statements:

@@ -33,6 +33,7 @@ T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 _Q = load_queries("sqlite")
+_MIGRATIONS = load_migrations("sqlite")
 
 
 def _when(value: float | None) -> datetime | None:
@@ -153,7 +154,7 @@ class SQLiteStore:
             conn.execute(_Q["migrations_table"])
             done = {row[0] for row in conn.execute(_Q["applied_migrations"])}
             applied = []
-            for migration in load_migrations("sqlite"):
+            for migration in _MIGRATIONS:
                 if migration.version in done:
                     continue
                 for statement in migration.statements:
