@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import LiteralString
+from typing import TYPE_CHECKING, LiteralString
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
     "Migration",
@@ -17,6 +20,7 @@ __all__ = [
     "load_queries",
     "load_schema",
     "numbered",
+    "parse_migrations",
     "split_statements",
 ]
 
@@ -67,13 +71,29 @@ def load_schema(dialect: str) -> tuple[LiteralString, ...]:
 def load_migrations(dialect: str) -> list[Migration]:
     """Every migration of ``dialect``, in version order."""
     folder = resources.files(__package__).joinpath("sql", dialect, "migrations")
-    migrations = []
-    for entry in folder.iterdir():
-        match = _MIGRATION.match(entry.name)
-        if match:
-            statements = split_statements(entry.read_text("utf-8"))
-            migrations.append(Migration(int(match[1]), match[2], statements))
-    return sorted(migrations, key=lambda m: m.version)
+    return parse_migrations(
+        (entry.name, entry.read_text("utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+
+
+def parse_migrations(files: Iterable[tuple[str, str]]) -> list[Migration]:
+    """Migrations from ``(file name, text)`` pairs, in version order.
+
+    Raises:
+        ValueError: a name is not ``NNNN_name.sql``, or two share a version.
+    """
+    migrations: dict[int, Migration] = {}
+    for name, text in files:
+        match = _MIGRATION.match(name)
+        if match is None:
+            raise ValueError(f"migration file {name!r} is not named NNNN_name.sql")
+        version = int(match[1])
+        if version in migrations:
+            raise ValueError(f"two migrations have version {version}")
+        migrations[version] = Migration(version, match[2], split_statements(text))
+    return [migrations[v] for v in sorted(migrations)]
 
 
 def numbered(query: str) -> tuple[LiteralString, tuple[str, ...]]:

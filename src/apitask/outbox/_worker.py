@@ -95,7 +95,10 @@ class Worker:
         listen: bool = True,
         name: str | None = None,
     ) -> None:
-        for param, value in (("concurrency", concurrency), ("batch_size", 1 if batch_size is None else batch_size)):
+        for param, value in (
+            ("concurrency", concurrency),
+            ("batch_size", 1 if batch_size is None else batch_size),
+        ):
             if value < 1:
                 raise ValueError(f"{param} must be >= 1, got {value!r}")
         for param, number in (
@@ -214,11 +217,13 @@ class Worker:
     # -- claiming -------------------------------------------------------------
 
     async def _pause(self, event: asyncio.Event, timeout: float) -> None:
+        # asyncio.wait, not asyncio.timeout: a timeout here is the normal case,
+        # and waking by cancelling the worker's own task would be noise.
+        waiter = asyncio.ensure_future(event.wait())
         try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            pass
+            await asyncio.wait((waiter,), timeout=timeout)
+        finally:
+            waiter.cancel()
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -230,17 +235,17 @@ class Worker:
             wanted = min(free, self.batch_size)
             self._wake.clear()
             self._slot_freed.clear()
-            try:
-                jobs = await self.store.claim(self.name, wanted, self.lease)
-            except OutboxError as exc:
-                logger.error("apitask.outbox: claim failed (%s); retrying", exc)
-                await self._pause(self._stopped, self.poll_interval)
+            # Nothing running and every outcome written before this claim: an
+            # empty answer then means no job is due (until_empty may stop).
+            settled = not self._running and self._written.is_set()
+            jobs = await self._claim(wanted)
+            if jobs is None:
                 continue
             for job in jobs:
                 self._start(job)
             if len(jobs) < wanted:
                 if self._until_empty and not jobs and not self._running:
-                    if not self._outcomes and self._written.is_set():
+                    if settled:
                         return
                     # Retries become due only once written: write, then look again.
                     await self._written.wait()
@@ -250,6 +255,16 @@ class Worker:
                 await self._pause(
                     self._slot_freed if self._until_empty else self._wake, self.poll_interval
                 )
+
+    async def _claim(self, wanted: int) -> list[Job] | None:
+        try:
+            return await self.store.claim(self.name, wanted, self.lease)
+        except OutboxError as exc:
+            logger.error("apitask.outbox: claim failed (%s); retrying", exc)
+        # Pause outside the except block: nothing to chain to the pause's own
+        # exceptions, and the error is not kept alive while we sleep.
+        await self._pause(self._stopped, self.poll_interval)
+        return None
 
     def _start(self, job: Job) -> None:
         task = asyncio.get_running_loop().create_task(self._attempt(job))

@@ -100,9 +100,7 @@ class PostgresStore:
         self.channel = "apitask_jobs" if schema is None else f"apitask_jobs.{schema}"
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        self._q = {
-            name: _Query(self.qualify(sql)) for name, sql in _QUERIES.items()
-        }
+        self._q = {name: _Query(self.qualify(sql)) for name, sql in _QUERIES.items()}
 
     def __repr__(self) -> str:
         return f"<PostgresStore schema={self.schema!r}>"

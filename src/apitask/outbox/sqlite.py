@@ -142,9 +142,9 @@ class SQLiteStore:
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        # open() sets the connection whenever it keeps the executor.
         conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        await asyncio.get_running_loop().run_in_executor(executor, conn.close)  # type: ignore[union-attr]
         executor.shutdown(wait=False)
 
     async def migrate(self) -> list[int]:

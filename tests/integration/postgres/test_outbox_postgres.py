@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 import apitask
 from apitask import TransientError
 from apitask.__main__ import main
-from apitask.outbox import JobState, Outbox, OutboxError, TaskRegistry
+from apitask.outbox import Job, JobState, NewJob, Outbox, OutboxError, TaskRegistry
 from apitask.outbox._sql import load_schema
 from apitask.outbox.postgres import PostgresStore
 
@@ -201,11 +201,11 @@ async def test_listen_wakes_an_idle_worker(outbox: Outbox) -> None:
     store = outbox.store
     claim = store.claim
 
-    async def claim_and_report(worker: str, limit: int, lease: float) -> list[object]:
+    async def claim_and_report(worker: str, limit: int, lease: float) -> list[Job]:
         jobs = await claim(worker, limit, lease)
         if not jobs:
             idle.set()
-        return jobs  # type: ignore[return-value]
+        return jobs
 
     store.claim = claim_and_report  # type: ignore[method-assign]
     async with outbox.worker(poll_interval=60.0):
@@ -316,6 +316,21 @@ async def test_migrated_schema_equals_declared_schema(
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{declared}" CASCADE')
         await conn.close()
+
+
+async def test_without_a_schema_the_search_path_decides(postgres_url: str, schema: str) -> None:
+    """schema=None leaves table names unqualified: the connection's search_path picks them."""
+    admin = await asyncpg.connect(postgres_url)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    store = PostgresStore(postgres_url, connect_kwargs={"server_settings": {"search_path": schema}})
+    try:
+        assert await store.migrate() == [1]
+        assert await store.insert(None, NewJob("ping", "{}")) == 1
+        assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".apitask_jobs') == 1
+    finally:
+        await store.aclose()
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
 
 
 async def test_store_errors_and_settings(postgres_url: str) -> None:

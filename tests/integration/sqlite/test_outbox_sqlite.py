@@ -222,6 +222,23 @@ async def test_worker_runs_jobs_retries_and_dead_letters_poison(
     assert stats.counts["nobody.knows"] == {JobState.DEAD: 1}
 
 
+async def test_own_inserts_wake_a_worker_in_the_same_process(outbox: Outbox) -> None:
+    """SQLite has no NOTIFY: the store wakes its own workers when it inserts, so a
+    job enqueued by this process runs long before the (one minute) poll."""
+    seen = asyncio.Event()
+    registry = outbox.registry
+
+    class Flag(Note):
+        async def run(self) -> None:
+            seen.set()
+
+    registry.register("flag", lambda type, payload: Flag("x", type))
+    async with outbox.worker(poll_interval=60.0):
+        await outbox.enqueue(None, Flag("x", type="flag"))
+        async with asyncio.timeout(10):
+            await seen.wait()
+
+
 async def test_expired_leases_are_taken_over(outbox: Outbox) -> None:
     """Jobs leased to a worker that stopped heartbeating run again elsewhere."""
     await outbox.enqueue(None, Note("orphan"))

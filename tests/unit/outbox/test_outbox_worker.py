@@ -40,12 +40,15 @@ class Scripted:
             raise TimeoutError
         if self.do == "hang":
             await asyncio.Event().wait()
+        if self.do == "gate":
+            await self.log.gate.wait()
 
 
 class Log:
     def __init__(self) -> None:
         self.runs: list[str] = []
         self.started = asyncio.Event()
+        self.gate = asyncio.Event()
 
 
 @pytest.fixture
@@ -133,6 +136,22 @@ async def test_stop_drains_then_cancels_and_releases(registry: TaskRegistry, log
     assert store.jobs[job_id].state is JobState.QUEUED
     assert store.jobs[job_id].attempts == 0
     assert worker.counters.get("t.x", "cancelled") == 1  # type: ignore[arg-type]
+
+
+async def test_stop_lets_running_jobs_finish_within_the_timeout(
+    registry: TaskRegistry, log: Log
+) -> None:
+    """A job that ends before shutdown_timeout is recorded as succeeded, not released."""
+    store = FakeStore()
+    job_id = store.add("t.x", '{"do": "gate"}')
+    worker = make(store, registry, shutdown_timeout=30.0)
+    async with worker:
+        await log.started.wait()
+        worker.stop()
+        while worker.state is not WorkerState.DRAINING:  # noqa: ASYNC110 - yields, never sleeps
+            await asyncio.sleep(0)  # let the worker reach its drain (no timing involved)
+        log.gate.set()
+    assert store.jobs[job_id].state is JobState.SUCCEEDED
 
 
 async def test_full_concurrency_waits_for_a_free_slot(registry: TaskRegistry) -> None:
@@ -247,3 +266,17 @@ async def test_permanent_failure_is_logged_with_its_traceback(
     with caplog.at_level(logging.ERROR, "apitask.outbox"):
         await make(store, registry).run(until_empty=True)
     assert any(r.exc_info for r in caplog.records if "failed permanently" in r.message)
+
+
+def test_outbox_exports_are_exact() -> None:
+    """apitask.outbox.__all__ lists exactly its public names."""
+    import types
+
+    import apitask.outbox
+
+    public = {
+        name
+        for name, value in vars(apitask.outbox).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert set(apitask.outbox.__all__) == public - {"annotations"}
