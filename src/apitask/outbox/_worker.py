@@ -75,6 +75,9 @@ class Worker:
         shutdown_timeout: seconds a stop waits for running jobs.
         listen: wait for notifications (PostgreSQL LISTEN); ``False`` to
             poll only, behind a transaction-mode pooler.
+        batch_window: seconds an idle worker lets new jobs gather after a
+            wake-up before it claims (bigger batches, fewer transactions; 0
+            claims at once).
         name: this worker's id in ``locked_by`` (default: host:pid:random).
     """
 
@@ -93,6 +96,7 @@ class Worker:
         dead_retention: float | None = None,
         shutdown_timeout: float = 30.0,
         listen: bool = True,
+        batch_window: float = 0.005,
         name: str | None = None,
     ) -> None:
         for param, value in (
@@ -112,6 +116,7 @@ class Worker:
             ("retention", retention),
             ("dead_retention", 0.0 if dead_retention is None else dead_retention),
             ("shutdown_timeout", shutdown_timeout),
+            ("batch_window", batch_window),
         ):
             if number < 0:
                 raise ValueError(f"{param} must be >= 0 seconds, got {number!r}")
@@ -127,6 +132,7 @@ class Worker:
         self.dead_retention = dead_retention
         self.shutdown_timeout = shutdown_timeout
         self.listen = listen
+        self.batch_window = batch_window
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.counters = TaskCounters()
         """Outcomes of this worker's attempts, by task type."""
@@ -251,10 +257,13 @@ class Worker:
                     await self._written.wait()
                     continue
                 # The queue looked empty: sleep until a notification, a freed
-                # slot (with until_empty), or the poll interval.
+                # slot (with until_empty), or the poll interval; then let jobs
+                # gather for batch_window, so that one claim takes many.
                 await self._pause(
                     self._slot_freed if self._until_empty else self._wake, self.poll_interval
                 )
+                if self.batch_window:
+                    await asyncio.sleep(self.batch_window)
 
     async def _claim(self, wanted: int) -> list[Job] | None:
         try:

@@ -99,6 +99,7 @@ class PostgresStore:
         self.connect_kwargs = dict(connect_kwargs or {})
         self.channel = "apitask_jobs" if schema is None else f"apitask_jobs.{schema}"
         self._pool: asyncpg.Pool | None = None
+        self._insert_pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._q = {name: _Query(self.qualify(sql)) for name, sql in _QUERIES.items()}
 
@@ -112,21 +113,37 @@ class PostgresStore:
 
     # -- lifecycle ------------------------------------------------------------
 
+    async def _create_pool(self, size: int, durable: bool) -> asyncpg.Pool:
+        kwargs = dict(self.connect_kwargs)
+        settings = dict(kwargs.pop("server_settings", {}))
+        if not durable:
+            # Claims, heartbeats and write-backs need not wait for the WAL
+            # flush: if the server crashes and loses one, the job runs again
+            # (at-least-once), which a lost lease would cause anyway.
+            settings["synchronous_commit"] = "off"
+        with translate_errors("connect to PostgreSQL", *_DRIVER_ERRORS):
+            return await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=size,
+                server_settings=settings,
+                # Our statements leave no session state behind: skip the
+                # per-release RESET round trip.
+                reset=_keep_session,
+                **kwargs,
+            )
+
     async def open(self) -> None:
         """Create the connection pool (idempotent)."""
-        async with self._opening:
-            if self._pool is not None:
-                return
-            with translate_errors("connect to PostgreSQL", *_DRIVER_ERRORS):
-                self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=self.pool_size, **self.connect_kwargs
-                )
+        async with self._opening:  # one pool, however many callers race here
+            self._pool = self._pool or await self._create_pool(self.pool_size, durable=False)
 
     async def aclose(self) -> None:
-        """Close the pool."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        """Close the pools."""
+        for pool in (self._pool, self._insert_pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._insert_pool = None
 
     async def _pool_ready(self) -> asyncpg.Pool:
         await self.open()
@@ -189,8 +206,13 @@ class PostgresStore:
         params = self._params(job)
         query = self._q["insert"]
         if conn is None:
-            rows = await self._fetch("enqueue the job", "insert", **params)
-            return rows[0]["id"] if rows else None
+            # The job must be durable once this returns: a pool that waits for
+            # the WAL flush (created on first use).
+            async with self._opening:
+                self._insert_pool = self._insert_pool or await self._create_pool(2, durable=True)
+            with translate_errors("enqueue the job", *_DRIVER_ERRORS):
+                row = await self._insert_pool.fetchrow(query.sql, *query.args(params))
+            return None if row is None else int(row["id"])
         sa = as_sqlalchemy(conn)
         if sa is not None:
             return await execute_sqlalchemy(sa, _sa_text(query.text), params)
@@ -303,6 +325,10 @@ class PostgresStore:
         for row in await self._fetch("count jobs", "stats"):
             table.setdefault(row["type"], {})[JobState(row["state"])] = row["jobs"]
         return Stats(table)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool ``reset`` hook that resets nothing (see ``_create_pool``)."""
 
 
 @functools.cache

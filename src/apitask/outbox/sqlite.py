@@ -114,12 +114,31 @@ class SQLiteStore:
         assert self._conn is not None  # _call and insert_sync open it first
         return _transaction(self._conn, fn)
 
-    async def _call(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _write_relaxed(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Like :meth:`_write`, without waiting for the disk (claims, write-backs).
+
+        In WAL mode, ``NORMAL`` commits survive a process crash; only power
+        loss can lose one, and then a job runs again (at-least-once), as a
+        lost lease would make it. The next durable commit syncs them anyway.
+        """
+        assert self._conn is not None
+        if self.synchronous in ("OFF", "NORMAL"):
+            return _transaction(self._conn, fn)
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return _transaction(self._conn, fn)
+        finally:
+            self._conn.execute(f"PRAGMA synchronous={self.synchronous}")
+
+    async def _call(
+        self, action: str, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False
+    ) -> T:
         await self.open()
         assert self._executor is not None
         loop = asyncio.get_running_loop()
+        write = self._write if durable else self._write_relaxed
         with translate_errors(action, sqlite3.Error):
-            return await loop.run_in_executor(self._executor, self._write, fn)
+            return await loop.run_in_executor(self._executor, write, fn)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -166,7 +185,7 @@ class SQLiteStore:
                 applied.append(migration.version)
             return applied
 
-        return await self._call("migrate the outbox schema", apply)
+        return await self._call("migrate the outbox schema", apply, durable=True)
 
     # -- enqueue --------------------------------------------------------------
 
@@ -189,7 +208,9 @@ class SQLiteStore:
         ``AsyncConnection``/``AsyncSession`` or an ``aiosqlite.Connection``),
         or in a transaction of its own when ``conn`` is ``None``."""
         if conn is None:
-            job_id = await self._call("enqueue the job", lambda c: self._insert_now(c, job))
+            job_id = await self._call(
+                "enqueue the job", lambda c: self._insert_now(c, job), durable=True
+            )
             for wake in self._wakers:
                 wake()
             return job_id

@@ -324,9 +324,11 @@ async def test_without_a_schema_the_search_path_decides(postgres_url: str, schem
     await admin.execute(f'CREATE SCHEMA "{schema}"')
     store = PostgresStore(postgres_url, connect_kwargs={"server_settings": {"search_path": schema}})
     try:
+        await asyncio.gather(store.open(), store.open())  # concurrent opens share one pool
         assert await store.migrate() == [1]
-        assert await store.insert(None, NewJob("ping", "{}")) == 1
-        assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".apitask_jobs') == 1
+        ids = await asyncio.gather(*(store.insert(None, NewJob("ping", "{}")) for _ in range(2)))
+        assert sorted(ids) == [1, 2]  # type: ignore[type-var]
+        assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".apitask_jobs') == 2
     finally:
         await store.aclose()
         await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -159,7 +159,7 @@ async def test_full_concurrency_waits_for_a_free_slot(registry: TaskRegistry) ->
     store = FakeStore()
     for _ in range(5):
         store.add("t.x")
-    worker = make(store, registry, concurrency=1, batch_size=1)
+    worker = make(store, registry, concurrency=1, batch_size=1, batch_window=0.0)
     await worker.run(until_empty=True)
     assert all(job.state is JobState.SUCCEEDED for job in store.jobs.values())
 
@@ -203,7 +203,9 @@ async def test_outcomes_unwritable_at_shutdown_are_left_to_lease_expiry(
 async def test_maintenance_reaps_purges_and_wakes(registry: TaskRegistry) -> None:
     """Reaped leases wake the claim loop; retention purges succeeded and dead jobs."""
     store = FakeStore(can_listen=False, reaped=1)
-    worker = make(store, registry, lease=0.02, retention=10.0, dead_retention=20.0)
+    worker = make(
+        store, registry, lease=0.02, retention=10.0, dead_retention=20.0, batch_window=0.0
+    )
     async with worker:
         await store.called("purge_dead").wait()
         await store.called("purge_succeeded").wait()
@@ -242,6 +244,7 @@ async def test_a_worker_runs_once() -> None:
         ("retention", -1.0),
         ("dead_retention", -1.0),
         ("shutdown_timeout", -1.0),
+        ("batch_window", -0.1),
     ],
 )
 def test_bad_options_are_rejected_by_name(option: str, value: float) -> None:
