@@ -12,7 +12,7 @@ Needs the ``sqlalchemy`` extra (SQLite) or the ``postgres`` extra.
 
 from __future__ import annotations
 
-from ._cli import run_worker
+from ._cli import add_worker_arguments, load_registry, run_worker, run_worker_command
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
 from ._records import Job, JobState, OutboxError, Stats
 from ._registry import TaskFactory, TaskRegistry
@@ -29,6 +29,10 @@ __all__ = [
     "Worker",
     "WorkerState",
     "run_worker",
+    # for a service's own command line (apitask-auth worker)
+    "add_worker_arguments",
+    "run_worker_command",
+    "load_registry",
     "Job",
     "JobState",
     "Stats",
