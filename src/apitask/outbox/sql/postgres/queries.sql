@@ -8,7 +8,7 @@
 WITH job AS (
     INSERT INTO apitask_jobs (type, payload, idempotency_key, run_at)
     VALUES (:type, :payload, :idempotency_key, now() + make_interval(secs => :delay))
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 )
 SELECT id, pg_notify(:channel, '')::text AS notified FROM job

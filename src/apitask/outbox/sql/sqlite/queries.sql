@@ -5,7 +5,7 @@
 -- name: insert
 INSERT INTO apitask_jobs (type, payload, idempotency_key, run_at, created_at)
 VALUES (:type, :payload, :idempotency_key, :now + :delay, :now)
-ON CONFLICT (idempotency_key) DO NOTHING
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id
 
 -- name: claim

@@ -14,10 +14,14 @@ CREATE TABLE apitask_jobs (
     finished_at REAL,
     locked_by TEXT,
     locked_until REAL,
-    idempotency_key TEXT UNIQUE,
+    idempotency_key TEXT,
     last_error TEXT
 );
 
+-- A repeated idempotency key inserts nothing. Partial: jobs without a key
+-- (most) cost no entry here.
+CREATE UNIQUE INDEX apitask_jobs_idempotency_key ON apitask_jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 -- What workers claim: due jobs, oldest first.
 CREATE INDEX apitask_jobs_ready ON apitask_jobs (run_at, id) WHERE state IN ('queued', 'failed');
 -- Leases to take over when a worker stops heartbeating.

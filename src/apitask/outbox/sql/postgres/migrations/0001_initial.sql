@@ -14,10 +14,13 @@ CREATE TABLE apitask_jobs (
     idempotency_key text,
     last_error text,
     CONSTRAINT apitask_jobs_state_check
-        CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'dead')),
-    CONSTRAINT apitask_jobs_idempotency_key_key UNIQUE (idempotency_key)
+        CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'dead'))
 );
 
+-- A repeated idempotency key inserts nothing. Partial: jobs without a key
+-- (most) cost no entry here.
+CREATE UNIQUE INDEX apitask_jobs_idempotency_key ON apitask_jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 -- What workers claim: due jobs, oldest first.
 CREATE INDEX apitask_jobs_ready ON apitask_jobs (run_at, id) WHERE state IN ('queued', 'failed');
 -- Leases to take over when a worker stops heartbeating.
