@@ -200,6 +200,8 @@ class SQLiteStore:
         }
 
     def _insert_now(self, conn: sqlite3.Connection, job: NewJob) -> int | None:
+        if job.idempotency_key is None:
+            return conn.execute(_Q["insert_unkeyed"], self._params(job)).lastrowid
         row = conn.execute(_Q["insert"], self._params(job)).fetchone()
         return None if row is None else int(row[0])
 
