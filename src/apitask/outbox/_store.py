@@ -17,8 +17,6 @@ from ._records import OutboxError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-    from sqlalchemy.ext.asyncio import AsyncConnection
-
     from ._records import Finish, Job, JobState, Stats
 
 __all__ = ["NewJob", "Store", "as_sqlalchemy", "translate_errors"]
@@ -98,14 +96,20 @@ def as_sqlalchemy(conn: object) -> Any:
     return None
 
 
-async def execute_sqlalchemy(
-    conn: AsyncConnection, query: Any, params: dict[str, object]
-) -> int | None:
-    """Run an insert query through SQLAlchemy; the first column of its row, if any."""
+async def execute_sqlalchemy(conn: Any, sql: str, params: object) -> int | None:
+    """Run an insert through a SQLAlchemy connection or session, as driver SQL.
+
+    ``exec_driver_sql`` skips SQLAlchemy's statement compilation (a third of
+    the cost of a ``text()`` statement here); ``sql`` and ``params`` are in
+    the driver's own style. Returns the first column of the first row, if any.
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        result = await conn.execute(query, params)
+        if not hasattr(conn, "exec_driver_sql"):
+            # An AsyncSession: the connection of its transaction (begun if needed).
+            conn = await conn.connection()
+        result = await conn.exec_driver_sql(sql, params)
         row = result.first()
     except SQLAlchemyError as exc:
         raise OutboxError(f"could not enqueue the job: {exc}") from exc

@@ -13,7 +13,6 @@ pooler supports prepared statements.
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -55,10 +54,9 @@ def _job(row: Mapping[str, Any]) -> Job:
 class _Query:
     """A named query, qualified with the schema and numbered for asyncpg."""
 
-    __slots__ = ("names", "sql", "text")
+    __slots__ = ("names", "sql")
 
     def __init__(self, text: str) -> None:
-        self.text = text
         self.sql, self.names = numbered(text)
 
     def args(self, params: Mapping[str, object]) -> list[object]:
@@ -215,7 +213,7 @@ class PostgresStore:
             return None if row is None else int(row["id"])
         sa = as_sqlalchemy(conn)
         if sa is not None:
-            return await execute_sqlalchemy(sa, _sa_text(query.text), params)
+            return await execute_sqlalchemy(sa, query.sql, tuple(query.args(params)))
         if not isinstance(conn, asyncpg.Connection):
             raise TypeError(
                 "enqueue() needs a SQLAlchemy AsyncConnection or AsyncSession, or an "
@@ -329,10 +327,3 @@ class PostgresStore:
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Pool ``reset`` hook that resets nothing (see ``_create_pool``)."""
-
-
-@functools.cache
-def _sa_text(sql: str) -> Any:
-    from sqlalchemy import text
-
-    return text(sql)

@@ -10,7 +10,6 @@ function run there as one transaction. Claims and other writes start with
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import sqlite3
 import time
@@ -218,7 +217,7 @@ class SQLiteStore:
             return job_id
         sa = as_sqlalchemy(conn)
         if sa is not None:
-            return await execute_sqlalchemy(sa, _sa_insert(), self._params(job))
+            return await execute_sqlalchemy(sa, _Q["insert"], self._params(job))
         return await self._insert_aiosqlite(conn, job)
 
     async def _insert_aiosqlite(self, conn: Any, job: NewJob) -> int | None:
@@ -338,10 +337,3 @@ class SQLiteStore:
             return Stats(table)
 
         return await self._call("count jobs", count)
-
-
-@functools.cache
-def _sa_insert() -> Any:
-    from sqlalchemy import text
-
-    return text(_Q["insert"])
