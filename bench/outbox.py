@@ -1,0 +1,300 @@
+"""Outbox throughput against raw SQL measured in the same run.
+
+Cases (N no-op jobs each, median of --repeats runs):
+
+PostgreSQL (in a schema of its own, dropped at the end):
+  raw        one INSERT per transaction (autocommit, asyncpg, 1 connection) while a
+             concurrent consumer drains with SELECT ... FOR UPDATE SKIP LOCKED LIMIT 10
+             + DELETE, one transaction per batch (../shared/peers: ~1,900 jobs/s);
+             time until the last job is consumed.
+  outbox     each job enqueued in its own transaction, either through SQLAlchemy
+             (engine.begin() + outbox.enqueue(conn, task)) or the outbox's own short
+             transaction (outbox.sink.submit), while one worker (concurrency 10,
+             LISTEN) runs them; time until the last job has run.
+  in-tx      the extra cost of one enqueue inside an existing transaction: N
+             transactions of one business INSERT, with and without an enqueue.
+
+SQLite (a file in a temporary directory, WAL, the same synchronous level on both sides):
+  raw        stdlib sqlite3, BEGIN; INSERT; COMMIT per job (as ../shared/peers).
+  outbox     sink.submit per job, or SQLAlchemy+aiosqlite engine.begin() + enqueue,
+             with a worker running them concurrently; time until the last job has run.
+
+Usage: .venv/bin/python bench/outbox.py [--pg postgresql://postgres@127.0.0.1:5432/test]
+       [-n 5000] [--repeats 3] [--only pg,sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import sqlite3
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from _common import Series, save, table
+from apitask.outbox import Outbox, TaskRegistry
+from apitask.outbox.postgres import PostgresStore
+from apitask.outbox.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from apitask import JSONValue
+
+PAYLOAD = '{"to": "user@example.test", "template": "welcome"}'
+
+
+class Counter:
+    """Counts runs and fires an event at the target."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.count = 0
+        self.done = asyncio.Event()
+
+
+class Noop:
+    """A durable no-op task with a mail-sized payload."""
+
+    type = "bench.noop"
+    counter: Counter | None = None
+
+    def payload(self) -> Mapping[str, JSONValue]:
+        return {"to": "user@example.test", "template": "welcome"}
+
+    async def run(self) -> None:
+        counter = Noop.counter
+        assert counter is not None
+        counter.count += 1
+        if counter.count >= counter.target:
+            counter.done.set()
+
+
+REGISTRY = TaskRegistry()
+REGISTRY.register("bench.noop", lambda type, payload: Noop())
+TASK = Noop()
+
+
+async def end_to_end(
+    outbox: Outbox, n: int, produce: Callable[[], Awaitable[None]], **worker: Any
+) -> float:
+    """Seconds from the first enqueue until the n-th job has run, worker running alongside."""
+    Noop.counter = Counter(n)
+    async with outbox.worker(concurrency=10, poll_interval=0.05, retention=0.0, **worker):
+        start = time.perf_counter()
+        await produce()
+        await Noop.counter.done.wait()
+        return time.perf_counter() - start
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+
+async def pg_raw(dsn: str, schema: str, n: int) -> float:
+    settings = {"search_path": schema}
+    producer = await asyncpg.connect(dsn, server_settings=settings)
+    consumer = await asyncpg.connect(dsn, server_settings=settings)
+    await producer.execute("TRUNCATE raw_jobs")
+    insert = await producer.prepare("INSERT INTO raw_jobs (payload) VALUES ($1::jsonb)")
+    select = await consumer.prepare(
+        "SELECT id, payload FROM raw_jobs ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 10"
+    )
+    delete = await consumer.prepare("DELETE FROM raw_jobs WHERE id = ANY($1::bigint[])")
+
+    async def produce() -> None:
+        for _ in range(n):
+            await insert.fetch(PAYLOAD)
+
+    async def consume() -> None:
+        done = 0
+        while done < n:
+            async with consumer.transaction():
+                rows = await select.fetch()
+                if rows:
+                    await delete.fetch([r["id"] for r in rows])
+            done += len(rows)
+            if not rows:
+                await asyncio.sleep(0.001)
+
+    start = time.perf_counter()
+    await asyncio.gather(produce(), consume())
+    elapsed = time.perf_counter() - start
+    await producer.close()
+    await consumer.close()
+    return elapsed
+
+
+async def pg_cases(dsn: str, n: int, repeats: int) -> list[Series]:
+    schema = f"apitask_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    await admin.execute(
+        f'CREATE TABLE "{schema}".raw_jobs (id bigserial PRIMARY KEY, '
+        "payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now());"
+        f'CREATE TABLE "{schema}".users (id bigserial PRIMARY KEY, email text NOT NULL)'
+    )
+    engine = create_async_engine(dsn.replace("postgresql://", "postgresql+asyncpg://"), pool_size=2)
+    outbox = Outbox(PostgresStore(dsn, schema=schema), REGISTRY)
+    raw = Series("pg raw INSERT/txn + SKIP LOCKED consumer", "jobs/s")
+    via_sa = Series("pg outbox e2e, SQLAlchemy tx per job", "jobs/s")
+    via_sink = Series("pg outbox e2e, own tx per job (sink)", "jobs/s")
+    bare = Series("pg tx: business INSERT only", "us")
+    with_job = Series("pg tx: business INSERT + enqueue", "us")
+    extra = Series("pg extra cost of enqueue in a tx", "us")
+    users = text(f'INSERT INTO "{schema}".users (email) VALUES (:email)')
+    try:
+        await outbox.migrate()
+
+        async def sa_produce() -> None:
+            for _ in range(n):
+                async with engine.begin() as conn:
+                    await outbox.enqueue(conn, TASK)
+
+        async def sink_produce() -> None:
+            for _ in range(n):
+                await outbox.sink.submit(TASK)
+
+        async def transactions(enqueue: bool) -> float:
+            start = time.perf_counter()
+            for _ in range(n // 5):
+                async with engine.begin() as conn:
+                    await conn.execute(users, {"email": "user@example.test"})
+                    if enqueue:
+                        await outbox.enqueue(conn, TASK)
+            return (time.perf_counter() - start) / (n // 5) * 1e6
+
+        for _ in range(repeats):
+            raw.values.append(n / await pg_raw(dsn, schema, n))
+            via_sa.values.append(n / await end_to_end(outbox, n, sa_produce))
+            via_sink.values.append(n / await end_to_end(outbox, n, sink_produce))
+            a, b = await transactions(False), await transactions(True)
+            bare.values.append(a)
+            with_job.values.append(b)
+            extra.values.append(b - a)
+            await admin.execute(f'TRUNCATE "{schema}".apitask_jobs, "{schema}".users')
+    finally:
+        await outbox.aclose()
+        await engine.dispose()
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+    print(table([raw, via_sa, via_sink], raw, higher_is_better=True))
+    print(table([bare, with_job], bare))
+    print(f"extra cost of one enqueue inside an existing transaction: {extra.median:.0f} us")
+    return [raw, via_sa, via_sink, bare, with_job, extra]
+
+
+# ---------------------------------------------------------------------- SQLite
+
+
+def sqlite_raw(path: Path, n: int, synchronous: str) -> float:
+    """Jobs/s of BEGIN; INSERT; COMMIT in a plain loop (no event loop, no thread hop)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS raw_jobs (id INTEGER PRIMARY KEY, "
+        "payload TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
+    start = time.perf_counter()
+    for _ in range(n):
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO raw_jobs (payload, created_at) VALUES (?, ?)", (PAYLOAD, 0.0))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return n / elapsed
+
+
+async def sqlite_raw_hop(path: Path, n: int, synchronous: str) -> float:
+    """The same transactions, each sent from the event loop to one thread (our rule)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+
+    def one() -> None:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO raw_jobs (payload, created_at) VALUES (?, ?)", (PAYLOAD, 0.0))
+        conn.execute("COMMIT")
+
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(1) as thread:
+        start = time.perf_counter()
+        for _ in range(n):
+            await loop.run_in_executor(thread, one)
+        elapsed = time.perf_counter() - start
+    conn.close()
+    return n / elapsed
+
+
+async def sqlite_cases(n: int, repeats: int) -> list[Series]:
+    rows: list[Series] = []
+    with tempfile.TemporaryDirectory(prefix="apitask-bench-") as tmp:
+        for level in ("NORMAL", "FULL"):
+            raw = Series(f"sqlite {level} raw INSERT/txn", "jobs/s")
+            hop = Series(f"sqlite {level} raw INSERT/txn, 1 thread hop", "jobs/s")
+            via_sink = Series(f"sqlite {level} outbox e2e, own tx (sink)", "jobs/s")
+            via_sa = Series(f"sqlite {level} outbox e2e, SQLAlchemy tx", "jobs/s")
+            for i in range(repeats):
+                path = Path(tmp) / f"{level}-{i}.db"
+                raw.values.append(await asyncio.to_thread(sqlite_raw, path, n, level))
+                hop.values.append(await sqlite_raw_hop(path, n, level))
+                store = SQLiteStore(str(path), synchronous=level)
+                async with Outbox(store, REGISTRY) as outbox:
+                    await outbox.migrate()
+
+                    async def sink_produce(outbox: Outbox = outbox) -> None:
+                        for _ in range(n):
+                            await outbox.sink.submit(TASK)
+
+                    via_sink.values.append(n / await end_to_end(outbox, n, sink_produce))
+                    engine = await asyncio.to_thread(
+                        create_async_engine, f"sqlite+aiosqlite:///{path}"
+                    )
+
+                    @event.listens_for(engine.sync_engine, "connect")
+                    def pragmas(dbapi: Any, record: Any, level: str = level) -> None:
+                        dbapi.execute(f"PRAGMA synchronous={level}")
+
+                    async def sa_produce(outbox: Outbox = outbox, engine: Any = engine) -> None:
+                        for _ in range(n):
+                            async with engine.begin() as conn:
+                                await outbox.enqueue(conn, TASK)
+
+                    via_sa.values.append(n / await end_to_end(outbox, n, sa_produce))
+                    await engine.dispose()
+            print(table([raw, hop, via_sink, via_sa], raw, higher_is_better=True))
+            rows += [raw, hop, via_sink, via_sa]
+    return rows
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    only = set(args.only.split(","))
+    rows: list[Series] = []
+    if "pg" in only:
+        rows += await pg_cases(args.pg, args.n, args.repeats)
+    if "sqlite" in only:
+        rows += await sqlite_cases(args.n, args.repeats)
+    print("saved", save("outbox", rows, n=args.n, repeats=args.repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("-n", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="pg,sqlite")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

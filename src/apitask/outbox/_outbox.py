@@ -1,0 +1,242 @@
+"""The facade: enqueue in the caller's transaction, a TaskSink, workers, operations."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._exceptions import TaskError
+from .._scope import scope
+from ._registry import TaskRegistry, encode_payload
+from ._store import NewJob
+from ._worker import Worker
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from types import TracebackType
+
+    from .._types import Task
+    from ._records import Job, JobState, Stats
+    from ._store import Store
+
+__all__ = ["Outbox", "OutboxSink", "open_outbox", "open_store"]
+
+# The transaction the code running now declared with Outbox.transaction():
+# (outbox, connection). The sink enqueues into it.
+_declared: contextvars.ContextVar[tuple[Outbox, object] | None] = contextvars.ContextVar(
+    "apitask_outbox_transaction", default=None
+)
+
+
+def open_store(
+    url: str,
+    *,
+    schema: str | None = None,
+    synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL",
+) -> Store:
+    """The store for a database URL.
+
+    ``sqlite:///relative.db``, ``sqlite:////absolute.db`` (``sqlite+aiosqlite``
+    too) or ``postgresql://...`` (``postgres://``, ``postgresql+asyncpg://``).
+
+    Raises:
+        ValueError: the URL names no database this outbox supports.
+    """
+    scheme, sep, rest = url.partition("://")
+    driverless = scheme.split("+", 1)[0]
+    if sep and driverless == "sqlite" and rest.startswith("/") and len(rest) > 1:
+        from .sqlite import SQLiteStore
+
+        if schema is not None:
+            raise ValueError("schema: SQLite has no schemas; leave it unset")
+        return SQLiteStore(rest[1:], synchronous=synchronous)
+    if sep and driverless in ("postgres", "postgresql"):
+        from .postgres import PostgresStore
+
+        return PostgresStore(f"postgresql://{rest}", schema=schema)
+    raise ValueError(
+        f"url: expected sqlite:///path or postgresql://..., got {url.split('@')[-1]!r}"
+    )
+
+
+class Outbox:
+    """A durable outbox: jobs written in your transaction, run by workers.
+
+    Args:
+        store: the database (see :func:`open_outbox` to make one from a URL).
+        registry: rebuilds stored tasks; needed by workers, not to enqueue.
+
+    Example::
+
+        outbox = open_outbox("postgresql://app@db/app", registry)
+        async with engine.begin() as conn:
+            await conn.execute(insert_user)
+            await outbox.enqueue(conn, mail_task)  # committed with the user, or not at all
+    """
+
+    def __init__(self, store: Store, registry: TaskRegistry | None = None) -> None:
+        self.store = store
+        self.registry = registry or TaskRegistry()
+        self.sink = OutboxSink(self)
+        """A :class:`~apitask.TaskSink`: bind it to request scopes or a pool's spill."""
+
+    def __repr__(self) -> str:
+        return f"<Outbox {self.store!r}>"
+
+    async def __aenter__(self) -> Outbox:
+        await self.store.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the outbox's own connections (never the caller's)."""
+        await self.store.aclose()
+
+    async def migrate(self) -> list[int]:
+        """Create or upgrade the outbox tables; return the versions applied."""
+        return await self.store.migrate()
+
+    async def enqueue(
+        self,
+        conn: object | None,
+        task: Task,
+        idempotency_key: str | None = None,
+        *,
+        delay: float = 0.0,
+    ) -> int | None:
+        """Write ``task`` as a job row in the transaction open on ``conn``.
+
+        The job exists if and only if that transaction commits. Nothing is
+        committed here: the caller's ``commit`` publishes the job, its
+        ``rollback`` drops it.
+
+        Args:
+            conn: a SQLAlchemy ``AsyncConnection`` or ``AsyncSession`` (or the
+                driver's own connection: ``asyncpg.Connection``,
+                ``aiosqlite.Connection``). ``None`` enqueues in a short
+                transaction of the outbox's own.
+            task: a :class:`~apitask.DurableTask`; its ``type`` and ``payload()``
+                are stored.
+            idempotency_key: a repeated key is a no-op (while the first job
+                is kept: see retention).
+            delay: seconds before the job is due.
+
+        Returns:
+            The job id, or ``None`` when ``idempotency_key`` was already used.
+
+        Raises:
+            TypeError: ``task`` is not durable or its payload is not JSON.
+            OutboxError: the database refused the insert.
+        """
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
+        job = NewJob(task.type, encode_payload(task), idempotency_key, delay)
+        return await self.store.insert(conn, job)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, conn: object) -> AsyncIterator[None]:
+        """Declare ``conn``'s open transaction as where :func:`apitask.run` enqueues.
+
+        Inside the block, tasks handed to :attr:`sink` (by ``apitask.run``
+        in a scope bound to it) are written into ``conn``'s transaction. If
+        no request scope is open, one bound to :attr:`sink` is opened for the
+        block; an open scope is reused, and its own sink decides. The block
+        neither begins nor commits the transaction.
+
+        Example::
+
+            async with session.begin(), outbox.transaction(session):
+                session.add(user)
+                await apitask.run(mailer.confirmation(user, token))
+        """
+        token = _declared.set((self, conn))
+        try:
+            async with scope(sink=self.sink):
+                yield
+        finally:
+            _declared.reset(token)
+
+    def worker(self, **options: Any) -> Worker:
+        """A :class:`Worker` on this outbox (options: see :class:`Worker`)."""
+        return Worker(self.store, self.registry, **options)
+
+    # -- operations (the CLI's) ---------------------------------------------------
+
+    async def list(self, state: JobState | None = None, limit: int = 50) -> list[Job]:
+        """The newest ``limit`` jobs, in ``state`` if given."""
+        return await self.store.list(state, limit)
+
+    async def stats(self) -> Stats:
+        """Job counts by type and state."""
+        return await self.store.stats()
+
+    async def retry(self, ids: Sequence[int] | None = None) -> int:
+        """Queue dead jobs again (``ids``, or every dead job); return how many."""
+        return await self.store.requeue(ids)
+
+    async def purge(self, state: JobState, older_than: float = 0.0) -> int:
+        """Delete jobs in ``state`` finished over ``older_than`` seconds ago."""
+        return await self.store.purge(state, older_than)
+
+
+class OutboxSink:
+    """A :class:`~apitask.TaskSink` that writes tasks to the outbox.
+
+    Inside :meth:`Outbox.transaction` a task joins that transaction;
+    elsewhere (a pool spilling its leftovers at shutdown, a scope bound to
+    the sink with no transaction declared) it is written in a short
+    transaction of its own.
+    """
+
+    __slots__ = ("outbox",)
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def __repr__(self) -> str:
+        return f"<OutboxSink {self.outbox.store!r}>"
+
+    def _job(self, task: Task) -> NewJob:
+        try:
+            return NewJob(task.type, encode_payload(task))
+        except TypeError as exc:
+            raise TaskError(f"the outbox cannot take task {task.type!r}: {exc}") from exc
+
+    async def submit(self, task: Task) -> None:
+        """Enqueue ``task`` in the declared transaction, or in one of its own.
+
+        Raises:
+            TaskError: the task is not durable (has no JSON payload).
+            OutboxError: the database refused the insert.
+        """
+        job = self._job(task)
+        declared = _declared.get()
+        conn = declared[1] if declared is not None and declared[0] is self.outbox else None
+        await self.outbox.store.insert(conn, job)
+
+    def submit_sync(self, task: Task) -> None:
+        """Enqueue ``task`` in a transaction of its own, from a thread with no loop."""
+        self.outbox.store.insert_sync(self._job(task))
+
+
+def open_outbox(
+    url: str,
+    registry: TaskRegistry | None = None,
+    *,
+    schema: str | None = None,
+    synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL",
+) -> Outbox:
+    """An :class:`Outbox` on the database at ``url`` (see :func:`open_store`).
+
+    Connections open on first use; close them with ``aclose()`` or use the
+    outbox as an ``async with`` block.
+    """
+    return Outbox(open_store(url, schema=schema, synchronous=synchronous), registry)

@@ -1,0 +1,109 @@
+"""Values the outbox reads and writes: job rows, their states, worker outcomes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._exceptions import ApitaskError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+__all__ = ["Finish", "Job", "JobState", "OutboxError", "Stats", "Verdict"]
+
+
+class OutboxError(ApitaskError):
+    """The outbox's database could not be reached or answered with an error.
+
+    The driver's exception is chained as ``__cause__``.
+    """
+
+
+class JobState(enum.StrEnum):
+    """Where a job row is in its life.
+
+    ::
+
+        queued ──claim──> running ──ok──────────────> succeeded ──retention──> (purged)
+                             │ └──TransientError──> failed ──(run_at due)──> running ...
+                             └────permanent error / attempts used up──> dead
+    """
+
+    QUEUED = "queued"
+    """Committed and waiting for a worker."""
+    RUNNING = "running"
+    """Claimed by a worker that holds a lease on it."""
+    SUCCEEDED = "succeeded"
+    """Ran to completion (kept for the retention period, then purged)."""
+    FAILED = "failed"
+    """An attempt failed; a retry is scheduled at ``run_at``."""
+    DEAD = "dead"
+    """Given up on: ``last_error`` says why. ``apitask outbox retry`` revives it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One row of the outbox, as a worker claimed it or a listing read it.
+
+    Attributes:
+        id: row id, unique in its database.
+        type: the task type, looked up in the :class:`TaskRegistry`.
+        payload: the task's payload as stored (JSON text).
+        state: where the job is in its life.
+        attempts: attempts started so far (the current one included).
+        run_at: when it is (or was) due.
+        created_at: when it was enqueued.
+        finished_at: when it succeeded or died, if it has.
+        idempotency_key: the key given at enqueue, if any.
+        last_error: why the last attempt failed, if one did.
+    """
+
+    id: int
+    type: str
+    payload: str
+    state: JobState
+    attempts: int
+    run_at: datetime
+    created_at: datetime
+    finished_at: datetime | None = None
+    idempotency_key: str | None = None
+    last_error: str | None = None
+
+
+class Verdict(enum.Enum):
+    """What a worker decided about one attempt."""
+
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"
+    DEAD = "dead"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The outcome of one attempt, for the store to write back in a batch.
+
+    Attributes:
+        job_id: the job.
+        verdict: what to do with the row.
+        delay: for ``RETRY``, seconds until the next attempt.
+        error: for ``RETRY`` and ``DEAD``, the reason recorded as ``last_error``.
+    """
+
+    job_id: int
+    verdict: Verdict
+    delay: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Job counts by task type and state (``apitask outbox stats``)."""
+
+    counts: dict[str, dict[JobState, int]]
+
+    def total(self, state: JobState) -> int:
+        """Jobs in ``state`` over every type."""
+        return sum(by_state.get(state, 0) for by_state in self.counts.values())

@@ -1,0 +1,125 @@
+"""The port between the outbox and a database: a small Store protocol.
+
+An adapter (:mod:`apitask.outbox.sqlite`, :mod:`apitask.outbox.postgres`)
+implements it with its driver; the worker and the facade only see this.
+Every method is one short transaction of its own, except :meth:`Store.insert`
+given a connection, which writes into the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._records import OutboxError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
+
+    from ._records import Finish, Job, JobState, Stats
+
+__all__ = ["NewJob", "Store", "as_sqlalchemy", "translate_errors"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to insert: the task's type, its JSON payload, and options."""
+
+    type: str
+    payload: str
+    idempotency_key: str | None = None
+    delay: float = 0.0
+
+
+class Store(Protocol):
+    """What the outbox needs from a database."""
+
+    dialect: str
+    """``"sqlite"`` or ``"postgresql"``."""
+
+    async def open(self) -> None:
+        """Connect (idempotent)."""
+
+    async def aclose(self) -> None:
+        """Release every connection."""
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied."""
+
+    async def insert(self, conn: object | None, job: NewJob) -> int | None:
+        """Insert ``job`` in ``conn``'s transaction, or in a transaction of its own
+        when ``conn`` is ``None``. Return the id, or ``None`` when the idempotency
+        key was already taken."""
+
+    def insert_sync(self, job: NewJob) -> int | None:
+        """:meth:`insert` in a transaction of its own, from a thread with no loop."""
+
+    async def claim(self, worker: str, limit: int, lease: float) -> list[Job]:
+        """Lease up to ``limit`` due jobs to ``worker`` for ``lease`` seconds."""
+
+    async def heartbeat(self, worker: str, ids: Sequence[int], lease: float) -> None:
+        """Extend ``worker``'s leases on ``ids`` by ``lease`` seconds from now."""
+
+    async def reap(self) -> int:
+        """Make jobs with expired leases due again; return how many."""
+
+    async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
+        """Write back attempt outcomes (delete succeeded rows unless ``keep``)."""
+
+    async def purge(self, state: JobState, older_than: float) -> int:
+        """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""
+
+    async def requeue(self, ids: Sequence[int] | None) -> int:
+        """Make dead jobs (``ids``, or all when ``None``) queued again."""
+
+    async def list(self, state: JobState | None, limit: int) -> list[Job]:
+        """The newest ``limit`` jobs, in ``state`` if given."""
+
+    async def stats(self) -> Stats:
+        """Counts by type and state."""
+
+    async def listen(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+        """Call ``wake`` when jobs are enqueued; return a closer, or ``None``
+        when this store cannot listen (workers then poll)."""
+
+
+def as_sqlalchemy(conn: object) -> Any:
+    """``conn`` as a SQLAlchemy ``AsyncConnection``-like executor, or ``None``.
+
+    An ``AsyncSession`` is used as is: executing on it joins the transaction
+    it has (or begins one, as SQLAlchemy does for any statement).
+    """
+    module = type(conn).__module__
+    if module.startswith("sqlalchemy."):
+        return conn
+    return None
+
+
+async def execute_sqlalchemy(conn: Any, sql: str, params: object) -> int | None:
+    """Run an insert through a SQLAlchemy connection or session, as driver SQL.
+
+    ``exec_driver_sql`` skips SQLAlchemy's statement compilation (a third of
+    the cost of a ``text()`` statement here); ``sql`` and ``params`` are in
+    the driver's own style. Returns the first column of the first row, if any.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        if not hasattr(conn, "exec_driver_sql"):
+            # An AsyncSession: the connection of its transaction (begun if needed).
+            conn = await conn.connection()
+        result = await conn.exec_driver_sql(sql, params)
+        row = result.first()
+    except SQLAlchemyError as exc:
+        raise OutboxError(f"could not enqueue the job: {exc}") from exc
+    return None if row is None else int(row[0])
+
+
+@contextlib.contextmanager
+def translate_errors(action: str, *driver_errors: type[BaseException]) -> Iterator[None]:
+    """Re-raise the driver's errors as :class:`OutboxError` naming ``action``."""
+    try:
+        yield
+    except driver_errors as exc:
+        raise OutboxError(f"could not {action}: {exc}") from exc

@@ -1,0 +1,329 @@
+"""The PostgreSQL outbox store: many worker processes on many machines.
+
+Claims take a batch of due rows with ``FOR UPDATE SKIP LOCKED`` (workers
+never wait on each other's rows) and lease them: a worker extends its leases
+by heartbeats, and a lease that runs out (its worker died) is taken over by
+the others. Enqueues send a ``NOTIFY``; workers ``LISTEN`` on a dedicated
+connection and poll as a fallback. Behind a transaction-mode pooler
+(PgBouncer) LISTEN does not work: run workers with ``listen=False`` (they
+poll) and pass ``statement_cache_size=0`` in ``connect_kwargs`` unless the
+pooler supports prepared statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from ._records import Job, JobState, Stats, Verdict
+from ._sql import load_migrations, load_queries, numbered
+from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+    from ._records import Finish
+
+__all__ = ["PostgresStore"]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_TABLES = re.compile(r"\bapitask_(jobs|migrations)\b")
+_MIGRATIONS = load_migrations("postgres")
+_QUERIES = load_queries("postgres")
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def _job(row: Mapping[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        type=row["type"],
+        payload=row["payload"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        run_at=row["run_at"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        idempotency_key=row["idempotency_key"],
+        last_error=row["last_error"],
+    )
+
+
+class _Query:
+    """A named query, qualified with the schema and numbered for asyncpg."""
+
+    __slots__ = ("names", "sql")
+
+    def __init__(self, text: str) -> None:
+        self.sql, self.names = numbered(text)
+
+    def args(self, params: Mapping[str, object]) -> list[object]:
+        return [params[name] for name in self.names]
+
+
+class PostgresStore:
+    """An outbox in a PostgreSQL database.
+
+    Args:
+        dsn: ``postgresql://user@host:port/db`` (``postgres://`` too).
+        schema: the schema holding the outbox tables (created by
+            :meth:`migrate` if missing); ``None`` uses the connection's
+            ``search_path``. Enqueues name it explicitly, so the caller's
+            connection needs no particular ``search_path``.
+        pool_size: connections this store keeps for claims and write-backs.
+        connect_kwargs: passed to ``asyncpg.create_pool`` (e.g.
+            ``statement_cache_size=0`` behind PgBouncer).
+    """
+
+    dialect = "postgresql"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        pool_size: int = 4,
+        connect_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if schema is not None and not _IDENTIFIER.match(schema):
+            raise ValueError(f"schema must be a plain SQL identifier, got {schema!r}")
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {pool_size!r}")
+        self.dsn = dsn
+        self.schema = schema
+        self.pool_size = pool_size
+        self.connect_kwargs = dict(connect_kwargs or {})
+        self.channel = "apitask_jobs" if schema is None else f"apitask_jobs.{schema}"
+        self._pool: asyncpg.Pool | None = None
+        self._insert_pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._q = {name: _Query(self.qualify(sql)) for name, sql in _QUERIES.items()}
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore schema={self.schema!r}>"
+
+    def qualify(self, sql: str) -> str:
+        """``sql`` with the outbox tables named in this store's schema."""
+        prefix = "" if self.schema is None else f'"{self.schema}".'
+        return _TABLES.sub(lambda m: prefix + m[0], sql)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def _create_pool(self, size: int, durable: bool) -> asyncpg.Pool:
+        kwargs = dict(self.connect_kwargs)
+        settings = dict(kwargs.pop("server_settings", {}))
+        if not durable:
+            # Claims, heartbeats and write-backs need not wait for the WAL
+            # flush: if the server crashes and loses one, the job runs again
+            # (at-least-once), which a lost lease would cause anyway.
+            settings["synchronous_commit"] = "off"
+        with translate_errors("connect to PostgreSQL", *_DRIVER_ERRORS):
+            return await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=size,
+                server_settings=settings,
+                # Our statements leave no session state behind: skip the
+                # per-release RESET round trip.
+                reset=_keep_session,
+                **kwargs,
+            )
+
+    async def open(self) -> None:
+        """Create the connection pool (idempotent)."""
+        async with self._opening:  # one pool, however many callers race here
+            self._pool = self._pool or await self._create_pool(self.pool_size, durable=False)
+
+    async def aclose(self) -> None:
+        """Close the pools."""
+        for pool in (self._pool, self._insert_pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._insert_pool = None
+
+    async def _pool_ready(self) -> asyncpg.Pool:
+        await self.open()
+        assert self._pool is not None
+        return self._pool
+
+    async def _fetch(self, action: str, name: str, **params: object) -> list[Any]:
+        pool = await self._pool_ready()
+        query = self._q[name]
+        with translate_errors(action, *_DRIVER_ERRORS):
+            return list(await pool.fetch(query.sql, *query.args(params)))
+
+    async def _execute(self, action: str, name: str, **params: object) -> int:
+        pool = await self._pool_ready()
+        query = self._q[name]
+        with translate_errors(action, *_DRIVER_ERRORS):
+            status = await pool.execute(query.sql, *query.args(params))
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations in one transaction, one migrator at a time."""
+        pool = await self._pool_ready()
+        applied = []
+        with translate_errors("migrate the outbox schema", *_DRIVER_ERRORS):
+            async with pool.acquire() as conn, conn.transaction():
+                lock = self._q["migrations_lock"]
+                await conn.execute(lock.sql, *lock.args({"lock_name": self.channel}))
+                if self.schema is not None:
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                await conn.execute(self._q["migrations_table"].sql)
+                done = {r[0] for r in await conn.fetch(self._q["applied_migrations"].sql)}
+                for migration in _MIGRATIONS:
+                    if migration.version in done:
+                        continue
+                    for statement in migration.statements:
+                        await conn.execute(self.qualify(statement))
+                    record = self._q["record_migration"]
+                    await conn.execute(
+                        record.sql,
+                        *record.args({"version": migration.version, "name": migration.name}),
+                    )
+                    applied.append(migration.version)
+        return applied
+
+    # -- enqueue --------------------------------------------------------------
+
+    def _params(self, job: NewJob) -> dict[str, object]:
+        return {
+            "type": job.type,
+            "payload": job.payload,
+            "idempotency_key": job.idempotency_key,
+            "delay": float(job.delay),
+            "channel": self.channel,
+        }
+
+    async def insert(self, conn: object | None, job: NewJob) -> int | None:
+        """Insert in the caller's transaction on ``conn`` (a SQLAlchemy
+        ``AsyncConnection``/``AsyncSession`` or an ``asyncpg.Connection``), or
+        in a transaction of its own when ``conn`` is ``None``."""
+        params = self._params(job)
+        query = self._q["insert"]
+        if conn is None:
+            # The job must be durable once this returns: a pool that waits for
+            # the WAL flush (created on first use).
+            async with self._opening:
+                self._insert_pool = self._insert_pool or await self._create_pool(2, durable=True)
+            with translate_errors("enqueue the job", *_DRIVER_ERRORS):
+                row = await self._insert_pool.fetchrow(query.sql, *query.args(params))
+            return None if row is None else int(row["id"])
+        sa = as_sqlalchemy(conn)
+        if sa is not None:
+            return await execute_sqlalchemy(sa, query.sql, tuple(query.args(params)))
+        if not isinstance(conn, asyncpg.Connection):
+            raise TypeError(
+                "enqueue() needs a SQLAlchemy AsyncConnection or AsyncSession, or an "
+                f"asyncpg.Connection, got {conn!r}"
+            )
+        with translate_errors("enqueue the job", *_DRIVER_ERRORS):
+            row = await conn.fetchrow(query.sql, *query.args(params))
+        return None if row is None else int(row["id"])
+
+    def insert_sync(self, job: NewJob) -> int | None:
+        """Insert in a transaction of its own over a one-off connection (no loop here)."""
+        query = self._q["insert"]
+        args = query.args(self._params(job))
+
+        async def once() -> int | None:
+            with translate_errors("enqueue the job", *_DRIVER_ERRORS):
+                conn = await asyncpg.connect(self.dsn, **self.connect_kwargs)
+                try:
+                    row = await conn.fetchrow(query.sql, *args)
+                finally:
+                    await conn.close()
+            return None if row is None else int(row["id"])
+
+        return asyncio.run(once())
+
+    # -- worker side -------------------------------------------------------------
+
+    async def claim(self, worker: str, limit: int, lease: float) -> list[Job]:
+        """Lease up to ``limit`` due jobs to ``worker`` (``SKIP LOCKED``)."""
+        rows = await self._fetch(
+            "claim jobs", "claim", worker=worker, limit=limit, lease=float(lease)
+        )
+        return [_job(row) for row in rows]
+
+    async def heartbeat(self, worker: str, ids: Sequence[int], lease: float) -> None:
+        """Extend ``worker``'s leases on ``ids``."""
+        await self._execute(
+            "extend leases", "heartbeat", worker=worker, ids=list(ids), lease=float(lease)
+        )
+
+    async def reap(self) -> int:
+        """Make jobs with expired leases due again."""
+        return len(await self._fetch("take over expired leases", "reap"))
+
+    async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
+        """Write back the outcomes of attempts in one transaction."""
+        succeeded = [o.job_id for o in outcomes if o.verdict is Verdict.SUCCEEDED]
+        released = [o.job_id for o in outcomes if o.verdict is Verdict.RELEASED]
+        retry = self._q["retry"]
+        retries = [
+            retry.args({"id": o.job_id, "worker": worker, "delay": o.delay, "error": o.error})
+            for o in outcomes
+            if o.verdict is Verdict.RETRY
+        ]
+        bury = self._q["bury"]
+        dead = [
+            bury.args({"id": o.job_id, "worker": worker, "error": o.error})
+            for o in outcomes
+            if o.verdict is Verdict.DEAD
+        ]
+        pool = await self._pool_ready()
+        with translate_errors("record job outcomes", *_DRIVER_ERRORS):
+            async with pool.acquire() as conn, conn.transaction():
+                # Only the statements with rows: each one is a round trip.
+                if succeeded:
+                    done = self._q["succeed" if keep else "succeed_delete"]
+                    await conn.execute(done.sql, *done.args({"ids": succeeded, "worker": worker}))
+                if released:
+                    back = self._q["release"]
+                    await conn.execute(back.sql, *back.args({"ids": released, "worker": worker}))
+                if retries:
+                    await conn.executemany(retry.sql, retries)
+                if dead:
+                    await conn.executemany(bury.sql, dead)
+
+    async def listen(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+        """``LISTEN`` on a dedicated connection; call ``wake`` on each notification."""
+        with translate_errors("listen for new jobs", *_DRIVER_ERRORS):
+            conn = await asyncpg.connect(self.dsn, **self.connect_kwargs)
+            await conn.add_listener(self.channel, lambda *_: wake())
+
+        async def close() -> None:
+            await conn.close()
+
+        return close
+
+    # -- operations ---------------------------------------------------------------
+
+    async def purge(self, state: JobState, older_than: float) -> int:
+        """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""
+        return await self._execute("purge jobs", "purge", state=state.value, age=float(older_than))
+
+    async def requeue(self, ids: Sequence[int] | None) -> int:
+        """Queue dead jobs again, with their attempts reset."""
+        return await self._execute(
+            "retry dead jobs", "requeue", all_dead=ids is None, ids=list(ids or ())
+        )
+
+    async def list(self, state: JobState | None, limit: int) -> list[Job]:
+        """The newest ``limit`` jobs, in ``state`` if given."""
+        value = None if state is None else state.value
+        return [_job(r) for r in await self._fetch("list jobs", "list", state=value, limit=limit)]
+
+    async def stats(self) -> Stats:
+        """Counts by type and state."""
+        table: dict[str, dict[JobState, int]] = {}
+        for row in await self._fetch("count jobs", "stats"):
+            table.setdefault(row["type"], {})[JobState(row["state"])] = row["jobs"]
+        return Stats(table)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool ``reset`` hook that resets nothing (see ``_create_pool``)."""

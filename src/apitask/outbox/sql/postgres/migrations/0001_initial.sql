@@ -1,0 +1,29 @@
+-- 0001: the jobs table and the indexes claims, leases and retention use.
+
+CREATE TABLE apitask_jobs (
+    id bigserial PRIMARY KEY,
+    type text NOT NULL,
+    payload text NOT NULL,
+    state text NOT NULL DEFAULT 'queued',
+    attempts integer NOT NULL DEFAULT 0,
+    run_at timestamptz NOT NULL DEFAULT now(),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    locked_by text,
+    locked_until timestamptz,
+    idempotency_key text,
+    last_error text,
+    CONSTRAINT apitask_jobs_state_check
+        CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'dead'))
+);
+
+-- A repeated idempotency key inserts nothing. Partial: jobs without a key
+-- (most) cost no entry here.
+CREATE UNIQUE INDEX apitask_jobs_idempotency_key ON apitask_jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- What workers claim: due jobs, oldest first.
+CREATE INDEX apitask_jobs_ready ON apitask_jobs (run_at, id) WHERE state IN ('queued', 'failed');
+-- Leases to take over when a worker stops heartbeating.
+CREATE INDEX apitask_jobs_leased ON apitask_jobs (locked_until) WHERE state = 'running';
+-- Retention: finished jobs by age.
+CREATE INDEX apitask_jobs_finished ON apitask_jobs (finished_at) WHERE state IN ('succeeded', 'dead');

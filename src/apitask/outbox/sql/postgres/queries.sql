@@ -1,0 +1,115 @@
+-- Named queries of the PostgreSQL outbox store. Each starts with "-- name: x".
+-- Parameters are written :name; the store turns them into asyncpg's $n.
+
+-- name: insert
+-- One round trip: the row, and a wake-up for listening workers. NOTIFY is
+-- transactional, so a rollback drops both; a repeated idempotency key inserts
+-- nothing and notifies nobody.
+WITH job AS (
+    INSERT INTO apitask_jobs (type, payload, idempotency_key, run_at)
+    VALUES (:type, :payload, :idempotency_key, now() + make_interval(secs => :delay))
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+)
+SELECT id, pg_notify(:channel, '')::text AS notified FROM job
+
+-- name: claim
+UPDATE apitask_jobs AS j
+SET state = 'running',
+    attempts = j.attempts + 1,
+    locked_by = :worker,
+    locked_until = now() + make_interval(secs => :lease)
+FROM (
+    SELECT id FROM apitask_jobs
+    WHERE state IN ('queued', 'failed') AND run_at <= now()
+    ORDER BY run_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+) AS picked
+WHERE j.id = picked.id
+RETURNING j.id, j.type, j.payload, j.state, j.attempts, j.run_at, j.created_at,
+    j.finished_at, j.idempotency_key, j.last_error
+
+-- name: heartbeat
+UPDATE apitask_jobs SET locked_until = now() + make_interval(secs => :lease)
+WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
+
+-- name: reap
+-- Jobs whose worker stopped heartbeating: due again at once. The attempt the
+-- dead worker made still counts, so a job that kills its worker each time
+-- ends in the dead-letter state instead of looping.
+UPDATE apitask_jobs AS j
+SET state = 'failed', run_at = now(), locked_by = NULL, locked_until = NULL,
+    last_error = 'lease expired: worker ' || coalesce(j.locked_by, '?') || ' stopped heartbeating'
+FROM (
+    SELECT id FROM apitask_jobs
+    WHERE state = 'running' AND locked_until < now()
+    FOR UPDATE SKIP LOCKED
+) AS expired
+WHERE j.id = expired.id
+RETURNING j.id
+
+-- name: succeed
+UPDATE apitask_jobs
+SET state = 'succeeded', finished_at = now(), locked_by = NULL, locked_until = NULL
+WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
+
+-- name: succeed_delete
+DELETE FROM apitask_jobs
+WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
+
+-- name: retry
+UPDATE apitask_jobs
+SET state = 'failed', run_at = now() + make_interval(secs => :delay), last_error = :error,
+    locked_by = NULL, locked_until = NULL
+WHERE id = :id AND locked_by = :worker AND state = 'running'
+
+-- name: bury
+UPDATE apitask_jobs
+SET state = 'dead', finished_at = now(), last_error = :error,
+    locked_by = NULL, locked_until = NULL
+WHERE id = :id AND locked_by = :worker AND state = 'running'
+
+-- name: release
+-- A job cancelled by a shutdown: due again at once, and the interrupted
+-- attempt does not count.
+UPDATE apitask_jobs
+SET state = 'queued', attempts = attempts - 1, locked_by = NULL, locked_until = NULL
+WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
+
+-- name: purge
+DELETE FROM apitask_jobs
+WHERE state = :state AND finished_at < now() - make_interval(secs => :age)
+
+-- name: requeue
+UPDATE apitask_jobs
+SET state = 'queued', attempts = 0, run_at = now(), finished_at = NULL
+WHERE state = 'dead' AND (:all_dead OR id = ANY(:ids::bigint[]))
+
+-- name: list
+SELECT id, type, payload, state, attempts, run_at, created_at, finished_at,
+    idempotency_key, last_error
+FROM apitask_jobs
+WHERE (:state::text IS NULL OR state = :state::text)
+ORDER BY id DESC
+LIMIT :limit
+
+-- name: stats
+SELECT type, state, count(*) AS jobs FROM apitask_jobs GROUP BY type, state ORDER BY type, state
+
+-- name: migrations_table
+CREATE TABLE IF NOT EXISTS apitask_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+
+-- name: migrations_lock
+-- Many workers may start at once: one of them migrates, the others wait.
+SELECT pg_advisory_xact_lock(hashtext(:lock_name))
+
+-- name: applied_migrations
+SELECT version FROM apitask_migrations
+
+-- name: record_migration
+INSERT INTO apitask_migrations (version, name) VALUES (:version, :name)

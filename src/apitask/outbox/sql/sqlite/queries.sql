@@ -1,0 +1,95 @@
+-- Named queries of the SQLite outbox store. Each starts with "-- name: x".
+-- Times are passed in as :now (epoch seconds): one file, one machine clock.
+-- Lists of ids are passed as one JSON array and read with json_each().
+
+-- name: insert
+INSERT INTO apitask_jobs (type, payload, idempotency_key, run_at, created_at)
+VALUES (:type, :payload, :idempotency_key, :now + :delay, :now)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id
+
+-- name: insert_unkeyed
+-- Without a key no conflict is possible (the unique index skips NULLs): a plain
+-- insert, about a third cheaper than the one above; the id is the cursor's lastrowid.
+INSERT INTO apitask_jobs (type, payload, run_at, created_at)
+VALUES (:type, :payload, :now + :delay, :now)
+
+-- name: claim
+UPDATE apitask_jobs
+SET state = 'running', attempts = attempts + 1, locked_by = :worker, locked_until = :now + :lease
+WHERE id IN (
+    SELECT id FROM apitask_jobs
+    WHERE state IN ('queued', 'failed') AND run_at <= :now
+    ORDER BY run_at, id
+    LIMIT :limit
+)
+RETURNING id, type, payload, state, attempts, run_at, created_at, finished_at,
+    idempotency_key, last_error
+
+-- name: heartbeat
+UPDATE apitask_jobs SET locked_until = :now + :lease
+WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND state = 'running'
+
+-- name: reap
+UPDATE apitask_jobs
+SET state = 'failed', run_at = :now, locked_by = NULL, locked_until = NULL,
+    last_error = 'lease expired: worker ' || coalesce(locked_by, '?') || ' stopped heartbeating'
+WHERE state = 'running' AND locked_until < :now
+RETURNING id
+
+-- name: succeed
+UPDATE apitask_jobs
+SET state = 'succeeded', finished_at = :now, locked_by = NULL, locked_until = NULL
+WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND state = 'running'
+
+-- name: succeed_delete
+DELETE FROM apitask_jobs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND state = 'running'
+
+-- name: retry
+UPDATE apitask_jobs
+SET state = 'failed', run_at = :now + :delay, last_error = :error,
+    locked_by = NULL, locked_until = NULL
+WHERE id = :id AND locked_by = :worker AND state = 'running'
+
+-- name: bury
+UPDATE apitask_jobs
+SET state = 'dead', finished_at = :now, last_error = :error, locked_by = NULL, locked_until = NULL
+WHERE id = :id AND locked_by = :worker AND state = 'running'
+
+-- name: release
+UPDATE apitask_jobs
+SET state = 'queued', attempts = attempts - 1, locked_by = NULL, locked_until = NULL
+WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND state = 'running'
+
+-- name: purge
+DELETE FROM apitask_jobs WHERE state = :state AND finished_at < :now - :age
+
+-- name: requeue
+UPDATE apitask_jobs
+SET state = 'queued', attempts = 0, run_at = :now, finished_at = NULL
+WHERE state = 'dead' AND (:all_dead OR id IN (SELECT value FROM json_each(:ids)))
+
+-- name: list
+SELECT id, type, payload, state, attempts, run_at, created_at, finished_at,
+    idempotency_key, last_error
+FROM apitask_jobs
+WHERE (:state IS NULL OR state = :state)
+ORDER BY id DESC
+LIMIT :limit
+
+-- name: stats
+SELECT type, state, count(*) AS jobs FROM apitask_jobs GROUP BY type, state ORDER BY type, state
+
+-- name: migrations_table
+CREATE TABLE IF NOT EXISTS apitask_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at REAL NOT NULL
+)
+
+-- name: applied_migrations
+SELECT version FROM apitask_migrations
+
+-- name: record_migration
+INSERT INTO apitask_migrations (version, name, applied_at) VALUES (:version, :name, :now)

@@ -1,0 +1,30 @@
+-- The declared schema of the outbox on SQLite. `Outbox.migrate()` reaches it by
+-- applying migrations/*.sql in order; a test checks that both agree.
+-- Times are Unix epoch seconds (REAL): one file has one machine's clock.
+
+CREATE TABLE apitask_jobs (
+    id INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued'
+        CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    run_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    locked_by TEXT,
+    locked_until REAL,
+    idempotency_key TEXT,
+    last_error TEXT
+);
+
+-- A repeated idempotency key inserts nothing. Partial: jobs without a key
+-- (most) cost no entry here.
+CREATE UNIQUE INDEX apitask_jobs_idempotency_key ON apitask_jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- What workers claim: due jobs, oldest first.
+CREATE INDEX apitask_jobs_ready ON apitask_jobs (run_at, id) WHERE state IN ('queued', 'failed');
+-- Leases to take over when a worker stops heartbeating.
+CREATE INDEX apitask_jobs_leased ON apitask_jobs (locked_until) WHERE state = 'running';
+-- Retention: finished jobs by age.
+CREATE INDEX apitask_jobs_finished ON apitask_jobs (finished_at) WHERE state IN ('succeeded', 'dead');

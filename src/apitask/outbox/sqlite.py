@@ -1,0 +1,339 @@
+"""The SQLite outbox store: the embedded default.
+
+One file, WAL mode, a busy timeout, and every database call made in the
+store's own thread (never on the event loop): each store operation is one
+function run there as one transaction. Claims and other writes start with
+``BEGIN IMMEDIATE``, so two processes on one file queue on the write lock
+(within the busy timeout) instead of failing on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from ._records import Job, JobState, OutboxError, Stats, Verdict
+from ._sql import load_migrations, load_queries
+from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from ._records import Finish
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+_Q = load_queries("sqlite")
+_MIGRATIONS = load_migrations("sqlite")
+
+
+def _when(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        type=row["type"],
+        payload=row["payload"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        run_at=datetime.fromtimestamp(row["run_at"], UTC),
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+        finished_at=_when(row["finished_at"]),
+        idempotency_key=row["idempotency_key"],
+        last_error=row["last_error"],
+    )
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+class SQLiteStore:
+    """An outbox in one SQLite file.
+
+    Args:
+        path: the database file (created if missing).
+        synchronous: SQLite's ``PRAGMA synchronous`` for this store's
+            connection. ``FULL`` (default) survives power loss; ``NORMAL``
+            in WAL mode survives any process crash (``kill -9``) but may lose
+            the last commits on power loss, and is several times faster.
+        busy_timeout: seconds a write waits for another writer's lock.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(
+        self, path: str, *, synchronous: Synchronous = "FULL", busy_timeout: float = 5.0
+    ) -> None:
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
+        if busy_timeout < 0:
+            raise ValueError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
+        self.path = path
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._wakers: list[Callable[[], None]] = []
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path!r}>"
+
+    # -- the store's thread -------------------------------------------------
+
+    def _connect(self) -> None:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        self._conn = conn
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the store's connection (in the store's thread)."""
+        assert self._conn is not None  # _call and insert_sync open it first
+        return _transaction(self._conn, fn)
+
+    def _write_relaxed(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Like :meth:`_write`, without waiting for the disk (claims, write-backs).
+
+        In WAL mode, ``NORMAL`` commits survive a process crash; only power
+        loss can lose one, and then a job runs again (at-least-once), as a
+        lost lease would make it. The next durable commit syncs them anyway.
+        """
+        assert self._conn is not None
+        if self.synchronous in ("OFF", "NORMAL"):
+            return _transaction(self._conn, fn)
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return _transaction(self._conn, fn)
+        finally:
+            self._conn.execute(f"PRAGMA synchronous={self.synchronous}")
+
+    async def _call(
+        self, action: str, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False
+    ) -> T:
+        await self.open()
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        write = self._write if durable else self._write_relaxed
+        with translate_errors(action, sqlite3.Error):
+            return await loop.run_in_executor(self._executor, write, fn)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the connection in the store's thread (idempotent)."""
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="apitask-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            with translate_errors(f"open {self.path!r}", sqlite3.Error):
+                await loop.run_in_executor(self._executor, self._connect)
+        except OutboxError:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the store's thread."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # open() sets the connection whenever it keeps the executor.
+        conn, self._conn = self._conn, None
+        await asyncio.get_running_loop().run_in_executor(executor, conn.close)  # type: ignore[union-attr]
+        executor.shutdown(wait=False)
+
+    async def migrate(self) -> list[int]:
+        """Apply the migrations this file lacks, under one write lock."""
+
+        def apply(conn: sqlite3.Connection) -> list[int]:
+            conn.execute(_Q["migrations_table"])
+            done = {row[0] for row in conn.execute(_Q["applied_migrations"])}
+            applied = []
+            for migration in _MIGRATIONS:
+                if migration.version in done:
+                    continue
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    _Q["record_migration"],
+                    {"version": migration.version, "name": migration.name, "now": time.time()},
+                )
+                applied.append(migration.version)
+            return applied
+
+        return await self._call("migrate the outbox schema", apply, durable=True)
+
+    # -- enqueue --------------------------------------------------------------
+
+    @staticmethod
+    def _params(job: NewJob) -> dict[str, Any]:
+        return {
+            "type": job.type,
+            "payload": job.payload,
+            "idempotency_key": job.idempotency_key,
+            "delay": job.delay,
+            "now": time.time(),
+        }
+
+    def _insert_now(self, conn: sqlite3.Connection, job: NewJob) -> int | None:
+        if job.idempotency_key is None:
+            return conn.execute(_Q["insert_unkeyed"], self._params(job)).lastrowid
+        row = conn.execute(_Q["insert"], self._params(job)).fetchone()
+        return None if row is None else int(row[0])
+
+    async def insert(self, conn: object | None, job: NewJob) -> int | None:
+        """Insert in the caller's transaction on ``conn`` (a SQLAlchemy
+        ``AsyncConnection``/``AsyncSession`` or an ``aiosqlite.Connection``),
+        or in a transaction of its own when ``conn`` is ``None``."""
+        if conn is None:
+            job_id = await self._call(
+                "enqueue the job", lambda c: self._insert_now(c, job), durable=True
+            )
+            for wake in self._wakers:
+                wake()
+            return job_id
+        sa = as_sqlalchemy(conn)
+        if sa is not None:
+            return await execute_sqlalchemy(sa, _Q["insert"], self._params(job))
+        return await self._insert_aiosqlite(conn, job)
+
+    async def _insert_aiosqlite(self, conn: Any, job: NewJob) -> int | None:
+        module = type(conn).__module__
+        if not module.startswith("aiosqlite"):
+            raise TypeError(
+                "enqueue() needs a SQLAlchemy AsyncConnection or AsyncSession, or an "
+                f"aiosqlite.Connection, got {conn!r}"
+            )
+        with translate_errors("enqueue the job", sqlite3.Error):
+            async with conn.execute(_Q["insert"], self._params(job)) as cursor:
+                row = await cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def insert_sync(self, job: NewJob) -> int | None:
+        """Insert in a transaction of its own, from a thread with no event loop.
+
+        Uses the store's thread when the store is open, else a one-off
+        connection made in the calling thread.
+        """
+        with translate_errors("enqueue the job", sqlite3.Error):
+            if self._executor is not None:
+                future = self._executor.submit(self._write, lambda c: self._insert_now(c, job))
+                return future.result()
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
+            try:
+                return _transaction(conn, lambda c: self._insert_now(c, job))
+            finally:
+                conn.close()
+
+    # -- worker side -------------------------------------------------------------
+
+    async def claim(self, worker: str, limit: int, lease: float) -> list[Job]:
+        """Lease up to ``limit`` due jobs to ``worker``."""
+        params = {"worker": worker, "limit": limit, "lease": lease, "now": time.time()}
+        return await self._call(
+            "claim jobs", lambda c: [_job(row) for row in c.execute(_Q["claim"], params)]
+        )
+
+    async def heartbeat(self, worker: str, ids: Sequence[int], lease: float) -> None:
+        """Extend ``worker``'s leases on ``ids``."""
+        params = {"worker": worker, "ids": json.dumps(list(ids)), "lease": lease}
+
+        def beat(conn: sqlite3.Connection) -> None:
+            conn.execute(_Q["heartbeat"], params | {"now": time.time()})
+
+        await self._call("extend leases", beat)
+
+    async def reap(self) -> int:
+        """Make jobs with expired leases due again."""
+        return await self._call(
+            "take over expired leases",
+            lambda c: len(c.execute(_Q["reap"], {"now": time.time()}).fetchall()),
+        )
+
+    async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
+        """Write back the outcomes of attempts in one transaction."""
+        succeeded = json.dumps([o.job_id for o in outcomes if o.verdict is Verdict.SUCCEEDED])
+        released = json.dumps([o.job_id for o in outcomes if o.verdict is Verdict.RELEASED])
+
+        def write(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            base = {"worker": worker, "now": now}
+            conn.execute(_Q["succeed" if keep else "succeed_delete"], base | {"ids": succeeded})
+            conn.execute(_Q["release"], base | {"ids": released})
+            for o in outcomes:
+                if o.verdict is Verdict.RETRY:
+                    conn.execute(
+                        _Q["retry"], base | {"id": o.job_id, "delay": o.delay, "error": o.error}
+                    )
+                elif o.verdict is Verdict.DEAD:
+                    conn.execute(_Q["bury"], base | {"id": o.job_id, "error": o.error})
+
+        await self._call("record job outcomes", write)
+
+    async def listen(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+        """SQLite has no notifications: wake only on this store's own inserts."""
+        self._wakers.append(wake)
+
+        async def close() -> None:
+            self._wakers.remove(wake)
+
+        return close
+
+    # -- operations ---------------------------------------------------------------
+
+    async def purge(self, state: JobState, older_than: float) -> int:
+        """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""
+        params = {"state": state.value, "age": older_than}
+        return await self._call(
+            "purge jobs",
+            lambda c: c.execute(_Q["purge"], params | {"now": time.time()}).rowcount,
+        )
+
+    async def requeue(self, ids: Sequence[int] | None) -> int:
+        """Queue dead jobs again, with their attempts reset."""
+        params = {"all_dead": ids is None, "ids": json.dumps(list(ids or ()))}
+        return await self._call(
+            "retry dead jobs",
+            lambda c: c.execute(_Q["requeue"], params | {"now": time.time()}).rowcount,
+        )
+
+    async def list(self, state: JobState | None, limit: int) -> list[Job]:
+        """The newest ``limit`` jobs, in ``state`` if given."""
+        params = {"state": None if state is None else state.value, "limit": limit}
+        return await self._call(
+            "list jobs", lambda c: [_job(row) for row in c.execute(_Q["list"], params)]
+        )
+
+    async def stats(self) -> Stats:
+        """Counts by type and state."""
+
+        def count(conn: sqlite3.Connection) -> Stats:
+            table: dict[str, dict[JobState, int]] = {}
+            for row in conn.execute(_Q["stats"]):
+                table.setdefault(row["type"], {})[JobState(row["state"])] = row["jobs"]
+            return Stats(table)
+
+        return await self._call("count jobs", count)

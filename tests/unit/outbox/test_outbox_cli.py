@@ -1,0 +1,66 @@
+"""CLI helpers: durations, registry loading, database URLs."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from apitask.outbox import TaskRegistry, open_store
+from apitask.outbox._cli import load_registry, parse_duration
+from apitask.outbox.postgres import PostgresStore
+from apitask.outbox.sqlite import SQLiteStore
+
+registry = TaskRegistry()
+not_a_registry = 42
+
+
+def make_registry() -> TaskRegistry:
+    return registry
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 30.0), ("1.5", 1.5), ("30s", 30.0), ("1m30s", 90.0), ("500ms", 0.5),
+     ("2h", 7200.0), ("7d", 604800.0)],
+)  # fmt: skip
+def test_durations_read_like_go(text: str, seconds: float) -> None:
+    """Plain seconds or Go-style units (plus d for days)."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "10x", "1m 30s", "-5s"])
+def test_bad_durations_are_refused(text: str) -> None:
+    """Anything else is an argparse type error naming the input."""
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a duration"):
+        parse_duration(text)
+
+
+def test_registries_load_from_module_attribute_or_factory() -> None:
+    """module:attribute gives a registry, or a function returning one; else ValueError."""
+    assert load_registry(f"{__name__}:registry") is registry
+    assert load_registry(f"{__name__}:make_registry") is registry
+    with pytest.raises(ValueError, match="expected module:attribute"):
+        load_registry("just_a_module")
+    with pytest.raises(ValueError, match="cannot load"):
+        load_registry(f"{__name__}:missing")
+    with pytest.raises(ValueError, match=r"not an apitask\.outbox\.TaskRegistry"):
+        load_registry(f"{__name__}:not_a_registry")
+
+
+def test_database_urls_pick_the_store() -> None:
+    """SQLite and PostgreSQL URLs (with or without a driver name) map to their stores."""
+    sqlite = open_store("sqlite+aiosqlite:////tmp/x.db", synchronous="NORMAL")
+    assert isinstance(sqlite, SQLiteStore)
+    assert (sqlite.path, sqlite.synchronous) == ("/tmp/x.db", "NORMAL")
+    assert isinstance(open_store("sqlite:///relative.db"), SQLiteStore)
+    for url in ("postgres://u@h/db", "postgresql://u@h/db", "postgresql+asyncpg://u@h/db"):
+        store = open_store(url, schema="jobs")
+        assert isinstance(store, PostgresStore)
+        assert store.dsn == "postgresql://u@h/db"
+    with pytest.raises(ValueError, match="SQLite has no schemas"):
+        open_store("sqlite:///x.db", schema="jobs")
+    for bad in ("mysql://u:secret@h/db", "sqlite://", "x.db"):
+        with pytest.raises(ValueError, match="url: expected") as caught:
+            open_store(bad)
+        assert "secret" not in str(caught.value)
