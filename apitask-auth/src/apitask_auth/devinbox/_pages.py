@@ -67,7 +67,8 @@ table.meta td{word-break:break-all}
 .links a{color:var(--accent);word-break:break-all}
 details{margin:10px 0}
 details summary{cursor:pointer}
-iframe{width:100%;height:60vh;border:1px solid var(--line);border-radius:6px;background:#fff;
+summary a{color:var(--accent);font-weight:normal}
+iframe{width:100%;height:50vh;border:1px solid var(--line);border-radius:6px;background:#fff;
   resize:vertical}
 pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);
   border:1px solid var(--line);border-radius:6px;padding:10px;margin:0}
@@ -166,8 +167,8 @@ def _render_message(message: CaughtMessage, prefix: str) -> str:
         ("From", message.from_ or message.envelope_from),
         ("To", ", ".join(message.to or message.envelope_to)),
         ("Cc", ", ".join(message.cc)),
-        ("Date", message.date.isoformat() if message.date else ""),
-        ("Received", message.received_at.isoformat(timespec="seconds")),
+        ("Date", message.date.strftime("%a, %d %b %Y %H:%M:%S %z") if message.date else ""),
+        ("Received", message.received_at.strftime("%Y-%m-%d %H:%M:%S UTC")),
         ("Message-ID", message.message_id),
     ]
     meta = "".join(
