@@ -134,6 +134,11 @@ async def test_delete_clears_everything(inbox: DevInbox, client: httpx.AsyncClie
     response = await client.delete("/_dev/inbox/messages")
     assert response.json() == {"deleted": 2}
     assert (await client.get("/_dev/inbox/messages")).json() == []
+    await send(inbox, build_mail())
+    [kept] = inbox.messages()
+    assert inbox.get(kept.id) is kept
+    assert inbox.clear() == 1
+    assert inbox.get(kept.id) is None
 
 
 async def test_unknown_ids_are_404(inbox: DevInbox, client: httpx.AsyncClient) -> None:

@@ -92,12 +92,16 @@ async def test_opening_a_message_shows_html_text_links_and_headers(
     assert f"/_dev/inbox/messages/{message_id}/raw" in page
 
 
-async def test_text_only_mail_opens_its_text(inbox: DevInbox, client: httpx.AsyncClient) -> None:
-    """Without an HTML part there is no iframe and the text is unfolded."""
-    message_id = add(inbox, html=None)
-    page = (await client.get("/_dev/inbox", params={"id": message_id})).text
-    assert "<iframe" not in page
-    assert '<details open id="text">' in page
+async def test_single_part_mail_shows_the_part_it_has(
+    inbox: DevInbox, client: httpx.AsyncClient
+) -> None:
+    """Text-only mail opens its text (no iframe); HTML-only mail has no text section."""
+    text_only = (await client.get("/_dev/inbox", params={"id": add(inbox, html=None)})).text
+    assert "<iframe" not in text_only
+    assert '<details open id="text">' in text_only
+    html_only = (await client.get("/_dev/inbox", params={"id": add(inbox, text=None)})).text
+    assert "<iframe" in html_only
+    assert 'id="text"' not in html_only
 
 
 async def test_hostile_content_renders_inert(inbox: DevInbox, client: httpx.AsyncClient) -> None:

@@ -148,3 +148,18 @@ def test_get_finds_kept_messages_only() -> None:
     store.add(second)
     assert store.get(second.id) is second
     assert store.get(first.id) is None
+
+
+async def test_waking_a_waiter_that_already_gave_up_is_harmless() -> None:
+    """An add racing a timed-out (cancelled) waiter does not raise InvalidStateError."""
+    store = MessageStore(1)
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+    future.cancel()
+    store._waiters.add((loop, future))
+    store.add(caught(1))
+    # Callbacks run in order: once this one has run, the wake-up before it has too.
+    after_wake_up: asyncio.Future[None] = loop.create_future()
+    loop.call_soon_threadsafe(after_wake_up.set_result, None)
+    await after_wake_up
+    assert future.cancelled()
