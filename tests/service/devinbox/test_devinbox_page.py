@@ -51,7 +51,7 @@ async def test_empty_inbox_page_refreshes_itself(
     assert '<meta http-equiv="refresh" content="5">' in page
     assert inbox.address is not None
     assert f"SMTP on 127.0.0.1:{inbox.address[1]}" in page
-    assert "0 messages (keeps the last 10)" in page
+    assert "0 messages · keeps the last 10" in page
 
 
 async def test_list_shows_recipient_subject_and_time_newest_first(
@@ -146,7 +146,9 @@ async def test_filter_by_recipient(inbox: DevInbox, client: httpx.AsyncClient) -
     page = (await client.get("/_dev/inbox", params={"to": " ANN@example.com "})).text
     assert "for ann" in page
     assert "for ben" not in page
-    assert "1 of 2 messages" in page
+    assert '1 of 2 messages (<a href="/_dev/inbox">show all</a>)' in page
+    empty = (await client.get("/_dev/inbox", params={"to": "<i>dan</i>@example.com"})).text
+    assert "No mail for &lt;i&gt;dan&lt;/i&gt;@example.com yet." in empty
     assert 'value="ANN@example.com"' in page
     assert "?to=ANN%40example.com&amp;id=" in page
 
@@ -186,7 +188,7 @@ def test_older_mail_shows_its_day() -> None:
         capacity=1,
     )
     assert received.strftime("%b %d, %H:%M") in page
-    assert "1 message (keeps the last 1)" in page
+    assert "1 message · keeps the last 1" in page
 
 
 async def test_stopped_inbox_says_so(client: httpx.AsyncClient, inbox: DevInbox) -> None:

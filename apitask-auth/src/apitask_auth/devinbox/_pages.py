@@ -39,6 +39,7 @@ header{display:flex;align-items:center;gap:16px;padding:10px 20px;
   border-bottom:1px solid var(--line);background:var(--bg)}
 header h1{font-size:17px;margin:0}
 header .info{color:var(--muted);flex:1}
+header .info a{color:var(--accent)}
 header form{margin:0;display:flex;gap:6px}
 input[type=search]{padding:4px 8px;border:1px solid var(--line);border-radius:6px;width:220px}
 button,.button{font:inherit;padding:4px 12px;border:1px solid var(--line);border-radius:6px;
@@ -94,6 +95,7 @@ def render_inbox(
         else "SMTP catcher stopped"
     )
     shown = f"{len(messages)} of {total}" if to_filter else f"{total}"
+    show_all = f' (<a href="{escape(prefix)}">show all</a>)' if to_filter else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -101,8 +103,8 @@ def render_inbox(
 <body>
 <header>
 <h1>Dev inbox</h1>
-<span class="info">{shown} message{"" if total == 1 else "s"} (keeps the last {capacity}) · \
-{listening}</span>
+<span class="info">{shown} message{"" if total == 1 else "s"}{show_all} \
+· keeps the last {capacity} · {listening}</span>
 <form method="get" action="{escape(prefix)}" role="search">
 <input type="search" name="to" placeholder="Filter by recipient" \
 value="{escape(to_filter or "")}" aria-label="Filter by recipient">
@@ -136,6 +138,8 @@ def _render_list(
     to_filter: str | None,
 ) -> str:
     if not messages:
+        if to_filter:
+            return f'<p class="empty">No mail for {escape(to_filter)} yet.</p>'
         return '<p class="empty">No mail yet. This page refreshes by itself.</p>'
     items = []
     for message in messages:
