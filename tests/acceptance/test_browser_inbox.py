@@ -12,8 +12,9 @@ from pathlib import Path
 import aiosmtplib
 import httpx
 import pytest
-from _chromium import launch, require_chromium
-from _uvicorn import running_server, uvicorn_command
+
+from ._chromium import launch, require_chromium
+from ._uvicorn import running_server, uvicorn_command
 
 HERE = Path(__file__).parent
 

@@ -8,19 +8,19 @@ while the service does not serve /signup and /verify yet.
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 import uuid
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from _chromium import launch, require_chromium
-from _uvicorn import free_port, running_server
 
-JWT_SECRET = "browser-test-secret-that-is-long-enough-for-hs256"
+from ._chromium import launch, require_chromium
+from ._service import SERVE_DEV, dev_environment
+from ._uvicorn import free_port, running_server
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.fixture
@@ -28,44 +28,13 @@ def chromium() -> Path:
     return require_chromium()
 
 
-def _service_command() -> list[str]:
-    found = shutil.which("apitask-auth", path=str(Path(sys.executable).parent))
-    return [found] if found else [sys.executable, "-m", "apitask_auth.cli"]
-
-
-# Resolved at import: looking up the console script stats files, not for the event loop.
-SERVICE = _service_command()
-
-
-def dev_environment(port: int) -> dict[str, str]:
-    """This process's environment without GoTrue settings, plus the test's own."""
-    base = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("GOTRUE_") and key not in {"API_EXTERNAL_URL", "DATABASE_URL"}
-    }
-    origin = f"http://127.0.0.1:{port}"
-    return {
-        **base,
-        "PORT": str(port),
-        "API_EXTERNAL_URL": origin,
-        # Where /verify redirects: a page of the service itself, so the browser
-        # lands on something real without a second server.
-        "GOTRUE_SITE_URL": f"{origin}/health",
-        "GOTRUE_URI_ALLOW_LIST": f"{origin}/**",
-        "GOTRUE_JWT_SECRET": JWT_SECRET,
-        "GOTRUE_MAILER_AUTOCONFIRM": "false",
-    }
-
-
 async def test_sign_up_confirm_from_the_inbox_and_land_with_a_session(
     chromium: Path, tmp_path: Path
 ) -> None:
     """The confirmation link in the caught mail verifies the user and hands over a session."""
     port = free_port()
-    command = [*SERVICE, "serve", "--dev"]
     async with (
-        running_server(command, env=dev_environment(port), cwd=tmp_path) as base_url,
+        running_server(SERVE_DEV, env=dev_environment(port), cwd=tmp_path) as base_url,
         httpx.AsyncClient(base_url=base_url) as http,
     ):
         paths = (await http.get("/openapi.json")).json().get("paths", {})

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import schemathesis
-from _uvicorn import free_port, server
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from test_browser_signup import SERVICE, dev_environment
+
+from ._service import SERVE_DEV, dev_environment
+from ._uvicorn import free_port, server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -34,8 +35,7 @@ EXAMPLES = int(os.environ.get("APITASK_SCHEMATHESIS_EXAMPLES", "25"))
 def service_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenApiSchema]:
     port = free_port()
     workdir = tmp_path_factory.mktemp("schemathesis")
-    command = [*SERVICE, "serve", "--dev"]
-    with server(command, env=dev_environment(port), cwd=workdir) as base_url:
+    with server(SERVE_DEV, env=dev_environment(port), cwd=workdir) as base_url:
         yield schemathesis.openapi.from_url(f"{base_url}/openapi.json")
 
 

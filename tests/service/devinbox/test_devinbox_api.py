@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 import aiosmtplib
 import pytest
-from _devinbox_support import build_mail, inbox_client
 
 from apitask_auth.devinbox import DevInbox
+
+from ._devinbox_support import build_mail, inbox_client
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

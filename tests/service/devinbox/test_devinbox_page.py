@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from _devinbox_support import build_mail, inbox_client
 
 from apitask_auth.devinbox import DevInbox
 from apitask_auth.devinbox._message import parse_message
 from apitask_auth.devinbox._pages import render_inbox
+
+from ._devinbox_support import build_mail, inbox_client
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -6,10 +6,10 @@ import asyncio
 import threading
 from email.message import EmailMessage
 
-from _devinbox_support import build_mail
-
 from apitask_auth.devinbox._message import CaughtMessage, extract_links, parse_message
 from apitask_auth.devinbox._store import MessageStore
+
+from ._devinbox_support import build_mail
 
 
 def test_text_links_lose_trailing_punctuation_but_keep_their_own_parens() -> None:
