@@ -164,7 +164,8 @@ class Page:
                 const element = document.querySelector({json.dumps(selector)});
                 if (!element) return null;
                 element.scrollIntoView({{block: "center"}});
-                const r = element.getBoundingClientRect();
+                // The first line box: a link that wraps has no text at its union's centre.
+                const r = element.getClientRects()[0] ?? element.getBoundingClientRect();
                 return {{x: r.left + r.width / 2, y: r.top + r.height / 2}};
             }})()"""
         )
