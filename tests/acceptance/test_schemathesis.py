@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.generation.modes import GenerationMode
@@ -55,6 +56,7 @@ def test_api_answers_within_its_schema(service_schema: OpenApiSchema, mode: Gene
             raise result.err()  # the schema itself is broken
         operations.append(result.ok())
     assert operations, "the schema has no operations"
+    checked = 0
     for operation in operations:
 
         @settings(
@@ -68,4 +70,12 @@ def test_api_answers_within_its_schema(service_schema: OpenApiSchema, mode: Gene
         def check(case: Case[Any]) -> None:
             case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
 
-        check()  # a failure names the request with a curl line to reproduce it
+        try:
+            check()  # a failure names the request with a curl line to reproduce it
+        except Unsatisfiable:
+            # No input to break (e.g. GET /health): no negative case exists.
+            assert mode is GenerationMode.NEGATIVE
+            continue
+        checked += 1
+    if not checked:
+        pytest.skip(f"no operation has {mode} cases yet")
