@@ -48,8 +48,12 @@ def constant_time_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+# GoTrue hashes with Go's bcrypt.DefaultCost.
+BCRYPT_COST = 10
+
+
 def _bcrypt_hash(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
 
 
 def _bcrypt_check(password: str, hashed: str) -> bool:
