@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import jwt
 import pytest
-from blockbuster import BlockBuster
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from apitask_auth.app import create_app
 from apitask_auth.config import Settings, load_settings
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
+    from blockbuster import BlockBuster
     from fastapi import FastAPI
 
     from apitask_auth.mailer import RecordingMailer
@@ -34,13 +35,14 @@ NEW_FORMAT = {"X-Supabase-Api-Version": "2024-01-01"}
 
 
 async def _admin_sql(url: str, statement: str) -> None:
-    import asyncpg  # noqa: PLC0415 - only the PostgreSQL tests need it
-
-    connection = await asyncpg.connect(url)
+    engine = create_async_engine(
+        url.replace("postgresql://", "postgresql+asyncpg://", 1), isolation_level="AUTOCOMMIT"
+    )
     try:
-        await connection.execute(statement)
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(statement)
     finally:
-        await connection.close()
+        await engine.dispose()
 
 
 @pytest.fixture(scope="session")

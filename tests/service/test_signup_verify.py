@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from sqlalchemy import update
+
+from apitask_auth.db import now, users
 from apitask_auth.security import token_hash
 
 from .conftest import NEW_FORMAT, email
@@ -320,12 +324,6 @@ async def test_expired_otp_is_refused(make_service: Callable[..., Any]) -> None:
     svc.settings.mailer_otp_exp = 1
     address = email()
     await svc.http.post("/signup", json={"email": address, "password": PASSWORD})
-    from datetime import timedelta  # noqa: PLC0415
-
-    from sqlalchemy import update  # noqa: PLC0415
-
-    from apitask_auth.db import now, users  # noqa: PLC0415
-
     async with svc.app.state.service.engine.begin() as conn:
         await conn.execute(update(users).values(confirmation_sent_at=now() - timedelta(seconds=5)))
     response = await svc.http.post(

@@ -24,7 +24,14 @@ from .flows import (
 from .models import SignupParams, TokenParams, VerifyParams  # noqa: TC001 - read by FastAPI
 from .redirects import redirect_to
 from .security import check_password, hash_password, pkce_matches, token_hash
-from .sessions import delete_sessions, issue_session, refresh_session, session_response
+from .sessions import (
+    RefreshTokenReusedError,
+    delete_session,
+    delete_sessions,
+    issue_session,
+    refresh_session,
+    session_response,
+)
 from .users import (
     User,
     clear_one_time_tokens,
@@ -369,9 +376,14 @@ async def _refresh_grant(svc: Svc, params: TokenParams) -> Response:
     token = params.refresh_token or ""
     if len(token) != 12 or not token.isalnum() or not token.islower():
         raise APIError(400, "validation_failed", "Refresh token is not valid")
-    async with svc.engine.begin() as conn:
-        user, session, new_token = await refresh_session(conn, svc.settings, token, get_user)
-        body = await session_response(conn, svc.settings, user, session, new_token)
+    try:
+        async with svc.engine.begin() as conn:
+            user, session, new_token = await refresh_session(conn, svc.settings, token, get_user)
+            body = await session_response(conn, svc.settings, user, session, new_token)
+    except RefreshTokenReusedError as reused:
+        async with svc.engine.begin() as conn:
+            await delete_session(conn, reused.session_id)
+        raise
     return JSONResponse(body, headers=_session_headers(body))
 
 

@@ -25,12 +25,26 @@ if TYPE_CHECKING:
     from .config import Settings
 
 __all__ = [
+    "RefreshTokenReusedError",
+    "delete_session",
     "delete_sessions",
     "get_session",
     "issue_session",
     "refresh_session",
     "session_response",
 ]
+
+
+class RefreshTokenReusedError(APIError):
+    """A revoked refresh token came back: the caller must end ``session_id``.
+
+    Raised rather than handled here because the error rolls the caller's
+    transaction back; the session is deleted in a transaction of its own.
+    """
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used")
+        self.session_id = session_id
 
 
 def _claims(settings: Settings, user: User, session: dict[str, Any]) -> dict[str, Any]:
@@ -157,13 +171,8 @@ async def refresh_session(
             # The client lost the answer that carried the child: hand it out again.
             return user, session, child.token
         if row.updated_at + reuse_window < now():
-            # Reuse outside the window: someone else holds the chain. End the session.
-            await conn.execute(delete(sessions).where(sessions.c.id == session["id"]))
-            raise APIError(
-                400,
-                "refresh_token_already_used",
-                "Invalid Refresh Token: Already Used",
-            )
+            # Reuse outside the window: someone else holds the chain.
+            raise RefreshTokenReusedError(session["id"])
     at = now()
     await conn.execute(
         update(refresh_tokens)
@@ -177,6 +186,11 @@ async def refresh_session(
         .values(refreshed_at=at, updated_at=at)
     )
     return user, session, new_token
+
+
+async def delete_session(conn: AsyncConnection, session_id: str) -> None:
+    """End one session (its refresh tokens go with it)."""
+    await conn.execute(delete(sessions).where(sessions.c.id == session_id))
 
 
 async def delete_sessions(
