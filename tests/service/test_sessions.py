@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
+from sqlalchemy import select
+
+from apitask_auth.db import audit_log_entries
 
 from .conftest import NEW_FORMAT, SECRET, email
 
@@ -227,3 +230,20 @@ async def test_banned_user_cannot_sign_in(svc: Service) -> None:
         headers=svc.admin_headers(),
     )
     assert (await svc.http.get("/user", headers=_bearer(session))).status_code == 200
+
+
+async def test_audit_log_records_the_flow(svc: Service) -> None:
+    """Sign-up, confirmation, login, refresh and logout each leave a GoTrue audit entry."""
+    _, session = await _signed_in(svc)
+    await svc.http.post(
+        "/token?grant_type=refresh_token", json={"refresh_token": session["refresh_token"]}
+    )
+    await svc.http.post("/logout", headers=_bearer(session))
+    async with svc.app.state.service.engine.connect() as conn:
+        rows = (await conn.execute(select(audit_log_entries.c.payload))).scalars().all()
+    actions = [
+        payload["action"] for payload in rows if payload["actor_id"] == session["user"]["id"]
+    ]
+    assert sorted(actions) == sorted(
+        ["user_confirmation_requested", "user_signedup", "login", "token_refreshed", "logout"]
+    )

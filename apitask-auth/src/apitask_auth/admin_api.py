@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete, func, select
 
+from .audit import audit
 from .config import parse_duration
 from .db import identities, now, sessions, users
 from .deps import Admin, Svc, request_aud
@@ -42,6 +43,15 @@ if TYPE_CHECKING:
 __all__ = ["router"]
 
 router = APIRouter()
+
+
+async def _audit(
+    conn: AsyncConnection, request: Request, admin: dict[str, Any], action: str, user: User
+) -> None:
+    """An admin action: the actor is the token's subject, named by its role (§1.3)."""
+    traits = {"user_id": user["id"], "user_email": user["email"] or ""}
+    actor = str(admin.get("sub") or "00000000-0000-0000-0000-000000000000")
+    await audit(conn, request, actor, str(admin.get("role")), action, traits)
 
 
 def _email_exists() -> APIError:
@@ -82,6 +92,7 @@ async def invite(params: InviteParams, request: Request, svc: Svc, admin: Admin)
             conn, settings, svc.mailer, request, user, token_mail(settings, "invite"), redirect
         )
         user = await update_user(conn, user["id"], invited_at=now())
+        await _audit(conn, request, admin, "user_invited", user)
         return JSONResponse(await user_body(conn, user))
 
 
@@ -340,6 +351,7 @@ async def create_admin_user(
             user = await confirm_email(conn, user)
         if banned is not None:
             user = await update_user(conn, user["id"], banned_until=banned)
+        await _audit(conn, request, admin, "user_signedup", user)
         return JSONResponse(await user_body(conn, user))
 
 
@@ -352,7 +364,7 @@ async def get_admin_user(user_id: str, svc: Svc, admin: Admin) -> Response:
 
 @router.put("/admin/users/{user_id}")
 async def update_admin_user(
-    user_id: str, params: AdminUserParams, svc: Svc, admin: Admin
+    user_id: str, params: AdminUserParams, request: Request, svc: Svc, admin: Admin
 ) -> Response:
     """Change a user directly: address, password, confirmation, metadata, ban."""
     settings = svc.settings
@@ -389,6 +401,7 @@ async def update_admin_user(
             user = await update_user(conn, user["id"], **values)
         if params.email_confirm:
             user = await confirm_email(conn, user)
+        await _audit(conn, request, admin, "user_modified", user)
         return JSONResponse(await user_body(conn, user))
 
 
@@ -415,11 +428,16 @@ async def _set_email_identity(
 
 @router.delete("/admin/users/{user_id}")
 async def delete_admin_user(
-    user_id: str, svc: Svc, admin: Admin, params: DeleteUserParams | None = None
+    user_id: str,
+    request: Request,
+    svc: Svc,
+    admin: Admin,
+    params: DeleteUserParams | None = None,
 ) -> Response:
     """Delete a user, or soft-delete (obfuscate the address, drop its sessions)."""
     async with svc.engine.begin() as conn:
         user = await _existing(conn, user_id)
+        await _audit(conn, request, admin, "user_deleted", user)
         if params is not None and params.should_soft_delete:
             await conn.execute(delete(sessions).where(sessions.c.user_id == user["id"]))
             await conn.execute(delete(identities).where(identities.c.user_id == user["id"]))

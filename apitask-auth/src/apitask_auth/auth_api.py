@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import delete, select
 
+from .audit import audit
 from .db import flow_state, new_id, now
 from .deps import Auth, Svc, request_aud
 from .errors import APIError
@@ -128,6 +129,7 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
             )
         if settings.mailer_autoconfirm:
             user = await confirm_email(conn, user)
+            await audit(conn, request, user["id"], email, "user_signedup", {"provider": "email"})
             return JSONResponse(await issue_session(conn, settings, user, "password"))
         if pkce is not None:
             await create_flow_state(conn, user["id"], pkce, "email/signup", "email")
@@ -141,6 +143,7 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
             redirect,
             pkce=pkce is not None,
         )
+        await audit(conn, request, user["id"], email, "user_confirmation_requested")
         body = await user_body(conn, user)
     if user["invited_at"] is not None:
         body["user_metadata"] = {}
@@ -180,7 +183,9 @@ async def _verified_user(
     return user, effective
 
 
-async def _apply_verification(conn: AsyncConnection, user: User, kind: str) -> User:
+async def _apply_verification(
+    conn: AsyncConnection, request: Request, user: User, kind: str
+) -> User:
     if kind in {"signup", "invite"}:
         user = await confirm_email(conn, user)
     else:
@@ -188,6 +193,8 @@ async def _apply_verification(conn: AsyncConnection, user: User, kind: str) -> U
         if not _is_confirmed(user):
             user = await confirm_email(conn, user)
     await clear_one_time_tokens(conn, user["id"])
+    action = "user_signedup" if kind in {"signup", "invite"} else "login"
+    await audit(conn, request, user["id"], user["email"] or "", action)
     return user
 
 
@@ -236,7 +243,7 @@ async def verify_link(
             user, effective = await _verified_user(
                 conn, settings, kind, [token], "Email link is invalid or has expired"
             )
-            user = await _apply_verification(conn, user, effective)
+            user = await _apply_verification(conn, request, user, effective)
             if is_pkce:
                 method = "email/signup" if effective.endswith("signup") else effective
                 state = await latest_flow_state(conn, user["id"], method)
@@ -315,7 +322,7 @@ async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Respon
         user, effective = await _verified_user(conn, settings, kind, candidates, message)
         if params.token and user["email"].lower() != email:
             raise APIError(403, "otp_expired", message)
-        user = await _apply_verification(conn, user, effective)
+        user = await _apply_verification(conn, request, user, effective)
         return JSONResponse(await issue_session(conn, settings, user, "otp"))
 
 
@@ -327,7 +334,7 @@ async def token(
     if grant_type == "password":
         return await _password_grant(request, svc, params)
     if grant_type == "refresh_token":
-        return await _refresh_grant(svc, params)
+        return await _refresh_grant(request, svc, params)
     if grant_type == "pkce":
         return await _pkce_grant(svc, params)
     raise APIError(400, "invalid_credentials", "unsupported_grant_type")
@@ -369,16 +376,18 @@ async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Re
         raise APIError(400, "email_not_confirmed", "Email not confirmed")
     async with svc.engine.begin() as conn:
         body = await issue_session(conn, settings, user, "password")
+        await audit(conn, request, user["id"], user["email"] or "", "login")
     return JSONResponse(body, headers=_session_headers(body))
 
 
-async def _refresh_grant(svc: Svc, params: TokenParams) -> Response:
+async def _refresh_grant(request: Request, svc: Svc, params: TokenParams) -> Response:
     token = params.refresh_token or ""
     if len(token) != 12 or not token.isalnum() or not token.islower():
         raise APIError(400, "validation_failed", "Refresh token is not valid")
     try:
         async with svc.engine.begin() as conn:
             user, session, new_token = await refresh_session(conn, svc.settings, token, get_user)
+            await audit(conn, request, user["id"], user["email"] or "", "token_refreshed")
             body = await session_response(conn, svc.settings, user, session, new_token)
     except RefreshTokenReusedError as reused:
         async with svc.engine.begin() as conn:
@@ -434,10 +443,11 @@ async def get_current_user(request: Request, caller: Auth, svc: Svc) -> Response
 
 
 @router.post("/logout", status_code=204)
-async def logout(caller: Auth, svc: Svc, scope: str = "global") -> Response:
+async def logout(request: Request, caller: Auth, svc: Svc, scope: str = "global") -> Response:
     """End this session (``local``), all others (``others``), or every one (``global``)."""
     if scope not in {"global", "local", "others"}:
         raise APIError(400, "validation_failed", f'Unsupported logout scope "{scope}"')
     async with svc.engine.begin() as conn:
         await delete_sessions(conn, caller.user["id"], caller.session_id, scope)
+        await audit(conn, request, caller.user["id"], caller.user["email"] or "", "logout")
     return Response(status_code=204)
