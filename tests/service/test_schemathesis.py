@@ -11,7 +11,7 @@ import asyncio
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
@@ -67,6 +67,6 @@ def _database() -> Iterator[None]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-def test_no_server_errors(case: schemathesis.Case) -> None:
+def test_no_server_errors(case: schemathesis.Case[Any]) -> None:
     """Every generated request gets a non-5xx answer that matches the schema."""
     case.call_and_validate(headers=ADMIN, checks=[not_a_server_error, response_schema_conformance])
