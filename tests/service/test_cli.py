@@ -51,3 +51,24 @@ def test_worker_says_it_is_unavailable(env: Path, capsys: pytest.CaptureFixture[
     """Until the outbox lands, `worker` says so instead of idling."""
     assert main(["worker"]) == 2
     assert "not available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GOTRUE_MAILER_DELIVERY", "pool"),
+        ("GOTRUE_MAILER_DELIVERY", "outbox"),
+        ("GOTRUE_WORKER_ENABLED", "true"),
+    ],
+)
+def test_unavailable_delivery_modes_refuse_to_start(
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+) -> None:
+    """Until the pool and outbox land, asking for them stops the server with a clear line."""
+    monkeypatch.setenv(variable, value)
+    assert main(["serve"]) == 2
+    assert f"configuration error: {variable}: delivery mode" in capsys.readouterr().err

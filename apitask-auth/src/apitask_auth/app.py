@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from . import __version__
 from .admin_api import router as admin_router
 from .auth_api import router as auth_router
-from .config import Settings, load_settings
+from .config import ConfigError, Delivery, Settings, load_settings
 from .db import create_engine, migrate
 from .deps import Service
 from .errors import install_error_handlers
@@ -105,6 +105,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     if settings is None:
         settings = load_settings(dev=True)
+    if settings.delivery in {Delivery.POOL, Delivery.OUTBOX}:
+        # Refuse rather than quietly send inline: the operator asked for mail off the
+        # request path and would not get it.
+        variable = "GOTRUE_MAILER_DELIVERY" if settings.mailer_delivery else "GOTRUE_WORKER_ENABLED"
+        raise ConfigError(
+            f"{variable}: delivery mode {settings.delivery.value!r} is not available in this "
+            "build yet; use inline or request"
+        )
     engine = create_engine(settings.database_url)
     mailer = RecordingMailer(settings)
 

@@ -29,6 +29,11 @@ async def _migrate(settings: Settings) -> list[int]:
         await engine.dispose()
 
 
+def _config_error(exc: ConfigError) -> int:
+    print(f"apitask-auth: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``apitask-auth`` command and return its exit status."""
     parser = argparse.ArgumentParser(prog="apitask-auth")
@@ -52,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(dev=args.dev)
     except ConfigError as exc:
-        print(f"apitask-auth: configuration error: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
+        return _config_error(exc)
 
     if args.command == "migrate":
         applied = asyncio.run(_migrate(settings))
@@ -65,8 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        return _config_error(exc)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host or settings.api_host,
         port=args.port or settings.port,
         log_level="info",
