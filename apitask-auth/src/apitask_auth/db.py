@@ -1,0 +1,300 @@
+"""Database: the schema, the engine for SQLite or PostgreSQL, versioned migrations.
+
+Tables mirror GoTrue's ``auth`` schema for the e-mail flows (users, identities,
+one_time_tokens, sessions, refresh_tokens, flow_state, audit_log_entries);
+SQLAlchemy Core keeps one definition for both backends. Migrations are a list
+of numbered steps recorded in ``schema_migrations``; ``apitask-auth migrate``
+applies the missing ones (dev mode does it at start).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy import Connection, Dialect
+
+__all__ = [
+    "MIGRATIONS",
+    "audit_log_entries",
+    "create_engine",
+    "flow_state",
+    "identities",
+    "metadata",
+    "migrate",
+    "new_id",
+    "now",
+    "one_time_tokens",
+    "refresh_tokens",
+    "schema_version",
+    "sessions",
+    "users",
+]
+
+
+def now() -> datetime:
+    """The current time, aware, in UTC (every stored timestamp is)."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh UUID (v4) as text, the form every id column stores."""
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back aware, in UTC (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(name: str, **kwargs: Any) -> Column[datetime]:
+    return Column(name, UTCDateTime(), **kwargs)
+
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("aud", String(255), nullable=False, default=""),
+    Column("role", String(255), nullable=False, default=""),
+    Column("email", String(255)),
+    Column("encrypted_password", String(255)),
+    _ts("email_confirmed_at"),
+    _ts("invited_at"),
+    Column("confirmation_token", String(255)),
+    _ts("confirmation_sent_at"),
+    Column("recovery_token", String(255)),
+    _ts("recovery_sent_at"),
+    Column("email_change_token_new", String(255)),
+    Column("email_change", String(255)),
+    _ts("email_change_sent_at"),
+    Column("email_change_token_current", String(255)),
+    Column("email_change_confirm_status", SmallInteger, nullable=False, default=0),
+    Column("reauthentication_token", String(255)),
+    _ts("reauthentication_sent_at"),
+    _ts("last_sign_in_at"),
+    Column("raw_app_meta_data", JSON, nullable=False),
+    Column("raw_user_meta_data", JSON, nullable=False),
+    Column("phone", String(32)),
+    _ts("phone_confirmed_at"),
+    _ts("banned_until"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    _ts("deleted_at"),
+    Column("is_anonymous", Boolean, nullable=False, default=False),
+    Column("is_sso_user", Boolean, nullable=False, default=False),
+    Index("users_email_idx", "email"),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("provider_id", Text, nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("identity_data", JSON, nullable=False),
+    Column("provider", String(255), nullable=False),
+    Column("email", String(255)),
+    _ts("last_sign_in_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("provider_id", "provider", name="identities_provider_id_provider_key"),
+    Index("identities_user_id_idx", "user_id"),
+    Index("identities_email_idx", "email"),
+)
+
+one_time_tokens = Table(
+    "one_time_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_type", String(64), nullable=False),
+    Column("token_hash", Text, nullable=False),
+    Column("relates_to", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("user_id", "token_type", name="one_time_tokens_user_id_token_type_key"),
+    Index("one_time_tokens_token_hash_idx", "token_hash"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("aal", String(8), nullable=False, default="aal1"),
+    # GoTrue's mfa_amr_claims, kept inline: [{"method": ..., "timestamp": ...}], newest first.
+    Column("amr", JSON, nullable=False),
+    _ts("not_after"),
+    _ts("refreshed_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    Index("sessions_user_id_idx", "user_id"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("token", String(255), nullable=False, unique=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("session_id", String(36), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("parent", String(255)),
+    Column("revoked", Boolean, nullable=False, default=False),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    Index("refresh_tokens_session_id_idx", "session_id"),
+)
+
+flow_state = Table(
+    "flow_state",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE")),
+    Column("auth_code", String(36), nullable=False, unique=True),
+    Column("code_challenge_method", String(8), nullable=False),
+    Column("code_challenge", Text, nullable=False),
+    Column("provider_type", String(64), nullable=False),
+    Column("authentication_method", String(64), nullable=False),
+    _ts("auth_code_issued_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    Index("flow_state_user_method_idx", "user_id", "authentication_method"),
+)
+
+audit_log_entries = Table(
+    "audit_log_entries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("payload", JSON, nullable=False),
+    Column("ip_address", String(64), nullable=False, default=""),
+    _ts("created_at", nullable=False),
+)
+
+schema_migrations = Table(
+    "schema_migrations",
+    MetaData(),
+    Column("version", Integer, primary_key=True),
+    _ts("applied_at", nullable=False),
+)
+
+
+def _initial_schema(connection: Connection) -> None:
+    metadata.create_all(connection, checkfirst=False)
+
+
+# Append-only: a deployed step is never edited, later changes are new steps.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "initial schema", _initial_schema),
+]
+
+
+def _async_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme in {"postgres", "postgresql"}:
+        scheme = "postgresql+asyncpg"
+    elif scheme == "sqlite":
+        scheme = "sqlite+aiosqlite"
+    return f"{scheme}{sep}{rest}"
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    """An async engine for ``sqlite:///file`` (aiosqlite) or ``postgres://`` (asyncpg).
+
+    SQLite gets WAL, foreign keys, a busy timeout, and ``BEGIN IMMEDIATE`` for
+    every transaction, so two writers queue on the lock instead of one failing
+    with "database is locked" when it upgrades a read lock.
+    """
+    url = make_url(_async_url(database_url))
+    if url.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+async def schema_version(connection: AsyncConnection) -> int:
+    """The highest applied migration (0 for an empty database)."""
+
+    def _read(sync: Connection) -> int:
+        schema_migrations.create(sync, checkfirst=True)
+        versions = sync.execute(select(schema_migrations.c.version)).scalars().all()
+        return max(versions, default=0)
+
+    return await connection.run_sync(_read)
+
+
+async def migrate(engine: AsyncEngine) -> list[int]:
+    """Apply every missing migration, each in the same transaction as its record.
+
+    Returns:
+        The versions applied now (empty when the schema was current).
+    """
+    applied: list[int] = []
+    async with engine.begin() as connection:
+        current = await schema_version(connection)
+        for version, _name, step in MIGRATIONS:
+            if version <= current:
+                continue
+            await connection.run_sync(step)
+            await connection.execute(
+                schema_migrations.insert().values(version=version, applied_at=now())
+            )
+            applied.append(version)
+    return applied

@@ -1,0 +1,126 @@
+"""Per-request dependencies: the service, the caller's identity, the audience (§1.3, §1.4)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+
+from .db import now
+from .errors import APIError
+from .security import decode_jwt
+from .sessions import get_session
+from .users import User, get_user
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from .config import Settings
+    from .mailer import Mailer
+
+__all__ = [
+    "Admin",
+    "Auth",
+    "AuthenticatedUser",
+    "Service",
+    "Svc",
+    "request_aud",
+]
+
+
+@dataclass(slots=True)
+class Service:
+    """What every handler uses: settings, database, mailer."""
+
+    settings: Settings
+    engine: AsyncEngine
+    mailer: Mailer
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+Svc = Annotated[Service, Depends(_service)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise APIError(401, "no_authorization", "This endpoint requires a valid Bearer token")
+    return token.strip()
+
+
+def _claims(service: Service, token: str) -> dict[str, Any]:
+    try:
+        return decode_jwt(token, service.settings.jwt_secret)
+    except jwt.InvalidTokenError as exc:
+        raise APIError(
+            403, "bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc}"
+        ) from None
+
+
+def request_aud(settings: Settings, request: Request, claims: dict[str, Any] | None = None) -> str:
+    """The request's audience: X-JWT-AUD, the token's aud (non-admin), GOTRUE_JWT_AUD."""
+    header = request.headers.get("x-jwt-aud")
+    if header:
+        return header
+    if claims and claims.get("role") not in settings.jwt_admin_roles:
+        aud = claims.get("aud")
+        if isinstance(aud, list):
+            aud = aud[0] if aud else None
+        if isinstance(aud, str) and aud:
+            return aud
+    return settings.jwt_aud
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedUser:
+    """The caller of a user endpoint."""
+
+    user: User
+    claims: dict[str, Any]
+    session_id: str | None
+
+
+async def _authenticated(request: Request, service: Svc) -> AuthenticatedUser:
+    claims = _claims(service, _bearer(request))
+    sub = claims.get("sub")
+    if not sub or not isinstance(sub, str):
+        raise APIError(403, "bad_jwt", "invalid claim: missing sub claim")
+    try:
+        uuid.UUID(sub)
+    except ValueError:
+        raise APIError(400, "bad_jwt", "invalid claim: sub claim must be a UUID") from None
+    session_id = claims.get("session_id")
+    async with service.engine.connect() as conn:
+        user = await get_user(conn, sub)
+        if user is None:
+            raise APIError(403, "user_not_found", "User from sub claim in JWT does not exist")
+        if session_id is not None and (
+            not isinstance(session_id, str) or await get_session(conn, session_id) is None
+        ):
+            raise APIError(
+                403,
+                "session_not_found",
+                "Session from session_id claim in JWT does not exist",
+            )
+    if user["banned_until"] is not None and user["banned_until"] > now():
+        raise APIError(403, "user_banned", "User is banned")
+    return AuthenticatedUser(user, claims, session_id)
+
+
+async def _admin(request: Request, service: Svc) -> dict[str, Any]:
+    claims = _claims(service, _bearer(request))
+    if claims.get("role") not in service.settings.jwt_admin_roles:
+        raise APIError(403, "not_admin", "User not allowed")
+    return claims
+
+
+Auth = Annotated[AuthenticatedUser, Depends(_authenticated)]
+Admin = Annotated[dict[str, Any], Depends(_admin)]

@@ -1,0 +1,127 @@
+"""GoTrue's error responses, in both formats (GOTRUE_EMAIL_API.md §1.2).
+
+Handlers raise :class:`APIError`; the exception handlers here turn it, and
+anything else that escapes, into GoTrue's JSON. The format is picked by the
+``X-Supabase-Api-Version`` request header: from ``2024-01-01`` on, the body is
+``{"code": "<error_code>", "message": ...}`` and the header is echoed; before
+that (or without it) the legacy ``{"code": <status>, "error_code", "msg"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+    from starlette.responses import Response
+
+__all__ = [
+    "API_VERSION",
+    "APIError",
+    "BodyTooLargeError",
+    "install_error_handlers",
+    "uses_new_format",
+]
+
+logger = logging.getLogger("apitask_auth")
+
+API_VERSION = "2024-01-01"
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class APIError(Exception):
+    """An error answered to the client, with GoTrue's status, code and message."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, extra: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra or {}
+
+
+class BodyTooLargeError(HTTPException):
+    """The request body passed the 1 MiB limit (raised while it is being read)."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "Request body too large")
+
+
+def uses_new_format(request: Request) -> bool:
+    """Whether the client asked for the 2024-01-01 error format."""
+    version = request.headers.get("x-supabase-api-version", "").strip()
+    return bool(_DATE.match(version)) and version >= API_VERSION
+
+
+def error_response(request: Request, error: APIError) -> JSONResponse:
+    """The JSON response for ``error`` in the format the request asked for."""
+    headers = {"x-sb-error-code": error.code}
+    body: dict[str, Any]
+    if uses_new_format(request):
+        headers["x-supabase-api-version"] = API_VERSION
+        body = {"code": error.code, "message": error.message}
+    else:
+        body = {"code": error.status, "error_code": error.code, "msg": error.message}
+        if error.status >= 500:
+            body["error_id"] = request.headers.get("x-request-id", "")
+    body.update(error.extra)
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+_HTTP_CODES = {
+    400: "bad_json",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_entity_too_large",
+}
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return error_response(request, exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "unknown")
+    return error_response(request, APIError(exc.status_code, code, str(exc.detail)))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    # Go's JSON decoder rejects a malformed body and a field of the wrong type
+    # alike, with 400 bad_json; FastAPI reports both as validation errors.
+    assert isinstance(exc, RequestValidationError)
+    details = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        details.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    message = "Could not parse request body as JSON: " + "; ".join(details)
+    return error_response(request, APIError(400, "bad_json", message))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(
+        request,
+        APIError(
+            500,
+            "unexpected_failure",
+            "Unexpected failure, please check server logs for more information",
+        ),
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error, including unhandled ones, in GoTrue's format."""
+    app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,238 @@
+"""Checks and steps the endpoints share: e-mail and password rules, PKCE,
+sending a token mail (§1.7, §1.8, §2, §3.1)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from .db import flow_state, new_id, now
+from .errors import APIError
+from .mailer import MailData, Template
+from .redirects import action_link
+from .security import generate_otp, token_hash
+from .users import User, set_one_time_token
+
+if TYPE_CHECKING:
+    from fastapi import Request
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from .config import Settings
+    from .mailer import Mailer
+
+__all__ = [
+    "PKCE",
+    "TokenMail",
+    "check_password_strength",
+    "create_flow_state",
+    "latest_flow_state",
+    "send_token_mail",
+    "token_mail",
+    "validate_email",
+    "validate_pkce",
+]
+
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+
+
+def validate_email(email: str | None) -> str:
+    """GoTrue's syntax check (§1.8); returns the address lowercased."""
+    if not email:
+        raise APIError(400, "validation_failed", "An email address is required")
+    if len(email) > 255:
+        raise APIError(400, "validation_failed", "An email address is too long")
+    if not _EMAIL.match(email):
+        raise APIError(400, "validation_failed", "Unable to validate email address: invalid format")
+    return email.lower()
+
+
+def check_password_strength(settings: Settings, password: str) -> None:
+    """Length and required character sets (§3.1 step 3)."""
+    if len(password) > 72:
+        raise APIError(400, "validation_failed", "Password cannot be longer than 72 characters")
+    reasons: list[str] = []
+    messages: list[str] = []
+    minimum = max(settings.password_min_length, 6)
+    if len(password) < minimum:
+        reasons.append("length")
+        messages.append(f"Password should be at least {minimum} characters.")
+    sets = [group for group in settings.password_required_characters.split(":") if group]
+    if any(not any(char in group for char in password) for group in sets):
+        reasons.append("characters")
+        messages.append(
+            "Password should contain at least one character of each: " + ", ".join(sets) + "."
+        )
+    if reasons:
+        raise APIError(
+            422,
+            "weak_password",
+            " ".join(messages),
+            extra={"weak_password": {"reasons": reasons}},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PKCE:
+    """A validated ``code_challenge`` and its method (lowercase)."""
+
+    challenge: str
+    method: str
+
+
+def validate_pkce(challenge: str | None, method: str | None) -> PKCE | None:
+    """Both or neither; a 43-128 character challenge; ``s256`` or ``plain``."""
+    if not challenge and not method:
+        return None
+    if not challenge or not method:
+        raise APIError(
+            400,
+            "validation_failed",
+            "PKCE flow requires code_challenge_method and code_challenge",
+        )
+    if not _CHALLENGE.match(challenge):
+        raise APIError(
+            400,
+            "validation_failed",
+            "code challenge has to be between 43 and 128 characters and contain only "
+            "alphanumeric characters, hyphens, periods, underscores and tildes",
+        )
+    if method.lower() not in {"s256", "plain"}:
+        # GoTrue fails later with a 500; a 400 is the honest answer.
+        raise APIError(400, "validation_failed", f"code challenge method {method!r} not supported")
+    return PKCE(challenge, method.lower())
+
+
+async def create_flow_state(
+    conn: AsyncConnection, user_id: str, pkce: PKCE, method: str, provider_type: str
+) -> None:
+    """Record a PKCE flow for ``user_id`` (authentication method ``method``)."""
+    at = now()
+    await conn.execute(
+        flow_state.insert().values(
+            id=new_id(),
+            user_id=user_id,
+            auth_code=new_id(),
+            code_challenge=pkce.challenge,
+            code_challenge_method=pkce.method,
+            provider_type=provider_type,
+            authentication_method=method,
+            created_at=at,
+            updated_at=at,
+        )
+    )
+
+
+async def latest_flow_state(
+    conn: AsyncConnection, user_id: str, method: str
+) -> dict[str, Any] | None:
+    """The user's newest flow state for ``method``, if any."""
+    row = (
+        await conn.execute(
+            select(flow_state)
+            .where(flow_state.c.user_id == user_id)
+            .where(flow_state.c.authentication_method == method)
+            .order_by(flow_state.c.created_at.desc())
+            .limit(1)
+        )
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenMail:
+    """How one kind of token mail is stored and linked (§2 "Storage", "Links")."""
+
+    template: Template
+    link_type: str
+    token_type: str
+    sent_at: str
+    url_path: str
+    per_user_interval: bool = True
+
+
+def check_interval(settings: Settings, user: User, sent_at_column: str) -> None:
+    """GoTrue's per-user minimum interval between mails (``GOTRUE_SMTP_MAX_FREQUENCY``)."""
+    sent_at = user.get(sent_at_column)
+    if sent_at is None:
+        return
+    remaining = sent_at + settings.max_frequency - now()
+    if remaining.total_seconds() > 0:
+        seconds = int(remaining.total_seconds()) + (remaining.total_seconds() % 1 > 0)
+        raise APIError(
+            429,
+            "over_email_send_rate_limit",
+            f"For security purposes, you can only request this after {seconds} seconds.",
+        )
+
+
+def token_mail(settings: Settings, template: Template) -> TokenMail:
+    """How the ``template`` mail stores its token and builds its link (§2, §1.7)."""
+    paths = {
+        "confirmation": settings.mailer_urlpaths_confirmation,
+        "invite": settings.mailer_urlpaths_invite,
+        "recovery": settings.mailer_urlpaths_recovery,
+        "magic_link": settings.mailer_urlpaths_confirmation,
+    }
+    link_type, token_type, sent_at = {
+        "confirmation": ("signup", "confirmation_token", "confirmation_sent_at"),
+        "invite": ("invite", "confirmation_token", "confirmation_sent_at"),
+        "recovery": ("recovery", "recovery_token", "recovery_sent_at"),
+        "magic_link": ("magiclink", "recovery_token", "recovery_sent_at"),
+    }[template]
+    # Invites have no per-user interval (§1.7).
+    return TokenMail(
+        template, link_type, token_type, sent_at, paths[template], template != "invite"
+    )
+
+
+async def send_token_mail(
+    conn: AsyncConnection,
+    settings: Settings,
+    mailer: Mailer,
+    request: Request,
+    user: User,
+    kind: TokenMail,
+    redirect: str,
+    *,
+    pkce: bool = False,
+) -> User:
+    """Store a fresh OTP's hash for ``user`` and send the mail that carries it.
+
+    Runs in the caller's transaction: a failure to hand the mail over (inline
+    delivery) rolls the token back with everything else.
+    """
+    if kind.per_user_interval:
+        check_interval(settings, user, kind.sent_at)
+    email = user["email"]
+    otp = generate_otp(settings.otp_length)
+    stored = ("pkce_" if pkce else "") + token_hash(email, otp)
+    user = await set_one_time_token(
+        conn, user, kind.token_type, stored, email, sent_at_column=kind.sent_at
+    )
+    link = action_link(settings, request, kind.url_path, stored, kind.link_type, redirect)
+    data = MailData(
+        email=email,
+        site_url=settings.site_url,
+        token=otp,
+        token_hash=stored,
+        confirmation_url=link,
+        redirect_to=redirect,
+        data=user["raw_user_meta_data"],
+    )
+    try:
+        await mailer.send(kind.template, email, data, connection=conn)
+    except APIError:
+        raise
+    except Exception as exc:
+        raise APIError(
+            500, "unexpected_failure", f"Error sending {kind.template.replace('_', ' ')} email"
+        ) from exc
+    return user

@@ -1,0 +1,100 @@
+"""Request bodies, with GoTrue's field names.
+
+Strict types, so a value of the wrong JSON type is a 400 ``bad_json`` as with
+Go's decoder; unknown fields are ignored, as GoTrue does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "AdminUserParams",
+    "DeleteUserParams",
+    "GenerateLinkParams",
+    "InviteParams",
+    "SignupParams",
+    "TokenParams",
+    "VerifyParams",
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class SignupParams(_Body):
+    """POST /signup."""
+
+    email: str | None = None
+    phone: str | None = None
+    password: str | None = None
+    data: dict[str, Any] | None = None
+    channel: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+
+
+class VerifyParams(_Body):
+    """POST /verify."""
+
+    type: str | None = None
+    token: str | None = None
+    token_hash: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    redirect_to: str | None = None
+
+
+class TokenParams(_Body):
+    """POST /token, every grant's fields."""
+
+    email: str | None = None
+    phone: str | None = None
+    password: str | None = None
+    refresh_token: str | None = None
+    auth_code: str | None = None
+    code_verifier: str | None = None
+
+
+class InviteParams(_Body):
+    """POST /invite."""
+
+    email: str | None = None
+    data: dict[str, Any] | None = None
+
+
+class GenerateLinkParams(_Body):
+    """POST /admin/generate_link."""
+
+    type: str | None = None
+    email: str | None = None
+    new_email: str | None = None
+    password: str | None = None
+    data: dict[str, Any] | None = None
+    redirect_to: str | None = None
+
+
+class AdminUserParams(_Body):
+    """POST /admin/users and PUT /admin/users/{id}."""
+
+    id: str | None = None
+    aud: str | None = None
+    role: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    password: str | None = None
+    password_hash: str | None = None
+    email_confirm: bool | None = None
+    phone_confirm: bool | None = None
+    user_metadata: dict[str, Any] | None = None
+    app_metadata: dict[str, Any] | None = None
+    ban_duration: str | None = None
+
+
+class DeleteUserParams(_Body):
+    """DELETE /admin/users/{id}."""
+
+    should_soft_delete: bool = False

@@ -1,0 +1,118 @@
+"""Secrets: OTPs and token hashes (§2), passwords, refresh tokens, PKCE, JWTs (§7).
+
+Every comparison of a secret is constant-time (``hmac.compare_digest``), and
+bcrypt runs in a thread so it never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+import string
+from typing import Any
+
+import bcrypt
+import jwt
+
+__all__ = [
+    "check_password",
+    "constant_time_equal",
+    "decode_jwt",
+    "encode_jwt",
+    "generate_otp",
+    "hash_password",
+    "new_refresh_token",
+    "pkce_matches",
+    "random_password",
+    "token_hash",
+]
+
+_REFRESH_ALPHABET = string.ascii_lowercase + "234567"  # lowercase base32
+
+
+def generate_otp(length: int) -> str:
+    """A uniformly random number in [0, 10**length), zero-padded to ``length`` digits."""
+    return str(secrets.randbelow(10**length)).zfill(length)
+
+
+def token_hash(email: str, otp: str) -> str:
+    """GoTrue's token hash: lowercase hex SHA-224 of the address followed by the OTP."""
+    return hashlib.sha224((email + otp).encode()).hexdigest()
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    """Compare two secrets without leaking where they differ."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+# GoTrue hashes with Go's bcrypt.DefaultCost.
+BCRYPT_COST = 10
+
+
+def _bcrypt_hash(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
+
+
+def _bcrypt_check(password: str, hashed: str) -> bool:
+    try:
+        return bcrypt.checkpw(password.encode(), hashed.encode())
+    except ValueError:  # not a bcrypt hash (e.g. an imported password_hash we cannot read)
+        return False
+
+
+async def hash_password(password: str) -> str:
+    """bcrypt ``password`` in a worker thread."""
+    return await asyncio.to_thread(_bcrypt_hash, password)
+
+
+# A real hash of a random password: checking against it costs what a real check
+# costs, so "no such user" and "wrong password" take the same time.
+_DUMMY_HASH = _bcrypt_hash(secrets.token_urlsafe(16))
+
+
+async def check_password(password: str, hashed: str | None) -> bool:
+    """Whether ``password`` matches ``hashed`` (always spends one bcrypt check)."""
+    ok = await asyncio.to_thread(_bcrypt_check, password, hashed or _DUMMY_HASH)
+    return ok and hashed is not None
+
+
+def random_password(length: int) -> str:
+    """A random password for users created without one (invites, admin, magic link)."""
+    return secrets.token_urlsafe(length)[:length]
+
+
+def new_refresh_token() -> str:
+    """A 12-character lowercase base32 refresh token (GoTrue's legacy format)."""
+    return "".join(secrets.choice(_REFRESH_ALPHABET) for _ in range(12))
+
+
+def pkce_matches(verifier: str, challenge: str, method: str) -> bool:
+    """Check a PKCE code verifier against the stored challenge (``s256`` or ``plain``)."""
+    if method == "s256":
+        digest = hashlib.sha256(verifier.encode()).digest()
+        verifier = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return constant_time_equal(verifier, challenge)
+
+
+def encode_jwt(claims: dict[str, Any], secret: str, key_id: str = "") -> str:
+    """Sign ``claims`` with HS256."""
+    headers = {"kid": key_id} if key_id else None
+    return jwt.encode(claims, secret, algorithm="HS256", headers=headers)
+
+
+def decode_jwt(token: str, secret: str) -> dict[str, Any]:
+    """Verify an HS256 token's signature and expiry (when it has one) and return its claims.
+
+    Raises:
+        jwt.InvalidTokenError: bad signature, malformed, or expired.
+    """
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        secret,
+        algorithms=["HS256"],
+        options={"verify_aud": False, "require": []},
+    )
+    return claims

@@ -1,0 +1,303 @@
+"""Users, identities and one-time tokens: queries and the user JSON (§2, §7).
+
+A user is handled as the mapping of its ``users`` row; functions take the
+caller's connection so a flow's writes (and, in outbox mode, its mail job)
+share one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select, update
+
+from .db import identities, new_id, now, one_time_tokens, users
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+__all__ = [
+    "TOKEN_COLUMNS",
+    "User",
+    "clear_one_time_tokens",
+    "create_email_identity",
+    "confirm_email",
+    "create_user",
+    "find_token",
+    "find_user_by_email",
+    "get_user",
+    "iso",
+    "list_identities",
+    "set_one_time_token",
+    "update_user",
+    "user_body",
+    "user_json",
+]
+
+User = dict[str, Any]
+
+# one_time_tokens.token_type -> the users column holding the same token.
+TOKEN_COLUMNS = {
+    "confirmation_token": "confirmation_token",
+    "recovery_token": "recovery_token",
+    "reauthentication_token": "reauthentication_token",
+    "email_change_token_new": "email_change_token_new",
+    "email_change_token_current": "email_change_token_current",
+}
+
+
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 with fractional seconds, as GoTrue writes timestamps."""
+    if value is None:
+        return None
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
+    """The user with this id, or None."""
+    row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def find_user_by_email(conn: AsyncConnection, email: str, aud: str) -> User | None:
+    """The (non-SSO) user of audience ``aud`` with this address, compared lowercased."""
+    row = (
+        await conn.execute(
+            select(users)
+            .where(func.lower(users.c.email) == email.lower())
+            .where(users.c.aud == aud)
+            .where(users.c.is_sso_user.is_(False))
+            .order_by(users.c.created_at)
+            .limit(1)
+        )
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def create_user(
+    conn: AsyncConnection,
+    *,
+    email: str | None,
+    aud: str,
+    role: str,
+    encrypted_password: str | None,
+    user_metadata: dict[str, Any],
+    app_metadata: dict[str, Any] | None = None,
+    user_id: str | None = None,
+    confirmed: bool = False,
+) -> User:
+    """Insert a user (and its e-mail identity when it has an address) and return it."""
+    at = now()
+    values: User = {
+        "id": user_id or new_id(),
+        "aud": aud,
+        "role": role,
+        "email": email,
+        "encrypted_password": encrypted_password,
+        "raw_app_meta_data": {"provider": "email", "providers": ["email"]} | (app_metadata or {}),
+        "raw_user_meta_data": dict(user_metadata),
+        "email_confirmed_at": at if confirmed else None,
+        "email_change_confirm_status": 0,
+        "is_anonymous": False,
+        "is_sso_user": False,
+        "created_at": at,
+        "updated_at": at,
+    }
+    await conn.execute(users.insert().values(**values))
+    if email:
+        await create_email_identity(conn, values["id"], email, user_metadata, verified=confirmed)
+    user = await get_user(conn, values["id"])
+    assert user is not None
+    return user
+
+
+async def create_email_identity(
+    conn: AsyncConnection,
+    user_id: str,
+    email: str,
+    data: dict[str, Any],
+    *,
+    verified: bool,
+) -> None:
+    """The ``email`` identity: provider id = user id, identity data as GoTrue builds it."""
+    at = now()
+    identity_data: dict[str, Any] = {
+        "sub": user_id,
+        "email": email,
+        "email_verified": verified,
+        "phone_verified": False,
+    }
+    for key, value in data.items():
+        identity_data.setdefault(key, value)
+    await conn.execute(
+        identities.insert().values(
+            id=new_id(),
+            provider_id=user_id,
+            user_id=user_id,
+            identity_data=identity_data,
+            provider="email",
+            email=email,
+            created_at=at,
+            updated_at=at,
+        )
+    )
+
+
+async def update_user(conn: AsyncConnection, user_id: str, **values: Any) -> User:
+    """Set columns of a user (``updated_at`` too) and return the fresh row."""
+    await conn.execute(
+        update(users).where(users.c.id == user_id).values(updated_at=now(), **values)
+    )
+    user = await get_user(conn, user_id)
+    assert user is not None
+    return user
+
+
+async def list_identities(conn: AsyncConnection, user_id: str) -> list[dict[str, Any]]:
+    """The user's identities, oldest first."""
+    rows = await conn.execute(
+        select(identities).where(identities.c.user_id == user_id).order_by(identities.c.created_at)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def set_one_time_token(
+    conn: AsyncConnection,
+    user: User,
+    token_type: str,
+    stored_token: str,
+    relates_to: str,
+    *,
+    sent_at_column: str,
+) -> User:
+    """Store a token on the user's column and as its one row of that type (§2)."""
+    at = now()
+    await conn.execute(
+        delete(one_time_tokens)
+        .where(one_time_tokens.c.user_id == user["id"])
+        .where(one_time_tokens.c.token_type == token_type)
+    )
+    await conn.execute(
+        one_time_tokens.insert().values(
+            id=new_id(),
+            user_id=user["id"],
+            token_type=token_type,
+            token_hash=stored_token,
+            relates_to=relates_to.lower(),
+            created_at=at,
+            updated_at=at,
+        )
+    )
+    return await update_user(
+        conn, user["id"], **{TOKEN_COLUMNS[token_type]: stored_token, sent_at_column: at}
+    )
+
+
+async def find_token(
+    conn: AsyncConnection, token_types: list[str], stored_tokens: list[str]
+) -> tuple[User, str] | None:
+    """The user owning one of ``stored_tokens`` as one of ``token_types``, in type order."""
+    rows = (
+        await conn.execute(
+            select(one_time_tokens.c.user_id, one_time_tokens.c.token_type).where(
+                one_time_tokens.c.token_type.in_(token_types),
+                one_time_tokens.c.token_hash.in_(stored_tokens),
+            )
+        )
+    ).all()
+    for token_type in token_types:
+        for row in rows:
+            if row.token_type == token_type:
+                user = await get_user(conn, row.user_id)
+                if user is not None:
+                    return user, token_type
+    return None
+
+
+async def clear_one_time_tokens(conn: AsyncConnection, user_id: str) -> None:
+    """Drop all of a user's one-time tokens (after a confirmation or recovery)."""
+    await conn.execute(delete(one_time_tokens).where(one_time_tokens.c.user_id == user_id))
+
+
+async def confirm_email(conn: AsyncConnection, user: User) -> User:
+    """Mark the address confirmed, in the user and in its e-mail identity."""
+    at = now()
+    metadata = dict(user["raw_user_meta_data"]) | {"email_verified": True}
+    rows = await conn.execute(
+        select(identities).where(
+            identities.c.user_id == user["id"], identities.c.provider == "email"
+        )
+    )
+    for row in rows.all():
+        data = dict(row.identity_data) | {"email_verified": True}
+        await conn.execute(
+            identities.update()
+            .where(identities.c.id == row.id)
+            .values(identity_data=data, updated_at=at)
+        )
+    return await update_user(
+        conn,
+        user["id"],
+        email_confirmed_at=user["email_confirmed_at"] or at,
+        raw_user_meta_data=metadata,
+        confirmation_token=None,
+    )
+
+
+def _identity_json(identity: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "identity_id": identity["id"],
+        "id": identity["provider_id"],
+        "user_id": identity["user_id"],
+        "identity_data": identity["identity_data"],
+        "provider": identity["provider"],
+        "last_sign_in_at": iso(identity["last_sign_in_at"]),
+        "created_at": iso(identity["created_at"]),
+        "updated_at": iso(identity["updated_at"]),
+        "email": identity["email"] or "",
+    }
+
+
+async def user_body(conn: AsyncConnection, user: User) -> dict[str, Any]:
+    """The user JSON, with the user's identities loaded."""
+    return user_json(user, await list_identities(conn, user["id"]))
+
+
+def user_json(user: User, user_identities: list[dict[str, Any]]) -> dict[str, Any]:
+    """GoTrue's user JSON (§7): secrets never, optional fields only when set."""
+    confirmed_candidates = [
+        at for at in (user["email_confirmed_at"], user["phone_confirmed_at"]) if at is not None
+    ]
+    body: dict[str, Any] = {
+        "id": user["id"],
+        "aud": user["aud"],
+        "role": user["role"],
+        "email": user["email"] or "",
+        "phone": user["phone"] or "",
+    }
+    optional = {
+        "email_confirmed_at": iso(user["email_confirmed_at"]),
+        "invited_at": iso(user["invited_at"]),
+        "phone_confirmed_at": iso(user["phone_confirmed_at"]),
+        "confirmation_sent_at": iso(user["confirmation_sent_at"]),
+        "confirmed_at": iso(min(confirmed_candidates)) if confirmed_candidates else None,
+        "recovery_sent_at": iso(user["recovery_sent_at"]),
+        "new_email": user["email_change"],
+        "email_change_sent_at": iso(user["email_change_sent_at"]),
+        "reauthentication_sent_at": iso(user["reauthentication_sent_at"]),
+        "last_sign_in_at": iso(user["last_sign_in_at"]),
+    }
+    body.update({key: value for key, value in optional.items() if value})
+    body["app_metadata"] = user["raw_app_meta_data"]
+    body["user_metadata"] = user["raw_user_meta_data"]
+    body["identities"] = [_identity_json(identity) for identity in user_identities]
+    body["created_at"] = iso(user["created_at"])
+    body["updated_at"] = iso(user["updated_at"])
+    if user["banned_until"] is not None:
+        body["banned_until"] = iso(user["banned_until"])
+    if user["deleted_at"] is not None:
+        body["deleted_at"] = iso(user["deleted_at"])
+    body["is_anonymous"] = bool(user["is_anonymous"])
+    return body

@@ -1,0 +1,180 @@
+"""Configuration: GoTrue's names, Go durations, named errors, delivery mode (§5)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from apitask_auth.config import (
+    DEV_JWT_SECRET,
+    ConfigError,
+    Delivery,
+    EmailRateLimit,
+    load_settings,
+    parse_duration,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+REQUIRED = {
+    "GOTRUE_SITE_URL": "http://localhost:3000",
+    "API_EXTERNAL_URL": "http://localhost:9999",
+    "GOTRUE_JWT_SECRET": "s" * 32,
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees only the variables it sets."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("GOTRUE_") or name in {"PORT", "API_EXTERNAL_URL", "DATABASE_URL"}:
+            monkeypatch.delenv(name)
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for name, value in (REQUIRED | values).items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("1m30s", 90),
+        ("1.5h", 5400),
+        ("-2m", -120),
+        ("+1s", 1),
+        ("0", 0),
+        ("900", 900),
+        ("250ms", 0.25),
+        ("10us", 0.00001),
+        ("1h2m3s4ms", 3723.004),
+    ],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    """Go's time.ParseDuration syntax; a bare number is seconds."""
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "s", "1x", "1m 30s", "m1", "nan", "inf", "-", "1.2.3s"])
+def test_bad_durations(text: str) -> None:
+    """Anything else is a ValueError."""
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_gotrue_names_and_bare_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GOTRUE_ prefix, plus PORT, API_EXTERNAL_URL and DATABASE_URL without it."""
+    _env(
+        monkeypatch,
+        PORT="8081",
+        DATABASE_URL="postgres://u@h/db",
+        GOTRUE_URI_ALLOW_LIST="https://a.test/*, https://b.test/**",
+        GOTRUE_WORKER_SHUTDOWN_DURATION="1m30s",
+        GOTRUE_SMTP_MAX_FREQUENCY="0s",
+        GOTRUE_MAILER_OTP_LENGTH="12",
+        GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION="10s",
+        GOTRUE_MAILER_OTP_EXP="0",
+    )
+    settings = load_settings(env_file=None)
+    assert settings.port == 8081
+    assert settings.database_url == "postgres://u@h/db"
+    assert settings.uri_allow_list == ["https://a.test/*", "https://b.test/**"]
+    assert settings.worker_shutdown_duration == timedelta(seconds=90)
+    assert settings.max_frequency == timedelta(minutes=1)
+    assert settings.otp_length == 6
+    assert settings.flow_state_expiry == timedelta(seconds=300)
+    assert settings.otp_exp == timedelta(days=1)
+
+
+def test_dotenv_file_is_read_and_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Values come from .env unless the environment sets them."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GOTRUE_JWT_EXP=60\nGOTRUE_JWT_AUD=from-file\n")
+    _env(monkeypatch, GOTRUE_JWT_AUD="from-env")
+    settings = load_settings(env_file=str(dotenv))
+    assert settings.jwt_exp == 60
+    assert settings.jwt_aud == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "http"),
+        ("PORT", "70000"),
+        ("GOTRUE_JWT_EXP", "soon"),
+        ("GOTRUE_WORKER_SHUTDOWN_DURATION", "3 parsecs"),
+        ("GOTRUE_SMTP_MAX_FREQUENCY", "-1s"),
+        ("GOTRUE_MAILER_DELIVERY", "pigeon"),
+        ("GOTRUE_MAILER_AUTOCONFIRM", "maybe"),
+        ("GOTRUE_RATE_LIMIT_EMAIL_SENT", "lots"),
+        ("GOTRUE_RATE_LIMIT_EMAIL_SENT", "-1"),
+        ("GOTRUE_RATE_LIMIT_EMAIL_SENT", "10/0s"),
+        ("DATABASE_URL", "mysql://x"),
+        ("GOTRUE_SITE_URL", "localhost:3000"),
+        ("API_EXTERNAL_URL", "ftp://x"),
+        ("GOTRUE_WORKER_COUNT_PER_CPU", "0"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """A bad value fails at start with a message that starts with the variable's name."""
+    _env(monkeypatch, **{name: value})
+    with pytest.raises(ConfigError, match=f"^{name}: "):
+        load_settings(env_file=None)
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_required_outside_dev_mode(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """SITE_URL, API_EXTERNAL_URL and the JWT secret are required unless --dev."""
+    _env(monkeypatch)
+    monkeypatch.delenv(name)
+    with pytest.raises(ConfigError, match=f"^{name}: required"):
+        load_settings(env_file=None)
+
+
+def test_dev_mode_defaults(caplog: pytest.LogCaptureFixture) -> None:
+    """Dev mode: local URLs, the SQLite file, and the dev secret with a loud warning."""
+    settings = load_settings(dev=True, env_file=None)
+    assert settings.site_url == "http://localhost:9999"
+    assert settings.api_external_url == "http://localhost:9999"
+    assert settings.database_url == "sqlite:///./apitask-auth.db"
+    assert settings.jwt_secret == DEV_JWT_SECRET
+    assert settings.port == 9999
+    assert "PUBLIC development secret" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("values", "mode"),
+    [
+        ({}, Delivery.INLINE),
+        ({"GOTRUE_MAILER_EMAIL_BACKGROUND_SENDING": "true"}, Delivery.REQUEST),
+        ({"GOTRUE_WORKER_ENABLED": "true"}, Delivery.POOL),
+        (
+            {"GOTRUE_WORKER_ENABLED": "true", "GOTRUE_MAILER_EMAIL_BACKGROUND_SENDING": "true"},
+            Delivery.POOL,
+        ),
+        ({"GOTRUE_MAILER_DELIVERY": "outbox", "GOTRUE_WORKER_ENABLED": "true"}, Delivery.OUTBOX),
+        ({"GOTRUE_MAILER_DELIVERY": "inline", "GOTRUE_WORKER_ENABLED": "true"}, Delivery.INLINE),
+    ],
+)
+def test_delivery_mode(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, str], mode: Delivery
+) -> None:
+    """GOTRUE_MAILER_DELIVERY wins; else worker -> pool, background sending -> request."""
+    _env(monkeypatch, **values)
+    assert load_settings(env_file=None).delivery is mode
+
+
+def test_email_rate_limit_forms() -> None:
+    """N is per hour; N/duration is a token bucket."""
+    assert EmailRateLimit.parse("30") == EmailRateLimit(30)
+    assert EmailRateLimit.parse("10/1m") == EmailRateLimit(10, timedelta(minutes=1))
