@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
-    from blockbuster import BlockBuster
     from fastapi import FastAPI
 
     from apitask_auth.mailer import RecordingMailer
@@ -55,14 +54,6 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
         yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
         asyncio.run(_admin_sql(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(autouse=True)
-def _asyncpg_reads_pgpass(blockbuster: BlockBuster | None) -> None:
-    """asyncpg stats ~/.pgpass and client cert paths while connecting: a driver detail."""
-    if blockbuster is not None:
-        for function in blockbuster.functions.values():
-            function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

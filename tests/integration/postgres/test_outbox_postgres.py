@@ -29,7 +29,6 @@ from apitask.outbox.postgres import PostgresStore
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
-    from blockbuster import BlockBuster
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from apitask import JSONValue
@@ -71,15 +70,6 @@ class Ping:
     @staticmethod
     def event(name: str) -> asyncio.Event:
         return Ping.events.setdefault(name, asyncio.Event())
-
-
-@pytest.fixture(autouse=True)
-def _asyncpg_reads_its_files(blockbuster: BlockBuster | None) -> None:
-    """asyncpg looks for ~/.pgpass and ~/.postgresql/* on every connect, on the
-    loop (a few stats while parsing connect arguments): allow exactly that."""
-    if blockbuster is not None:
-        for function in blockbuster.functions.values():
-            function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
 
 
 @pytest.fixture(autouse=True)
