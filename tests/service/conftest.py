@@ -7,6 +7,7 @@ a random name, created here and dropped afterwards (others share the server).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from apitask_auth.app import create_app
 from apitask_auth.config import Settings, load_settings
-from apitask_auth.db import migrate
+from apitask_auth.db import migrate_all
+
+from ._recording import RecordingClient
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 
     from fastapi import FastAPI
 
-    from apitask_auth.mailer import RecordingMailer
+    from apitask.mail import MailClient, Message
 
 SECRET = "service-test-secret-at-least-32-bytes"
 NEW_FORMAT = {"X-Supabase-Api-Version": "2024-01-01"}
@@ -67,25 +70,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @dataclass
 class Service:
-    """The app under test, an HTTP client for it, and its mail."""
+    """The app under test (its lifespan running), an HTTP client for it, and its mail."""
 
     app: FastAPI
     http: httpx.AsyncClient
     settings: Settings
+    mail: RecordingClient
 
     @property
-    def mailer(self) -> RecordingMailer:
-        mailer: RecordingMailer = self.app.state.service.mailer
-        return mailer
+    def sent(self) -> list[Message]:
+        """Every mail delivered so far, oldest first."""
+        return self.mail.messages
 
     def otp(self, address: str) -> str:
         """The code in the newest mail to ``address``."""
-        text = [mail for mail in self.mailer.sent if mail.to == address][-1].text
+        text = [mail for mail in self.sent if mail.to == address][-1].text
         return text.rsplit("enter the code: ", 1)[1].strip()
 
     def link(self, address: str) -> str:
         """The action link in the newest mail to ``address``."""
-        text = [mail for mail in self.mailer.sent if mail.to == address][-1].text
+        text = [mail for mail in self.sent if mail.to == address][-1].text
         return text.split(": ", 1)[1].split()[0]
 
     def admin_headers(self, role: str = "service_role") -> dict[str, str]:
@@ -95,32 +99,37 @@ class Service:
 
 @pytest.fixture
 async def make_service(database_url: str) -> AsyncIterator[Callable[..., Any]]:
-    """Build services with extra settings; all are closed at the end of the test."""
-    opened: list[Service] = []
+    """Build services with extra settings, their lifespans running; all are shut
+    down at the end of the test. Mail is recorded unless ``record=False`` (then
+    the settings choose the transport: the dev inbox in dev mode), or sent
+    through ``transport``."""
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def make(**overrides: Any) -> Service:
-        settings = load_settings(
-            env_file=None,
-            site_url="http://localhost:3000",
-            api_external_url="http://auth.test",
-            jwt_secret=SECRET,
-            database_url=database_url,
-            **overrides,
-        )
-        # Building the engine touches the file system (SQLite paths): off the loop.
-        app = await asyncio.to_thread(create_app, settings)
-        await migrate(app.state.service.engine)
-        http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://auth.test"
-        )
-        service = Service(app, http, settings)
-        opened.append(service)
-        return service
+        async def make(
+            *, record: bool = True, transport: MailClient | None = None, **overrides: Any
+        ) -> Service:
+            settings = load_settings(
+                env_file=None,
+                site_url="http://localhost:3000",
+                api_external_url="http://auth.test",
+                jwt_secret=SECRET,
+                database_url=database_url,
+                **overrides,
+            )
+            mail = transport if isinstance(transport, RecordingClient) else RecordingClient()
+            if transport is None and record:
+                transport = mail
+            # Building the engine touches the file system (SQLite paths): off the loop.
+            app = await asyncio.to_thread(create_app, settings, transport=transport)
+            await migrate_all(app.state.service.engine, database_url)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            http = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://auth.test"
+            )
+            stack.push_async_callback(http.aclose)
+            return Service(app, http, settings, mail)
 
-    yield make
-    for service in opened:
-        await service.http.aclose()
-        await service.app.state.service.engine.dispose()
+        yield make
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ async def test_generate_link_types(svc: Service) -> None:
         )
     ).json()
     assert current["hashed_token"] in current["action_link"]
-    assert svc.mailer.sent == []
+    assert svc.sent == []
 
 
 async def test_generate_link_magiclink_for_unknown_user_signs_up(svc: Service) -> None:

@@ -1,12 +1,18 @@
-"""The command line: migrate, configuration errors, worker availability."""
+"""The command line: migrate, configuration errors, the outbox worker."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
+from apitask.mail import Message
+from apitask.outbox import open_outbox
+from apitask_auth._mail_standin import MailTask, NoopClient
 from apitask_auth.cli import main
 
 if TYPE_CHECKING:
@@ -27,15 +33,23 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.mark.no_blockbuster  # a CLI test: the command runs its own event loop
 def test_migrate_creates_the_schema_once(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`apitask-auth migrate` applies version 1, then reports nothing to do."""
+    """`apitask-auth migrate` applies the service's and the outbox's schemas, then
+    reports nothing to do."""
     assert main(["migrate"]) == 0
-    assert "applied migrations: [1]" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines() == [
+        "auth: applied migrations: [1]",
+        "outbox: applied migrations: [1]",
+    ]
     assert main(["migrate"]) == 0
-    assert "none (schema is current)" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines() == [
+        "auth: applied migrations: none (schema is current)",
+        "outbox: applied migrations: none (schema is current)",
+    ]
     with sqlite3.connect(env) as connection:
         tables = {row[0] for row in connection.execute("select name from sqlite_master")}
     assert {"users", "identities", "one_time_tokens", "sessions", "refresh_tokens"} <= tables
     assert {"flow_state", "audit_log_entries", "schema_migrations"} <= tables
+    assert {"apitask_jobs", "apitask_migrations"} <= tables
 
 
 def test_configuration_error_exits_2(
@@ -47,28 +61,54 @@ def test_configuration_error_exits_2(
     assert "configuration error: GOTRUE_JWT_EXP:" in capsys.readouterr().err
 
 
-def test_worker_says_it_is_unavailable(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Until the outbox lands, `worker` says so instead of idling."""
-    assert main(["worker"]) == 2
-    assert "not available" in capsys.readouterr().err
+class _Catcher:
+    """aiosmtpd handler: keeps what arrives (the server runs in its own thread)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str, bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append((session.host_name, envelope.mail_from, envelope.content))
+        return "250 OK"
 
 
-@pytest.mark.parametrize(
-    ("variable", "value"),
-    [
-        ("GOTRUE_MAILER_DELIVERY", "pool"),
-        ("GOTRUE_MAILER_DELIVERY", "outbox"),
-        ("GOTRUE_WORKER_ENABLED", "true"),
-    ],
-)
-def test_unavailable_delivery_modes_refuse_to_start(
-    env: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    variable: str,
-    value: str,
+@pytest.mark.no_blockbuster  # a CLI test: the command runs its own event loop
+def test_worker_sends_the_queued_mail_through_smtp(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Until the pool and outbox land, asking for them stops the server with a clear line."""
-    monkeypatch.setenv(variable, value)
-    assert main(["serve"]) == 2
-    assert f"configuration error: {variable}: delivery mode" in capsys.readouterr().err
+    """`apitask-auth worker` sends what `serve` queued in outbox mode to GOTRUE_SMTP_HOST,
+    from GOTRUE_SMTP_SENDER_NAME <GOTRUE_SMTP_ADMIN_EMAIL>, with the API host as EHLO name."""
+    catcher = _Catcher()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smtp = Controller(catcher, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        monkeypatch.setenv("GOTRUE_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("GOTRUE_SMTP_PORT", str(port))
+        monkeypatch.setenv("GOTRUE_SMTP_ADMIN_EMAIL", "auth@example.com")
+        monkeypatch.setenv("GOTRUE_SMTP_SENDER_NAME", "Example Auth")
+        assert main(["migrate"]) == 0
+        message = Message(to="zoe@example.com", subject="Hi", text="queued", type="recovery")
+
+        async def enqueue() -> None:
+            async with open_outbox(f"sqlite:///{env}") as outbox:
+                await outbox.enqueue(None, MailTask(message, NoopClient()))
+
+        asyncio.run(enqueue())
+        assert main(["worker", "--until-empty", "--no-migrate"]) == 0
+    finally:
+        smtp.stop()
+    ((ehlo, sender, content),) = catcher.received
+    assert (ehlo, sender) == ("localhost", "auth@example.com")
+    assert b"From: Example Auth <auth@example.com>" in content
+    assert message.message_id.encode() in content
+
+
+def test_worker_in_dev_mode_needs_an_smtp_host(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dev inbox lives in `serve --dev`: a dev worker elsewhere would drop mail: refused."""
+    assert main(["worker", "--dev"]) == 2
+    assert "configuration error: GOTRUE_SMTP_HOST: required" in capsys.readouterr().err

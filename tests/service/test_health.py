@@ -44,12 +44,21 @@ async def test_openapi_documents_the_endpoints(svc: Service) -> None:
     assert not any(path.startswith("/_dev") for path in paths)
 
 
-async def test_dev_paths_exist_only_in_dev_mode(make_service: Callable[..., Any]) -> None:
-    """/_dev/mail answers in dev mode and is a GoTrue-style 404 otherwise."""
-    svc: Service = await make_service()
-    missing = await svc.http.get("/_dev/mail")
-    assert (missing.status_code, missing.json()["error_code"]) == (404, "not_found")
-    dev: Service = await make_service(dev=True)
+async def test_dev_inbox_exists_only_in_dev_mode(make_service: Callable[..., Any]) -> None:
+    """Dev mode without an SMTP host: mail reaches the embedded inbox over SMTP and is
+    readable at /_dev/inbox; outside dev mode those paths are a GoTrue-style 404."""
+    svc: Service = await make_service(record=False)
+    for path in ("/_dev/inbox", "/_dev/inbox/messages"):
+        missing = await svc.http.get(path)
+        assert (missing.status_code, missing.json()["error_code"]) == (404, "not_found")
+    dev: Service = await make_service(record=False, dev=True)
     await dev.http.post("/signup", json={"email": "d@example.com", "password": "secret-pw"})
-    mail = (await dev.http.get("/_dev/mail")).json()
-    assert [message["to"] for message in mail] == ["d@example.com"]
+    caught = (
+        await dev.http.get("/_dev/inbox/messages", params={"to": "d@example.com", "wait": 10})
+    ).json()
+    assert [message["to"] for message in caught] == [["d@example.com"]]
+    assert caught[0]["subject"] == "Confirm Your Email"
+    assert any("/verify?token=" in link for link in caught[0]["links"])
+    page = await dev.http.get("/_dev/inbox")
+    assert page.status_code == 200
+    assert "d@example.com" in page.text

@@ -133,7 +133,7 @@ async def test_resignup_unconfirmed_resends_within_interval_rules(svc: Service) 
     assert again.status_code == 429
     assert again.json()["error_code"] == "over_email_send_rate_limit"
     assert "For security purposes, you can only request this after" in again.json()["msg"]
-    assert len([m for m in svc.mailer.sent if m.to == address]) == 1
+    assert len([m for m in svc.sent if m.to == address]) == 1
     assert first["id"]
 
 
@@ -144,7 +144,7 @@ async def test_resignup_after_interval_resends(make_service: Callable[..., Any])
     first = (await svc.http.post("/signup", json={"email": address, "password": PASSWORD})).json()
     second = (await svc.http.post("/signup", json={"email": address, "password": PASSWORD})).json()
     assert first["id"] == second["id"]
-    assert len([m for m in svc.mailer.sent if m.to == address]) == 2
+    assert len([m for m in svc.sent if m.to == address]) == 2
 
 
 async def test_signup_for_confirmed_user_returns_fake_user(svc: Service) -> None:
@@ -156,7 +156,7 @@ async def test_signup_for_confirmed_user_returns_fake_user(svc: Service) -> None
     )
     assert verified.status_code == 200
     real_id = verified.json()["user"]["id"]
-    sent = len(svc.mailer.sent)
+    sent = len(svc.sent)
     fake = await svc.http.post(
         "/signup", json={"email": address, "password": PASSWORD, "data": {"x": 1}}
     )
@@ -167,7 +167,7 @@ async def test_signup_for_confirmed_user_returns_fake_user(svc: Service) -> None
     assert body["role"] == ""
     assert body["user_metadata"] == {"x": 1}
     assert "email_confirmed_at" not in body
-    assert len(svc.mailer.sent) == sent
+    assert len(svc.sent) == sent
 
 
 async def test_autoconfirm_signup_returns_session(make_service: Callable[..., Any]) -> None:
@@ -178,7 +178,7 @@ async def test_autoconfirm_signup_returns_session(make_service: Callable[..., An
     body = response.json()
     assert body["token_type"] == "bearer"
     assert body["user"]["user_metadata"] == {"email_verified": True}
-    assert svc.mailer.sent == []
+    assert svc.sent == []
     again = await svc.http.post(
         "/signup", json={"email": address, "password": PASSWORD}, headers=NEW_FORMAT
     )

@@ -7,20 +7,21 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from . import __version__
 from .admin_api import router as admin_router
 from .auth_api import router as auth_router
-from .config import ConfigError, Delivery, Settings, load_settings
-from .db import create_engine, migrate
+from .config import Settings, load_settings
+from .db import create_engine, migrate_all
 from .deps import Service
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
-from .mailer import RecordingMailer
+from .mail_chain import MailChain
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from apitask.mail import MailClient
 
 __all__ = ["create_app"]
 
@@ -87,44 +88,31 @@ async def public_settings(request: Request) -> dict[str, Any]:
     }
 
 
-dev_router = APIRouter(prefix="/_dev", include_in_schema=False)
-
-
-@dev_router.get("/mail")
-async def recorded_mail(request: Request) -> JSONResponse:
-    """Dev mode: every mail the recording mailer rendered, oldest first."""
-    mailer = request.app.state.service.mailer
-    return JSONResponse([message.as_json() for message in getattr(mailer, "sent", [])])
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, transport: MailClient | None = None) -> FastAPI:
     """Build the service's ASGI app.
 
     Args:
         settings: the configuration; read from the environment (dev mode) when None.
+        transport: deliver mail through this client instead of the one the
+            settings describe (tests pass a recording client).
     """
     if settings is None:
         settings = load_settings(dev=True)
-    if settings.delivery in {Delivery.POOL, Delivery.OUTBOX}:
-        # Refuse rather than quietly send inline: the operator asked for mail off the
-        # request path and would not get it.
-        variable = "GOTRUE_MAILER_DELIVERY" if settings.mailer_delivery else "GOTRUE_WORKER_ENABLED"
-        raise ConfigError(
-            f"{variable}: delivery mode {settings.delivery.value!r} is not available in this "
-            "build yet; use inline or request"
-        )
     engine = create_engine(settings.database_url)
-    mailer = RecordingMailer(settings)
+    mailer = MailChain(settings, transport=transport)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.dev:
-            applied = await migrate(engine)
+            applied = await migrate_all(engine, settings.database_url)
             if applied:
                 logger.info("applied migrations %s", applied)
         try:
+            await mailer.start()
             yield
         finally:
+            # Drains the pool and the in-process outbox worker, closes the
+            # SMTP connections, and only then stops the dev inbox.
             await mailer.aclose()
             await engine.dispose()
 
@@ -139,7 +127,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(general)
     app.include_router(auth_router)
     app.include_router(admin_router)
-    if settings.dev:
-        app.include_router(dev_router)
+    mailer.install(app)
     app.add_middleware(BodyLimitMiddleware)
     return app

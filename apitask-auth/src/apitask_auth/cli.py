@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from apitask.outbox import add_worker_arguments, run_worker_command
+
 from . import __version__
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
-from .db import create_engine, migrate
+from .db import create_engine, migrate_all
+from .mail_chain import mail_registry, transport_for
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -21,10 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-async def _migrate(settings: Settings) -> list[int]:
+async def _migrate(settings: Settings) -> dict[str, list[int]]:
     engine = create_engine(settings.database_url)
     try:
-        return await migrate(engine)
+        return await migrate_all(engine, settings.database_url)
     finally:
         await engine.dispose()
 
@@ -49,10 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=None, help="listen port (default PORT)")
     migrate_cmd = commands.add_parser("migrate", help="apply database migrations")
     migrate_cmd.add_argument("--dev", action="store_true", help="use dev-mode defaults")
-    worker = commands.add_parser("worker", help="run outbox workers (outbox delivery)")
+    worker = commands.add_parser(
+        "worker",
+        help="run an outbox worker: send the mail queued with GOTRUE_MAILER_DELIVERY=outbox",
+        description="Send the mail that `serve` queued in the outbox (any number of these, "
+        "on any machine that reaches the database). The database URL defaults to "
+        "DATABASE_URL; mail goes to GOTRUE_SMTP_HOST.",
+    )
     worker.add_argument("--dev", action="store_true", help="use dev-mode defaults")
+    add_worker_arguments(worker)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # aiosmtpd (the dev inbox) logs every SMTP command at INFO; its warnings still show.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     try:
         settings = load_settings(dev=args.dev)
@@ -61,14 +73,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "migrate":
         applied = asyncio.run(_migrate(settings))
-        print(f"applied migrations: {applied or 'none (schema is current)'}")  # noqa: T201
+        for schema, versions in applied.items():
+            print(  # noqa: T201
+                f"{schema}: applied migrations: {versions or 'none (schema is current)'}"
+            )
         return 0
     if args.command == "worker":
-        print(  # noqa: T201
-            "apitask-auth worker: outbox delivery is not available in this build yet",
-            file=sys.stderr,
-        )
-        return 2
+        if not settings.smtp_host and settings.dev:
+            # The dev inbox lives inside `serve`, whose own outbox worker sends to it;
+            # a worker here would only have the no-op client and drop the mail.
+            return _config_error(
+                ConfigError(
+                    "GOTRUE_SMTP_HOST: required for `apitask-auth worker --dev` (the dev "
+                    "inbox is served by `serve --dev`, whose in-process worker sends to it)"
+                )
+            )
+        args.url = args.url or settings.database_url
+        return run_worker_command(args, mail_registry(transport_for(settings)))
     try:
         app = create_app(settings)
     except ConfigError as exc:

@@ -9,6 +9,7 @@ variable's name, so ``apitask-auth serve`` can fail with one clear line.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -20,6 +21,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from apitask.mail import InvalidMessageError, Message
+
 __all__ = [
     "DEV_JWT_SECRET",
     "ConfigError",
@@ -28,6 +31,7 @@ __all__ = [
     "Settings",
     "load_settings",
     "parse_duration",
+    "parse_smtp_headers",
 ]
 
 logger = logging.getLogger("apitask_auth")
@@ -103,6 +107,45 @@ def _comma_list(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def parse_smtp_headers(raw: str) -> dict[str, list[str]]:
+    """``GOTRUE_SMTP_HEADERS``: a JSON object of header name -> list of values (§4.5).
+
+    Empty names and values are dropped, as GoTrue does. Unlike GoTrue, which
+    warns and ignores a bad value, a bad value stops the service at start: a
+    header that could never be sent would otherwise fail every mail.
+
+    Raises:
+        ValueError: not such an object, or a name or value that cannot be a header.
+    """
+    if not raw.strip():
+        return {}
+    try:
+        decoded = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(
+            f"expected a JSON object of header name to list of values: {exc}"
+        ) from None
+    if not isinstance(decoded, dict):
+        raise ValueError("expected a JSON object of header name to list of values")
+    headers: dict[str, list[str]] = {}
+    for name, values in decoded.items():
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"header {name!r}: expected a list of strings")
+        kept = [value for value in values if value]
+        if name and kept:
+            headers[name] = kept
+    try:  # the message's own header rules: names, reserved names, control characters
+        Message(
+            to="probe@example.com",
+            subject="probe",
+            text="probe",
+            headers={name: ", ".join(values) for name, values in headers.items()},
+        )
+    except InvalidMessageError as exc:
+        raise ValueError(str(exc)) from None
+    return headers
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
@@ -199,6 +242,8 @@ class Settings(BaseSettings):
     smtp_sender_name: str = ""
     smtp_max_frequency: Duration = timedelta(minutes=1)
     smtp_headers: str = ""
+    smtp_logging_enabled: bool = False
+    smtp_max_pool_size: int = Field(4, ge=1, le=100)
 
     # Mailer
     mailer_autoconfirm: bool = False
@@ -215,7 +260,7 @@ class Settings(BaseSettings):
 
     # apitask worker pool and outbox
     worker_enabled: bool = False
-    worker_count_per_cpu: int = Field(1, ge=1)
+    worker_count_per_cpu: int = Field(8, ge=1)
     worker_shutdown_duration: Duration = timedelta(seconds=30)
     worker_queue_size: int = Field(1000, ge=1)
     outbox_worker_enabled: bool = True
@@ -234,6 +279,24 @@ class Settings(BaseSettings):
     def _non_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
             raise ValueError("must not be negative")
+        return value
+
+    @field_validator("smtp_headers")
+    @classmethod
+    def _smtp_headers(cls, value: str) -> str:
+        parse_smtp_headers(value)
+        return value
+
+    @field_validator("smtp_admin_email")
+    @classmethod
+    def _smtp_admin_email(cls, value: str) -> str:
+        if value:
+            try:
+                Message(to=value, subject="probe", text="probe")
+            except InvalidMessageError:
+                raise ValueError(
+                    "expected a bare e-mail address such as noreply@example.com"
+                ) from None
         return value
 
     @field_validator("rate_limit_email_sent", mode="before")
@@ -345,4 +408,8 @@ def load_settings(
     ):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ConfigError(f"{name}: expected an http(s) URL, got {value!r}")
+    if settings.smtp_host and not settings.smtp_admin_email:
+        raise ConfigError(
+            "GOTRUE_SMTP_ADMIN_EMAIL: required when GOTRUE_SMTP_HOST is set (the From address)"
+        )
     return settings

@@ -35,6 +35,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+# The outbox stores read their SQL files when imported: import them here, at
+# start-up, rather than lazily from open_store() on the event loop.
+import apitask.outbox.postgres
+import apitask.outbox.sqlite  # noqa: F401
+from apitask.outbox import Outbox, open_store
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -48,6 +54,7 @@ __all__ = [
     "identities",
     "metadata",
     "migrate",
+    "migrate_all",
     "new_id",
     "now",
     "one_time_tokens",
@@ -297,4 +304,19 @@ async def migrate(engine: AsyncEngine) -> list[int]:
                 schema_migrations.insert().values(version=version, applied_at=now())
             )
             applied.append(version)
+    return applied
+
+
+async def migrate_all(engine: AsyncEngine, database_url: str) -> dict[str, list[int]]:
+    """Apply the service's migrations, then the apitask outbox's (same database).
+
+    The outbox tables are created whatever the delivery mode, so switching to
+    ``GOTRUE_MAILER_DELIVERY=outbox`` later needs no extra step.
+
+    Returns:
+        The versions applied now, by schema (``"auth"``, ``"outbox"``).
+    """
+    applied = {"auth": await migrate(engine)}
+    async with Outbox(open_store(database_url)) as outbox:
+        applied["outbox"] = await outbox.migrate()
     return applied

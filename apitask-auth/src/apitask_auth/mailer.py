@@ -5,29 +5,26 @@ templates get (§4.2). The mail is rendered in the request (a template error
 fails the request, not a worker later) and then handed to delivery as the
 configured mode says.
 
-Until ``apitask.mail`` lands, :class:`RecordingMailer` renders plain default
-messages and records them; dev mode exposes them as JSON at ``/_dev/mail``.
+:class:`apitask_auth.mail_chain.MailChain` is the implementation: it renders
+with :func:`render` and delivers through apitask's mail clients.
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
-
-import apitask
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from .config import Settings
 
 __all__ = [
     "MailData",
     "Mailer",
-    "RecordingMailer",
     "RenderedMail",
     "Template",
+    "render",
 ]
 
 Template = Literal[
@@ -68,10 +65,6 @@ class RenderedMail:
     text: str
     type: str
     headers: dict[str, str] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        """The message as a JSON object (dev pages, tests)."""
-        return asdict(self)
 
 
 class Mailer(Protocol):
@@ -139,28 +132,3 @@ def render(template: Template, to: str, data: MailData) -> RenderedMail:
         text="\n\n".join(text_lines) + "\n",
         type=template,
     )
-
-
-class RecordingMailer:
-    """Renders in the request and records the mail; delivery follows the mode.
-
-    ``inline`` records in the handler; ``request`` records in a task started
-    with :func:`apitask.run` (concurrent under a request scope, inline otherwise).
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self.sent: list[RenderedMail] = []
-
-    async def send(
-        self, template: Template, to: str, data: MailData, *, connection: AsyncConnection
-    ) -> None:
-        """Render now; deliver as configured."""
-        message = render(template, to, data)
-        await apitask.run(apitask.task(f"mailer.{template}", self._deliver, message))
-
-    async def _deliver(self, message: RenderedMail) -> None:
-        self.sent.append(message)
-
-    async def aclose(self) -> None:
-        """Nothing to release."""

@@ -8,74 +8,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import socket
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
+from acceptance._uvicorn import GRACEFUL_EXIT, running_process, uvicorn_command
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from acceptance._uvicorn import ServerProcess
 
 HERE = Path(__file__).resolve().parent
 
 
-class Server:
-    """A running uvicorn: its base URL and its process."""
-
-    def __init__(self, url: str, process: asyncio.subprocess.Process) -> None:
-        self.url = url
-        self.process = process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def wait_until_ready(url: str, process: asyncio.subprocess.Process) -> None:
-    """Poll /health until it answers (the server is up) or the process died."""
-    async with httpx.AsyncClient(timeout=1) as client, asyncio.timeout(30):
-        while True:
-            if process.returncode is not None:
-                raise RuntimeError(f"uvicorn exited with {process.returncode} before serving")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get(f"{url}/health")).status_code == 200:
-                    return
-            await asyncio.sleep(0.05)  # polling for readiness, not ordering the test
-
-
 @contextlib.asynccontextmanager
-async def uvicorn_server(**env: str) -> AsyncIterator[Server]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--app-dir",
-        str(HERE),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "e2e_app:app",
-        env={**os.environ, **env},
-    )
-    server = Server(f"http://127.0.0.1:{port}", process)
-    try:
-        await wait_until_ready(server.url, process)
+async def uvicorn_server(**env: str) -> AsyncIterator[ServerProcess]:
+    """e2e_app under a real uvicorn, with ``env`` added to this process's environment."""
+    command = uvicorn_command("e2e_app:app", "--app-dir", str(HERE))
+    async with running_process(command, env={**os.environ, **env}) as server:
         yield server
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            await process.wait()
 
 
 async def test_before_response_holds_the_body_until_the_task_finishes() -> None:
@@ -114,8 +67,5 @@ async def test_after_response_tasks_are_drained_on_sigterm(tmp_path: Path) -> No
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
             assert (await client.get("/drain")).text == "queued"
         assert not await asyncio.to_thread(marker.exists)  # the task ends 0.3 s later
-        server.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            # uvicorn re-raises the signal once shut down gracefully
-            assert await server.process.wait() in (0, -signal.SIGTERM)
+        assert await asyncio.to_thread(server.stop) in GRACEFUL_EXIT
     assert await asyncio.to_thread(marker.read_text) == "sent"

@@ -1,0 +1,245 @@
+"""The one place where the service's mail chain is assembled: settings -> clients.
+
+What a handler's :meth:`MailChain.send` goes through, in the request::
+
+    render (template, subject, GOTRUE_SMTP_HEADERS)          -> Message
+    BackgroundClient: apitask.run(MailTask(message, transport))
+
+and where that task runs is the delivery mode, set up here once:
+
+* ``inline``: no request scope, so ``apitask.run`` sends in the handler and
+  raises the send's error (the flow maps it to GoTrue's 500).
+* ``request``: :class:`apitask.asgi.TaskMiddleware` opens a scope per request;
+  the send runs concurrently and the response is held until it is done
+  (``before_response``, as GoTrue's middleware waits before returning).
+* ``pool``: the same middleware, bound to a :class:`apitask.WorkerPool`: the
+  response waits for nothing; the pool drains on shutdown.
+* ``outbox``: the send is declared in the flow's transaction
+  (:meth:`apitask.outbox.Outbox.transaction`): the job row commits with the
+  user's token or not at all; an outbox worker in this process (and any
+  ``apitask-auth worker``) sends it.
+
+The transport is an :class:`SMTPClient` to ``GOTRUE_SMTP_HOST``, to the dev
+inbox (dev mode without an SMTP host), or a no-op client (GoTrue's behaviour
+without an SMTP host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from email.utils import formataddr
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from apitask import WorkerPool
+from apitask.asgi import TaskMiddleware
+from apitask.mail import Message, make_message_id
+from apitask.outbox import Outbox, TaskRegistry, open_store
+
+from ._mail_standin import BackgroundClient, MailTask, NoopClient, SMTPClient
+from .config import Delivery, Settings, parse_smtp_headers
+from .devinbox import DevInbox
+from .mailer import MailData, Template, render
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from apitask.mail import MailClient
+    from apitask.outbox import Worker
+
+__all__ = ["MailChain", "mail_registry", "transport_for"]
+
+logger = logging.getLogger("apitask_auth")
+
+DEV_SENDER_NAME = "apitask-auth (dev)"
+
+
+def api_host(settings: Settings) -> str:
+    """The host of ``API_EXTERNAL_URL``: the EHLO name and the Message-ID domain."""
+    return urlsplit(settings.api_external_url).hostname or "localhost"
+
+
+def sender(settings: Settings) -> str:
+    """The From header: ``GOTRUE_SMTP_SENDER_NAME <GOTRUE_SMTP_ADMIN_EMAIL>``."""
+    address = settings.smtp_admin_email or f"noreply@{api_host(settings)}"
+    name = settings.smtp_sender_name or ("" if settings.smtp_admin_email else DEV_SENDER_NAME)
+    return formataddr((name, address))
+
+
+def transport_for(settings: Settings, inbox: tuple[str, int] | None = None) -> MailClient:
+    """The client that delivers: SMTP to the configured host or to ``inbox``, else no-op."""
+    if settings.smtp_host or inbox is not None:
+        host, port = inbox or (settings.smtp_host, settings.smtp_port)
+        client: MailClient = SMTPClient(
+            host=host,
+            port=port,
+            sender=sender(settings),
+            username=(settings.smtp_user or None) if inbox is None else None,
+            password=(settings.smtp_pass or None) if inbox is None else None,
+            local_hostname=api_host(settings),
+            pool_size=settings.smtp_max_pool_size,
+        )
+    else:
+        client = NoopClient(site_url=settings.site_url)
+    if settings.smtp_logging_enabled:
+        client = LoggingClient(client, sender(settings))
+    return client
+
+
+def mail_registry(transport: MailClient) -> TaskRegistry:
+    """The outbox registry of a worker that sends stored mail through ``transport``."""
+    registry = TaskRegistry()
+    registry.register_prefix("mailer.", MailTask.factory(transport))
+    return registry
+
+
+class LoggingClient:
+    """``GOTRUE_SMTP_LOGGING_ENABLED``: GoTrue's ``mail.send`` line for every mail sent."""
+
+    def __init__(self, client: MailClient, mail_from: str) -> None:
+        self.client = client
+        self.mail_from = mail_from
+
+    async def send(self, message: Message) -> None:
+        """Send, then log type, sender and recipient."""
+        await self.client.send(message)
+        logger.info(
+            "mail.send",
+            extra={"mail_type": message.type, "mail_from": self.mail_from, "mail_to": message.to},
+        )
+
+    async def aclose(self) -> None:
+        """Close the wrapped client."""
+        await aclose(self.client)
+
+
+async def aclose(client: object) -> None:
+    """Close ``client`` if it has anything to close (a no-op client has not)."""
+    close = getattr(client, "aclose", None)
+    if close is not None:
+        await close()
+
+
+class MailChain:
+    """The service's mailer: renders in the request, delivers as the mode says.
+
+    Built with the app; :meth:`start` and :meth:`aclose` run in its lifespan.
+
+    Args:
+        settings: the configuration.
+        transport: deliver through this client instead of SMTP / the dev
+            inbox / the no-op client (tests pass a recording client).
+    """
+
+    def __init__(self, settings: Settings, *, transport: MailClient | None = None) -> None:
+        self.settings = settings
+        self.delivery = settings.delivery
+        self._given = transport
+        self.inbox: DevInbox | None = None
+        if settings.dev and not settings.smtp_host and transport is None:
+            self.inbox = DevInbox()
+        self.pool: WorkerPool | None = None
+        if self.delivery is Delivery.POOL:
+            self.pool = WorkerPool(
+                per_cpu=settings.worker_count_per_cpu,
+                queue_size=settings.worker_queue_size,
+                shutdown_timeout=settings.worker_shutdown_duration.total_seconds(),
+            )
+        self.outbox: Outbox | None = None
+        self.transport: MailClient | None = None
+        self._client: MailClient | None = None
+        self._headers = parse_smtp_headers(settings.smtp_headers)
+        self._domain = (settings.smtp_admin_email.rpartition("@")[2]) or api_host(settings)
+        self._worker: Worker | None = None
+        self._worker_run: asyncio.Task[None] | None = None
+
+    def install(self, app: FastAPI) -> None:
+        """Add the request-scope middleware the mode needs, and the dev inbox's pages."""
+        if self.delivery is Delivery.REQUEST:
+            app.add_middleware(TaskMiddleware, wait="before_response")
+        elif self.pool is not None:
+            app.add_middleware(TaskMiddleware, sink=self.pool)
+        if self.inbox is not None:
+            app.include_router(self.inbox.router)
+
+    async def start(self) -> None:
+        """Start the dev inbox, the transport, the pool or the outbox and its worker."""
+        address = await self.inbox.start() if self.inbox is not None else None
+        self.transport = self._given or transport_for(self.settings, address)
+        self._client = BackgroundClient(self.transport)
+        if self.pool is not None:
+            await self.pool.start()
+        if self.delivery is Delivery.OUTBOX:
+            self.outbox = Outbox(
+                open_store(self.settings.database_url), mail_registry(self.transport)
+            )
+            await self.outbox.store.open()
+            if self.settings.outbox_worker_enabled:
+                self._start_worker(self.outbox)
+
+    def _start_worker(self, outbox: Outbox) -> None:
+        self._worker = outbox.worker(
+            concurrency=(os.cpu_count() or 1) * self.settings.worker_count_per_cpu,
+            shutdown_timeout=self.settings.worker_shutdown_duration.total_seconds(),
+        )
+        self._worker_run = asyncio.get_running_loop().create_task(self._worker.run())
+        self._worker_run.add_done_callback(_report_worker_end)
+
+    async def aclose(self) -> None:
+        """Drain what is queued, close the transport, then stop the inbox (in that order,
+        so mail still in flight reaches the inbox)."""
+        if self._worker is not None and self._worker_run is not None:
+            self._worker.stop()
+            with contextlib.suppress(Exception):  # already logged by _report_worker_end
+                await self._worker_run
+        if self.pool is not None:
+            await self.pool.aclose()
+        if self.outbox is not None:
+            await self.outbox.aclose()
+        if self.transport is not None:
+            await aclose(self.transport)
+        if self.inbox is not None:
+            await self.inbox.stop()
+
+    def message(self, template: Template, to: str, data: MailData) -> Message:
+        """Render the ``template`` mail for ``to`` as the final message."""
+        rendered = render(template, to, data)
+        headers = {
+            name: ", ".join(value.replace("$messageType", template) for value in values)
+            for name, values in self._headers.items()
+        }
+        return Message(
+            to=rendered.to,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            headers=headers,
+            type=template,
+            message_id=make_message_id(self._domain),
+        )
+
+    async def send(
+        self, template: Template, to: str, data: MailData, *, connection: AsyncConnection
+    ) -> None:
+        """Render now; deliver as the mode says (see the module docstring).
+
+        Raises:
+            RuntimeError: the chain was not started (the app's lifespan did not run).
+        """
+        if self._client is None:
+            raise RuntimeError("the mail chain is not started: run the app's lifespan")
+        message = self.message(template, to, data)
+        if self.outbox is not None:
+            async with self.outbox.transaction(connection):
+                await self._client.send(message)
+        else:
+            await self._client.send(message)
+
+
+def _report_worker_end(run: asyncio.Task[None]) -> None:
+    if not run.cancelled() and (error := run.exception()) is not None:
+        logger.error("the in-process outbox worker stopped: %s", error, exc_info=error)

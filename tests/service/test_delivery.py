@@ -1,0 +1,184 @@
+"""Where the service delivers mail in each mode, in-process (lifespan running).
+
+The transport is a client the test controls: it can hold a send until the test
+releases it, or fail. What is asserted is what a client of the API can see:
+when the response arrives relative to the send, what the database holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from apitask.mail import Message, PermanentMailError
+
+from ._recording import RecordingClient
+from .conftest import email
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from apitask.outbox import Outbox
+
+    from .conftest import Service
+
+PASSWORD = "secret-password"
+
+
+class GatedClient(RecordingClient):
+    """Records a mail only once :attr:`release` is set; :attr:`entered` says a send began."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        self.entered.set()
+        await self.release.wait()
+        await super().send(message)
+
+
+class FailingClient:
+    """Refuses every mail, as a mail server answering 550 would."""
+
+    async def send(self, message: Message) -> None:
+        raise PermanentMailError("550 mailbox unavailable", code=550)
+
+
+def _signup(svc: Service, address: str) -> Any:
+    return svc.http.post("/signup", json={"email": address, "password": PASSWORD})
+
+
+async def _user_exists(svc: Service, address: str) -> bool:
+    listed = await svc.http.get("/admin/users", headers=svc.admin_headers())
+    return address in {user["email"] for user in listed.json()["users"]}
+
+
+async def _service(make_service: Callable[..., Any], transport: Any, **settings: Any) -> Service:
+    svc: Service = await make_service(transport=transport, **settings)
+    return svc
+
+
+async def test_inline_sends_before_the_response(make_service: Callable[..., Any]) -> None:
+    """Inline: the mail is delivered by the time the response arrives."""
+    svc: Service = await make_service(mailer_delivery="inline")
+    address = email()
+    assert (await _signup(svc, address)).status_code == 200
+    assert [mail.to for mail in svc.sent] == [address]
+
+
+async def test_inline_failure_is_gotrue_500_and_rolls_back(
+    make_service: Callable[..., Any],
+) -> None:
+    """Inline: a refused mail is GoTrue's 500 and the user and token are not stored."""
+    svc = await _service(make_service, FailingClient(), mailer_delivery="inline")
+    address = email()
+    response = await _signup(svc, address)
+    assert response.status_code == 500
+    assert response.json()["msg"] == "Error sending confirmation email"
+    assert not await _user_exists(svc, address)
+
+
+async def test_request_mode_holds_the_response_until_the_mail_is_sent(
+    make_service: Callable[..., Any],
+) -> None:
+    """Request: the send runs concurrently; the response waits for it to finish."""
+    gate = GatedClient()
+    svc = await _service(make_service, gate, mailer_delivery="request")
+    address = email()
+    signup = asyncio.create_task(_signup(svc, address))
+    await gate.entered.wait()
+    # The user's transaction has committed (the send is off the transaction)...
+    assert await _user_exists(svc, address)
+    # ...but the response is still held for the send.
+    assert not signup.done()
+    gate.release.set()
+    assert (await signup).status_code == 200
+    assert [mail.to for mail in gate.messages] == [address]
+
+
+async def test_request_mode_failure_is_logged_not_returned(
+    make_service: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Request: a refused mail is logged with its task type; the sign-up succeeds (GoTrue)."""
+    svc = await _service(make_service, FailingClient(), mailer_delivery="request")
+    address = email()
+    with caplog.at_level(logging.ERROR):
+        assert (await _signup(svc, address)).status_code == 200
+    assert await _user_exists(svc, address)
+    assert "mailer.confirmation" in caplog.text
+    assert "550 mailbox unavailable" in caplog.text
+
+
+async def test_pool_mode_answers_before_the_mail_is_sent(
+    make_service: Callable[..., Any],
+) -> None:
+    """Pool: the response does not wait; the pool's worker sends the mail afterwards."""
+    gate = GatedClient()
+    svc = await _service(make_service, gate, mailer_delivery="pool")
+    address = email()
+    assert (await _signup(svc, address)).status_code == 200
+    await gate.entered.wait()
+    assert gate.messages == []
+    gate.release.set()
+    assert (await gate.wait_for(to=address)).type == "confirmation"
+
+
+async def _jobs_for(outbox: Outbox, address: str) -> list[Message]:
+    jobs = await outbox.list(limit=10_000)
+    return [
+        Message.from_dict(payload["message"])
+        for payload in (json.loads(job.payload) for job in jobs)
+        if payload["message"]["to"] == address
+    ]
+
+
+async def test_outbox_job_row_commits_with_the_sign_up(
+    make_service: Callable[..., Any],
+) -> None:
+    """Outbox: the sign-up's transaction holds the job row; it is the final message."""
+    svc: Service = await make_service(mailer_delivery="outbox", outbox_worker_enabled=False)
+    outbox = svc.app.state.service.mailer.outbox
+    address = email()
+    assert (await _signup(svc, address)).status_code == 200
+    (stored,) = await _jobs_for(outbox, address)
+    assert stored.type == "confirmation"
+    assert "enter the code: " in stored.text
+    assert svc.sent == []  # no worker in this process: nothing sent yet
+
+
+async def test_outbox_rollback_drops_the_job_with_the_user(
+    make_service: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outbox: a failure after the enqueue rolls back the user, the token and the job."""
+    svc: Service = await make_service(mailer_delivery="outbox", outbox_worker_enabled=False)
+    outbox = svc.app.state.service.mailer.outbox
+    address = email()
+
+    async def audit_fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the audit log is full")
+
+    monkeypatch.setattr("apitask_auth.auth_api.audit", audit_fails)
+    with pytest.raises(RuntimeError, match="audit log is full"):
+        await _signup(svc, address)
+    monkeypatch.undo()
+    assert await _jobs_for(outbox, address) == []
+    assert not await _user_exists(svc, address)
+
+
+async def test_outbox_worker_in_process_sends_the_mail(
+    make_service: Callable[..., Any],
+) -> None:
+    """Outbox with the in-process worker (the default): the mail is sent after commit."""
+    svc: Service = await make_service(mailer_delivery="outbox")
+    address = email()
+    assert (await _signup(svc, address)).status_code == 200
+    sent = await svc.mail.wait_for(to=address, timeout=10)
+    assert sent.type == "confirmation"
+    (stored,) = await _jobs_for(svc.app.state.service.mailer.outbox, address)
+    assert stored.message_id == sent.message_id
