@@ -14,6 +14,7 @@ from apitask_auth.config import (
     EmailRateLimit,
     load_settings,
     parse_duration,
+    parse_smtp_headers,
 )
 
 if TYPE_CHECKING:
@@ -121,6 +122,17 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("GOTRUE_SITE_URL", "localhost:3000"),
         ("API_EXTERNAL_URL", "ftp://x"),
         ("GOTRUE_WORKER_COUNT_PER_CPU", "0"),
+        ("GOTRUE_WORKER_QUEUE_SIZE", "0"),
+        ("GOTRUE_OUTBOX_WORKER_ENABLED", "sometimes"),
+        ("GOTRUE_SMTP_MAX_POOL_SIZE", "0"),
+        ("GOTRUE_SMTP_LOGGING_ENABLED", "loud"),
+        ("GOTRUE_SMTP_ADMIN_EMAIL", "Auth <auth@example.com>"),
+        ("GOTRUE_SMTP_HEADERS", "{not json"),
+        ("GOTRUE_SMTP_HEADERS", '["X-A"]'),
+        ("GOTRUE_SMTP_HEADERS", '{"X-A": "one"}'),
+        ("GOTRUE_SMTP_HEADERS", '{"Subject": ["mine"]}'),
+        ("GOTRUE_SMTP_HEADERS", '{"X-A": ["a\\r\\nBcc: evil@example.com"]}'),
+        ("GOTRUE_SMTP_HEADERS", '{"X A": ["a"]}'),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -130,6 +142,34 @@ def test_bad_values_name_the_variable(
     _env(monkeypatch, **{name: value})
     with pytest.raises(ConfigError, match=f"^{name}: "):
         load_settings(env_file=None)
+
+
+def test_smtp_host_needs_a_from_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An SMTP server without GOTRUE_SMTP_ADMIN_EMAIL would send mail from nobody."""
+    _env(monkeypatch, GOTRUE_SMTP_HOST="smtp.example.com")
+    with pytest.raises(ConfigError, match=r"^GOTRUE_SMTP_ADMIN_EMAIL: required when"):
+        load_settings(env_file=None)
+
+
+def test_mail_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SMTP and worker settings the mail chain reads, and their defaults."""
+    _env(monkeypatch)
+    defaults = load_settings(env_file=None)
+    assert (defaults.smtp_max_pool_size, defaults.smtp_logging_enabled) == (4, False)
+    assert (defaults.worker_count_per_cpu, defaults.worker_queue_size) == (8, 1000)
+    assert defaults.outbox_worker_enabled is True
+    _env(
+        monkeypatch,
+        GOTRUE_SMTP_HOST="smtp.example.com",
+        GOTRUE_SMTP_ADMIN_EMAIL="auth@example.com",
+        GOTRUE_SMTP_MAX_POOL_SIZE="2",
+        GOTRUE_SMTP_HEADERS='{"X-Kind": ["$messageType", ""], "": ["x"]}',
+        GOTRUE_OUTBOX_WORKER_ENABLED="false",
+    )
+    settings = load_settings(env_file=None)
+    assert settings.smtp_max_pool_size == 2
+    assert parse_smtp_headers(settings.smtp_headers) == {"X-Kind": ["$messageType"]}
+    assert settings.outbox_worker_enabled is False
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))

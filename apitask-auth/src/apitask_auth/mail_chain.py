@@ -55,7 +55,7 @@ __all__ = ["MailChain", "mail_registry", "transport_for"]
 
 logger = logging.getLogger("apitask_auth")
 
-DEV_SENDER_NAME = "apitask-auth (dev)"
+DEV_SENDER_NAME = "apitask-auth dev"
 
 
 def api_host(settings: Settings) -> str:

@@ -1,0 +1,91 @@
+"""Settings -> mail chain: the transport, the From address, EHLO name, extra headers, logging."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from apitask.mail import Message
+from apitask_auth.config import load_settings
+from apitask_auth.devinbox import DevInbox
+from apitask_auth.mail_chain import LoggingClient, sender, transport_for
+
+from .conftest import email
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pytest
+
+    from .conftest import Service
+
+BASE: dict[str, Any] = {
+    "site_url": "http://localhost:3000",
+    "api_external_url": "https://auth.example.com:8443/auth",
+    "jwt_secret": "s" * 32,
+}
+
+
+def test_sender_is_the_name_and_admin_address() -> None:
+    """From is "GOTRUE_SMTP_SENDER_NAME <GOTRUE_SMTP_ADMIN_EMAIL>", or the bare address."""
+    named = load_settings(
+        env_file=None, smtp_admin_email="auth@example.com", smtp_sender_name="Example", **BASE
+    )
+    assert sender(named) == "Example <auth@example.com>"
+    bare = load_settings(env_file=None, smtp_admin_email="auth@example.com", **BASE)
+    assert sender(bare) == "auth@example.com"
+    dev = load_settings(env_file=None, dev=True, **BASE)
+    assert sender(dev) == "apitask-auth dev <noreply@auth.example.com>"
+
+
+def test_no_smtp_host_outside_dev_mode_drops_mail_as_gotrue_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without GOTRUE_SMTP_HOST the transport is the no-op client, and it says so."""
+    with caplog.at_level(logging.INFO):
+        client = transport_for(load_settings(env_file=None, **BASE))
+    assert type(client).__name__ == "NoopClient"
+    assert "no SMTP host configured" in caplog.text
+
+
+async def test_smtp_transport_sends_from_the_sender_and_logs_when_asked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SMTP to the configured server; GOTRUE_SMTP_LOGGING_ENABLED logs a mail.send line."""
+    async with DevInbox() as inbox:
+        assert inbox.address is not None
+        host, port = inbox.address
+        settings = load_settings(
+            env_file=None,
+            smtp_host=host,
+            smtp_port=port,
+            smtp_admin_email="auth@example.com",
+            smtp_sender_name="Example Auth",
+            smtp_logging_enabled=True,
+            **BASE,
+        )
+        client = transport_for(settings)
+        assert isinstance(client, LoggingClient)
+        to = email()
+        with caplog.at_level(logging.INFO, logger="apitask_auth"):
+            await client.send(Message(to=to, subject="Hello", text="hi", type="invite"))
+        await client.aclose()
+        caught = await inbox.wait_for(to=to)
+    assert caught.from_ == "Example Auth <auth@example.com>"
+    (record,) = [r for r in caplog.records if r.getMessage() == "mail.send"]
+    assert (record.mail_type, record.mail_to) == ("invite", to)  # type: ignore[attr-defined]
+    assert record.mail_from == "Example Auth <auth@example.com>"  # type: ignore[attr-defined]
+
+
+async def test_smtp_headers_are_added_with_the_message_type(
+    make_service: Callable[..., Any],
+) -> None:
+    """GOTRUE_SMTP_HEADERS: every value list joined, $messageType replaced (§4.5)."""
+    svc: Service = await make_service(
+        smtp_headers='{"X-Mail-Kind": ["$messageType"], "X-Tags": ["a", "b"], "X-Empty": []}'
+    )
+    address = email()
+    await svc.http.post("/signup", json={"email": address, "password": "secret-password"})
+    (sent,) = svc.sent
+    assert dict(sent.headers) == {"X-Mail-Kind": "confirmation", "X-Tags": "a, b"}
+    assert sent.message_id.endswith("@auth.test>")
