@@ -12,12 +12,16 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from apitask.mail import Message, PermanentMailError
+from apitask_auth.app import create_app
+from apitask_auth.config import load_settings
+from apitask_auth.db import migrate_all
 
 from ._recording import RecordingClient
-from .conftest import email
+from .conftest import SECRET, email
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -127,6 +131,48 @@ async def test_pool_mode_answers_before_the_mail_is_sent(
     assert gate.messages == []
     gate.release.set()
     assert (await gate.wait_for(to=address)).type == "confirmation"
+
+
+async def test_pool_spills_what_the_drain_could_not_send_to_the_outbox(
+    database_url: str,
+) -> None:
+    """Pool: a mail still unsent at the drain deadline is stored in the outbox, and
+    the next start's outbox worker sends it (same Message-ID)."""
+    settings: dict[str, Any] = {
+        "mailer_delivery": "pool",
+        "database_url": database_url,
+        "site_url": "http://localhost:3000",
+        "api_external_url": "http://auth.test",
+        "jwt_secret": SECRET,
+    }
+    stuck = GatedClient()  # never released: the send outlives the deadline
+    app = await asyncio.to_thread(
+        create_app,
+        load_settings(
+            env_file=None, worker_shutdown_duration="0s", outbox_worker_enabled=False, **settings
+        ),
+        transport=stuck,
+    )
+    await migrate_all(app.state.service.engine, database_url)
+    address = email()
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        response = await http.post("/signup", json={"email": address, "password": PASSWORD})
+        assert response.status_code == 200
+        await stuck.entered.wait()
+    report = app.state.service.mailer.pool.report
+    assert [leftover.spilled for leftover in report.leftovers] == [True]
+
+    later = RecordingClient()
+    app = await asyncio.to_thread(
+        create_app, load_settings(env_file=None, **settings), transport=later
+    )
+    async with app.router.lifespan_context(app):
+        sent = await later.wait_for(to=address, timeout=10)
+    assert sent.type == "confirmation"
+    assert sent.message_id == report.leftovers[0].payload["message"]["message_id"]
 
 
 async def _jobs_for(outbox: Outbox, address: str) -> list[Message]:

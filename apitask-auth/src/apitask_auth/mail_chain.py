@@ -13,11 +13,14 @@ and where that task runs is the delivery mode, set up here once:
   the send runs concurrently and the response is held until it is done
   (``before_response``, as GoTrue's middleware waits before returning).
 * ``pool``: the same middleware, bound to a :class:`apitask.WorkerPool`: the
-  response waits for nothing; the pool drains on shutdown.
+  response waits for nothing; the pool drains on shutdown, and what its
+  deadline leaves is spilled to the outbox (same database), which an outbox
+  worker sends later.
 * ``outbox``: the send is declared in the flow's transaction
   (:meth:`apitask.outbox.Outbox.transaction`): the job row commits with the
   user's token or not at all; an outbox worker in this process (and any
-  ``apitask-auth worker``) sends it.
+  ``apitask-auth worker``) sends it. The in-process worker runs in pool mode
+  too, for the spilled mail (``GOTRUE_OUTBOX_WORKER_ENABLED``).
 
 The transport is an :class:`SMTPClient` to ``GOTRUE_SMTP_HOST``, to the dev
 inbox (dev mode without an SMTP host), or a no-op client (GoTrue's behaviour
@@ -142,14 +145,19 @@ class MailChain:
         self.inbox: DevInbox | None = None
         if settings.dev and not settings.smtp_host and transport is None:
             self.inbox = DevInbox()
+        # The outbox: where outbox mode writes its jobs, and where pool mode
+        # spills what its drain could not send in time (sent by an outbox worker).
+        self.outbox: Outbox | None = None
+        if self.delivery in {Delivery.POOL, Delivery.OUTBOX}:
+            self.outbox = Outbox(open_store(settings.database_url))
         self.pool: WorkerPool | None = None
         if self.delivery is Delivery.POOL:
             self.pool = WorkerPool(
                 per_cpu=settings.worker_count_per_cpu,
                 queue_size=settings.worker_queue_size,
                 shutdown_timeout=settings.worker_shutdown_duration.total_seconds(),
+                spill=self.outbox.sink if self.outbox is not None else None,
             )
-        self.outbox: Outbox | None = None
         self.transport: MailClient | None = None
         self._client: MailClient | None = None
         self._headers = parse_smtp_headers(settings.smtp_headers)
@@ -171,15 +179,13 @@ class MailChain:
         address = await self.inbox.start() if self.inbox is not None else None
         self.transport = self._given or transport_for(self.settings, address)
         self._client = BackgroundClient(self.transport)
-        if self.pool is not None:
-            await self.pool.start()
-        if self.delivery is Delivery.OUTBOX:
-            self.outbox = Outbox(
-                open_store(self.settings.database_url), mail_registry(self.transport)
-            )
+        if self.outbox is not None:
+            self.outbox.registry.register_prefix("mailer.", MailTask.factory(self.transport))
             await self.outbox.store.open()
             if self.settings.outbox_worker_enabled:
                 self._start_worker(self.outbox)
+        if self.pool is not None:
+            await self.pool.start()
 
     def _start_worker(self, outbox: Outbox) -> None:
         self._worker = outbox.worker(
@@ -197,6 +203,7 @@ class MailChain:
             with contextlib.suppress(Exception):  # already logged by _report_worker_end
                 await self._worker_run
         if self.pool is not None:
+            # Leftovers at the deadline are spilled to the outbox (still open here).
             await self.pool.aclose()
         if self.outbox is not None:
             await self.outbox.aclose()
@@ -233,7 +240,7 @@ class MailChain:
         if self._client is None:
             raise RuntimeError("the mail chain is not started: run the app's lifespan")
         message = self.message(template, to, data)
-        if self.outbox is not None:
+        if self.outbox is not None and self.delivery is Delivery.OUTBOX:
             async with self.outbox.transaction(connection):
                 await self._client.send(message)
         else:
