@@ -27,15 +27,18 @@ def chromium() -> Path:
     return require_chromium()
 
 
+@pytest.mark.parametrize("mode", ["inline", "outbox"])
 async def test_sign_up_confirm_from_the_inbox_and_land_with_a_session(
-    chromium: Path, tmp_path: Path
+    chromium: Path, tmp_path: Path, mode: str
 ) -> None:
-    """The confirmation link in the caught mail verifies the user and hands over a session."""
+    """The confirmation link in the caught mail verifies the user and hands over a session
+    (mail sent in the request, and sent by the outbox worker after it)."""
     port = free_port()
+    env = dev_environment(port) | {"GOTRUE_MAILER_DELIVERY": mode}
     # Plain http on loopback: verify=False skips loading the CA bundle, which
     # would block the event loop for ~0.3 s.
     async with (
-        running_server(SERVE_DEV, env=dev_environment(port), cwd=tmp_path) as base_url,
+        running_server(SERVE_DEV, env=env, cwd=tmp_path) as base_url,
         httpx.AsyncClient(base_url=base_url, verify=False) as http,
     ):
         email = f"person-{uuid.uuid4().hex[:8]}@example.com"
