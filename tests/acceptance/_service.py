@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import httpx
+
 JWT_SECRET = "acceptance-test-secret-that-is-long-enough-for-hs256"
 
 
@@ -42,3 +44,23 @@ def dev_environment(port: int) -> dict[str, str]:
         "GOTRUE_JWT_SECRET": JWT_SECRET,
         "GOTRUE_MAILER_AUTOCONFIRM": "false",
     }
+
+
+def smtp_environment(host: str, port: int) -> dict[str, str]:
+    """Settings that send the service's mail to the SMTP server at ``host:port``."""
+    return {
+        "GOTRUE_SMTP_HOST": host,
+        "GOTRUE_SMTP_PORT": str(port),
+        "GOTRUE_SMTP_ADMIN_EMAIL": "auth@example.com",
+    }
+
+
+async def sign_up(base_url: str, addresses: list[str]) -> None:
+    """Sign each address up (autoconfirm off: each gets a confirmation mail)."""
+    # verify=False: plain http on loopback, and no CA bundle read on the loop.
+    async with httpx.AsyncClient(base_url=base_url, verify=False) as http:
+        for address in addresses:
+            response = await http.post(
+                "/signup", json={"email": address, "password": "secret-password"}
+            )
+            assert response.status_code == 200, response.text

@@ -124,6 +124,11 @@ class ServerProcess:
         if self._process.poll() is None:
             self._process.terminate()
 
+    def kill(self) -> int:
+        """SIGKILL: no shutdown at all (a crash, an OOM kill); returns the exit status."""
+        self._process.kill()
+        return self.stop()
+
     def stop(self) -> int:
         """SIGTERM, wait for a graceful exit (SIGKILL after STOP_TIMEOUT), collect the log.
 

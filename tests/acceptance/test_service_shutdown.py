@@ -14,10 +14,9 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from aiosmtpd.smtp import SMTP
 
-from ._service import SERVE_DEV, dev_environment
+from ._service import SERVE_DEV, dev_environment, sign_up, smtp_environment
 from ._uvicorn import GRACEFUL_EXIT, free_port, running_process
 
 if TYPE_CHECKING:
@@ -50,19 +49,11 @@ async def test_pool_mode_sigterm_delivers_every_queued_mail(tmp_path: Path) -> N
     env = dev_environment(free_port()) | {
         "GOTRUE_MAILER_DELIVERY": "pool",
         "GOTRUE_WORKER_COUNT_PER_CPU": "1",
-        "GOTRUE_SMTP_HOST": "127.0.0.1",
-        "GOTRUE_SMTP_PORT": str(smtp_port),
-        "GOTRUE_SMTP_ADMIN_EMAIL": "auth@example.com",
+        **smtp_environment("127.0.0.1", smtp_port),
     }
     try:
         async with running_process(SERVE_DEV, env=env, cwd=tmp_path) as server:
-            # verify=False: plain http on loopback, and no CA bundle read on the loop.
-            async with httpx.AsyncClient(base_url=server.url, verify=False) as http:
-                for address in addresses:
-                    response = await http.post(
-                        "/signup", json={"email": address, "password": "secret-password"}
-                    )
-                    assert response.status_code == 200
+            await sign_up(server.url, addresses)
             # Every mail is still held: the responses did not wait for them.
             assert mail.received == []
             server.terminate()

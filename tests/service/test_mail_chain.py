@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from apitask.mail import Message
 from apitask_auth.config import load_settings
 from apitask_auth.devinbox import DevInbox
-from apitask_auth.mail_chain import LoggingClient, sender, transport_for
+from apitask_auth.mail_chain import LoggingClient, MailChain, sender, transport_for
+from apitask_auth.mailer import MailData
 
 from .conftest import email
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    import pytest
 
     from .conftest import Service
 
@@ -89,3 +90,11 @@ async def test_smtp_headers_are_added_with_the_message_type(
     (sent,) = svc.sent
     assert dict(sent.headers) == {"X-Mail-Kind": "confirmation", "X-Tags": "a, b"}
     assert sent.message_id.endswith("@auth.test>")
+
+
+async def test_sending_before_the_lifespan_started_is_a_clear_error() -> None:
+    """The chain starts with the app's lifespan; a send before that says so."""
+    chain = MailChain(load_settings(env_file=None, **BASE))
+    data = MailData(email="a@example.com", site_url="http://localhost:3000")
+    with pytest.raises(RuntimeError, match="mail chain is not started"):
+        await chain.send("confirmation", "a@example.com", data, connection=None)  # type: ignore[arg-type]
