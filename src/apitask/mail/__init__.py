@@ -10,6 +10,15 @@ from ._client import MailClient
 from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
 from ._message import Message, make_message_id
 
+# isort: split
+# Templates: GoTrue's mail types, Go template syntax, the template cache.
+from ._defaults import MailType
+from ._gotemplate import TemplateError
+from ._gotrue_env import TemplateMailerOptions, parse_smtp_headers, template_mailer_options
+from ._mailer import MailData, TemplateMailer
+from ._template_cache import TemplateCache, TemplateReloader
+from ._template_source import TemplateSource
+
 __all__ = [
     "Message",
     "make_message_id",
@@ -18,4 +27,15 @@ __all__ = [
     "TransientMailError",
     "PermanentMailError",
     "InvalidMessageError",
+    # Templates
+    "TemplateMailer",
+    "MailData",
+    "MailType",
+    "TemplateError",
+    "TemplateSource",
+    "TemplateCache",
+    "TemplateReloader",
+    "TemplateMailerOptions",
+    "template_mailer_options",
+    "parse_smtp_headers",
 ]
