@@ -70,7 +70,7 @@ _Spec = tuple[str, tuple[str, ...], str | None, tuple[str, ...]]
 _BODIES: dict[MailType, _Spec] = {
     "invite": (
         "You've been invited",
-        ("You have been invited to create an account at {{ .SiteURL }}.",),
+        ("You have been invited to create an account for {{ .Email }} at {{ .SiteURL }}.",),
         "Accept invitation",
         (_CODE,),
     ),
@@ -103,7 +103,7 @@ _BODIES: dict[MailType, _Spec] = {
     ),
     "reauthentication": (
         "Confirm it's you",
-        ("Enter this code to confirm it's you: {{ .Token }}",),
+        ("Enter this code to confirm it's you, {{ .Email }}: {{ .Token }}",),
         None,
         (_IGNORE,),
     ),

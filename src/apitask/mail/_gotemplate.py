@@ -331,7 +331,8 @@ class _Translator:
             if not first:
                 self.fail(f"function {text!r} must be called in parentheses here", token.offset)
             return text
-        return self.fail(f"unexpected {text!r}", token.offset)
+        # Punctuation never gets here: pipeline() and operands() consume it all.
+        return self.fail(f"unexpected {text!r}", token.offset)  # pragma: no cover
 
     def fields(self, base: str, chain: str) -> str:
         # Subscripts, not attributes: the environment's getitem reads map keys

@@ -8,6 +8,7 @@ asked for the mail, and what is queued or stored is the final message.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -140,17 +141,19 @@ class TemplateMailer:
         self._subjects: dict[str, CompiledTemplate] = {}
         self._bodies: dict[tuple[str, bool], _Body] = {}
         for kind in MAIL_TYPES:
-            self._subjects[kind] = compile_template(
-                subjects.pop(kind, DEFAULT_SUBJECTS[kind]), name=f"{kind} subject", html=False
+            subject = subjects.pop(kind, None)
+            self._subjects[kind] = (
+                _default_subject(kind)
+                if subject is None
+                else compile_template(subject, name=f"{kind} subject", html=False)
             )
-            for html, defaults in ((True, DEFAULT_HTML), (False, DEFAULT_TEXT)):
-                name = f"{kind} {'html' if html else 'text'}"
-                body = _Body(
-                    compile_template(defaults[kind], name=name, html=html), sources[html].get(kind)
-                )
+            for html in (True, False):
+                body = _Body(_default(kind, html), sources[html].get(kind))
                 self._bodies[kind, html] = body
                 if body.source is not None:
-                    self.cache.add(body.source, name=name, html=html, fallback=body.default)
+                    self.cache.add(
+                        body.source, name=body.default.name, html=html, fallback=body.default
+                    )
         if subjects:
             raise ValueError(f"unknown mail type(s) in subjects: {', '.join(sorted(subjects))}")
         self._headers = _headers(headers or {})
@@ -169,16 +172,12 @@ class TemplateMailer:
             if value
         }
 
-    async def _body(self, kind: MailType, html: bool, data: dict[str, object]) -> str:
-        body = self._bodies[kind, html]
+    async def _load(self, body: _Body, html: bool) -> CompiledTemplate:
         if body.source is None:
-            if not html and self._bodies[kind, True].source is not None:
-                return ""  # a custom HTML body: the default text would not match it
-            return body.default.render(data)
-        template = await self.cache.get(
+            return body.default
+        return await self.cache.get(
             body.source, name=body.default.name, html=html, fallback=body.default
         )
-        return template.render(data)
 
     async def render(self, kind: MailType, to: str, data: MailData) -> Message:
         """Render the ``kind`` mail for ``to`` into a checked :class:`Message`.
@@ -190,11 +189,19 @@ class TemplateMailer:
         """
         variables = data.variables(self.site_url)
         message_type = MESSAGE_TYPES[kind]
+        html_body, text_body = self._bodies[kind, True], self._bodies[kind, False]
+        html_template = await self._load(html_body, True)
+        text_template: CompiledTemplate | None = None
+        # A custom HTML body without a custom text body goes alone: the default
+        # text would not say what it says. (While it cannot be loaded and the
+        # default HTML stands in, the default text goes with it.)
+        if text_body.source is not None or html_template is html_body.default:
+            text_template = await self._load(text_body, False)
         return Message(
             to=to,
             subject=self._subjects[kind].render(variables),
-            html=await self._body(kind, True, variables),
-            text=await self._body(kind, False, variables),
+            html=html_template.render(variables),
+            text="" if text_template is None else text_template.render(variables),
             headers={
                 name: value.replace("$messageType", message_type)
                 for name, value in self._headers.items()
@@ -212,6 +219,18 @@ class TemplateMailer:
         message = await self.render(kind, to, data)
         await self.client.send(message)
         return message
+
+
+# The defaults are compiled once per process: rebuilding a mailer stays cheap.
+@functools.cache
+def _default_subject(kind: MailType) -> CompiledTemplate:
+    return compile_template(DEFAULT_SUBJECTS[kind], name=f"{kind} subject", html=False)
+
+
+@functools.cache
+def _default(kind: MailType, html: bool) -> CompiledTemplate:
+    source = (DEFAULT_HTML if html else DEFAULT_TEXT)[kind]
+    return compile_template(source, name=f"{kind} {'html' if html else 'text'}", html=html)
 
 
 def _headers(headers: Mapping[str, str | Sequence[str]]) -> dict[str, str]:

@@ -213,7 +213,6 @@ class TemplateReloader:
         self._max_idle = max_idle
         self._interval = max(1.0, cache.retry_interval / 4) if interval is None else interval
         self._task: asyncio.Task[None] | None = None
-        self.runs = 0
 
     def start(self) -> None:
         """Start reloading (from a running event loop)."""
@@ -241,16 +240,24 @@ class TemplateReloader:
     ) -> None:
         await self.aclose()
 
+    async def run_once(self, *, first: bool = False) -> int:
+        """One run: how many templates it tried to load (0 while idle).
+
+        ``first`` loads everything; later runs load what is due, and nothing
+        once no mail was asked for within ``max_idle``.
+        """
+        if not first and self._cache.idle_for() > self._max_idle:
+            return 0
+        return await self._cache.refresh(everything=first)
+
     async def _run(self) -> None:
-        everything = True
+        first = True
         while True:
-            if everything or self._cache.idle_for() <= self._max_idle:
-                try:
-                    await self._cache.refresh(everything=everything)
-                except Exception:
-                    # Loads handle their own failures; this is a bug, but the
-                    # reloader must not die of it silently.
-                    logger.exception("template reloader run failed")
-                everything = False
-            self.runs += 1
+            try:
+                await self.run_once(first=first)
+            except Exception:
+                # Loads handle their own failures, so this is a bug; log it
+                # rather than let the reloader die silently.
+                logger.exception("template reloader run failed")
+            first = False
             await asyncio.sleep(self._interval)

@@ -71,7 +71,19 @@ def go_range(value: object) -> object:
 @functools.cache
 def _environment(html: bool) -> jinja2.Environment:
     import markupsafe
+    from jinja2 import Undefined
+    from jinja2.exceptions import SecurityError
     from jinja2.sandbox import SandboxedEnvironment
+
+    class GoUndefined(Undefined):
+        """Missing prints as nothing (Go's zero value); unsafe access raises."""
+
+        __slots__ = ()
+
+        def __str__(self) -> str:
+            if self._undefined_exception is SecurityError:
+                self._fail_with_undefined_error()
+            return ""
 
     class GoEnvironment(SandboxedEnvironment):
         """Go's field semantics: ``.Data.items`` is a map key, never dict.items."""
@@ -87,6 +99,7 @@ def _environment(html: bool) -> jinja2.Environment:
 
     environment = GoEnvironment(
         autoescape=html,
+        undefined=GoUndefined,
         keep_trailing_newline=True,
         finalize=_finalize,
         # Our own syntax never makes these; they must not come from text either.
