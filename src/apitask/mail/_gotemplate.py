@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from ._errors import MailError
+from ._htmlcontext import HtmlContext
 
 __all__ = ["TemplateError", "translate"]
 
@@ -107,7 +108,8 @@ class _Block:
 
 
 class _Translator:
-    def __init__(self, source: str, name: str) -> None:
+    def __init__(self, source: str, name: str, html: HtmlContext | None) -> None:
+        self.html = html
         self.source = source
         self.name = name
         self.out: list[str] = []
@@ -146,6 +148,8 @@ class _Translator:
 
     def text(self, text: str) -> None:
         # "{" could open Jinja syntax next to what follows: emit it as a string.
+        if self.html is not None:
+            self.html.feed(text)
         if text:
             self.out.append(text.replace("{", '{{ "{" }}'))
 
@@ -205,7 +209,15 @@ class _Translator:
         elif word in _KEYWORDS:
             self.fail(f"{{{{ {word} }}}} is not supported in e-mail templates", head.offset)
         else:
-            self.out.append(f"{{{{ {self.pipeline(tokens, head)} }}}}")
+            self.out.append(f"{{{{ {self.printed(self.pipeline(tokens, head), head)} }}}}")
+
+    def printed(self, expression: str, head: _Token) -> str:
+        if self.html is None:
+            return expression
+        filters, refusal = self.html.action()
+        if refusal is not None:
+            self.fail(refusal, head.offset)
+        return expression if filters is None else f"({expression})|{filters}"
 
     def open_block(self, kind: str, tokens: list[_Token], head: _Token) -> _Block:
         if len(tokens) == 1:
@@ -379,16 +391,20 @@ class _Translator:
             self.fail(f"{head.text} takes {wanted} argument(s), got {len(args)}", head.offset)
 
 
-def translate(source: str, *, name: str) -> str:
+def translate(source: str, *, name: str, html: bool = False) -> str:
     """Translate Go template ``source`` to Jinja2 source.
 
     The result expects the template's data in the variable ``_d0`` and the
     helper functions ``go_range``, ``go_urlquery``, ``go_html`` and
     ``go_print`` (the environment in ``_render.py`` provides them).
 
+    With ``html``, each printed value also gets the filter its place in the
+    HTML needs, or is refused where no filter makes it safe (see
+    ``_htmlcontext``).
+
     Raises:
         TemplateError: ``source`` uses Go template syntax outside the
             supported subset, or is malformed; the error names ``name`` and
             the line and column.
     """
-    return _Translator(source, name).run()
+    return _Translator(source, name, HtmlContext() if html else None).run()

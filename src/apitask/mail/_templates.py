@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 from ._gotemplate import ROOT, TemplateError, translate
+from ._htmlcontext import go_nospace, go_url_escape, go_url_filter, go_url_normalize
 
 if TYPE_CHECKING:
     import jinja2
@@ -106,6 +107,13 @@ def _environment(html: bool) -> jinja2.Environment:
         line_statement_prefix=None,
         line_comment_prefix=None,
     )
+    environment.filters.update(
+        go_url_filter=go_url_filter,
+        go_url_normalize=go_url_normalize,
+        go_url_escape=go_url_escape,
+        # After HTML escaping: spaces, "=" and backquotes too become entities.
+        go_nospace=lambda value: markupsafe.Markup(go_nospace(str(markupsafe.escape(value)))),
+    )
     environment.globals.update(
         go_range=go_range,
         go_urlquery=go_urlquery,
@@ -156,7 +164,7 @@ def compile_template(source: str, *, name: str, html: bool) -> CompiledTemplate:
     """
     import jinja2
 
-    jinja_source = translate(source, name=name)
+    jinja_source = translate(source, name=name, html=html)
     try:
         template = _environment(html).from_string(jinja_source)
     except jinja2.TemplateSyntaxError as exc:  # pragma: no cover - translate emits valid Jinja

@@ -224,13 +224,13 @@ async def test_concurrent_loads_of_one_template_share_one_fetch(
 
 async def test_one_cache_serves_html_and_text_of_a_source_apart(tmp_path: Path) -> None:
     path = tmp_path / "t"
-    await asyncio.to_thread(path.write_text, "<{{ .Email }}>")
+    await asyncio.to_thread(path.write_text, "[{{ .Email }}]")
     cache = make_cache(Clock())
     source = TemplateSource("file", str(path))
     html = await cache.get(source, name="h", html=True, fallback=FALLBACK)
     text = await cache.get(source, name="t", html=False, fallback=FALLBACK)
-    assert html.render({"Email": "<b>"}) == "<&lt;b&gt;>"
-    assert text.render({"Email": "<b>"}) == "<<b>>"
+    assert html.render({"Email": "<b>"}) == "[&lt;b&gt;]"
+    assert text.render({"Email": "<b>"}) == "[<b>]"
 
 
 async def test_refresh_loads_what_is_due(template_server: TemplateServer) -> None:
