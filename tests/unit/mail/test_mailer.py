@@ -332,3 +332,47 @@ def test_smtp_headers_that_do_not_parse_are_ignored_with_a_warning(
         assert parse_smtp_headers('{"X-A": [1]}') == {}
     assert caplog.text.count("must map header names to lists of strings") == 3
     assert parse_smtp_headers('{"X-A": ["1", "2"]}') == {"X-A": ["1", "2"]}
+
+
+REAL_WORLD_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Confirm your signup</title>
+  <style>
+    body { font-family: sans-serif; } .button { background: #3ecf8e; color: #fff; }
+  </style>
+  <!--[if mso]><style>.button { padding: 0; }</style><![endif]-->
+</head>
+<body>
+  <table role="presentation" width="100%"><tr><td>
+    <img src="{{ .SiteURL }}/logo.png" alt="Logo" width="120">
+    <h2>Confirm your signup{{ with .Data.name }}, {{ . }}{{ end }}</h2>
+    <p>Follow this link to confirm {{ .Email }}:</p>
+    <p><a class="button" href="{{ .SiteURL }}/auth/confirm?token_hash={{ .TokenHash }}&type=email&next={{ .RedirectTo }}">Confirm your mail</a></p>
+    {{- if .Token }}
+    <p>Or enter the code: <strong>{{ .Token }}</strong></p>
+    {{- end }}
+  </td></tr></table>
+</body>
+</html>
+"""  # noqa: E501 - the link line is as users write it
+
+
+async def test_a_real_world_supabase_template_works_unmodified(tmp_path: Path) -> None:
+    """A full document: doctype, CSS, an Outlook conditional comment, a table layout."""
+    path = tmp_path / "confirmation.html"
+    await asyncio.to_thread(path.write_text, REAL_WORLD_TEMPLATE)
+    mailer = make_mailer(templates={"confirmation": path})
+    message = await mailer.render("confirmation", "ann@example.com", realistic("confirmation"))
+    assert '<img src="https://app.example.com/logo.png"' in message.html
+    assert "<h2>Confirm your signup, Ann Lee</h2>" in message.html
+    assert (
+        'href="https://app.example.com/auth/confirm?token_hash=pkce_9f8e7d&type=email'
+        '&next=https%3a%2f%2fapp.example.com%2fwelcome"'
+    ) in message.html
+    assert (
+        "</a></p>\n    <p>Or enter the code: <strong>482913</strong></p>\n  </td>" in message.html
+    )
+    assert "body { font-family: sans-serif; }" in message.html
+    assert "<!--[if mso]>" in message.html
