@@ -15,7 +15,11 @@ import httpx
 import pytest
 
 import apitask
-from apitask import Backoff, Outcome, TaskCounters, TaskError, WorkerPool
+
+# open_outbox imports its backend lazily, and that import reads the SQL files:
+# import it here, not on the event loop.
+import apitask.outbox.sqlite
+from apitask import Backoff, LeftoverState, Outcome, TaskCounters, TaskError, WorkerPool
 from apitask.asgi import TaskMiddleware
 from apitask.mail import (
     BackgroundClient,
@@ -25,8 +29,15 @@ from apitask.mail import (
     RecordingClient,
     TransientMailError,
 )
+from apitask.outbox import TaskRegistry, open_outbox
+from apitask.wsgi import TaskMiddleware as WSGITaskMiddleware
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
     from apitask._types import Receive, Scope, Send
 
 
@@ -197,3 +208,66 @@ async def test_send_sync_from_a_thread_sends_inline_and_raises() -> None:
         await asyncio.to_thread(background.send_sync, mail())
     await asyncio.to_thread(background.send_sync, mail())
     assert len(client.messages) == 1
+
+
+def test_send_sync_in_a_wsgi_request_runs_in_the_background_of_the_request() -> None:
+    """A Flask-style view hands the mail over; the response ends after it was sent."""
+    client = RecordingClient()
+    background = BackgroundClient(client, counters=TaskCounters())
+
+    def view(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        background.send_sync(mail(type=environ["PATH_INFO"].strip("/")))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    with httpx.Client(transport=httpx.WSGITransport(app=WSGITaskMiddleware(view))) as http:
+        assert http.post("http://auth/magic_link").status_code == 200
+    assert [m.type for m in client.messages] == ["magic_link"]
+
+
+async def test_in_a_scope_bound_to_the_outbox_the_mail_is_stored_then_sent(
+    tmp_path: Path,
+) -> None:
+    """The request only writes a job row; an outbox worker sends the same message later."""
+    never = RecordingClient()  # the request side never sends
+    sender = RecordingClient()
+    registry = TaskRegistry()
+    registry.register_prefix("mailer.", MailTask.factory(sender))
+    message = mail()
+    async with open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}", registry) as outbox:
+        await outbox.migrate()
+        async with apitask.scope(sink=outbox.sink):
+            await BackgroundClient(never).send(message)
+        [job] = await outbox.list()
+        assert job.type == "mailer.recovery"
+        await outbox.worker().run(until_empty=True)
+    assert never.messages == []
+    assert sender.messages == [message]  # same Message-ID: receivers can de-duplicate
+
+
+async def test_mail_left_in_a_draining_pool_spills_to_the_outbox_and_is_sent(
+    tmp_path: Path,
+) -> None:
+    """What the pool cannot send before its deadline is stored, not lost."""
+    stuck = Gated()  # the first mail hangs on the "server"; the second waits in the queue
+    sender = RecordingClient()
+    registry = TaskRegistry()
+    registry.register_prefix("mailer.", MailTask.factory(sender))
+    first, second = mail("ann@example.org"), mail("bob@example.org", type="invite")
+    async with open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}", registry) as outbox:
+        await outbox.migrate()
+        pool = WorkerPool(workers=1, shutdown_timeout=0, spill=outbox.sink)
+        async with pool:
+            async with apitask.scope(sink=pool):
+                await BackgroundClient(stuck).send(first)
+                await BackgroundClient(stuck).send(second)
+            await stuck.started.wait()
+        assert pool.report is not None
+        states = {left.type: (left.state, left.spilled) for left in pool.report.leftovers}
+        assert states == {
+            "mailer.recovery": (LeftoverState.CANCELLED, True),
+            "mailer.invite": (LeftoverState.QUEUED, True),
+        }
+        await outbox.worker().run(until_empty=True)
+    assert stuck.messages == []
+    assert sorted(sender.messages, key=lambda m: m.to) == [first, second]
