@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import pytest
 
+import apitask
+from apitask import TaskCounters
 from apitask.mail import (
+    BackgroundClient,
     InvalidMessageError,
+    MailClient,
     MailData,
     MailType,
-    Message,
+    RecordingClient,
     TemplateCache,
     TemplateError,
     TemplateMailer,
@@ -41,16 +45,6 @@ TOKEN_MAILS: tuple[MailType, ...] = (
     "magic_link",
     "email_change",
 )
-
-
-class Recorder:
-    """A MailClient that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    async def send(self, message: Message) -> None:
-        self.sent.append(message)
 
 
 def realistic(kind: MailType) -> MailData:
@@ -106,18 +100,18 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def make_mailer(client: Recorder | None = None, **options: Any) -> TemplateMailer:
+def make_mailer(client: MailClient | None = None, **options: Any) -> TemplateMailer:
     options.setdefault("site_url", SITE)
     options.setdefault("message_id_domain", "mail.example.com")
-    return TemplateMailer(client or Recorder(), **options)
+    return TemplateMailer(client or RecordingClient(), **options)
 
 
 @pytest.mark.parametrize("kind", get_args(MailType))
 async def test_every_mail_type_renders_its_variables_in_both_parts(kind: MailType) -> None:
-    client = Recorder()
+    client = RecordingClient()
     mailer = make_mailer(client, headers={"X-Mail-Type": ["$messageType"]})
     message = await mailer.send(kind, "ann@example.com", realistic(kind))
-    assert client.sent == [message]
+    assert client.messages == [message]
     subject, values = EXPECTED[kind]
     assert message.subject == subject
     assert message.to == "ann@example.com"
@@ -180,13 +174,13 @@ async def test_subjects_are_overridable_templates() -> None:
 
 
 async def test_user_data_cannot_inject_a_header_through_a_subject() -> None:
-    client = Recorder()
+    client = RecordingClient()
     mailer = make_mailer(client, subjects={"confirmation": "Welcome {{ .Data.name }}"})
     for hostile in ("Ann\r\nBcc: victim@example.net", "Ann\nX-Evil: 1", "Ann\x00", "Ann\u2028"):
         data = MailData(email="ann@example.com", data={"name": hostile})
         with pytest.raises(InvalidMessageError, match=r"^subject contains the control character"):
             await mailer.send("confirmation", "ann@example.com", data)
-    assert client.sent == []
+    assert client.messages == []
 
 
 async def test_user_data_cannot_inject_html_into_a_default_body() -> None:
@@ -282,11 +276,11 @@ async def test_custom_templates_from_urls_share_the_cache_and_fall_back(
 async def test_a_template_error_reaches_the_caller_before_the_hand_off(tmp_path: Path) -> None:
     custom = tmp_path / "invite.html"
     await asyncio.to_thread(custom.write_text, "{{ .Data.company.name }}")
-    client = Recorder()
+    client = RecordingClient()
     mailer = make_mailer(client, templates={"invite": custom})
     with pytest.raises(TemplateError, match="template 'invite html': rendering failed"):
         await mailer.send("invite", "ann@example.com", realistic("invite"))
-    assert client.sent == []
+    assert client.messages == []
 
 
 # ---------------------------------------------------------------- GoTrue's variables
@@ -313,7 +307,7 @@ def test_gotrue_environment_maps_onto_the_mailer() -> None:
         },
         "headers": {"X-Mail-Type": ["$messageType"]},
     }
-    TemplateMailer(Recorder(), **options)  # the options are valid arguments
+    TemplateMailer(RecordingClient(), **options)  # the options are valid arguments
     assert template_mailer_options({"GOTRUE_SITE_URL": SITE})["message_id_domain"] == (
         "app.example.com"
     )
@@ -376,3 +370,20 @@ async def test_a_real_world_supabase_template_works_unmodified(tmp_path: Path) -
     )
     assert "body { font-family: sans-serif; }" in message.html
     assert "<!--[if mso]>" in message.html
+
+
+async def test_in_the_client_chain_a_template_error_reaches_the_request_not_the_task(
+    tmp_path: Path,
+) -> None:
+    """TemplateMailer -> BackgroundClient in a request scope: render first, then hand off."""
+    broken = tmp_path / "invite.html"
+    await asyncio.to_thread(broken.write_text, "{{ .Data.company.name }}")
+    inbox = RecordingClient()
+    background = BackgroundClient(inbox, counters=TaskCounters())
+    mailer = make_mailer(background, templates={"invite": broken})
+    async with apitask.scope():
+        sent = await mailer.send("recovery", "ann@example.com", realistic("recovery"))
+        with pytest.raises(TemplateError):
+            await mailer.send("invite", "ann@example.com", realistic("invite"))
+    # The scope waited for the one task there was: the recovery mail, as rendered.
+    assert inbox.messages == [sent]
