@@ -57,7 +57,7 @@ class Server:
 
     def otp_for(self, address: str) -> str:
         """The code in the newest mail to ``address``."""
-        found = re.search(r"enter the code: (\d+)", self.last_mail_to(address)["text"])
+        found = re.search(r"enter this code: (\d+)", self.last_mail_to(address)["text"])
         assert found is not None
         return found.group(1)
 

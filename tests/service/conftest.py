@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,11 +19,10 @@ import jwt
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from apitask.mail import RecordingClient
 from apitask_auth.app import create_app
 from apitask_auth.config import Settings, load_settings
 from apitask_auth.db import migrate_all
-
-from ._recording import RecordingClient
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -85,12 +85,16 @@ class Service:
     def otp(self, address: str) -> str:
         """The code in the newest mail to ``address``."""
         text = [mail for mail in self.sent if mail.to == address][-1].text
-        return text.rsplit("enter the code: ", 1)[1].strip()
+        found = re.search(r"enter this code: (\d+)", text)
+        assert found is not None, text
+        return found.group(1)
 
     def link(self, address: str) -> str:
         """The action link in the newest mail to ``address``."""
         text = [mail for mail in self.sent if mail.to == address][-1].text
-        return text.split(": ", 1)[1].split()[0]
+        found = re.search(r": (https?://\S+)", text)
+        assert found is not None, text
+        return found.group(1)
 
     def admin_headers(self, role: str = "service_role") -> dict[str, str]:
         token = jwt.encode({"role": role}, SECRET, algorithm="HS256")

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from apitask.mail import Message
+from apitask.mail import MailTask, Message, NoopClient
 from apitask.outbox import open_outbox
-from apitask_auth._mail_standin import MailTask, NoopClient
 from apitask_auth.cli import main
 
 if TYPE_CHECKING:

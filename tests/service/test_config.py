@@ -133,6 +133,13 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("GOTRUE_SMTP_HEADERS", '{"Subject": ["mine"]}'),
         ("GOTRUE_SMTP_HEADERS", '{"X-A": ["a\\r\\nBcc: evil@example.com"]}'),
         ("GOTRUE_SMTP_HEADERS", '{"X A": ["a"]}'),
+        ("GOTRUE_MAILER_EMAIL_VALIDATION_EXTENDED", "very"),
+        ("GOTRUE_MAILER_EMAIL_VALIDATION_SERVICE_URL", "ftp://validator"),
+        ("GOTRUE_MAILER_EMAIL_VALIDATION_SERVICE_HEADERS", '["x"]'),
+        ("GOTRUE_MAILER_EMAIL_VALIDATION_SERVICE_HEADERS", '{"X-Key": "not a list"}'),
+        ("GOTRUE_MAILER_EMAIL_VALIDATION_BLOCKED_MX", "mx.example.com"),
+        ("GOTRUE_MAILER_EMAIL_VALIDATION_BLOCKED_MX", "[1]"),
+        ("GOTRUE_MAILER_SUBJECTS_CONFIRMATION", "{{ .Email"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -142,6 +149,32 @@ def test_bad_values_name_the_variable(
     _env(monkeypatch, **{name: value})
     with pytest.raises(ConfigError, match=f"^{name}: "):
         load_settings(env_file=None)
+
+
+def test_mail_templates_and_validation_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """GoTrue's per-type subject and template variables (from .env too), and the
+    validation settings, parsed."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GOTRUE_MAILER_SUBJECTS_INVITE=Join {{ .SiteURL }}\n")
+    _env(
+        monkeypatch,
+        GOTRUE_MAILER_SUBJECTS_CONFIRMATION="Welcome {{ .Email }}",
+        GOTRUE_MAILER_TEMPLATES_RECOVERY="https://templates.example.com/recovery.html",
+        GOTRUE_MAILER_EMAIL_VALIDATION_EXTENDED="true",
+        GOTRUE_MAILER_EMAIL_VALIDATION_SERVICE_HEADERS='{"X-Key": ["k"]}',
+        GOTRUE_MAILER_EMAIL_VALIDATION_BLOCKED_MX='["mx.bad.example"]',
+    )
+    settings = load_settings(env_file=str(dotenv))
+    assert settings.mailer_subjects == {
+        "confirmation": "Welcome {{ .Email }}",
+        "invite": "Join {{ .SiteURL }}",
+    }
+    assert settings.mailer_templates == {"recovery": "https://templates.example.com/recovery.html"}
+    assert settings.mailer_email_validation_extended is True
+    assert settings.validation_service_headers == {"X-Key": ["k"]}
+    assert settings.blocked_mx == ["mx.bad.example"]
 
 
 def test_smtp_host_needs_a_from_address(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from apitask.mail import Message, PermanentMailError
+from apitask.mail import Message, PermanentMailError, RecordingClient
 from apitask_auth.app import create_app
 from apitask_auth.config import load_settings
 from apitask_auth.db import migrate_all
 
-from ._recording import RecordingClient
 from .conftest import SECRET, email
 
 if TYPE_CHECKING:
@@ -194,7 +193,7 @@ async def test_outbox_job_row_commits_with_the_sign_up(
     assert (await _signup(svc, address)).status_code == 200
     (stored,) = await _jobs_for(outbox, address)
     assert stored.type == "confirmation"
-    assert "enter the code: " in stored.text
+    assert "enter this code: " in stored.text
     assert svc.sent == []  # no worker in this process: nothing sent yet
 
 

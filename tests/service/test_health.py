@@ -57,7 +57,7 @@ async def test_dev_inbox_exists_only_in_dev_mode(make_service: Callable[..., Any
         await dev.http.get("/_dev/inbox/messages", params={"to": "d@example.com", "wait": 10})
     ).json()
     assert [message["to"] for message in caught] == [["d@example.com"]]
-    assert caught[0]["subject"] == "Confirm Your Email"
+    assert caught[0]["subject"] == "Confirm your email address"
     assert any("/verify?token=" in link for link in caught[0]["links"])
     page = await dev.http.get("/_dev/inbox")
     assert page.status_code == 200

@@ -98,3 +98,32 @@ async def test_sending_before_the_lifespan_started_is_a_clear_error() -> None:
     data = MailData(email="a@example.com", site_url="http://localhost:3000")
     with pytest.raises(RuntimeError, match="mail chain is not started"):
         await chain.send("confirmation", "a@example.com", data, connection=None)  # type: ignore[arg-type]
+
+
+async def test_custom_subject_is_rendered_in_the_request(
+    make_service: Callable[..., Any],
+) -> None:
+    """GOTRUE_MAILER_SUBJECTS_<KEY> replaces the default subject (a template itself)."""
+    svc: Service = await make_service(mailer_subjects={"confirmation": "Welcome {{ .Email }}"})
+    address = email()
+    await svc.http.post("/signup", json={"email": address, "password": "secret-password"})
+    (sent,) = svc.sent
+    assert sent.subject == f"Welcome {address}"
+
+
+@pytest.mark.parametrize("mode", ["inline", "pool", "outbox"])
+async def test_extended_validation_refuses_in_the_request_in_every_mode(
+    make_service: Callable[..., Any], mode: str
+) -> None:
+    """GOTRUE_MAILER_EMAIL_VALIDATION_EXTENDED: a reserved domain is GoTrue's 400
+    email_address_invalid, in the request even when delivery is later; nothing is stored."""
+    svc: Service = await make_service(mailer_delivery=mode, mailer_email_validation_extended=True)
+    address = f"someone-{email()}".replace("@example.com", "@mail.invalid")
+    response = await svc.http.post(
+        "/signup", json={"email": address, "password": "secret-password"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "email_address_invalid"
+    listed = await svc.http.get("/admin/users", headers=svc.admin_headers())
+    assert address not in {user["email"] for user in listed.json()["users"]}
+    assert svc.sent == []

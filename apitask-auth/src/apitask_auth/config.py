@@ -12,16 +12,25 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from apitask.mail import InvalidMessageError, Message
+from apitask.mail import (
+    InvalidMessageError,
+    Message,
+    RecordingClient,
+    TemplateError,
+    TemplateMailer,
+    template_mailer_options,
+)
 
 __all__ = [
     "DEV_JWT_SECRET",
@@ -148,6 +157,28 @@ def parse_smtp_headers(raw: str) -> dict[str, list[str]]:
     return headers
 
 
+def _json_value(raw: str, kind: type[dict[str, Any]] | type[list[Any]], expected: str) -> Any:
+    """Parse a JSON setting that must be ``kind`` of strings (objects: of lists of
+    strings); empty text is an empty value. Unlike GoTrue (a warning), a bad value
+    stops the start."""
+    if not raw.strip():
+        return kind()
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"expected {expected}: {exc}") from None
+    items = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    )
+    if not isinstance(value, kind) or items is None:
+        raise ValueError(f"expected {expected}")
+    for item in items:
+        strings = item if isinstance(value, dict) else [item]
+        if not isinstance(strings, list) or not all(isinstance(v, str) for v in strings):
+            raise ValueError(f"expected {expected}")
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 
@@ -257,6 +288,14 @@ class Settings(BaseSettings):
     mailer_external_hosts: CommaList = []
     mailer_email_background_sending: bool = False
     mailer_delivery: Delivery | None = None
+    mailer_email_validation_extended: bool = False
+    mailer_email_validation_service_url: str = ""
+    mailer_email_validation_service_headers: str = ""
+    mailer_email_validation_blocked_mx: str = ""
+    # GOTRUE_MAILER_SUBJECTS_<KEY> / GOTRUE_MAILER_TEMPLATES_<KEY>, by mail type:
+    # collected by load_settings from the environment and .env.
+    mailer_subjects: dict[str, str] = Field(default_factory=dict)
+    mailer_templates: dict[str, str] = Field(default_factory=dict)
 
     # apitask worker pool and outbox
     worker_enabled: bool = False
@@ -298,6 +337,39 @@ class Settings(BaseSettings):
                     "expected a bare e-mail address such as noreply@example.com"
                 ) from None
         return value
+
+    @field_validator("mailer_email_validation_service_url")
+    @classmethod
+    def _service_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http(s) URL")
+        return value
+
+    @field_validator("mailer_email_validation_service_headers")
+    @classmethod
+    def _service_headers(cls, value: str) -> str:
+        _json_value(value, dict, "a JSON object of header name to list of values")
+        return value
+
+    @field_validator("mailer_email_validation_blocked_mx")
+    @classmethod
+    def _blocked_mx(cls, value: str) -> str:
+        _json_value(value, list, "a JSON array of host names")
+        return value
+
+    @property
+    def validation_service_headers(self) -> dict[str, list[str]]:
+        """``GOTRUE_MAILER_EMAIL_VALIDATION_SERVICE_HEADERS``, parsed."""
+        headers: dict[str, list[str]] = _json_value(
+            self.mailer_email_validation_service_headers, dict, ""
+        )
+        return headers
+
+    @property
+    def blocked_mx(self) -> list[str]:
+        """``GOTRUE_MAILER_EMAIL_VALIDATION_BLOCKED_MX``, parsed."""
+        hosts: list[str] = _json_value(self.mailer_email_validation_blocked_mx, list, "")
+        return hosts
 
     @field_validator("rate_limit_email_sent", mode="before")
     @classmethod
@@ -386,6 +458,7 @@ def load_settings(
             str(exc).replace('field "', "GOTRUE_").replace('" from', " from")
         ) from None
     settings.dev = dev
+    _mail_templates(settings, env_file, overrides)
     if dev:
         settings.site_url = settings.site_url or DEV_URL
         settings.api_external_url = settings.api_external_url or DEV_URL
@@ -413,3 +486,28 @@ def load_settings(
             "GOTRUE_SMTP_ADMIN_EMAIL: required when GOTRUE_SMTP_HOST is set (the From address)"
         )
     return settings
+
+
+def _mail_templates(settings: Settings, env_file: str | None, overrides: dict[str, Any]) -> None:
+    """Collect ``GOTRUE_MAILER_SUBJECTS_*`` and ``GOTRUE_MAILER_TEMPLATES_*`` (the
+    environment wins over ``.env``) and check each: a subject must compile and a
+    template location must parse, or the start fails naming the variable."""
+    environ = {**(dotenv_values(env_file) if env_file else {}), **os.environ}
+    options = template_mailer_options(
+        {name.upper(): value for name, value in environ.items() if value is not None}
+    )
+    if "mailer_subjects" not in overrides:
+        settings.mailer_subjects = dict(options["subjects"])
+    if "mailer_templates" not in overrides:
+        settings.mailer_templates = dict(options["templates"])
+    for prefix, option in (("SUBJECTS", "subjects"), ("TEMPLATES", "templates")):
+        for kind, value in getattr(settings, f"mailer_{option}").items():
+            try:
+                TemplateMailer(
+                    RecordingClient(),
+                    site_url=settings.site_url,
+                    subjects={kind: value} if option == "subjects" else None,
+                    templates={kind: value} if option == "templates" else None,
+                )
+            except (ValueError, TemplateError) as exc:
+                raise ConfigError(f"GOTRUE_MAILER_{prefix}_{kind.upper()}: {exc}") from None

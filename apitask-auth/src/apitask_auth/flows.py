@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from apitask.mail import InvalidAddressError
+
 from .db import flow_state, new_id, now
 from .errors import APIError
 from .mailer import MailData, Template
@@ -231,6 +233,8 @@ async def send_token_mail(
         await mailer.send(kind.template, email, data, connection=conn)
     except APIError:
         raise
+    except InvalidAddressError as exc:  # refused by the validating client (§4.6)
+        raise APIError(400, exc.error_code, str(exc)) from exc
     except Exception as exc:
         raise APIError(
             500, "unexpected_failure", f"Error sending {kind.template.replace('_', ' ')} email"

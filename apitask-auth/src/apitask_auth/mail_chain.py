@@ -2,8 +2,11 @@
 
 What a handler's :meth:`MailChain.send` goes through, in the request::
 
-    render (template, subject, GOTRUE_SMTP_HEADERS)          -> Message
-    BackgroundClient: apitask.run(MailTask(message, transport))
+    TemplateMailer    GoTrue's default or custom templates, subjects and
+                      GOTRUE_SMTP_HEADERS -> the final Message
+    ValidatingClient  syntax always; GoTrue's extended checks and validation
+                      service when configured (refusals: 400 in the request)
+    BackgroundClient  apitask.run(MailTask(message, transport))
 
 and where that task runs is the delivery mode, set up here once:
 
@@ -39,20 +42,28 @@ from urllib.parse import urlsplit
 
 from apitask import WorkerPool
 from apitask.asgi import TaskMiddleware
-from apitask.mail import Message, make_message_id
+from apitask.mail import (
+    BackgroundClient,
+    MailTask,
+    NoopClient,
+    TemplateMailer,
+    ValidatingClient,
+)
+from apitask.mail import MailData as TemplateData
 from apitask.outbox import Outbox, TaskRegistry, open_store
 
-from ._mail_standin import BackgroundClient, MailTask, NoopClient, SMTPClient
+from ._mail_standin import SMTPClient
 from .config import Delivery, Settings, parse_smtp_headers
 from .devinbox import DevInbox
-from .mailer import MailData, Template, render
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from apitask.mail import MailClient
+    from apitask.mail import MailClient, Message
     from apitask.outbox import Worker
+
+    from .mailer import MailData, Template
 
 __all__ = ["MailChain", "mail_registry", "transport_for"]
 
@@ -159,9 +170,16 @@ class MailChain:
                 spill=self.outbox.sink if self.outbox is not None else None,
             )
         self.transport: MailClient | None = None
-        self._client: MailClient | None = None
-        self._headers = parse_smtp_headers(settings.smtp_headers)
-        self._domain = (settings.smtp_admin_email.rpartition("@")[2]) or api_host(settings)
+        # Built now, so a bad subject or header fails the start; it gets its
+        # client (validation -> background -> transport) in start().
+        self.templates = TemplateMailer(
+            _NotStarted(),
+            site_url=settings.site_url,
+            message_id_domain=settings.smtp_admin_email.rpartition("@")[2] or api_host(settings),
+            subjects=settings.mailer_subjects,
+            templates=settings.mailer_templates,
+            headers=parse_smtp_headers(settings.smtp_headers),
+        )
         self._worker: Worker | None = None
         self._worker_run: asyncio.Task[None] | None = None
 
@@ -178,7 +196,13 @@ class MailChain:
         """Start the dev inbox, the transport, the pool or the outbox and its worker."""
         address = await self.inbox.start() if self.inbox is not None else None
         self.transport = self._given or transport_for(self.settings, address)
-        self._client = BackgroundClient(self.transport)
+        self.templates.client = ValidatingClient(
+            BackgroundClient(self.transport),
+            extended=self.settings.mailer_email_validation_extended,
+            blocked_mx=self.settings.blocked_mx,
+            service_url=self.settings.mailer_email_validation_service_url or None,
+            service_headers=self.settings.validation_service_headers,
+        )
         if self.outbox is not None:
             self.outbox.registry.register_prefix("mailer.", MailTask.factory(self.transport))
             await self.outbox.store.open()
@@ -212,39 +236,38 @@ class MailChain:
         if self.inbox is not None:
             await self.inbox.stop()
 
-    def message(self, template: Template, to: str, data: MailData) -> Message:
-        """Render the ``template`` mail for ``to`` as the final message."""
-        rendered = render(template, to, data)
-        headers = {
-            name: ", ".join(value.replace("$messageType", template) for value in values)
-            for name, values in self._headers.items()
-        }
-        return Message(
-            to=rendered.to,
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            headers=headers,
-            type=template,
-            message_id=make_message_id(self._domain),
-        )
-
     async def send(
         self, template: Template, to: str, data: MailData, *, connection: AsyncConnection
     ) -> None:
-        """Render now; deliver as the mode says (see the module docstring).
+        """Render and validate now; deliver as the mode says (see the module docstring).
 
         Raises:
+            TemplateError, InvalidMessageError: the mail cannot be rendered or
+                sent safely; ``InvalidAddressError``: the recipient was refused.
+            MailError: ``inline`` only: the mail server refused it.
             RuntimeError: the chain was not started (the app's lifespan did not run).
         """
-        if self._client is None:
-            raise RuntimeError("the mail chain is not started: run the app's lifespan")
-        message = self.message(template, to, data)
+        values = TemplateData(
+            email=data.email,
+            token=data.token,
+            token_hash=data.token_hash,
+            confirmation_url=data.confirmation_url,
+            redirect_to=data.redirect_to,
+            new_email=data.new_email,
+            old_email=data.old_email,
+            sending_to=data.sending_to,
+            data=data.data,
+        )
         if self.outbox is not None and self.delivery is Delivery.OUTBOX:
             async with self.outbox.transaction(connection):
-                await self._client.send(message)
+                await self.templates.send(template, to, values)
         else:
-            await self._client.send(message)
+            await self.templates.send(template, to, values)
+
+
+class _NotStarted:
+    async def send(self, message: Message) -> None:
+        raise RuntimeError("the mail chain is not started: run the app's lifespan")
 
 
 def _report_worker_end(run: asyncio.Task[None]) -> None:

@@ -6,12 +6,12 @@ fails the request, not a worker later) and then handed to delivery as the
 configured mode says.
 
 :class:`apitask_auth.mail_chain.MailChain` is the implementation: it renders
-with :func:`render` and delivers through apitask's mail clients.
+with apitask's :class:`~apitask.mail.TemplateMailer` (GoTrue's default or
+custom templates) and delivers through apitask's mail clients.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -22,9 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MailData",
     "Mailer",
-    "RenderedMail",
     "Template",
-    "render",
 ]
 
 Template = Literal[
@@ -55,18 +53,6 @@ class MailData:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedMail:
-    """A final message, ready to deliver: what is queued is what is sent."""
-
-    to: str
-    subject: str
-    html: str
-    text: str
-    type: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 class Mailer(Protocol):
     """What the handlers need from mail."""
 
@@ -82,53 +68,3 @@ class Mailer(Protocol):
     async def aclose(self) -> None:
         """Finish deliveries and release connections."""
         ...
-
-
-# The pre-2026 defaults (§4.3): their bodies carry the OTP, which OTP flows need.
-_SUBJECTS: dict[str, str] = {
-    "confirmation": "Confirm Your Email",
-    "invite": "You have been invited",
-    "recovery": "Reset Your Password",
-    "magic_link": "Your Magic Link",
-    "email_change": "Confirm Email Change",
-    "reauthentication": "Confirm reauthentication",
-    "password_changed_notification": "Your password has been changed",
-    "email_changed_notification": "Your email address has been changed",
-}
-_ACTIONS: dict[str, str] = {
-    "confirmation": "Confirm your mail",
-    "invite": "Accept the invite",
-    "recovery": "Reset Password",
-    "magic_link": "Log In",
-    "email_change": "Change Email",
-}
-
-
-def render(template: Template, to: str, data: MailData) -> RenderedMail:
-    """Render the default subject and bodies for a mail."""
-    subject = _SUBJECTS[template]
-    text_lines: list[str] = []
-    html_parts = [f"<h2>{html.escape(subject)}</h2>"]
-    if template == "email_change":
-        line = f"Confirm the change of your email from {data.email} to {data.new_email}."
-        text_lines.append(line)
-        html_parts.append(f"<p>{html.escape(line)}</p>")
-    if template in _ACTIONS:
-        action, url = _ACTIONS[template], data.confirmation_url
-        text_lines.append(f"{action}: {url}")
-        html_parts.append(f'<p><a href="{html.escape(url)}">{html.escape(action)}</a></p>')
-    if data.token:
-        line = f"Alternatively, enter the code: {data.token}"
-        text_lines.append(line)
-        html_parts.append(f"<p>{html.escape(line)}</p>")
-    if template.endswith("_notification"):
-        line = f"This is a notice about your account {data.email} at {data.site_url}."
-        text_lines.append(line)
-        html_parts.append(f"<p>{html.escape(line)}</p>")
-    return RenderedMail(
-        to=to,
-        subject=subject,
-        html="".join(html_parts),
-        text="\n\n".join(text_lines) + "\n",
-        type=template,
-    )
