@@ -184,6 +184,13 @@ def test_smtp_host_needs_a_from_address(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings(env_file=None)
 
 
+def test_smtp_password_needs_a_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password alone cannot authenticate: refused rather than silently unused."""
+    _env(monkeypatch, GOTRUE_SMTP_PASS="secret")
+    with pytest.raises(ConfigError, match=r"^GOTRUE_SMTP_PASS: set without GOTRUE_SMTP_USER"):
+        load_settings(env_file=None)
+
+
 def test_mail_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """The SMTP and worker settings the mail chain reads, and their defaults."""
     _env(monkeypatch)

@@ -481,6 +481,8 @@ def load_settings(
     ):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ConfigError(f"{name}: expected an http(s) URL, got {value!r}")
+    if settings.smtp_pass and not settings.smtp_user:
+        raise ConfigError("GOTRUE_SMTP_PASS: set without GOTRUE_SMTP_USER (AUTH needs both)")
     if settings.smtp_host and not settings.smtp_admin_email:
         raise ConfigError(
             "GOTRUE_SMTP_ADMIN_EMAIL: required when GOTRUE_SMTP_HOST is set (the From address)"
