@@ -16,7 +16,7 @@ from . import __version__
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
 from .db import create_engine, migrate_all
-from .mail_chain import mail_registry, transport_for
+from .mail_chain import aclose, mail_registry, transport_for
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -89,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         args.url = args.url or settings.database_url
-        return run_worker_command(args, mail_registry(transport_for(settings)))
+        transport = transport_for(settings)
+        # cleanup: the SMTP client's pooled connections live on the worker's loop.
+        return run_worker_command(args, mail_registry(transport), cleanup=lambda: aclose(transport))
     try:
         app = create_app(settings)
     except ConfigError as exc:

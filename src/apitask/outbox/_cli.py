@@ -21,7 +21,7 @@ from ._records import JobState, OutboxError
 from ._registry import TaskRegistry
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from .._backoff import Backoff
 
@@ -158,9 +158,22 @@ def _open(args: argparse.Namespace, registry: TaskRegistry | None = None) -> Out
 
 
 def run_worker_command(
-    args: argparse.Namespace, registry: TaskRegistry, *, backoff: Backoff | None = None
+    args: argparse.Namespace,
+    registry: TaskRegistry,
+    *,
+    backoff: Backoff | None = None,
+    cleanup: Callable[[], Awaitable[object]] | None = None,
 ) -> int:
-    """Run the worker the parsed ``args`` describe (from :func:`add_worker_arguments`)."""
+    """Run the worker the parsed ``args`` describe (from :func:`add_worker_arguments`).
+
+    Args:
+        args: the parsed options.
+        registry: rebuilds the stored tasks.
+        backoff: retry timing (default: ``--max-attempts`` attempts).
+        cleanup: awaited on the worker's event loop once the worker has
+            stopped, whatever the outcome: close what the registry's tasks
+            share there (an SMTP client's pooled connections).
+    """
     from .._backoff import Backoff
 
     outbox = _open(args, registry)
@@ -170,21 +183,25 @@ def run_worker_command(
         raise SystemExit(f"--max-attempts: {exc}") from None
 
     async def main() -> None:
-        async with outbox:
-            await run_worker(
-                outbox,
-                migrate=not args.no_migrate,
-                until_empty=args.until_empty,
-                concurrency=args.concurrency,
-                batch_size=args.batch_size,
-                lease=args.lease,
-                poll_interval=args.poll_interval,
-                backoff=policy,
-                job_timeout=args.job_timeout,
-                retention=args.retention,
-                shutdown_timeout=args.shutdown_timeout,
-                listen=not args.no_listen,
-            )
+        try:
+            async with outbox:
+                await run_worker(
+                    outbox,
+                    migrate=not args.no_migrate,
+                    until_empty=args.until_empty,
+                    concurrency=args.concurrency,
+                    batch_size=args.batch_size,
+                    lease=args.lease,
+                    poll_interval=args.poll_interval,
+                    backoff=policy,
+                    job_timeout=args.job_timeout,
+                    retention=args.retention,
+                    shutdown_timeout=args.shutdown_timeout,
+                    listen=not args.no_listen,
+                )
+        finally:
+            if cleanup is not None:
+                await cleanup()
 
     try:
         asyncio.run(main())
