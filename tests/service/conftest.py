@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from apitask.mail import RecordingClient
 from apitask_auth.app import create_app
-from apitask_auth.config import Settings, load_settings
-from apitask_auth.db import migrate_all
+from apitask_auth.config import Delivery, Settings, load_settings
+from apitask_auth.db import migrate, migrate_all
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -125,7 +125,10 @@ async def make_service(database_url: str) -> AsyncIterator[Callable[..., Any]]:
                 transport = mail
             # Building the engine touches the file system (SQLite paths): off the loop.
             app = await asyncio.to_thread(create_app, settings, transport=transport)
-            await migrate_all(app.state.service.engine, database_url)
+            if settings.delivery in {Delivery.POOL, Delivery.OUTBOX}:
+                await migrate_all(app.state.service.engine, database_url)
+            else:  # no outbox: spare the shared PostgreSQL server the outbox's connections
+                await migrate(app.state.service.engine)
             await stack.enter_async_context(app.router.lifespan_context(app))
             http = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://auth.test"
