@@ -140,6 +140,11 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("GOTRUE_MAILER_EMAIL_VALIDATION_BLOCKED_MX", "mx.example.com"),
         ("GOTRUE_MAILER_EMAIL_VALIDATION_BLOCKED_MX", "[1]"),
         ("GOTRUE_MAILER_SUBJECTS_CONFIRMATION", "{{ .Email"),
+        ("GOTRUE_MAILER_TEMPLATE_MAX_SIZE", "0"),
+        ("GOTRUE_MAILER_TEMPLATE_MAX_AGE", "0s"),
+        ("GOTRUE_MAILER_TEMPLATE_RETRY_INTERVAL", "later"),
+        ("GOTRUE_MAILER_TEMPLATE_RELOADING_ENABLED", "often"),
+        ("GOTRUE_MAILER_TEMPLATE_RELOADING_MAX_IDLE", "-1m"),
     ],
 )
 def test_bad_values_name_the_variable(

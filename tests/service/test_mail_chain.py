@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from .conftest import email
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from .conftest import Service
 
@@ -127,3 +129,23 @@ async def test_extended_validation_refuses_in_the_request_in_every_mode(
     listed = await svc.http.get("/admin/users", headers=svc.admin_headers())
     assert address not in {user["email"] for user in listed.json()["users"]}
     assert svc.sent == []
+
+
+async def test_custom_template_body_from_a_file(
+    make_service: Callable[..., Any], tmp_path: Path
+) -> None:
+    """GOTRUE_MAILER_TEMPLATES_<KEY>: the custom HTML body (here a file) replaces the
+    default, and the mail goes without the default text part."""
+    template = tmp_path / "confirm.html"
+    await asyncio.to_thread(
+        template.write_text,
+        '<p>Hi {{ .Email }}: <a href="{{ .ConfirmationURL }}">confirm</a></p>',
+    )
+    svc: Service = await make_service(
+        mailer_templates={"confirmation": str(template)}, mailer_template_reloading_enabled=True
+    )
+    address = email()
+    await svc.http.post("/signup", json={"email": address, "password": "secret-password"})
+    (sent,) = svc.sent
+    assert sent.html.startswith(f'<p>Hi {address}: <a href="http://auth.test/verify?token=')
+    assert sent.text == ""

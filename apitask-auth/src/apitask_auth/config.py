@@ -296,6 +296,11 @@ class Settings(BaseSettings):
     # collected by load_settings from the environment and .env.
     mailer_subjects: dict[str, str] = Field(default_factory=dict)
     mailer_templates: dict[str, str] = Field(default_factory=dict)
+    mailer_template_max_size: int = Field(1_000_000, ge=1)
+    mailer_template_max_age: Duration = timedelta(minutes=10)
+    mailer_template_retry_interval: Duration = timedelta(seconds=10)
+    mailer_template_reloading_enabled: bool = False
+    mailer_template_reloading_max_idle: Duration = timedelta(minutes=20)
 
     # apitask worker pool and outbox
     worker_enabled: bool = False
@@ -318,6 +323,17 @@ class Settings(BaseSettings):
     def _non_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
             raise ValueError("must not be negative")
+        return value
+
+    @field_validator(
+        "mailer_template_max_age",
+        "mailer_template_retry_interval",
+        "mailer_template_reloading_max_idle",
+    )
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
         return value
 
     @field_validator("smtp_headers")

@@ -46,7 +46,9 @@ from apitask.mail import (
     BackgroundClient,
     MailTask,
     NoopClient,
+    TemplateCache,
     TemplateMailer,
+    TemplateReloader,
     ValidatingClient,
 )
 from apitask.mail import MailData as TemplateData
@@ -179,7 +181,18 @@ class MailChain:
             subjects=settings.mailer_subjects,
             templates=settings.mailer_templates,
             headers=parse_smtp_headers(settings.smtp_headers),
+            cache=TemplateCache(
+                max_size=settings.mailer_template_max_size,
+                max_age=settings.mailer_template_max_age.total_seconds(),
+                retry_interval=settings.mailer_template_retry_interval.total_seconds(),
+            ),
         )
+        self.reloader: TemplateReloader | None = None
+        if settings.mailer_template_reloading_enabled:
+            self.reloader = TemplateReloader(
+                self.templates.cache,
+                max_idle=settings.mailer_template_reloading_max_idle.total_seconds(),
+            )
         self._worker: Worker | None = None
         self._worker_run: asyncio.Task[None] | None = None
 
@@ -203,6 +216,8 @@ class MailChain:
             service_url=self.settings.mailer_email_validation_service_url or None,
             service_headers=self.settings.validation_service_headers,
         )
+        if self.reloader is not None:
+            self.reloader.start()
         if self.outbox is not None:
             self.outbox.registry.register_prefix("mailer.", MailTask.factory(self.transport))
             await self.outbox.store.open()
@@ -231,6 +246,8 @@ class MailChain:
             await self.pool.aclose()
         if self.outbox is not None:
             await self.outbox.aclose()
+        if self.reloader is not None:
+            await self.reloader.aclose()
         if self.transport is not None:
             await aclose(self.transport)
         if self.inbox is not None:
