@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import trustme
-from smtp_server import MailServer, start_server
+
+from .smtp_server import MailServer, start_server
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable

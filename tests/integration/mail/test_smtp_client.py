@@ -10,16 +10,6 @@ from email.policy import default
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from smtp_server import (
-    PASSWORD,
-    SENDER,
-    STALL,
-    USERNAME,
-    MailServer,
-    authenticate,
-    client_for,
-    message,
-)
 
 from apitask.mail import (
     InvalidMessageError,
@@ -29,6 +19,17 @@ from apitask.mail import (
     TransientMailError,
 )
 from apitask.mail._mime import parse_sender, render
+
+from .smtp_server import (
+    PASSWORD,
+    SENDER,
+    STALL,
+    USERNAME,
+    MailServer,
+    authenticate,
+    client_for,
+    message,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from smtp_server import DROP, STALL, MailServer, client_for, message, start_server
 
 from apitask.mail import InvalidMessageError, Message, PermanentMailError, TransientMailError
+
+from .smtp_server import DROP, STALL, MailServer, client_for, message, start_server
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
