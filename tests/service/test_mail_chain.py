@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from apitask.mail import Message
+from apitask.mail import Message, SMTPClient
 from apitask_auth.config import load_settings
 from apitask_auth.devinbox import DevInbox
-from apitask_auth.mail_chain import LoggingClient, MailChain, sender, transport_for
+from apitask_auth.mail_chain import MailChain, sender, transport_for
 from apitask_auth.mailer import MailData
 
 from .conftest import email
@@ -68,16 +68,17 @@ async def test_smtp_transport_sends_from_the_sender_and_logs_when_asked(
             **BASE,
         )
         client = transport_for(settings)
-        assert isinstance(client, LoggingClient)
+        assert isinstance(client, SMTPClient)
         to = email()
-        with caplog.at_level(logging.INFO, logger="apitask_auth"):
+        with caplog.at_level(logging.INFO, logger="apitask.mail.smtp"):
             await client.send(Message(to=to, subject="Hello", text="hi", type="invite"))
         await client.aclose()
         caught = await inbox.wait_for(to=to)
     assert caught.from_ == "Example Auth <auth@example.com>"
+    assert caught.envelope_from == "auth@example.com"
     (record,) = [r for r in caplog.records if r.getMessage() == "mail.send"]
     assert (record.mail_type, record.mail_to) == ("invite", to)  # type: ignore[attr-defined]
-    assert record.mail_from == "Example Auth <auth@example.com>"  # type: ignore[attr-defined]
+    assert record.mail_from == "auth@example.com"  # type: ignore[attr-defined]
 
 
 async def test_smtp_headers_are_added_with_the_message_type(

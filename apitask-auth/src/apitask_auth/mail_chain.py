@@ -46,6 +46,7 @@ from apitask.mail import (
     BackgroundClient,
     MailTask,
     NoopClient,
+    SMTPClient,
     TemplateCache,
     TemplateMailer,
     TemplateReloader,
@@ -54,7 +55,6 @@ from apitask.mail import (
 from apitask.mail import MailData as TemplateData
 from apitask.outbox import Outbox, TaskRegistry, open_store
 
-from ._mail_standin import SMTPClient
 from .config import Delivery, Settings, parse_smtp_headers
 from .devinbox import DevInbox
 
@@ -87,23 +87,33 @@ def sender(settings: Settings) -> str:
 
 
 def transport_for(settings: Settings, inbox: tuple[str, int] | None = None) -> MailClient:
-    """The client that delivers: SMTP to the configured host or to ``inbox``, else no-op."""
-    if settings.smtp_host or inbox is not None:
-        host, port = inbox or (settings.smtp_host, settings.smtp_port)
-        client: MailClient = SMTPClient(
-            host=host,
-            port=port,
+    """The client that delivers: SMTP to the configured host or to ``inbox``, else no-op.
+
+    SMTP follows GoTrue: implicit TLS on port 465, else STARTTLS when offered;
+    the EHLO name is the API's host; ``GOTRUE_SMTP_LOGGING_ENABLED`` logs a
+    ``mail.send`` line per mail. The dev inbox is plain SMTP on loopback.
+    """
+    if inbox is not None:
+        return SMTPClient(
+            host=inbox[0],
+            port=inbox[1],
             sender=sender(settings),
-            username=(settings.smtp_user or None) if inbox is None else None,
-            password=(settings.smtp_pass or None) if inbox is None else None,
+            tls="none",
             local_hostname=api_host(settings),
-            pool_size=settings.smtp_max_pool_size,
+            log_sends=settings.smtp_logging_enabled,
         )
-    else:
-        client = NoopClient(site_url=settings.site_url)
-    if settings.smtp_logging_enabled:
-        client = LoggingClient(client, sender(settings))
-    return client
+    if settings.smtp_host:
+        return SMTPClient(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=sender(settings),
+            pool_size=settings.smtp_max_pool_size,
+            username=settings.smtp_user or None,
+            password=settings.smtp_pass or None,
+            local_hostname=api_host(settings),
+            log_sends=settings.smtp_logging_enabled,
+        )
+    return NoopClient(site_url=settings.site_url)
 
 
 def mail_registry(transport: MailClient) -> TaskRegistry:
@@ -111,26 +121,6 @@ def mail_registry(transport: MailClient) -> TaskRegistry:
     registry = TaskRegistry()
     registry.register_prefix("mailer.", MailTask.factory(transport))
     return registry
-
-
-class LoggingClient:
-    """``GOTRUE_SMTP_LOGGING_ENABLED``: GoTrue's ``mail.send`` line for every mail sent."""
-
-    def __init__(self, client: MailClient, mail_from: str) -> None:
-        self.client = client
-        self.mail_from = mail_from
-
-    async def send(self, message: Message) -> None:
-        """Send, then log type, sender and recipient."""
-        await self.client.send(message)
-        logger.info(
-            "mail.send",
-            extra={"mail_type": message.type, "mail_from": self.mail_from, "mail_to": message.to},
-        )
-
-    async def aclose(self) -> None:
-        """Close the wrapped client."""
-        await aclose(self.client)
 
 
 async def aclose(client: object) -> None:
