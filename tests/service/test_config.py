@@ -226,6 +226,13 @@ def test_required_outside_dev_mode(monkeypatch: pytest.MonkeyPatch, name: str) -
         load_settings(env_file=None)
 
 
+def test_dev_mode_urls_follow_the_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dev mode on another port: the default site and API URLs (mail links) use it."""
+    monkeypatch.setenv("PORT", "8123")
+    settings = load_settings(dev=True, env_file=None)
+    assert settings.site_url == settings.api_external_url == "http://localhost:8123"
+
+
 def test_dev_mode_defaults(caplog: pytest.LogCaptureFixture) -> None:
     """Dev mode: local URLs, the SQLite file, and the dev secret with a loud warning."""
     settings = load_settings(dev=True, env_file=None)

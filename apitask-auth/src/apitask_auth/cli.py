@@ -67,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     try:
-        settings = load_settings(dev=args.dev)
+        # --port wins over PORT, and dev mode's default URLs follow it.
+        port = getattr(args, "port", None)
+        settings = load_settings(dev=args.dev, **({"port": port} if port else {}))
     except ConfigError as exc:
         return _config_error(exc)
 
@@ -99,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     uvicorn.run(
         app,
         host=args.host or settings.api_host,
-        port=args.port or settings.port,
+        port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=int(settings.worker_shutdown_duration.total_seconds()) or None,
     )

@@ -46,7 +46,7 @@ __all__ = [
 logger = logging.getLogger("apitask_auth")
 
 DEV_JWT_SECRET = "apitask-auth-dev-secret-do-not-use-in-production"
-DEV_URL = "http://localhost:9999"
+DEV_HOST = "http://localhost"
 DEFAULT_DATABASE_URL = "sqlite:///./apitask-auth.db"
 
 
@@ -476,8 +476,10 @@ def load_settings(
     settings.dev = dev
     _mail_templates(settings, env_file, overrides)
     if dev:
-        settings.site_url = settings.site_url or DEV_URL
-        settings.api_external_url = settings.api_external_url or DEV_URL
+        # The links in mail must reach this server, on whatever port it listens.
+        dev_url = f"{DEV_HOST}:{settings.port}"
+        settings.site_url = settings.site_url or dev_url
+        settings.api_external_url = settings.api_external_url or dev_url
         if not settings.jwt_secret:
             settings.jwt_secret = DEV_JWT_SECRET
             logger.warning(
