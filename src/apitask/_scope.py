@@ -15,7 +15,7 @@ import enum
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ._background import background_loop, running_loop
 from ._counters import Outcome, TaskCounters
@@ -108,12 +108,12 @@ class RequestScope:
 
     __slots__ = (
         "_failed",
-        "_idle",
         "_loop",
         "_state",
         "_succeeded",
         "_succeeded_by_type",
         "_tasks",
+        "_waiters",
         "request_id",
         "sink",
     )
@@ -132,7 +132,9 @@ class RequestScope:
         # asyncio.Task -> the apitask Task it runs. Holding the asyncio task
         # here is also what keeps it from being garbage-collected mid-flight.
         self._tasks: dict[asyncio.Task[None], Task] = {}
-        self._idle: asyncio.Event | None = None
+        # One future per pending wait, resolved when the last task ends: no
+        # asyncio.Event (an object, a deque and a loop lookup) per request.
+        self._waiters: list[asyncio.Future[None]] | None = None
         self._succeeded = 0
         self._failed = 0
         # Successes are tallied here and added to scope_counters when the
@@ -260,8 +262,12 @@ class RequestScope:
         self._tasks.pop(running, None)
         if not self._tasks:
             self._flush_counts()
-            if self._idle is not None:
-                self._idle.set()
+            waiters = self._waiters
+            if waiters is not None:
+                self._waiters = None
+                for waiter in waiters:
+                    if not waiter.done():  # a wait that timed out or was cancelled
+                        waiter.set_result(None)
 
     def _flush_counts(self) -> None:
         for type, n in self._succeeded_by_type.items():
@@ -301,14 +307,18 @@ class RequestScope:
         self.close()
         if not self._tasks:
             return (), ()
-        if self._idle is None:
-            self._idle = asyncio.Event()
+        # A task is pending, so the scope is bound to its loop, this one.
+        idle = cast("asyncio.AbstractEventLoop", self._loop).create_future()
+        if self._waiters is None:
+            self._waiters = [idle]
+        else:
+            self._waiters.append(idle)
         if timeout is None:  # the common case, without a timer to arm and disarm
-            await self._idle.wait()
+            await idle
             return (), ()
         try:
             async with asyncio.timeout(timeout):
-                await self._idle.wait()
+                await idle
         except TimeoutError:
             return await self._cancel_stragglers(timeout)
         return (), ()
