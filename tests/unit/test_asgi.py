@@ -219,6 +219,31 @@ async def test_before_response_holds_the_message_that_ends_the_response(
     assert log == [*types[:held], "task done", *types[held:]]
 
 
+async def test_before_response_with_the_tasks_already_done_closes_the_scope_at_the_end() -> None:
+    """No task left when the response ends: it goes out in the same step, and the
+    scope is closed there all the same (a run after it raises TaskError)."""
+    log: list[str] = []
+    done = asyncio.Event()
+    late: list[BaseException] = []
+
+    async def quick() -> None:
+        log.append("task done")
+        done.set()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.quick", quick))
+        await done.wait()
+        await send(START)
+        await send(final())
+        with pytest.raises(TaskError) as refused:
+            await apitask.run(apitask.task("test.late", _noop))
+        late.append(refused.value)
+
+    await TaskMiddleware(app)(http_scope(), receive_request, Recorder(log))
+    assert log == ["task done", "http.response.start", "http.response.body"]
+    assert len(late) == 1
+
+
 # --- after_response ------------------------------------------------------------------
 
 
