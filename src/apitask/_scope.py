@@ -49,9 +49,8 @@ _current: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
     "apitask_scope", default=None
 )
 
-# Bound once: run() and every task's last step call them.
+# Bound once: run() calls it for every task.
 _get_running_loop = asyncio.get_running_loop
-_current_task = asyncio.current_task
 
 # Guards binding a scope to its loop against a concurrent close from another
 # thread (a WSGI scope is bound by its first run_sync). Held for a few
@@ -190,11 +189,16 @@ class RequestScope:
                     "event loop; use start_threadsafe()"
                 )
             self._loop = loop
-        coro = self._supervised(task)
+        # The coroutine learns its own asyncio task from this slot, filled before
+        # its first step: cheaper than asyncio.current_task() in its last step
+        # (on 3.11 that looks the running loop up, with a getpid() system call).
+        slot: list[asyncio.Task[None] | None] = [None]
+        coro = self._supervised(task, slot)
         # Keyword arguments cost a C call more to parse: only pass one when needed.
         running = (
             loop.create_task(coro) if context is None else loop.create_task(coro, context=context)
         )
+        slot[0] = running
         if not running.done():  # an eager task factory may have run it to the end already
             self._tasks[running] = task
 
@@ -232,7 +236,7 @@ class RequestScope:
             ) from exc
         return registered
 
-    async def _supervised(self, task: Task) -> None:
+    async def _supervised(self, task: Task, slot: list[asyncio.Task[None] | None]) -> None:
         # The bookkeeping runs in the task's own last step rather than in a
         # done callback: a waiter wakes one loop iteration sooner, and no
         # callback is scheduled per task.
@@ -256,10 +260,13 @@ class RequestScope:
             tally = self._succeeded_by_type
             tally[task.type] = tally.get(task.type, 0) + 1
         finally:
-            self._release(_current_task())  # type: ignore[arg-type]
+            self._release(slot[0])
 
-    def _release(self, running: asyncio.Task[None]) -> None:
-        self._tasks.pop(running, None)
+    def _release(self, running: asyncio.Task[None] | None) -> None:
+        # None: an eager task factory ran the task to its end inside
+        # create_task, before it was registered (or its slot filled).
+        if running is not None:
+            self._tasks.pop(running, None)
         if not self._tasks:
             self._flush_counts()
             waiters = self._waiters
