@@ -131,9 +131,10 @@ class RequestScope:
         # asyncio.Task -> the apitask Task it runs. Holding the asyncio task
         # here is also what keeps it from being garbage-collected mid-flight.
         self._tasks: dict[asyncio.Task[None], Task] = {}
-        # One future per pending wait, resolved when the last task ends: no
-        # asyncio.Event (an object, a deque and a loop lookup) per request.
-        self._waiters: list[asyncio.Future[None]] | None = None
+        # One future per pending wait (a list only for concurrent waits),
+        # resolved when the last task ends: no asyncio.Event (an object, a
+        # deque and a loop lookup) per request.
+        self._waiters: asyncio.Future[None] | list[asyncio.Future[None]] | None = None
         self._succeeded = 0
         self._failed = 0
         # Successes are tallied here and added to scope_counters when the
@@ -272,9 +273,11 @@ class RequestScope:
             waiters = self._waiters
             if waiters is not None:
                 self._waiters = None
-                for waiter in waiters:
-                    if not waiter.done():  # a wait that timed out or was cancelled
-                        waiter.set_result(None)
+                if isinstance(waiters, list):
+                    for waiter in waiters:
+                        _wake(waiter)
+                else:
+                    _wake(waiters)
 
     def _flush_counts(self) -> None:
         for type, n in self._succeeded_by_type.items():
@@ -316,10 +319,13 @@ class RequestScope:
             return (), ()
         # A task is pending, so the scope is bound to its loop, this one.
         idle = cast("asyncio.AbstractEventLoop", self._loop).create_future()
-        if self._waiters is None:
-            self._waiters = [idle]
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = idle
+        elif isinstance(waiters, list):
+            waiters.append(idle)
         else:
-            self._waiters.append(idle)
+            self._waiters = [waiters, idle]
         if timeout is None:  # the common case, without a timer to arm and disarm
             await idle
             return (), ()
@@ -375,6 +381,11 @@ class RequestScope:
             tuple(task.type for task in stragglers.values()),
             tuple(stragglers[running].type for running in still_running),
         )
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # done: a wait that timed out or was cancelled
+        waiter.set_result(None)
 
 
 def current_scope() -> RequestScope | None:
