@@ -1,0 +1,85 @@
+"""apitask.mail: messages, SMTP delivery and the clients that wrap it.
+
+Needs the ``mail`` extra (``pip install apitask[mail]``) for the SMTP client,
+templates and validation; :class:`Message` and the errors need nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._client import MailClient
+from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
+from ._message import Message, make_message_id
+
+# isort: split
+# Clients that compose, background sending, validation.
+from ._address import AddressReason, InvalidAddressError, check_syntax
+from ._background import BackgroundClient
+from ._clients import NoopClient, RecordingClient
+from ._resolver import DNSResolver, Resolver, StaticResolver
+from ._task import MailTask, mail_counters
+from ._validate import ValidatingClient
+from ._validation_service import ValidationService
+
+# isort: split
+# Templates: GoTrue's mail types, Go template syntax, the template cache.
+from ._defaults import MailType
+from ._gotemplate import TemplateError
+from ._gotrue_env import TemplateMailerOptions, parse_smtp_headers, template_mailer_options
+from ._mailer import MailData, TemplateMailer
+from ._template_cache import TemplateCache, TemplateReloader
+from ._template_source import TemplateSource
+
+if TYPE_CHECKING:
+    from ._smtp import SMTPClient, SMTPCounters, TLSMode
+
+__all__ = [
+    "Message",
+    "make_message_id",
+    "MailClient",
+    "MailError",
+    "TransientMailError",
+    "PermanentMailError",
+    "InvalidMessageError",
+    # clients that compose, background sending, validation
+    "NoopClient",
+    "RecordingClient",
+    "BackgroundClient",
+    "MailTask",
+    "mail_counters",
+    "ValidatingClient",
+    "ValidationService",
+    "InvalidAddressError",
+    "AddressReason",
+    "check_syntax",
+    "Resolver",
+    "DNSResolver",
+    "StaticResolver",
+    # Templates
+    "TemplateMailer",
+    "MailData",
+    "MailType",
+    "TemplateError",
+    "TemplateSource",
+    "TemplateCache",
+    "TemplateReloader",
+    "TemplateMailerOptions",
+    "template_mailer_options",
+    "parse_smtp_headers",
+    # SMTP (imported on first use: needs aiosmtplib, from the mail extra)
+    "SMTPClient",
+    "SMTPCounters",
+    "TLSMode",
+]
+
+_SMTP_NAMES = frozenset({"SMTPClient", "SMTPCounters", "TLSMode"})
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that Message and the errors work without the mail extra.
+    if name in _SMTP_NAMES:
+        from . import _smtp
+
+        return getattr(_smtp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
