@@ -165,7 +165,7 @@ async def _magic_link(request: Request, svc: Service, params: MagicLinkParams) -
 async def magiclink(request: Request, svc: Svc) -> Response:
     """Mail a sign-in link (a confirmation mail for addresses without an account)."""
     try:
-        params = MagicLinkParams.model_validate_json(await request.body() or b"{}")
+        params = MagicLinkParams.model_validate_json(await request.body())
     except ValidationError as exc:
         detail = "; ".join(str(error["msg"]) for error in exc.errors())
         raise APIError(400, "bad_json", f"Could not read verification params: {detail}") from None
