@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import case, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from starlette.requests import Request
 
 from .db import email_rate_limits
@@ -29,7 +31,7 @@ from .errors import APIError, error_response
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from .config import EmailRateLimit, Settings
@@ -87,6 +89,17 @@ async def _take(conn: AsyncConnection, limit: EmailRateLimit, at: float) -> bool
     return taken.first() is not None
 
 
+# Per database URL, an engine without a pool for taking the allowance (see below).
+_allowance_engines: dict[str, AsyncEngine] = {}
+
+
+def _allowance_engine(engine: AsyncEngine) -> AsyncEngine:
+    key = engine.url.render_as_string(hide_password=False)
+    if key not in _allowance_engines:
+        _allowance_engines[key] = create_async_engine(engine.url, poolclass=NullPool)
+    return _allowance_engines[key]
+
+
 async def take_email_allowance(
     conn: AsyncConnection, settings: Settings, *, at: float | None = None
 ) -> None:
@@ -94,7 +107,10 @@ async def take_email_allowance(
 
     0 refuses every send; otherwise the limit is skipped under autoconfirm, as
     GoTrue does. On PostgreSQL the unit is taken in a short transaction of its
-    own, so the row lock is not held while the flow (and an inline mail) runs;
+    own, so the row lock is not held while the flow (and an inline mail) runs.
+    That transaction gets a connection of its own, outside the service's pool:
+    a flow holding a pooled connection while waiting for a second one from the
+    same pool could wait forever once every pooled connection is held that way.
     SQLite has one writer anyway, so the flow's own transaction is used.
 
     Raises:
@@ -107,7 +123,7 @@ async def take_email_allowance(
         return
     now = time.time() if at is None else at
     if conn.dialect.name == "postgresql":
-        async with conn.engine.begin() as own:
+        async with _allowance_engine(conn.engine).begin() as own:
             allowed = await _take(own, limit, now)
     else:
         allowed = await _take(conn, limit, now)
