@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -184,8 +185,10 @@ class WorkerPool:
             self.threads, thread_name_prefix="apitask-pool"
         )
         self._book.open()
+        # Workers get an empty context of their own: a pool started inside a
+        # request scope must not hand that (soon closed) scope to every task.
         for _ in range(self.workers):
-            worker = loop.create_task(self._work())
+            worker = loop.create_task(self._work(), context=contextvars.Context())
             self._workers[worker] = None
 
     async def __aenter__(self) -> WorkerPool:

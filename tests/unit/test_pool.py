@@ -449,3 +449,30 @@ async def test_cancelling_a_caller_running_a_task_inline_cancels_that_task() -> 
         gate.release.set()
     assert pool.counters.get("test.inline", Outcome.CANCELLED) == 1
     assert pool.report is not None and pool.report.complete
+
+
+async def test_pooled_tasks_never_see_a_request_scope_even_when_started_inside_one() -> None:
+    """Workers run in a context of their own: a pooled task's apitask.run runs inline.
+
+    A pool started inside a request scope (lazily, by a first request) must not
+    hand that scope to every task it ever runs: it would be closed long before.
+    """
+    seen: list[apitask.RequestScope | None] = []
+    nested: list[str] = []
+
+    async def inner() -> None:
+        nested.append("ran")
+
+    async def body() -> None:
+        seen.append(apitask.current_scope())
+        await apitask.run(apitask.task("test.inner", inner))
+
+    async with apitask.scope():
+        pool = WorkerPool(workers=1)
+        await pool.start()
+    try:
+        await pool.submit(apitask.task("test.outer", body))
+    finally:
+        await pool.aclose()
+    assert seen == [None]
+    assert nested == ["ran"]

@@ -1,0 +1,75 @@
+"""What does sending mail cost a request, in each delivery mode?
+
+For each delivery mode, a real ``apitask-auth serve`` process and a mail
+server that takes 300 ms per mail (separate processes): ``POST /recover``
+for existing addresses (a mail is sent) and, interleaved, for unknown ones
+(the same request, no mail). Prints p50 and p99 per mode and their ratio to
+the no-mail request, writes a Markdown table to bench/results/latency.md and
+a plot of the distributions to docs/img/latency.png.
+
+Target (issue 8): in ``pool`` and ``outbox`` modes, p50 and p99 at most
+1.25x the no-mail request. ``inline`` and ``request`` show the mail server's
+300 ms, which is what apitask takes off the request path.
+
+Run: ``.venv/bin/python bench/latency.py [--n 300] [--modes pool,outbox]``
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen here
+import matplotlib.pyplot as plt
+
+from _common import RESULTS, Series, save
+from _service import MODES, measure_recover, percentile
+
+PLOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "latency.png"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=300, help="requests per group")
+    parser.add_argument("--delay", type=float, default=0.3, help="seconds per mail")
+    parser.add_argument("--modes", default=",".join(MODES))
+    args = parser.parse_args()
+    modes = args.modes.split(",")
+    data = {mode: measure_recover(mode, args.n, args.delay)[:2] for mode in modes}
+
+    lines = [
+        "| mode | mail p50 (ms) | mail p99 (ms) | no-mail p50 (ms) | no-mail p99 (ms) "
+        "| p50 ratio | p99 ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows: list[Series] = []
+    for mode, (mail, none) in data.items():
+        p50, p99 = percentile(mail, 50), percentile(mail, 99)
+        q50, q99 = percentile(none, 50), percentile(none, 99)
+        lines.append(
+            f"| {mode} | {p50:.1f} | {p99:.1f} | {q50:.1f} | {q99:.1f} "
+            f"| {p50 / q50:.2f}x | {p99 / q99:.2f}x |"
+        )
+        rows += [Series(f"{mode} with mail", "ms", mail), Series(f"{mode} no mail", "ms", none)]
+    report = "\n".join(lines)
+    print(report)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latency.md").write_text(report + "\n")
+
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    labels = [f"{mode}\n{kind}" for mode in modes for kind in ("mail", "no mail")]
+    series = [values for mode in modes for values in data[mode]]
+    axis.boxplot(series, tick_labels=labels, showfliers=False, whis=(1, 99))
+    axis.set_yscale("log")
+    axis.set_ylabel("POST /recover latency, ms (log; whiskers p1-p99)")
+    axis.set_title(f"Mail server at {args.delay * 1000:.0f} ms per mail, n={args.n} per box")
+    figure.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(PLOT, dpi=110)
+    print(f"plot: {PLOT}\nresults: {save('latency', rows, n=args.n, delay=args.delay)}")
+
+
+if __name__ == "__main__":
+    main()
