@@ -20,6 +20,7 @@ from .limits import BodyLimitMiddleware
 from .mailer import RecordingMailer
 from .ratelimit import IPRateLimitMiddleware
 from .recovery_api import router as recovery_router
+from .timing import ResponseTimeMiddleware
 from .user_api import router as user_router
 
 if TYPE_CHECKING:
@@ -148,4 +149,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(dev_router)
     app.add_middleware(IPRateLimitMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware)
+    # Outermost, so the time it matches includes everything else.
+    app.add_middleware(ResponseTimeMiddleware, enabled=settings.security_match_response_times)
     return app

@@ -179,6 +179,8 @@ class Settings(BaseSettings):
     security_update_password_require_current_password: bool = False
     security_refresh_token_rotation_enabled: bool = True
     security_refresh_token_reuse_interval: int = Field(0, ge=0)
+    # Ours, not GoTrue's: see timing.py.
+    security_match_response_times: bool = True
 
     # JWT
     jwt_secret: str = ""

@@ -29,6 +29,7 @@ from .models import (
 )
 from .redirects import redirect_to
 from .security import random_password
+from .timing import mark_nothing_sent, mark_sent
 from .users import find_user_by_email
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ async def recover(params: RecoverParams, request: Request, svc: Svc) -> Response
     async with svc.engine.begin() as conn:
         user = await find_user_by_email(conn, email, request_aud(settings, request))
         if user is None:
+            mark_nothing_sent(request)
             return JSONResponse({})
         await _request_mail(
             conn,
@@ -99,6 +101,7 @@ async def recover(params: RecoverParams, request: Request, svc: Svc) -> Response
             ("recovery", "recovery"),
             "user_recovery_requested",
         )
+    mark_sent(request)
     return JSONResponse({})
 
 
@@ -256,6 +259,7 @@ async def resend(params: ResendParams, request: Request, svc: Svc) -> Response:
             or (params.type == "signup" and user["email_confirmed_at"] is not None)
             or (params.type == "email_change" and not user["email_change"])
         ):
+            mark_nothing_sent(request)
             return JSONResponse({})
         if params.type == "signup":
             await _request_mail(
@@ -281,4 +285,5 @@ async def resend(params: ResendParams, request: Request, svc: Svc) -> Response:
                 redirect,
                 pkce=pkce is not None,
             )
+    mark_sent(request)
     return JSONResponse({})
