@@ -131,3 +131,20 @@ async def test_recover_and_resend_mark_their_outcomes(make_service: Callable[...
         assert len(middleware.samples["/resend"]) == 1
         await http.post("/resend", json={"type": "signup", "email": email()})
         assert len(fake.slept) == 2
+
+
+async def test_signup_marks_the_mailed_and_the_fake_user_answers(
+    make_service: Callable[..., Any],
+) -> None:
+    """/signup: a confirmation mail is a sample; a confirmed address's fake user waits."""
+    svc: Service = await make_service(security_match_response_times=False)
+    fake = FakeTime()
+    middleware = ResponseTimeMiddleware(svc.app, sleep=fake.sleep, choose=lambda s: max(s) + 1)
+    confirmed, _ = await signed_in(svc)
+    async with _client(middleware) as http:
+        body = {"email": email(), "password": "secret-password"}
+        assert (await http.post("/signup", json=body)).status_code == 200
+        assert len(middleware.samples["/signup"]) == 1
+        body = {"email": confirmed, "password": "secret-password"}
+        assert (await http.post("/signup", json=body)).status_code == 200
+        assert len(fake.slept) == 1

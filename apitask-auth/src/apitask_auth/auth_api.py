@@ -35,6 +35,7 @@ from .sessions import (
     refresh_session,
     session_response,
 )
+from .timing import mark_nothing_sent, mark_sent
 from .users import (
     User,
     clear_one_time_tokens,
@@ -119,6 +120,7 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
         if user is not None and _is_confirmed(user):
             if settings.mailer_autoconfirm:
                 raise APIError(422, "user_already_exists", "User already registered")
+            mark_nothing_sent(request)
             return JSONResponse(_fake_user(email, aud, data, user))
         if user is None:
             user = await create_user(
@@ -147,6 +149,7 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
         )
         await audit(conn, request, user["id"], email, "user_confirmation_requested")
         body = await user_body(conn, user)
+    mark_sent(request)
     if user["invited_at"] is not None:
         body["user_metadata"] = {}
         body["identities"] = []
