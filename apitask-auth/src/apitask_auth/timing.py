@@ -1,8 +1,9 @@
 """Answer "nothing to send" as late as "sent": no account enumeration by response time.
 
-``/recover`` and ``/resend`` answer ``200 {}``, and ``/signup`` a user, whether or not a mail went out,
-but a request that sends mail does more work (database writes, rendering, and
-in ``inline``/``request`` modes the delivery itself), so its answer comes later.
+``/recover`` and ``/resend`` answer ``200 {}``, and ``/signup`` a user,
+whether or not a mail went out; but a request that sends mail does more work
+(database writes, rendering, and in ``inline``/``request`` modes the delivery
+itself), so its answer comes later.
 This middleware learns, per path, how long the answers that sent mail took
 (the most recent ones), and holds each "nothing sent" answer until a duration
 drawn from them has passed. It measures up to the start of the response, so
