@@ -305,6 +305,11 @@ async def test_resend_interval_and_validation(make_service: Callable[..., Any]) 
             "Only an email address or phone number should be provided.",
         ),
         ({"type": "email_change"}, "Missing email address or phone number"),
+        # PKCE is checked first for the e-mail types, as GoTrue does.
+        (
+            {"type": "signup", "code_challenge": CHALLENGE},
+            "PKCE flow requires code_challenge_method and code_challenge",
+        ),
     ]
     for body, message in cases:
         response = await svc.http.post("/resend", json=body)

@@ -218,14 +218,17 @@ async def otp(params: OtpParams, request: Request, svc: Svc) -> Response:
 _RESEND_TYPES = ("signup", "email_change", "sms", "phone_change")
 
 
-def _check_resend(settings: Settings, params: ResendParams) -> str:
-    """GoTrue's resend validation, in its order; returns the address."""
+def _check_resend(settings: Settings, params: ResendParams) -> tuple[str, PKCE | None]:
+    """GoTrue's resend validation, in its order; returns the address and any PKCE."""
     if params.type not in _RESEND_TYPES:
         raise APIError(
             400,
             "validation_failed",
             "Missing one of these types: signup, email_change, sms, phone_change",
         )
+    pkce = None
+    if params.type in {"signup", "email_change"}:
+        pkce = validate_pkce(params.code_challenge, params.code_challenge_method)
     if not params.email and params.type == "signup":
         raise APIError(400, "validation_failed", "Type provided requires an email address")
     if not params.phone and params.type == "sms":
@@ -240,15 +243,14 @@ def _check_resend(settings: Settings, params: ResendParams) -> str:
         raise APIError(400, "validation_failed", "Missing email address or phone number")
     if not settings.external_email_enabled:
         raise _email_logins_disabled(400)
-    return validate_email(params.email)
+    return validate_email(params.email), pkce
 
 
 @router.post("/resend")
 async def resend(params: ResendParams, request: Request, svc: Svc) -> Response:
     """Send a sign-up confirmation or e-mail-change mail again; ``{}`` when there is none."""
     settings = svc.settings
-    email = _check_resend(settings, params)
-    pkce = validate_pkce(params.code_challenge, params.code_challenge_method)
+    email, pkce = _check_resend(settings, params)
     redirect = redirect_to(settings, request)
     async with svc.engine.begin() as conn:
         user = await find_user_by_email(conn, email, request_aud(settings, request))
