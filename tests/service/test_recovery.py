@@ -216,6 +216,8 @@ async def test_magiclink_errors(make_service: Callable[..., Any]) -> None:
     refused = await off.http.post("/magiclink", json={"email": email()})
     assert refused.status_code == 422
     assert refused.json()["msg"] == "Login with magic link is disabled"
+    unread = await off.http.post("/magiclink", content=b"{not json")
+    assert unread.json()["msg"] == "Login with magic link is disabled"
     no_email: Service = await make_service(external_email_enabled=False)
     refused = await no_email.http.post("/otp", json={"email": email()})
     assert (refused.status_code, refused.json()["error_code"]) == (422, "email_provider_disabled")

@@ -112,12 +112,16 @@ def _temporary_password(settings: Settings) -> str:
     return password + "".join(secrets.choice(group) for group in sets)
 
 
-async def _magic_link(request: Request, svc: Service, params: MagicLinkParams) -> Response:
-    settings = svc.settings
+def _check_magic_links_on(settings: Settings) -> None:
     if not settings.external_email_enabled:
         raise _email_logins_disabled(422)
     if not settings.external_email_magic_link_enabled:
         raise APIError(422, "email_provider_disabled", "Login with magic link is disabled")
+
+
+async def _magic_link(request: Request, svc: Service, params: MagicLinkParams) -> Response:
+    settings = svc.settings
+    _check_magic_links_on(settings)
     if not params.email:
         raise APIError(422, "validation_failed", "Password recovery requires an email")
     email = validate_email(params.email)
@@ -167,6 +171,7 @@ async def _magic_link(request: Request, svc: Service, params: MagicLinkParams) -
 )
 async def magiclink(request: Request, svc: Svc) -> Response:
     """Mail a sign-in link (a confirmation mail for addresses without an account)."""
+    _check_magic_links_on(svc.settings)  # before the body is read, as GoTrue does
     try:
         params = MagicLinkParams.model_validate_json(await request.body())
     except ValidationError as exc:
