@@ -37,35 +37,45 @@ class Server:
     service_key: str
     mode: str = "inline"
 
-    def mail_to(self, address: str, *, wait: float = MAIL_WAIT) -> list[dict[str, Any]]:
+    def mail_to(
+        self, address: str, *, count: int = 1, wait: float = MAIL_WAIT
+    ) -> list[dict[str, Any]]:
         """The dev inbox's messages to ``address``, newest first; waits up to ``wait``
-        seconds for the first one (0: answer at once)."""
+        seconds until there are ``count`` (0: answer at once)."""
         response = httpx.get(
             f"{self.url}/_dev/inbox/messages",
-            params={"to": address, "wait": wait},
+            params={"to": address, "wait": wait, "count": count},
             timeout=wait + 10,
         )
         response.raise_for_status()
         messages: list[dict[str, Any]] = response.json()
         return messages
 
-    def last_mail_to(self, address: str) -> dict[str, Any]:
-        """The newest message to ``address`` (waiting for one to arrive)."""
-        matching = self.mail_to(address)
-        assert matching, f"no mail to {address} within {MAIL_WAIT} s"
+    def last_mail_to(self, address: str, *, count: int = 1) -> dict[str, Any]:
+        """The newest message to ``address``, once ``count`` have arrived (the
+        modes that send after the response need to be told which one is new)."""
+        matching = self.mail_to(address, count=count)
+        assert len(matching) >= count, f"{len(matching)} mail(s) to {address}, not {count}"
         return matching[0]
 
-    def otp_for(self, address: str) -> str:
-        """The code in the newest mail to ``address``."""
-        found = re.search(r"enter this code: (\d+)", self.last_mail_to(address)["text"])
-        assert found is not None
+    def otp_for(self, address: str, *, count: int = 1) -> str:
+        """The code in the newest mail to ``address`` (the ``count``-th one)."""
+        text = self.last_mail_to(address, count=count)["text"]
+        # "Or enter this code: 123456", or the re-authentication mail's "...: 123456"
+        found = re.search(r": (\d{6,10})\s*$", text, re.MULTILINE)
+        assert found is not None, text
         return found.group(1)
 
 
 def start_server(tmp: Path, mode: str = "inline", **env: str) -> Iterator[Server]:
-    """Run ``apitask-auth serve --dev`` with ``env`` until the generator is closed."""
+    """Run ``apitask-auth serve --dev`` with ``env`` until the generator is closed
+    (its SQLite file: ``tmp / "auth.db"``)."""
     port = free_port()
-    environment = dev_environment(port) | {"GOTRUE_MAILER_DELIVERY": mode} | env
+    environment = (
+        dev_environment(port)
+        | {"GOTRUE_MAILER_DELIVERY": mode, "DATABASE_URL": f"sqlite:///{tmp / 'auth.db'}"}
+        | env
+    )
     with run_server(SERVE_DEV, env=environment, cwd=tmp) as url:
         service_key = jwt.encode({"role": "service_role"}, JWT_SECRET, algorithm="HS256")
         yield Server(url, service_key, mode)

@@ -122,6 +122,25 @@ async def test_wait_long_polls_until_mail_for_the_address_arrives(
     assert [m["to"] for m in response.json()] == [["late@example.com"]]
 
 
+async def test_wait_with_count_answers_once_that_many_match(
+    inbox: DevInbox, client: httpx.AsyncClient
+) -> None:
+    """?count=N makes the long poll wait for the N-th matching mail (a second code to
+    the same address); on timeout it answers with what there is."""
+    await send(inbox, build_mail(to="twice@example.com", subject="first"))
+    waiting = client.get(
+        "/_dev/inbox/messages", params={"to": "twice@example.com", "wait": 10, "count": 2}
+    )
+    response, _ = await asyncio.gather(
+        waiting, send(inbox, build_mail(to="twice@example.com", subject="second"))
+    )
+    assert [m["subject"] for m in response.json()] == ["second", "first"]
+    short = await client.get(
+        "/_dev/inbox/messages", params={"to": "twice@example.com", "wait": 0.01, "count": 3}
+    )
+    assert [m["subject"] for m in short.json()] == ["second", "first"]
+
+
 async def test_wait_gives_an_empty_list_when_nothing_arrives(client: httpx.AsyncClient) -> None:
     """A long poll that times out answers 200 with []; a too-long wait is a 422."""
     response = await client.get("/_dev/inbox/messages", params={"wait": 0.01})

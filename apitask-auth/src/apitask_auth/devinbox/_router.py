@@ -75,11 +75,17 @@ def build_router(
     async def list_messages(
         to: Annotated[str | None, Query(max_length=320)] = None,
         wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0,
+        count: Annotated[int, Query(ge=1, le=10_000)] = 1,
     ) -> JSONResponse:
         """Messages newest first; ``to`` filters by recipient; ``wait`` long-polls
-        up to that many seconds until at least one message matches."""
+        up to that many seconds until at least ``count`` messages match."""
+
+        def enough() -> list[CaughtMessage]:
+            matching = store.select(to=to)
+            return matching if len(matching) >= count else []
+
         if wait > 0:
-            messages = await store.wait_for(lambda: store.select(to=to), wait)
+            messages = await store.wait_for(enough, wait) or store.select(to=to)
         else:
             messages = store.select(to=to)
         return _json([message.to_json() for message in messages])
