@@ -117,6 +117,13 @@ class Process:
             raise EOFError(f"process {self.pid} closed its output (exit {self.proc.returncode})")
         return raw.decode().rstrip("\n")
 
+    async def rest(self, timeout: float = 30.0) -> list[str]:
+        """Every line it prints until it closes its output (its stdout must be piped)."""
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(timeout):
+            raw = await self.proc.stdout.read()
+        return raw.decode().splitlines()
+
     async def wait(self, timeout: float) -> int:
         async with asyncio.timeout(timeout):
             return await self.proc.wait()
