@@ -17,7 +17,7 @@ import apitask.mail
 
 if TYPE_CHECKING:
     import signal
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 HERE = Path(__file__).resolve().parent
 FULL = os.environ.get("APITASK_CHAOS_FULL") == "1"
@@ -44,7 +44,7 @@ class Tally:
     scenario: str
     sent: set[str]
     deliveries: Counter[str]
-    notes: dict[str, object] = field(default_factory=dict)
+    notes: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def delivered(self) -> int:
@@ -74,9 +74,10 @@ class Tally:
 
 
 def env_with(**extra: str) -> dict[str, str]:
-    """This process's environment, with this directory importable and ``extra`` set."""
+    """This process's environment and ``extra``; importable: this directory's modules
+    (``chaos_tasks`` for ``apitask worker --app``) and this package (``chaos.*``)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent), env.get("PYTHONPATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
     return env | extra
 
@@ -166,7 +167,7 @@ class MailServer:
         self.process = process
         self.port = port
         self.accepted: Counter[str] = Counter()  # by Message-ID
-        self.recipients: dict[str, str] = {}  # Message-ID -> recipient
+        self.delivered_to: Counter[str] = Counter()  # by recipient
         self.failed: Counter[str] = Counter()  # by kind: 421, 451, drop
         self.refused: list[str] = []
         self._changed = asyncio.Event()
@@ -193,7 +194,7 @@ class MailServer:
             kind, *rest = line.split()
             if kind == "accepted":
                 self.accepted[rest[0]] += 1
-                self.recipients[rest[0]] = rest[1]
+                self.delivered_to[rest[1]] += 1
             elif kind == "failed":
                 self.failed[rest[0]] += 1
             elif kind == "refused":
@@ -218,6 +219,11 @@ class MailServer:
         """A ``wait_for`` condition: each of ``message_ids`` was accepted."""
         wanted = set(message_ids)
         return lambda: all(self.accepted[id] for id in wanted)
+
+    def reached(self, recipients: Iterable[str]) -> Callable[[], bool]:
+        """A ``wait_for`` condition: a mail to each of ``recipients`` was accepted."""
+        wanted = set(recipients)
+        return lambda: all(self.delivered_to[rcpt] for rcpt in wanted)
 
     async def stop(self) -> None:
         await self.process.reap()

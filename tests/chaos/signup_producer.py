@@ -1,0 +1,88 @@
+"""Scenario 4's process: sign-ups in outbox mode, with a worker in the same process.
+
+``python -m chaos.signup_producer`` (with ``tests`` on the path) runs
+``$CHAOS_SIGNUPS`` sign-ups, 8 at a time, against PostgreSQL
+(``$CHAOS_PG_DSN``, tables in ``$CHAOS_PG_SCHEMA``). Each is one SQLAlchemy
+transaction: insert the user, enqueue the confirmation mail into the outbox
+in the same transaction, and commit, or roll back when :func:`rolled_back`
+says so (a failure after the enqueue). Like ``apitask-auth serve`` in outbox
+mode, the process also runs an outbox worker, which sends the mail to the
+chaos mail server (``$CHAOS_SMTP_PORT``). It prints ``ready`` once the
+worker runs and ``done`` after the last sign-up; the test SIGKILLs it in
+between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from apitask.mail import MailTask, Message, make_message_id
+from apitask.outbox import Outbox
+from apitask.outbox.postgres import PostgresStore
+
+from .chaos_tasks import records, smtp_client
+
+ROLLBACK_RATE = 0.1
+CONCURRENT = 8
+
+
+def rolled_back(i: int) -> bool:
+    """Whether sign-up ``i`` fails after its enqueue (seeded: the test knows which)."""
+    return random.Random(f"signup:{i}").random() < ROLLBACK_RATE
+
+
+class SignupFailed(Exception):
+    """Raised inside a sign-up's transaction to roll it back."""
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def main() -> None:
+    dsn, schema = os.environ["CHAOS_PG_DSN"], os.environ["CHAOS_PG_SCHEMA"]
+    signups = int(os.environ["CHAOS_SIGNUPS"])
+    smtp = smtp_client()
+    registry = records()
+    registry.register_prefix("mailer.", MailTask.factory(smtp))
+    engine = create_async_engine(dsn.replace("postgresql://", "postgresql+asyncpg://"))
+    insert = text(f'INSERT INTO "{schema}".users (id, email) VALUES (:id, :email)')
+    numbers = iter(range(signups))
+
+    async def sign_up(outbox: Outbox) -> None:
+        for i in numbers:  # shared by the CONCURRENT sign-up loops
+            email = f"user-{i}@example.org"
+            message = Message(
+                to=email,
+                subject="Confirm your email address",
+                text=f"Welcome! Your code is {i:06d}.",
+                type="confirmation",
+                message_id=make_message_id("chaos.test"),
+            )
+            try:
+                async with engine.begin() as conn:
+                    await conn.execute(insert, {"id": i, "email": email})
+                    await outbox.enqueue(conn, MailTask(message, smtp), f"confirm:{i}")
+                    if rolled_back(i):
+                        raise SignupFailed(i)
+            except SignupFailed:
+                pass
+
+    outbox = Outbox(PostgresStore(dsn, schema=schema), registry)
+    async with outbox, outbox.worker(concurrency=16, lease=5.0):
+        say("ready")
+        await asyncio.gather(*(sign_up(outbox) for _ in range(CONCURRENT)))
+        say("done")
+        await asyncio.Event().wait()  # serve until killed, like a server
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
