@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import apitask.mail
 
 if TYPE_CHECKING:
-    import signal
     from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+    import asyncpg
 
 HERE = Path(__file__).resolve().parent
 FULL = os.environ.get("APITASK_CHAOS_FULL") == "1"
@@ -155,6 +157,26 @@ async def poll(
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout:.0f}s waiting for {what} (last: {value})")
         await asyncio.sleep(every)  # the progress is in another process
+
+
+async def kill_holding(
+    process: Process, pg: asyncpg.Connection, jobs: str, column: str
+) -> set[Any]:
+    """SIGKILL ``process`` and return ``column`` of the outbox jobs it held leases on then.
+
+    It is frozen (SIGSTOP) first, so that the leases read are exactly those it
+    held when it died: a frozen worker claims nothing more and writes no
+    outcome back (a write it had already sent may still land: then a job is
+    counted that cannot run twice, and the bound only gets looser).
+    """
+    process.signal(signal.SIGSTOP)
+    rows = await pg.fetch(
+        f"SELECT {column} AS held FROM {jobs} WHERE state = 'running' AND locked_by LIKE $1",
+        f"%:{process.pid}:%",  # a worker's name is host:pid:random
+    )
+    process.signal(signal.SIGKILL)
+    assert await process.wait(10) == -signal.SIGKILL
+    return {row["held"] for row in rows}
 
 
 # -- the mail server -------------------------------------------------------------------

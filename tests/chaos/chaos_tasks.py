@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from apitask.mail import Message, make_message_id
 from apitask.outbox import TaskRegistry
 
 if TYPE_CHECKING:
@@ -67,6 +68,17 @@ def records() -> TaskRegistry:
     registry = TaskRegistry()
     registry.register("chaos.record", _record)
     return registry
+
+
+def confirmation(to: str) -> Message:
+    """The confirmation mail every chaos scenario sends (a fresh Message-ID each)."""
+    return Message(
+        to=to,
+        subject="Confirm your email address",
+        text=f"Welcome, {to}! Confirm with the code in this mail.",
+        type="confirmation",
+        message_id=make_message_id("chaos.test"),
+    )
 
 
 def smtp_client() -> Any:

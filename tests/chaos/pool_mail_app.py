@@ -26,10 +26,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import apitask
-from apitask.mail import MailTask, Message, make_message_id
+from apitask.mail import MailTask
 from apitask.outbox import TaskRegistry, open_outbox
 
-from .chaos_tasks import smtp_client
+from .chaos_tasks import confirmation, smtp_client
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -53,21 +53,11 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def confirmation(i: int) -> Message:
-    return Message(
-        to=f"user-{i}@example.org",
-        subject="Confirm your email address",
-        text=f"Hello user {i}, your code is {i:06d}.",
-        type="confirmation",
-        message_id=make_message_id("chaos.test"),
-    )
-
-
 async def mails(request: Request) -> JSONResponse:
     start, n = int(request.query_params["start"]), int(request.query_params["n"])
     ids = []
     for i in range(start, start + n):
-        message = confirmation(i)
+        message = confirmation(f"user-{i}@example.org")
         await pool.submit(MailTask(message, smtp))
         ids.append(message.message_id)
     return JSONResponse({"message_ids": ids})

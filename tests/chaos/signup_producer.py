@@ -22,11 +22,11 @@ import sys
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from apitask.mail import MailTask, Message, make_message_id
+from apitask.mail import MailTask
 from apitask.outbox import Outbox
 from apitask.outbox.postgres import PostgresStore
 
-from .chaos_tasks import records, smtp_client
+from .chaos_tasks import confirmation, records, smtp_client
 
 ROLLBACK_RATE = 0.1
 CONCURRENT = 8
@@ -59,13 +59,7 @@ async def main() -> None:
     async def sign_up(outbox: Outbox) -> None:
         for i in numbers:  # shared by the CONCURRENT sign-up loops
             email = f"user-{i}@example.org"
-            message = Message(
-                to=email,
-                subject="Confirm your email address",
-                text=f"Welcome! Your code is {i:06d}.",
-                type="confirmation",
-                message_id=make_message_id("chaos.test"),
-            )
+            message = confirmation(email)
             try:
                 async with engine.begin() as conn:
                     await conn.execute(insert, {"id": i, "email": email})

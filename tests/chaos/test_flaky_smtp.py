@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from apitask.mail import MailTask, Message, RecordingClient, make_message_id
+from apitask.mail import MailTask, RecordingClient
 from apitask.outbox import JobState, Outbox, TaskRegistry
 from apitask.outbox.sqlite import SQLiteStore  # reads its SQL files at import, not on the loop
 
 from ._support import Tally, env_with, needs_smtp_client, poll, python, size
+from .chaos_tasks import confirmation
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -39,15 +40,8 @@ REFUSED = "refused-1@example.org"
 MAX_ATTEMPTS = "10"
 
 
-def confirmation(to: str) -> MailTask:
-    message = Message(
-        to=to,
-        subject="Confirm your email address",
-        text=f"Hello {to}",
-        type="confirmation",
-        message_id=make_message_id("chaos.test"),
-    )
-    return MailTask(message, RecordingClient())  # stored, not sent here: any client will do
+def confirmation_task(to: str) -> MailTask:
+    return MailTask(confirmation(to), RecordingClient())  # stored, not sent here: any client
 
 
 async def test_flaky_server_every_mail_delivered_and_550_dead_lettered_once(
@@ -60,8 +54,8 @@ async def test_flaky_server_every_mail_delivered_and_550_dead_lettered_once(
     server = await mail_server("--flaky", "0.2", "--seed", "8", "--refuse", "refused-")
     db = tmp_path / "outbox.db"
     url = f"sqlite:///{db}"
-    tasks = [confirmation(f"user-{i}@example.org") for i in range(MAILS)]
-    refused = confirmation(REFUSED)
+    tasks = [confirmation_task(f"user-{i}@example.org") for i in range(MAILS)]
+    refused = confirmation_task(REFUSED)
     async with Outbox(SQLiteStore(str(db)), TaskRegistry()) as outbox:
         await outbox.migrate()
         for task in [*tasks, refused]:

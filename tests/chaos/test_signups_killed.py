@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ._support import Tally, env_with, needs_smtp_client, poll, python, size
+from ._support import Tally, env_with, kill_holding, needs_smtp_client, poll, python, size
 from .signup_producer import rolled_back
 
 if TYPE_CHECKING:
@@ -67,14 +67,7 @@ async def test_sigkill_during_signups_then_restart(
             what=f"{KILL_AFTER} sign-ups",
             timeout=120,
         )
-        producer.signal(signal.SIGSTOP)
-        held = await pg.fetch(
-            f"SELECT payload::json->'message'->>'to' AS email FROM {jobs} "
-            "WHERE state = 'running' AND locked_by LIKE $1",
-            f"%:{producer.pid}:%",
-        )
-        producer.signal(signal.SIGKILL)
-        assert await producer.wait(10) == -signal.SIGKILL
+        in_flight = await kill_holding(producer, pg, jobs, "payload::json->'message'->>'to'")
         worker = await python(
             "-m", "apitask", "worker", "--app", "chaos_tasks:mails", "--url", postgres_url,
             "--schema", schema, "--no-migrate", "-c", "16", "--lease", "5s",
@@ -93,7 +86,6 @@ async def test_sigkill_during_signups_then_restart(
         if worker is not None:
             await worker.reap()
     committed = {row["id"]: row["email"] for row in await pg.fetch(f"SELECT * FROM {users}")}
-    in_flight = {row["email"] for row in held}
     # Every line the server printed before the worker exited is in the pipe: read them.
     await server.wait_for(server.reached(committed.values()), timeout=10)
     attempted = max(committed) + 1

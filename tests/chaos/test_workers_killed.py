@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ._support import Process, Tally, env_with, poll, python, size
+from ._support import Process, Tally, env_with, kill_holding, poll, python, size
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -59,14 +59,7 @@ async def test_three_workers_one_killed_mid_run(
             what=f"{KILL_AFTER} runs",
             timeout=120,
         )
-        victim.signal(signal.SIGSTOP)
-        held = await pg.fetch(
-            f"SELECT (payload::json->>'n')::int AS n FROM {jobs} "
-            "WHERE state = 'running' AND locked_by LIKE $1",
-            f"%:{victim.pid}:%",
-        )
-        victim.signal(signal.SIGKILL)
-        assert await victim.wait(10) == -signal.SIGKILL
+        in_flight = await kill_holding(victim, pg, jobs, "(payload::json->>'n')::int")
         await poll(
             lambda: pg.fetchval(f"SELECT count(*) FROM {jobs} WHERE state = 'succeeded'"),
             lambda n: n == JOBS,
@@ -79,7 +72,6 @@ async def test_three_workers_one_killed_mid_run(
     finally:
         for worker in workers:
             await worker.reap()
-    in_flight = {row["n"] for row in held}
     rows = await pg.fetch(f"SELECT n, pid FROM {runs}")
     tally = Tally(
         "3 PostgreSQL workers, 1 SIGKILLed",
