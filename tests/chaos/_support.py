@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 FULL = os.environ.get("APITASK_CHAOS_FULL") == "1"
 """``scripts/chaos`` sets it: the sizes of issue #8 instead of the CI sizes."""
+SEED = int(os.environ.get("APITASK_CHAOS_SEED", "8"))
+"""The flaky mail server's seed (``scripts/chaos`` gives each round its own)."""
 
 
 def size(ci: int, full: int) -> int:

@@ -23,7 +23,7 @@ from apitask.mail import MailTask, RecordingClient
 from apitask.outbox import JobState, Outbox, TaskRegistry
 from apitask.outbox.sqlite import SQLiteStore  # reads its SQL files at import, not on the loop
 
-from ._support import Tally, env_with, needs_smtp_client, poll, python, size
+from ._support import SEED, Tally, env_with, needs_smtp_client, poll, python, size
 from .chaos_tasks import confirmation
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ async def test_flaky_server_every_mail_delivered_and_550_dead_lettered_once(
 ) -> None:
     """421/451/drops on 20% of attempts: all delivered, no duplicate; a 550: dead once,
     the reason in `apitask outbox list --state dead`."""
-    server = await mail_server("--flaky", "0.2", "--seed", "8", "--refuse", "refused-")
+    server = await mail_server("--flaky", "0.2", "--seed", str(SEED), "--refuse", "refused-")
     db = tmp_path / "outbox.db"
     url = f"sqlite:///{db}"
     tasks = [confirmation_task(f"user-{i}@example.org") for i in range(MAILS)]

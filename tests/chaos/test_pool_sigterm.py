@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from typing import TYPE_CHECKING
 
 import httpx
@@ -84,14 +85,20 @@ async def enqueue(listener: socket.socket) -> tuple[list[str], int]:
 
 
 async def stop(app: Process) -> dict[str, str]:
-    """SIGTERM, then the drain's report line; the process must exit cleanly."""
+    """SIGTERM, then the drain's report line; the process must exit cleanly.
+
+    The report gets ``seconds``: from the signal to the exit.
+    """
+    start = time.monotonic()
     app.signal(signal.SIGTERM)
     line = await app.line(timeout=180)
     word, *fields = line.split()
     assert word == "drained", line
     # uvicorn re-raises the signal it handled once its shutdown is complete
     assert await app.wait(60) in (0, -signal.SIGTERM)
-    return dict(field.split("=") for field in fields)
+    return dict(field.split("=") for field in fields) | {
+        "seconds": f"{time.monotonic() - start:.1f}"
+    }
 
 
 async def test_sigterm_drains_every_queued_mail_before_exit(
@@ -114,7 +121,7 @@ async def test_sigterm_drains_every_queued_mail_before_exit(
         "pool, SIGTERM, long drain",
         sent=set(ids),
         deliveries=server.accepted,
-        notes={"queued at SIGTERM": queued},
+        notes={"queued at SIGTERM": queued, "SIGTERM to exit": f"{report.pop('seconds')}s"},
     )
     chaos_report(tally)
     assert queued > 0  # the SIGTERM came with mail still queued
@@ -153,6 +160,7 @@ async def test_sigterm_spills_into_the_outbox_and_a_restart_delivers(
             "spilled": spilled,
             "cancelled mid-send": cancelled,
             "delivered before restart": before_restart,
+            "SIGTERM to exit": f"{first['seconds']}s",
         },
     )
     chaos_report(tally)
