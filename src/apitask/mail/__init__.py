@@ -6,6 +6,8 @@ templates and validation; :class:`Message` and the errors need nothing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import MailClient
 from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
 from ._message import Message, make_message_id
@@ -28,6 +30,9 @@ from ._gotrue_env import TemplateMailerOptions, parse_smtp_headers, template_mai
 from ._mailer import MailData, TemplateMailer
 from ._template_cache import TemplateCache, TemplateReloader
 from ._template_source import TemplateSource
+
+if TYPE_CHECKING:
+    from ._smtp import SMTPClient, SMTPCounters, TLSMode
 
 __all__ = [
     "Message",
@@ -62,4 +67,19 @@ __all__ = [
     "TemplateMailerOptions",
     "template_mailer_options",
     "parse_smtp_headers",
+    # SMTP (imported on first use: needs aiosmtplib, from the mail extra)
+    "SMTPClient",
+    "SMTPCounters",
+    "TLSMode",
 ]
+
+_SMTP_NAMES = frozenset({"SMTPClient", "SMTPCounters", "TLSMode"})
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that Message and the errors work without the mail extra.
+    if name in _SMTP_NAMES:
+        from . import _smtp
+
+        return getattr(_smtp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,6 +27,9 @@ _FIELD_NAME = re.compile(r"[!-9;-~]+")
 # (Controls are refused before this runs.)
 _ADDRESS = re.compile(r"[^\s<>,;@]+@[^\s<>,;@]+")
 
+MAX_HEADER_NAME = 76
+"""Longest extra header name: with its value it must fold within a 998-octet line."""
+
 RESERVED_HEADERS = frozenset(
     name.lower()
     for name in (
@@ -59,6 +62,10 @@ def check_header_name(name: str) -> str:
     """Return ``name`` if it is a legal, non-reserved extra header name."""
     if _FIELD_NAME.fullmatch(name) is None:
         raise InvalidMessageError(f"header name {name!r} is not a valid RFC 5322 field name")
+    if len(name) > MAX_HEADER_NAME:
+        raise InvalidMessageError(
+            f"header name {name[:20]!r}... is over {MAX_HEADER_NAME} characters"
+        )
     if name.lower() in RESERVED_HEADERS:
         raise InvalidMessageError(f"header {name!r} is set by the message itself")
     return name

@@ -1,0 +1,268 @@
+"""Mail throughput: our Message -> bytes -> pooled SMTPClient against what an app does alone.
+
+Run: ``.venv/bin/python bench/smtp.py`` (about a minute; ``--quick`` for a
+smoke run). Needs Postfix's ``smtp-sink``: when it is missing and we are
+root, it is installed from Debian (``postfix`` with the mailer type preseeded
+to "No configuration", as ../shared/peers/setup.sh does); no Postfix daemon
+is ever started. Every server is on 127.0.0.1, on a free port, and stopped by
+its PID.
+
+1. Throughput to ``smtp-sink`` of 2 KB text+HTML messages, each with its
+   Message-ID, all in the same run:
+
+   (a) the baseline: build an ``email.message.EmailMessage`` (text + HTML
+       alternative, ``make_msgid()``, ``formatdate()``) and send it with
+       ``aiosmtplib.send``: one connection per message, sequential. Library
+       defaults, as an app would write it (``make_msgid()`` looks the host
+       name up on each call; aiosmtplib looks up the FQDN per connection);
+   (a') the same with those two lookups given (``domain=``, ``local_hostname=``);
+   (b) the same as (a) with ``smtplib``;
+   (c) ours: ``Message`` -> ``SMTPClient.send`` with pool_size N and N sends
+       in flight, N = 1, 4, 8.
+
+   Target: (c) at least 3x (a).
+2. Against ``smtp-sink -w 1`` (every DATA reply delayed by 1 s): messages/s
+   with pool_size N and N sends in flight. Target: at least 0.8 x N msg/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+import aiosmtplib
+
+from _common import Series, save, table
+from apitask.mail import Message, SMTPClient
+
+SENDER = "Acme <no-reply@acme.example>"
+RECIPIENT = "user@example.org"
+SUBJECT = "Reset your password"
+POOL_SIZES = (1, 4, 8)
+SLOW_POOL_SIZES = (8, 16)
+
+
+def bodies() -> tuple[str, str]:
+    """About 1 KB of text and 1 KB of HTML: a 2 KB message once encoded."""
+    line = "Follow this link to reset the password for your account: https://acme.example/r\n"
+    text = line * 10
+    html = "<p>" + "</p>\n<p>".join(line.strip() for _ in range(9)) + "</p>\n"
+    return text, html
+
+
+TEXT, HTML = bodies()
+
+
+# ------------------------------------------------------------------ smtp-sink
+
+
+def smtp_sink() -> str:
+    """The smtp-sink binary, installed from Debian's postfix package if need be."""
+    found = shutil.which("smtp-sink", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise SystemExit("smtp-sink is missing: as root, apt-get install postfix (see docstring)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    preseed = "postfix postfix/main_mailer_type select No configuration\n"
+    subprocess.run(["debconf-set-selections"], input=preseed, text=True, check=True, env=env)
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-upgrade", "postfix"], check=True, env=env
+    )
+    # Postfix is wanted only for its test programs: never leave its daemon running.
+    if subprocess.run(["pgrep", "-x", "master"], capture_output=True).returncode == 0:
+        subprocess.run(["postfix", "stop"], check=False)
+    return "/usr/sbin/smtp-sink"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_sink(*options: str) -> tuple[subprocess.Popen[bytes], int]:
+    """smtp-sink on a free port of 127.0.0.1, ready for connections."""
+    port = free_port()
+    args = [smtp_sink(), *options, "-m", "1024", f"127.0.0.1:{port}", "1024"]
+    if os.geteuid() == 0:
+        args[1:1] = ["-u", "nobody"]  # smtp-sink refuses to run as root otherwise
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process, port
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                stop(process)
+                raise SystemExit(f"smtp-sink did not start on port {port}") from None
+            time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# ------------------------------------------------------------------ the cases
+
+
+def stdlib_message(domain: str | None = None) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = SENDER
+    message["To"] = RECIPIENT
+    message["Subject"] = SUBJECT
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(domain=domain)
+    message.set_content(TEXT)
+    message.add_alternative(HTML, subtype="html")
+    return message
+
+
+async def aiosmtplib_per_message(port: int, n: int, *, given: bool = False) -> float:
+    """Seconds for n messages: EmailMessage + aiosmtplib.send, one connection each."""
+    start = time.perf_counter()
+    for _ in range(n):
+        message = stdlib_message("acme.example" if given else None)
+        await aiosmtplib.send(
+            message,
+            hostname="127.0.0.1",
+            port=port,
+            start_tls=False,
+            local_hostname="bench.example" if given else None,
+        )
+    return time.perf_counter() - start
+
+
+def smtplib_per_message(port: int, n: int) -> float:
+    """Seconds for n messages: EmailMessage + smtplib, one connection each."""
+    start = time.perf_counter()
+    for _ in range(n):
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.send_message(stdlib_message())
+    return time.perf_counter() - start
+
+
+async def ours(port: int, n: int, pool_size: int) -> float:
+    """Seconds for n messages: Message + SMTPClient(pool_size) with pool_size in flight."""
+    left = n
+
+    async def worker(client: SMTPClient) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            message = Message(to=RECIPIENT, subject=SUBJECT, text=TEXT, html=HTML, type="recovery")
+            await client.send(message)
+
+    client = SMTPClient(
+        host="127.0.0.1",
+        port=port,
+        sender=SENDER,
+        pool_size=pool_size,
+        tls="none",
+        local_hostname="bench.example",
+        max_messages_per_connection=10_000,
+    )
+    async with client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(pool_size)))
+        elapsed = time.perf_counter() - start
+    assert client.counters.sent == n, client.counters
+    return elapsed
+
+
+def build_cost(n: int = 2000) -> tuple[float, float, int]:
+    """Microseconds to build one message as bytes: stdlib vs ours; and our size."""
+    from apitask.mail._mime import parse_sender, render
+
+    start = time.perf_counter()
+    for _ in range(n):
+        bytes(stdlib_message("acme.example"))
+    stdlib_us = (time.perf_counter() - start) / n * 1e6
+    sender = parse_sender(SENDER)
+    start = time.perf_counter()
+    for _ in range(n):
+        data = render(Message(to=RECIPIENT, subject=SUBJECT, text=TEXT, html=HTML), sender).data
+    ours_us = (time.perf_counter() - start) / n * 1e6
+    return stdlib_us, ours_us, len(data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer messages, one run")
+    args = parser.parse_args()
+    repeat = 1 if args.quick else args.repeat
+    n_base, n_ours = (200, 600) if args.quick else (1000, 4000)
+
+    stdlib_us, ours_us, message_bytes = build_cost()
+    print(f"building one message: stdlib EmailMessage {stdlib_us:.0f} us, ours {ours_us:.0f} us")
+    print(f"message size: {message_bytes} bytes\n")
+
+    baseline = Series("(a) EmailMessage+aiosmtplib, conn/msg", "msg/s")
+    given = Series("(a') same, msgid domain + EHLO name given", "msg/s")
+    stdlib = Series("(b) EmailMessage+smtplib, conn/msg", "msg/s")
+    pooled = [Series(f"(c) ours, pool_size={size}", "msg/s") for size in POOL_SIZES]
+    sink, port = start_sink()
+    try:
+        for _ in range(repeat):
+            gc.collect()
+            baseline.values.append(n_base / asyncio.run(aiosmtplib_per_message(port, n_base)))
+            gc.collect()
+            given.values.append(
+                n_base / asyncio.run(aiosmtplib_per_message(port, n_base, given=True))
+            )
+            gc.collect()
+            stdlib.values.append(n_base / smtplib_per_message(port, n_base))
+            for row, size in zip(pooled, POOL_SIZES, strict=True):
+                gc.collect()
+                row.values.append(n_ours / asyncio.run(ours(port, n_ours, size)))
+    finally:
+        stop(sink)
+    rows = [baseline, given, stdlib, *pooled]
+    print(f"1. throughput to smtp-sink, {repeat} runs")
+    print(table(rows, baseline, higher_is_better=True))
+
+    slow = [Series(f"-w 1, pool_size={size}", "msg/s") for size in SLOW_POOL_SIZES]
+    sink, port = start_sink("-w", "1")
+    try:
+        for row, size in zip(slow, SLOW_POOL_SIZES, strict=True):
+            for _ in range(repeat):
+                count = size * (2 if args.quick else 4)
+                row.values.append(count / asyncio.run(ours(port, count, size)))
+    finally:
+        stop(sink)
+    print("\n2. smtp-sink -w 1 (DATA reply after 1 s): target >= 0.8 x pool_size msg/s")
+    for row, size in zip(slow, SLOW_POOL_SIZES, strict=True):
+        print(f"{row.name:<44} {row.median:>10.2f} msg/s = {row.median / size:.2f} x N")
+
+    ratio = max(row.median for row in pooled) / baseline.median
+    path = save(
+        "smtp",
+        rows + slow,
+        build_us={"stdlib": stdlib_us, "ours": ours_us},
+        message_bytes=message_bytes,
+        best_ratio_vs_a=ratio,
+    )
+    print(f"\nbest (c) / (a) = {ratio:.1f}x (target >= 3x); raw: {path}")
+
+
+if __name__ == "__main__":
+    main()
