@@ -12,10 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
-import apitask.mail
-
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
 
@@ -253,9 +249,3 @@ class MailServer:
         await self.process.reap()
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
-
-
-# Until apitask.mail.SMTPClient is merged, the mail scenarios skip (removed after the merge).
-needs_smtp_client = pytest.mark.skipif(
-    not hasattr(apitask.mail, "SMTPClient"), reason="apitask.mail.SMTPClient is not merged yet"
-)

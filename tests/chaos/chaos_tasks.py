@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from apitask.mail import Message, make_message_id
+from apitask.mail import MailTask, Message, SMTPClient, make_message_id
 from apitask.outbox import TaskRegistry
 
 if TYPE_CHECKING:
@@ -81,10 +81,8 @@ def confirmation(to: str) -> Message:
     )
 
 
-def smtp_client() -> Any:
+def smtp_client() -> SMTPClient:
     """The SMTP client of a chaos worker: plain text to the chaos mail server."""
-    from apitask.mail import SMTPClient  # type: ignore[attr-defined,unused-ignore]
-
     return SMTPClient(
         host="127.0.0.1",
         port=int(os.environ["CHAOS_SMTP_PORT"]),
@@ -97,8 +95,6 @@ def smtp_client() -> Any:
 
 def mails() -> TaskRegistry:
     """``mailer.*`` jobs, sent through an SMTPClient (and ``chaos.record`` ones)."""
-    from apitask.mail import MailTask
-
     registry = records()
     registry.register_prefix("mailer.", MailTask.factory(smtp_client()))
     return registry

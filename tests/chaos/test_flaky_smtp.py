@@ -23,7 +23,7 @@ from apitask.mail import MailTask, RecordingClient
 from apitask.outbox import JobState, Outbox, TaskRegistry
 from apitask.outbox.sqlite import SQLiteStore  # reads its SQL files at import, not on the loop
 
-from ._support import SEED, Tally, env_with, needs_smtp_client, poll, python, size
+from ._support import SEED, Tally, env_with, poll, python, size
 from .chaos_tasks import confirmation
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ._support import MailServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), needs_smtp_client]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 MAILS = size(500, 5_000)
 REFUSED = "refused-1@example.org"

@@ -27,7 +27,7 @@ import pytest
 from apitask.outbox import JobState, Outbox, TaskRegistry
 from apitask.outbox.sqlite import SQLiteStore  # reads its SQL files at import, not on the loop
 
-from ._support import HERE, Process, Tally, env_with, needs_smtp_client, python, size
+from ._support import HERE, Process, Tally, env_with, python, size
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from ._support import MailServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), needs_smtp_client]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 MAILS = size(2_000, 2_000)
 BATCH = 500  # mails per request

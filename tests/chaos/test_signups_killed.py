@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ._support import Tally, env_with, kill_holding, needs_smtp_client, poll, python, size
+from ._support import Tally, env_with, kill_holding, poll, python, size
 from .signup_producer import rolled_back
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ._support import MailServer
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300), needs_smtp_client]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 
 SIGNUPS = size(5_000, 5_000)
 KILL_AFTER = SIGNUPS // 2  # committed sign-ups before the kill
