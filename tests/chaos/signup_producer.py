@@ -1,15 +1,16 @@
 """Scenario 4's process: sign-ups in outbox mode, with a worker in the same process.
 
-``python -m chaos.signup_producer`` (with ``tests`` on the path) runs
-``$CHAOS_SIGNUPS`` sign-ups, 8 at a time, against PostgreSQL
+``python -m chaos.signup_producer`` (with ``tests`` on the path) runs the
+sign-ups numbered ``$CHAOS_SIGNUP_START`` (default 0) to ``$CHAOS_SIGNUPS``,
+8 at a time, against PostgreSQL
 (``$CHAOS_PG_DSN``, tables in ``$CHAOS_PG_SCHEMA``). Each is one SQLAlchemy
 transaction: insert the user, enqueue the confirmation mail into the outbox
 in the same transaction, and commit, or roll back when :func:`rolled_back`
 says so (a failure after the enqueue). Like ``apitask-auth serve`` in outbox
 mode, the process also runs an outbox worker, which sends the mail to the
 chaos mail server (``$CHAOS_SMTP_PORT``). It prints ``ready`` once the
-worker runs and ``done`` after the last sign-up; the test SIGKILLs it in
-between.
+worker runs and ``done`` after the last sign-up, then serves until SIGTERM
+(its worker drains) or SIGKILL.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import sys
 
 from sqlalchemy import text
@@ -48,13 +50,13 @@ def say(line: str) -> None:
 
 async def main() -> None:
     dsn, schema = os.environ["CHAOS_PG_DSN"], os.environ["CHAOS_PG_SCHEMA"]
-    signups = int(os.environ["CHAOS_SIGNUPS"])
+    start, end = int(os.environ.get("CHAOS_SIGNUP_START", "0")), int(os.environ["CHAOS_SIGNUPS"])
     smtp = smtp_client()
     registry = records()
     registry.register_prefix("mailer.", MailTask.factory(smtp))
     engine = create_async_engine(dsn.replace("postgresql://", "postgresql+asyncpg://"))
     insert = text(f'INSERT INTO "{schema}".users (id, email) VALUES (:id, :email)')
-    numbers = iter(range(signups))
+    numbers = iter(range(start, end))
 
     async def sign_up(outbox: Outbox) -> None:
         for i in numbers:  # shared by the CONCURRENT sign-up loops
@@ -69,13 +71,16 @@ async def main() -> None:
             except SignupFailed:
                 pass
 
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     outbox = Outbox(PostgresStore(dsn, schema=schema), registry)
     async with outbox, outbox.worker(concurrency=16, lease=5.0):
         say("ready")
         await asyncio.gather(*(sign_up(outbox) for _ in range(CONCURRENT)))
         say("done")
-        await asyncio.Event().wait()  # serve until killed, like a server
+        await stop.wait()  # serve until stopped, like a server
     await engine.dispose()
+    await smtp.aclose()
 
 
 if __name__ == "__main__":
