@@ -73,6 +73,9 @@ def build(endpoint: object, *middleware: Middleware) -> Starlette:
 plain = build(hello)
 bare_task = build(hello_with_bare_task)
 middleware_only = build(hello, Middleware(TaskMiddleware))
+# The floor for "a request scope and one task": the middleware's own cost
+# plus one asyncio task's loop round trip, without apitask's task bookkeeping.
+middleware_bare_task = build(hello_with_bare_task, Middleware(TaskMiddleware))
 one_task = build(hello_with_task, Middleware(TaskMiddleware))
 one_task_after = build(hello_with_task, Middleware(TaskMiddleware, wait="after_response"))
 
@@ -80,6 +83,7 @@ CASES = {
     "plain Starlette (baseline)": "plain",
     "bare asyncio task per request (reference)": "bare_task",
     "+ TaskMiddleware, no task": "middleware_only",
+    "+ TaskMiddleware, bare asyncio task (floor)": "middleware_bare_task",
     "+ TaskMiddleware, 1 no-op task (before_response)": "one_task",
     "+ TaskMiddleware, 1 no-op task (after_response)": "one_task_after",
 }

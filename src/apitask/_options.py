@@ -6,6 +6,7 @@ message, not on the first request.
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar, get_args
 
@@ -89,4 +90,20 @@ def request_id(header: str | None) -> str:
     """
     if header and len(header) <= 200 and header.isprintable():
         return header
-    return os.urandom(16).hex()  # as random as uuid4().hex, at a quarter of the cost
+    return f"{_id_prefix}{next(_id_counter):016x}"
+
+
+# A fresh id is a per-process random prefix and a counter: unique without a
+# getrandom() system call per request (ids need to be unique, not secret).
+# A forked child must not repeat its parent's ids, so it draws a new prefix.
+_id_prefix = os.urandom(8).hex()
+_id_counter = itertools.count()
+
+
+def _new_id_prefix() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = os.urandom(8).hex()
+    _id_counter = itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from apitask_auth.app import create_app
 from apitask_auth.config import Settings, load_settings
-from apitask_auth.db import migrate
+from apitask_auth.db import email_rate_limits, migrate
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -109,7 +109,12 @@ async def make_service(database_url: str) -> AsyncIterator[Callable[..., Any]]:
         )
         # Building the engine touches the file system (SQLite paths): off the loop.
         app = await asyncio.to_thread(create_app, settings)
-        await migrate(app.state.service.engine)
+        engine = app.state.service.engine
+        await migrate(engine)
+        # The e-mail allowance lives in the database, which PostgreSQL tests share:
+        # each service starts with a full one.
+        async with engine.begin() as connection:
+            await connection.execute(email_rate_limits.delete())
         http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://auth.test"
         )

@@ -27,9 +27,9 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.mark.no_blockbuster  # a CLI test: the command runs its own event loop
 def test_migrate_creates_the_schema_once(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`apitask-auth migrate` applies version 1, then reports nothing to do."""
+    """`apitask-auth migrate` applies versions 1 and 2, then reports nothing to do."""
     assert main(["migrate"]) == 0
-    assert "applied migrations: [1]" in capsys.readouterr().out
+    assert "applied migrations: [1, 2]" in capsys.readouterr().out
     assert main(["migrate"]) == 0
     assert "none (schema is current)" in capsys.readouterr().out
     with sqlite3.connect(env) as connection:

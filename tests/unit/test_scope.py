@@ -132,6 +132,62 @@ async def test_waiting_twice_is_fine() -> None:
     assert counter.n == 1
 
 
+async def test_concurrent_waits_all_return_once_the_last_task_ends() -> None:
+    """Several waiters on one scope: none returns while a task runs, all return after."""
+    release = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def blocked() -> None:
+        await release.wait()
+        finished.set()
+
+    parked = [asyncio.Event() for _ in range(3)]
+
+    async def waiter(ready: asyncio.Event) -> bool:
+        ready.set()  # wait() parks without yielding first: parked once this is seen
+        await apitask.wait()
+        return finished.is_set()
+
+    async with apitask.scope():
+        await apitask.run(apitask.task("test.blocked", blocked))
+        waits = [asyncio.create_task(waiter(ready)) for ready in parked]
+        for ready in parked:
+            await ready.wait()
+        assert not any(w.done() for w in waits)
+        release.set()
+        assert await asyncio.gather(*waits) == [True, True, True]
+
+
+async def test_a_cancelled_wait_leaves_the_other_waits_and_the_tasks_alone() -> None:
+    """Cancelling one waiter cancels neither the tasks nor another wait on the scope."""
+    release = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def blocked() -> None:
+        await release.wait()
+        finished.set()
+
+    parked = [asyncio.Event(), asyncio.Event()]
+
+    async def waiter(ready: asyncio.Event) -> apitask.WaitReport:
+        ready.set()  # wait() parks without yielding first: parked once this is seen
+        return await apitask.wait()
+
+    async with apitask.scope() as tasks:
+        await apitask.run(apitask.task("test.blocked", blocked))
+        doomed, other = (asyncio.create_task(waiter(ready)) for ready in parked)
+        for ready in parked:
+            await ready.wait()
+        doomed.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+        assert not other.done() and tasks.pending == 1
+        release.set()
+        report = await other
+    assert finished.is_set()
+    assert report.succeeded == 1 and report.cancelled == ()
+
+
 # --- the rest of the contract ---------------------------------------------------
 
 

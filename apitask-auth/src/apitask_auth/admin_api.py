@@ -26,10 +26,10 @@ from .security import generate_otp, hash_password, random_password, token_hash
 from .users import (
     User,
     confirm_email,
-    create_email_identity,
     create_user,
     find_user_by_email,
     get_user,
+    set_email_identity,
     set_one_time_token,
     update_user,
     user_body,
@@ -396,34 +396,13 @@ async def update_admin_user(
             if other is not None and other["id"] != user["id"]:
                 raise _email_exists()
             values["email"] = email
-            await _set_email_identity(conn, user, email, bool(params.email_confirm))
+            await set_email_identity(conn, user, email, verified=bool(params.email_confirm))
         if values:
             user = await update_user(conn, user["id"], **values)
         if params.email_confirm:
             user = await confirm_email(conn, user)
         await _audit(conn, request, admin, "user_modified", user)
         return JSONResponse(await user_body(conn, user))
-
-
-async def _set_email_identity(
-    conn: AsyncConnection, user: User, email: str, verified: bool
-) -> None:
-    row = (
-        await conn.execute(
-            select(identities).where(
-                identities.c.user_id == user["id"], identities.c.provider == "email"
-            )
-        )
-    ).first()
-    if row is None:
-        await create_email_identity(conn, user["id"], email, {}, verified=verified)
-        return
-    data = dict(row.identity_data) | {"email": email, "email_verified": verified}
-    await conn.execute(
-        identities.update()
-        .where(identities.c.id == row.id)
-        .values(identity_data=data, email=email, updated_at=now())
-    )
 
 
 @router.delete("/admin/users/{user_id}")

@@ -18,6 +18,10 @@ from .deps import Service
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .mailer import RecordingMailer
+from .ratelimit import IPRateLimitMiddleware
+from .recovery_api import router as recovery_router
+from .timing import ResponseTimeMiddleware
+from .user_api import router as user_router
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -139,7 +143,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(general)
     app.include_router(auth_router)
     app.include_router(admin_router)
+    app.include_router(recovery_router)
+    app.include_router(user_router)
     if settings.dev:
         app.include_router(dev_router)
+    app.add_middleware(IPRateLimitMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware)
+    # Outermost, so the time it matches includes everything else.
+    app.add_middleware(ResponseTimeMiddleware, enabled=settings.security_match_response_times)
     return app

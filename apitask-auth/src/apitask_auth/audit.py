@@ -26,6 +26,8 @@ _LOG_TYPES = {
     "user_modified": "user",
     "user_confirmation_requested": "user",
     "user_recovery_requested": "user",
+    "user_reauthenticate_requested": "user",
+    "user_updated_password": "user",
     "token_refreshed": "token",
     "token_revoked": "token",
 }

@@ -11,7 +11,8 @@ from sqlalchemy import delete, select
 
 from .audit import audit
 from .db import flow_state, new_id, now
-from .deps import Auth, Svc, request_aud
+from .deps import Auth, Service, Svc, request_aud
+from .email_change import SINGLE_CONFIRMATION, confirm_email_change
 from .errors import APIError
 from .flows import (
     check_password_strength,
@@ -23,6 +24,7 @@ from .flows import (
     validate_pkce,
 )
 from .models import SignupParams, TokenParams, VerifyParams  # noqa: TC001 - read by FastAPI
+from .notifications import notification_data, notify
 from .redirects import redirect_to
 from .security import check_password, hash_password, pkce_matches, token_hash
 from .sessions import (
@@ -33,6 +35,7 @@ from .sessions import (
     refresh_session,
     session_response,
 )
+from .timing import mark_nothing_sent, mark_sent
 from .users import (
     User,
     clear_one_time_tokens,
@@ -117,6 +120,7 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
         if user is not None and _is_confirmed(user):
             if settings.mailer_autoconfirm:
                 raise APIError(422, "user_already_exists", "User already registered")
+            mark_nothing_sent(request)
             return JSONResponse(_fake_user(email, aud, data, user))
         if user is None:
             user = await create_user(
@@ -145,6 +149,7 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
         )
         await audit(conn, request, user["id"], email, "user_confirmation_requested")
         body = await user_body(conn, user)
+    mark_sent(request)
     if user["invited_at"] is not None:
         body["user_metadata"] = {}
         body["identities"] = []
@@ -158,8 +163,19 @@ _VERIFY_TYPES: dict[str, tuple[list[str], str, str]] = {
     "recovery": (["recovery_token"], "recovery_sent_at", "recovery"),
     "magiclink": (["recovery_token"], "recovery_sent_at", "magiclink"),
     "email": (["confirmation_token", "recovery_token"], "confirmation_sent_at", "otp"),
+    # GoTrue tries the current address's token first, then the new one's.
+    "email_change": (
+        ["email_change_token_current", "email_change_token_new"],
+        "email_change_sent_at",
+        "email_change",
+    ),
 }
-_SENT_AT = {"confirmation_token": "confirmation_sent_at", "recovery_token": "recovery_sent_at"}
+_SENT_AT = {
+    "confirmation_token": "confirmation_sent_at",
+    "recovery_token": "recovery_sent_at",
+    "email_change_token_current": "email_change_sent_at",
+    "email_change_token_new": "email_change_sent_at",
+}
 _EFFECTIVE = {"confirmation_token": "signup", "recovery_token": "magiclink"}
 
 
@@ -170,9 +186,15 @@ def _expired(settings: Settings, user: User, token_type: str) -> bool:
 
 async def _verified_user(
     conn: AsyncConnection, settings: Settings, kind: str, stored_tokens: list[str], message: str
-) -> tuple[User, str]:
-    """Find and check the user a token belongs to; returns it and the effective type."""
+) -> tuple[User, str, str]:
+    """Find and check the user a token belongs to.
+
+    Returns:
+        The user, the effective verification type, and the token type that matched.
+    """
     token_types = _VERIFY_TYPES[kind][0]
+    if kind == "email_change" and not settings.mailer_secure_email_change_enabled:
+        token_types = ["email_change_token_new"]
     found = await find_token(conn, token_types, stored_tokens)
     if found is None or _expired(settings, found[0], found[1]):
         raise APIError(403, "otp_expired", message)
@@ -180,12 +202,20 @@ async def _verified_user(
     if user["banned_until"] is not None and user["banned_until"] > now():
         raise APIError(403, "user_banned", "User is banned")
     effective = _EFFECTIVE[token_type] if kind == "email" else kind
-    return user, effective
+    return user, effective, token_type
 
 
 async def _apply_verification(
-    conn: AsyncConnection, request: Request, user: User, kind: str
-) -> User:
+    conn: AsyncConnection,
+    settings: Settings,
+    request: Request,
+    user: User,
+    kind: str,
+    token_type: str,
+) -> User | None:
+    """Apply a checked token; None for the first of two e-mail-change confirmations."""
+    if kind == "email_change":
+        return await confirm_email_change(conn, settings, request, user, token_type)
     if kind in {"signup", "invite"}:
         user = await confirm_email(conn, user)
     else:
@@ -238,12 +268,24 @@ async def verify_link(
         raise APIError(400, "validation_failed", "Verify requires a token or a token hash")
     redirect = redirect_to(settings, request)
     is_pkce = token.startswith("pkce_")
+    changed: tuple[User, str] | None = None
     try:
         async with svc.engine.begin() as conn:
-            user, effective = await _verified_user(
+            user, effective, token_type = await _verified_user(
                 conn, settings, kind, [token], "Email link is invalid or has expired"
             )
-            user = await _apply_verification(conn, request, user, effective)
+            old_email = user["email"]
+            applied = await _apply_verification(
+                conn, settings, request, user, effective, token_type
+            )
+            if applied is None:
+                target = _with_fragment(redirect, {"message": SINGLE_CONFIRMATION, "sb": ""})
+                if is_pkce:
+                    target = _with_fragment(target, {"message": SINGLE_CONFIRMATION}, query=True)
+                return RedirectResponse(target, status_code=303)
+            user = applied
+            if effective == "email_change":
+                changed = (user, old_email)
             if is_pkce:
                 method = "email/signup" if effective.endswith("signup") else effective
                 state = await latest_flow_state(conn, user["id"], method)
@@ -284,7 +326,16 @@ async def verify_link(
         target = _with_fragment(redirect, values)
         if is_pkce:
             target = _with_fragment(target, values, query=True)
+    if changed is not None:
+        await _notify_email_changed(svc, *changed)
     return RedirectResponse(target, status_code=303)
+
+
+async def _notify_email_changed(svc: Service, user: User, old_email: str | None) -> None:
+    """GoTrue's email_changed notification, to the old address, when switched on."""
+    if svc.settings.mailer_notifications_email_changed_enabled and old_email:
+        data = notification_data(svc, user["email"], user["raw_user_meta_data"], old_email)
+        await notify(svc, "email_changed_notification", old_email, data)
 
 
 @router.post("/verify")
@@ -316,14 +367,25 @@ async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Respon
             hashed = token_hash(email, params.token or "")
             candidates = [hashed, "pkce_" + hashed]
             message = "Token has expired or is invalid"
-            owner = await find_user_by_email(conn, email, request_aud(settings, request))
-            if owner is None:
-                raise APIError(403, "otp_expired", message)
-        user, effective = await _verified_user(conn, settings, kind, candidates, message)
-        if params.token and user["email"].lower() != email:
+            # An e-mail change is confirmed with either address; the hash names it.
+            if kind != "email_change":
+                owner = await find_user_by_email(conn, email, request_aud(settings, request))
+                if owner is None:
+                    raise APIError(403, "otp_expired", message)
+        user, effective, token_type = await _verified_user(
+            conn, settings, kind, candidates, message
+        )
+        if params.token and kind != "email_change" and user["email"].lower() != email:
             raise APIError(403, "otp_expired", message)
-        user = await _apply_verification(conn, request, user, effective)
-        return JSONResponse(await issue_session(conn, settings, user, "otp"))
+        old_email = user["email"]
+        applied = await _apply_verification(conn, settings, request, user, effective, token_type)
+        if applied is None:
+            # GoTrue's answer to the first of two confirmations; its code is a string.
+            return JSONResponse({"msg": SINGLE_CONFIRMATION, "code": "200"})
+        body = await issue_session(conn, settings, applied, "otp")
+    if effective == "email_change":
+        await _notify_email_changed(svc, applied, old_email)
+    return JSONResponse(body)
 
 
 @router.post("/token")

@@ -179,6 +179,8 @@ class Settings(BaseSettings):
     security_update_password_require_current_password: bool = False
     security_refresh_token_rotation_enabled: bool = True
     security_refresh_token_reuse_interval: int = Field(0, ge=0)
+    # Ours, not GoTrue's: see timing.py.
+    security_match_response_times: bool = True
 
     # JWT
     jwt_secret: str = ""
@@ -211,6 +213,8 @@ class Settings(BaseSettings):
     mailer_urlpaths_email_change: str = "/verify"
     mailer_external_hosts: CommaList = []
     mailer_email_background_sending: bool = False
+    mailer_notifications_password_changed_enabled: bool = False
+    mailer_notifications_email_changed_enabled: bool = False
     mailer_delivery: Delivery | None = None
 
     # apitask worker pool and outbox
@@ -222,6 +226,9 @@ class Settings(BaseSettings):
 
     # Rate limits
     rate_limit_header: str = ""
+    rate_limit_otp: float = Field(30, ge=0)
+    rate_limit_verify: float = Field(30, ge=0)
+    rate_limit_token_refresh: float = Field(150, ge=0)
     rate_limit_email_sent: Annotated[EmailRateLimit, NoDecode] = EmailRateLimit(30)
 
     # Service only: dev mode (set by ``serve --dev``, not by the environment)

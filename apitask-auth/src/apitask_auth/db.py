@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -44,6 +45,7 @@ __all__ = [
     "MIGRATIONS",
     "audit_log_entries",
     "create_engine",
+    "email_rate_limits",
     "flow_state",
     "identities",
     "metadata",
@@ -213,6 +215,20 @@ audit_log_entries = Table(
     _ts("created_at", nullable=False),
 )
 
+# The global e-mail limit (GOTRUE_RATE_LIMIT_EMAIL_SENT) as one row per mode,
+# so every process on the database draws from the same allowance. Times are
+# Unix seconds as floats: the same arithmetic on SQLite and PostgreSQL.
+email_rate_limits = Table(
+    "email_rate_limits",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    # fixed window: the window's number (seconds // interval) and the mails sent in it
+    Column("window_id", BigInteger, nullable=False, default=0),
+    # token bucket: the tokens left at updated_at
+    Column("amount", Float, nullable=False, default=0),
+    Column("updated_at", Float, nullable=False, default=0),
+)
+
 schema_migrations = Table(
     "schema_migrations",
     MetaData(),
@@ -222,12 +238,19 @@ schema_migrations = Table(
 
 
 def _initial_schema(connection: Connection) -> None:
-    metadata.create_all(connection, checkfirst=False)
+    # The tables version 1 shipped with; later tables arrive through their own steps.
+    initial = [users, identities, one_time_tokens, sessions, refresh_tokens, flow_state]
+    metadata.create_all(connection, tables=[*initial, audit_log_entries], checkfirst=False)
+
+
+def _email_rate_limits(connection: Connection) -> None:
+    email_rate_limits.create(connection, checkfirst=False)
 
 
 # Append-only: a deployed step is never edited, later changes are new steps.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
+    (2, "global e-mail rate limit", _email_rate_limits),
 ]
 
 

@@ -1,5 +1,5 @@
 """Checks and steps the endpoints share: e-mail and password rules, PKCE,
-sending a token mail (§1.7, §1.8, §2, §3.1)."""
+sending a token mail and the checks before any send (§1.7, §1.8, §2, §3.1)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import select
 from .db import flow_state, new_id, now
 from .errors import APIError
 from .mailer import MailData, Template
+from .ratelimit import take_email_allowance
 from .redirects import action_link
 from .security import generate_otp, token_hash
 from .users import User, set_one_time_token
@@ -26,8 +27,11 @@ if TYPE_CHECKING:
 __all__ = [
     "PKCE",
     "TokenMail",
+    "before_send",
     "check_password_strength",
+    "check_interval",
     "create_flow_state",
+    "deliver",
     "latest_flow_state",
     "send_token_mail",
     "token_mail",
@@ -179,13 +183,15 @@ def token_mail(settings: Settings, template: Template) -> TokenMail:
         "confirmation": settings.mailer_urlpaths_confirmation,
         "invite": settings.mailer_urlpaths_invite,
         "recovery": settings.mailer_urlpaths_recovery,
-        "magic_link": settings.mailer_urlpaths_confirmation,
+        "magic_link": settings.mailer_urlpaths_recovery,  # GoTrue's MagicLinkMail does so
+        "reauthentication": "",  # a code only, no link
     }
     link_type, token_type, sent_at = {
         "confirmation": ("signup", "confirmation_token", "confirmation_sent_at"),
         "invite": ("invite", "confirmation_token", "confirmation_sent_at"),
         "recovery": ("recovery", "recovery_token", "recovery_sent_at"),
         "magic_link": ("magiclink", "recovery_token", "recovery_sent_at"),
+        "reauthentication": ("", "reauthentication_token", "reauthentication_sent_at"),
     }[template]
     # Invites have no per-user interval (§1.7).
     return TokenMail(
@@ -212,12 +218,15 @@ async def send_token_mail(
     if kind.per_user_interval:
         check_interval(settings, user, kind.sent_at)
     email = user["email"]
+    await before_send(conn, settings, [email])
     otp = generate_otp(settings.otp_length)
     stored = ("pkce_" if pkce else "") + token_hash(email, otp)
     user = await set_one_time_token(
         conn, user, kind.token_type, stored, email, sent_at_column=kind.sent_at
     )
-    link = action_link(settings, request, kind.url_path, stored, kind.link_type, redirect)
+    link = ""
+    if kind.link_type:
+        link = action_link(settings, request, kind.url_path, stored, kind.link_type, redirect)
     data = MailData(
         email=email,
         site_url=settings.site_url,
@@ -227,12 +236,41 @@ async def send_token_mail(
         redirect_to=redirect,
         data=user["raw_user_meta_data"],
     )
+    await deliver(conn, mailer, kind.template, email, data)
+    return user
+
+
+def _without_label(address: str) -> str:
+    local, at, domain = address.rpartition("@")
+    return local.split("+", 1)[0] + at + domain if at else address
+
+
+async def before_send(conn: AsyncConnection, settings: Settings, recipients: list[str]) -> None:
+    """What GoTrue checks before every send (``sendEmail``), in its order.
+
+    The recipients must be in ``GOTRUE_EXTERNAL_EMAIL_AUTHORIZED_ADDRESSES`` when
+    it is set (a ``+label`` is ignored); then the send takes one unit of the
+    global e-mail allowance, however many recipients it has.
+    """
+    allowed = {address.lower() for address in settings.external_email_authorized_addresses}
+    for address in recipients if allowed else []:
+        if _without_label(address).lower() not in allowed:
+            raise APIError(
+                400,
+                "email_address_not_authorized",
+                f'Email address "{address}" cannot be used as it is not authorized',
+            )
+    await take_email_allowance(conn, settings)
+
+
+async def deliver(
+    conn: AsyncConnection, mailer: Mailer, template: Template, to: str, data: MailData
+) -> None:
+    """Hand one mail to the mailer; a failure is GoTrue's 500 "Error sending ... email"."""
     try:
-        await mailer.send(kind.template, email, data, connection=conn)
+        await mailer.send(template, to, data, connection=conn)
     except APIError:
         raise
     except Exception as exc:
-        raise APIError(
-            500, "unexpected_failure", f"Error sending {kind.template.replace('_', ' ')} email"
-        ) from exc
-    return user
+        name = template.removesuffix("_notification").replace("_", " ")
+        raise APIError(500, "unexpected_failure", f"Error sending {name} email") from exc

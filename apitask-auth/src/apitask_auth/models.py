@@ -15,8 +15,13 @@ __all__ = [
     "DeleteUserParams",
     "GenerateLinkParams",
     "InviteParams",
+    "MagicLinkParams",
+    "OtpParams",
+    "RecoverParams",
+    "ResendParams",
     "SignupParams",
     "TokenParams",
+    "UserUpdateParams",
     "VerifyParams",
 ]
 
@@ -98,3 +103,57 @@ class DeleteUserParams(_Body):
     """DELETE /admin/users/{id}."""
 
     should_soft_delete: bool = False
+
+
+class RecoverParams(_Body):
+    """POST /recover."""
+
+    email: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+
+
+class MagicLinkParams(_Body):
+    """POST /magiclink."""
+
+    email: str | None = None
+    data: dict[str, Any] | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+
+
+class OtpParams(_Body):
+    """POST /otp."""
+
+    email: str | None = None
+    phone: str | None = None
+    create_user: bool = True
+    data: dict[str, Any] | None = None
+    channel: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+
+
+class ResendParams(_Body):
+    """POST /resend."""
+
+    type: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+
+
+class UserUpdateParams(_Body):
+    """PUT /user."""
+
+    email: str | None = None
+    password: str | None = None
+    current_password: str | None = None
+    nonce: str | None = None
+    data: dict[str, Any] | None = None
+    app_metadata: dict[str, Any] | None = None
+    phone: str | None = None
+    channel: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None

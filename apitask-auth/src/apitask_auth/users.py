@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TOKEN_COLUMNS",
     "User",
+    "clear_one_time_token",
     "clear_one_time_tokens",
     "create_email_identity",
     "confirm_email",
@@ -30,6 +31,7 @@ __all__ = [
     "get_user",
     "iso",
     "list_identities",
+    "set_email_identity",
     "set_one_time_token",
     "update_user",
     "user_body",
@@ -214,6 +216,38 @@ async def find_token(
                 if user is not None:
                     return user, token_type
     return None
+
+
+async def clear_one_time_token(conn: AsyncConnection, user_id: str, token_type: str) -> None:
+    """Drop one of a user's one-time tokens, on its column and its row."""
+    await conn.execute(
+        delete(one_time_tokens)
+        .where(one_time_tokens.c.user_id == user_id)
+        .where(one_time_tokens.c.token_type == token_type)
+    )
+    await update_user(conn, user_id, **{TOKEN_COLUMNS[token_type]: None})
+
+
+async def set_email_identity(
+    conn: AsyncConnection, user: User, email: str, *, verified: bool
+) -> None:
+    """Point the user's ``email`` identity at ``email`` (creating it if missing)."""
+    row = (
+        await conn.execute(
+            select(identities).where(
+                identities.c.user_id == user["id"], identities.c.provider == "email"
+            )
+        )
+    ).first()
+    if row is None:
+        await create_email_identity(conn, user["id"], email, {}, verified=verified)
+        return
+    data = dict(row.identity_data) | {"email": email, "email_verified": verified}
+    await conn.execute(
+        identities.update()
+        .where(identities.c.id == row.id)
+        .values(identity_data=data, email=email, updated_at=now())
+    )
 
 
 async def clear_one_time_tokens(conn: AsyncConnection, user_id: str) -> None:

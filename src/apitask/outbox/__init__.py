@@ -15,7 +15,7 @@ from __future__ import annotations
 from ._cli import add_worker_arguments, load_registry, run_worker, run_worker_command
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
 from ._records import Job, JobState, OutboxError, Stats
-from ._registry import TaskFactory, TaskRegistry
+from ._registry import JobDecodeError, TaskFactory, TaskRegistry
 from ._store import NewJob, Store
 from ._worker import Worker, WorkerState
 
@@ -39,4 +39,5 @@ __all__ = [
     "Store",
     "NewJob",
     "OutboxError",
+    "JobDecodeError",
 ]

@@ -12,6 +12,11 @@ from ._registry import TaskRegistry, encode_payload
 from ._store import NewJob
 from ._worker import Worker
 
+# Imported now, not in open_store: loading it reads the SQL files, which must
+# not happen on a running event loop. (It needs only the stdlib; the
+# PostgreSQL store needs asyncpg, so it stays a lazy import.)
+from .sqlite import SQLiteStore
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from types import TracebackType
@@ -46,8 +51,6 @@ def open_store(
     scheme, sep, rest = url.partition("://")
     driverless = scheme.split("+", 1)[0]
     if sep and driverless == "sqlite" and rest.startswith("/") and len(rest) > 1:
-        from .sqlite import SQLiteStore
-
         if schema is not None:
             raise ValueError("schema: SQLite has no schemas; leave it unset")
         return SQLiteStore(rest[1:], synchronous=synchronous)

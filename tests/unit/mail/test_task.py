@@ -21,8 +21,8 @@ from apitask.mail import (
     TransientMailError,
     mail_counters,
 )
-from apitask.outbox import JobState, TaskRegistry, open_outbox
-from apitask.outbox._registry import JobDecodeError, encode_payload
+from apitask.outbox import JobDecodeError, JobState, TaskRegistry, open_outbox
+from apitask.outbox._registry import encode_payload
 
 if TYPE_CHECKING:
     from pathlib import Path

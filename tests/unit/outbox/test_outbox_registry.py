@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from apitask import task
-from apitask.outbox import TaskRegistry
-from apitask.outbox._registry import JobDecodeError, encode_payload
+from apitask.outbox import JobDecodeError, TaskRegistry
+from apitask.outbox._registry import encode_payload
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

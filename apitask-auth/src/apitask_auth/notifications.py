@@ -1,0 +1,40 @@
+"""Account-change notifications (§3.17): sent after the change, never failing it."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .flows import before_send, deliver
+from .mailer import MailData
+
+if TYPE_CHECKING:
+    from .deps import Service
+    from .mailer import Template
+
+__all__ = ["notification_data", "notify"]
+
+logger = logging.getLogger("apitask_auth")
+
+
+async def notify(svc: Service, template: Template, to: str, data: MailData) -> None:
+    """Send a notification mail in a transaction of its own, after the change committed.
+
+    As in GoTrue, any failure (the address not authorized, the global e-mail
+    limit, delivery) is logged and the request still succeeds.
+    """
+    try:
+        async with svc.engine.begin() as conn:
+            await before_send(conn, svc.settings, [to])
+            await deliver(conn, svc.mailer, template, to, data)
+    except Exception:
+        logger.warning("unable to send %s email to %s", template, to, exc_info=True)
+
+
+def notification_data(
+    svc: Service, email: str, metadata: dict[str, Any], old_email: str = ""
+) -> MailData:
+    """The template data of a notification: Email, SiteURL, Data (and OldEmail)."""
+    return MailData(
+        email=email, site_url=svc.settings.site_url, data=dict(metadata), old_email=old_email
+    )

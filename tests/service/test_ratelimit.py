@@ -1,0 +1,211 @@
+"""Rate limits (§1.7): the global e-mail allowance in the database, per-user intervals,
+per-IP request limits, and the authorized-addresses list."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from apitask_auth.config import EmailRateLimit
+from apitask_auth.errors import APIError
+from apitask_auth.ratelimit import TokenBucket, take_email_allowance
+
+from ._accounts import PASSWORD, mails_to, signed_in
+from .conftest import NEW_FORMAT, email
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .conftest import Service
+
+
+async def _known_users(svc: Service, count: int) -> list[str]:
+    """Confirmed users made by the admin API (no mail, so no allowance spent)."""
+    addresses = []
+    for _ in range(count):
+        address = email()
+        created = await svc.http.post(
+            "/admin/users",
+            json={"email": address, "password": PASSWORD, "email_confirm": True},
+            headers=svc.admin_headers(),
+        )
+        assert created.status_code == 200
+        addresses.append(address)
+    return addresses
+
+
+async def test_fixed_window_allows_n_sends_per_hour(make_service: Callable[..., Any]) -> None:
+    """With N=2 the third send in the hour is 429 over_email_send_rate_limit."""
+    svc: Service = await make_service(rate_limit_email_sent="2")
+    first, second, third = await _known_users(svc, 3)
+    for address in (first, second):
+        assert (await svc.http.post("/recover", json={"email": address})).status_code == 200
+    refused = await svc.http.post("/recover", json={"email": third}, headers=NEW_FORMAT)
+    assert refused.status_code == 429
+    assert refused.json() == {
+        "code": "over_email_send_rate_limit",
+        "message": "email rate limit exceeded",
+    }
+    assert mails_to(svc, third) == []
+    # Unknown addresses send nothing, so they never meet the limit (as in GoTrue).
+    assert (await svc.http.post("/recover", json={"email": email()})).status_code == 200
+
+
+async def test_fixed_window_resets_with_the_next_hour(make_service: Callable[..., Any]) -> None:
+    """The allowance is per whole hour: spent now, available again an hour later."""
+    svc: Service = await make_service(rate_limit_email_sent="1")
+    engine = svc.app.state.service.engine
+    start = (time.time() // 3600) * 3600 + 10
+    async with engine.begin() as conn:
+        await take_email_allowance(conn, svc.settings, at=start)
+    with pytest.raises(APIError, match="email rate limit exceeded"):
+        async with engine.begin() as conn:
+            await take_email_allowance(conn, svc.settings, at=start + 60)
+    async with engine.begin() as conn:
+        await take_email_allowance(conn, svc.settings, at=start + 3600)
+
+
+async def test_token_bucket_refills_one_per_duration(make_service: Callable[..., Any]) -> None:
+    """N/duration: a burst of N, then one more per duration."""
+    svc: Service = await make_service(rate_limit_email_sent="2/10m")
+    assert svc.settings.rate_limit_email_sent == EmailRateLimit(
+        2, EmailRateLimit.parse("1/10m").every
+    )
+    engine = svc.app.state.service.engine
+    start = time.time()
+    outcomes = []
+    for offset in (0, 1, 2, 601, 602, 1800):
+        async with engine.begin() as conn:
+            try:
+                await take_email_allowance(conn, svc.settings, at=start + offset)
+            except APIError as error:
+                assert error.status == 429
+                outcomes.append(False)
+            else:
+                outcomes.append(True)
+    assert outcomes == [True, True, False, True, False, True]
+
+
+async def test_zero_refuses_every_send_even_under_autoconfirm(
+    make_service: Callable[..., Any],
+) -> None:
+    """GOTRUE_RATE_LIMIT_EMAIL_SENT=0 blocks mail; otherwise autoconfirm skips the limit."""
+    blocked: Service = await make_service(rate_limit_email_sent="0", mailer_autoconfirm=True)
+    (address,) = await _known_users(blocked, 1)
+    refused = await blocked.http.post("/otp", json={"email": address})
+    assert (refused.status_code, refused.json()["error_code"]) == (
+        429,
+        "over_email_send_rate_limit",
+    )
+    skipped: Service = await make_service(rate_limit_email_sent="1", mailer_autoconfirm=True)
+    for address in await _known_users(skipped, 3):
+        assert (await skipped.http.post("/otp", json={"email": address})).status_code == 200
+
+
+async def test_allowance_is_shared_by_processes_on_one_database(
+    make_service: Callable[..., Any],
+) -> None:
+    """Two apps on the same database draw from one allowance (GoTrue keeps one per process)."""
+    first: Service = await make_service(rate_limit_email_sent="2")
+    second: Service = await make_service(rate_limit_email_sent="2")
+    a, b, c = await _known_users(first, 3)
+    assert (await first.http.post("/recover", json={"email": a})).status_code == 200
+    assert (await second.http.post("/recover", json={"email": b})).status_code == 200
+    assert (await first.http.post("/recover", json={"email": c})).status_code == 429
+    assert (await second.http.post("/recover", json={"email": c})).status_code == 429
+
+
+async def test_concurrent_sends_never_exceed_the_allowance(
+    make_service: Callable[..., Any],
+) -> None:
+    """Thirty concurrent recoveries against an allowance of twelve: exactly twelve mails.
+
+    More flows than the connection pool holds (15) run at once: taking the
+    allowance must not wait on the pool the flows are holding.
+    """
+    svc: Service = await make_service(rate_limit_email_sent="12")
+    addresses = await _known_users(svc, 30)
+    responses = await asyncio.gather(
+        *(svc.http.post("/recover", json={"email": address}) for address in addresses)
+    )
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] * 12 + [429] * 18
+    assert len([m for m in svc.mailer.sent if m.to in addresses]) == 12
+
+
+async def test_email_change_takes_one_unit_for_two_mails(make_service: Callable[..., Any]) -> None:
+    """Secure e-mail change sends two mails in one send, as GoTrue counts it."""
+    svc: Service = await make_service(rate_limit_email_sent="2")
+    _, session = await signed_in(svc)  # one unit: the sign-up confirmation
+    changed = await svc.http.put(
+        "/user",
+        json={"email": email()},
+        headers={"Authorization": f"Bearer {session['access_token']}"},
+    )
+    assert changed.status_code == 200
+    (other,) = await _known_users(svc, 1)
+    assert (await svc.http.post("/recover", json={"email": other})).status_code == 429
+
+
+async def test_authorized_addresses(make_service: Callable[..., Any]) -> None:
+    """With a list, mail goes only to listed addresses (a +label is ignored)."""
+    svc: Service = await make_service(
+        external_email_authorized_addresses="team@example.com,Lead@example.com"
+    )
+    ok = await svc.http.post(
+        "/signup", json={"email": "team+tag@example.com", "password": PASSWORD}
+    )
+    assert ok.status_code == 200
+    also = await svc.http.post("/signup", json={"email": "lead@example.com", "password": PASSWORD})
+    assert also.status_code == 200
+    refused = await svc.http.post("/signup", json={"email": email(), "password": PASSWORD})
+    assert refused.status_code == 400
+    assert refused.json()["error_code"] == "email_address_not_authorized"
+    assert refused.json()["msg"].endswith('" cannot be used as it is not authorized')
+
+
+async def test_per_ip_limit_keyed_by_the_configured_header(
+    make_service: Callable[..., Any],
+) -> None:
+    """A burst of 30 per address in the header; then 429; other addresses are unaffected."""
+    svc: Service = await make_service(rate_limit_header="X-Real-IP")
+    limited = {"X-Real-IP": "203.0.113.7, 10.0.0.1"}
+    for _ in range(30):
+        response = await svc.http.post("/recover", json={"email": email()}, headers=limited)
+        assert response.status_code == 200
+    refused = await svc.http.post("/recover", json={"email": email()}, headers=limited)
+    assert refused.status_code == 429
+    assert refused.json()["error_code"] == "over_request_rate_limit"
+    assert refused.json()["msg"] == "Request rate limit reached"
+    other = await svc.http.post(
+        "/recover", json={"email": email()}, headers={"X-Real-IP": "203.0.113.8"}
+    )
+    assert other.status_code == 200
+    anonymous = await svc.http.post("/recover", json={"email": email()})
+    assert anonymous.status_code == 200
+    unlimited_route = await svc.http.get("/health", headers=limited)
+    assert unlimited_route.status_code == 200
+
+
+async def test_no_per_ip_limit_without_the_header_setting(svc: Service) -> None:
+    """GOTRUE_RATE_LIMIT_HEADER unset: no per-IP limit at all."""
+    for _ in range(35):
+        response = await svc.http.post(
+            "/recover", json={"email": email()}, headers={"X-Real-IP": "203.0.113.7"}
+        )
+        assert response.status_code == 200
+
+
+def test_token_bucket_refills_and_forgets_full_buckets() -> None:
+    """rate tokens a second up to burst; full buckets are dropped when many keys pile up."""
+    bucket = TokenBucket(rate=1.0, burst=2)
+    assert [bucket.allow("a", 0.0) for _ in range(3)] == [True, True, False]
+    assert bucket.allow("a", 0.5) is False
+    assert bucket.allow("a", 1.6) is True
+    for index in range(10_001):
+        bucket.allow(f"k{index}", 100.0)
+    assert bucket.allow("late", 1000.0) is True
+    assert len(bucket._buckets) == 1  # the rest had refilled by then
