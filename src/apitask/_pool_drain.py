@@ -19,8 +19,9 @@ logger = logging.getLogger("apitask")
 async def spill(leftovers: list[Leftover], sink: TaskSink, timeout: float) -> list[Leftover]:
     """Hand every durable leftover to ``sink``; return the leftovers, updated.
 
-    A refusal is logged with the task's type and payload, and that leftover
-    keeps the error: the report never loses a task because the spill failed.
+    A refusal is logged with the task's type (never its payload: see
+    :func:`log_leftover`), and that leftover keeps the error: the report
+    never loses a task because the spill failed.
     The whole spill takes ``timeout`` seconds at most.
     """
     result = list(leftovers)
@@ -35,9 +36,8 @@ async def spill(leftovers: list[Leftover], sink: TaskSink, timeout: float) -> li
                     error = f"spill failed: {type(exc).__name__}: {exc}"
                     result[i] = dataclasses.replace(left, error=error)
                     logger.error(
-                        'apitask: could not spill task "%s" (payload %r): %s',
+                        'apitask: could not spill task "%s": %s',
                         left.type,
-                        left.payload,
                         exc,
                         exc_info=exc,
                         extra={"action": "apitask", "task_type": left.type},
@@ -52,17 +52,22 @@ async def spill(leftovers: list[Leftover], sink: TaskSink, timeout: float) -> li
 
 
 def log_leftover(left: Leftover) -> None:
-    """One log record per task that did not complete: WARNING if spilled, else ERROR."""
+    """One log record per task that did not complete: WARNING if spilled, else ERROR.
+
+    The record names the task by type and state, never by payload: a payload
+    is the task's data (a mail's recipient, body and one-time code) and logs
+    are not the place for it. The payload stays in the pool's
+    :class:`~apitask.DrainReport`, for code that wants to keep it.
+    """
     if left.spilled:
         level, fate = logging.WARNING, "spilled"
     else:
         level, fate = logging.ERROR, "abandoned" + (f" ({left.error})" if left.error else "")
     logger.log(
         level,
-        'apitask: task "%s" did not complete before shutdown (%s), %s; payload: %r',
+        'apitask: task "%s" did not complete before shutdown (%s), %s',
         left.type,
         left.state.value,
         fate,
-        left.payload,
-        extra={"action": "apitask", "task_type": left.type, "payload": left.payload},
+        extra={"action": "apitask", "task_type": left.type},
     )
