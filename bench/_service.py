@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 
 
 JWT_SECRET = "bench-secret-" + "x" * 40
-MODES = ("inline", "request", "pool", "outbox")
+MODES = ("inline", "request", "pool", "outbox", "inline+match")
+"""Delivery modes to measure. ``+match`` turns on the service's response-time
+matching (GOTRUE_SECURITY_MATCH_RESPONSE_TIMES), off otherwise: without the
+suffix a run shows what the delivery mode alone does to response times."""
 HERE = Path(__file__).resolve().parent
 
 
@@ -101,8 +104,9 @@ def service_command() -> list[str]:
 
 @contextlib.contextmanager
 def service(tmp: Path, mode: str, smtp_port: int, **extra: str) -> Iterator[str]:
-    """An ``apitask-auth serve`` process in ``mode``; yields its base URL."""
+    """An ``apitask-auth serve`` process in ``mode`` (see MODES); yields its base URL."""
     port = free_port()
+    mode, _, matching = mode.partition("+")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOTRUE_")}
     env.update(
         {
@@ -115,6 +119,7 @@ def service(tmp: Path, mode: str, smtp_port: int, **extra: str) -> Iterator[str]
             "GOTRUE_SMTP_PORT": str(smtp_port),
             "GOTRUE_SMTP_ADMIN_EMAIL": "noreply@bench.example",
             "GOTRUE_MAILER_DELIVERY": mode,
+            "GOTRUE_SECURITY_MATCH_RESPONSE_TIMES": "true" if matching else "false",
             "GOTRUE_MAILER_AUTOCONFIRM": "true",
             # The benchmark measures timing, not limits: lift them.
             "GOTRUE_RATE_LIMIT_EMAIL_SENT": "1000000",
