@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 JWT_SECRET = "bench-secret-" + "x" * 40
-MODES = ("inline", "request", "pool", "outbox", "inline+match")
+MODES = ("inline", "request", "pool", "outbox", "inline+match", "pool+match", "outbox+match")
 """Delivery modes to measure. ``+match`` turns on the service's response-time
 matching (GOTRUE_SECURITY_MATCH_RESPONSE_TIMES), off otherwise: without the
 suffix a run shows what the delivery mode alone does to response times."""
