@@ -17,6 +17,7 @@ Run: ``.venv/bin/python bench/latency.py [--n 300] [--modes pool,outbox]``
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import matplotlib
@@ -30,12 +31,42 @@ from _service import MODES, measure_recover, percentile
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "latency.png"
 
 
+def plot(data: dict[str, tuple[list[float], list[float]]], delay: float, n: int) -> None:
+    """Box plots of both groups per mode, log scale, to docs/img/latency.png."""
+    figure, axis = plt.subplots(figsize=(2 + 1.6 * len(data), 4.8))
+    labels = [
+        f"{mode.replace('+', chr(10) + '+')}\n{kind}"
+        for mode in data
+        for kind in ("mail", "no mail")
+    ]
+    series = [values for pair in data.values() for values in pair]
+    axis.boxplot(series, tick_labels=labels, showfliers=False, whis=(1, 99))
+    axis.set_yscale("log")
+    axis.tick_params(axis="x", labelsize=8)
+    axis.set_ylabel("POST /recover latency, ms (log; whiskers p1-p99)")
+    axis.set_title(f"Mail server at {delay * 1000:.0f} ms per mail, n={n} per box")
+    figure.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(PLOT, dpi=110)
+    print(f"plot: {PLOT}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=300, help="requests per group")
     parser.add_argument("--delay", type=float, default=0.3, help="seconds per mail")
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw the plot from bench/results/latency.json"
+    )
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads((RESULTS / "latency.json").read_text())
+        values = {case["name"]: case["values"] for case in saved["cases"]}
+        modes = [name.removesuffix(" with mail") for name in values if name.endswith(" with mail")]
+        data = {m: (values[f"{m} with mail"], values[f"{m} no mail"]) for m in modes}
+        plot(data, saved["delay"], saved["n"])
+        return
     modes = args.modes.split(",")
     data = {mode: measure_recover(mode, args.n, args.delay)[:2] for mode in modes}
 
@@ -58,17 +89,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latency.md").write_text(report + "\n")
 
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    labels = [f"{mode}\n{kind}" for mode in modes for kind in ("mail", "no mail")]
-    series = [values for mode in modes for values in data[mode]]
-    axis.boxplot(series, tick_labels=labels, showfliers=False, whis=(1, 99))
-    axis.set_yscale("log")
-    axis.set_ylabel("POST /recover latency, ms (log; whiskers p1-p99)")
-    axis.set_title(f"Mail server at {args.delay * 1000:.0f} ms per mail, n={args.n} per box")
-    figure.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(PLOT, dpi=110)
-    print(f"plot: {PLOT}\nresults: {save('latency', rows, n=args.n, delay=args.delay)}")
+    plot(data, args.delay, args.n)
+    print(f"results: {save('latency', rows, n=args.n, delay=args.delay)}")
 
 
 if __name__ == "__main__":
