@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left
 
 __all__ = ["LATENCY_BUCKETS", "Histogram"]
@@ -24,7 +25,7 @@ class Histogram:
     __slots__ = ("_counts", "bounds", "sum")
 
     def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        if not bounds or any(a >= b for a, b in zip(bounds, bounds[1:], strict=False)):
+        if not bounds or any(a >= b for a, b in itertools.pairwise(bounds)):
             raise ValueError("histogram bounds must be non-empty and strictly increasing")
         self.bounds = bounds
         self._counts = [0] * (len(bounds) + 1)  # the last one is +Inf
