@@ -31,7 +31,8 @@ from ._pool_state import (
     PoolState,
     retry_delay,
 )
-from ._task_request import current_request_id, task_request_id
+from ._scope import _current
+from ._task_request import task_request_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["FullPolicy", "WorkerPool"]
 
 logger = logging.getLogger("apitask")
+
+_current_scope = _current.get
+_carried_request_id = task_request_id.get
 
 FullPolicy = Literal["inline", "wait", "reject"]
 _POLICIES: tuple[FullPolicy, ...] = ("inline", "wait", "reject")
@@ -297,7 +301,9 @@ class WorkerPool:
             await asyncio.wrap_future(hand_over(loop, self.submit(task), f"submit {task.type!r}"))
             return
         book = self._book
-        request_id = current_request_id()
+        # current_request_id(), inlined: submit is the pool's hot path.
+        scope = _current_scope()
+        request_id = scope.request_id if scope is not None else _carried_request_id()
         admission: Admission | None = book.admit(task, request_id)
         if admission is Admission.FULL:
             admission = await self._when_full(task, request_id)
