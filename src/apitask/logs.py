@@ -29,7 +29,8 @@ from ._task_request import current_request_id
 __all__ = ["JSONFormatter", "RequestIdFilter", "current_request_id"]
 
 # Attributes every LogRecord has; anything else came from ``extra=``.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# (uvicorn adds ``color_message``: the message again, with terminal colours.)
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 _FIRST = ("time", "level", "logger", "message", "request_id", "task_type")
 
 

@@ -56,7 +56,9 @@ def test_a_line_is_one_json_object_with_the_fields_in_order(lines: Lines) -> Non
         raise ValueError("boom")
     except ValueError:
         log.exception(
-            "failed %s", "here", extra={"task_type": "t.x", "attempt": 2, "obj": object()}
+            "failed %s",
+            "here",
+            extra={"task_type": "t.x", "attempt": 2, "obj": object(), "color_message": "x"},
         )
     log.info("plain", stack_info=True)
     failed, plain = lines.lines
@@ -69,6 +71,7 @@ def test_a_line_is_one_json_object_with_the_fields_in_order(lines: Lines) -> Non
         "t.x",
     )
     assert failed["attempt"] == 2
+    assert "color_message" not in failed  # uvicorn's coloured copy of the message
     assert failed["obj"].startswith("<object object")  # not JSON: written with str()
     assert "ValueError: boom" in failed["exception"]
     assert "task_type" not in plain
