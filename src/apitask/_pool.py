@@ -31,6 +31,8 @@ from ._pool_state import (
     PoolState,
     retry_delay,
 )
+from ._scope import _current
+from ._task_request import task_request_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["FullPolicy", "WorkerPool"]
 
 logger = logging.getLogger("apitask")
+
+_current_scope = _current.get
+_carried_request_id = task_request_id.get
 
 FullPolicy = Literal["inline", "wait", "reject"]
 _POLICIES: tuple[FullPolicy, ...] = ("inline", "wait", "reject")
@@ -296,9 +301,12 @@ class WorkerPool:
             await asyncio.wrap_future(hand_over(loop, self.submit(task), f"submit {task.type!r}"))
             return
         book = self._book
-        admission: Admission | None = book.admit(task)
+        # current_request_id(), inlined: submit is the pool's hot path.
+        scope = _current_scope()
+        request_id = scope.request_id if scope is not None else _carried_request_id()
+        admission: Admission | None = book.admit(task, request_id)
         if admission is Admission.FULL:
-            admission = await self._when_full(task)
+            admission = await self._when_full(task, request_id)
             if admission is None:
                 return
         if admission is Admission.CLOSED:
@@ -325,7 +333,7 @@ class WorkerPool:
             )
         hand_over(loop, self.submit(task), f"submit task {task.type!r}").result()
 
-    async def _when_full(self, task: Task) -> Admission | None:
+    async def _when_full(self, task: Task, request_id: str | None) -> Admission | None:
         """Apply the full-queue policy; None when the task already ran inline."""
         if self.when_full == "reject":
             raise QueueFullError(
@@ -355,7 +363,7 @@ class WorkerPool:
                         if not room.cancelled():
                             wake_one(self._room)  # woken as we gave up: pass it on
                         raise
-                    admission = self._book.admit(task)
+                    admission = self._book.admit(task, request_id)
                     if admission is not Admission.FULL:
                         return admission
         except TimeoutError:
@@ -371,6 +379,7 @@ class WorkerPool:
         me = asyncio.current_task()
         assert me is not None
         loop = asyncio.get_running_loop()
+        request_id, set_request_id = task_request_id.get, task_request_id.set
         while True:
             job = book.take()
             if job is None:
@@ -382,6 +391,10 @@ class WorkerPool:
                 continue
             if self._room:
                 wake_one(self._room)
+            # This worker's context is its own: set the id for this job's
+            # logs (and tasks it submits); no reset, the next job sets its own.
+            if job.request_id is not request_id():
+                set_request_id(job.request_id)
             self._workers[me] = job
             await self._attempt(job)
             self._workers[me] = None
@@ -394,7 +407,11 @@ class WorkerPool:
         try:
             if job.is_sync:
                 assert self._executor is not None
-                job.thread = self._executor.submit(task.run_sync)  # type: ignore[attr-defined]
+                run_sync = task.run_sync  # type: ignore[attr-defined]
+                if job.request_id is None:
+                    job.thread = self._executor.submit(run_sync)
+                else:  # a pool thread has no context: lend it the worker's (the id)
+                    job.thread = self._executor.submit(contextvars.copy_context().run, run_sync)
                 await asyncio.wrap_future(job.thread)
             else:
                 await task.run()

@@ -96,11 +96,13 @@ class Job:
     collector must walk (measured: it was a third of the cost of submit).
     """
 
-    __slots__ = ("attempt", "done", "is_sync", "stats", "task", "thread")
+    __slots__ = ("attempt", "done", "is_sync", "request_id", "stats", "task", "thread")
 
-    def __init__(self, task: Task, stats: TypeStats) -> None:
+    def __init__(self, task: Task, stats: TypeStats, request_id: str | None = None) -> None:
         self.task = task
         self.stats = stats
+        # The id of the request that submitted the task: only the id, never its scope.
+        self.request_id = request_id
         # Sync functions run on the pool's threads, never on the loop.
         self.is_sync = isinstance(task, FunctionTask) and not task.is_async
         self.attempt = 0
@@ -219,6 +221,7 @@ class PoolBook:
         "clock",
         "queue",
         "queued_at",
+        "request_ids",
         "retrying",
         "running",
         "state",
@@ -232,6 +235,8 @@ class PoolBook:
         # (floats, which the garbage collector does not track).
         self.queue: deque[Task | Job] = deque()
         self.queued_at: deque[float] = deque()
+        # Which request submitted each queued task (a reference to its id string).
+        self.request_ids: deque[str | None] = deque()
         self.running = 0
         # Jobs waiting for their retry delay: not queued, not running.
         self.retrying: set[Job] = set()
@@ -258,14 +263,15 @@ class PoolBook:
         """The workers are started: accept tasks."""
         self.state = PoolState.RUNNING
 
-    def admit(self, task: Task) -> Admission:
-        """Queue ``task`` if the pool runs and has room."""
+    def admit(self, task: Task, request_id: str | None = None) -> Admission:
+        """Queue ``task`` (submitted by request ``request_id``) if the pool runs and has room."""
         if self.state is not PoolState.RUNNING:
             return Admission.CLOSED
         if len(self.queue) >= self.capacity:
             return Admission.FULL
         self.queue.append(task)
         self.queued_at.append(self.clock())
+        self.request_ids.append(request_id)
         return Admission.QUEUED
 
     def take(self) -> Job | None:
@@ -275,10 +281,11 @@ class PoolBook:
             return None
         self.running += 1
         self.queued_at.popleft()
+        request_id = self.request_ids.popleft()
         item = queue.popleft()
         if isinstance(item, Job):
             return item  # back for a retry
-        return Job(item, self.by_type.get(item.type) or self.stats(item.type))
+        return Job(item, self.by_type.get(item.type) or self.stats(item.type), request_id)
 
     def run_inline(self) -> None:
         """A job that did not fit runs in its caller: count it as running, unqueued."""
@@ -303,6 +310,7 @@ class PoolBook:
         self.retrying.discard(job)
         self.queue.append(job)
         self.queued_at.append(self.clock())
+        self.request_ids.append(job.request_id)
 
     @property
     def drained(self) -> bool:
@@ -331,6 +339,7 @@ class PoolBook:
         queued = [item.task if isinstance(item, Job) else item for item in self.queue]
         self.queue.clear()
         self.queued_at.clear()
+        self.request_ids.clear()
         retrying = list(self.retrying)
         self.retrying.clear()
         return queued, retrying

@@ -10,6 +10,7 @@ when Prometheus scrapes::
     metrics = ApitaskCollector()
     metrics.add_pool("mail", pool)
     metrics.add_outbox(outbox)          # job counts, refreshed by metrics.refresh()
+    metrics.add_smtp("default", smtp.counters)  # sends and their latency
     REGISTRY.register(metrics)
 
 Names start with ``apitask_``. Task types are low-cardinality by contract,
@@ -21,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from ._pool_state import PoolState
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     from ._counters import TaskCounters
     from ._pool import WorkerPool
+    from .mail import SMTPCounters
     from .outbox import Outbox, Stats
 
 __all__ = ["ApitaskCollector"]
@@ -51,6 +53,7 @@ class ApitaskCollector(Collector):
     def __init__(self) -> None:
         self._counters: dict[str, TaskCounters] = {"scope": scope_counters}
         self._pools: dict[str, WorkerPool] = {}
+        self._smtp: dict[str, SMTPCounters] = {}
         self._outbox: Outbox | None = None
         self._stats: Stats | None = None
         self._stats_at = 0.0
@@ -66,6 +69,16 @@ class ApitaskCollector(Collector):
         if name in self._pools:
             raise ValueError(f"a pool named {name!r} is already exported")
         self._pools[name] = pool
+
+    def add_smtp(self, name: str, counters: SMTPCounters) -> None:
+        """Export an :class:`~apitask.mail.SMTPClient`'s ``counters`` under ``client=name``.
+
+        Gives ``apitask_smtp_sends_total{client, outcome}`` and the latency
+        histogram ``apitask_smtp_send_seconds{client}`` of successful sends.
+        """
+        if name in self._smtp:
+            raise ValueError(f"an SMTP client named {name!r} is already exported")
+        self._smtp[name] = counters
 
     def add_outbox(self, outbox: Outbox) -> None:
         """Export ``outbox``'s job counts by type and state.
@@ -91,6 +104,8 @@ class ApitaskCollector(Collector):
             yield from self._pool_gauges()
         if self._stats is not None:
             yield from self._outbox_gauges(self._stats)
+        if self._smtp:
+            yield from self._smtp_metrics()
 
     def _tasks(self) -> Metric:
         family = CounterMetricFamily(
@@ -151,3 +166,22 @@ class ApitaskCollector(Collector):
             "Seconds since the outbox job counts were read.",
             value=time.monotonic() - self._stats_at,
         )
+
+    def _smtp_metrics(self) -> Iterator[Metric]:
+        sends = CounterMetricFamily(
+            "apitask_smtp_sends",
+            "SMTP sends by outcome (sent, transient, permanent, invalid, retries).",
+            labels=["client", "outcome"],
+        )
+        latency = HistogramMetricFamily(
+            "apitask_smtp_send_seconds",
+            "Wall time of successful SMTP sends, pool wait included.",
+            labels=["client"],
+        )
+        for name, counters in self._smtp.items():
+            for outcome in ("sent", "transient", "permanent", "invalid", "retries"):
+                sends.add_metric([name, outcome], getattr(counters, outcome))
+            histogram = counters.send_latency
+            latency.add_metric([name], histogram.cumulative(), histogram.sum)
+        yield sends
+        yield latency

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import apitask
 from apitask import Outcome, TaskCounters, WorkerPool
+from apitask.mail import SMTPCounters
 from apitask.outbox import Outbox, TaskRegistry, open_outbox
 from apitask.outbox.sqlite import SQLiteStore
 from apitask.prometheus import ApitaskCollector
@@ -143,3 +144,22 @@ async def test_one_outbox_only(tmp_path: Path) -> None:
     collector.add_outbox(outbox)
     with pytest.raises(ValueError, match="already exported"):
         collector.add_outbox(outbox)
+
+
+def test_smtp_counters_and_latency_histogram() -> None:
+    collector = ApitaskCollector()
+    counters = SMTPCounters(sent=2, transient=1)
+    counters.send_latency.observe(0.003)
+    counters.send_latency.observe(0.2)
+    collector.add_smtp("relay", counters)
+    samples = scrape(collector)
+    assert samples[key("apitask_smtp_sends_total", client="relay", outcome="sent")] == 2
+    assert samples[key("apitask_smtp_sends_total", client="relay", outcome="transient")] == 1
+    bucket = "apitask_smtp_send_seconds_bucket"
+    assert samples[key(bucket, client="relay", le="0.005")] == 1
+    assert samples[key(bucket, client="relay", le="0.25")] == 2
+    assert samples[key(bucket, client="relay", le="+Inf")] == 2
+    assert samples[key("apitask_smtp_send_seconds_count", client="relay")] == 2
+    assert samples[key("apitask_smtp_send_seconds_sum", client="relay")] == pytest.approx(0.203)
+    with pytest.raises(ValueError, match="SMTP client named 'relay'"):
+        collector.add_smtp("relay", SMTPCounters())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from .deps import Service
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .mail_chain import MailChain
+from .metrics import ServiceMetrics
 from .ratelimit import IPRateLimitMiddleware
 from .recovery_api import router as recovery_router
 from .timing import ResponseTimeMiddleware
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
         settings = load_settings(dev=True)
     engine = create_engine(settings.database_url)
     mailer = MailChain(settings, transport=transport)
+    metrics = ServiceMetrics(mailer) if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,7 +116,10 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
                 logger.info("applied migrations %s", applied)
         try:
             await mailer.start()
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                if metrics is not None:
+                    await stack.enter_async_context(metrics.running())
+                yield
         finally:
             # Drains the pool and the in-process outbox worker, closes the
             # SMTP connections, and only then stops the dev inbox.
@@ -127,7 +133,10 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
         lifespan=lifespan,
     )
     app.state.service = Service(settings=settings, engine=engine, mailer=mailer)
+    app.state.metrics = metrics
     install_error_handlers(app)
+    if metrics is not None:
+        metrics.install(app)  # after the error handlers: it wraps the APIError one
     app.include_router(general)
     app.include_router(auth_router)
     app.include_router(admin_router)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from apitask.logs import JSONFormatter, RequestIdFilter
 from apitask.outbox import add_worker_arguments, run_worker_command
 
 from . import __version__
@@ -30,6 +31,28 @@ async def _migrate(settings: Settings) -> dict[str, list[int]]:
         return await migrate_all(engine, settings.database_url)
     finally:
         await engine.dispose()
+
+
+# GOTRUE_LOG_LEVEL takes logrus's names; fatal and panic are critical here.
+_LEVELS = {"warn": logging.WARNING, "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
+
+
+def log_level(settings: Settings) -> int:
+    """The ``logging`` level ``GOTRUE_LOG_LEVEL`` names."""
+    name = settings.log_level
+    return _LEVELS.get(name) or logging.getLevelNamesMapping()[name.upper()]
+
+
+def log_handler(settings: Settings) -> logging.Handler:
+    """A stderr handler: JSON lines (``GOTRUE_LOG_FORMAT=json``, the default, as GoTrue)
+    or text, each record with the id of the request it was logged for."""
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RequestIdFilter())
+    return handler
 
 
 def _config_error(exc: ConfigError) -> int:
@@ -62,16 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--dev", action="store_true", help="use dev-mode defaults")
     add_worker_arguments(worker)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # aiosmtpd (the dev inbox) logs every SMTP command at INFO; its warnings still show.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-
     try:
         # --port wins over PORT, and dev mode's default URLs follow it.
         port = getattr(args, "port", None)
         settings = load_settings(dev=args.dev, **({"port": port} if port else {}))
     except ConfigError as exc:
         return _config_error(exc)
+    # A no-op when logging is set up already (an embedding program, a test run).
+    logging.basicConfig(level=log_level(settings), handlers=[log_handler(settings)])
+    # aiosmtpd (the dev inbox) logs every SMTP command at INFO; its warnings still show.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     if args.command == "migrate":
         applied = asyncio.run(_migrate(settings))
@@ -102,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app,
         host=args.host or settings.api_host,
         port=settings.port,
-        log_level="info",
+        # uvicorn's loggers propagate to the root handler set up above.
+        log_config=None,
+        log_level=log_level(settings),
         timeout_graceful_shutdown=int(settings.worker_shutdown_duration.total_seconds()) or None,
     )
     return 0

@@ -320,8 +320,35 @@ class Settings(BaseSettings):
     rate_limit_token_refresh: float = Field(150, ge=0)
     rate_limit_email_sent: Annotated[EmailRateLimit, NoDecode] = EmailRateLimit(30)
 
+    # Observability: /metrics (Prometheus text format) and the log lines
+    metrics_enabled: bool = False
+    metrics_exporter: str = "prometheus"
+    log_level: str = "info"
+    log_format: str = "json"
+
     # Service only: dev mode (set by ``serve --dev``, not by the environment)
     dev: bool = Field(False, exclude=True)
+
+    @field_validator("metrics_exporter")
+    @classmethod
+    def _prometheus_only(cls, value: str) -> str:
+        if value.lower() != "prometheus":
+            raise ValueError("only the prometheus exporter is supported (served at /metrics)")
+        return "prometheus"
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.lower() not in {"json", "text"}:
+            raise ValueError("must be json or text")
+        return value.lower()
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "FATAL", "PANIC"}:
+            raise ValueError("must be one of debug, info, warning, error, fatal, panic")
+        return value.lower()
 
     @field_validator(
         "external_flow_state_expiry_duration", "smtp_max_frequency", "worker_shutdown_duration"

@@ -40,7 +40,7 @@ from email.utils import formataddr
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from apitask import WorkerPool
+from apitask import Outcome, TaskCounters, WorkerPool
 from apitask.asgi import TaskMiddleware
 from apitask.mail import (
     BackgroundClient,
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 
     from .mailer import MailData, Template
 
-__all__ = ["MailChain", "mail_registry", "transport_for"]
+__all__ = ["CountingClient", "MailChain", "mail_registry", "transport_for"]
 
 logger = logging.getLogger("apitask_auth")
 
@@ -130,6 +130,25 @@ async def aclose(client: object) -> None:
         await close()
 
 
+class CountingClient:
+    """Counts every mail handed to the mailer chain, then hands it on.
+
+    It sits in front of validation and delivery, after the rate limits: what
+    GoTrue counts as ``global_auth_email_send_operations_total``.
+    """
+
+    __slots__ = ("client", "counters")
+
+    def __init__(self, client: MailClient, counters: TaskCounters) -> None:
+        self.client = client
+        self.counters = counters
+
+    async def send(self, message: Message) -> None:
+        """Count ``message`` by type, then send it on."""
+        self.counters.add(message.type, Outcome.SUBMITTED)
+        await self.client.send(message)
+
+
 class MailChain:
     """The service's mailer: renders in the request, delivers as the mode says.
 
@@ -183,8 +202,15 @@ class MailChain:
                 self.templates.cache,
                 max_idle=settings.mailer_template_reloading_max_idle.total_seconds(),
             )
+        # Mails handed to the chain, by type: GoTrue's send operations (§4.8).
+        self.operations = TaskCounters()
         self._worker: Worker | None = None
         self._worker_run: asyncio.Task[None] | None = None
+
+    @property
+    def worker(self) -> Worker | None:
+        """The in-process outbox worker, once started (None when there is none)."""
+        return self._worker
 
     def install(self, app: FastAPI) -> None:
         """Add the request-scope middleware the mode needs, and the dev inbox's pages."""
@@ -199,12 +225,15 @@ class MailChain:
         """Start the dev inbox, the transport, the pool or the outbox and its worker."""
         address = await self.inbox.start() if self.inbox is not None else None
         self.transport = self._given or transport_for(self.settings, address)
-        self.templates.client = ValidatingClient(
-            BackgroundClient(self.transport),
-            extended=self.settings.mailer_email_validation_extended,
-            blocked_mx=self.settings.blocked_mx,
-            service_url=self.settings.mailer_email_validation_service_url or None,
-            service_headers=self.settings.validation_service_headers,
+        self.templates.client = CountingClient(
+            ValidatingClient(
+                BackgroundClient(self.transport),
+                extended=self.settings.mailer_email_validation_extended,
+                blocked_mx=self.settings.blocked_mx,
+                service_url=self.settings.mailer_email_validation_service_url or None,
+                service_headers=self.settings.validation_service_headers,
+            ),
+            self.operations,
         )
         if self.reloader is not None:
             self.reloader.start()

@@ -24,11 +24,12 @@ import logging
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import aiosmtplib
 
+from .._histogram import Histogram
 from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
 from ._mime import parse_sender, render
 from ._smtp_errors import is_drop, mail_error
@@ -61,6 +62,8 @@ class SMTPCounters:
         invalid: mails refused before any I/O because they cannot be written.
         retries: sends retried on a fresh connection after a drop before DATA.
         send_seconds: total wall time of the successful sends.
+        send_latency: the wall time of each successful send, by bucket
+            (exported as ``apitask_smtp_send_seconds`` by the Prometheus collector).
     """
 
     sent: int = 0
@@ -69,6 +72,7 @@ class SMTPCounters:
     invalid: int = 0
     retries: int = 0
     send_seconds: float = 0.0
+    send_latency: Histogram = field(default_factory=Histogram)
 
 
 class SMTPClient:
@@ -219,7 +223,9 @@ class SMTPClient:
             if not self._in_flight:
                 self._drained.set()
         self.counters.sent += 1
-        self.counters.send_seconds += time.perf_counter() - started
+        took = time.perf_counter() - started
+        self.counters.send_seconds += took
+        self.counters.send_latency.observe(took)
         if self._log_sends:
             self._logger.info(
                 "mail.send",

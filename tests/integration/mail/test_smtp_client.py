@@ -44,6 +44,9 @@ async def test_a_send_delivers_exactly_the_rendered_bytes(mail_server: StartServ
         await client.send(mail)
         assert client.counters.sent == 1
         assert client.counters.send_seconds > 0
+        latency = client.counters.send_latency
+        assert latency.count == 1
+        assert latency.sum == client.counters.send_seconds
     (envelope,) = server.handler.envelopes
     assert (envelope.mail_from, envelope.rcpt_tos) == ("no-reply@acme.example", [mail.to])
     # What arrived is what was built, dot-stuffing and all undone by the server.

@@ -1,0 +1,206 @@
+"""GET /metrics: a real app is scraped after it sent mail, in each delivery mode."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from apitask.mail import Message, PermanentMailError, RecordingClient
+from apitask_auth import metrics as service_metrics
+from apitask_auth.config import ConfigError, load_settings
+from integration.mail.smtp_server import MailServer, client_for, start_server
+
+from .conftest import email
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from .conftest import Service
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+class CountingDown(RecordingClient):
+    """Records mail; :attr:`done` is set once ``n`` mails were recorded."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.left = n
+        self.done = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        await super().send(message)
+        self.left -= 1
+        if not self.left:
+            self.done.set()  # last: the task counts its outcome before anyone wakes
+
+
+class Refusing(CountingDown):
+    """Refuses every mail (a 550), after counting it down."""
+
+    async def send(self, message: Message) -> None:
+        self.left -= 1
+        if not self.left:
+            self.done.set()
+        raise PermanentMailError("550 mailbox unavailable", code=550)
+
+
+async def scrape(svc: Service) -> Samples:
+    response = await svc.http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (name, tuple(sorted(labels.items())))
+
+
+def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    sample = key(name, **labels)
+    return after.get(sample, 0) - before.get(sample, 0)
+
+
+async def _signup(svc: Service, address: str) -> int:
+    response = await svc.http.post("/signup", json={"email": address, "password": "secret-pw"})
+    return response.status_code
+
+
+async def test_metrics_are_off_unless_enabled(svc: Service) -> None:
+    assert (await svc.http.get("/metrics")).status_code == 404
+
+
+@pytest.mark.parametrize("mode", ["inline", "request", "pool"])
+async def test_sent_mail_moves_gotrue_and_apitask_counters(
+    make_service: Callable[..., Any], mode: str
+) -> None:
+    client = CountingDown(3)
+    svc: Service = await make_service(transport=client, mailer_delivery=mode, metrics_enabled=True)
+    before = await scrape(svc)
+    for _ in range(3):
+        assert await _signup(svc, email()) == 200
+    await client.done.wait()
+    after = await scrape(svc)
+    confirmation = {"type": "confirmation"}
+    assert moved(before, after, "global_auth_email_send_operations_total", **confirmation) == 3
+    assert moved(before, after, "apitask_mail_sent_total", **confirmation) == 3
+    assert moved(before, after, "global_auth_email_send_errors_total", **confirmation) == 0
+    if mode == "pool":
+        source = {"source": "pool:mail", "type": "mailer.confirmation"}
+        assert moved(before, after, "apitask_tasks_total", **source, outcome="succeeded") == 3
+        assert after[key("apitask_pool_queue_depth", pool="mail")] == 0
+        assert after[key("apitask_pool_oldest_queued_age_seconds", pool="mail")] == 0
+        assert after[key("apitask_pool_state", pool="mail", state="running")] == 1
+        # The outbox (for spills) was counted once at start: nothing is in it.
+        assert key("apitask_outbox_stats_age_seconds") in after
+    elif mode == "request":
+        source = {"source": "scope", "type": "mailer.confirmation"}
+        assert moved(before, after, "apitask_tasks_total", **source, outcome="succeeded") == 3
+
+
+@pytest.mark.parametrize("mode", ["inline", "pool"])
+async def test_failed_mail_moves_the_error_counter(
+    make_service: Callable[..., Any], mode: str
+) -> None:
+    client = Refusing(2)
+    svc: Service = await make_service(transport=client, mailer_delivery=mode, metrics_enabled=True)
+    before = await scrape(svc)
+    statuses = [await _signup(svc, email()) for _ in range(2)]
+    await client.done.wait()
+    # GoTrue: inline answers 500; in the background the sign-up succeeds.
+    assert statuses == ([500, 500] if mode == "inline" else [200, 200])
+    after = await scrape(svc)
+    confirmation = {"type": "confirmation"}
+    assert moved(before, after, "global_auth_email_send_operations_total", **confirmation) == 2
+    assert moved(before, after, "global_auth_email_send_errors_total", **confirmation) == 2
+    assert moved(before, after, "apitask_mail_sent_total", **confirmation) == 0
+
+
+async def test_the_email_limiter_counts_its_refusals_by_path(
+    make_service: Callable[..., Any],
+) -> None:
+    svc: Service = await make_service(rate_limit_email_sent="1", metrics_enabled=True)
+    address = email()
+    assert await _signup(svc, address) == 200
+    assert await _signup(svc, email()) == 429
+    recover = await svc.http.post("/recover", json={"email": address})
+    assert recover.status_code == 429
+    samples = await scrape(svc)
+    assert samples[key("gotrue_email_rate_limit_counter_total", path="/signup")] == 1
+    assert samples[key("gotrue_email_rate_limit_counter_total", path="/recover")] == 1
+
+
+@pytest.fixture
+async def smtp_server() -> AsyncIterator[MailServer]:
+    """An aiosmtpd server, closed after the service (set up later) has stopped."""
+    server = await start_server()
+    yield server
+    await server.close()
+
+
+async def test_smtp_latency_histogram_and_outbox_worker(
+    smtp_server: MailServer, make_service: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refreshed = asyncio.Event()
+    monkeypatch.setattr(service_metrics, "REFRESH_SECONDS", 0.01)
+    svc: Service = await make_service(
+        transport=client_for(smtp_server), mailer_delivery="outbox", metrics_enabled=True
+    )
+    collector = svc.app.state.metrics.tasks
+    original = collector.refresh
+
+    async def refresh() -> None:
+        await original()
+        refreshed.set()
+
+    monkeypatch.setattr(collector, "refresh", refresh)
+    address = email()
+    assert await _signup(svc, address) == 200
+    sent = key("apitask_smtp_sends_total", client="default", outcome="sent")
+    worker = key(
+        "apitask_tasks_total",
+        source="outbox-worker",
+        type="mailer.confirmation",
+        outcome="succeeded",
+    )
+    jobs = key("apitask_outbox_jobs", type="mailer.confirmation", state="succeeded")
+
+    def arrived() -> bool:
+        return any(address.encode() in data for data in smtp_server.messages)
+
+    async def settled() -> Samples | None:
+        # The client counts a send after the server's reply; the worker marks
+        # the job succeeded after counting it: wait for all three.
+        samples = await scrape(svc)
+        done = arrived() and all(samples.get(k, 0) >= 1 for k in (sent, worker, jobs))
+        return samples if done else None
+
+    while (after := await settled()) is None:
+        refreshed.clear()
+        await refreshed.wait()  # the next refresh, every 10 ms here
+    # A shared PostgreSQL database may hold other tests' jobs: counts are at least ours.
+    assert after[key("apitask_smtp_send_seconds_count", client="default")] == after[sent]
+    assert (
+        after[key("apitask_smtp_send_seconds_bucket", client="default", le="+Inf")] == after[sent]
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("metrics_exporter", "opentelemetry", "only the prometheus exporter"),
+        ("log_format", "xml", "json or text"),
+        ("log_level", "loud", "one of debug"),
+    ],
+)
+def test_observability_settings_are_checked(setting: str, value: str, message: str) -> None:
+    overrides: dict[str, Any] = {setting: value}
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env_file=None, jwt_secret="s" * 32, **overrides)
