@@ -227,3 +227,32 @@ async def test_outbox_worker_in_process_sends_the_mail(
     assert sent.type == "confirmation"
     (stored,) = await _jobs_for(svc.app.state.service.mailer.outbox, address)
     assert stored.message_id == sent.message_id
+
+
+async def test_pool_overflow_goes_to_the_outbox_in_the_flows_transaction(
+    make_service: Callable[..., Any],
+) -> None:
+    """Pool with a full queue: the mail is neither sent inline (inside the flow's
+    transaction) nor refused; its job row is written with the sign-up instead."""
+    gate = GatedClient()  # the pool's workers stay busy until released
+    svc = await _service(
+        make_service,
+        gate,
+        mailer_delivery="pool",
+        worker_count_per_cpu=1,
+        worker_queue_size=1,
+        outbox_worker_enabled=False,
+    )
+    workers = svc.app.state.service.mailer.pool.workers
+    addresses = [email() for _ in range(2 * workers + 4)]
+    for address in addresses:
+        assert (await _signup(svc, address)).status_code == 200
+    assert gate.messages == []  # nothing was sent inline: every send is still held
+    outbox = svc.app.state.service.mailer.outbox
+    stored = {address for address in addresses if await _jobs_for(outbox, address)}
+    # At most one per worker plus the one queue slot stayed in the pool.
+    assert len(stored) >= len(addresses) - (workers + 1)
+    gate.release.set()
+    for address in set(addresses) - stored:
+        assert (await gate.wait_for(to=address)).type == "confirmation"
+    assert {message.to for message in gate.messages}.isdisjoint(stored)
