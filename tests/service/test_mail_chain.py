@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from apitask.mail import Message, SMTPClient
+from apitask.mail import MailData, Message, SMTPClient
 from apitask_auth.config import load_settings
 from apitask_auth.devinbox import DevInbox
 from apitask_auth.mail_chain import MailChain, sender, transport_for
-from apitask_auth.mailer import MailData
 
 from .conftest import email
 
@@ -98,7 +97,7 @@ async def test_smtp_headers_are_added_with_the_message_type(
 async def test_sending_before_the_lifespan_started_is_a_clear_error() -> None:
     """The chain starts with the app's lifespan; a send before that says so."""
     chain = MailChain(load_settings(env_file=None, **BASE))
-    data = MailData(email="a@example.com", site_url="http://localhost:3000")
+    data = MailData(email="a@example.com")
     with pytest.raises(RuntimeError, match="mail chain is not started"):
         await chain.send("confirmation", "a@example.com", data, connection=None)  # type: ignore[arg-type]
 

@@ -97,7 +97,6 @@ async def send_email_change(
             email=current,
             new_email=new_email,
             sending_to=address,
-            site_url=settings.site_url,
             token=otp,
             token_hash=stored,
             confirmation_url=link,

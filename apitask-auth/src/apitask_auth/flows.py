@@ -231,7 +231,6 @@ async def send_token_mail(
         link = action_link(settings, request, kind.url_path, stored, kind.link_type, redirect)
     data = MailData(
         email=email,
-        site_url=settings.site_url,
         token=otp,
         token_hash=stored,
         confirmation_url=link,

@@ -52,7 +52,6 @@ from apitask.mail import (
     TemplateReloader,
     ValidatingClient,
 )
-from apitask.mail import MailData as TemplateData
 from apitask.outbox import Outbox, TaskRegistry, open_store
 
 from .config import Delivery, Settings, parse_smtp_headers
@@ -289,23 +288,12 @@ class MailChain:
             MailError: ``inline`` only: the mail server refused it.
             RuntimeError: the chain was not started (the app's lifespan did not run).
         """
-        values = TemplateData(
-            email=data.email,
-            token=data.token,
-            token_hash=data.token_hash,
-            confirmation_url=data.confirmation_url,
-            redirect_to=data.redirect_to,
-            new_email=data.new_email,
-            old_email=data.old_email,
-            sending_to=data.sending_to,
-            data=data.data,
-        )
         if self.outbox is not None:
             # Outbox mode writes the job here; pool mode only when its queue is full.
             async with self.outbox.transaction(connection):
-                await self.templates.send(template, to, values)
+                await self.templates.send(template, to, data)
         else:
-            await self.templates.send(template, to, values)
+            await self.templates.send(template, to, data)
 
 
 class OverflowSink:

@@ -12,8 +12,11 @@ custom templates) and delivers through apitask's mail clients.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+# The template variables are the library's (GoTrue's names, §4.2); the site
+# URL comes from the mailer, not from each mail.
+from apitask.mail import MailData
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,6 +28,7 @@ __all__ = [
     "Template",
 ]
 
+# The mail types the service sends: a subset of apitask.mail.MailType.
 Template = Literal[
     "confirmation",
     "invite",
@@ -35,22 +39,6 @@ Template = Literal[
     "password_changed_notification",
     "email_changed_notification",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class MailData:
-    """What a template can show (GoTrue's template variables, §4.2)."""
-
-    email: str
-    site_url: str
-    token: str = ""
-    token_hash: str = ""
-    confirmation_url: str = ""
-    redirect_to: str = ""
-    new_email: str = ""
-    old_email: str = ""
-    sending_to: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 class Mailer(Protocol):

@@ -35,6 +35,4 @@ def notification_data(
     svc: Service, email: str, metadata: dict[str, Any], old_email: str = ""
 ) -> MailData:
     """The template data of a notification: Email, SiteURL, Data (and OldEmail)."""
-    return MailData(
-        email=email, site_url=svc.settings.site_url, data=dict(metadata), old_email=old_email
-    )
+    return MailData(email=email, data=dict(metadata), old_email=old_email)
