@@ -43,6 +43,7 @@ class Note:
     """A durable task that appends its text to a shared list (in-process tests)."""
 
     done: list[str] = []  # noqa: RUF012 - shared on purpose: rebuilt tasks append here
+    ran: asyncio.Event  # set by every run; a fresh one per test (see _fresh_notes)
     failures_left: dict[str, int] = {}  # noqa: RUF012
 
     def __init__(self, text: str, type: str = "note.add") -> None:
@@ -58,6 +59,7 @@ class Note:
             Note.failures_left[self.text] = left - 1
             raise TransientError("not yet", retry_after=0.0)
         Note.done.append(self.text)
+        Note.ran.set()
 
 
 def note_factory(type: str, payload: Mapping[str, JSONValue]) -> Note:
@@ -67,6 +69,7 @@ def note_factory(type: str, payload: Mapping[str, JSONValue]) -> Note:
 @pytest.fixture(autouse=True)
 def _fresh_notes() -> None:
     Note.done = []
+    Note.ran = asyncio.Event()
     Note.failures_left = {}
 
 
@@ -247,8 +250,7 @@ async def test_expired_leases_are_taken_over(outbox: Outbox) -> None:
     await outbox.store.heartbeat("someone-else", [claimed.id], 30.0)  # not theirs: no effect
     worker = outbox.worker(poll_interval=0.01, lease=0.05)
     async with worker:
-        while not Note.done:  # noqa: ASYNC110 - the job runs after a lease expires in the DB
-            await asyncio.sleep(0.01)
+        await Note.ran.wait()  # the job runs again once its lease has expired
     [job] = await outbox.list()
     assert job.state is JobState.SUCCEEDED
     assert job.attempts == 2
