@@ -48,8 +48,8 @@ logger = logging.getLogger("apitask")
 _current_scope = _current.get
 _carried_request_id = task_request_id.get
 
-FullPolicy = Literal["inline", "wait", "reject"]
-_POLICIES: tuple[FullPolicy, ...] = ("inline", "wait", "reject")
+FullPolicy = Literal["inline", "wait", "reject", "spill"]
+_POLICIES: tuple[FullPolicy, ...] = ("inline", "wait", "reject", "spill")
 
 
 class WorkerPool:
@@ -68,7 +68,10 @@ class WorkerPool:
             before cancelling the rest.
         when_full: ``"inline"`` runs the task in the submitting caller,
             ``"wait"`` waits up to ``full_timeout`` for room then raises
-            :class:`~apitask.QueueFullError`, ``"reject"`` raises at once.
+            :class:`~apitask.QueueFullError`, ``"reject"`` raises at once,
+            ``"spill"`` hands the task to ``spill`` (an outbox: the task is
+            stored, in the caller's declared transaction if any, and runs
+            later) and counts it as spilled.
         full_timeout: bound on the ``"wait"`` policy, in seconds (None: no bound).
         backoff: retry timing for tasks raising :class:`~apitask.TransientError`.
         rng: source of the backoff jitter (``random.random``; pass a fixed one in tests).
@@ -106,6 +109,8 @@ class WorkerPool:
             raise ValueError(f"queue_size must be >= 1, got {queue_size!r}")
         if when_full not in _POLICIES:
             raise ValueError(f"when_full must be one of {_POLICIES}, got {when_full!r}")
+        if when_full == "spill" and spill is None:
+            raise ValueError('when_full="spill" needs a spill sink (spill=...)')
         for name, value in (
             ("shutdown_timeout", shutdown_timeout),
             ("cancel_timeout", cancel_timeout),
@@ -288,7 +293,8 @@ class WorkerPool:
 
         With a full queue the ``when_full`` policy applies: ``"inline"`` runs
         the task here before returning (its failure is logged, not raised),
-        ``"wait"`` waits for room, ``"reject"`` raises.
+        ``"wait"`` waits for room, ``"reject"`` raises, ``"spill"`` hands it
+        to the spill sink (whose errors it raises).
 
         Raises:
             PoolClosedError: the pool is not running (not started, draining, closed).
@@ -334,7 +340,14 @@ class WorkerPool:
         hand_over(loop, self.submit(task), f"submit task {task.type!r}").result()
 
     async def _when_full(self, task: Task, request_id: str | None) -> Admission | None:
-        """Apply the full-queue policy; None when the task already ran inline."""
+        """Apply the full-queue policy; None when the task was already dealt with
+        (run inline, or handed to the spill sink)."""
+        if self.when_full == "spill":
+            # In the caller's context: an outbox sink writes the job into the
+            # transaction the caller declared, with the rest of its writes.
+            await self.spill.submit(task)  # type: ignore[union-attr]  # checked in __init__
+            self._book.stats(task.type).spilled += 1
+            return None
         if self.when_full == "reject":
             raise QueueFullError(
                 f"cannot submit task {task.type!r}: the worker pool's queue is full "

@@ -100,6 +100,7 @@ def test_workers_default_to_cpus_times_per_cpu(monkeypatch: pytest.MonkeyPatch) 
         ({"workers": 0}, "workers"),
         ({"queue_size": 0}, "queue_size"),
         ({"when_full": "drop"}, "when_full"),
+        ({"when_full": "spill"}, "when_full"),  # without a spill sink
         ({"shutdown_timeout": -1}, "shutdown_timeout"),
         ({"cancel_timeout": -1}, "cancel_timeout"),
         ({"spill_timeout": -1}, "spill_timeout"),
@@ -174,6 +175,33 @@ async def test_reject_policy_raises_queue_full_and_counts_nothing() -> None:
             await pool.submit(apitask.task("test.rejected", asyncio.sleep, 0))
         gate.release.set()
     assert "test.rejected" not in pool.counters.snapshot()
+    assert pool.counters.get("test.queued", Outcome.SUCCEEDED) == 1
+
+
+class Stash:
+    """A spill sink that keeps what it is handed (an outbox stand-in)."""
+
+    def __init__(self) -> None:
+        self.tasks: list[apitask.Task] = []
+
+    async def submit(self, task: apitask.Task) -> None:
+        self.tasks.append(task)
+
+    def submit_sync(self, task: apitask.Task) -> None:
+        self.tasks.append(task)
+
+
+async def test_spill_policy_hands_the_task_to_the_spill_sink_and_counts_it() -> None:
+    """when_full='spill': the task that does not fit goes to the sink (it runs
+    elsewhere, later), not inline and not refused."""
+    gate, stash = Gate(), Stash()
+    overflow = apitask.task("test.overflow", asyncio.sleep, 0)
+    async with WorkerPool(workers=1, queue_size=1, when_full="spill", spill=stash) as pool:
+        await fill(pool, gate)
+        await pool.submit(overflow)
+        assert stash.tasks == [overflow]
+        gate.release.set()
+    assert pool.counters.snapshot()["test.overflow"] == {"spilled": 1}
     assert pool.counters.get("test.queued", Outcome.SUCCEEDED) == 1
 
 

@@ -40,7 +40,7 @@ from email.utils import formataddr
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from apitask import Outcome, QueueFullError, TaskCounters, WorkerPool
+from apitask import Outcome, TaskCounters, WorkerPool
 from apitask.asgi import TaskMiddleware
 from apitask.mail import (
     BackgroundClient,
@@ -61,13 +61,12 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from apitask import Task, TaskSink
     from apitask.mail import MailClient, Message
     from apitask.outbox import Worker
 
     from .mailer import MailData, Template
 
-__all__ = ["CountingClient", "MailChain", "OverflowSink", "mail_registry", "transport_for"]
+__all__ = ["CountingClient", "MailChain", "mail_registry", "transport_for"]
 
 logger = logging.getLogger("apitask_auth")
 
@@ -179,8 +178,8 @@ class MailChain:
                 queue_size=settings.worker_queue_size,
                 # A full queue must not send inline: the handler is inside the
                 # flow's transaction (on SQLite, holding the write lock). The
-                # overflow goes to the outbox instead (see OverflowSink).
-                when_full="reject",
+                # overflow becomes an outbox job in that transaction instead.
+                when_full="spill",
                 shutdown_timeout=settings.worker_shutdown_duration.total_seconds(),
                 spill=self.outbox.sink if self.outbox is not None else None,
             )
@@ -221,8 +220,7 @@ class MailChain:
         if self.delivery is Delivery.REQUEST:
             app.add_middleware(TaskMiddleware, wait="before_response")
         elif self.pool is not None:
-            assert self.outbox is not None  # pool mode always has one
-            app.add_middleware(TaskMiddleware, sink=OverflowSink(self.pool, self.outbox.sink))
+            app.add_middleware(TaskMiddleware, sink=self.pool)
         if self.inbox is not None:
             app.include_router(self.inbox.router)
 
@@ -294,35 +292,6 @@ class MailChain:
                 await self.templates.send(template, to, data)
         else:
             await self.templates.send(template, to, data)
-
-
-class OverflowSink:
-    """Pool mode's sink: the worker pool, and the outbox when the pool's queue is full.
-
-    The overflow is written as an outbox job in the flow's own transaction (the
-    chain declares it), so a burst larger than the queue is neither sent inline
-    while the transaction holds its locks nor refused: it is sent by an outbox
-    worker instead.
-    """
-
-    def __init__(self, pool: WorkerPool, overflow: TaskSink) -> None:
-        self.pool = pool
-        self.overflow = overflow
-
-    async def submit(self, task: Task) -> None:
-        """Queue ``task`` in the pool, or write it to the outbox if the queue is full."""
-        try:
-            await self.pool.submit(task)
-        except QueueFullError:
-            logger.warning("apitask-auth: pool queue full, %s goes to the outbox", task.type)
-            await self.overflow.submit(task)
-
-    def submit_sync(self, task: Task) -> None:
-        """Like :meth:`submit`, from a thread (the service never calls it)."""
-        try:
-            self.pool.submit_sync(task)
-        except QueueFullError:
-            self.overflow.submit_sync(task)
 
 
 class _NotStarted:
