@@ -7,6 +7,8 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
+from ._task_request import task_request_id
+
 if TYPE_CHECKING:
     from ._pool_state import Leftover
     from ._types import TaskSink
@@ -30,6 +32,9 @@ async def spill(leftovers: list[Leftover], sink: TaskSink, timeout: float) -> li
             for i, left in enumerate(leftovers):
                 if left.payload is None or left.task is None:
                     continue  # not durable (or its payload() failed): cannot be rebuilt
+                # The sink reads the request id from the context (an outbox
+                # stores it with the job): give it the one the pool carried.
+                carried = task_request_id.set(left.request_id)
                 try:
                     await sink.submit(left.task)
                 except Exception as exc:
@@ -44,6 +49,8 @@ async def spill(leftovers: list[Leftover], sink: TaskSink, timeout: float) -> li
                     )
                 else:
                     result[i] = dataclasses.replace(left, spilled=True)
+                finally:
+                    task_request_id.reset(carried)
     except TimeoutError:
         for i, left in enumerate(result):
             if left.payload is not None and not left.spilled and left.error is None:
@@ -69,5 +76,5 @@ def log_leftover(left: Leftover) -> None:
         left.type,
         left.state.value,
         fate,
-        extra={"action": "apitask", "task_type": left.type},
+        extra={"action": "apitask", "task_type": left.type, "request_id": left.request_id},
     )

@@ -152,6 +152,9 @@ class Leftover:
         spilled: whether the spill sink accepted it.
         error: why it was not spilled, when a spill was tried and failed.
         task: the task itself (e.g. to hand it elsewhere).
+        request_id: the id of the request that submitted it, if one did (a
+            spill hands it on, so the task's logs name that request wherever
+            it runs).
     """
 
     type: str
@@ -160,6 +163,7 @@ class Leftover:
     spilled: bool = False
     error: str | None = None
     task: Task | None = field(default=None, repr=False, compare=False)
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +195,7 @@ class DrainReport:
         return tuple(left for left in self.leftovers if not left.spilled)
 
 
-def describe(task: Task, state: LeftoverState) -> Leftover:
+def describe(task: Task, state: LeftoverState, request_id: str | None = None) -> Leftover:
     """A leftover with the task's payload when it has one.
 
     A payload() that raises is not allowed to hide the task: it is reported
@@ -204,7 +208,7 @@ def describe(task: Task, state: LeftoverState) -> Leftover:
             payload = task.payload()
         except Exception as exc:
             error = f"payload() failed: {type(exc).__name__}: {exc}"
-    return Leftover(task.type, state, payload, error=error, task=task)
+    return Leftover(task.type, state, payload, error=error, task=task, request_id=request_id)
 
 
 class PoolBook:
@@ -333,10 +337,14 @@ class PoolBook:
         """Stop intake; queued, running and retrying jobs still complete."""
         self.state = PoolState.DRAINING
 
-    def abort(self) -> tuple[list[Task], list[Job]]:
-        """Close; return (queued tasks, jobs waiting to retry), none of which will start."""
+    def abort(self) -> tuple[list[tuple[Task, str | None]], list[Job]]:
+        """Close; return (queued tasks with the id of the request that submitted
+        each, jobs waiting to retry), none of which will start."""
         self.state = PoolState.CLOSED
-        queued = [item.task if isinstance(item, Job) else item for item in self.queue]
+        queued = [
+            (item.task, item.request_id) if isinstance(item, Job) else (item, request_id)
+            for item, request_id in zip(self.queue, self.request_ids, strict=True)
+        ]
         self.queue.clear()
         self.queued_at.clear()
         self.request_ids.clear()
@@ -346,7 +354,7 @@ class PoolBook:
 
     def leftovers(
         self,
-        queued: Iterable[Task],
+        queued: Iterable[tuple[Task, str | None]],
         retrying: Iterable[Job],
         cancelled: Iterable[Job],
         still_running: Iterable[Job] = (),
@@ -356,8 +364,8 @@ class PoolBook:
         ``cancelled`` are the jobs that were running at the deadline;
         ``still_running`` those of them whose worker outlived the cancel grace.
         """
-        lefts = [describe(task, LeftoverState.QUEUED) for task in queued]
-        lefts += [describe(job.task, LeftoverState.RETRYING) for job in retrying]
+        lefts = [describe(task, LeftoverState.QUEUED, request_id) for task, request_id in queued]
+        lefts += [describe(job.task, LeftoverState.RETRYING, job.request_id) for job in retrying]
         alive = set(still_running)
         for job in cancelled:
             if job.done:
@@ -365,5 +373,5 @@ class PoolBook:
             in_thread = job.thread is not None and not job.thread.done()
             stuck = in_thread or job in alive
             state = LeftoverState.STUCK if stuck else LeftoverState.CANCELLED
-            lefts.append(describe(job.task, state))
+            lefts.append(describe(job.task, state, job.request_id))
         return lefts

@@ -62,7 +62,7 @@ def parsed(out: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-@pytest.mark.parametrize("mode", ["request", "pool"])
+@pytest.mark.parametrize("mode", ["request", "pool", "outbox"])
 async def test_a_failing_mail_task_logs_the_request_id(
     make_service: Callable[..., Any], json_lines: io.StringIO, mode: str
 ) -> None:

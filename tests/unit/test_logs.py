@@ -158,3 +158,39 @@ async def test_a_retried_pooled_task_keeps_its_request_id(lines: Lines) -> None:
     retried = [line for line in lines.lines if line.get("task_type") == "test.logs.flaky"]
     assert retried
     assert {line["request_id"] for line in retried} == {"req-R"}
+
+
+async def test_a_spilled_task_hands_its_request_id_to_the_sink(lines: Lines) -> None:
+    """A task left queued at shutdown is spilled with the id of the request that
+    submitted it in the context (an outbox stores it with the job), and the
+    pool's line about the spill names that request."""
+    seen: list[str | None] = []
+    release = asyncio.Event()
+
+    class Sink:
+        async def submit(self, task: apitask.Task) -> None:
+            seen.append(current_request_id())
+
+        def submit_sync(self, task: apitask.Task) -> None:
+            raise AssertionError("a pool spills from its loop")
+
+    class Durable:
+        type = "test.logs.durable"
+
+        async def run(self) -> None:
+            await release.wait()
+
+        def payload(self) -> dict[str, str]:
+            return {}
+
+    pool = WorkerPool(workers=1, shutdown_timeout=0.01, cancel_timeout=1.0, spill=Sink())
+    async with pool, apitask.scope(request_id="req-S", sink=pool):
+        await apitask.run(Durable())  # runs, and holds the only worker
+        await apitask.run(Durable())  # stays queued
+    report = pool.report
+    assert report is not None
+    assert [left.request_id for left in report.spilled] == ["req-S", "req-S"]
+    assert seen == ["req-S", "req-S"]
+    spilled = [line for line in lines.lines if "did not complete" in line["message"]]
+    assert [line["request_id"] for line in spilled] == ["req-S", "req-S"]
+    assert current_request_id() is None

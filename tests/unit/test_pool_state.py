@@ -94,7 +94,7 @@ def test_leftovers_classify_every_job_that_did_not_complete() -> None:
     finished.done = True
     in_thread.thread = concurrent.futures.Future()  # still running in its thread
     lefts = book.leftovers(
-        [queued.task], [retrying], [cancelled, stuck, finished, in_thread], [stuck]
+        [(queued.task, "req-1")], [retrying], [cancelled, stuck, finished, in_thread], [stuck]
     )
     assert [(left.type, left.state) for left in lefts] == [
         ("t.0", LeftoverState.QUEUED),

@@ -21,9 +21,11 @@ and where that task runs is the delivery mode, set up here once:
   worker sends later.
 * ``outbox``: the send is declared in the flow's transaction
   (:meth:`apitask.outbox.Outbox.transaction`): the job row commits with the
-  user's token or not at all; an outbox worker in this process (and any
-  ``apitask-auth worker``) sends it. The in-process worker runs in pool mode
-  too, for the spilled mail (``GOTRUE_OUTBOX_WORKER_ENABLED``).
+  user's token or not at all, with the request's id (the same middleware,
+  bound to the outbox, opens the scope that carries it); an outbox worker
+  in this process (and any ``apitask-auth worker``) sends it. The in-process
+  worker runs in pool mode too, for the spilled mail
+  (``GOTRUE_OUTBOX_WORKER_ENABLED``).
 
 The transport is an :class:`SMTPClient` to ``GOTRUE_SMTP_HOST``, to the dev
 inbox (dev mode without an SMTP host), or a no-op client (GoTrue's behaviour
@@ -221,6 +223,10 @@ class MailChain:
             app.add_middleware(TaskMiddleware, wait="before_response")
         elif self.pool is not None:
             app.add_middleware(TaskMiddleware, sink=self.pool)
+        elif self.outbox is not None:
+            # A scope per request: the job row gets the request's id, and the
+            # worker that sends the mail logs with it.
+            app.add_middleware(TaskMiddleware, sink=self.outbox.sink)
         if self.inbox is not None:
             app.include_router(self.inbox.router)
 

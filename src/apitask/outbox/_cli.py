@@ -257,11 +257,13 @@ async def _outbox_command(outbox: Outbox, args: argparse.Namespace, out: TextIO)
                 j.attempts,
                 _when(j.run_at),
                 _when(j.created_at),
+                j.request_id or "-",
                 (j.last_error or "")[:60],
             )
             for j in jobs
         ]
-        _table(("ID", "TYPE", "STATE", "ATTEMPTS", "RUN AT", "CREATED", "LAST ERROR"), listed, out)
+        header = ("ID", "TYPE", "STATE", "ATTEMPTS", "RUN AT", "CREATED", "REQUEST", "LAST ERROR")
+        _table(header, listed, out)
     elif command == "stats":
         stats = await outbox.stats()
         order = list(JobState)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._exceptions import TaskError
 from .._scope import scope
+from .._task_request import current_request_id
 from ._registry import TaskRegistry, encode_payload
 from ._store import NewJob
 from ._worker import Worker
@@ -132,6 +133,9 @@ class Outbox:
                 is kept: see retention).
             delay: seconds before the job is due.
 
+        The id of the request this runs for (:func:`apitask.logs.current_request_id`)
+        is stored with the job; the worker runs the task with it.
+
         Returns:
             The job id, or ``None`` when ``idempotency_key`` was already used.
 
@@ -141,7 +145,7 @@ class Outbox:
         """
         if delay < 0:
             raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
-        job = NewJob(task.type, encode_payload(task), idempotency_key, delay)
+        job = NewJob(task.type, encode_payload(task), idempotency_key, delay, current_request_id())
         return await self.store.insert(conn, job)
 
     @contextlib.asynccontextmanager
@@ -209,7 +213,7 @@ class OutboxSink:
 
     def _job(self, task: Task) -> NewJob:
         try:
-            return NewJob(task.type, encode_payload(task))
+            return NewJob(task.type, encode_payload(task), request_id=current_request_id())
         except TypeError as exc:
             raise TaskError(f"the outbox cannot take task {task.type!r}: {exc}") from exc
 

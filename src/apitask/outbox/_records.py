@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ApitaskError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
 __all__ = ["Finish", "Job", "JobState", "OutboxError", "Stats", "Verdict"]
@@ -58,6 +59,8 @@ class Job:
         finished_at: when it succeeded or died, if it has.
         idempotency_key: the key given at enqueue, if any.
         last_error: why the last attempt failed, if one did.
+        request_id: the id of the request that enqueued it, if one did: the
+            worker runs the task with it, so the task's log lines name it.
     """
 
     id: int
@@ -70,6 +73,26 @@ class Job:
     finished_at: datetime | None = None
     idempotency_key: str | None = None
     last_error: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any, when: Callable[[Any], datetime]) -> Job:
+        """A job from a database row read by name; ``when`` reads a time column
+        (the drivers store times differently)."""
+        finished_at = row["finished_at"]
+        return cls(
+            id=row["id"],
+            type=row["type"],
+            payload=row["payload"],
+            state=JobState(row["state"]),
+            attempts=row["attempts"],
+            run_at=when(row["run_at"]),
+            created_at=when(row["created_at"]),
+            finished_at=None if finished_at is None else when(finished_at),
+            idempotency_key=row["idempotency_key"],
+            last_error=row["last_error"],
+            request_id=row["request_id"],
+        )
 
 
 class Verdict(enum.Enum):

@@ -30,6 +30,7 @@ class NewJob:
     payload: str
     idempotency_key: str | None = None
     delay: float = 0.0
+    request_id: str | None = None
 
 
 class Store(Protocol):

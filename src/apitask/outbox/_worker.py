@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .._backoff import Backoff
 from .._counters import Outcome, TaskCounters
 from .._exceptions import TransientError
+from .._task_request import task_request_id
 from ._records import Finish, JobState, OutboxError, Verdict
 from ._registry import JobDecodeError
 
@@ -287,6 +288,9 @@ class Worker:
     # -- one attempt ------------------------------------------------------------
 
     async def _attempt(self, job: Job) -> None:
+        # Each attempt is an asyncio task with its own copy of the context:
+        # the request id set here is seen by this attempt's code and logs only.
+        task_request_id.set(job.request_id)
         self.counters.add(job.type, Outcome.STARTED)
         try:
             finish = await self._execute(job)

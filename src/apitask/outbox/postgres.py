@@ -24,6 +24,7 @@ from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from datetime import datetime
 
     from ._records import Finish
 
@@ -36,19 +37,12 @@ _QUERIES = load_queries("postgres")
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
+def _as_is(value: datetime) -> datetime:
+    return value  # asyncpg reads timestamptz as an aware datetime already
+
+
 def _job(row: Mapping[str, Any]) -> Job:
-    return Job(
-        id=row["id"],
-        type=row["type"],
-        payload=row["payload"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        run_at=row["run_at"],
-        created_at=row["created_at"],
-        finished_at=row["finished_at"],
-        idempotency_key=row["idempotency_key"],
-        last_error=row["last_error"],
-    )
+    return Job.from_row(row, _as_is)
 
 
 class _Query:
@@ -194,6 +188,7 @@ class PostgresStore:
             "payload": job.payload,
             "idempotency_key": job.idempotency_key,
             "delay": float(job.delay),
+            "request_id": job.request_id,
             "channel": self.channel,
         }
 

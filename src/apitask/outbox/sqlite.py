@@ -35,23 +35,12 @@ _Q = load_queries("sqlite")
 _MIGRATIONS = load_migrations("sqlite")
 
 
-def _when(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+def _when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 def _job(row: sqlite3.Row) -> Job:
-    return Job(
-        id=row["id"],
-        type=row["type"],
-        payload=row["payload"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        run_at=datetime.fromtimestamp(row["run_at"], UTC),
-        created_at=datetime.fromtimestamp(row["created_at"], UTC),
-        finished_at=_when(row["finished_at"]),
-        idempotency_key=row["idempotency_key"],
-        last_error=row["last_error"],
-    )
+    return Job.from_row(row, _when)
 
 
 def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -195,6 +184,7 @@ class SQLiteStore:
             "payload": job.payload,
             "idempotency_key": job.idempotency_key,
             "delay": job.delay,
+            "request_id": job.request_id,
             "now": time.time(),
         }
 

@@ -94,7 +94,7 @@ def schema() -> str:
 async def outbox(postgres_url: str, schema: str, registry: TaskRegistry) -> AsyncIterator[Outbox]:
     async with Outbox(PostgresStore(postgres_url, schema=schema), registry) as outbox:
         try:
-            assert await outbox.migrate() == [1]
+            assert await outbox.migrate() == [1, 2]
             yield outbox
         finally:
             admin = await asyncpg.connect(postgres_url)
@@ -183,6 +183,26 @@ async def test_run_in_a_declared_transaction(outbox: Outbox, engine: AsyncEngine
     assert await payloads(outbox) == [
         '{"name":"committed"}', '{"name":"from a thread"}', '{"name":"spilled"}',
     ]  # fmt: skip
+
+
+async def test_jobs_keep_the_id_of_the_request_that_enqueued_them(
+    outbox: Outbox, engine: AsyncEngine
+) -> None:
+    """The request id is written with the job (caller's transaction or the sink's
+    own) and comes back in listings and claims; outside a request it is NULL."""
+    async with apitask.scope(request_id="req-pg", sink=outbox.sink):
+        async with engine.begin() as conn:
+            await outbox.enqueue(conn, Ping("in a transaction"))
+        await apitask.run(Ping("through the sink"))
+    await outbox.enqueue(None, Ping("outside"))
+    listed = {job.payload: job.request_id for job in await outbox.list()}
+    claimed = {job.payload: job.request_id for job in await outbox.store.claim("w", 10, 30.0)}
+    expected = {
+        '{"name":"in a transaction"}': "req-pg",
+        '{"name":"through the sink"}': "req-pg",
+        '{"name":"outside"}': None,
+    }
+    assert listed == claimed == expected
 
 
 async def test_listen_wakes_an_idle_worker(outbox: Outbox) -> None:
@@ -315,7 +335,7 @@ async def test_without_a_schema_the_search_path_decides(postgres_url: str, schem
     store = PostgresStore(postgres_url, connect_kwargs={"server_settings": {"search_path": schema}})
     try:
         await asyncio.gather(store.open(), store.open())  # concurrent opens share one pool
-        assert await store.migrate() == [1]
+        assert await store.migrate() == [1, 2]
         ids = await asyncio.gather(*(store.insert(None, NewJob("ping", "{}")) for _ in range(2)))
         assert sorted(ids) == [1, 2]  # type: ignore[type-var]
         assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".apitask_jobs') == 2

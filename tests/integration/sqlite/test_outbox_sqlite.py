@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
+import logging
 import os
 import signal
 import sqlite3
@@ -21,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 import apitask
 from apitask import Backoff, TaskError, TransientError
 from apitask.__main__ import main
+from apitask.logs import RequestIdFilter, current_request_id
 from apitask.outbox import JobState, Outbox, OutboxError, TaskRegistry, open_outbox
-from apitask.outbox._sql import load_schema
+from apitask.outbox._sql import load_migrations, load_schema
 from apitask.outbox.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ TASKS_DIR = str(HERE.parent)  # outbox_tasks.py, for worker subprocesses
 if TASKS_DIR not in sys.path:  # and for the in-process CLI runs (--app outbox_tasks:registry)
     sys.path.insert(0, TASKS_DIR)
 Record = importlib.import_module("outbox_tasks").Record
+FIRST_MIGRATION = load_migrations("sqlite")[0]  # read at import, not on the loop
 
 
 class Note:
@@ -88,7 +92,7 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture
 async def outbox(db: Path, registry: TaskRegistry) -> AsyncIterator[Outbox]:
     async with open_outbox(f"sqlite:///{db}", registry, synchronous="NORMAL") as outbox:
-        assert await outbox.migrate() == [1]
+        assert await outbox.migrate() == [1, 2]
         yield outbox
 
 
@@ -170,6 +174,79 @@ async def test_run_inside_a_declared_transaction_joins_it(
     assert texts == ['{"text":"in committed tx"}', '{"text":"own tx"}']
     assert "OutboxSink" in repr(outbox.sink)
     assert "SQLiteStore" in repr(outbox)
+
+
+class WhoAmI:
+    """A durable task that records the request id it runs for, and logs a line."""
+
+    type = "whoami"
+    seen: list[tuple[str, str | None]] = []  # noqa: RUF012 - rebuilt tasks record here
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def payload(self) -> Mapping[str, JSONValue]:
+        return {"name": self.name}
+
+    async def run(self) -> None:
+        WhoAmI.seen.append((self.name, current_request_id()))
+        logging.getLogger("apitask.test.whoami").info("ran %s", self.name)
+
+
+async def test_a_job_runs_with_the_id_of_the_request_that_enqueued_it(
+    outbox: Outbox, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The request id is stored with the job (in the caller's transaction or the
+    sink's own), listed, and set while the worker runs the task: its log lines
+    name the request. A job enqueued outside any request has none."""
+    WhoAmI.seen = []
+    outbox.registry.register("whoami", lambda type, payload: WhoAmI(str(payload["name"])))
+    async with apitask.scope(request_id="req-tx"), engine.begin() as conn:
+        await outbox.enqueue(conn, WhoAmI("in the caller's transaction"))
+    async with apitask.scope(request_id="req-sink", sink=outbox.sink):
+        await apitask.run(WhoAmI("through the sink"))
+    await outbox.enqueue(None, WhoAmI("outside a request"))
+    listed = {json.loads(job.payload)["name"]: job.request_id for job in await outbox.list()}
+    expected = {
+        "in the caller's transaction": "req-tx",
+        "through the sink": "req-sink",
+        "outside a request": None,
+    }
+    assert listed == expected
+    caplog.set_level(logging.INFO, logger="apitask.test.whoami")
+    caplog.handler.addFilter(RequestIdFilter())
+    await outbox.worker(poll_interval=0.01).run(until_empty=True)
+    assert dict(WhoAmI.seen) == expected
+    logged = {r.getMessage(): getattr(r, "request_id", "unset") for r in caplog.records
+              if r.name == "apitask.test.whoami"}  # fmt: skip
+    assert logged == {f"ran {name}": request_id for name, request_id in expected.items()}
+    assert current_request_id() is None  # the worker's runs left this context alone
+
+
+async def test_migrating_a_version_1_file_keeps_its_jobs(tmp_path: Path) -> None:
+    """A file made by the first release (migration 1 only) upgrades in place: its
+    queued job stays, with no request id."""
+    path = tmp_path / "v1.db"
+    first = FIRST_MIGRATION
+
+    def make_v1() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("CREATE TABLE apitask_migrations (version INTEGER PRIMARY KEY, "
+                         "name TEXT NOT NULL, applied_at REAL NOT NULL)")  # fmt: skip
+            for statement in first.statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO apitask_migrations VALUES (1, 'initial', 0)")
+            conn.execute("INSERT INTO apitask_jobs (type, payload, run_at, created_at) "
+                         "VALUES ('note.add', '{\"text\":\"old\"}', 0, 0)")  # fmt: skip
+        finally:
+            conn.close()
+
+    await asyncio.to_thread(make_v1)
+    async with open_outbox(f"sqlite:///{path}") as upgraded:
+        assert await upgraded.migrate() == [2]
+        [job] = await upgraded.list()
+    assert (job.payload, job.state, job.request_id) == ('{"text":"old"}', JobState.QUEUED, None)
 
 
 async def test_another_outbox_transaction_is_not_joined(
@@ -400,7 +477,7 @@ def test_cli_list_stats_retry_purge(tmp_path: Path, capsys: pytest.CaptureFixtur
     """The outbox commands print readable tables and counts."""
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     assert run_cli("outbox", "migrate", "--url", url) == 0
-    assert "applied migrations: [1]" in capsys.readouterr().out
+    assert "applied migrations: [1, 2]" in capsys.readouterr().out
     assert run_cli("outbox", "migrate", "--url", url) == 0
     assert "schema up to date" in capsys.readouterr().out
     enqueue_records(url, 3)

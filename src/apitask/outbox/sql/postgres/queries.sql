@@ -6,8 +6,8 @@
 -- transactional, so a rollback drops both; a repeated idempotency key inserts
 -- nothing and notifies nobody.
 WITH job AS (
-    INSERT INTO apitask_jobs (type, payload, idempotency_key, run_at)
-    VALUES (:type, :payload, :idempotency_key, now() + make_interval(secs => :delay))
+    INSERT INTO apitask_jobs (type, payload, idempotency_key, run_at, request_id)
+    VALUES (:type, :payload, :idempotency_key, now() + make_interval(secs => :delay), :request_id)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 )
@@ -28,7 +28,7 @@ FROM (
 ) AS picked
 WHERE j.id = picked.id
 RETURNING j.id, j.type, j.payload, j.state, j.attempts, j.run_at, j.created_at,
-    j.finished_at, j.idempotency_key, j.last_error
+    j.finished_at, j.idempotency_key, j.last_error, j.request_id
 
 -- name: heartbeat
 UPDATE apitask_jobs SET locked_until = now() + make_interval(secs => :lease)
@@ -88,7 +88,7 @@ WHERE state = 'dead' AND (:all_dead OR id = ANY(:ids::bigint[]))
 
 -- name: list
 SELECT id, type, payload, state, attempts, run_at, created_at, finished_at,
-    idempotency_key, last_error
+    idempotency_key, last_error, request_id
 FROM apitask_jobs
 WHERE (:state::text IS NULL OR state = :state::text)
 ORDER BY id DESC

@@ -15,6 +15,7 @@ CREATE TABLE apitask_jobs (
     locked_until timestamptz,
     idempotency_key text,
     last_error text,
+    request_id text,
     CONSTRAINT apitask_jobs_state_check
         CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'dead'))
 );

@@ -3,16 +3,16 @@
 -- Lists of ids are passed as one JSON array and read with json_each().
 
 -- name: insert
-INSERT INTO apitask_jobs (type, payload, idempotency_key, run_at, created_at)
-VALUES (:type, :payload, :idempotency_key, :now + :delay, :now)
+INSERT INTO apitask_jobs (type, payload, idempotency_key, run_at, created_at, request_id)
+VALUES (:type, :payload, :idempotency_key, :now + :delay, :now, :request_id)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id
 
 -- name: insert_unkeyed
 -- Without a key no conflict is possible (the unique index skips NULLs): a plain
 -- insert, about a third cheaper than the one above; the id is the cursor's lastrowid.
-INSERT INTO apitask_jobs (type, payload, run_at, created_at)
-VALUES (:type, :payload, :now + :delay, :now)
+INSERT INTO apitask_jobs (type, payload, run_at, created_at, request_id)
+VALUES (:type, :payload, :now + :delay, :now, :request_id)
 
 -- name: claim
 UPDATE apitask_jobs
@@ -24,7 +24,7 @@ WHERE id IN (
     LIMIT :limit
 )
 RETURNING id, type, payload, state, attempts, run_at, created_at, finished_at,
-    idempotency_key, last_error
+    idempotency_key, last_error, request_id
 
 -- name: heartbeat
 UPDATE apitask_jobs SET locked_until = :now + :lease
@@ -72,7 +72,7 @@ WHERE state = 'dead' AND (:all_dead OR id IN (SELECT value FROM json_each(:ids))
 
 -- name: list
 SELECT id, type, payload, state, attempts, run_at, created_at, finished_at,
-    idempotency_key, last_error
+    idempotency_key, last_error, request_id
 FROM apitask_jobs
 WHERE (:state IS NULL OR state = :state)
 ORDER BY id DESC

@@ -15,7 +15,8 @@ CREATE TABLE apitask_jobs (
     locked_by TEXT,
     locked_until REAL,
     idempotency_key TEXT,
-    last_error TEXT
+    last_error TEXT,
+    request_id TEXT
 );
 
 -- A repeated idempotency key inserts nothing. Partial: jobs without a key
