@@ -7,6 +7,7 @@ with ``GOTRUE_SMTP_HOST`` set, so it sends real SMTP to the slow server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -19,8 +20,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import asyncpg
 import httpx
 import jwt
+from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -103,8 +106,13 @@ def service_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def service(tmp: Path, mode: str, smtp_port: int, **extra: str) -> Iterator[str]:
-    """An ``apitask-auth serve`` process in ``mode`` (see MODES); yields its base URL."""
+def service(
+    tmp: Path, mode: str, smtp_port: int, database_url: str | None = None, **extra: str
+) -> Iterator[str]:
+    """An ``apitask-auth serve`` process in ``mode`` (see MODES); yields its base URL.
+
+    Its database is a new SQLite file in ``tmp`` unless ``database_url`` names another.
+    """
     port = free_port()
     mode, _, matching = mode.partition("+")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOTRUE_")}
@@ -114,7 +122,7 @@ def service(tmp: Path, mode: str, smtp_port: int, **extra: str) -> Iterator[str]
             "API_EXTERNAL_URL": f"http://127.0.0.1:{port}",
             "GOTRUE_SITE_URL": "http://127.0.0.1:3000",
             "GOTRUE_JWT_SECRET": JWT_SECRET,
-            "DATABASE_URL": f"sqlite:///{tmp / f'{mode}.db'}",
+            "DATABASE_URL": database_url or f"sqlite:///{tmp / f'{mode}.db'}",
             "GOTRUE_SMTP_HOST": "127.0.0.1",
             "GOTRUE_SMTP_PORT": str(smtp_port),
             "GOTRUE_SMTP_ADMIN_EMAIL": "noreply@bench.example",
@@ -204,16 +212,39 @@ def wait_delivered(watcher: LineWatcher, count: int, timeout: float) -> int:
     return watcher.last_count("received")
 
 
-def measure_recover(mode: str, n: int, delay: float) -> tuple[list[float], list[float], int]:
+@contextlib.contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of ``server_url``; dropped after."""
+    name = f"apitask_bench_{secrets.token_hex(4)}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(run(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+def measure_recover(
+    mode: str, n: int, delay: float, postgres: str | None = None
+) -> tuple[list[float], list[float], int]:
     """One mode's run: latencies (ms) for existing and unknown addresses, mails delivered.
 
-    Fails loudly if the mail server did not get every mail: a mode that
-    dropped mail would look fast for the wrong reason.
+    The service's database is a fresh SQLite file, or a fresh database on the
+    PostgreSQL server of ``postgres``. Fails loudly if the mail server did not
+    get every mail: a mode that dropped mail would look fast for the wrong reason.
     """
     with (
         tempfile.TemporaryDirectory(prefix="apitask-bench-") as tmp,
+        postgres_database(postgres) if postgres else contextlib.nullcontext() as database,
         slow_smtp(delay) as (smtp_port, smtp),
-        service(Path(tmp), mode, smtp_port) as url,
+        service(Path(tmp), mode, smtp_port, database) as url,
         httpx.Client(base_url=url) as client,
     ):
         existing = create_users(client, n)

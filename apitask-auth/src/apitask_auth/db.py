@@ -33,6 +33,7 @@ from sqlalchemy import (
     event,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -61,6 +62,7 @@ __all__ = [
     "now",
     "one_time_tokens",
     "refresh_tokens",
+    "upsert",
     "schema_version",
     "sessions",
     "users",
@@ -75,6 +77,13 @@ def now() -> datetime:
 def new_id() -> str:
     """A fresh UUID (v4) as text, the form every id column stores."""
     return str(uuid.uuid4())
+
+
+def upsert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``table`` that takes ON CONFLICT clauses, in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

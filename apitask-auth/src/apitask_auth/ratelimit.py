@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import case, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from starlette.requests import Request
 
-from .db import email_rate_limits
+from .db import email_rate_limits, upsert
 from .errors import APIError, error_response
 
 if TYPE_CHECKING:
@@ -54,8 +52,7 @@ async def _ensure_row(conn: AsyncConnection, name: str, limit: EmailRateLimit, a
     values = {"name": name, "window_id": 0, "amount": limit.count, "updated_at": at}
     if name == "window":
         values |= {"window_id": int(at // _HOUR), "amount": 0.0}
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing())
+    await conn.execute(upsert(conn, table).values(**values).on_conflict_do_nothing())
 
 
 async def _take(conn: AsyncConnection, limit: EmailRateLimit, at: float) -> bool:
