@@ -59,7 +59,12 @@ async def invite(base_url: str, addresses: list[str], concurrency: int = 16) -> 
             assert response.status_code == 200, response.text
 
     # verify=False: plain http on loopback, and no CA bundle read on the loop.
-    async with httpx.AsyncClient(base_url=base_url, verify=False, timeout=60) as http:
+    # keepalive_expiry under uvicorn's 5 s keep-alive: a connection left idle in the pool
+    # is dropped here first, never reused at the moment the server closes it (a reset).
+    limits = httpx.Limits(keepalive_expiry=2)
+    async with httpx.AsyncClient(
+        base_url=base_url, verify=False, timeout=60, limits=limits
+    ) as http:
         await asyncio.gather(*(one_by_one(http) for _ in range(concurrency)))
 
 
