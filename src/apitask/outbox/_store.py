@@ -9,6 +9,7 @@ given a connection, which writes into the caller's transaction.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
     from ._records import Finish, Job, JobState, Stats
 
-__all__ = ["NewJob", "Store", "as_sqlalchemy", "translate_errors"]
+__all__ = ["NewJob", "Store", "as_sqlalchemy", "call_on_commit", "translate_errors"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +98,16 @@ def as_sqlalchemy(conn: object) -> Any:
     return None
 
 
-async def execute_sqlalchemy(conn: Any, sql: str, params: object) -> int | None:
+async def execute_sqlalchemy(
+    conn: Any, sql: str, params: object, on_commit: Callable[[], None] | None = None
+) -> int | None:
     """Run an insert through a SQLAlchemy connection or session, as driver SQL.
 
     ``exec_driver_sql`` skips SQLAlchemy's statement compilation (a third of
     the cost of a ``text()`` statement here); ``sql`` and ``params`` are in
     the driver's own style. Returns the first column of the first row, if any.
+    ``on_commit`` is called when the connection next commits (see
+    :func:`call_on_commit`).
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -114,7 +119,40 @@ async def execute_sqlalchemy(conn: Any, sql: str, params: object) -> int | None:
         row = result.first()
     except SQLAlchemyError as exc:
         raise OutboxError(f"could not enqueue the job: {exc}") from exc
+    if on_commit is not None:
+        call_on_commit(conn, on_commit)
     return None if row is None else int(row[0])
+
+
+_commit_callbacks: weakref.WeakKeyDictionary[Any, set[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per SQLAlchemy ``Connection``: the callbacks waiting for its next commit."""
+
+
+def call_on_commit(conn: Any, callback: Callable[[], None]) -> None:
+    """Call ``callback`` (once) when the SQLAlchemy ``AsyncConnection`` ``conn`` commits.
+
+    SQLAlchemy's ``commit`` event comes as the commit starts, on the event
+    loop's thread: a worker woken by it claims right after, and on SQLite its
+    ``BEGIN IMMEDIATE`` waits for this commit's write lock, so it sees the row.
+    A rollback leaves the listener on the connection object, which is
+    discarded at the end of its ``begin()`` block (at worst: one spare wake-up).
+    """
+    from sqlalchemy import event
+
+    sync = conn.sync_connection
+    # One listener per connection and callback, however many jobs the transaction writes.
+    pending = _commit_callbacks.setdefault(sync, set())
+    if callback in pending:
+        return
+
+    def on_commit(_connection: object) -> None:
+        pending.discard(callback)
+        callback()
+
+    pending.add(callback)
+    event.listen(sync, "commit", on_commit, once=True)
 
 
 @contextlib.contextmanager

@@ -202,12 +202,12 @@ class SQLiteStore:
             job_id = await self._call(
                 "enqueue the job", lambda c: self._insert_now(c, job), durable=True
             )
-            for wake in self._wakers:
-                wake()
+            self._wake_all()
             return job_id
         sa = as_sqlalchemy(conn)
         if sa is not None:
-            return await execute_sqlalchemy(sa, _Q["insert"], self._params(job))
+            # No notifications in SQLite: this process's workers are woken by the commit.
+            return await execute_sqlalchemy(sa, _Q["insert"], self._params(job), self._wake_all)
         return await self._insert_aiosqlite(conn, job)
 
     async def _insert_aiosqlite(self, conn: Any, job: NewJob) -> int | None:
@@ -283,8 +283,13 @@ class SQLiteStore:
 
         await self._call("record job outcomes", write)
 
+    def _wake_all(self) -> None:
+        for wake in self._wakers:
+            wake()
+
     async def listen(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
-        """SQLite has no notifications: wake only on this store's own inserts."""
+        """SQLite has no notifications: wake on this store's own inserts, and on the
+        commit of a SQLAlchemy transaction it wrote a job into."""
         self._wakers.append(wake)
 
         async def close() -> None:

@@ -319,6 +319,34 @@ async def test_own_inserts_wake_a_worker_in_the_same_process(outbox: Outbox) -> 
             await seen.wait()
 
 
+async def test_a_sqlalchemy_commit_wakes_a_worker_in_the_same_process(
+    outbox: Outbox, engine: AsyncEngine
+) -> None:
+    """Jobs written in a SQLAlchemy transaction run when it commits, long before the
+    (one minute) poll: after a rollback on the same connection, and again on its next
+    transaction."""
+
+    async def ran(*texts: str) -> None:
+        async with asyncio.timeout(10):
+            while not set(texts) <= set(Note.done):
+                await Note.ran.wait()
+                Note.ran.clear()
+
+    async with outbox.worker(poll_interval=60.0), engine.connect() as conn:
+        with pytest.raises(RuntimeError):
+            async with conn.begin():
+                await outbox.enqueue(conn, Note("rolled back"))
+                raise RuntimeError("the business transaction fails")
+        async with conn.begin():
+            await outbox.enqueue(conn, Note("first"))
+            await outbox.enqueue(conn, Note("second"))
+        await ran("first", "second")
+        async with conn.begin():
+            await outbox.enqueue(conn, Note("next transaction"))
+        await ran("next transaction")
+    assert sorted(Note.done) == ["first", "next transaction", "second"]
+
+
 async def test_expired_leases_are_taken_over(outbox: Outbox) -> None:
     """Jobs leased to a worker that stopped heartbeating run again elsewhere."""
     await outbox.enqueue(None, Note("orphan"))
