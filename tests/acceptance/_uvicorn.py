@@ -119,6 +119,16 @@ class ServerProcess:
             raise RuntimeError("server did not start:\n" + self.log)
         return self._url
 
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return self._process.pid
+
+    def send_signal(self, signum: signal.Signals) -> None:
+        """Send ``signum`` (SIGSTOP freezes it, SIGCONT thaws it) without waiting."""
+        if self._process.poll() is None:
+            self._process.send_signal(signum)
+
     def terminate(self) -> None:
         """Send SIGTERM (uvicorn's graceful shutdown) without waiting."""
         if self._process.poll() is None:

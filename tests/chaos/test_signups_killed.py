@@ -14,8 +14,8 @@ jobs are taken over when its leases expire.
 * Duplicates only among the mails the killed process held leases on, at most
   that many.
 
-This runs at the library level; the same through ``apitask-auth serve`` in
-outbox mode is still to do (docs/chaos.md).
+This runs at the library level; test_service_signups_killed.py runs the
+same scenario through ``apitask-auth serve`` in outbox mode.
 """
 
 from __future__ import annotations

@@ -124,6 +124,8 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("GOTRUE_WORKER_COUNT_PER_CPU", "0"),
         ("GOTRUE_WORKER_QUEUE_SIZE", "0"),
         ("GOTRUE_OUTBOX_WORKER_ENABLED", "sometimes"),
+        ("GOTRUE_OUTBOX_WORKER_LEASE", "0s"),
+        ("GOTRUE_OUTBOX_WORKER_LEASE", "a while"),
         ("GOTRUE_SMTP_MAX_POOL_SIZE", "0"),
         ("GOTRUE_SMTP_LOGGING_ENABLED", "loud"),
         ("GOTRUE_SMTP_ADMIN_EMAIL", "Auth <auth@example.com>"),
@@ -203,6 +205,7 @@ def test_mail_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (defaults.smtp_max_pool_size, defaults.smtp_logging_enabled) == (4, False)
     assert (defaults.worker_count_per_cpu, defaults.worker_queue_size) == (8, 1000)
     assert defaults.outbox_worker_enabled is True
+    assert defaults.outbox_worker_lease == timedelta(seconds=30)
     _env(
         monkeypatch,
         GOTRUE_SMTP_HOST="smtp.example.com",

@@ -219,8 +219,12 @@ async def test_outbox_rollback_drops_the_job_with_the_user(
 async def test_outbox_worker_in_process_sends_the_mail(
     make_service: Callable[..., Any],
 ) -> None:
-    """Outbox with the in-process worker (the default): the mail is sent after commit."""
-    svc: Service = await make_service(mailer_delivery="outbox")
+    """Outbox with the in-process worker (the default): the mail is sent after commit;
+    the worker's claims last GOTRUE_OUTBOX_WORKER_LEASE."""
+    svc: Service = await make_service(mailer_delivery="outbox", outbox_worker_lease="7s")
+    worker = svc.app.state.service.mailer.worker
+    assert worker is not None
+    assert worker.lease == 7.0
     address = email()
     assert (await _signup(svc, address)).status_code == 200
     sent = await svc.mail.wait_for(to=address, timeout=10)

@@ -312,6 +312,10 @@ class Settings(BaseSettings):
     worker_shutdown_duration: Duration = timedelta(seconds=30)
     worker_queue_size: int = Field(1000, ge=1)
     outbox_worker_enabled: bool = True
+    # Ours: how long the in-process outbox worker's claims last without a
+    # heartbeat, so how soon another worker takes over the jobs of a `serve`
+    # that died (`apitask-auth worker --lease` is the same for that command).
+    outbox_worker_lease: Duration = timedelta(seconds=30)
 
     # Rate limits
     rate_limit_header: str = ""
@@ -363,6 +367,7 @@ class Settings(BaseSettings):
         "mailer_template_max_age",
         "mailer_template_retry_interval",
         "mailer_template_reloading_max_idle",
+        "outbox_worker_lease",
     )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:

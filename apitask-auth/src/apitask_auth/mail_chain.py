@@ -258,6 +258,7 @@ class MailChain:
         self._worker = outbox.worker(
             concurrency=(os.cpu_count() or 1) * self.settings.worker_count_per_cpu,
             shutdown_timeout=self.settings.worker_shutdown_duration.total_seconds(),
+            lease=self.settings.outbox_worker_lease.total_seconds(),
         )
         self._worker_run = asyncio.get_running_loop().create_task(self._worker.run())
         self._worker_run.add_done_callback(_report_worker_end)
