@@ -102,21 +102,26 @@ async def test_unknown_path_and_method(svc: Service) -> None:
     assert (wrong.status_code, wrong.json()["error_code"]) == (405, "method_not_allowed")
 
 
-async def test_unexpected_errors_are_gotrue_500s(svc: Service) -> None:
-    """Anything unhandled is 500 unexpected_failure with an error_id (legacy format)."""
+async def test_unexpected_errors_are_gotrue_500s(
+    svc: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anything unhandled is 500 unexpected_failure with an error_id (legacy format),
+    logged with its traceback; the error goes no further than the app (a server
+    would close the connection on it)."""
 
     @svc.app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("kaboom")
 
-    transport_app = svc.app
     import httpx
 
+    # raise_app_exceptions (the default): an error leaving the app fails the call.
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=transport_app, raise_app_exceptions=False),
-        base_url="http://auth.test",
+        transport=httpx.ASGITransport(app=svc.app), base_url="http://auth.test"
     ) as client:
         response = await client.get("/boom", headers={"x-request-id": "req-1"})
+    assert "unhandled error on GET /boom" in caplog.text
+    assert "RuntimeError: kaboom" in caplog.text
     assert response.status_code == 500
     assert response.json() == {
         "code": 500,

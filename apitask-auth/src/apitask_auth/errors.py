@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import Request as StarletteRequest
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
     from starlette.responses import Response
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "API_VERSION",
@@ -119,9 +121,48 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
+class _AnswerUnexpected:
+    """Answer an error no handler took with GoTrue's 500, and keep the connection.
+
+    Starlette's last-resort handler answers too, but then re-raises so that the
+    server logs the error, and uvicorn closes the connection on it: a keep-alive
+    client's next request, already sent on that connection, is never answered.
+    Here the error is logged and answered, and goes no further.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:  # half a response is out: only the server can end it
+                raise
+            response = await _unexpected(StarletteRequest(scope), exc)
+            await response(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every error, including unhandled ones, in GoTrue's format."""
+    """Answer every error, including unhandled ones, in GoTrue's format.
+
+    Call before adding middleware: the catch-all for unexpected errors is
+    then the innermost, and the others (response-time matching, metrics) see
+    its 500 like any response. Errors of those outer middlewares still reach
+    Starlette's handler.
+    """
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(_AnswerUnexpected)

@@ -63,8 +63,13 @@ class Store(Protocol):
     async def heartbeat(self, worker: str, ids: Sequence[int], lease: float) -> None:
         """Extend ``worker``'s leases on ``ids`` by ``lease`` seconds from now."""
 
-    async def reap(self) -> int:
-        """Make jobs with expired leases due again; return how many."""
+    async def reap(self, worker: str) -> int:
+        """Make jobs with expired leases due again, except ``worker``'s; return how many.
+
+        A live worker knows what it runs: its own expired leases (heartbeats
+        held up by a busy database) stay its own, so that an outcome it has
+        yet to write is not lost and the job not run a second time.
+        """
 
     async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
         """Write back attempt outcomes (delete succeeded rows unless ``keep``)."""

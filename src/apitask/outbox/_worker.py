@@ -142,6 +142,7 @@ class Worker:
         self._until_empty = False
         self._running: dict[asyncio.Task[None], Job] = {}
         self._outcomes: list[Finish] = []
+        self._unwritten: set[int] = set()  # ids of jobs whose outcome is not written yet
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._flush_wanted = asyncio.Event()
@@ -248,7 +249,13 @@ class Worker:
             jobs = await self._claim(wanted)
             if jobs is None:
                 continue
+            ours = self._unwritten.union(job.id for job in self._running.values())
             for job in jobs:
+                if job.id in ours:
+                    # Our own lease ran out while the job ran or its outcome waited for
+                    # the database (a busy SQLite file can hold writes for seconds):
+                    # the claim renewed the lease; running it again would repeat it.
+                    continue
                 self._start(job)
             if len(jobs) < wanted:
                 if self._until_empty and not jobs and not self._running:
@@ -355,6 +362,7 @@ class Worker:
         if finish.verdict is Verdict.DEAD:
             logger.error('apitask.outbox: job %d "%s" is dead: %s', job.id, job.type, finish.error)
         self._outcomes.append(finish)
+        self._unwritten.add(job.id)
         self._written.clear()
         self._flush_wanted.set()
 
@@ -384,15 +392,15 @@ class Worker:
                     await asyncio.sleep(self.poll_interval)
                     self._flush_wanted.set()
                     continue
+                self._unwritten.difference_update(o.job_id for o in batch)
             if not self._outcomes:
                 self._written.set()
                 if self._closing:
                     return
 
     def _leased_ids(self) -> list[int]:
-        ids = [job.id for job in self._running.values()]
-        ids.extend(o.job_id for o in self._outcomes)
-        return ids
+        # Outcomes being written count too: a write that fails keeps them ours.
+        return sorted(self._unwritten.union(job.id for job in self._running.values()))
 
     async def _heartbeats(self) -> None:
         while True:
@@ -408,7 +416,7 @@ class Worker:
         next_purge = 0.0
         while True:
             try:
-                if await self.store.reap():
+                if await self.store.reap(self.name):
                     self._wake.set()
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + _PURGE_EVERY

@@ -249,9 +249,9 @@ class PostgresStore:
             "extend leases", "heartbeat", worker=worker, ids=list(ids), lease=float(lease)
         )
 
-    async def reap(self) -> int:
-        """Make jobs with expired leases due again."""
-        return len(await self._fetch("take over expired leases", "reap"))
+    async def reap(self, worker: str) -> int:
+        """Make jobs with expired leases due again, except ``worker``'s."""
+        return len(await self._fetch("take over expired leases", "reap", worker=worker))
 
     async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
         """Write back the outcomes of attempts in one transaction."""

@@ -256,11 +256,11 @@ class SQLiteStore:
 
         await self._call("extend leases", beat)
 
-    async def reap(self) -> int:
-        """Make jobs with expired leases due again."""
+    async def reap(self, worker: str) -> int:
+        """Make jobs with expired leases due again, except ``worker``'s."""
+        params = {"now": time.time(), "worker": worker}
         return await self._call(
-            "take over expired leases",
-            lambda c: len(c.execute(_Q["reap"], {"now": time.time()}).fetchall()),
+            "take over expired leases", lambda c: len(c.execute(_Q["reap"], params).fetchall())
         )
 
     async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:

@@ -283,6 +283,17 @@ async def test_retention_zero_deletes_and_expired_leases_are_reaped(outbox: Outb
     assert await outbox.list() == []
 
 
+async def test_a_worker_does_not_reap_its_own_leases(outbox: Outbox) -> None:
+    """An expired lease is taken over by any worker but the one holding it."""
+    await outbox.enqueue(None, Ping("mine"))
+    [claimed] = await outbox.store.claim("slow-writer", 1, lease=-1.0)
+    assert await outbox.store.reap("slow-writer") == 0
+    assert (await outbox.list())[0].state is JobState.RUNNING
+    assert await outbox.store.reap("another") == 1
+    [job] = await outbox.list()
+    assert (job.id, job.state) == (claimed.id, JobState.FAILED)
+
+
 async def test_migrated_schema_equals_declared_schema(
     outbox: Outbox, postgres_url: str, schema: str
 ) -> None:

@@ -362,6 +362,17 @@ async def test_expired_leases_are_taken_over(outbox: Outbox) -> None:
     assert job.last_error == "lease expired: worker ghost-worker stopped heartbeating"
 
 
+async def test_a_worker_does_not_reap_its_own_leases(outbox: Outbox) -> None:
+    """An expired lease is taken over by any worker but the one holding it."""
+    await outbox.enqueue(None, Note("mine"))
+    [claimed] = await outbox.store.claim("slow-writer", 10, lease=-1.0)
+    assert await outbox.store.reap("slow-writer") == 0
+    assert (await outbox.list())[0].state is JobState.RUNNING
+    assert await outbox.store.reap("another") == 1
+    [job] = await outbox.list()
+    assert (job.id, job.state) == (claimed.id, JobState.FAILED)
+
+
 async def test_retention_retry_and_purge(outbox: Outbox) -> None:
     """retention=0 deletes on success; dead jobs can be re-queued by id or all, and purged."""
     await outbox.enqueue(None, Note("gone"))

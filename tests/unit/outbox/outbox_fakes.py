@@ -75,7 +75,7 @@ class FakeStore:
     async def heartbeat(self, worker: str, ids: Sequence[int], lease: float) -> None:
         self._enter("heartbeat")
 
-    async def reap(self) -> int:
+    async def reap(self, worker: str) -> int:
         self._enter("reap")
         reaped, self.reaped = self.reaped, 0
         return reaped

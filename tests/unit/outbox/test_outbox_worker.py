@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -186,6 +187,30 @@ async def test_store_faults_are_logged_and_survived(
     for message in ("claim failed", "cannot listen", "heartbeat failed", "maintenance failed"):
         assert message in text
     assert "could not record outcomes" in text
+
+
+async def test_a_job_claimed_again_while_its_outcome_waits_is_not_run_again(
+    registry: TaskRegistry, log: Log
+) -> None:
+    """Its outcome unwritable (a busy database), a job's lease expires and the worker
+    claims the job again: it does not run it a second time, and writes the outcome
+    once it can."""
+    store = FakeStore(fail={"finish"})
+    job_id = store.add("t.x")
+    worker = make(store, registry)
+    async with worker:
+        await log.started.wait()
+        await store.called("finish").wait()  # the write-back failed
+        store.jobs[job_id] = replace(store.jobs[job_id], state=JobState.QUEUED)  # expired
+        store.calls.pop("claim", None)
+        await store.called("claim").wait()
+        store.calls.pop("claim", None)
+        await store.called("claim").wait()  # a claim after the one that took it again
+        store.fail.discard("finish")
+        await store.called("finished").wait()
+    assert log.runs == ["ok"]
+    assert store.jobs[job_id].state is JobState.SUCCEEDED
+    assert store.jobs[job_id].attempts == 2  # claimed twice, run once
 
 
 async def test_outcomes_unwritable_at_shutdown_are_left_to_lease_expiry(

@@ -37,13 +37,14 @@ WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
 -- name: reap
 -- Jobs whose worker stopped heartbeating: due again at once. The attempt the
 -- dead worker made still counts, so a job that kills its worker each time
--- ends in the dead-letter state instead of looping.
+-- ends in the dead-letter state instead of looping. The reaping worker's own
+-- leases are left alone: it is alive, and still owns them.
 UPDATE apitask_jobs AS j
 SET state = 'failed', run_at = now(), locked_by = NULL, locked_until = NULL,
     last_error = 'lease expired: worker ' || coalesce(j.locked_by, '?') || ' stopped heartbeating'
 FROM (
     SELECT id FROM apitask_jobs
-    WHERE state = 'running' AND locked_until < now()
+    WHERE state = 'running' AND locked_until < now() AND locked_by IS DISTINCT FROM :worker
     FOR UPDATE SKIP LOCKED
 ) AS expired
 WHERE j.id = expired.id

@@ -34,7 +34,7 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND stat
 UPDATE apitask_jobs
 SET state = 'failed', run_at = :now, locked_by = NULL, locked_until = NULL,
     last_error = 'lease expired: worker ' || coalesce(locked_by, '?') || ' stopped heartbeating'
-WHERE state = 'running' AND locked_until < :now
+WHERE state = 'running' AND locked_until < :now AND locked_by IS NOT :worker
 RETURNING id
 
 -- name: succeed
