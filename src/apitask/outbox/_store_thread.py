@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import sqlite3
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -76,6 +77,11 @@ class StoreThread:
     ) -> None:
         self._run_batch = run_batch
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        # Held to put work and to stop: nothing can be queued after the stop,
+        # where no one would ever take it (a caller in another thread would
+        # wait forever).
+        self._lock = threading.Lock()
+        self._stopped = False
         # Daemon: a store nobody closed must not keep the process from exiting;
         # an unfinished transaction then rolls back, as on any crash.
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
@@ -87,35 +93,44 @@ class StoreThread:
         """Run ``fn()`` in the thread; the future holds its result."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Request(fn, None, loop, future))
+        self._put(_Request(fn, None, loop, future))
         return future
 
     def submit(self, item: object) -> asyncio.Future[Any]:
         """Hand ``item`` to ``run_batch`` (with the others waiting then)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Request(None, item, loop, future))
+        self._put(_Request(None, item, loop, future))
         return future
 
     def stop(self) -> None:
         """End the thread once the work queued before this is done."""
-        self._queue.put(None)
+        with self._lock:
+            self._stopped = True
+            self._queue.put(None)
+
+    def _put(self, request: _Request) -> None:
+        with self._lock:
+            if self._stopped:
+                # What the driver says of a closed connection: an OutboxError
+                # for the store's callers, as any other database error.
+                raise sqlite3.ProgrammingError("the store is closed")
+            self._queue.put(request)
 
     # -- from a thread without an event loop -------------------------------------
 
     def submit_sync(self, item: object) -> Any:
         """:meth:`submit`, waiting in the calling thread."""
         future: Future[Any] = Future()
-        self._queue.put(_Request(None, item, None, future))
+        self._put(_Request(None, item, None, future))
         return future.result()
 
     # -- in the thread ----------------------------------------------------------------
 
     def _serve(self) -> None:
-        held: _Request | None = None
+        held: list[_Request | None] = []  # taken from the queue, not run yet
         while True:
-            request = held if held is not None else self._queue.get()
-            held = None
+            request = held.pop() if held else self._queue.get()
             if request is None:
                 return
             if request.call is not None:
@@ -130,7 +145,7 @@ class StoreThread:
                 except queue.Empty:
                     break
                 if waiting is None or waiting.call is not None:
-                    held = waiting  # a call or the stop: after this batch
+                    held.append(waiting)  # a call or the stop: after this batch
                     break
                 batch.append(waiting)
             self._answer(self._round_of_many(batch))

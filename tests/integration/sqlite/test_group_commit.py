@@ -285,3 +285,37 @@ async def test_insert_batch_sees_each_job(db: Path) -> None:
         listed = {job.id: job for job in await outbox.list()}
         assert (listed[1].idempotency_key, listed[1].request_id) == ("key", "req-1")
         assert listed[1].run_at > listed[2].run_at
+
+
+async def test_a_stopped_thread_takes_no_more_work(db: Path) -> None:
+    """A caller still holding a closed store's thread gets an error, not a wait forever."""
+    store = SQLiteStore(str(db))
+    async with Outbox(store) as outbox:
+        await outbox.migrate()
+        thread = store._thread
+    assert thread is not None
+    job = NewJob("t", "{}")
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        await asyncio.to_thread(thread.submit_sync, job)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        await thread.submit(job)
+
+
+async def test_a_stop_queued_behind_a_batch_ends_the_thread_after_it() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_first_batch(items: Sequence[Any]) -> list[tuple[Any, BaseException | None]]:
+        if not entered.is_set():
+            entered.set()
+            release.wait(5)
+        return [(item, None) for item in items]
+
+    thread = StoreThread(slow_first_batch, name="test-store-thread")
+    first = thread.submit(1)
+    assert await asyncio.to_thread(entered.wait, 5)
+    rest = [thread.submit(2), thread.submit(3)]
+    thread.stop()
+    release.set()
+    assert await asyncio.gather(first, *rest) == [1, 2, 3]
+    await asyncio.to_thread(thread._thread.join, 5)
+    assert not thread._thread.is_alive()
