@@ -15,9 +15,21 @@ PostgreSQL (in a schema of its own, dropped at the end):
              transactions of one business INSERT, with and without an enqueue.
 
 SQLite (a file in a temporary directory, WAL, the same synchronous level on both sides):
-  raw        stdlib sqlite3, BEGIN; INSERT; COMMIT per job (as ../shared/peers).
+  raw        stdlib sqlite3, BEGIN; INSERT; COMMIT per job (as ../shared/peers), one
+             thread, no event loop: the baseline of every SQLite ratio, the concurrent
+             cases' included (the same N rows, one transaction each).
+  hop        the same transactions, each sent from the event loop to one thread and
+             awaited: through run_in_executor, and through the store's own thread
+             (a SimpleQueue in, call_soon_threadsafe out). The floor of any library
+             that keeps database calls off the loop with one awaited call per job.
+  schema     plain sqlite3 again, the outbox's own INSERT into its table (7 columns,
+             partial indexes): what the row itself costs, no event loop.
+  enqueue    sink.submit per job, awaited one after the other, no worker running.
   outbox     sink.submit per job, or SQLAlchemy+aiosqlite engine.begin() + enqueue,
              with a worker running them concurrently; time until the last job has run.
+             "sequential": one producer awaiting each enqueue; "16 producers": 16
+             coroutines doing the same, N/16 each (the store commits the enqueues
+             waiting together in one transaction; each returns after that commit).
 
 Usage: .venv/bin/python bench/outbox.py [--pg postgresql://postgres@127.0.0.1:5432/test]
        [-n 5000] [--repeats 3] [--only pg,sqlite]
@@ -30,6 +42,7 @@ import asyncio
 import contextlib
 import secrets
 import sqlite3
+import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +55,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from _common import Series, save, table
 from apitask.outbox import Outbox, TaskRegistry
+from apitask.outbox._sql import load_queries
+from apitask.outbox._store import NewJob
+from apitask.outbox._store_thread import StoreThread
 from apitask.outbox.postgres import PostgresStore
 from apitask.outbox.sqlite import SQLiteStore
 
@@ -51,6 +67,7 @@ if TYPE_CHECKING:
     from apitask import JSONValue
 
 PAYLOAD = '{"to": "user@example.test", "template": "welcome"}'
+PRODUCERS = 16  # concurrent producers in the SQLite concurrent cases
 
 
 class Counter:
@@ -214,8 +231,25 @@ def sqlite_raw(path: Path, n: int, synchronous: str) -> float:
     return n / elapsed
 
 
-async def sqlite_raw_hop(path: Path, n: int, synchronous: str) -> float:
-    """The same transactions, each sent from the event loop to one thread (our rule)."""
+def sqlite_outbox_table(store: SQLiteStore, n: int) -> float:
+    """Jobs/s of the outbox's own INSERT into its table, in a plain loop (as raw)."""
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.execute(f"PRAGMA synchronous={store.synchronous}")
+    insert = load_queries("sqlite")["insert_unkeyed"]
+    job = NewJob(TASK.type, PAYLOAD)
+    start = time.perf_counter()
+    for _ in range(n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(insert, SQLiteStore._params(job))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return n / elapsed
+
+
+async def sqlite_raw_hop(path: Path, n: int, synchronous: str, *, store_thread: bool) -> float:
+    """The same transactions, each sent from the event loop to one thread (our rule):
+    through ``run_in_executor``, or through the SQLite store's own thread."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA synchronous={synchronous}")
 
@@ -224,37 +258,82 @@ async def sqlite_raw_hop(path: Path, n: int, synchronous: str) -> float:
         conn.execute("INSERT INTO raw_jobs (payload, created_at) VALUES (?, ?)", (PAYLOAD, 0.0))
         conn.execute("COMMIT")
 
-    loop = asyncio.get_running_loop()
-    with ThreadPoolExecutor(1) as thread:
+    if store_thread:
+        thread = StoreThread(list, name="bench-hop")
         start = time.perf_counter()
         for _ in range(n):
-            await loop.run_in_executor(thread, one)
+            await thread.call(one)
         elapsed = time.perf_counter() - start
+        thread.stop()
+    else:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1) as executor:
+            start = time.perf_counter()
+            for _ in range(n):
+                await loop.run_in_executor(executor, one)
+            elapsed = time.perf_counter() - start
     conn.close()
     return n / elapsed
 
 
+def paired(rows: list[Series], baseline: Series) -> str:
+    """Each case's ratio to the baseline of the same repeat: median (min-max).
+
+    Less exposed than the ratio of medians to a shared machine's slow phases,
+    which hit a repeat's cases alike.
+    """
+    lines = ["paired ratios, per repeat: median (min-max)"]
+    for row in rows[1:]:
+        ratios = sorted(a / b for a, b in zip(row.values, baseline.values, strict=True))
+        median = statistics.median(ratios)
+        lines.append(f"  {row.name:<44} {median:5.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})")
+    return "\n".join(lines)
+
+
+async def clear(store: SQLiteStore) -> None:
+    """Delete every job (what the schema and enqueue-only cases left behind)."""
+    await store._call("clear", lambda conn: conn.execute("DELETE FROM apitask_jobs"))
+
+
 async def sqlite_cases(n: int, repeats: int) -> list[Series]:
     rows: list[Series] = []
+    per_producer = n // PRODUCERS
     with tempfile.TemporaryDirectory(prefix="apitask-bench-") as tmp:
         for level in ("NORMAL", "FULL"):
             raw = Series(f"sqlite {level} raw INSERT/txn", "jobs/s")
-            hop = Series(f"sqlite {level} raw INSERT/txn, 1 thread hop", "jobs/s")
+            hop = Series(f"sqlite {level} raw, 1 hop (run_in_executor)", "jobs/s")
+            queue_hop = Series(f"sqlite {level} raw, 1 hop (store thread)", "jobs/s")
             via_sink = Series(f"sqlite {level} outbox e2e, own tx (sink)", "jobs/s")
             via_sa = Series(f"sqlite {level} outbox e2e, SQLAlchemy tx", "jobs/s")
+            schema = Series(f"sqlite {level} raw, outbox's INSERT and table", "jobs/s")
+            enqueue = Series(f"sqlite {level} outbox enqueue only (sink)", "jobs/s")
+            concurrent = Series(f"sqlite {level} outbox e2e, own tx, {PRODUCERS} prod", "jobs/s")
             for i in range(repeats):
                 path = Path(tmp) / f"{level}-{i}.db"
                 raw.values.append(await asyncio.to_thread(sqlite_raw, path, n, level))
-                hop.values.append(await sqlite_raw_hop(path, n, level))
+                hop.values.append(await sqlite_raw_hop(path, n, level, store_thread=False))
+                queue_hop.values.append(await sqlite_raw_hop(path, n, level, store_thread=True))
                 store = SQLiteStore(str(path), synchronous=level)
                 async with Outbox(store, REGISTRY) as outbox:
                     await outbox.migrate()
 
-                    async def sink_produce(outbox: Outbox = outbox) -> None:
-                        for _ in range(n):
+                    async def sink_produce(outbox: Outbox = outbox, jobs: int = n) -> None:
+                        for _ in range(jobs):
                             await outbox.sink.submit(TASK)
 
+                    async def producers(outbox: Outbox = outbox) -> None:
+                        await asyncio.gather(
+                            *(sink_produce(outbox, per_producer) for _ in range(PRODUCERS))
+                        )
+
+                    schema.values.append(await asyncio.to_thread(sqlite_outbox_table, store, n))
+                    start = time.perf_counter()
+                    await sink_produce()
+                    enqueue.values.append(n / (time.perf_counter() - start))
+                    await clear(store)  # the e2e cases start from an empty table
                     via_sink.values.append(n / await end_to_end(outbox, n, sink_produce))
+                    jobs = per_producer * PRODUCERS
+                    concurrent.values.append(jobs / await end_to_end(outbox, jobs, producers))
                     engine = await asyncio.to_thread(
                         create_async_engine, f"sqlite+aiosqlite:///{path}"
                     )
@@ -270,8 +349,14 @@ async def sqlite_cases(n: int, repeats: int) -> list[Series]:
 
                     via_sa.values.append(n / await end_to_end(outbox, n, sa_produce))
                     await engine.dispose()
-            print(table([raw, hop, via_sink, via_sa], raw, higher_is_better=True))
-            rows += [raw, hop, via_sink, via_sa]
+            cases = [raw, hop, queue_hop, schema, enqueue, via_sink, via_sa, concurrent]
+            print(table(cases, raw, higher_is_better=True))
+            print(
+                f"(every ratio, the {PRODUCERS}-producer one included, is to the same N rows "
+                "inserted one per transaction by plain sqlite3 on one thread)"
+            )
+            print(paired(cases, raw))
+            rows += cases
     return rows
 
 

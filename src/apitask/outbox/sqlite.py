@@ -5,26 +5,32 @@ store's own thread (never on the event loop): each store operation is one
 function run there as one transaction. Claims and other writes start with
 ``BEGIN IMMEDIATE``, so two processes on one file queue on the write lock
 (within the busy timeout) instead of failing on a lock upgrade.
+
+Enqueues in the store's own transaction that wait in the thread's queue
+together are committed together (group commit): one ``BEGIN IMMEDIATE`` ...
+``COMMIT`` for all of them, each caller answered after that commit. A row
+that fails fails alone; the others commit.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._records import Job, JobState, OutboxError, Stats, Verdict
 from ._sql import load_migrations, load_queries
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
+from ._store_thread import StoreThread
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from ._records import Finish
+    from ._store_thread import Outcome
 
 __all__ = ["SQLiteStore"]
 
@@ -49,7 +55,8 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
     try:
         result = fn(conn)
     except BaseException:
-        conn.execute("ROLLBACK")
+        # rollback(), not ROLLBACK: a no-op when SQLite already rolled back.
+        conn.rollback()
         raise
     conn.execute("COMMIT")
     return result
@@ -79,7 +86,7 @@ class SQLiteStore:
         self.path = path
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread: StoreThread | None = None
         self._conn: sqlite3.Connection | None = None
         self._wakers: list[Callable[[], None]] = []
 
@@ -122,37 +129,36 @@ class SQLiteStore:
         self, action: str, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False
     ) -> T:
         await self.open()
-        assert self._executor is not None
-        loop = asyncio.get_running_loop()
+        assert self._thread is not None
         write = self._write if durable else self._write_relaxed
         with translate_errors(action, sqlite3.Error):
-            return await loop.run_in_executor(self._executor, write, fn)
+            return await self._thread.call(functools.partial(write, fn))
 
     # -- lifecycle ------------------------------------------------------------
 
     async def open(self) -> None:
         """Open the connection in the store's thread (idempotent)."""
-        if self._executor is not None:
+        if self._thread is not None:
             return
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="apitask-sqlite")
-        loop = asyncio.get_running_loop()
+        self._thread = thread = StoreThread(self._insert_batch, name="apitask-sqlite")
         try:
             with translate_errors(f"open {self.path!r}", sqlite3.Error):
-                await loop.run_in_executor(self._executor, self._connect)
+                await thread.call(self._connect)
         except OutboxError:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            thread.stop()
+            self._thread = None
             raise
 
     async def aclose(self) -> None:
         """Close the connection and stop the store's thread."""
-        executor, self._executor = self._executor, None
-        if executor is None:
+        thread, self._thread = self._thread, None
+        if thread is None:
             return
-        # open() sets the connection whenever it keeps the executor.
+        # open() sets the connection whenever it keeps the thread.
         conn, self._conn = self._conn, None
-        await asyncio.get_running_loop().run_in_executor(executor, conn.close)  # type: ignore[union-attr]
-        executor.shutdown(wait=False)
+        closing = thread.call(conn.close)  # type: ignore[union-attr]
+        thread.stop()
+        await closing
 
     async def migrate(self) -> list[int]:
         """Apply the migrations this file lacks, under one write lock."""
@@ -194,14 +200,61 @@ class SQLiteStore:
         row = conn.execute(_Q["insert"], self._params(job)).fetchone()
         return None if row is None else int(row[0])
 
+    def _insert_batch(self, jobs: Sequence[NewJob]) -> list[Outcome]:
+        """Insert ``jobs`` in durable transactions of their own, as few as can be.
+
+        Runs in the store's thread with the jobs that were waiting together.
+        A job whose insert fails gets its error and the others commit: an
+        ordinary error undoes only its statement; one after which SQLite
+        rolled the whole transaction back (``RAISE(ROLLBACK)``, a full disk)
+        makes the others go again in a new transaction.
+        """
+        assert self._conn is not None
+        outcomes: list[Outcome | None] = [None] * len(jobs)
+        todo = list(range(len(jobs)))
+        while todo:
+            todo = self._insert_round(self._conn, jobs, todo, outcomes)
+        return outcomes  # type: ignore[return-value]  # every one is set now
+
+    def _insert_round(
+        self,
+        conn: sqlite3.Connection,
+        jobs: Sequence[NewJob],
+        todo: list[int],
+        outcomes: list[Outcome | None],
+    ) -> list[int]:
+        """One transaction for the jobs at ``todo``; return those to try again."""
+        inserted: list[tuple[int, int | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for position, index in enumerate(todo):
+                try:
+                    inserted.append((index, self._insert_now(conn, jobs[index])))
+                except Exception as exc:
+                    outcomes[index] = (None, exc)
+                    if not conn.in_transaction:
+                        return [i for i, _ in inserted] + todo[position + 1 :]
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # BEGIN failed (busy past the timeout: nothing was inserted) or
+            # COMMIT did (none of the inserted rows is in).
+            conn.rollback()
+            for index in [i for i, _ in inserted] or todo:
+                outcomes[index] = (None, exc)
+            return []
+        for index, job_id in inserted:
+            outcomes[index] = (job_id, None)
+        return []
+
     async def insert(self, conn: object | None, job: NewJob) -> int | None:
         """Insert in the caller's transaction on ``conn`` (a SQLAlchemy
         ``AsyncConnection``/``AsyncSession`` or an ``aiosqlite.Connection``),
         or in a transaction of its own when ``conn`` is ``None``."""
         if conn is None:
-            job_id = await self._call(
-                "enqueue the job", lambda c: self._insert_now(c, job), durable=True
-            )
+            await self.open()
+            assert self._thread is not None
+            with translate_errors("enqueue the job", sqlite3.Error):
+                job_id: int | None = await self._thread.submit(job)
             self._wake_all()
             return job_id
         sa = as_sqlalchemy(conn)
@@ -229,9 +282,9 @@ class SQLiteStore:
         connection made in the calling thread.
         """
         with translate_errors("enqueue the job", sqlite3.Error):
-            if self._executor is not None:
-                future = self._executor.submit(self._write, lambda c: self._insert_now(c, job))
-                return future.result()
+            if self._thread is not None:
+                job_id: int | None = self._thread.submit_sync(job)
+                return job_id
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
             try:
                 return _transaction(conn, lambda c: self._insert_now(c, job))
