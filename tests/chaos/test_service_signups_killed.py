@@ -152,9 +152,9 @@ class SignUps:
 
     async def run(self, base_url: str) -> None:
         # verify=False: plain http on loopback, and no CA bundle read on the loop.
-        # A connection per request: after an unexpected error's 500 (the rolled-back
-        # sign-ups) uvicorn closes the connection, and a request the client sent on
-        # it meanwhile would fail unanswered without any kill.
+        # A connection per request: no idle keep-alive connection for uvicorn to close
+        # as the client reuses it, so that a request without an answer is one the
+        # kill cut short, nothing else.
         async with httpx.AsyncClient(
             base_url=base_url,
             verify=False,

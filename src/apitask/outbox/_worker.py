@@ -249,7 +249,7 @@ class Worker:
             jobs = await self._claim(wanted)
             if jobs is None:
                 continue
-            ours = self._unwritten.union(job.id for job in self._running.values())
+            ours = self._held()
             for job in jobs:
                 if job.id in ours:
                     # Our own lease ran out while the job ran or its outcome waited for
@@ -398,14 +398,15 @@ class Worker:
                 if self._closing:
                     return
 
-    def _leased_ids(self) -> list[int]:
-        # Outcomes being written count too: a write that fails keeps them ours.
-        return sorted(self._unwritten.union(job.id for job in self._running.values()))
+    def _held(self) -> set[int]:
+        """The jobs this worker holds: running, or run with the outcome not yet written
+        (outcomes being written count too: a write that fails keeps them ours)."""
+        return self._unwritten.union(job.id for job in self._running.values())
 
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.lease / 3)
-            ids = self._leased_ids()
+            ids = sorted(self._held())
             if ids:
                 try:
                     await self.store.heartbeat(self.name, ids, self.lease)

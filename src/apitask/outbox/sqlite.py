@@ -106,7 +106,7 @@ class SQLiteStore:
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in the store's connection (in the store's thread)."""
-        assert self._conn is not None  # _call and insert_sync open it first
+        assert self._conn is not None  # _call opens it first
         return _transaction(self._conn, fn)
 
     def _write_relaxed(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -311,10 +311,13 @@ class SQLiteStore:
 
     async def reap(self, worker: str) -> int:
         """Make jobs with expired leases due again, except ``worker``'s."""
-        params = {"now": time.time(), "worker": worker}
-        return await self._call(
-            "take over expired leases", lambda c: len(c.execute(_Q["reap"], params).fetchall())
-        )
+
+        def reap(conn: sqlite3.Connection) -> int:
+            # The time is read in the store's thread, when the reap runs.
+            params = {"now": time.time(), "worker": worker}
+            return len(conn.execute(_Q["reap"], params).fetchall())
+
+        return await self._call("take over expired leases", reap)
 
     async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
         """Write back the outcomes of attempts in one transaction."""
