@@ -8,10 +8,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlalchemy import event
 
 from apitask_auth.config import EmailRateLimit
 from apitask_auth.errors import APIError
-from apitask_auth.ratelimit import TokenBucket, take_email_allowance
+from apitask_auth.ratelimit import TokenBucket, _allowance_engine, take_email_allowance
 
 from ._accounts import PASSWORD, mails_to, signed_in
 from .conftest import NEW_FORMAT, email
@@ -209,3 +210,22 @@ def test_token_bucket_refills_and_forgets_full_buckets() -> None:
         bucket.allow(f"k{index}", 100.0)
     assert bucket.allow("late", 1000.0) is True
     assert len(bucket._buckets) == 1  # the rest had refilled by then
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_allowance_connections_are_reused_on_postgres(
+    make_service: Callable[..., Any],
+) -> None:
+    """Ten mails take their units on pooled connections, not on ten new ones
+    (a new PostgreSQL connection per mail cost 12 ms of the request)."""
+    svc: Service = await make_service(rate_limit_email_sent="100")
+    connects: list[object] = []
+    allowance = _allowance_engine(svc.app.state.service.engine)
+    event.listen(allowance.sync_engine, "connect", lambda *_: connects.append(1))
+    addresses = await _known_users(svc, 10)
+    for address in addresses:
+        assert (await svc.http.post("/recover", json={"email": address})).status_code == 200
+    assert len([m for m in svc.sent if m.to in addresses]) == 10
+    assert 1 <= len(connects) <= 2

@@ -19,7 +19,7 @@ from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .mail_chain import MailChain
 from .metrics import ServiceMetrics
-from .ratelimit import IPRateLimitMiddleware
+from .ratelimit import IPRateLimitMiddleware, dispose_allowance
 from .recovery_api import router as recovery_router
 from .timing import ResponseTimeMiddleware
 from .user_api import router as user_router
@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
             # Drains the pool and the in-process outbox worker, closes the
             # SMTP connections, and only then stops the dev inbox.
             await mailer.aclose()
+            await dispose_allowance(engine)
             await engine.dispose()
 
     app = FastAPI(

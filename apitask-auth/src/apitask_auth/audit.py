@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["audit"]
 
+_INSERT = audit_log_entries.insert()  # built once; each entry is its parameters
+
 # action -> GoTrue's log_type
 _LOG_TYPES = {
     "login": "account",
@@ -51,11 +53,10 @@ async def audit(
     }
     if traits:
         payload["traits"] = traits
-    await conn.execute(
-        audit_log_entries.insert().values(
-            id=new_id(),
-            payload=payload,
-            ip_address=request.client.host if request.client else "",
-            created_at=now(),
-        )
-    )
+    row = {
+        "id": new_id(),
+        "payload": payload,
+        "ip_address": request.client.host if request.client else "",
+        "created_at": now(),
+    }
+    await conn.execute(_INSERT, row)

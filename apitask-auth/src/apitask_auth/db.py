@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import (
     JSON,
@@ -51,8 +51,11 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, Dialect
 
 __all__ = [
+    "BACKENDS",
+    "Backend",
     "MIGRATIONS",
     "audit_log_entries",
+    "backend",
     "create_engine",
     "email_rate_limits",
     "flow_state",
@@ -81,11 +84,18 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def upsert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT into ``table`` that takes ON CONFLICT clauses, in the connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+Backend = Literal["postgresql", "sqlite"]
+BACKENDS: tuple[Backend, ...] = ("postgresql", "sqlite")
+
+
+def backend(conn: AsyncConnection) -> Backend:
+    """Which of the two databases ``conn`` talks to."""
+    return "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
+
+
+def upsert(on: Backend, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``table`` that takes ON CONFLICT clauses, in the SQL of ``on``."""
+    return postgresql.insert(table) if on == "postgresql" else sqlite.insert(table)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -15,28 +15,31 @@ process, as GoTrue keeps them.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import case, update
+from sqlalchemy import BigInteger, Float, bindparam, case
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 from starlette.requests import Request
 
-from .db import email_rate_limits, upsert
+from .db import BACKENDS, backend, email_rate_limits, upsert
 from .errors import APIError, error_response
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.sql.expression import Executable
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from .config import EmailRateLimit, Settings
+    from .db import Backend
 
 __all__ = [
     "IPRateLimitMiddleware",
     "TokenBucket",
+    "dispose_allowance",
     "take_email_allowance",
 ]
 
@@ -47,54 +50,82 @@ def _over_email_limit() -> APIError:
     return APIError(429, "over_email_send_rate_limit", "email rate limit exceeded")
 
 
-async def _ensure_row(conn: AsyncConnection, name: str, limit: EmailRateLimit, at: float) -> None:
+def _take_statement(on: Backend, bucket: bool) -> Executable:
+    """Take one unit in one statement: create the row spent by one, or spend one from it.
+
+    An upsert whose update has a condition: the row comes back (RETURNING)
+    exactly when a unit was taken. Parameters: ``at`` (seconds since the
+    epoch), ``count``, and ``window`` (the hour's number) or ``every`` (seconds).
+    """
     table = email_rate_limits
-    values = {"name": name, "window_id": 0, "amount": limit.count, "updated_at": at}
-    if name == "window":
-        values |= {"window_id": int(at // _HOUR), "amount": 0.0}
-    await conn.execute(upsert(conn, table).values(**values).on_conflict_do_nothing())
+    at, count = bindparam("at", type_=Float), bindparam("count", type_=Float)
+    if bucket:
+        refilled = table.c.amount + (at - table.c.updated_at) / bindparam("every", type_=Float)
+        available = case((refilled > count, count), else_=refilled)
+        # A new bucket starts full, less this unit.
+        fresh = {"name": "bucket", "window_id": 0, "amount": count - 1, "updated_at": at}
+        spend = {"amount": available - 1, "updated_at": at}
+        allowed = available >= 1
+    else:
+        window = bindparam("window", type_=BigInteger)
+        fresh_window = table.c.window_id != window
+        fresh = {"name": "window", "window_id": window, "amount": 1.0, "updated_at": at}
+        spend = {
+            "window_id": window,
+            "amount": case((fresh_window, 1.0), else_=table.c.amount + 1),
+            "updated_at": at,
+        }
+        allowed = fresh_window | (table.c.amount + 1 <= count)
+    return (
+        upsert(on, table)
+        .values(fresh)
+        .on_conflict_do_update(index_elements=[table.c.name], set_=spend, where=allowed)
+        .returning(table.c.amount)
+    )
+
+
+# Built once per database and kind: only the parameters change from one mail to the next.
+_TAKE = {(on, bucket): _take_statement(on, bucket) for on in BACKENDS for bucket in (False, True)}
 
 
 async def _take(conn: AsyncConnection, limit: EmailRateLimit, at: float) -> bool:
-    """Take one mail from the allowance in one statement; False when there is none left."""
-    table = email_rate_limits
-    name = "window" if limit.every is None else "bucket"
-    await _ensure_row(conn, name, limit, at)
+    """Take one mail from the allowance; False when there is none left (``count >= 1``)."""
+    params: dict[str, float] = {"at": at, "count": limit.count}
     if limit.every is None:
-        current = int(at // _HOUR)
-        fresh_window = table.c.window_id != current
-        statement = (
-            update(table)
-            .where(table.c.name == name)
-            .where((fresh_window & (limit.count >= 1)) | (table.c.amount + 1 <= limit.count))
-            .values(
-                window_id=current,
-                amount=case((fresh_window, 1.0), else_=table.c.amount + 1),
-                updated_at=at,
-            )
-        )
+        params["window"] = int(at // _HOUR)
     else:
-        refilled = table.c.amount + (at - table.c.updated_at) / limit.every.total_seconds()
-        available = case((refilled > limit.count, limit.count), else_=refilled)
-        statement = (
-            update(table)
-            .where(table.c.name == name)
-            .where(available >= 1)
-            .values(amount=available - 1, updated_at=at)
-        )
-    taken = await conn.execute(statement.returning(table.c.amount))
+        params["every"] = limit.every.total_seconds()
+    taken = await conn.execute(_TAKE[backend(conn), limit.every is not None], params)
     return taken.first() is not None
 
 
-# Per database URL, an engine without a pool for taking the allowance (see below).
-_allowance_engines: dict[str, AsyncEngine] = {}
+# Per service engine (PostgreSQL), the small engine that takes the allowance (see below).
+_allowance_engines: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _allowance_engine(engine: AsyncEngine) -> AsyncEngine:
-    key = engine.url.render_as_string(hide_password=False)
-    if key not in _allowance_engines:
-        _allowance_engines[key] = create_async_engine(engine.url, poolclass=NullPool)
-    return _allowance_engines[key]
+    own = _allowance_engines.get(engine)
+    if own is None:
+        # One statement is its own transaction (autocommit): one round trip per
+        # mail. Pooled, so a mail does not pay for a new connection.
+        own = create_async_engine(
+            engine.url,
+            isolation_level="AUTOCOMMIT",
+            pool_size=2,
+            max_overflow=8,
+            pool_pre_ping=True,
+        )
+        _allowance_engines[engine] = own
+    return own
+
+
+async def dispose_allowance(engine: AsyncEngine) -> None:
+    """Close the connections that took ``engine``'s allowance (at shutdown; none on SQLite)."""
+    own = _allowance_engines.pop(engine, None)
+    if own is not None:
+        await own.dispose()
 
 
 async def take_email_allowance(
@@ -103,12 +134,14 @@ async def take_email_allowance(
     """Spend one unit of ``GOTRUE_RATE_LIMIT_EMAIL_SENT`` for one send (§1.7).
 
     0 refuses every send; otherwise the limit is skipped under autoconfirm, as
-    GoTrue does. On PostgreSQL the unit is taken in a short transaction of its
-    own, so the row lock is not held while the flow (and an inline mail) runs.
-    That transaction gets a connection of its own, outside the service's pool:
-    a flow holding a pooled connection while waiting for a second one from the
-    same pool could wait forever once every pooled connection is held that way.
-    SQLite has one writer anyway, so the flow's own transaction is used.
+    GoTrue does. On PostgreSQL the unit is taken in a statement of its own, on
+    a connection of its own, so the row lock is not held while the flow (and
+    an inline mail) runs. That connection comes from a small pool of its own,
+    outside the service's pool: a flow holding a pooled connection while
+    waiting for a second one from the same pool could wait forever once every
+    pooled connection is held that way; an allowance connection is held for
+    one statement only. SQLite has one writer anyway, so the flow's own
+    transaction is used.
 
     Raises:
         APIError: 429 ``over_email_send_rate_limit`` when the allowance is spent.
@@ -118,9 +151,11 @@ async def take_email_allowance(
         raise _over_email_limit()
     if settings.mailer_autoconfirm:
         return
+    if limit.count < 1:  # a fraction of a mail: no whole unit can ever be taken
+        raise _over_email_limit()
     now = time.time() if at is None else at
     if conn.dialect.name == "postgresql":
-        async with _allowance_engine(conn.engine).begin() as own:
+        async with _allowance_engine(conn.engine).connect() as own:
             allowed = await _take(own, limit, now)
     else:
         allowed = await _take(conn, limit, now)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
-from .db import identities, new_id, now, one_time_tokens, upsert, users
+from .db import BACKENDS, backend, identities, new_id, now, one_time_tokens, upsert, users
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.sql.expression import Executable
+
+    from .db import Backend
 
 __all__ = [
     "TOKEN_COLUMNS",
@@ -63,18 +66,37 @@ async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
     return dict(row._mapping) if row is not None else None
 
 
+# The statements of the mail flows' hot path, built once: a request then pays only
+# for its parameters (building a statement costs more than running it on SQLite).
+_BY_EMAIL = (
+    select(users)
+    .where(func.lower(users.c.email) == bindparam("email"))
+    .where(users.c.aud == bindparam("aud"))
+    .where(users.c.is_sso_user.is_(False))
+    .order_by(users.c.created_at)
+    .limit(1)
+)
+# The SET clause is the parameters' other keys (``updated_at`` and the columns given).
+_UPDATE = update(users).where(users.c.id == bindparam("user_id_")).returning(*users.c)
+
+
+def _token_upsert(on: Backend) -> Executable:
+    # One upsert on the (user_id, token_type) key instead of DELETE then INSERT: the row
+    # is replaced whole (a new id and creation time, as GoTrue's delete-and-insert gives).
+    row = upsert(on, one_time_tokens)
+    replaced = ("id", "token_hash", "relates_to", "created_at", "updated_at")
+    return row.on_conflict_do_update(
+        index_elements=[one_time_tokens.c.user_id, one_time_tokens.c.token_type],
+        set_={name: row.excluded[name] for name in replaced},
+    )
+
+
+_TOKEN_UPSERT = {on: _token_upsert(on) for on in BACKENDS}
+
+
 async def find_user_by_email(conn: AsyncConnection, email: str, aud: str) -> User | None:
     """The (non-SSO) user of audience ``aud`` with this address, compared lowercased."""
-    row = (
-        await conn.execute(
-            select(users)
-            .where(func.lower(users.c.email) == email.lower())
-            .where(users.c.aud == aud)
-            .where(users.c.is_sso_user.is_(False))
-            .order_by(users.c.created_at)
-            .limit(1)
-        )
-    ).first()
+    row = (await conn.execute(_BY_EMAIL, {"email": email.lower(), "aud": aud})).first()
     return dict(row._mapping) if row is not None else None
 
 
@@ -150,15 +172,8 @@ async def create_email_identity(
 async def update_user(conn: AsyncConnection, user_id: str, **values: Any) -> User:
     """Set columns of a user (``updated_at`` too) and return the fresh row."""
     # RETURNING (SQLite >= 3.35, PostgreSQL) spares the re-read: one statement, not two.
-    row = (
-        await conn.execute(
-            update(users)
-            .where(users.c.id == user_id)
-            .values(updated_at=now(), **values)
-            .returning(*users.c)
-        )
-    ).one()
-    return dict(row._mapping)
+    params = {"updated_at": now(), **values, "user_id_": user_id}
+    return dict((await conn.execute(_UPDATE, params)).one()._mapping)
 
 
 async def list_identities(conn: AsyncConnection, user_id: str) -> list[dict[str, Any]]:
@@ -180,23 +195,17 @@ async def set_one_time_token(
 ) -> User:
     """Store a token on the user's column and as its one row of that type (§2)."""
     at = now()
-    # One upsert on the (user_id, token_type) key instead of DELETE then INSERT: the row
-    # is replaced whole (a new id and creation time, as GoTrue's delete-and-insert gives).
-    row = upsert(conn, one_time_tokens).values(
-        id=new_id(),
-        user_id=user["id"],
-        token_type=token_type,
-        token_hash=stored_token,
-        relates_to=relates_to.lower(),
-        created_at=at,
-        updated_at=at,
-    )
-    replaced = ("id", "token_hash", "relates_to", "created_at", "updated_at")
     await conn.execute(
-        row.on_conflict_do_update(
-            index_elements=[one_time_tokens.c.user_id, one_time_tokens.c.token_type],
-            set_={name: row.excluded[name] for name in replaced},
-        )
+        _TOKEN_UPSERT[backend(conn)],
+        {
+            "id": new_id(),
+            "user_id": user["id"],
+            "token_type": token_type,
+            "token_hash": stored_token,
+            "relates_to": relates_to.lower(),
+            "created_at": at,
+            "updated_at": at,
+        },
     )
     return await update_user(
         conn, user["id"], **{TOKEN_COLUMNS[token_type]: stored_token, sent_at_column: at}
