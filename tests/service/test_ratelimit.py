@@ -229,3 +229,26 @@ async def test_allowance_connections_are_reused_on_postgres(
         assert (await svc.http.post("/recover", json={"email": address})).status_code == 200
     assert len([m for m in svc.sent if m.to in addresses]) == 10
     assert 1 <= len(connects) <= 2
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_allowance_survives_a_dropped_connection(
+    make_service: Callable[..., Any],
+) -> None:
+    """The server drops the allowance's pooled connection: the next mail still goes,
+    on a new connection (the pool is not pinged before each use)."""
+    svc: Service = await make_service(rate_limit_email_sent="100")
+    first, second = await _known_users(svc, 2)
+    assert (await svc.http.post("/recover", json={"email": first})).status_code == 200
+    allowance = _allowance_engine(svc.app.state.service.engine)
+    async with allowance.connect() as pooled:  # the one connection the pool holds
+        pid = (await pooled.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
+    async with svc.app.state.service.engine.connect() as admin:
+        await admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    connects: list[object] = []
+    event.listen(allowance.sync_engine, "connect", lambda *_: connects.append(1))
+    assert (await svc.http.post("/recover", json={"email": second})).status_code == 200
+    assert [m.to for m in svc.sent if m.to == second] == [second]
+    assert len(connects) == 1

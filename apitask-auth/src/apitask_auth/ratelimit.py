@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import BigInteger, Float, bindparam, case
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.requests import Request
 
@@ -109,13 +110,10 @@ def _allowance_engine(engine: AsyncEngine) -> AsyncEngine:
     own = _allowance_engines.get(engine)
     if own is None:
         # One statement is its own transaction (autocommit): one round trip per
-        # mail. Pooled, so a mail does not pay for a new connection.
+        # mail. Pooled, so a mail does not pay for a new connection; not pinged
+        # before each use (a second round trip): a dropped connection is retried.
         own = create_async_engine(
-            engine.url,
-            isolation_level="AUTOCOMMIT",
-            pool_size=2,
-            max_overflow=8,
-            pool_pre_ping=True,
+            engine.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8
         )
         _allowance_engines[engine] = own
     return own
@@ -155,12 +153,29 @@ async def take_email_allowance(
         raise _over_email_limit()
     now = time.time() if at is None else at
     if conn.dialect.name == "postgresql":
-        async with _allowance_engine(conn.engine).connect() as own:
-            allowed = await _take(own, limit, now)
+        allowed = await _take_on_own_connection(_allowance_engine(conn.engine), limit, now)
     else:
         allowed = await _take(conn, limit, now)
     if not allowed:
         raise _over_email_limit()
+
+
+async def _take_on_own_connection(engine: AsyncEngine, limit: EmailRateLimit, at: float) -> bool:
+    """:func:`_take` on a pooled connection, once more on a fresh one if that one was dead.
+
+    A pooled connection can have died since its last use (a server restart,
+    an idle timeout); SQLAlchemy then discards the pool's connections and we
+    retry. Should the statement have run before the connection broke, the
+    retry takes a second unit: the allowance errs on the side of fewer mails.
+    """
+    try:
+        async with engine.connect() as own:
+            return await _take(own, limit, at)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    async with engine.connect() as own:
+        return await _take(own, limit, at)
 
 
 @dataclass(slots=True)
