@@ -23,6 +23,7 @@ from .ratelimit import IPRateLimitMiddleware, dispose_allowance
 from .recovery_api import router as recovery_router
 from .timing import ResponseTimeMiddleware
 from .user_api import router as user_router
+from .verify_api import router as verify_router
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
         metrics.install(app)  # after the error handlers: it wraps the APIError one
     app.include_router(general)
     app.include_router(auth_router)
+    app.include_router(verify_router)
     app.include_router(admin_router)
     app.include_router(recovery_router)
     app.include_router(user_router)

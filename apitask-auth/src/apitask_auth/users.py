@@ -32,6 +32,7 @@ __all__ = [
     "find_token",
     "find_user_by_email",
     "get_user",
+    "is_confirmed",
     "iso",
     "list_identities",
     "set_email_identity",
@@ -51,6 +52,11 @@ TOKEN_COLUMNS = {
     "email_change_token_new": "email_change_token_new",
     "email_change_token_current": "email_change_token_current",
 }
+
+
+def is_confirmed(user: User) -> bool:
+    """Whether the user's address has been confirmed."""
+    return user["email_confirmed_at"] is not None
 
 
 def iso(value: datetime | None) -> str | None:
