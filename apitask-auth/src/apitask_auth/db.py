@@ -321,7 +321,10 @@ def create_engine(database_url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, sqlite_driver.OneTripConnection)
+        # Sent with the transaction's first statement, in the same trip to the thread.
+        driver.begin_with_next("BEGIN IMMEDIATE")
 
     return engine
 

@@ -8,6 +8,11 @@ paid ~20 of them. This connection keeps aiosqlite's thread and queue, but its
 cursor runs execute, fetch and close as one function in that thread, and
 answers description, rows and counts from what that trip brought back.
 
+A transaction's ``BEGIN`` waits for the first statement and goes to the
+thread in that statement's trip (:meth:`OneTripConnection.begin_with_next`):
+one trip fewer per transaction. A transaction that ran no statement never
+began, so its commit or rollback has nothing to do.
+
 Used through ``create_async_engine(..., async_creator=...)``; see ``db.create_engine``.
 """
 
@@ -28,8 +33,13 @@ _Description = tuple[tuple[str, None, None, None, None, None, None], ...] | None
 _Outcome = tuple[_Description, int, int | None, list[Any]]
 
 
-def _run(connection: sqlite3.Connection, call: Callable[[sqlite3.Cursor], object]) -> _Outcome:
-    """Execute on a fresh cursor, read all it returned, close it (in the database thread)."""
+def _run(
+    connection: sqlite3.Connection, begin: str | None, call: Callable[[sqlite3.Cursor], object]
+) -> _Outcome:
+    """Begin if asked, then execute on a fresh cursor, read all it returned and close it
+    (in the database thread)."""
+    if begin is not None:
+        connection.execute(begin)  # waits here for the write lock, as it would on its own
     cursor = connection.cursor()
     try:
         call(cursor)
@@ -56,9 +66,10 @@ class _Cursor:
 
     async def _trip(self, call: Callable[[sqlite3.Cursor], object]) -> _Cursor:
         connection = self._connection
+        begin, connection.pending_begin = connection.pending_begin, None
         # _execute is aiosqlite's own hand-off to its thread (untyped, but the one it uses).
         outcome: _Outcome = await connection._execute(  # type: ignore[no-untyped-call]
-            _run, connection._conn, call
+            _run, connection._conn, begin, call
         )
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         return self
@@ -88,8 +99,29 @@ class _Cursor:
 class OneTripConnection(aiosqlite.Connection):
     """An aiosqlite connection whose cursors take one trip per statement."""
 
+    pending_begin: str | None = None
+    """The ``BEGIN`` the next statement's trip runs first, if any."""
+
     def cursor(self) -> _Cursor:  # type: ignore[override]
         return _Cursor(self)
+
+    def begin_with_next(self, sql: str = "BEGIN") -> None:
+        """Begin a transaction with ``sql`` in the next statement's trip, not a trip of its own."""
+        self.pending_begin = sql
+
+    async def commit(self) -> None:
+        """Commit; a transaction that ran no statement never began, so there is nothing to do."""
+        if self.pending_begin is not None:
+            self.pending_begin = None
+            return
+        await super().commit()
+
+    async def rollback(self) -> None:
+        """Roll back; nothing to do for a transaction that ran no statement."""
+        if self.pending_begin is not None:
+            self.pending_begin = None
+            return
+        await super().rollback()
 
 
 async def connect(database: str, **kwargs: Any) -> OneTripConnection:
