@@ -91,9 +91,9 @@ async def test_begin_goes_with_the_first_statement_and_takes_the_write_lock(
         async with engine.begin() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             assert isinstance(raw, sqlite_driver.OneTripConnection)
-            assert raw.pending_begin == "BEGIN IMMEDIATE"  # not sent yet: no trip of its own
+            before = raw.pending_begin  # not sent yet: no trip of its own
             await conn.execute(text("SELECT count(*) FROM t"))
-            assert raw.pending_begin is None
+            assert (before, raw.pending_begin) == ("BEGIN IMMEDIATE", None)
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 await other.execute("INSERT INTO t (v) VALUES ('other')")
         await other.execute("INSERT INTO t (v) VALUES ('other')")
