@@ -90,7 +90,10 @@ _TAKE = {(on, bucket): _take_statement(on, bucket) for on in BACKENDS for bucket
 
 
 async def _take(conn: AsyncConnection, limit: EmailRateLimit, at: float) -> bool:
-    """Take one mail from the allowance; False when there is none left (``count >= 1``)."""
+    """Take one mail from the allowance; False when there is none left.
+
+    The caller has refused a ``count`` below 1, which the statements assume.
+    """
     params: dict[str, float] = {"at": at, "count": limit.count}
     if limit.every is None:
         params["window"] = int(at // _HOUR)
@@ -152,7 +155,7 @@ async def take_email_allowance(
     if limit.count < 1:  # a fraction of a mail: no whole unit can ever be taken
         raise _over_email_limit()
     now = time.time() if at is None else at
-    if conn.dialect.name == "postgresql":
+    if backend(conn) == "postgresql":
         allowed = await _take_on_own_connection(_allowance_engine(conn.engine), limit, now)
     else:
         allowed = await _take(conn, limit, now)
