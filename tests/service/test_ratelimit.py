@@ -219,7 +219,7 @@ async def test_allowance_connections_are_reused_on_postgres(
     make_service: Callable[..., Any],
 ) -> None:
     """Ten mails take their units on pooled connections, not on ten new ones
-    (a new PostgreSQL connection per mail cost 12 ms of the request)."""
+    (a new PostgreSQL connection per mail made /recover three times slower)."""
     svc: Service = await make_service(rate_limit_email_sent="100")
     connects: list[object] = []
     allowance = _allowance_engine(svc.app.state.service.engine)

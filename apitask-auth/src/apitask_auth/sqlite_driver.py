@@ -105,23 +105,24 @@ class OneTripConnection(aiosqlite.Connection):
     def cursor(self) -> _Cursor:  # type: ignore[override]
         return _Cursor(self)
 
-    def begin_with_next(self, sql: str = "BEGIN") -> None:
+    def begin_with_next(self, sql: str) -> None:
         """Begin a transaction with ``sql`` in the next statement's trip, not a trip of its own."""
         self.pending_begin = sql
 
+    def _never_began(self) -> bool:
+        """Whether the transaction being ended ran no statement (so never began); forget it."""
+        pending, self.pending_begin = self.pending_begin, None
+        return pending is not None
+
     async def commit(self) -> None:
         """Commit; a transaction that ran no statement never began, so there is nothing to do."""
-        if self.pending_begin is not None:
-            self.pending_begin = None
-            return
-        await super().commit()
+        if not self._never_began():
+            await super().commit()
 
     async def rollback(self) -> None:
         """Roll back; nothing to do for a transaction that ran no statement."""
-        if self.pending_begin is not None:
-            self.pending_begin = None
-            return
-        await super().rollback()
+        if not self._never_began():
+            await super().rollback()
 
 
 async def connect(database: str, **kwargs: Any) -> OneTripConnection:
