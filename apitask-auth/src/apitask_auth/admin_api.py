@@ -248,7 +248,20 @@ def _page(raw: str | None, default: int, name: str) -> int:
         raise APIError(
             400, "validation_failed", f"Bad Pagination Parameters: {name} must be positive"
         )
+    if value > _MAX_OFFSET:
+        raise _out_of_range(name, raw)
     return value
+
+
+# The largest OFFSET both databases take (a signed 64-bit integer). GoTrue
+# parses page numbers as 64-bit too, and answers 400 beyond.
+_MAX_OFFSET = 2**63 - 1
+
+
+def _out_of_range(name: str, raw: str) -> APIError:
+    return APIError(
+        400, "validation_failed", f"Bad Pagination Parameters: {name} {raw!r} is out of range"
+    )
 
 
 @router.get("/admin/users")
@@ -263,6 +276,9 @@ async def list_users(
     """A page of users, newest first, with X-Total-Count and Link headers."""
     number = _page(page, 1, "page")
     size = min(_page(per_page, 50, "per_page"), 1000)
+    offset = (number - 1) * size
+    if offset > _MAX_OFFSET:
+        raise _out_of_range("page", page or "")
     aud = request_aud(svc.settings, request, admin)
     query = select(users).where(users.c.aud == aud)
     if filter:
@@ -272,9 +288,7 @@ async def list_users(
             await conn.execute(select(func.count()).select_from(query.subquery()))
         ).scalar_one()
         rows = await conn.execute(
-            query.order_by(users.c.created_at.desc(), users.c.id)
-            .limit(size)
-            .offset((number - 1) * size)
+            query.order_by(users.c.created_at.desc(), users.c.id).limit(size).offset(offset)
         )
         bodies = [await user_body(conn, dict(row._mapping)) for row in rows.all()]
     last = max(1, -(-total // size))

@@ -7,7 +7,7 @@ import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 
 from . import __version__
 from .admin_api import router as admin_router
@@ -16,7 +16,8 @@ from .config import Settings, load_settings
 from .db import create_engine, migrate_all
 from .deps import Service
 from .errors import install_error_handlers
-from .limits import BodyLimitMiddleware
+from .inputs import reject_unstorable_input
+from .limits import BodyLimitMiddleware, HeadLimitMiddleware
 from .mail_chain import MailChain
 from .metrics import ServiceMetrics
 from .ratelimit import IPRateLimitMiddleware, dispose_allowance
@@ -133,6 +134,8 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
         version=__version__,
         description="A GoTrue-compatible auth API for the e-mail flows.",
         lifespan=lifespan,
+        # Before any route's own checks: nothing unstorable reaches a handler.
+        dependencies=[Depends(reject_unstorable_input)],
     )
     app.state.service = Service(settings=settings, engine=engine, mailer=mailer)
     app.state.metrics = metrics
@@ -148,6 +151,7 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
     mailer.install(app)
     app.add_middleware(IPRateLimitMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(HeadLimitMiddleware)
     # Outermost, so the time it matches includes everything else.
     app.add_middleware(ResponseTimeMiddleware, enabled=settings.security_match_response_times)
     return app

@@ -175,10 +175,14 @@ async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Re
     if not settings.external_email_enabled:
         raise APIError(422, "email_provider_disabled", "Email logins are disabled")
     invalid = APIError(400, "invalid_credentials", "Invalid login credentials")
-    async with svc.engine.connect() as conn:
-        user = await find_user_by_email(
-            conn, (params.email or "").lower(), request_aud(settings, request)
-        )
+    try:
+        email = validate_email(params.email)
+    except APIError:
+        email = ""  # no account can have it: answered as an unknown address
+    user = None
+    if email:
+        async with svc.engine.connect() as conn:
+            user = await find_user_by_email(conn, email, request_aud(settings, request))
     # One bcrypt check whether or not the user exists: the time tells nothing.
     matches = await check_password(
         params.password or "", user["encrypted_password"] if user else None

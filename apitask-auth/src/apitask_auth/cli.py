@@ -18,6 +18,7 @@ from .app import create_app
 from .config import ConfigError, Settings, load_settings
 from .db import create_engine, migrate_all
 from .mail_chain import aclose, mail_registry, transport_for
+from .server import HeadLimitedHttpToolsProtocol
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -128,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # uvicorn's loggers propagate to the root handler set up above.
         log_config=None,
         log_level=log_level(settings),
+        http=HeadLimitedHttpToolsProtocol,  # 431 past the head limit (limits.py)
         timeout_graceful_shutdown=int(settings.worker_shutdown_duration.total_seconds()) or None,
     )
     return 0

@@ -89,9 +89,7 @@ def parse_duration(value: str) -> timedelta:
     except ValueError:
         pass
     else:
-        if not math.isfinite(seconds):
-            raise ValueError(f"invalid duration {value!r}")
-        return timedelta(seconds=sign * seconds)
+        return _bounded(value, sign * seconds)
     total = 0.0
     position = 0
     for match in _PART.finditer(text):
@@ -101,7 +99,19 @@ def parse_duration(value: str) -> timedelta:
         position = match.end()
     if position != len(text):
         raise ValueError(f"invalid duration {value!r} (use Go syntax such as 30s or 1m30s)")
-    return timedelta(seconds=sign * total)
+    return _bounded(value, sign * total)
+
+
+# Go's time.Duration is an int64 of nanoseconds: about 292 years either way.
+# Beyond it Go answers "invalid duration"; Python would overflow later, in
+# date arithmetic (a ban of 99999999999h) where it is no longer a bad input.
+_GO_MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
+
+
+def _bounded(value: str, seconds: float) -> timedelta:
+    if not math.isfinite(seconds) or abs(seconds) > _GO_MAX_DURATION_SECONDS:
+        raise ValueError(f"invalid duration {value!r} (out of range)")
+    return timedelta(seconds=seconds)
 
 
 def _duration(value: object) -> object:

@@ -300,11 +300,14 @@ def create_engine(database_url: str) -> AsyncEngine:
     with "database is locked" when it upgrades a read lock.
     """
     url = make_url(_async_url(database_url))
+    # hide_parameters: a failed statement's message (and so the log) must not
+    # carry its parameters, which include addresses and token hashes.
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
     database = url.database or ":memory:"
     engine = create_async_engine(
         url,
+        hide_parameters=True,
         # One trip to the connection's thread per statement instead of aiosqlite's four;
         # the same sqlite3 arguments SQLAlchemy's aiosqlite dialect gives a file.
         async_creator=lambda: sqlite_driver.connect(database, timeout=30, check_same_thread=False),

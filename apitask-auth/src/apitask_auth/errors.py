@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +29,7 @@ __all__ = [
     "APIError",
     "BodyTooLargeError",
     "install_error_handlers",
+    "log_failure",
     "uses_new_format",
 ]
 
@@ -86,8 +88,33 @@ _HTTP_CODES = {
 }
 
 
+# The local part of an e-mail address, wherever a message quotes one (an SMTP
+# reply "550 <ann@example.com>: unknown", a driver error): the logs keep the domain.
+_LOCAL_PART = re.compile(r"[^\s<>()\[\]{}\"',;:@]+@(?=[^\s@])")
+
+
+def log_failure(request: StarletteRequest, exc: BaseException, what: str) -> None:
+    """Log why a request got a 500, at ERROR: the cause's type, message and traceback.
+
+    Addresses in the text lose their local part. (SQL statement parameters,
+    which carry addresses and token hashes, never reach a message: the engine
+    hides them.)
+    """
+    trace = "".join(traceback.format_exception(exc)).rstrip()
+    logger.error(
+        "%s on %s %s: %s",
+        what,
+        request.method,
+        request.url.path,
+        _LOCAL_PART.sub("***@", trace),
+    )
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
+    if exc.status >= 500:
+        # "Error sending ... email" and the like: the response says little, the log says why.
+        log_failure(request, exc.__cause__ or exc, exc.message)
     return error_response(request, exc)
 
 
@@ -110,7 +137,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log_failure(request, exc, "unhandled error")
     return error_response(
         request,
         APIError(
