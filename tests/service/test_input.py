@@ -121,7 +121,12 @@ async def test_user_update_refuses_unstorable_metadata(svc: Service) -> None:
         ("POST", "/magiclink", {"email": "\ud800@example.com"}, "body field email"),
         ("POST", "/otp", {"email": "a@example.com", "data": {"x": "\x00"}}, "body field data.x"),
         ("POST", "/admin/users", {"email": "a@example.com", "aud": "x\x00"}, "body field aud"),
-        ("POST", "/invite", {"email": "a@example.com", "data": {"n": "\ud83d"}}, "body field data.n"),
+        (
+            "POST",
+            "/invite",
+            {"email": "a@example.com", "data": {"n": "\ud83d"}},
+            "body field data.n",
+        ),
         ("POST", "/signup", "\ud800", "the body"),
         ("GET", "/verify?type=signup&token=abc%00def", None, "query parameter token"),
         ("GET", "/admin/users?filter=%00", None, "query parameter filter"),

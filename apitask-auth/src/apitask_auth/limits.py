@@ -55,8 +55,9 @@ class HeadLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path = scope.get("raw_path") or scope["path"].encode()
-            target = path + b"?" + scope["query_string"]
+            target = scope.get("raw_path") or scope["path"].encode()
+            if scope["query_string"]:
+                target += b"?" + scope["query_string"]
             if head_size(target, scope["headers"]) > self.max_bytes:
                 response = error_response(Request(scope), head_too_large())
                 await response(scope, receive, send)

@@ -28,9 +28,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .limits import MAX_HEAD_BYTES, head_too_large
 
-__all__ = ["HeadLimitedHttpToolsProtocol"]
+__all__ = ["LINGER_SECONDS", "HeadLimitedHttpToolsProtocol"]
 
 logger = logging.getLogger("apitask_auth")
+
+LINGER_SECONDS = 2.0
+"""How long a refused connection is kept open, dropping input, before it is closed."""
 
 
 class _HeadTooLargeError(Exception):
@@ -78,6 +81,8 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
             raise _HeadTooLargeError  # httptools stops; data_received answers
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a 431: what the client still sends is dropped
         # A head under way before this chunk (its target already counted):
         # every byte of the chunk up to the end of the head belongs to it.
         whole_chunk_in_head = self._in_head and self._head_bytes > 0
@@ -110,4 +115,10 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
             + b"connection: close\r\n\r\n"
             + body.encode()
         )
-        self.transport.close()
+        # Closing now, with the client's data unread, makes the kernel answer
+        # with a reset that can overtake the 431. Linger instead, as servers
+        # do: end our side, drop what arrives, close when the client does or
+        # after LINGER_SECONDS.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
