@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+
 from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 
 from .errors import APIError

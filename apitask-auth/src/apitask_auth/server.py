@@ -87,11 +87,11 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         # every byte of the chunk up to the end of the head belongs to it.
         whole_chunk_in_head = self._in_head and self._head_bytes > 0
         super().data_received(data)
-        if self._refused or not self._in_head or not whole_chunk_in_head:
+        if not (self._in_head and whole_chunk_in_head):
             return
         self._head_chunks += len(data)
         if self._head_chunks > self.max_head_bytes:
-            self._refuse()
+            self._refuse()  # once: a head refused by its exact count is not refused again
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn answers every parser error with a 400; a head over the limit
