@@ -146,6 +146,34 @@ async def test_unstorable_text_anywhere_is_refused(
     assert await _emails(svc) == before
 
 
+_SIGNUP_WITH_NUL = (
+    '{"email": "a@example.com", "password": "secret-password", "data": {"p": "\\u0000"}}'
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A surrogate encoded as UTF-8 bytes: json.loads decodes it with surrogatepass.
+        b'{"email": "a@example.com", "password": "secret-password", "data": {"p": "\xed\xa0\x80"}}',
+        # UTF-16, which json.loads detects: a raw lone surrogate and a raw NUL.
+        '{"email": "a@example.com", "password": "secret-password", "data": {"p": "\ud800"}}'.encode(
+            "utf-16-le", "surrogatepass"
+        ),
+        # UTF-32, with an escape.
+        _SIGNUP_WITH_NUL.encode("utf-32"),
+    ],
+)
+async def test_unstorable_text_in_raw_bytes_is_refused(svc: Service, body: bytes) -> None:
+    """Not only escapes: the bytes FastAPI's JSON parsing turns into such strings."""
+    before = await _emails(svc)
+    response = await svc.http.post(
+        "/signup", content=body, headers={"Content-Type": "application/json"}
+    )
+    _refused(response, "body field data.p")
+    assert await _emails(svc) == before
+
+
 def test_the_walk_survives_the_deepest_json_the_parser_takes() -> None:
     deep: Any = "\x00"
     for _ in range(900):  # json.loads takes this; a recursive walk would not
@@ -153,6 +181,18 @@ def test_the_walk_survives_the_deepest_json_the_parser_takes() -> None:
     assert find_unstorable(json.loads(json.dumps(deep))) == "body field " + "[0]" * 900
     assert find_unstorable({"\x00": 1}) == "a key of the body"
     assert find_unstorable({"a": [1, 2.5, None, True, "fine"]}) is None
+
+
+async def test_escaped_pairs_and_backslashes_are_fine(svc: Service) -> None:
+    """A surrogate pair (an emoji as ``json.dumps`` escapes it) and a literal
+    ``\\u0000`` (an escaped backslash) are storable text: looked at, let through."""
+    address = email()
+    data = {"emoji": "\U0001f600", "path": "C:\\u0000", "name": "Zoë"}
+    response = await svc.http.post(
+        "/signup", **_raw_json({"email": address, "password": PASSWORD, "data": data})
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["user_metadata"] == data
 
 
 async def test_bodies_that_are_not_json_are_left_to_the_route(svc: Service) -> None:

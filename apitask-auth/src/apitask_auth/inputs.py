@@ -27,6 +27,8 @@ from .errors import APIError
 __all__ = ["find_unstorable", "reject_unstorable_input"]
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The JSON escapes of NUL and of a surrogate (a pair's halves too: the walk decides).
+_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 def _bad(text: str) -> bool:
@@ -56,6 +58,26 @@ def find_unstorable(value: object) -> str | None:
     return None
 
 
+def _plainly_storable(body: bytes) -> bool:
+    """Whether ``body`` surely holds no unstorable string, found without parsing it.
+
+    The body is decoded as ``json.loads`` decodes bytes (UTF-8, -16 or -32,
+    with ``surrogatepass``: the bytes ED A0 80 become a lone surrogate), then
+    searched for a NUL, a surrogate or an escape of either. Most bodies have
+    none and skip the second parse; an escaped pair (``\\ud83d\\ude00``) or a
+    quoted backslash is only a reason to look closer.
+    """
+    try:
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+    except UnicodeDecodeError:
+        return True  # not JSON: the handler's own parsing answers bad_json
+    try:
+        text.encode()  # a raw surrogate fails this scan (at C speed; a regex is slower)
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text and _ESCAPE.search(text) is None
+
+
 def _refuse(where: str) -> APIError:
     return APIError(
         400,
@@ -79,7 +101,7 @@ async def reject_unstorable_input(request: Request) -> None:
         if isinstance(value, str) and _bad(value):
             raise _refuse(f"path parameter {name}")
     body = await request.body()  # cached: the handler's own read gets the same bytes
-    if not body:
+    if not body or _plainly_storable(body):
         return
     try:
         parsed = json.loads(body)
