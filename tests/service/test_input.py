@@ -195,9 +195,14 @@ async def test_escaped_pairs_and_backslashes_are_fine(svc: Service) -> None:
     assert response.json()["user_metadata"] == data
 
 
-async def test_bodies_that_are_not_json_are_left_to_the_route(svc: Service) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [b"\xff\xfe not json", b'{"email": "\xff"}', b'{"email": "\\u0000', b'{"a": "\\ud800"'],
+)
+async def test_bodies_that_are_not_json_are_left_to_the_route(svc: Service, body: bytes) -> None:
+    """Undecodable or truncated: the route's own parsing answers, as before."""
     response = await svc.http.post(
-        "/signup", content=b"\xff\xfe not json", headers={"Content-Type": "application/json"}
+        "/signup", content=body, headers={"Content-Type": "application/json"}
     )
     assert (response.status_code, response.json()["error_code"]) == (400, "bad_json")
 
