@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from sqlalchemy import select
 
 from apitask_auth import db
 from apitask_auth.db import create_engine, users, verify_attempts
+from apitask_auth.timing import ResponseTimeMiddleware
 
 from ._accounts import PASSWORD, age_session, bearer, fragment, signed_in
 from .conftest import email
@@ -18,7 +20,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    import httpx
     import pytest
 
     from .conftest import Service
@@ -227,3 +228,32 @@ async def test_migration_4_adds_the_counts_to_an_older_database(
             assert (await conn.execute(select(verify_attempts))).all() == []
     finally:
         await engine.dispose()
+
+
+async def test_an_unknown_address_is_answered_as_late_as_a_counted_wrong_code(
+    make_service: Callable[..., Any],
+) -> None:
+    """A wrong code for a known address commits its count; an unknown address's answer
+    waits as long (response-time matching), and a right code is no sample."""
+    svc: Service = await make_service(security_match_response_times=False)
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    middleware = ResponseTimeMiddleware(svc.app, sleep=sleep, choose=lambda s: max(s) + 1.0)
+    address, code = await _signed_up(svc)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=middleware), base_url="http://auth.test"
+    ) as http:
+
+        async def verify(to: str, token: str) -> int:
+            body = {"type": "signup", "email": to, "token": token}
+            return (await http.post("/verify", json=body)).status_code
+
+        assert await verify(address, _wrong(code, 1)) == 403
+        assert len(middleware.samples["/verify"]) == 1
+        assert await verify(email(), code) == 403
+        assert len(slept) == 1
+        assert await verify(address, code) == 200
+        assert len(middleware.samples["/verify"]) == 1

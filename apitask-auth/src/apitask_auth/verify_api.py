@@ -21,6 +21,7 @@ from .notifications import notification_data, notify
 from .redirects import redirect_to
 from .security import token_hash
 from .sessions import issue_session
+from .timing import mark_nothing_sent, mark_sent
 from .users import (
     User,
     clear_one_time_tokens,
@@ -129,15 +130,18 @@ async def _code_owners(conn: AsyncConnection, kind: str, email: str, aud: str) -
 
 
 async def _try_code(
-    conn: AsyncConnection, settings: Settings, kind: str, email: str, code: str, aud: str
+    conn: AsyncConnection, settings: Settings, request: Request, kind: str, email: str, code: str
 ) -> tuple[User, str] | None:
     """Compare a typed-in code, counting the try first (attempts.py); None when wrong.
 
     The caller commits after a wrong code: the count, and a code dropped at its
-    last try, must stay.
+    last try, must stay. That commit is a write an unknown address does not
+    make, so its answer is held as long (timing.py), or the time would tell
+    which addresses have accounts.
     """
-    owners = await _code_owners(conn, kind, email, aud)
+    owners = await _code_owners(conn, kind, email, request_aud(settings, request))
     if not owners:
+        mark_nothing_sent(request)
         return None
     token_types = _token_types(settings, kind)
     tries = await count_try(conn, settings.security_max_verify_attempts, owners, token_types)
@@ -145,6 +149,7 @@ async def _try_code(
     found = await _find(conn, settings, kind, [hashed, "pkce_" + hashed], owners)
     if found is None:
         await drop_spent(conn, tries.spent)
+        mark_sent(request)
         return None
     await forget_tries(conn, found[0]["id"], token_types)
     return found
@@ -314,8 +319,7 @@ async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Respon
         if params.token_hash:
             found = await _find(conn, settings, kind, [params.token_hash])
         else:
-            aud = request_aud(settings, request)
-            found = await _try_code(conn, settings, kind, email, params.token or "", aud)
+            found = await _try_code(conn, settings, request, kind, email, params.token or "")
         # A wrong code falls through: the transaction commits its counted try.
         if found is not None:
             user, effective, token_type = _checked(kind, found)
