@@ -5,9 +5,10 @@ trying them all. Each try of a user's code is counted in ``verify_attempts``,
 by user and ``one_time_tokens.token_type``, *before* the code is compared:
 one upsert that adds one and returns the new count, so concurrent tries are
 numbered one by one and no more than the limit are ever compared, however
-many arrive at once. A try numbered past the limit is not compared; the code
-is dropped (a new one must be requested) and the answer is the same 403
-``otp_expired`` as for a wrong code. The count lives in the database, so it
+many arrive at once. A wrong try that uses up the last one drops the code (a
+new one must be requested; its link dies too); a try numbered past the limit
+is not compared, and its answer is the same as a wrong code's (403
+``otp_expired``, or 422 for a re-authentication nonce). The count lives in the database, so it
 holds across processes and restarts; sending a new code, or proving one right,
 removes it (``users.set_one_time_token``, ``users.clear_one_time_token(s)``).
 
@@ -93,10 +94,6 @@ class Tries:
     def allowed(self, user_id: str, token_type: str) -> bool:
         """Whether this try may still be compared with that code."""
         return self.numbers[user_id, token_type] <= self.limit
-
-    def open_types(self, user_id: str, token_types: list[str]) -> list[str]:
-        """The token types this try may still be compared with, in their order."""
-        return [kind for kind in token_types if self.allowed(user_id, kind)]
 
     @property
     def spent(self) -> list[tuple[str, str]]:
