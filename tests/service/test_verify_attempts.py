@@ -4,7 +4,9 @@ is gone (attempts.py). Ours, not GoTrue's: GoTrue takes wrong codes without end.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from sqlalchemy import select
@@ -257,3 +259,17 @@ async def test_an_unknown_address_is_answered_as_late_as_a_counted_wrong_code(
         assert len(slept) == 1
         assert await verify(address, code) == 200
         assert len(middleware.samples["/verify"]) == 1
+
+
+async def test_a_token_hash_cannot_be_computed_from_the_address(svc: Service) -> None:
+    """GoTrue's token hash, SHA-224 of address and code, can be computed for every code
+    by anyone who knows the address, and a token_hash names no user, so its tries are
+    not counted: it must not open the account. The mailed one (keyed) does."""
+    address, code = await _signed_up(svc)
+    gotrue_hash = hashlib.sha224((address + code).encode()).hexdigest()
+    computed = await svc.http.post("/verify", json={"type": "signup", "token_hash": gotrue_hash})
+    assert computed.status_code == 403
+    mailed = parse_qs(urlsplit(svc.link(address)).query)["token"][0]
+    assert len(mailed) == len(gotrue_hash) and mailed != gotrue_hash
+    opened = await svc.http.post("/verify", json={"type": "signup", "token_hash": mailed})
+    assert opened.status_code == 200, opened.text

@@ -76,7 +76,7 @@ async def _check_nonce(conn: AsyncConnection, settings: Settings, user: User, no
     assert current is not None  # the caller's own row, inside this transaction
     stored = current["reauthentication_token"]  # None once dropped at its last try
     sent_at = current["reauthentication_sent_at"]
-    expected = token_hash(current["email"] or "", nonce)
+    expected = token_hash(current["email"] or "", nonce, settings.jwt_secret)
     if (
         not stored
         or sent_at is None

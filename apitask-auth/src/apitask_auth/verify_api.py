@@ -145,7 +145,7 @@ async def _try_code(
         return None
     token_types = _token_types(settings, kind)
     tries = await count_try(conn, settings.security_max_verify_attempts, owners, token_types)
-    hashed = token_hash(email, code)
+    hashed = token_hash(email, code, settings.jwt_secret)
     found = await _find(conn, settings, kind, [hashed, "pkce_" + hashed], owners)
     if found is None:
         await drop_spent(conn, tries.spent)
