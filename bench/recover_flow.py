@@ -144,7 +144,7 @@ async def measure(url: str, n: int) -> Phases:
                         conn,
                         user,
                         "recovery_token",
-                        token_hash(address, "123456"),
+                        token_hash(address, "123456", settings.jwt_secret),
                         address,
                         sent_at_column="recovery_sent_at",
                     )

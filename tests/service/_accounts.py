@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from .conftest import email
+import jwt
+from sqlalchemy import update
+
+from apitask_auth.db import now, sessions
+
+from .conftest import SECRET, email
 
 if TYPE_CHECKING:
     from .conftest import Service
@@ -33,6 +39,19 @@ async def signed_in(svc: Service, address: str | None = None) -> tuple[str, dict
     )
     assert session.status_code == 200, session.text
     return address, session.json()
+
+
+async def age_session(svc: Service, session: dict[str, Any], hours: int) -> None:
+    """Make the session behind ``session`` ``hours`` old (reauthentication rules)."""
+    claims = jwt.decode(
+        session["access_token"], SECRET, algorithms=["HS256"], options={"verify_aud": False}
+    )
+    async with svc.app.state.service.engine.begin() as conn:
+        await conn.execute(
+            update(sessions)
+            .where(sessions.c.id == claims["session_id"])
+            .values(created_at=now() - timedelta(hours=hours))
+        )
 
 
 def bearer(session: dict[str, Any]) -> dict[str, str]:

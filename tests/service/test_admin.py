@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from apitask_auth.security import token_hash
 
-from .conftest import email
+from .conftest import SECRET, email
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,7 +60,7 @@ async def test_generate_link_types(svc: Service) -> None:
     ).json()
     assert signup["email"] == address
     assert signup["verification_type"] == "signup"
-    assert signup["hashed_token"] == token_hash(address, signup["email_otp"])
+    assert signup["hashed_token"] == token_hash(address, signup["email_otp"], SECRET)
     assert signup["redirect_to"] == "http://localhost:3000"
     assert f"token={signup['hashed_token']}&type=signup" in signup["action_link"]
     for kind in ("magiclink", "recovery", "invite"):
@@ -78,7 +78,7 @@ async def test_generate_link_types(svc: Service) -> None:
     ).json()
     assert change["new_email"] == new_address
     assert "type=email_change" in change["action_link"]
-    assert token_hash(new_address, change["email_otp"]) in change["action_link"]
+    assert token_hash(new_address, change["email_otp"], SECRET) in change["action_link"]
     current = (
         await svc.http.post(
             "/admin/generate_link",

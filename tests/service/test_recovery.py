@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from apitask_auth.security import token_hash
 
 from ._accounts import CHALLENGE, PASSWORD, VERIFIER, bearer, fragment, mails_to, query, signed_in
-from .conftest import NEW_FORMAT, email
+from .conftest import NEW_FORMAT, SECRET, email
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,7 +27,7 @@ async def test_recover_mails_a_code_that_signs_in_and_allows_a_new_password(
     otp = svc.otp(address)
     link = svc.link(address)
     assert query(link)["type"] == ["recovery"]
-    assert query(link)["token"] == [token_hash(address, otp)]
+    assert query(link)["token"] == [token_hash(address, otp, SECRET)]
     verified = await svc.http.post(
         "/verify", json={"type": "recovery", "email": address, "token": otp}
     )

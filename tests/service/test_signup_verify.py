@@ -13,7 +13,7 @@ from sqlalchemy import update
 from apitask_auth.db import now, users
 from apitask_auth.security import token_hash
 
-from .conftest import NEW_FORMAT, email
+from .conftest import NEW_FORMAT, SECRET, email
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,8 +27,9 @@ CHALLENGE = (
 )
 
 
-async def test_signup_stores_gotrue_hashes_and_mails_the_code(svc: Service) -> None:
-    """The mailed link carries SHA-224(email + otp); the user JSON carries no secrets."""
+async def test_signup_stores_keyed_hashes_and_mails_the_code(svc: Service) -> None:
+    """The mailed link carries HMAC-SHA-224(email + otp) under the JWT secret (GoTrue:
+    unkeyed); the user JSON carries no secrets."""
     address = email()
     response = await svc.http.post(
         "/signup", json={"email": address.upper(), "password": PASSWORD, "data": {"n": 1}}
@@ -45,7 +46,7 @@ async def test_signup_stores_gotrue_hashes_and_mails_the_code(svc: Service) -> N
     assert len(otp) == 6 and otp.isdigit()
     link = svc.link(address)
     query = parse_qs(urlsplit(link).query)
-    assert query["token"] == [token_hash(address, otp)]
+    assert query["token"] == [token_hash(address, otp, SECRET)]
     assert query["type"] == ["signup"]
     assert link.startswith("http://auth.test/verify?")
 
@@ -274,7 +275,7 @@ async def test_post_verify_token_hash_and_errors(svc: Service) -> None:
     """POST /verify: token_hash works; GoTrue's parameter errors in order."""
     address = email()
     await svc.http.post("/signup", json={"email": address, "password": PASSWORD})
-    hashed = token_hash(address, svc.otp(address))
+    hashed = token_hash(address, svc.otp(address), SECRET)
     errors: list[tuple[dict[str, Any], int, str]] = [
         ({"type": "signup"}, 400, "Verify requires either a token or a token hash"),
         (

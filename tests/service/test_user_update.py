@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import jwt
 from sqlalchemy import update
 
-from apitask_auth.db import now, sessions, users
+from apitask_auth.db import users
 from apitask_auth.email_change import SINGLE_CONFIRMATION
 
-from ._accounts import CHALLENGE, PASSWORD, VERIFIER, bearer, fragment, mails_to, query, signed_in
+from ._accounts import (
+    CHALLENGE,
+    PASSWORD,
+    VERIFIER,
+    age_session,
+    bearer,
+    fragment,
+    mails_to,
+    query,
+    signed_in,
+)
 from .conftest import NEW_FORMAT, SECRET, email
 
 if TYPE_CHECKING:
@@ -23,18 +32,6 @@ if TYPE_CHECKING:
     from .conftest import Service
 
 NEW_PASSWORD = "another-secret-password"
-
-
-async def _age_session(svc: Service, session: dict[str, Any], hours: int) -> None:
-    claims = jwt.decode(
-        session["access_token"], SECRET, algorithms=["HS256"], options={"verify_aud": False}
-    )
-    async with svc.app.state.service.engine.begin() as conn:
-        await conn.execute(
-            update(sessions)
-            .where(sessions.c.id == claims["session_id"])
-            .values(created_at=now() - timedelta(hours=hours))
-        )
 
 
 async def test_data_is_merged_and_null_deletes(svc: Service) -> None:
@@ -76,7 +73,7 @@ async def test_reauthentication_nonce_for_an_old_session(make_service: Callable[
     address, session = await signed_in(svc)
     fresh = await svc.http.put("/user", json={"password": NEW_PASSWORD}, headers=bearer(session))
     assert fresh.status_code == 200  # a session under a day old needs no nonce
-    await _age_session(svc, session, 25)
+    await age_session(svc, session, 25)
     missing = await svc.http.put("/user", json={"password": PASSWORD}, headers=bearer(session))
     assert missing.status_code == 400
     assert missing.json()["error_code"] == "reauthentication_needed"

@@ -125,7 +125,7 @@ async def generate_link(
     )
     data = params.data or {}
     otp = generate_otp(settings.otp_length)
-    hashed = token_hash(email, otp)
+    hashed = token_hash(email, otp, settings.jwt_secret)
     async with svc.engine.begin() as conn:
         user = await find_user_by_email(conn, email, aud)
         if kind == "magiclink" and user is None:
@@ -200,7 +200,9 @@ async def _email_change_link(
     user = await update_user(
         conn, user["id"], email_change=new_email, email_change_confirm_status=0
     )
-    new_hash = token_hash(new_email, otp)  # GoTrue's quirk: the response shows hashed
+    new_hash = token_hash(
+        new_email, otp, settings.jwt_secret
+    )  # GoTrue's quirk: the response shows hashed
     user = await set_one_time_token(
         conn,
         user,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -29,6 +30,7 @@ from .sessions import (
     delete_sessions,
     issue_session,
     refresh_session,
+    refresh_token_not_found,
     session_response,
 )
 from .timing import mark_nothing_sent, mark_sent
@@ -46,6 +48,9 @@ from .users import (
 __all__ = ["router"]
 
 router = APIRouter()
+
+# The refresh tokens we issue: 12 characters of lowercase letters and digits.
+_REFRESH_TOKEN = re.compile(r"[a-z0-9]{12}")
 
 
 def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> dict[str, Any]:
@@ -201,8 +206,16 @@ async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Re
 
 async def _refresh_grant(request: Request, svc: Svc, params: TokenParams) -> Response:
     token = params.refresh_token or ""
-    if len(token) != 12 or not token.isalnum() or not token.islower():
-        raise APIError(400, "validation_failed", "Refresh token is not valid")
+    if not token:
+        # GoTrue's answer to an empty token is an OAuth-style error, in both API versions.
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": "refresh_token required"},
+            status_code=400,
+        )
+    if not _REFRESH_TOKEN.fullmatch(token):
+        # No token we issue looks like this: unknown, as GoTrue says of any odd string
+        # (and no lookup, so no text the database would refuse reaches it).
+        raise refresh_token_not_found()
     try:
         async with svc.engine.begin() as conn:
             user, session, new_token = await refresh_session(conn, svc.settings, token, get_user)

@@ -265,6 +265,8 @@ class Settings(BaseSettings):
     security_refresh_token_reuse_interval: int = Field(0, ge=0)
     # Ours, not GoTrue's: see timing.py.
     security_match_response_times: bool = True
+    # Ours, not GoTrue's: how often one mailed code may be tried (see attempts.py).
+    security_max_verify_attempts: int = Field(5, ge=1, le=1000)
 
     # JWT
     jwt_secret: str = ""

@@ -71,6 +71,7 @@ __all__ = [
     "schema_version",
     "sessions",
     "users",
+    "verify_attempts",
 ]
 
 
@@ -257,6 +258,17 @@ email_rate_limits = Table(
     Column("updated_at", Float, nullable=False, default=0),
 )
 
+# Tries of each user's mailed code, by one_time_tokens.token_type (attempts.py):
+# counted when a try starts, dropped when a code is sent or proven right.
+verify_attempts = Table(
+    "verify_attempts",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("token_type", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
 schema_migrations = Table(
     "schema_migrations",
     MetaData(),
@@ -275,10 +287,15 @@ def _email_rate_limits(connection: Connection) -> None:
     email_rate_limits.create(connection, checkfirst=False)
 
 
+def _verify_attempts(connection: Connection) -> None:
+    verify_attempts.create(connection, checkfirst=False)
+
+
 # Append-only: a deployed step is never edited, later changes are new steps.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "global e-mail rate limit", _email_rate_limits),
+    (4, "verify attempts per code", _verify_attempts),
 ]
 
 

@@ -79,7 +79,7 @@ async def send_email_change(
         if token_type == "email_change_token_current" and not secure:
             continue
         otp = generate_otp(settings.otp_length)
-        stored = prefix + token_hash(address, otp)
+        stored = prefix + token_hash(address, otp, settings.jwt_secret)
         user = await set_one_time_token(
             conn, user, token_type, stored, address, sent_at_column="email_change_sent_at"
         )

@@ -222,7 +222,7 @@ async def send_token_mail(
     email = user["email"]
     await before_send(conn, settings, [email])
     otp = generate_otp(settings.otp_length)
-    stored = ("pkce_" if pkce else "") + token_hash(email, otp)
+    stored = ("pkce_" if pkce else "") + token_hash(email, otp, settings.jwt_secret)
     user = await set_one_time_token(
         conn, user, kind.token_type, stored, email, sent_at_column=kind.sent_at
     )

@@ -38,9 +38,17 @@ def generate_otp(length: int) -> str:
     return str(secrets.randbelow(10**length)).zfill(length)
 
 
-def token_hash(email: str, otp: str) -> str:
-    """GoTrue's token hash: lowercase hex SHA-224 of the address followed by the OTP."""
-    return hashlib.sha224((email + otp).encode()).hexdigest()
+def token_hash(email: str, otp: str, key: str) -> str:
+    """The stored form of a mailed code: lowercase hex HMAC-SHA-224 of the address
+    followed by the code, keyed with ``key`` (``GOTRUE_JWT_SECRET``).
+
+    GoTrue stores the plain SHA-224 of the same text: 56 hex characters like these,
+    but anyone who knows the address can compute them for every code, and a
+    ``token_hash`` (POST /verify, the link's ``token``) names no user, so its tries
+    cannot be counted (attempts.py): a million of them would find the code. Keyed,
+    the value cannot be computed without the secret.
+    """
+    return hmac.new(key.encode(), (email + otp).encode(), hashlib.sha224).hexdigest()
 
 
 def constant_time_equal(a: str, b: str) -> bool:

@@ -1,10 +1,13 @@
 """Sessions, refresh tokens and access tokens (§3.11, §3.13, §7).
 
-A session is one sign-in; its refresh tokens form a chain (each rotation
-revokes the parent and records it). Presenting a revoked token outside the
-reuse interval revokes the whole session (reuse detection), except the
-"lost response" case: a revoked token whose child is still the active one
-gets that child back.
+A session is one sign-in; its refresh tokens form a chain (each refresh
+revokes the token it was given and records it as the new token's parent).
+A revoked token is answered as GoTrue answers it: the parent of the
+session's active token gets that token back (the client lost the response
+that carried it); within ``GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL`` of
+its revocation it is swapped like an active one; after that it is refused
+with ``refresh_token_already_used``, and with rotation on
+(``GOTRUE_SECURITY_REFRESH_TOKEN_ROTATION_ENABLED``) the session ends too.
 """
 
 from __future__ import annotations
@@ -31,8 +34,19 @@ __all__ = [
     "get_session",
     "issue_session",
     "refresh_session",
+    "refresh_token_not_found",
     "session_response",
 ]
+
+
+_ALREADY_USED = "Invalid Refresh Token: Already Used"
+
+
+def refresh_token_not_found() -> APIError:
+    """GoTrue's answer to a refresh token it does not know (whatever its form)."""
+    return APIError(
+        400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
+    )
 
 
 class RefreshTokenReusedError(APIError):
@@ -43,7 +57,7 @@ class RefreshTokenReusedError(APIError):
     """
 
     def __init__(self, session_id: str) -> None:
-        super().__init__(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used")
+        super().__init__(400, "refresh_token_already_used", _ALREADY_USED)
         self.session_id = session_id
 
 
@@ -141,12 +155,14 @@ async def refresh_session(
     Raises:
         APIError: unknown token, reuse detected, banned user, gone session.
     """
+    # Locked (PostgreSQL): a concurrent refresh of the same token waits, then sees it
+    # revoked and gets the same child back, as GoTrue's locked re-read gives.
     row = (
-        await conn.execute(select(refresh_tokens).where(refresh_tokens.c.token == token))
+        await conn.execute(
+            select(refresh_tokens).where(refresh_tokens.c.token == token).with_for_update()
+        )
     ).first()
-    not_found = APIError(
-        400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
-    )
+    not_found = refresh_token_not_found()
     if row is None:
         raise not_found
     session = await get_session(conn, row.session_id)
@@ -157,35 +173,43 @@ async def refresh_session(
         raise APIError(400, "user_banned", "User is banned")
     if session["not_after"] is not None and session["not_after"] < now():
         raise APIError(400, "session_expired", "Invalid Refresh Token: Session Expired")
-    if row.revoked and settings.security_refresh_token_rotation_enabled:
-        child = (
+    at = now()
+    issued: str | None = None
+    if row.revoked:
+        # GoTrue's order (internal/tokens/service.go): the session's active token first,
+        # then the reuse interval; rotation on or off only decides what reuse costs.
+        active = (
             await conn.execute(
-                select(refresh_tokens)
-                .where(refresh_tokens.c.parent == token)
+                select(refresh_tokens.c.token, refresh_tokens.c.parent)
+                .where(refresh_tokens.c.session_id == session["id"])
+                .where(refresh_tokens.c.revoked.is_(False))
                 .order_by(refresh_tokens.c.id.desc())
                 .limit(1)
             )
         ).first()
         reuse_window = timedelta(seconds=settings.security_refresh_token_reuse_interval)
-        if child is not None and not child.revoked:
-            # The client lost the answer that carried the child: hand it out again.
-            return user, session, child.token
-        if row.updated_at + reuse_window < now():
-            # Reuse outside the window: someone else holds the chain.
-            raise RefreshTokenReusedError(session["id"])
-    at = now()
-    await conn.execute(
-        update(refresh_tokens)
-        .where(refresh_tokens.c.id == row.id)
-        .values(revoked=True, updated_at=at)
-    )
-    new_token = await _insert_refresh_token(conn, user["id"], session["id"], token)
+        if active is not None and active.parent == token:
+            # The client lost the answer that carried the active token: hand it out again.
+            issued = active.token
+        elif row.updated_at + reuse_window < at:
+            if settings.security_refresh_token_rotation_enabled:
+                # Someone else holds the chain: the session ends.
+                raise RefreshTokenReusedError(session["id"])
+            # Rotation off: this request fails, the session lives on (as GoTrue).
+            raise APIError(400, "refresh_token_already_used", _ALREADY_USED)
+    if issued is None:
+        await conn.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.id == row.id)
+            .values(revoked=True, updated_at=at)
+        )
+        issued = await _insert_refresh_token(conn, user["id"], session["id"], token)
     await conn.execute(
         update(sessions)
         .where(sessions.c.id == session["id"])
         .values(refreshed_at=at, updated_at=at)
     )
-    return user, session, new_token
+    return user, session, issued
 
 
 async def delete_session(conn: AsyncConnection, session_id: str) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from .attempts import CountedRefusal, count_try, drop_spent, keeping_tries
 from .audit import audit
 from .db import now
 from .deps import Auth, Svc, request_aud
@@ -47,6 +48,7 @@ router = APIRouter()
 
 # Sessions signed in by one of these came from a mailed code or link (GoTrue's IsRecovery).
 _RECOVERY_METHODS = {"otp", "magiclink", "recovery"}
+_NONCE = "reauthentication_token"
 # Reauthentication is needed for a password change once the session is this old.
 _FRESH_SESSION = timedelta(hours=24)
 
@@ -63,17 +65,26 @@ def _merge(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _check_nonce(conn: AsyncConnection, settings: Settings, user: User, nonce: str) -> None:
-    """Spend the reauthentication code ``nonce`` (422 when it is wrong or stale)."""
-    stored = user["reauthentication_token"]
-    sent_at = user["reauthentication_sent_at"]
-    expected = token_hash(user["email"] or "", nonce)
+    """Spend the reauthentication code ``nonce`` (422 when it is wrong or stale).
+
+    The try is counted first (attempts.py); a wrong nonce is a :class:`CountedRefusal`,
+    so the count commits. Nothing is written before this in the transaction.
+    """
+    limit = settings.security_max_verify_attempts
+    tries = await count_try(conn, limit, [user["id"]], [_NONCE])
+    current = await get_user(conn, user["id"])
+    assert current is not None  # the caller's own row, inside this transaction
+    stored = current["reauthentication_token"]  # None once dropped at its last try
+    sent_at = current["reauthentication_sent_at"]
+    expected = token_hash(current["email"] or "", nonce, settings.jwt_secret)
     if (
         not stored
         or sent_at is None
         or sent_at + settings.otp_exp < now()
         or not constant_time_equal(stored, expected)
     ):
-        raise APIError(422, "reauthentication_not_valid", "Nonce has expired or is invalid")
+        await drop_spent(conn, tries.spent)
+        raise CountedRefusal(422, "reauthentication_not_valid", "Nonce has expired or is invalid")
     await update_user(conn, user["id"], reauthentication_token=None, reauthentication_sent_at=None)
     await clear_one_time_tokens(conn, user["id"])
 
@@ -174,7 +185,8 @@ async def update_current_user(
     )
     redirect = redirect_to(settings, request)
     user = caller.user
-    async with svc.engine.begin() as conn:
+    # A wrong nonce commits its counted try (and whatever read came before it).
+    async with keeping_tries(svc.engine) as conn:
         if new_email and await find_user_by_email(
             conn, new_email, request_aud(settings, request, caller.claims)
         ):

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, select, update
 
-from .db import BACKENDS, backend, identities, new_id, now, one_time_tokens, upsert, users
+from .db import (
+    BACKENDS,
+    backend,
+    identities,
+    new_id,
+    now,
+    one_time_tokens,
+    upsert,
+    users,
+    verify_attempts,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -98,6 +108,12 @@ def _token_upsert(on: Backend) -> Executable:
 
 
 _TOKEN_UPSERT = {on: _token_upsert(on) for on in BACKENDS}
+# A new code, or one proven right, starts its tries afresh (attempts.py).
+_RESET_ATTEMPTS = (
+    delete(verify_attempts)
+    .where(verify_attempts.c.user_id == bindparam("user_id"))
+    .where(verify_attempts.c.token_type == bindparam("token_type"))
+)
 
 
 async def find_user_by_email(conn: AsyncConnection, email: str, aud: str) -> User | None:
@@ -201,6 +217,8 @@ async def set_one_time_token(
 ) -> User:
     """Store a token on the user's column and as its one row of that type (§2)."""
     at = now()
+    # Rows are locked in one order everywhere: verify_attempts, one_time_tokens, users.
+    await conn.execute(_RESET_ATTEMPTS, {"user_id": user["id"], "token_type": token_type})
     await conn.execute(
         _TOKEN_UPSERT[backend(conn)],
         {
@@ -219,17 +237,20 @@ async def set_one_time_token(
 
 
 async def find_token(
-    conn: AsyncConnection, token_types: list[str], stored_tokens: list[str]
+    conn: AsyncConnection,
+    token_types: list[str],
+    stored_tokens: list[str],
+    user_ids: list[str] | None = None,
 ) -> tuple[User, str] | None:
-    """The user owning one of ``stored_tokens`` as one of ``token_types``, in type order."""
-    rows = (
-        await conn.execute(
-            select(one_time_tokens.c.user_id, one_time_tokens.c.token_type).where(
-                one_time_tokens.c.token_type.in_(token_types),
-                one_time_tokens.c.token_hash.in_(stored_tokens),
-            )
-        )
-    ).all()
+    """The user owning one of ``stored_tokens`` as one of ``token_types``, in type order
+    (only among ``user_ids`` when given)."""
+    query = select(one_time_tokens.c.user_id, one_time_tokens.c.token_type).where(
+        one_time_tokens.c.token_type.in_(token_types),
+        one_time_tokens.c.token_hash.in_(stored_tokens),
+    )
+    if user_ids is not None:
+        query = query.where(one_time_tokens.c.user_id.in_(user_ids))
+    rows = (await conn.execute(query)).all()
     for token_type in token_types:
         for row in rows:
             if row.token_type == token_type:
@@ -240,7 +261,9 @@ async def find_token(
 
 
 async def clear_one_time_token(conn: AsyncConnection, user_id: str, token_type: str) -> None:
-    """Drop one of a user's one-time tokens, on its column and its row."""
+    """Drop one of a user's one-time tokens, on its column and its row (spent or replaced:
+    its count of tries goes too)."""
+    await conn.execute(_RESET_ATTEMPTS, {"user_id": user_id, "token_type": token_type})
     await conn.execute(
         delete(one_time_tokens)
         .where(one_time_tokens.c.user_id == user_id)
@@ -272,7 +295,9 @@ async def set_email_identity(
 
 
 async def clear_one_time_tokens(conn: AsyncConnection, user_id: str) -> None:
-    """Drop all of a user's one-time tokens (after a confirmation or recovery)."""
+    """Drop all of a user's one-time tokens (after a confirmation or recovery), and their
+    counts of tries."""
+    await conn.execute(delete(verify_attempts).where(verify_attempts.c.user_id == user_id))
     await conn.execute(delete(one_time_tokens).where(one_time_tokens.c.user_id == user_id))
 
 

@@ -7,9 +7,11 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import func, or_, select
 
+from .attempts import count_try, drop_spent, forget_tries
 from .audit import audit
-from .db import flow_state, now
+from .db import flow_state, now, users
 from .deps import Service, Svc, request_aud
 from .email_change import SINGLE_CONFIRMATION, confirm_email_change
 from .errors import APIError
@@ -19,6 +21,7 @@ from .notifications import notification_data, notify
 from .redirects import redirect_to
 from .security import token_hash
 from .sessions import issue_session
+from .timing import mark_nothing_sent, mark_sent
 from .users import (
     User,
     clear_one_time_tokens,
@@ -67,25 +70,89 @@ def _expired(settings: Settings, user: User, token_type: str) -> bool:
     return sent_at is None or sent_at + settings.otp_exp < now()
 
 
-async def _verified_user(
-    conn: AsyncConnection, settings: Settings, kind: str, stored_tokens: list[str], message: str
-) -> tuple[User, str, str]:
-    """Find and check the user a token belongs to.
-
-    Returns:
-        The user, the effective verification type, and the token type that matched.
-    """
-    token_types = _VERIFY_TYPES[kind][0]
+def _token_types(settings: Settings, kind: str) -> list[str]:
+    """The one_time_tokens types a verification of ``kind`` may match, in GoTrue's order."""
     if kind == "email_change" and not settings.mailer_secure_email_change_enabled:
-        token_types = ["email_change_token_new"]
-    found = await find_token(conn, token_types, stored_tokens)
+        return ["email_change_token_new"]
+    return _VERIFY_TYPES[kind][0]
+
+
+async def _find(
+    conn: AsyncConnection,
+    settings: Settings,
+    kind: str,
+    stored_tokens: list[str],
+    user_ids: list[str] | None = None,
+) -> tuple[User, str] | None:
+    """The user and token type one of ``stored_tokens`` opens, unless expired."""
+    found = await find_token(conn, _token_types(settings, kind), stored_tokens, user_ids)
     if found is None or _expired(settings, found[0], found[1]):
-        raise APIError(403, "otp_expired", message)
+        return None
+    return found
+
+
+def _checked(kind: str, found: tuple[User, str]) -> tuple[User, str, str]:
+    """Refuse a banned user; returns the user, the effective type and the token type."""
     user, token_type = found
     if user["banned_until"] is not None and user["banned_until"] > now():
         raise APIError(403, "user_banned", "User is banned")
     effective = _EFFECTIVE[token_type] if kind == "email" else kind
     return user, effective, token_type
+
+
+async def _verified_user(
+    conn: AsyncConnection, settings: Settings, kind: str, stored_tokens: list[str], message: str
+) -> tuple[User, str, str]:
+    """Find and check the user a token (the stored value, from a link) belongs to.
+
+    Returns:
+        The user, the effective verification type, and the token type that matched.
+    """
+    found = await _find(conn, settings, kind, stored_tokens)
+    if found is None:
+        raise APIError(403, "otp_expired", message)
+    return _checked(kind, found)
+
+
+async def _code_owners(conn: AsyncConnection, kind: str, email: str, aud: str) -> list[str]:
+    """The users a code typed in for ``email`` may belong to (whose tries it counts)."""
+    if kind != "email_change":
+        owner = await find_user_by_email(conn, email, aud)
+        return [owner["id"]] if owner is not None else []
+    # An e-mail change is confirmed with either address; the hash names the token.
+    rows = await conn.execute(
+        select(users.c.id)
+        .where(or_(func.lower(users.c.email) == email, func.lower(users.c.email_change) == email))
+        # One order, so that concurrent tries lock their counts in the same order.
+        .order_by(users.c.id)
+    )
+    return list(rows.scalars())
+
+
+async def _try_code(
+    conn: AsyncConnection, settings: Settings, request: Request, kind: str, email: str, code: str
+) -> tuple[User, str] | None:
+    """Compare a typed-in code, counting the try first (attempts.py); None when wrong.
+
+    The caller commits after a wrong code: the count, and a code dropped at its
+    last try, must stay. That commit is a write an unknown address does not
+    make, so its answer is held as long (timing.py), or the time would tell
+    which addresses have accounts.
+    """
+    owners = await _code_owners(conn, kind, email, request_aud(settings, request))
+    if not owners:
+        mark_nothing_sent(request)
+        return None
+    token_types = _token_types(settings, kind)
+    tries = await count_try(conn, settings.security_max_verify_attempts, owners, token_types)
+    hashed = token_hash(email, code, settings.jwt_secret)
+    found = await _find(conn, settings, kind, [hashed, "pkce_" + hashed], owners)
+    if found is None:
+        await drop_spent(conn, tries.spent)
+        mark_sent(request)
+        return None
+    await forget_tries(conn, found[0]["id"], token_types)
+    return found
 
 
 async def _apply_verification(
@@ -238,34 +305,37 @@ async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Respon
     kind = _check_type(params.type)
     if params.phone:
         raise APIError(400, "validation_failed", "Phone verification is not supported")
+    if params.token_hash:
+        message = "Email link is invalid or has expired"
+    else:
+        try:
+            email = validate_email(params.email)
+        except APIError:
+            raise APIError(422, "validation_failed", "Invalid email format") from None
+        message = "Token has expired or is invalid"
+    outcome: Response | None = None
+    changed: tuple[User, str | None] | None = None
     async with svc.engine.begin() as conn:
         if params.token_hash:
-            candidates = [params.token_hash]
-            message = "Email link is invalid or has expired"
+            found = await _find(conn, settings, kind, [params.token_hash])
         else:
-            try:
-                email = validate_email(params.email)
-            except APIError:
-                raise APIError(422, "validation_failed", "Invalid email format") from None
-            hashed = token_hash(email, params.token or "")
-            candidates = [hashed, "pkce_" + hashed]
-            message = "Token has expired or is invalid"
-            # An e-mail change is confirmed with either address; the hash names it.
-            if kind != "email_change":
-                owner = await find_user_by_email(conn, email, request_aud(settings, request))
-                if owner is None:
-                    raise APIError(403, "otp_expired", message)
-        user, effective, token_type = await _verified_user(
-            conn, settings, kind, candidates, message
-        )
-        if params.token and kind != "email_change" and user["email"].lower() != email:
-            raise APIError(403, "otp_expired", message)
-        old_email = user["email"]
-        applied = await _apply_verification(conn, settings, request, user, effective, token_type)
-        if applied is None:
-            # GoTrue's answer to the first of two confirmations; its code is a string.
-            return JSONResponse({"msg": SINGLE_CONFIRMATION, "code": "200"})
-        body = await issue_session(conn, settings, applied, "otp")
-    if effective == "email_change":
-        await _notify_email_changed(svc, applied, old_email)
-    return JSONResponse(body)
+            found = await _try_code(conn, settings, request, kind, email, params.token or "")
+        # A wrong code falls through: the transaction commits its counted try.
+        if found is not None:
+            user, effective, token_type = _checked(kind, found)
+            old_email = user["email"]
+            applied = await _apply_verification(
+                conn, settings, request, user, effective, token_type
+            )
+            if applied is None:
+                # GoTrue's answer to the first of two confirmations; its code is a string.
+                outcome = JSONResponse({"msg": SINGLE_CONFIRMATION, "code": "200"})
+            else:
+                outcome = JSONResponse(await issue_session(conn, settings, applied, "otp"))
+                if effective == "email_change":
+                    changed = (applied, old_email)
+    if outcome is None:
+        raise APIError(403, "otp_expired", message)
+    if changed is not None:
+        await _notify_email_changed(svc, *changed)
+    return outcome
