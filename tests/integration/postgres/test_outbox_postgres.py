@@ -231,9 +231,11 @@ async def test_worker_retries_dead_letters_heartbeats_and_releases(
     """Poison goes dead while the rest flow; a transient failure is retried; a long
     job keeps its lease by heartbeats and is released (not lost) at shutdown."""
     Ping.failures_left["flaky"] = 1
-    ids = {
-        name: await outbox.enqueue(None, Ping(name)) for name in ("a", "b", "boom", "flaky", "hang")
-    }
+    ids: dict[str, int] = {}
+    for name in ("a", "b", "boom", "flaky", "hang"):
+        job_id = await outbox.enqueue(None, Ping(name))
+        assert job_id is not None
+        ids[name] = job_id
     conn = await asyncpg.connect(postgres_url)
     try:
         await conn.execute(
