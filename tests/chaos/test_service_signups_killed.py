@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import signal
 import sqlite3
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -267,12 +266,9 @@ async def test_service_sigkill_during_signups_then_restart(
     took = clock() - started
 
     committed = {email for (email,) in await query(db, "SELECT email FROM users")}
-    jobs = Counter(
-        to
-        for (to,) in await query(
-            db, "SELECT json_extract(payload, '$.message.to') FROM apitask_jobs"
-        )
-    )
+    # A sent job's payload is erased (the outbox keeps no address once the mail is
+    # sent): count the rows; the mail server's tally says to whom each went.
+    jobs = await count(db, "SELECT count(*) FROM apitask_jobs")
     # Each job succeeded once the server answered 250: its line is printed, maybe not read yet.
     await smtp.wait_for(smtp.reached(committed), timeout=10)
     rolled_back = answers.with_status(500)
@@ -301,7 +297,7 @@ async def test_service_sigkill_during_signups_then_restart(
     assert rolled_back
     assert not {e for e in committed if rolls_back(e)}  # rolled back after its enqueue
     assert answers.with_status(200) <= committed <= answers.with_status(200) | answers.unknown
-    assert jobs == Counter(committed)  # one job per committed sign-up, none for the others
+    assert jobs == len(committed)  # one job per committed sign-up, none for the others
     assert (tally.lost, tally.unexpected) == (0, set())
     assert tally.duplicated <= len(in_flight)
     assert {rcpt for rcpt, n in tally.deliveries.items() if n > 1} <= in_flight

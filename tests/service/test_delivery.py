@@ -13,8 +13,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from sqlalchemy import text
 
 from apitask.mail import Message, PermanentMailError, RecordingClient
+from apitask.outbox import JobState
 from apitask_auth.app import create_app
 from apitask_auth.config import load_settings
 from apitask_auth.db import migrate_all
@@ -180,7 +182,7 @@ async def _jobs_for(outbox: Outbox, address: str) -> list[Message]:
     return [
         Message.from_dict(payload["message"])
         for payload in (json.loads(job.payload) for job in jobs)
-        if payload["message"]["to"] == address
+        if "message" in payload and payload["message"]["to"] == address  # succeeded: "{}"
     ]
 
 
@@ -230,8 +232,41 @@ async def test_outbox_worker_in_process_sends_the_mail(
     assert (await _signup(svc, address)).status_code == 200
     sent = await svc.mail.wait_for(to=address, timeout=10)
     assert sent.type == "confirmation"
-    (stored,) = await _jobs_for(svc.app.state.service.mailer.outbox, address)
-    assert stored.message_id == sent.message_id
+
+
+async def test_a_sent_mail_job_keeps_its_metadata_not_the_mail(
+    make_service: Callable[..., Any],
+) -> None:
+    """Outbox: once the mail is sent, its job row no longer holds the address, the code
+    or the link; its type, attempts, times and request id stay."""
+    svc: Service = await make_service(mailer_delivery="outbox", outbox_worker_enabled=False)
+    outbox = svc.app.state.service.mailer.outbox
+    address = email()
+    request_id = f"req-{address}"  # PostgreSQL tests share one database: find ours
+    response = await svc.http.post(
+        "/signup",
+        json={"email": address, "password": PASSWORD},
+        headers={"X-Request-Id": request_id},
+    )
+    assert response.status_code == 200
+    (stored,) = await _jobs_for(outbox, address)
+    await outbox.worker(poll_interval=0.01).run(until_empty=True)
+    sent = await svc.mail.wait_for(to=address, timeout=10)
+    assert sent.message_id == stored.message_id  # the stored mail was the one sent
+    (job,) = [job for job in await outbox.list(limit=10_000) if job.request_id == request_id]
+    assert job.payload == "{}"
+    assert (job.type, job.state, job.attempts, job.request_id) == (
+        "mailer.confirmation",
+        JobState.SUCCEEDED,
+        1,
+        request_id,
+    )
+    assert job.finished_at is not None
+    async with svc.app.state.service.engine.connect() as conn:
+        query = text("SELECT payload FROM apitask_jobs WHERE request_id = :id")
+        rows = (await conn.execute(query, {"id": request_id})).scalars().all()
+    assert rows == ["{}"]
+    assert svc.otp(address) not in str(rows)
 
 
 async def test_pool_overflow_goes_to_the_outbox_in_the_flows_transaction(

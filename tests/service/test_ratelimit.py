@@ -12,7 +12,12 @@ from sqlalchemy import event
 
 from apitask_auth.config import EmailRateLimit
 from apitask_auth.errors import APIError
-from apitask_auth.ratelimit import TokenBucket, _allowance_engine, take_email_allowance
+from apitask_auth.ratelimit import (
+    TokenBucket,
+    _allowance_engine,
+    client_key,
+    take_email_allowance,
+)
 
 from ._accounts import PASSWORD, mails_to, signed_in
 from .conftest import NEW_FORMAT, email
@@ -189,6 +194,59 @@ async def test_per_ip_limit_keyed_by_the_configured_header(
     assert anonymous.status_code == 200
     unlimited_route = await svc.http.get("/health", headers=limited)
     assert unlimited_route.status_code == 200
+
+
+async def test_rotating_first_forwarded_values_are_limited_behind_one_trusted_proxy(
+    make_service: Callable[..., Any],
+) -> None:
+    """GOTRUE_RATE_LIMIT_TRUSTED_PROXIES=1: the key is the address the proxy appended to
+    X-Forwarded-For; what the client wrote before it changes nothing."""
+    svc: Service = await make_service(
+        rate_limit_header="X-Forwarded-For", rate_limit_trusted_proxies=1
+    )
+    statuses = []
+    for n in range(40):
+        # The client sends "X-Forwarded-For: 198.51.100.<n>"; its proxy appends the
+        # address it saw connect.
+        forwarded = {"X-Forwarded-For": f"198.51.100.{n}, 203.0.113.7"}
+        response = await svc.http.post("/recover", json={"email": email()}, headers=forwarded)
+        statuses.append(response.status_code)
+    assert statuses == [200] * 30 + [429] * 10
+    other_client = {"X-Forwarded-For": "198.51.100.1, 203.0.113.8"}
+    response = await svc.http.post("/recover", json={"email": email()}, headers=other_client)
+    assert response.status_code == 200
+
+
+async def test_without_trusted_proxies_the_whole_header_is_the_key(
+    make_service: Callable[..., Any],
+) -> None:
+    """The default (0) is GoTrue's: the header's value as a whole, so a client that can
+    write part of it gets a fresh key each time (documented; set the proxy count)."""
+    svc: Service = await make_service(rate_limit_header="X-Forwarded-For")
+    for n in range(35):
+        forwarded = {"X-Forwarded-For": f"198.51.100.{n}, 203.0.113.7"}
+        response = await svc.http.post("/recover", json={"email": email()}, headers=forwarded)
+        assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("values", "trusted", "key"),
+    [
+        ([], 0, ""),
+        ([], 2, ""),
+        (["203.0.113.7"], 0, "203.0.113.7"),
+        ([" 1.1.1.1, 203.0.113.7 "], 0, "1.1.1.1, 203.0.113.7"),  # GoTrue: the whole value
+        (["1.1.1.1", "2.2.2.2"], 0, "1.1.1.1"),  # GoTrue reads the first line only
+        (["1.1.1.1, 203.0.113.7"], 1, "203.0.113.7"),
+        (["1.1.1.1, 203.0.113.7, 10.0.0.2"], 2, "203.0.113.7"),
+        (["1.1.1.1, 203.0.113.7", "10.0.0.2"], 2, "203.0.113.7"),  # lines join as one list
+        (["1.1.1.1,, 203.0.113.7,"], 1, "203.0.113.7"),  # empty items are not hops
+        (["203.0.113.7"], 3, "203.0.113.7"),  # fewer hops than proxies: the leftmost
+        ([" , "], 1, ""),
+    ],
+)
+def test_client_key(values: list[str], trusted: int, key: str) -> None:
+    assert client_key(values, trusted) == key
 
 
 async def test_no_per_ip_limit_without_the_header_setting(svc: Service) -> None:

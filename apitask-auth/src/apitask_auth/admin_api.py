@@ -21,7 +21,7 @@ from .models import (  # noqa: TC001 - FastAPI reads these annotations at runtim
     GenerateLinkParams,
     InviteParams,
 )
-from .redirects import action_link, is_redirect_valid, redirect_to
+from .redirects import action_link, allowed_redirect, redirect_to
 from .security import generate_otp, hash_password, random_password, token_hash
 from .users import (
     User,
@@ -118,11 +118,8 @@ async def generate_link(
         )
     email = validate_email(params.email)
     aud = request_aud(settings, request, admin)
-    redirect = (
-        params.redirect_to
-        if params.redirect_to and is_redirect_valid(settings, params.redirect_to)
-        else redirect_to(settings, request)
-    )
+    # The body's redirect_to first; the normalized URL, never the raw input.
+    redirect = allowed_redirect(settings, params.redirect_to) or redirect_to(settings, request)
     data = params.data or {}
     otp = generate_otp(settings.otp_length)
     hashed = token_hash(email, otp, settings.jwt_secret)

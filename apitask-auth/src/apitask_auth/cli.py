@@ -14,6 +14,7 @@ from apitask.logs import JSONFormatter, RequestIdFilter
 from apitask.outbox import add_worker_arguments, run_worker_command
 
 from . import __version__
+from .access_log import redact_access_log
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
 from .db import create_engine, migrate_all
@@ -96,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=log_level(settings), handlers=[log_handler(settings)])
     # aiosmtpd (the dev inbox) logs every SMTP command at INFO; its warnings still show.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # uvicorn's access lines carry query strings: /verify?token=... must not be logged.
+    redact_access_log()
 
     if args.command == "migrate":
         applied = asyncio.run(_migrate(settings))

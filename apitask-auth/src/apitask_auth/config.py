@@ -331,6 +331,9 @@ class Settings(BaseSettings):
 
     # Rate limits
     rate_limit_header: str = ""
+    # Ours: how many proxies in front append to the rate-limit header
+    # (X-Forwarded-For); 0 keys on the header as a whole, as GoTrue does.
+    rate_limit_trusted_proxies: int = Field(0, ge=0)
     rate_limit_otp: float = Field(30, ge=0)
     rate_limit_verify: float = Field(30, ge=0)
     rate_limit_token_refresh: float = Field(150, ge=0)

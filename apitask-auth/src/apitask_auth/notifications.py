@@ -28,7 +28,15 @@ async def notify(svc: Service, template: Template, to: str, data: MailData) -> N
             await before_send(conn, svc.settings, [to])
             await deliver(conn, svc.mailer, template, to, data)
     except Exception:
-        logger.warning("unable to send %s email to %s", template, to, exc_info=True)
+        # The domain, never the address: logs are kept longer than the account may be.
+        domain = to.rpartition("@")[2]
+        logger.warning(
+            "unable to send %s email to a recipient at %s",
+            template,
+            domain,
+            exc_info=True,
+            extra={"action": "mail", "mail_type": str(template), "recipient_domain": domain},
+        )
 
 
 def notification_data(

@@ -9,7 +9,8 @@ token bucket of N refilled one token per duration.
 
 The per-IP limits only apply when ``GOTRUE_RATE_LIMIT_HEADER`` names the header
 that carries the client's address, as in GoTrue; they are kept in memory, per
-process, as GoTrue keeps them.
+process, as GoTrue keeps them. Which part of that header is the key is
+``GOTRUE_RATE_LIMIT_TRUSTED_PROXIES``'s business (see :func:`client_key`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IPRateLimitMiddleware",
     "TokenBucket",
+    "client_key",
     "dispose_allowance",
     "take_email_allowance",
 ]
@@ -215,10 +217,39 @@ class TokenBucket:
 _FIVE_MINUTES = 300.0
 
 
+def client_key(values: list[str], trusted_proxies: int) -> str:
+    """The per-IP limit's key, from the rate-limit header's values (one per header line).
+
+    With no trusted proxy (0, the default) the key is the first header line as
+    a whole, as GoTrue's ``req.Header.Get`` takes it: right when the header
+    is set by the one proxy in front (``X-Real-IP``), not when a proxy appends
+    to ``X-Forwarded-For``, whose first values the client writes.
+
+    With ``trusted_proxies`` = N the lines are read as one comma-separated
+    list (as HTTP joins repeated headers) and the key is its N-th address
+    from the right: the one the outermost of the N proxies saw connect. Each
+    proxy appends the address it saw, so nothing to the right of it comes
+    from the client; to its left is whatever the client sent. A list shorter
+    than N (a request that reached us through fewer proxies than configured)
+    is keyed on its leftmost address, the furthest we know.
+    """
+    if not values:
+        return ""
+    if not trusted_proxies:
+        return values[0].strip()
+    # Empty items are skipped: a proxy always appends an address, a client may
+    # send "a," to shift the count.
+    hops = [hop.strip() for hop in ",".join(values).split(",") if hop.strip()]
+    if not hops:
+        return ""
+    return hops[-min(trusted_proxies, len(hops))]
+
+
 class IPRateLimitMiddleware:
     """GoTrue's per-IP request limits, keyed by ``GOTRUE_RATE_LIMIT_HEADER`` (§1.7).
 
     Requests without that header's value are not limited (GoTrue does the same).
+    The key is :func:`client_key` of the header (``GOTRUE_RATE_LIMIT_TRUSTED_PROXIES``).
     Over a limit: 429 ``over_request_rate_limit``.
     """
 
@@ -227,6 +258,7 @@ class IPRateLimitMiddleware:
     ) -> None:
         self.app = app
         self.header = settings.rate_limit_header.lower().encode()
+        self.trusted_proxies = settings.rate_limit_trusted_proxies
         self.clock = clock
         otp = TokenBucket(settings.rate_limit_otp / _FIVE_MINUTES, 30)
         verify = TokenBucket(settings.rate_limit_verify / _FIVE_MINUTES, 30)
@@ -244,10 +276,10 @@ class IPRateLimitMiddleware:
         }
 
     def _key(self, scope: Scope) -> str:
-        for name, value in scope["headers"]:
-            if name == self.header:
-                return str(value.decode("latin-1").split(",")[0].strip())
-        return ""
+        values = [
+            value.decode("latin-1") for name, value in scope["headers"] if name == self.header
+        ]
+        return client_key(values, self.trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.header:

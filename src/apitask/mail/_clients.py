@@ -26,9 +26,10 @@ class NoopClient:
     GoTrue's behaviour when no SMTP host is configured: sign-ups and
     recoveries succeed, and no mail leaves the process. Each dropped mail is
     logged at INFO on the ``apitask.mail`` logger with its type, the
-    recipient's domain, the subject and the Message-ID, never the address or
-    the body (which carries the tokens). Building one logs, once, that mail
-    is being dropped.
+    recipient's domain and the Message-ID, never the address, the subject
+    or the body: a subject template may hold the one-time code
+    (``{{ .Token }} is your code``). Building one logs, once, that mail is
+    being dropped.
 
     Args:
         site_url: named in the start-up log line, as GoTrue does.
@@ -44,12 +45,11 @@ class NoopClient:
         )
 
     async def send(self, message: Message) -> None:
-        """Log the mail (without its body or address) and drop it."""
+        """Log the mail (its type and recipient's domain only) and drop it."""
         logger.info(
-            "mail: dropped %s mail to a recipient at %s, subject %r (no SMTP host configured)",
+            "mail: dropped %s mail to a recipient at %s (no SMTP host configured)",
             message.type,
             message.domain,
-            message.subject,
             extra=log_fields(message),
         )
 

@@ -75,5 +75,6 @@ def check_address(field: str, value: str) -> str:
     """Return ``value`` if it is one bare address safe for an envelope and header."""
     check_header_text(field, value)
     if _ADDRESS.fullmatch(value) is None:
-        raise InvalidMessageError(f"{field} {value!r} is not a single e-mail address")
+        # The value stays out of the message: it may be a recipient's address.
+        raise InvalidMessageError(f"{field} is not a single e-mail address")
     return value

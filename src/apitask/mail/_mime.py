@@ -190,8 +190,8 @@ def _wire_address(field: str, address: str) -> tuple[str, bool]:
         except idna.IDNAError as exc:
             raise InvalidMessageError(f"{field} domain {domain!r} is not a valid IDN") from exc
     if _LOCAL.fullmatch(local) is None or _DOMAIN.fullmatch(domain) is None:
-        raise InvalidMessageError(
-            f"{field} {address!r} is not a plain address (dot-atom local part and host name)"
+        raise InvalidMessageError(  # without the address: it may be a recipient's
+            f"{field} is not a plain address (dot-atom local part and host name)"
         )
     return f"{local}@{domain}", not local.isascii()
 

@@ -32,8 +32,9 @@ import aiosmtplib
 from .._histogram import Histogram
 from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
 from ._mime import parse_sender, render
-from ._smtp_errors import is_drop, mail_error
+from ._smtp_errors import is_drop, raise_mail_error
 from ._smtp_pool import ConnectionPool
+from ._task import log_fields
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -102,7 +103,8 @@ class SMTPClient:
             by default this host's FQDN, looked up once, off the loop.
         logger: where to log; ``apitask.mail.smtp`` by default.
         log_sends: log a ``mail.send`` line per delivered mail (type, sender,
-            recipient), as GoTrue does with ``GOTRUE_SMTP_LOGGING_ENABLED``.
+            recipient's domain, Message-ID), as GoTrue does with
+            ``GOTRUE_SMTP_LOGGING_ENABLED`` (GoTrue's names the address).
 
     Raises:
         InvalidMessageError: ``sender`` is not one safe address.
@@ -227,10 +229,8 @@ class SMTPClient:
         self.counters.send_seconds += took
         self.counters.send_latency.observe(took)
         if self._log_sends:
-            self._logger.info(
-                "mail.send",
-                extra={"mail_type": message.type, "mail_from": self.sender, "mail_to": message.to},
-            )
+            # GoTrue's line names the recipient (mail_to); this one names the domain.
+            self._logger.info("mail.send", extra=log_fields(message, mail_from=self.sender))
 
     async def aclose(self, timeout: float = 30.0) -> None:
         """Stop taking mail, let sends in progress finish, QUIT every connection.
@@ -257,9 +257,11 @@ class SMTPClient:
             smtp = connection.smtp
             if envelope.smtputf8 and not smtp.supports_extension("smtputf8"):
                 self._pool.checkin(connection)
+                # Which of the two needs it is not said: the recipient's address stays out
+                # of the error's text (it is logged and stored).
                 raise PermanentMailError(
-                    f"the address {envelope.recipient} or sender {envelope.sender} needs "
-                    f"SMTPUTF8, which {self.host}:{self.port} does not offer"
+                    f"the recipient or the sender needs SMTPUTF8, which {self.host}:{self.port} "
+                    "does not offer"
                 )
             options = [f"SIZE={len(envelope.data)}"] if smtp.supports_extension("size") else []
             if envelope.smtputf8:
@@ -278,7 +280,7 @@ class SMTPClient:
                     self.counters.retries += 1
                     self._logger.info("SMTP connection dropped at %s; retrying once", step)
                     continue
-                raise mail_error(exc, step) from exc
+                raise_mail_error(exc, step, envelope.recipient)
             except BaseException:
                 self._pool.discard(connection)  # cancelled mid-transaction: state unknown
                 raise
@@ -322,5 +324,5 @@ class SMTPClient:
                 await smtp.ehlo()
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
-            raise mail_error(exc, f"connecting to {self.host}:{self.port}") from exc
+            raise_mail_error(exc, f"connecting to {self.host}:{self.port}")
         return smtp

@@ -72,7 +72,12 @@ class Store(Protocol):
         """
 
     async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
-        """Write back attempt outcomes (delete succeeded rows unless ``keep``)."""
+        """Write back attempt outcomes.
+
+        A succeeded row is deleted, or, with ``keep``, kept with its payload
+        erased (``{}``): it never runs again, and the payload is the task's
+        data (a mail's address and one-time code).
+        """
 
     async def purge(self, state: JobState, older_than: float) -> int:
         """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""

@@ -231,8 +231,11 @@ async def test_worker_retries_dead_letters_heartbeats_and_releases(
     """Poison goes dead while the rest flow; a transient failure is retried; a long
     job keeps its lease by heartbeats and is released (not lost) at shutdown."""
     Ping.failures_left["flaky"] = 1
+    ids: dict[str, int] = {}
     for name in ("a", "b", "boom", "flaky", "hang"):
-        await outbox.enqueue(None, Ping(name))
+        job_id = await outbox.enqueue(None, Ping(name))
+        assert job_id is not None
+        ids[name] = job_id
     conn = await asyncpg.connect(postgres_url)
     try:
         await conn.execute(
@@ -256,15 +259,22 @@ async def test_worker_retries_dead_letters_heartbeats_and_releases(
                 await asyncio.sleep(0.05)
     finally:
         await conn.close()
-    jobs = {job.payload: job for job in await outbox.list()}
-    assert jobs['{"name":"hang"}'].state is JobState.QUEUED  # released at shutdown
-    assert jobs['{"name":"hang"}'].attempts == 0
-    assert jobs['{"name":"boom"}'].state is JobState.DEAD
-    assert jobs['{"name":"boom"}'].last_error == "LookupError: poison"
-    assert jobs['{"name":"flaky"}'].state is JobState.SUCCEEDED
-    assert jobs['{"name":"flaky"}'].attempts == 2
-    assert str(jobs["not json"].last_error).startswith("undecodable payload")
-    assert jobs["{}"].last_error == "no task factory registered for type 'unknown'"
+    listed = await outbox.list()
+    jobs = {job.id: job for job in listed}
+    by_type = {job.type: job for job in listed if job.type != "ping" or job.payload == "not json"}
+    assert jobs[ids["hang"]].state is JobState.QUEUED  # released at shutdown
+    assert jobs[ids["hang"]].attempts == 0
+    assert jobs[ids["hang"]].payload == '{"name":"hang"}'  # kept: it runs again
+    assert jobs[ids["boom"]].state is JobState.DEAD
+    assert jobs[ids["boom"]].last_error == "LookupError: poison"
+    assert jobs[ids["boom"]].payload == '{"name":"boom"}'  # kept: `outbox retry` reruns it
+    assert jobs[ids["flaky"]].state is JobState.SUCCEEDED
+    assert jobs[ids["flaky"]].attempts == 2
+    assert jobs[ids["flaky"]].last_error == "TransientError: later"  # metadata kept
+    # Succeeded: the payload (a mail's address and code) is erased, the metadata kept.
+    assert {jobs[ids[name]].payload for name in ("a", "b", "flaky")} == {"{}"}
+    assert str(by_type["ping"].last_error).startswith("undecodable payload")
+    assert by_type["unknown"].last_error == "no task factory registered for type 'unknown'"
     stats = await outbox.stats()
     assert stats.total(JobState.SUCCEEDED) == 3
     assert stats.total(JobState.DEAD) == 3

@@ -92,6 +92,8 @@ class FakeStore:
             job = self.jobs[o.job_id]
             self.jobs[o.job_id] = replace(
                 job,
+                # As the real stores: a succeeded job keeps no payload.
+                payload="{}" if o.verdict is Verdict.SUCCEEDED else job.payload,
                 state=states[o.verdict],
                 last_error=o.error,
                 run_at=NOW + timedelta(seconds=o.delay),

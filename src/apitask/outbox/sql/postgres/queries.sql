@@ -51,8 +51,11 @@ WHERE j.id = expired.id
 RETURNING j.id
 
 -- name: succeed
+-- The payload is erased: a succeeded job never runs again, and a payload is the
+-- task's data (a mail's address, code and link). The row keeps its metadata.
 UPDATE apitask_jobs
-SET state = 'succeeded', finished_at = now(), locked_by = NULL, locked_until = NULL
+SET state = 'succeeded', finished_at = now(), locked_by = NULL, locked_until = NULL,
+    payload = '{}'
 WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
 
 -- name: succeed_delete
