@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.schema import CreateIndex
 
 from apitask_auth import db
 from apitask_auth.addresses import RESOLVE_DUPLICATES, DuplicateAddressesError
@@ -140,3 +141,33 @@ def test_migrate_command_reports_duplicates(
     captured = capsys.readouterr()
     assert "dup@example.com (aud 'authenticated': 2 accounts)" in captured.err
     assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_migration_3_keeps_indexes_built_beforehand(
+    kind: str, tmp_path: Path, server: str | None
+) -> None:
+    """An operator may build the new indexes first (CONCURRENTLY on PostgreSQL, as
+    docs/service.md shows): migration 3 keeps them and reaches the declared schema."""
+    async with (
+        fresh_database(kind, tmp_path, server) as url,
+        fresh_database(kind, tmp_path, server) as declared_url,
+        engine_for(url) as engine,
+        engine_for(declared_url) as declared,
+    ):
+        await _populate_version_2(engine, [user_row("solo@example.com")])
+        if kind == "postgres":  # outside a transaction, as an operator would
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.exec_driver_sql(
+                    "CREATE UNIQUE INDEX CONCURRENTLY users_email_partial_key "
+                    "ON users (lower(email), aud) WHERE is_sso_user = false"
+                )
+        else:
+            async with engine.begin() as conn:
+                await conn.execute(CreateIndex(db.users_email_partial_key))
+        assert await db.migrate(engine) == [3]
+        async with declared.begin() as conn:
+            await conn.run_sync(db.metadata.create_all)
+        async with engine.connect() as a, declared.connect() as b:
+            assert await snapshot(a) == await snapshot(b)
