@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from apitask_auth.db import users
+from apitask_auth.users import AddressTakenError, update_user
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -140,3 +142,44 @@ async def test_concurrent_generated_signup_links(racing: Callable[..., Any]) -> 
         ),
         {(200, None)},
     )
+
+
+async def test_concurrent_address_changes(racing: Callable[..., Any]) -> None:
+    """N accounts changed at once (PUT /admin/users) to one new address: one gets it;
+    the others get GoTrue's 422 email_exists (on PostgreSQL from the unique index, as
+    both look-ups ran before either change committed), never a 500."""
+    svc: Service = await racing()
+    ids = []
+    for n in range(N // 2):
+        created = await svc.http.post(
+            "/admin/users",
+            json={"email": f"change-{uuid.uuid4().hex[:8]}-{n}@example.com"},
+            headers=svc.admin_headers(),
+        )
+        assert created.status_code == 200, created.text
+        ids.append(created.json()["id"])
+    target = _addresses()
+    responses = await asyncio.gather(
+        *(
+            svc.http.put(
+                f"/admin/users/{user_id}", json={"email": address}, headers=svc.admin_headers()
+            )
+            for user_id, address in zip(ids, target, strict=False)
+        )
+    )
+    answers = [_answer(response) for response in responses]
+    assert sorted(answers) == [(200, None)] + [(422, "email_exists")] * (N // 2 - 1)
+    assert await _accounts(svc, target[0]) == 1
+
+
+async def test_other_integrity_errors_are_not_taken_addresses(svc: Service) -> None:
+    """update_user turns only the address index's refusal into AddressTakenError; any
+    other constraint failure stays what it is."""
+    created = await svc.http.post(
+        "/admin/users", json={"email": "nulls@example.com"}, headers=svc.admin_headers()
+    )
+    engine = svc.app.state.service.engine
+    with pytest.raises(IntegrityError) as failed:
+        async with engine.begin() as conn:
+            await update_user(conn, created.json()["id"], aud=None)
+    assert not isinstance(failed.value, AddressTakenError)

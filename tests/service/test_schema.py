@@ -171,3 +171,13 @@ async def test_migration_3_keeps_indexes_built_beforehand(
             await conn.run_sync(db.metadata.create_all)
         async with engine.connect() as a, declared.connect() as b:
             assert await snapshot(a) == await snapshot(b)
+
+
+def test_duplicates_message_names_twenty_and_counts_the_rest() -> None:
+    """A long list of duplicates is cut at 20 addresses; the rest are counted."""
+    found = [(f"a{n:02}@example.com", "authenticated", 2) for n in range(23)]
+    message = str(DuplicateAddressesError(found))
+    assert "23 address(es)" in message
+    assert "a19@example.com" in message
+    assert "a20@example.com" not in message
+    assert "and 3 more" in message
