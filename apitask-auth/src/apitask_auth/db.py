@@ -308,7 +308,7 @@ def _one_account_per_address(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         # Writers wait from the check until the commit, so the index sees the rows the
         # check saw. (CREATE INDEX CONCURRENTLY cannot run in a transaction; building
-        # the index on 1M rows inside one took 14 s: docs/service.md says how to
+        # the indexes on 1M users inside one took 9-14 s: docs/service.md says how to
         # build the indexes concurrently beforehand.)
         connection.exec_driver_sql("LOCK TABLE users IN SHARE MODE")
     found = connection.execute(text(addresses.DUPLICATES)).all()
