@@ -388,6 +388,7 @@ def _outbox_statements(dialect: str) -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # 60-100 s measured on a 2-core machine at load average 10
 async def test_no_sequential_scans_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     """200k users: no statement of the flows, and no outbox statement, reads a table
     whole or more than MAX_ROWS of its rows (run for real, rolled back)."""
