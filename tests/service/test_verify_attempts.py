@@ -218,12 +218,12 @@ async def test_the_reauthentication_nonce_is_counted(make_service: Callable[...,
 async def test_migration_4_adds_the_counts_to_an_older_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database at version 2 gets verify_attempts from migration 4 alone."""
+    """A database at version 3 gets verify_attempts from migration 4 alone."""
     # Building the engine touches the file system (SQLite paths): off the loop.
     engine = await asyncio.to_thread(create_engine, f"sqlite:///{tmp_path / 'old.db'}")
     try:
-        monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:2])
-        assert await db.migrate(engine) == [1, 2]
+        monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:3])
+        assert await db.migrate(engine) == [1, 2, 3]
         monkeypatch.undo()
         assert await db.migrate(engine) == [4]
         async with engine.connect() as conn:
