@@ -32,6 +32,8 @@ from apitask.mail import (
     template_mailer_options,
 )
 
+from .database_url import DatabaseURL, parse_database_url
+
 __all__ = [
     "DEV_JWT_SECRET",
     "ConfigError",
@@ -436,12 +438,13 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        scheme = value.partition("://")[0].lower()
-        if scheme not in {"sqlite", "sqlite+aiosqlite", "postgres", "postgresql"} | {
-            "postgresql+asyncpg"
-        }:
-            raise ValueError("expected a sqlite:///path or postgres://... URL")
+        parse_database_url(value)
         return value
+
+    @property
+    def database(self) -> DatabaseURL:
+        """``DATABASE_URL``, read: the backend and the URL every connection uses."""
+        return parse_database_url(self.database_url)
 
     @property
     def delivery(self) -> Delivery:
@@ -504,7 +507,13 @@ def load_settings(
     except ValidationError as exc:
         problems = [
             f"{_variable(Settings, error['loc'])}: {error['msg']}"
-            + (f" (got {error['input']!r})" if isinstance(error["input"], str) else "")
+            # Not the URL: it may carry the database password.
+            + (
+                f" (got {error['input']!r})"
+                if isinstance(error["input"], str)
+                and _variable(Settings, error["loc"]) != "DATABASE_URL"
+                else ""
+            )
             for error in exc.errors()
         ]
         raise ConfigError("; ".join(problems)) from None
