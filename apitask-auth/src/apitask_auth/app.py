@@ -13,6 +13,7 @@ from . import __version__
 from .admin_api import router as admin_router
 from .auth_api import router as auth_router
 from .config import Settings, load_settings
+from .cors import install_cors
 from .db import create_engine, migrate_all
 from .deps import Service
 from .errors import install_error_handlers
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
     mailer.install(app)
     app.add_middleware(IPRateLimitMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware)
-    # Outermost, so the time it matches includes everything else.
+    # Outermost but for CORS, so the time it matches includes everything else.
     app.add_middleware(ResponseTimeMiddleware, enabled=settings.security_match_response_times)
+    install_cors(app, settings)
     return app

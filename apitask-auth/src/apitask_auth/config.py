@@ -114,6 +114,10 @@ def _duration(value: object) -> object:
     return value
 
 
+# RFC 9110's token: the characters a header name may have.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
 def _comma_list(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -257,6 +261,8 @@ class Settings(BaseSettings):
     security_refresh_token_reuse_interval: int = Field(0, ge=0)
     # Ours, not GoTrue's: see timing.py.
     security_match_response_times: bool = True
+    # Request headers browsers may send from other origins, beyond cors.ALLOWED_HEADERS.
+    cors_allowed_headers: CommaList = []
 
     # JWT
     jwt_secret: str = ""
@@ -375,6 +381,14 @@ class Settings(BaseSettings):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be positive")
+        return value
+
+    @field_validator("cors_allowed_headers")
+    @classmethod
+    def _header_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
         return value
 
     @field_validator("smtp_headers")
