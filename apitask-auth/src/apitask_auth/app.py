@@ -16,6 +16,7 @@ from .config import Settings, load_settings
 from .cors import install_cors
 from .db import create_engine, migrate_all
 from .deps import Service
+from .disabled_api import router as disabled_router
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .mail_chain import MailChain
@@ -83,7 +84,6 @@ async def public_settings(request: Request) -> dict[str, Any]:
     settings: Settings = request.app.state.service.settings
     external = dict.fromkeys(_PROVIDERS, False)
     external["email"] = settings.external_email_enabled
-    external["anonymous_users"] = settings.external_anonymous_users_enabled
     return {
         "external": external,
         "disable_signup": settings.disable_signup,
@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
     app.include_router(admin_router)
     app.include_router(recovery_router)
     app.include_router(user_router)
+    app.include_router(disabled_router)
     mailer.install(app)
     app.add_middleware(IPRateLimitMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware)
