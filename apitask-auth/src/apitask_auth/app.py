@@ -16,6 +16,7 @@ from .config import Settings, load_settings
 from .cors import install_cors
 from .db import create_engine, migrate_all
 from .deps import Service
+from .dev_landing import router as dev_landing_router
 from .disabled_api import router as disabled_router
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
@@ -147,6 +148,8 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
     app.include_router(recovery_router)
     app.include_router(user_router)
     app.include_router(disabled_router)
+    if settings.dev:
+        app.include_router(dev_landing_router)
     mailer.install(app)
     app.add_middleware(IPRateLimitMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware)

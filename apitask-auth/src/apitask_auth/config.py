@@ -542,6 +542,9 @@ def load_settings(
         dev_url = f"{DEV_HOST}:{settings.port}"
         settings.site_url = settings.site_url or dev_url
         settings.api_external_url = settings.api_external_url or dev_url
+        # A person reads dev logs: text lines, unless GOTRUE_LOG_FORMAT says otherwise.
+        if "log_format" not in settings.model_fields_set:
+            settings.log_format = "text"
         if not settings.jwt_secret:
             settings.jwt_secret = DEV_JWT_SECRET
             logger.warning(
