@@ -44,6 +44,8 @@ async def test_mfa_routes_answer_mfa_off(svc: Service) -> None:
             "validation_failed",
             "factor_type needs to be totp, phone, or webauthn",
         )
+    not_json = await svc.http.post("/factors", content=b"{totp", headers=auth)
+    assert _error(not_json)[:2] == (400, "validation_failed")
     factor = str(uuid.uuid4())
     for method, path in (
         ("POST", f"/factors/{factor}/challenge"),
