@@ -122,6 +122,8 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("GOTRUE_RATE_LIMIT_TRUSTED_PROXIES", "two"),
         ("GOTRUE_RATE_LIMIT_TRUSTED_PROXIES", "1.5"),
         ("DATABASE_URL", "mysql://x"),
+        ("GOTRUE_CORS_ALLOWED_HEADERS", "x-mine, x mine"),
+        ("GOTRUE_CORS_ALLOWED_HEADERS", "x-mine:1"),
         ("GOTRUE_SITE_URL", "localhost:3000"),
         ("API_EXTERNAL_URL", "ftp://x"),
         ("GOTRUE_WORKER_COUNT_PER_CPU", "0"),

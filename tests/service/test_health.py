@@ -62,3 +62,19 @@ async def test_dev_inbox_exists_only_in_dev_mode(make_service: Callable[..., Any
     page = await dev.http.get("/_dev/inbox")
     assert page.status_code == 200
     assert "d@example.com" in page.text
+
+
+async def test_dev_mode_lands_a_person_on_a_page(make_service: Callable[..., Any]) -> None:
+    """The site URL in dev mode is the API's root: there, a page (its one inline script
+    allowed by hash); outside dev mode GoTrue's JSON 404."""
+    svc: Service = await make_service()
+    missing = await svc.http.get("/")
+    assert (missing.status_code, missing.json()["error_code"]) == (404, "not_found")
+    dev: Service = await make_service(dev=True)
+    page = await dev.http.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'sha256-" in csp
+    assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert '<a href="/_dev/inbox">' in page.text

@@ -89,3 +89,23 @@ def test_text_format_and_logrus_level_names() -> None:
     assert handler.filter(record)
     assert handler.format(record) == "INFO apitask_auth: hi"
     assert log_level(settings_with()) == logging.INFO
+
+
+def test_dev_mode_logs_text_lines_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --dev` is read by a person: text lines, not JSON; GOTRUE_LOG_FORMAT still wins."""
+    monkeypatch.delenv("GOTRUE_LOG_FORMAT", raising=False)
+    dev = load_settings(dev=True, env_file=None)
+    assert dev.log_format == "text"
+    record = logging.makeLogRecord(
+        {
+            "name": "apitask_auth",
+            "msg": "applied migrations %s",
+            "args": ([1, 2],),
+            "levelname": "INFO",
+        }
+    )
+    line = log_handler(dev).format(record)
+    assert line == "INFO apitask_auth: applied migrations [1, 2]"
+    assert settings_with().log_format == "json"
+    monkeypatch.setenv("GOTRUE_LOG_FORMAT", "json")
+    assert load_settings(dev=True, env_file=None).log_format == "json"

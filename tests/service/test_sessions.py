@@ -93,7 +93,7 @@ async def test_password_grant_errors(svc: Service) -> None:
         ({"email": unconfirmed, "password": PASSWORD}, 400, "email_not_confirmed"),
         ({"password": PASSWORD}, 400, "validation_failed"),
         ({"email": address, "phone": "+1555", "password": PASSWORD}, 400, "validation_failed"),
-        ({"phone": "+1555", "password": PASSWORD}, 400, "invalid_credentials"),
+        ({"phone": "+1555", "password": PASSWORD}, 400, "phone_provider_disabled"),
     ]
     for body, status, code in cases:
         response = await svc.http.post("/token?grant_type=password", json=body)

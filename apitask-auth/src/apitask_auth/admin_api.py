@@ -241,7 +241,8 @@ def _admin_uuid(user_id: str) -> str:
         raise APIError(404, "validation_failed", "user_id must be an UUID") from None
 
 
-async def _existing(conn: AsyncConnection, user_id: str) -> User:
+async def existing_user(conn: AsyncConnection, user_id: str) -> User:
+    """The user ``user_id`` names, or GoTrue's loadUser errors (404 either way)."""
     user = await get_user(conn, _admin_uuid(user_id))
     if user is None:
         raise APIError(404, "user_not_found", "User not found")
@@ -390,7 +391,7 @@ async def create_admin_user(
 async def get_admin_user(user_id: str, svc: Svc, admin: Admin) -> Response:
     """One user."""
     async with svc.engine.connect() as conn:
-        return JSONResponse(await user_body(conn, await _existing(conn, user_id)))
+        return JSONResponse(await user_body(conn, await existing_user(conn, user_id)))
 
 
 @router.put("/admin/users/{user_id}")
@@ -406,7 +407,7 @@ async def update_admin_user(
     email = validate_email(params.email) if params.email is not None else None
     password_hash = await hash_password(params.password) if params.password else None
     async with svc.engine.begin() as conn:
-        user = await _existing(conn, user_id)
+        user = await existing_user(conn, user_id)
         values: dict[str, Any] = {}
         if params.role is not None:
             values["role"] = params.role
@@ -446,7 +447,7 @@ async def delete_admin_user(
 ) -> Response:
     """Delete a user, or soft-delete (obfuscate the address, drop its sessions)."""
     async with svc.engine.begin() as conn:
-        user = await _existing(conn, user_id)
+        user = await existing_user(conn, user_id)
         await _audit(conn, request, admin, "user_deleted", user)
         if params is not None and params.should_soft_delete:
             await conn.execute(delete(sessions).where(sessions.c.user_id == user["id"]))

@@ -13,8 +13,11 @@ from . import __version__
 from .admin_api import router as admin_router
 from .auth_api import router as auth_router
 from .config import Settings, load_settings
+from .cors import install_cors
 from .db import create_engine, migrate_all
 from .deps import Service
+from .dev_landing import router as dev_landing_router
+from .disabled_api import router as disabled_router
 from .errors import install_error_handlers
 from .inputs import reject_unstorable_input
 from .limits import BodyLimitMiddleware, HeadLimitMiddleware
@@ -83,7 +86,6 @@ async def public_settings(request: Request) -> dict[str, Any]:
     settings: Settings = request.app.state.service.settings
     external = dict.fromkeys(_PROVIDERS, False)
     external["email"] = settings.external_email_enabled
-    external["anonymous_users"] = settings.external_anonymous_users_enabled
     return {
         "external": external,
         "disable_signup": settings.disable_signup,
@@ -148,10 +150,14 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
     app.include_router(admin_router)
     app.include_router(recovery_router)
     app.include_router(user_router)
+    app.include_router(disabled_router)
+    if settings.dev:
+        app.include_router(dev_landing_router)
     mailer.install(app)
     app.add_middleware(IPRateLimitMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(HeadLimitMiddleware)
-    # Outermost, so the time it matches includes everything else.
+    # Outermost but for CORS, so the time it matches includes everything else.
     app.add_middleware(ResponseTimeMiddleware, enabled=settings.security_match_response_times)
+    install_cors(app, settings)
     return app

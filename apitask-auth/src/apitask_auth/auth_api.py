@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from .audit import audit
 from .db import flow_state, new_id, now
 from .deps import Auth, Svc, request_aud
+from .disabled_api import refuse_grant
 from .errors import APIError
 from .flows import (
     check_password_strength,
@@ -84,9 +85,8 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
     if settings.disable_signup:
         raise APIError(422, "signup_disabled", "Signups not allowed for this instance")
     if not params.email and not params.phone:
-        if not settings.external_anonymous_users_enabled:
-            raise APIError(422, "anonymous_provider_disabled", "Anonymous sign-ins are disabled")
-        raise APIError(422, "anonymous_provider_disabled", "Anonymous sign-ins are not supported")
+        # Not implemented: answered as GoTrue with GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED off.
+        raise APIError(422, "anonymous_provider_disabled", "Anonymous sign-ins are disabled")
     if not params.password:
         raise APIError(400, "validation_failed", "Signup requires a valid password")
     check_password_strength(settings, params.password)
@@ -166,7 +166,8 @@ async def token(
         return await _refresh_grant(request, svc, params)
     if grant_type == "pkce":
         return await _pkce_grant(svc, params)
-    raise APIError(400, "invalid_credentials", "unsupported_grant_type")
+    refused = refuse_grant(grant_type or "", await request.json())
+    raise refused or APIError(400, "invalid_credentials", "unsupported_grant_type")
 
 
 def _session_headers(body: dict[str, Any]) -> dict[str, str]:
@@ -185,7 +186,7 @@ async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Re
     if not params.email and not params.phone:
         raise APIError(400, "validation_failed", "missing email or phone")
     if params.phone:
-        raise APIError(400, "invalid_credentials", "Invalid login credentials")
+        raise APIError(400, "phone_provider_disabled", "Phone logins are disabled")
     if not settings.external_email_enabled:
         raise APIError(422, "email_provider_disabled", "Email logins are disabled")
     invalid = APIError(400, "invalid_credentials", "Invalid login credentials")

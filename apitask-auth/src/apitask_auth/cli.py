@@ -5,20 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
+import asyncpg
 import uvicorn
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from apitask.logs import JSONFormatter, RequestIdFilter
-from apitask.outbox import add_worker_arguments, run_worker_command
+from apitask.outbox import OutboxError, add_worker_arguments, run_worker_command
 
 from . import __version__
 from .access_log import redact_access_log
 from .addresses import DuplicateAddressesError
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
-from .db import create_engine, migrate_all
+from .db import create_engine, migrate_all, schema_status
 from .mail_chain import aclose, mail_registry, transport_for
 from .server import HeadLimitedHttpToolsProtocol
 
@@ -34,6 +37,45 @@ async def _migrate(settings: Settings) -> dict[str, list[int]]:
         return await migrate_all(engine, settings.database_url)
     finally:
         await engine.dispose()
+
+
+async def _schema_status(settings: Settings) -> dict[str, tuple[int, int]]:
+    engine = create_engine(settings.database_url)
+    try:
+        return await schema_status(engine)
+    finally:
+        await engine.dispose()
+
+
+# What reaching a database that is down, refuses us, or is not there can raise.
+_DATABASE_ERRORS = (OSError, SQLAlchemyError, asyncpg.PostgresError, OutboxError, sqlite3.Error)
+
+
+def _database_error(exc: BaseException) -> int:
+    """One line naming DATABASE_URL and the driver's reason (never the URL: it may
+    carry the password), instead of a traceback."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    reason = (str(cause).strip().splitlines() or [""])[0]
+    kind = type(cause).__name__
+    print(  # noqa: T201
+        f"apitask-auth: DATABASE_URL: cannot use the database ({kind}: {reason})",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _not_migrated(status: dict[str, tuple[int, int]]) -> str | None:
+    behind = [
+        f"{schema} schema at version {applied} of {latest}"
+        for schema, (applied, latest) in status.items()
+        if applied < latest
+    ]
+    if not behind:
+        return None
+    return (
+        f"apitask-auth: the database at DATABASE_URL is not migrated ({', '.join(behind)}): "
+        "run `apitask-auth migrate` first"
+    )
 
 
 # GOTRUE_LOG_LEVEL takes logrus's names; fatal and panic are critical here.
@@ -107,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except DuplicateAddressesError as exc:  # existing rows break a new rule
             print(f"apitask-auth: {exc}", file=sys.stderr)  # noqa: T201
             return 1
+        except _DATABASE_ERRORS as exc:
+            return _database_error(exc)
         for schema, versions in applied.items():
             print(  # noqa: T201
                 f"{schema}: applied migrations: {versions or 'none (schema is current)'}"
@@ -122,10 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "inbox is served by `serve --dev`, whose in-process worker sends to it)"
                 )
             )
-        args.url = args.url or settings.database_url
+        args.url = args.url or settings.database.url
         transport = transport_for(settings)
         # cleanup: the SMTP client's pooled connections live on the worker's loop.
         return run_worker_command(args, mail_registry(transport), cleanup=lambda: aclose(transport))
+    try:
+        status = asyncio.run(_schema_status(settings))
+    except _DATABASE_ERRORS as exc:
+        return _database_error(exc)
+    # GoTrue's `serve` does not migrate (its bare command does): neither do we,
+    # but we refuse to answer 500s on a schema that is behind. Dev mode migrates
+    # in the lifespan.
+    problem = None if settings.dev else _not_migrated(status)
+    if problem is not None:
+        print(problem, file=sys.stderr)  # noqa: T201
+        return 1
     try:
         app = create_app(settings)
     except ConfigError as exc:

@@ -32,6 +32,8 @@ from apitask.mail import (
     template_mailer_options,
 )
 
+from .database_url import DatabaseURL, parse_database_url
+
 __all__ = [
     "DEV_JWT_SECRET",
     "ConfigError",
@@ -120,6 +122,10 @@ def _duration(value: object) -> object:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)
     return value
+
+
+# RFC 9110's token: the characters a header name may have.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _comma_list(value: object) -> object:
@@ -267,6 +273,8 @@ class Settings(BaseSettings):
     security_match_response_times: bool = True
     # Ours, not GoTrue's: how often one mailed code may be tried (see attempts.py).
     security_max_verify_attempts: int = Field(5, ge=1, le=1000)
+    # Request headers browsers may send from other origins, beyond cors.ALLOWED_HEADERS.
+    cors_allowed_headers: CommaList = []
 
     # JWT
     jwt_secret: str = ""
@@ -390,6 +398,14 @@ class Settings(BaseSettings):
             raise ValueError("must be positive")
         return value
 
+    @field_validator("cors_allowed_headers")
+    @classmethod
+    def _header_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+        return value
+
     @field_validator("smtp_headers")
     @classmethod
     def _smtp_headers(cls, value: str) -> str:
@@ -451,12 +467,13 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        scheme = value.partition("://")[0].lower()
-        if scheme not in {"sqlite", "sqlite+aiosqlite", "postgres", "postgresql"} | {
-            "postgresql+asyncpg"
-        }:
-            raise ValueError("expected a sqlite:///path or postgres://... URL")
+        parse_database_url(value)
         return value
+
+    @property
+    def database(self) -> DatabaseURL:
+        """``DATABASE_URL``, read: the backend and the URL every connection uses."""
+        return parse_database_url(self.database_url)
 
     @property
     def delivery(self) -> Delivery:
@@ -519,7 +536,13 @@ def load_settings(
     except ValidationError as exc:
         problems = [
             f"{_variable(Settings, error['loc'])}: {error['msg']}"
-            + (f" (got {error['input']!r})" if isinstance(error["input"], str) else "")
+            # Not the URL: it may carry the database password.
+            + (
+                f" (got {error['input']!r})"
+                if isinstance(error["input"], str)
+                and _variable(Settings, error["loc"]) != "DATABASE_URL"
+                else ""
+            )
             for error in exc.errors()
         ]
         raise ConfigError("; ".join(problems)) from None
@@ -534,6 +557,9 @@ def load_settings(
         dev_url = f"{DEV_HOST}:{settings.port}"
         settings.site_url = settings.site_url or dev_url
         settings.api_external_url = settings.api_external_url or dev_url
+        # A person reads dev logs: text lines, unless GOTRUE_LOG_FORMAT says otherwise.
+        if "log_format" not in settings.model_fields_set:
+            settings.log_format = "text"
         if not settings.jwt_secret:
             settings.jwt_secret = DEV_JWT_SECRET
             logger.warning(
@@ -553,6 +579,11 @@ def load_settings(
     ):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ConfigError(f"{name}: expected an http(s) URL, got {value!r}")
+    if settings.external_anonymous_users_enabled:
+        logger.warning(
+            "GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED: anonymous sign-ins are not implemented; "
+            "they are answered as disabled and not listed in /settings"
+        )
     if settings.smtp_pass and not settings.smtp_user:
         raise ConfigError("GOTRUE_SMTP_PASS: set without GOTRUE_SMTP_USER (AUTH needs both)")
     if settings.smtp_host and not settings.smtp_admin_email:

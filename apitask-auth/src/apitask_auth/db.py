@@ -10,9 +10,11 @@ applies the missing ones (dev mode does it at start).
 from __future__ import annotations
 
 import uuid
+import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+import asyncpg
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -33,6 +35,7 @@ from sqlalchemy import (
     event,
     false,
     func,
+    inspect,
     select,
     text,
 )
@@ -46,8 +49,10 @@ from sqlalchemy.schema import CreateIndex
 import apitask.outbox.postgres
 import apitask.outbox.sqlite  # noqa: F401
 from apitask.outbox import Outbox, open_store
+from apitask.outbox._sql import load_migrations
 
 from . import addresses, schema_v1, sqlite_driver
+from .database_url import DatabaseURL, parse_database_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,6 +66,7 @@ __all__ = [
     "audit_log_entries",
     "backend",
     "create_engine",
+    "engine_like",
     "email_rate_limits",
     "flow_state",
     "identities",
@@ -72,6 +78,7 @@ __all__ = [
     "one_time_tokens",
     "refresh_tokens",
     "upsert",
+    "schema_status",
     "schema_version",
     "sessions",
     "users",
@@ -346,28 +353,45 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
 ]
 
 
-def _async_url(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    scheme = scheme.lower()
-    if scheme in {"postgres", "postgresql"}:
-        scheme = "postgresql+asyncpg"
-    elif scheme == "sqlite":
-        scheme = "sqlite+aiosqlite"
-    return f"{scheme}{sep}{rest}"
+# The database each PostgreSQL engine was made for, so another engine on it
+# (engine_like) connects with the same arguments (sslmode...).
+_databases: weakref.WeakKeyDictionary[AsyncEngine, DatabaseURL] = weakref.WeakKeyDictionary()
+
+
+def engine_like(database: AsyncEngine | DatabaseURL, **options: Any) -> AsyncEngine:
+    """An engine on a PostgreSQL database: the one a :func:`create_engine` engine
+    uses, or a parsed ``DATABASE_URL``; ``options`` go to ``create_async_engine``."""
+    parsed = database if isinstance(database, DatabaseURL) else _databases[database]
+    timeout = {"timeout": parsed.connect_timeout} if parsed.connect_timeout else {}
+    # engine.url without the query (for logs and reprs); asyncpg reads the whole DSN.
+    url = make_url(parsed.url).set(drivername="postgresql+asyncpg", query={})
+    engine = create_async_engine(
+        url, async_creator=lambda: asyncpg.connect(parsed.url, **timeout), **options
+    )
+    _databases[engine] = parsed
+    return engine
 
 
 def create_engine(database_url: str) -> AsyncEngine:
     """An async engine for ``sqlite:///file`` (aiosqlite) or ``postgres://`` (asyncpg).
 
+    PostgreSQL connections go through asyncpg's own DSN parser, so libpq's
+    parameters (``?sslmode=disable``...) mean what they mean to GoTrue; see
+    :mod:`apitask_auth.database_url` for those accepted.
+
     SQLite gets WAL, foreign keys, a busy timeout, and ``BEGIN IMMEDIATE`` for
     every transaction, so two writers queue on the lock instead of one failing
     with "database is locked" when it upgrades a read lock.
+
+    Raises:
+        ValueError: ``database_url`` is not one the service can use.
     """
-    url = make_url(_async_url(database_url))
+    parsed = parse_database_url(database_url)
     # hide_parameters: a failed statement's message (and so the log) must not
     # carry its parameters, which include addresses and token hashes.
-    if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
+    if parsed.backend == "postgresql":
+        return engine_like(parsed, pool_pre_ping=True, hide_parameters=True)
+    url = make_url(parsed.url.replace("sqlite://", "sqlite+aiosqlite://", 1))
     database = url.database or ":memory:"
     engine = create_async_engine(
         url,
@@ -427,6 +451,33 @@ async def migrate(engine: AsyncEngine) -> list[int]:
     return applied
 
 
+async def schema_status(engine: AsyncEngine) -> dict[str, tuple[int, int]]:
+    """How far each schema is migrated, read without writing anything.
+
+    Returns:
+        ``(applied, latest)`` versions by schema (``"auth"``, ``"outbox"``);
+        0 applied for a schema never migrated.
+    """
+
+    def _read(sync: Connection) -> tuple[int, int]:
+        inspector = inspect(sync)
+        found = []
+        for table in ("schema_migrations", "apitask_migrations"):
+            versions = (
+                sync.execute(text(f"SELECT version FROM {table}")).scalars().all()
+                if inspector.has_table(table)
+                else []
+            )
+            found.append(max(versions, default=0))
+        return found[0], found[1]
+
+    async with engine.connect() as connection:
+        auth, outbox = await connection.run_sync(_read)
+        dialect = "postgres" if backend(connection) == "postgresql" else "sqlite"
+    outbox_latest = max(migration.version for migration in load_migrations(dialect))
+    return {"auth": (auth, MIGRATIONS[-1][0]), "outbox": (outbox, outbox_latest)}
+
+
 async def migrate_all(engine: AsyncEngine, database_url: str) -> dict[str, list[int]]:
     """Apply the service's migrations, then the apitask outbox's (same database).
 
@@ -437,6 +488,6 @@ async def migrate_all(engine: AsyncEngine, database_url: str) -> dict[str, list[
         The versions applied now, by schema (``"auth"``, ``"outbox"``).
     """
     applied = {"auth": await migrate(engine)}
-    async with Outbox(open_store(database_url)) as outbox:
+    async with Outbox(open_store(parse_database_url(database_url).url)) as outbox:
         applied["outbox"] = await outbox.migrate()
     return applied

@@ -172,7 +172,7 @@ class MailChain:
         # spills what its drain could not send in time (sent by an outbox worker).
         self.outbox: Outbox | None = None
         if self.delivery in {Delivery.POOL, Delivery.OUTBOX}:
-            self.outbox = Outbox(open_store(settings.database_url))
+            self.outbox = Outbox(open_store(settings.database.url))
         self.pool: WorkerPool | None = None
         if self.delivery is Delivery.POOL:
             self.pool = WorkerPool(

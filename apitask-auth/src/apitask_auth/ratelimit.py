@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import BigInteger, Float, bindparam, case
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.requests import Request
 
-from .db import BACKENDS, backend, email_rate_limits, upsert
+from .db import BACKENDS, backend, email_rate_limits, engine_like, upsert
 from .errors import APIError, error_response
 
 if TYPE_CHECKING:
@@ -117,9 +116,7 @@ def _allowance_engine(engine: AsyncEngine) -> AsyncEngine:
         # One statement is its own transaction (autocommit): one round trip per
         # mail. Pooled, so a mail does not pay for a new connection; not pinged
         # before each use (a second round trip): a dropped connection is retried.
-        own = create_async_engine(
-            engine.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8
-        )
+        own = engine_like(engine, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8)
         _allowance_engines[engine] = own
     return own
 

@@ -18,6 +18,7 @@ Used through ``create_async_engine(..., async_creator=...)``; see ``db.create_en
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -129,5 +130,11 @@ async def connect(database: str, **kwargs: Any) -> OneTripConnection:
     """Open ``database`` (a path) with sqlite3 arguments ``kwargs`` in its own thread."""
     connection = OneTripConnection(partial(sqlite3.connect, database, **kwargs), 64)
     connection._thread.daemon = True  # as SQLAlchemy does: never hold up interpreter exit
-    await connection  # starts the thread and opens the database in it
+    try:
+        await connection  # starts the thread and opens the database in it
+    except BaseException:
+        # aiosqlite stops its thread on a failed open without waiting for it: wait, or
+        # the thread reports its stop to a loop that may be closed by then.
+        await asyncio.to_thread(connection._thread.join)
+        raise
     return connection
