@@ -149,5 +149,9 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
     app.add_middleware(IPRateLimitMiddleware, settings=settings)
     app.add_middleware(BodyLimitMiddleware)
     # Outermost, so the time it matches includes everything else.
-    app.add_middleware(ResponseTimeMiddleware, enabled=settings.security_match_response_times)
+    app.add_middleware(
+        ResponseTimeMiddleware,
+        enabled=settings.security_match_response_times,
+        floor=settings.security_response_time_floor.total_seconds(),
+    )
     return app
