@@ -132,7 +132,7 @@ def service(
             # global e-mail allowance in the path (autoconfirm off, the default)
             # so every mail pays for taking its unit, as in a default deployment.
             "GOTRUE_RATE_LIMIT_EMAIL_SENT": "1000000",
-            "GOTRUE_SMTP_MAX_FREQUENCY": "1ns",
+            "GOTRUE_SMTP_MAX_FREQUENCY": "1us",  # "1ns" rounds to 0, which means a minute
             **extra,
         }
     )
@@ -178,9 +178,15 @@ def create_users(client: httpx.Client, n: int, domain: str = "bench.example") ->
 
 
 def recover_latencies(
-    client: httpx.Client, existing: list[str], unknown: list[str], warmup: int = 20
+    client: httpx.Client,
+    existing: list[str],
+    unknown: list[str],
+    warmup: int = 20,
+    endpoint: str = "recover",
+    extra: dict[str, str] | None = None,
 ) -> tuple[list[float], list[float]]:
-    """Time ``POST /recover`` for each address, the two groups interleaved.
+    """Time ``POST /recover`` (or ``/<endpoint>``, with ``extra`` in the body) for each
+    address, the two groups interleaved.
 
     Requests go one at a time (latency, not throughput), alternating an
     existing and an unknown address so that drift in the machine's load
@@ -190,10 +196,10 @@ def recover_latencies(
     for i, (known, stranger) in enumerate(zip(existing, unknown, strict=True)):
         for is_known, email in ((True, known), (False, stranger)):
             start = time.perf_counter()
-            response = client.post("/recover", json={"email": email})
+            response = client.post(f"/{endpoint}", json={"email": email, **(extra or {})})
             elapsed = time.perf_counter() - start
             if response.status_code != 200:
-                raise RuntimeError(f"/recover answered {response.status_code}: {response.text}")
+                raise RuntimeError(f"/{endpoint} answered {response.status_code}: {response.text}")
             if i >= warmup:
                 times[is_known].append(elapsed * 1000)
     return times[True], times[False]

@@ -1,7 +1,9 @@
-"""Response-time matching: "nothing sent" answers wait as long as "sent" ones did."""
+"""Response-time matching: every answer that could have sent mail waits for one deadline."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -9,45 +11,54 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from apitask_auth.timing import ResponseTimeMiddleware, mark_nothing_sent, mark_sent
+from apitask_auth.config import ConfigError, load_settings
+from apitask_auth.recovery_api import SIGNED_UP
+from apitask_auth.timing import (
+    NOTHING_SENT,
+    SENT,
+    Deadlines,
+    ResponseTimeMiddleware,
+    _wake,
+    mark_outcome,
+    sleep_until,
+)
 
 from ._accounts import signed_in
 from .conftest import email
 
 if TYPE_CHECKING:
-    from collections import deque
     from collections.abc import Callable
 
-    from starlette.types import Receive, Scope, Send
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from .conftest import Service
 
 
 class FakeTime:
-    """A clock the test moves, and a sleep that moves it (a little late, as real ones are)."""
+    """A clock the test moves, and an absolute wait that moves it to the deadline."""
 
     def __init__(self) -> None:
         self.now = 100.0
-        self.slept: list[float] = []
+        self.deadlines: list[float] = []
 
     def clock(self) -> float:
         return self.now
 
-    async def sleep(self, delay: float) -> None:
-        self.slept.append(delay)
-        self.now += delay + 0.01
+    async def sleep_until(self, deadline: float) -> None:
+        self.deadlines.append(deadline)
+        self.now = max(self.now, deadline)
 
 
 def _app(fake: FakeTime) -> FastAPI:
+    """``/flow`` works ``cost`` seconds of fake time and marks ``outcome``; ``/unmarked`` not."""
     app = FastAPI()
 
     @app.get("/flow")
-    async def flow(request: Request, sent: bool = False, cost: float = 0.1) -> JSONResponse:
+    async def flow(
+        request: Request, outcome: str = NOTHING_SENT, cost: float = 0.0
+    ) -> JSONResponse:
         fake.now += cost
-        if sent:
-            mark_sent(request)
-        else:
-            mark_nothing_sent(request)
+        mark_outcome(request, outcome)
         return JSONResponse({})
 
     @app.get("/unmarked")
@@ -58,27 +69,75 @@ def _app(fake: FakeTime) -> FastAPI:
     return app
 
 
-def _client(app: Any) -> httpx.AsyncClient:
+def _client(app: ASGIApp) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
-async def test_nothing_sent_waits_for_a_sent_duration() -> None:
-    """Learned per path from "sent" answers; "nothing sent" waits for a drawn duration,
-    aiming earlier by how late sleeps have woken."""
+async def _timed(fake: FakeTime, http: httpx.AsyncClient, url: str, **params: Any) -> float:
+    """Fake seconds from sending ``url`` to its answer."""
+    start = fake.now
+    response = await http.get(url, params=params)
+    assert response.status_code == 200
+    return fake.now - start
+
+
+def test_deadlines_take_the_highest_quantile_of_the_recent_work_times() -> None:
+    """Per path: the floor, or the largest of each outcome's quantile over its last values."""
+    deadlines = Deadlines(floor=0.5, quantile=0.5, window=4)
+    assert deadlines.wait("/p") == 0.5  # nothing learned: the floor
+    for work in (1.0, 4.0, 2.0, 3.0):
+        deadlines.learn("/p", SENT, work)
+    assert deadlines.wait("/p") == 2.0  # nearest rank: the 2nd of 4
+    deadlines.learn("/p", SENT, 5.0)  # the oldest (1.0) leaves
+    assert deadlines.wait("/p") == 3.0
+    assert deadlines.wait("/other") == 0.5
+    deadlines.learn("/p", NOTHING_SENT, 7.0)  # another outcome, slower: it sets the wait
+    assert deadlines.wait("/p") == 7.0
+    assert Deadlines(floor=0.0, quantile=1.0).wait("/p") == 0.0
+
+
+def test_a_rare_slow_outcome_is_not_outvoted_by_many_fast_ones() -> None:
+    """One sign-up among 255 magic links: every answer still waits as long as it took."""
+    deadlines = Deadlines(floor=0.0)
+    for _ in range(255):
+        deadlines.learn("/otp", SENT, 0.005)
+    deadlines.learn("/otp", SIGNED_UP, 0.2)
+    assert deadlines.wait("/otp") == 0.2
+
+
+@pytest.mark.parametrize(("quantile", "window"), [(0.0, 8), (1.5, 8), (0.9, 0)])
+def test_deadlines_refuse_a_quantile_or_window_that_means_nothing(
+    quantile: float, window: int
+) -> None:
+    with pytest.raises(ValueError, match=r"quantile|window"):
+        Deadlines(floor=0.0, quantile=quantile, window=window)
+
+
+async def test_known_and_unknown_answer_at_the_same_deadline_from_their_start() -> None:
+    """Both outcomes wait until start + D, D fixed at the start; only an overrun answers later."""
     fake = FakeTime()
-    middleware = ResponseTimeMiddleware(_app(fake), clock=fake.clock, sleep=fake.sleep)
+    middleware = ResponseTimeMiddleware(
+        _app(fake), floor=0.05, clock=fake.clock, sleep_until=fake.sleep_until
+    )
     async with _client(middleware) as http:
-        await http.get("/flow")
-        assert fake.slept == []  # nothing learned on this path yet
-        await http.get("/flow", params={"sent": "true", "cost": "0.5"})
-        assert list(middleware.samples["/flow"]) == pytest.approx([0.5])
-        await http.get("/unmarked")
-        assert "/unmarked" not in middleware.samples
-        await http.get("/flow")
-        assert fake.slept == pytest.approx([0.4])
-        await http.get("/flow")
-    assert fake.slept[1] == pytest.approx(0.4 - 0.01 / 8)
-    assert middleware.lateness > 0
+        # Nothing learned: the floor, for both.
+        assert await _timed(fake, http, "/flow", outcome=NOTHING_SENT, cost=0.001) == pytest.approx(
+            0.05
+        )
+        assert await _timed(fake, http, "/flow", outcome=SENT, cost=0.002) == pytest.approx(0.05)
+        # A slow mail overruns its own deadline (fixed before it was learned) ...
+        assert await _timed(fake, http, "/flow", outcome=SENT, cost=0.2) == pytest.approx(0.2)
+        # ... and from then on both outcomes wait for it, however little they work.
+        assert await _timed(fake, http, "/flow", outcome=NOTHING_SENT) == pytest.approx(0.2)
+        assert await _timed(fake, http, "/flow", outcome=SENT, cost=0.01) == pytest.approx(0.2)
+        assert await _timed(fake, http, "/flow", outcome=NOTHING_SENT) == pytest.approx(0.2)
+        # Unmarked answers neither wait nor teach.
+        assert await _timed(fake, http, "/unmarked") == pytest.approx(0.3)
+    assert "/unmarked" not in middleware.deadlines.paths
+    assert len(fake.deadlines) == 6
+    learned = middleware.deadlines.paths["/flow"]
+    assert sorted(learned[SENT].recent) == pytest.approx([0.002, 0.01, 0.2])
+    assert sorted(learned[NOTHING_SENT].recent) == pytest.approx([0.0, 0.0, 0.001])
 
 
 async def test_disabled_and_non_http_pass_through() -> None:
@@ -91,60 +150,149 @@ async def test_disabled_and_non_http_pass_through() -> None:
 
     off = ResponseTimeMiddleware(app, enabled=False)
     await off({"type": "http", "path": "/"}, _never, _never)
-    on = ResponseTimeMiddleware(app, clock=fake.clock, sleep=fake.sleep)
+    on = ResponseTimeMiddleware(app, clock=fake.clock, sleep_until=fake.sleep_until)
     await on({"type": "lifespan"}, _never, _never)
     assert seen == ["http", "lifespan"]
-    assert on.samples == {} and off.samples == {}
+    assert on.deadlines.paths == {} and off.deadlines.paths == {}
+    assert fake.deadlines == []
 
 
 async def _never(*_: Any) -> Any:  # pragma: no cover - the apps above never call it
     raise AssertionError("not called")
 
 
-async def test_recover_and_resend_mark_their_outcomes(make_service: Callable[..., Any]) -> None:
-    """/recover and /resend: mail sent is a sample; an unknown address waits; errors neither."""
-    svc: Service = await make_service(security_match_response_times=False, smtp_max_frequency="1us")
-    fake = FakeTime()
-
-    def longest(samples: deque[float]) -> float:
-        return max(samples) + 1.0
-
-    middleware = ResponseTimeMiddleware(svc.app, sleep=fake.sleep, choose=longest)
-    address, _ = await signed_in(svc)
-    async with _client(middleware) as http:
-        assert (await http.post("/recover", json={"email": email()})).status_code == 200
-        assert fake.slept == []  # no sample yet
-        assert (await http.post("/recover", json={"email": address})).status_code == 200
-        assert len(middleware.samples["/recover"]) == 1
-        invalid = await http.post("/recover", json={"email": "not an address"})
-        assert invalid.status_code == 400
-        assert len(middleware.samples["/recover"]) == 1
-        assert (await http.post("/recover", json={"email": email()})).status_code == 200
-        assert len(fake.slept) == 1
-        nothing = await http.post("/resend", json={"type": "signup", "email": address})
-        assert nothing.json() == {}
-        assert len(fake.slept) == 1  # /resend has learned nothing yet
-        pending = email()
-        await http.post("/signup", json={"email": pending, "password": "secret-password"})
-        sent = await http.post("/resend", json={"type": "signup", "email": pending})
-        assert sent.json() == {}
-        assert len(middleware.samples["/resend"]) == 1
-        await http.post("/resend", json={"type": "signup", "email": email()})
-        assert len(fake.slept) == 2
+async def test_sleep_until_wakes_at_the_deadline_on_the_loop_clock() -> None:
+    """Not before the deadline (a passed one returns at once); cancelled, it leaves no timer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 0.02
+    await sleep_until(deadline)
+    assert loop.time() >= deadline - time.get_clock_info("monotonic").resolution
+    before = len(loop._scheduled)  # type: ignore[attr-defined]
+    await sleep_until(loop.time() - 1)
+    waiter = asyncio.create_task(sleep_until(loop.time() + 60))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert len([h for h in loop._scheduled if not h.cancelled()]) <= before  # type: ignore[attr-defined]
+    # The timer and a cancellation can land in one turn of the loop: the timer then
+    # finds the waiter already cancelled and leaves it be.
+    cancelled = loop.create_future()
+    cancelled.cancel()
+    _wake(cancelled)
+    assert cancelled.cancelled()
 
 
-async def test_signup_marks_the_mailed_and_the_fake_user_answers(
+def _matching(app: Any) -> ResponseTimeMiddleware:
+    """The service's own matching middleware, found in its built stack."""
+    layer = app.middleware_stack or app.build_middleware_stack()
+    while not isinstance(layer, ResponseTimeMiddleware):
+        layer = layer.app
+    return layer
+
+
+async def test_service_answers_known_and_unknown_addresses_at_one_deadline(
     make_service: Callable[..., Any],
 ) -> None:
-    """/signup: a confirmation mail is a sample; a confirmed address's fake user waits."""
-    svc: Service = await make_service(security_match_response_times=False)
+    """End to end, with matching on as deployed and a floor of 400 ms: /recover for a real
+    and an unknown address, and /resend with and without a pending sign-up, each answer
+    no earlier than the deadline it was given and within half of it after."""
+    floor = 0.4
+    svc: Service = await make_service(
+        security_response_time_floor=f"{int(floor * 1000)}ms", smtp_max_frequency="1us"
+    )
+    address, _ = await signed_in(svc)
+    pending = email()
+    await svc.http.post("/signup", json={"email": pending, "password": "secret-password"})
+    await svc.http.get("/health")  # builds the middleware stack
+    matching = _matching(svc.app)
+    cases = [
+        ("/recover", {"email": address}),
+        ("/recover", {"email": email()}),
+        ("/resend", {"type": "signup", "email": pending}),
+        ("/resend", {"type": "signup", "email": email()}),
+    ]
+    for path, body in cases:
+        deadline = matching.deadlines.wait(path)
+        assert deadline >= floor
+        start = time.perf_counter()
+        response = await svc.http.post(path, json=body)
+        elapsed = time.perf_counter() - start
+        assert response.json() == {}
+        assert deadline <= elapsed <= deadline * 1.5, (path, body, deadline, elapsed)
+    learned = {path: sorted(outcomes) for path, outcomes in matching.deadlines.paths.items()}
+    assert learned["/recover"] == [NOTHING_SENT, SENT]
+    assert learned["/resend"] == [NOTHING_SENT, SENT]
+
+
+async def test_real_addresses_wait_for_the_floor_too(make_service: Callable[..., Any]) -> None:
+    """Matching as deployed: an answer that sent mail waits for the deadline as well, so it
+    cannot be told from one that did not (/recover, /otp and /magiclink for a real address)."""
+    svc: Service = await make_service(
+        security_response_time_floor="300ms", smtp_max_frequency="1us"
+    )
+    address, _ = await signed_in(svc)
+    for path in ("/recover", "/otp", "/magiclink"):
+        start = time.perf_counter()
+        response = await svc.http.post(path, json={"email": address})
+        assert response.status_code == 200, response.text
+        assert time.perf_counter() - start >= 0.3, path
+
+
+async def test_each_endpoint_marks_its_outcomes(make_service: Callable[..., Any]) -> None:
+    """Which outcome each mail endpoint teaches: /otp and /magiclink a sent magic link or a
+    sign-up (a password hashed); /signup a confirmation or a confirmed address's fake user;
+    errors nothing."""
+    svc: Service = await make_service(security_match_response_times=False, smtp_max_frequency="1us")
     fake = FakeTime()
-    middleware = ResponseTimeMiddleware(svc.app, sleep=fake.sleep, choose=lambda s: max(s) + 1)
-    confirmed, _ = await signed_in(svc)
+    middleware = ResponseTimeMiddleware(svc.app, sleep_until=fake.sleep_until)
+    address, _ = await signed_in(svc)
     async with _client(middleware) as http:
+        for path in ("/otp", "/magiclink"):
+            assert (await http.post(path, json={"email": address})).status_code == 200
+            assert (await http.post(path, json={"email": email()})).status_code == 200
+        refused = await http.post("/otp", json={"email": email(), "create_user": False})
+        assert refused.status_code == 422  # GoTrue's own answer: not ours to hide
+        assert (await http.post("/recover", json={"email": "not an address"})).status_code == 400
         body = {"email": email(), "password": "secret-password"}
         assert (await http.post("/signup", json=body)).status_code == 200
-        assert len(middleware.samples["/signup"]) == 1
-        body = {"email": confirmed, "password": "secret-password"}
+        body = {"email": address, "password": "secret-password"}
         assert (await http.post("/signup", json=body)).status_code == 200
-        assert len(fake.slept) == 1
+    learned = {
+        path: {outcome: len(w.recent) for outcome, w in outcomes.items()}
+        for path, outcomes in middleware.deadlines.paths.items()
+    }
+    assert learned == {
+        "/otp": {SENT: 1, SIGNED_UP: 1},
+        "/magiclink": {SENT: 1, SIGNED_UP: 1},
+        "/signup": {SENT: 1, NOTHING_SENT: 1},
+    }
+    assert len(fake.deadlines) == 6
+
+
+async def test_magic_link_sign_up_under_autoconfirm_is_a_sign_up(
+    make_service: Callable[..., Any],
+) -> None:
+    """With autoconfirm an unknown address is signed up and then sent a magic link: the
+    slower outcome, so it is learned as a sign-up."""
+    svc: Service = await make_service(
+        security_match_response_times=False, mailer_autoconfirm=True, smtp_max_frequency="1us"
+    )
+    fake = FakeTime()
+    middleware = ResponseTimeMiddleware(svc.app, sleep_until=fake.sleep_until)
+    async with _client(middleware) as http:
+        assert (await http.post("/magiclink", json={"email": email()})).status_code == 200
+    assert list(middleware.deadlines.paths["/magiclink"]) == [SIGNED_UP]
+
+
+@pytest.mark.parametrize("value", ["-1ms", "11s", "soon"])
+def test_floor_is_checked_at_start(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """GOTRUE_SECURITY_RESPONSE_TIME_FLOOR: a Go duration from 0s to 10s, named when wrong."""
+    monkeypatch.setenv("GOTRUE_SITE_URL", "http://localhost:3000")
+    monkeypatch.setenv("API_EXTERNAL_URL", "http://localhost:9999")
+    monkeypatch.setenv("GOTRUE_JWT_SECRET", "s" * 32)
+    monkeypatch.setenv("GOTRUE_SECURITY_RESPONSE_TIME_FLOOR", value)
+    with pytest.raises(ConfigError, match=r"^GOTRUE_SECURITY_RESPONSE_TIME_FLOOR: "):
+        load_settings(env_file=None)
+    monkeypatch.setenv("GOTRUE_SECURITY_RESPONSE_TIME_FLOOR", "250ms")
+    assert load_settings(env_file=None).security_response_time_floor.total_seconds() == 0.25

@@ -158,6 +158,10 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(HeadLimitMiddleware)
     # Outermost but for CORS, so the time it matches includes everything else.
-    app.add_middleware(ResponseTimeMiddleware, enabled=settings.security_match_response_times)
+    app.add_middleware(
+        ResponseTimeMiddleware,
+        enabled=settings.security_match_response_times,
+        floor=settings.security_response_time_floor.total_seconds(),
+    )
     install_cors(app, settings)
     return app

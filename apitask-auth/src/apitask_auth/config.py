@@ -271,6 +271,7 @@ class Settings(BaseSettings):
     security_refresh_token_reuse_interval: int = Field(0, ge=0)
     # Ours, not GoTrue's: see timing.py.
     security_match_response_times: bool = True
+    security_response_time_floor: Duration = timedelta(milliseconds=10)
     # Ours, not GoTrue's: how often one mailed code may be tried (see attempts.py).
     security_max_verify_attempts: int = Field(5, ge=1, le=1000)
     # Request headers browsers may send from other origins, beyond cors.ALLOWED_HEADERS.
@@ -378,12 +379,22 @@ class Settings(BaseSettings):
         return value.lower()
 
     @field_validator(
-        "external_flow_state_expiry_duration", "smtp_max_frequency", "worker_shutdown_duration"
+        "external_flow_state_expiry_duration",
+        "smtp_max_frequency",
+        "worker_shutdown_duration",
     )
     @classmethod
     def _non_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
             raise ValueError("must not be negative")
+        return value
+
+    @field_validator("security_response_time_floor")
+    @classmethod
+    def _floor(cls, value: timedelta) -> timedelta:
+        # Every answer that could have sent mail waits at least this long.
+        if not timedelta(0) <= value <= timedelta(seconds=10):
+            raise ValueError("must be between 0s and 10s")
         return value
 
     @field_validator(
