@@ -161,3 +161,37 @@ async def test_generate_link_email_change_with_secure_change_off(
     )
     assert verified.status_code == 200, verified.text
     assert verified.json()["user"]["email"] == new_address
+
+
+async def test_confirming_an_address_change_confirms_the_account(
+    make_service: Callable[..., Any],
+) -> None:
+    """An unconfirmed user whose address change is confirmed is confirmed too (GoTrue's
+    ConfirmEmailChange confirms a user that was not), and can then sign in."""
+    svc: Service = await make_service(mailer_secure_email_change_enabled=False)
+    headers = svc.admin_headers()
+    new_address = email()
+    created = (
+        await svc.http.post(
+            "/admin/users", json={"email": email(), "password": PASSWORD}, headers=headers
+        )
+    ).json()
+    assert "email_confirmed_at" not in created  # GoTrue omits it while unconfirmed
+    link = (
+        await svc.http.post(
+            "/admin/generate_link",
+            json={"type": "email_change_new", "email": created["email"], "new_email": new_address},
+            headers=headers,
+        )
+    ).json()
+    verified = await svc.http.post(
+        "/verify", json={"type": "email_change", "email": new_address, "token": link["email_otp"]}
+    )
+    assert verified.status_code == 200, verified.text
+    row = await _row(svc, created["id"])
+    assert (row["email"], row["email_change"]) == (new_address, None)
+    assert row["email_confirmed_at"] is not None
+    sign_in = await svc.http.post(
+        "/token?grant_type=password", json={"email": new_address, "password": PASSWORD}
+    )
+    assert sign_in.status_code == 200, sign_in.text
