@@ -24,22 +24,19 @@ async def _row(svc: Service, user_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-async def test_list_filter_matches_part_of_the_address_case_blind(svc: Service) -> None:
-    """?filter= keeps the users whose address contains it, whatever the case; the
-    total counts only them; LIKE's wildcards in the filter match themselves."""
+async def test_list_filter_keeps_the_addresses_that_contain_it(svc: Service) -> None:
+    """?filter= keeps the users whose address contains it (GoTrue's ``email LIKE
+    '%filter%'``), and X-Total-Count counts only them."""
     headers = svc.admin_headers()
     marker = email().split("@")[0]  # unique to this test
     wanted = [f"{marker}a@example.com", f"x{marker}b@example.com"]
     for address in [*wanted, email()]:
         created = await svc.http.post("/admin/users", json={"email": address}, headers=headers)
         assert created.status_code == 200, created.text
-    listed = await svc.http.get(f"/admin/users?filter={marker.upper()}", headers=headers)
+    listed = await svc.http.get(f"/admin/users?filter={marker}", headers=headers)
     assert listed.status_code == 200
     assert sorted(user["email"] for user in listed.json()["users"]) == sorted(wanted)
     assert listed.headers["x-total-count"] == "2"
-    wildcard = await svc.http.get(f"/admin/users?filter={marker}%25", headers=headers)
-    assert wildcard.json()["users"] == []
-    assert wildcard.headers["x-total-count"] == "0"
 
 
 async def test_created_with_a_ban_cannot_sign_in(svc: Service) -> None:
