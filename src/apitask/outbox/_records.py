@@ -6,19 +6,28 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ApitaskError
+from .._exceptions import ApitaskError, TransientError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-__all__ = ["Finish", "Job", "JobState", "OutboxError", "Stats", "Verdict"]
+__all__ = ["Finish", "Job", "JobState", "JobTimeoutError", "OutboxError", "Stats", "Verdict"]
 
 
 class OutboxError(ApitaskError):
     """The outbox's database could not be reached or answered with an error.
 
     The driver's exception is chained as ``__cause__``.
+    """
+
+
+class JobTimeoutError(OutboxError, TransientError):
+    """An attempt ran longer than the worker's ``job_timeout`` and was cancelled.
+
+    Transient (a slow attempt may pass), so it is retried by the same rule
+    as every :class:`~apitask.TransientError`. It is the worker's verdict,
+    not the task's: the task's own ``TimeoutError`` is not retried.
     """
 
 
