@@ -37,7 +37,7 @@ class JobState(enum.StrEnum):
     ::
 
         queued ──claim──> running ──ok──────────────> succeeded ──retention──> (purged)
-                             │ └──TransientError──> failed ──(run_at due)──> running ...
+                             │ └──TransientError──> retrying ──(run_at due)──> running ...
                              └────permanent error / attempts used up──> dead
     """
 
@@ -47,8 +47,12 @@ class JobState(enum.StrEnum):
     """Claimed by a worker that holds a lease on it."""
     SUCCEEDED = "succeeded"
     """Ran to completion (kept for the retention period, then purged)."""
-    FAILED = "failed"
-    """An attempt failed; a retry is scheduled at ``run_at``."""
+    RETRYING = "retrying"
+    """An attempt failed; a retry is scheduled at ``run_at``.
+
+    Formerly ``FAILED = "failed"``, renamed because the job has not failed
+    for good: that is ``DEAD``, which the counters call ``Outcome.FAILED``.
+    Outbox migration 3 rewrites the stored rows."""
     DEAD = "dead"
     """Given up on: ``last_error`` says why. ``apitask outbox retry`` revives it."""
 
