@@ -22,7 +22,7 @@ class OutboxError(ApitaskError):
     """
 
 
-class JobTimeoutError(OutboxError, TransientError):
+class JobTimeoutError(TransientError):
     """An attempt ran longer than the worker's ``job_timeout`` and was cancelled.
 
     Transient (a slow attempt may pass), so it is retried by the same rule
