@@ -1,4 +1,8 @@
-"""Retry timing shared by the worker pool and the outbox."""
+"""The one retry policy of apitask: what is retried, and after how long.
+
+The worker pool and the outbox worker both ask :func:`next_delay`, so a
+failure is retried (or not) the same way wherever the task runs.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._exceptions import TransientError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "next_delay"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +56,24 @@ class Backoff:
     def gives_up_after(self, attempt: int) -> bool:
         """Whether failed attempt number ``attempt`` was the last one allowed."""
         return attempt >= self.max_attempts
+
+
+def next_delay(
+    exc: BaseException,
+    attempt: int,
+    backoff: Backoff,
+    rng: Callable[[], float] = random.random,
+) -> float | None:
+    """Seconds before the next attempt after ``exc`` ended attempt ``attempt``, or None.
+
+    None means the failure is final: the exception is not a
+    :class:`~apitask.TransientError` (the class is the task's word that the
+    failure may pass; a bare ``TimeoutError`` is not such a word), or
+    ``backoff.max_attempts`` are used up. A ``retry_after`` the failing side
+    asked for wins over the backoff.
+    """
+    if not isinstance(exc, TransientError) or backoff.gives_up_after(attempt):
+        return None
+    if exc.retry_after is not None:
+        return max(0.0, exc.retry_after)
+    return backoff.delay(attempt, rng)

@@ -9,8 +9,10 @@ Every error apitask raises on purpose derives from :class:`ApitaskError`::
     └── TransientError                  raised *by a task*: this failure may pass,
                                         retry me (pool and outbox honour it)
 
-Subsystems add their own subtrees (``apitask.mail.MailError``,
-``apitask.outbox.OutboxError``), always rooted at :class:`ApitaskError`.
+Subsystems add their own classes (``apitask.mail.MailError`` and its
+subtree, ``apitask.outbox.OutboxError``, ``apitask.outbox.JobDecodeError``,
+``apitask.outbox.JobTimeoutError`` under ``TransientError``), always rooted
+at :class:`ApitaskError`.
 """
 
 from __future__ import annotations

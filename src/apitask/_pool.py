@@ -19,18 +19,11 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Literal
 
-from ._backoff import Backoff
+from ._backoff import Backoff, next_delay
 from ._exceptions import PoolClosedError, QueueFullError
 from ._pool_drain import log_leftover, spill
 from ._pool_loop import hand_over, no_running_loop, wake_all, wake_one
-from ._pool_state import (
-    Admission,
-    DrainReport,
-    Job,
-    PoolBook,
-    PoolState,
-    retry_delay,
-)
+from ._pool_state import Admission, DrainReport, Job, PoolBook, PoolState
 from ._scope import _current
 from ._task_request import task_request_id
 
@@ -73,7 +66,9 @@ class WorkerPool:
             stored, in the caller's declared transaction if any, and runs
             later) and counts it as spilled.
         full_timeout: bound on the ``"wait"`` policy, in seconds (None: no bound).
-        backoff: retry timing for tasks raising :class:`~apitask.TransientError`.
+        backoff: retry timing for tasks raising :class:`~apitask.TransientError`
+            (the only exceptions retried, as in the outbox; see
+            :func:`apitask._backoff.next_delay`).
         rng: source of the backoff jitter (``random.random``; pass a fixed one in tests).
         threads: size of the pool's own thread pool for sync function tasks
             (default: ``workers``, at most 32).
@@ -437,7 +432,7 @@ class WorkerPool:
             # something that was cancelled): the task failed, the worker lives on.
             self._fail(job, exc)
         except Exception as exc:
-            delay = retry_delay(exc, job.attempt, self.backoff, self._rng)
+            delay = next_delay(exc, job.attempt, self.backoff, self._rng)
             if delay is not None and self._book.state is not PoolState.CLOSED:
                 self._retry_later(job, exc, delay)
                 return

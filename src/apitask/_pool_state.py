@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._counters import Outcome, TaskCounters
-from ._exceptions import TransientError
 from ._function import FunctionTask
 from ._types import DurableTask
 
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     import concurrent.futures
     from collections.abc import Callable, Iterable, Mapping
 
-    from ._backoff import Backoff
     from ._types import JSONValue, Task
 
 __all__ = [
@@ -35,7 +33,6 @@ __all__ = [
     "PoolBook",
     "PoolState",
     "TypeStats",
-    "retry_delay",
 ]
 
 
@@ -110,22 +107,6 @@ class Job:
         # The thread running a sync attempt: a thread cannot be cancelled,
         # so the drain report must know whether it is still going.
         self.thread: concurrent.futures.Future[None] | None = None
-
-
-def retry_delay(
-    exc: BaseException, attempt: int, backoff: Backoff, rng: Callable[[], float]
-) -> float | None:
-    """Seconds before the next attempt after ``exc`` ended attempt ``attempt``, or None.
-
-    None means the failure is final: the exception is not a
-    :class:`~apitask.TransientError`, or the attempts are used up. A
-    ``retry_after`` the failing side asked for wins over the backoff.
-    """
-    if not isinstance(exc, TransientError) or backoff.gives_up_after(attempt):
-        return None
-    if exc.retry_after is not None:
-        return max(0.0, exc.retry_after)
-    return backoff.delay(attempt, rng)
 
 
 class LeftoverState(enum.Enum):

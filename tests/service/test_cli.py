@@ -37,7 +37,7 @@ def test_migrate_creates_the_schema_once(env: Path, capsys: pytest.CaptureFixtur
     assert main(["migrate"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "auth: applied migrations: [1, 2, 3, 4]",
-        "outbox: applied migrations: [1, 2]",
+        "outbox: applied migrations: [1, 2, 3]",
     ]
     assert main(["migrate"]) == 0
     assert capsys.readouterr().out.splitlines() == [

@@ -1,10 +1,13 @@
-"""Backoff: exponential, jittered, capped, validated."""
+"""Backoff: exponential, jittered, capped, validated; and the one retry rule."""
 
 from __future__ import annotations
 
 import pytest
 
-from apitask import Backoff
+from apitask import Backoff, TransientError
+from apitask._backoff import next_delay
+from apitask.mail import TransientMailError
+from apitask.outbox import JobTimeoutError
 
 
 def test_delays_double_and_stay_within_half_to_full_ceiling() -> None:
@@ -46,3 +49,30 @@ def test_attempt_numbers_start_at_one() -> None:
     """Attempt 0 is a caller bug, not a zero delay."""
     with pytest.raises(ValueError, match="start at 1"):
         Backoff().delay(0)
+
+
+BACKOFF = Backoff(base=1.0, cap=8.0, max_attempts=4)
+
+
+@pytest.mark.parametrize(
+    ("exc", "attempt", "expected"),
+    [
+        (ValueError("permanent"), 1, None),
+        (TimeoutError("the task's own"), 1, None),  # not a TransientError: final
+        (TimeoutError("read"), 1, None),  # an alias of TimeoutError
+        (TransientError("busy"), 4, None),  # attempts used up
+        (TransientError("busy"), 1, 0.5),  # rng 0: half of base
+        (TransientError("busy"), 3, 2.0),  # half of base * 2**2
+        (TransientError("busy", retry_after=30.0), 1, 30.0),  # the server's word wins
+        (TransientError("busy", retry_after=-1.0), 1, 0.0),
+        (TransientError("busy", retry_after=30.0), 4, None),  # ... but not over max_attempts
+        (JobTimeoutError("slow attempt"), 1, 0.5),  # the outbox's job timeout is transient
+        (TransientMailError("421 try later"), 2, 1.0),  # subsystems' subclasses too
+    ],
+)
+def test_next_delay_is_the_one_retry_rule(
+    exc: Exception, attempt: int, expected: float | None
+) -> None:
+    """Only TransientError (and subclasses) retries, within max_attempts;
+    retry_after wins over the backoff; a bare TimeoutError is final."""
+    assert next_delay(exc, attempt, BACKOFF, lambda: 0.0) == expected

@@ -15,6 +15,23 @@ def test_every_error_is_an_apitask_error() -> None:
     assert issubclass(apitask.TransientError, apitask.ApitaskError)
 
 
+def test_subsystem_errors_are_apitask_errors() -> None:
+    """The outbox's and the mail client's errors sit under the same root; the
+    outbox's job timeout is transient (retried), an undecodable job is not."""
+    from apitask import mail, outbox
+
+    for cls in (
+        outbox.OutboxError,
+        outbox.JobDecodeError,
+        outbox.JobTimeoutError,
+        mail.MailError,
+        mail.TransientMailError,
+    ):
+        assert issubclass(cls, apitask.ApitaskError), cls
+    assert issubclass(outbox.JobTimeoutError, apitask.TransientError)
+    assert not issubclass(outbox.JobDecodeError, apitask.TransientError)
+
+
 def test_transient_error_carries_retry_after() -> None:
     """A task can say how long the far side asked it to wait."""
     err = apitask.TransientError("451 try later", retry_after=30.0)

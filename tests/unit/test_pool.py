@@ -24,6 +24,7 @@ from apitask import (
     TransientError,
     WorkerPool,
 )
+from apitask.outbox import JobTimeoutError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -398,6 +399,21 @@ async def test_other_exceptions_are_final_at_once(caplog: pytest.LogCaptureFixtu
         "failed": 1,
     }
     assert "test.permanent" in caplog.text and "bad address" in caplog.text
+
+
+async def test_a_bare_timeout_error_is_final_as_in_the_outbox() -> None:
+    """The pool and the outbox share one rule (apitask._backoff.next_delay): a task's
+    own TimeoutError is final; a TransientError, the outbox's job timeout included, retries."""
+    timing_out = Flaky(failures=1, exc=TimeoutError("read timed out"))
+    job_timeout = Flaky(failures=1, exc=JobTimeoutError("slow attempt"))
+    async with WorkerPool(workers=1, backoff=FAST, rng=lambda: 0.0) as pool:
+        await pool.submit(apitask.task("test.timeout", timing_out))
+        await pool.submit(apitask.task("test.job_timeout", job_timeout))
+        await job_timeout.done.wait()
+    assert timing_out.calls == 1
+    assert pool.counters.snapshot()["test.timeout"] == {"submitted": 1, "started": 1, "failed": 1}
+    assert job_timeout.calls == 2
+    assert pool.counters.get("test.job_timeout", Outcome.RETRIED) == 1
 
 
 async def test_retry_after_is_honoured() -> None:

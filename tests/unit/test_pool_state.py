@@ -1,4 +1,4 @@
-"""The pool's pure bookkeeping: admission, retry timing, leftovers, wake-ups."""
+"""The pool's pure bookkeeping: admission, leftovers, wake-ups."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ import asyncio
 import concurrent.futures
 from collections import deque
 
-import pytest
-
 import apitask
-from apitask import Backoff, LeftoverState, TransientError
+from apitask import LeftoverState
 from apitask._pool_loop import wake_all, wake_one
-from apitask._pool_state import Admission, Job, PoolBook, retry_delay
-
-BACKOFF = Backoff(base=1.0, cap=8.0, max_attempts=4)
+from apitask._pool_state import Admission, Job, PoolBook
 
 
 def noop(type: str = "test.job") -> apitask.FunctionTask[[float]]:
@@ -69,22 +65,6 @@ def test_drained_only_when_draining_and_nothing_is_left() -> None:
     assert book.take() is first
     book.finish(first)
     assert first.done and book.drained
-
-
-@pytest.mark.parametrize(
-    ("exc", "attempt", "expected"),
-    [
-        (ValueError("permanent"), 1, None),
-        (TransientError("busy"), 4, None),  # attempts used up
-        (TransientError("busy"), 1, 0.5),  # rng 0: half of base
-        (TransientError("busy"), 3, 2.0),  # half of base * 2**2
-        (TransientError("busy", retry_after=30.0), 1, 30.0),  # the server's word wins
-        (TransientError("busy", retry_after=-1.0), 1, 0.0),
-    ],
-)
-def test_retry_delay(exc: Exception, attempt: int, expected: float | None) -> None:
-    """Only TransientError retries, within max_attempts; retry_after wins over backoff."""
-    assert retry_delay(exc, attempt, BACKOFF, lambda: 0.0) == expected
 
 
 def test_leftovers_classify_every_job_that_did_not_complete() -> None:

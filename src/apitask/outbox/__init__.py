@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._cli import add_worker_arguments, load_registry, run_worker, run_worker_command
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
-from ._records import Job, JobState, OutboxError, Stats
+from ._records import Job, JobState, JobTimeoutError, OutboxError, Stats
 from ._registry import JobDecodeError, TaskFactory, TaskRegistry
 from ._store import NewJob, Store
 from ._worker import Worker, WorkerState
@@ -40,4 +40,5 @@ __all__ = [
     "NewJob",
     "OutboxError",
     "JobDecodeError",
+    "JobTimeoutError",
 ]

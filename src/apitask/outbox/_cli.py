@@ -211,12 +211,32 @@ def run_worker_command(
     return 0
 
 
+# Former names of job states, still accepted by ``list --state`` with a warning
+# for one release: "failed" became "retrying" (outbox migration 3).
+_RENAMED_STATES = {"failed": JobState.RETRYING}
+
+
+def _listed_state(name: str | None) -> JobState | None:
+    if name is None:
+        return None
+    renamed = _RENAMED_STATES.get(name)
+    if renamed is None:
+        return JobState(name)
+    sys.stderr.write(
+        f"apitask outbox: warning: --state {name} is deprecated, use --state {renamed.value}\n"
+    )
+    return renamed
+
+
 def add_outbox_commands(parser: argparse.ArgumentParser) -> None:
     """Add ``list``, ``stats``, ``retry``, ``purge`` and ``migrate`` under ``parser``."""
     states = [s.value for s in JobState]
     commands = parser.add_subparsers(dest="outbox_command", required=True)
     listing = commands.add_parser("list", help="the newest jobs")
-    listing.add_argument("--state", choices=states)
+    # The deprecated names are accepted but not shown in the usage line.
+    listing.add_argument(
+        "--state", choices=[*states, *_RENAMED_STATES], metavar="{" + ",".join(states) + "}"
+    )
     listing.add_argument("--limit", type=int, default=50)
     commands.add_parser("stats", help="job counts by type and state")
     retry = commands.add_parser("retry", help="queue dead jobs again")
@@ -247,8 +267,7 @@ async def _outbox_command(outbox: Outbox, args: argparse.Namespace, out: TextIO)
         applied = await outbox.migrate()
         print(f"applied migrations: {applied}" if applied else "schema up to date", file=out)
     elif command == "list":
-        state = None if args.state is None else JobState(args.state)
-        jobs = await outbox.list(state, args.limit)
+        jobs = await outbox.list(_listed_state(args.state), args.limit)
         listed = [
             (
                 j.id,

@@ -140,6 +140,7 @@ class Outbox:
             The job id, or ``None`` when ``idempotency_key`` was already used.
 
         Raises:
+            ValueError: ``delay`` is negative.
             TypeError: ``task`` is not durable or its payload is not JSON.
             OutboxError: the database refused the insert.
         """

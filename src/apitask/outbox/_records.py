@@ -6,13 +6,13 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ApitaskError
+from .._exceptions import ApitaskError, TransientError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-__all__ = ["Finish", "Job", "JobState", "OutboxError", "Stats", "Verdict"]
+__all__ = ["Finish", "Job", "JobState", "JobTimeoutError", "OutboxError", "Stats", "Verdict"]
 
 
 class OutboxError(ApitaskError):
@@ -22,13 +22,22 @@ class OutboxError(ApitaskError):
     """
 
 
+class JobTimeoutError(TransientError):
+    """An attempt ran longer than the worker's ``job_timeout`` and was cancelled.
+
+    Transient (a slow attempt may pass), so it is retried by the same rule
+    as every :class:`~apitask.TransientError`. It is the worker's verdict,
+    not the task's: the task's own ``TimeoutError`` is not retried.
+    """
+
+
 class JobState(enum.StrEnum):
     """Where a job row is in its life.
 
     ::
 
         queued ──claim──> running ──ok──────────────> succeeded ──retention──> (purged)
-                             │ └──TransientError──> failed ──(run_at due)──> running ...
+                             │ └──TransientError──> retrying ──(run_at due)──> running ...
                              └────permanent error / attempts used up──> dead
     """
 
@@ -38,8 +47,12 @@ class JobState(enum.StrEnum):
     """Claimed by a worker that holds a lease on it."""
     SUCCEEDED = "succeeded"
     """Ran to completion (kept for the retention period, then purged)."""
-    FAILED = "failed"
-    """An attempt failed; a retry is scheduled at ``run_at``."""
+    RETRYING = "retrying"
+    """An attempt failed; a retry is scheduled at ``run_at``.
+
+    Formerly ``FAILED = "failed"``, renamed because the job has not failed
+    for good: that is ``DEAD``, which the counters call ``Outcome.FAILED``.
+    Outbox migration 3 rewrites the stored rows."""
     DEAD = "dead"
     """Given up on: ``last_error`` says why. ``apitask outbox retry`` revives it."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, TypeAlias
 
+from .._exceptions import ApitaskError
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -16,7 +18,7 @@ TaskFactory: TypeAlias = "Callable[[str, Mapping[str, JSONValue]], Task]"
 """Rebuilds a task from its type name and the payload its ``payload()`` returned."""
 
 
-class JobDecodeError(Exception):
+class JobDecodeError(ApitaskError):
     """A stored job cannot be turned back into a task; ``str()`` is the reason.
 
     The worker moves such a job straight to the dead-letter state: retrying

@@ -11,16 +11,17 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from .._backoff import Backoff
+from .._backoff import Backoff, next_delay
 from .._counters import Outcome, TaskCounters
 from .._exceptions import TransientError
 from .._task_request import task_request_id
-from ._records import Finish, JobState, OutboxError, Verdict
+from ._records import Finish, JobState, JobTimeoutError, OutboxError, Verdict
 from ._registry import JobDecodeError
 
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from .._types import Task
     from ._records import Job
     from ._registry import TaskRegistry
     from ._store import Store
@@ -43,18 +44,21 @@ class WorkerState(enum.Enum):
 
 
 def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+    name = type(exc).__name__
+    return (f"{name}: {exc}" if str(exc) else name)[:_MAX_ERROR]
 
 
 class Worker:
     """Runs the outbox's jobs: claims due ones in batches, N at a time.
 
-    Failure policy (the core's, see :class:`~apitask.TransientError`): a task
-    raising ``TransientError`` (or timing out) is retried after
-    ``backoff.delay(attempt)`` seconds, or after its ``retry_after`` when it
-    gives one, until ``backoff.max_attempts`` attempts are used; any other
-    exception is permanent and the job goes to the dead-letter state at
-    once, with the error as ``last_error``. A job whose type is unknown or
+    Failure policy (the core's, the worker pool's too, see
+    :class:`~apitask.TransientError`): a task raising ``TransientError``, or
+    running past ``job_timeout`` (:class:`JobTimeoutError`, a
+    ``TransientError``), is retried after ``backoff.delay(attempt)``
+    seconds, or after its ``retry_after`` when it gives one, until
+    ``backoff.max_attempts`` attempts are used; any other exception (a bare
+    ``TimeoutError`` included) is permanent and the job goes to the
+    dead-letter state at once, with the error as ``last_error``. A job whose type is unknown or
     whose payload cannot be decoded goes there too.
 
     Stopping (:meth:`stop`, or SIGTERM in the CLI) stops claiming, lets the
@@ -319,37 +323,46 @@ class Worker:
         except JobDecodeError as exc:
             return Finish(job.id, Verdict.DEAD, error=str(exc)[:_MAX_ERROR])
         try:
-            async with asyncio.timeout(self.job_timeout):
-                await task.run()
-        except TransientError as exc:
-            return self._retry(job, _reason(exc), exc.retry_after)
-        except TimeoutError as exc:
-            return self._retry(job, _reason(exc) if str(exc) else "attempt timed out", None)
+            await self._run_timed(task)
         except Exception as exc:
-            logger.error(
-                'apitask.outbox: job %d "%s" failed permanently: %s',
-                job.id,
-                job.type,
-                exc,
-                exc_info=exc,
-            )
-            return Finish(job.id, Verdict.DEAD, error=_reason(exc))
+            return self._failed(job, exc)
         return Finish(job.id, Verdict.SUCCEEDED)
 
-    def _retry(self, job: Job, reason: str, retry_after: float | None) -> Finish:
-        if self.backoff.gives_up_after(job.attempts):
+    async def _run_timed(self, task: Task) -> None:
+        try:
+            async with asyncio.timeout(self.job_timeout) as deadline:
+                await task.run()
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the task's own TimeoutError: its verdict, not ours
+            raise JobTimeoutError(
+                f"attempt ran longer than job_timeout ({self.job_timeout:g}s)"
+            ) from None
+
+    def _failed(self, job: Job, exc: Exception) -> Finish:
+        reason = _reason(exc)
+        delay = next_delay(exc, job.attempts, self.backoff)
+        if delay is not None:
+            logger.warning(
+                'apitask.outbox: job %d "%s" attempt %d failed (%s); retry in %.1fs',
+                job.id,
+                job.type,
+                job.attempts,
+                reason,
+                delay,
+            )
+            return Finish(job.id, Verdict.RETRY, delay=delay, error=reason)
+        if isinstance(exc, TransientError):  # transient, but no attempt is left
             error = f"gave up after {job.attempts} attempts; last: {reason}"
             return Finish(job.id, Verdict.DEAD, error=error[:_MAX_ERROR])
-        delay = self.backoff.delay(job.attempts) if retry_after is None else max(retry_after, 0.0)
-        logger.warning(
-            'apitask.outbox: job %d "%s" attempt %d failed (%s); retry in %.1fs',
+        logger.error(
+            'apitask.outbox: job %d "%s" failed permanently: %s',
             job.id,
             job.type,
-            job.attempts,
-            reason,
-            delay,
+            exc,
+            exc_info=exc,
         )
-        return Finish(job.id, Verdict.RETRY, delay=delay, error=reason)
+        return Finish(job.id, Verdict.DEAD, error=reason)
 
     def _record(self, job: Job, finish: Finish) -> None:
         outcome = {

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["PostgresStore"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_TABLES = re.compile(r"\bapitask_(jobs|migrations)\b")
+# The outbox tables, and the index a DROP INDEX names: CREATE INDEX puts an
+# index in its table's schema by itself, but DROP INDEX must be told the schema.
+_TABLES = re.compile(r"\bapitask_(jobs|migrations)\b|(?<=DROP INDEX )apitask_\w+")
 _MIGRATIONS = load_migrations("postgres")
 _QUERIES = load_queries("postgres")
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
@@ -99,7 +101,7 @@ class PostgresStore:
         return f"<PostgresStore schema={self.schema!r}>"
 
     def qualify(self, sql: str) -> str:
-        """``sql`` with the outbox tables named in this store's schema."""
+        """``sql`` with the outbox tables (and dropped indexes) named in this store's schema."""
         prefix = "" if self.schema is None else f'"{self.schema}".'
         return _TABLES.sub(lambda m: prefix + m[0], sql)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import secrets
 import signal
@@ -23,7 +24,7 @@ import apitask
 from apitask import TransientError
 from apitask.__main__ import main
 from apitask.outbox import Job, JobState, NewJob, Outbox, OutboxError, TaskRegistry
-from apitask.outbox._sql import load_schema
+from apitask.outbox._sql import load_migrations, load_schema
 from apitask.outbox.postgres import PostgresStore
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ Record = importlib.import_module("outbox_tasks").Record
 
 pytestmark = pytest.mark.postgres
 DECLARED_SCHEMA = load_schema("postgres")  # read at import, not on the loop
+VERSION_2 = load_migrations("postgres")[:2]
+OLD_STATES = ("queued", "running", "succeeded", "failed", "dead")  # before migration 3
 
 
 class Ping:
@@ -94,7 +97,7 @@ def schema() -> str:
 async def outbox(postgres_url: str, schema: str, registry: TaskRegistry) -> AsyncIterator[Outbox]:
     async with Outbox(PostgresStore(postgres_url, schema=schema), registry) as outbox:
         try:
-            assert await outbox.migrate() == [1, 2]
+            assert await outbox.migrate() == [1, 2, 3]
             yield outbox
         finally:
             admin = await asyncpg.connect(postgres_url)
@@ -301,7 +304,7 @@ async def test_a_worker_does_not_reap_its_own_leases(outbox: Outbox) -> None:
     assert (await outbox.list())[0].state is JobState.RUNNING
     assert await outbox.store.reap("another") == 1
     [job] = await outbox.list()
-    assert (job.id, job.state) == (claimed.id, JobState.FAILED)
+    assert (job.id, job.state) == (claimed.id, JobState.RETRYING)
 
 
 async def test_migrated_schema_equals_declared_schema(
@@ -349,6 +352,65 @@ async def test_migrated_schema_equals_declared_schema(
         await conn.close()
 
 
+async def test_migration_3_renames_failed_jobs_retrying(
+    postgres_url: str, schema: str, registry: TaskRegistry
+) -> None:
+    """A version-2 schema with a job in every old state: migration 3 rewrites "failed"
+    to "retrying" (other states untouched), the constraint refuses the old name, and a
+    worker claims the retrying job through the rebuilt claim index."""
+    store = PostgresStore(postgres_url, schema=schema)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        await admin.execute(store.qualify(
+            "CREATE TABLE apitask_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        ))  # fmt: skip
+        for migration in VERSION_2:
+            for statement in migration.statements:
+                await admin.execute(store.qualify(statement))
+            await admin.execute(
+                store.qualify("INSERT INTO apitask_migrations (version, name) VALUES ($1, $2)"),
+                migration.version,
+                migration.name,
+            )
+        for id, state in enumerate(OLD_STATES, start=10):
+            await admin.execute(
+                store.qualify(
+                    "INSERT INTO apitask_jobs (id, type, payload, state, attempts, last_error) "
+                    "VALUES ($1, 'ping', $2, $3, 1, $4)"
+                ),
+                id,
+                json.dumps({"name": state}),
+                state,
+                f"was {state}",
+            )
+        async with Outbox(store, registry) as outbox:
+            assert await outbox.migrate() == [3]
+            jobs = {job.id: job for job in await outbox.list()}
+            assert {id: job.state.value for id, job in jobs.items()} == {
+                10: "queued", 11: "running", 12: "succeeded", 13: "retrying", 14: "dead",
+            }  # fmt: skip
+            assert (jobs[13].payload, jobs[13].last_error) == ('{"name": "failed"}', "was failed")
+            with pytest.raises(asyncpg.CheckViolationError):
+                await admin.execute(
+                    store.qualify("UPDATE apitask_jobs SET state = 'failed' WHERE id = 13")
+                )
+            indexdef = await admin.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 "
+                "AND indexname = 'apitask_jobs_ready'",
+                schema,
+            )
+            assert "'retrying'" in indexdef and "'failed'" not in indexdef
+            await outbox.worker(poll_interval=0.01, listen=False).run(until_empty=True)
+            assert Ping.event("failed").is_set() and Ping.event("queued").is_set()
+            assert not Ping.event("dead").is_set()
+            assert await outbox.migrate() == []
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
 async def test_without_a_schema_the_search_path_decides(postgres_url: str, schema: str) -> None:
     """schema=None leaves table names unqualified: the connection's search_path picks them."""
     admin = await asyncpg.connect(postgres_url)
@@ -356,7 +418,7 @@ async def test_without_a_schema_the_search_path_decides(postgres_url: str, schem
     store = PostgresStore(postgres_url, connect_kwargs={"server_settings": {"search_path": schema}})
     try:
         await asyncio.gather(store.open(), store.open())  # concurrent opens share one pool
-        assert await store.migrate() == [1, 2]
+        assert await store.migrate() == [1, 2, 3]
         ids = await asyncio.gather(*(store.insert(None, NewJob("ping", "{}")) for _ in range(2)))
         assert sorted(ids) == [1, 2]  # type: ignore[type-var]
         assert await admin.fetchval(f'SELECT count(*) FROM "{schema}".apitask_jobs') == 2

@@ -40,7 +40,8 @@ TASKS_DIR = str(HERE.parent)  # outbox_tasks.py, for worker subprocesses
 if TASKS_DIR not in sys.path:  # and for the in-process CLI runs (--app outbox_tasks:registry)
     sys.path.insert(0, TASKS_DIR)
 Record = importlib.import_module("outbox_tasks").Record
-FIRST_MIGRATION = load_migrations("sqlite")[0]  # read at import, not on the loop
+FIRST_MIGRATION, SECOND_MIGRATION = load_migrations("sqlite")[:2]  # read at import, not on the loop
+OLD_STATES = ("queued", "running", "succeeded", "failed", "dead")  # before migration 3
 
 
 class Note:
@@ -92,7 +93,7 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture
 async def outbox(db: Path, registry: TaskRegistry) -> AsyncIterator[Outbox]:
     async with open_outbox(f"sqlite:///{db}", registry, synchronous="NORMAL") as outbox:
-        assert await outbox.migrate() == [1, 2]
+        assert await outbox.migrate() == [1, 2, 3]
         yield outbox
 
 
@@ -244,9 +245,54 @@ async def test_migrating_a_version_1_file_keeps_its_jobs(tmp_path: Path) -> None
 
     await asyncio.to_thread(make_v1)
     async with open_outbox(f"sqlite:///{path}") as upgraded:
-        assert await upgraded.migrate() == [2]
+        assert await upgraded.migrate() == [2, 3]
         [job] = await upgraded.list()
     assert (job.payload, job.state, job.request_id) == ('{"text":"old"}', JobState.QUEUED, None)
+
+
+async def test_migration_3_renames_failed_jobs_retrying(
+    tmp_path: Path, registry: TaskRegistry
+) -> None:
+    """A version-2 file with a job in every old state: migration 3 rewrites "failed"
+    to "retrying" (ids, payloads, errors kept; other states untouched), and a
+    worker then claims the retrying job through the rebuilt claim index."""
+    path = tmp_path / "v2.db"
+
+    def make_v2() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("CREATE TABLE apitask_migrations (version INTEGER PRIMARY KEY, "
+                         "name TEXT NOT NULL, applied_at REAL NOT NULL)")  # fmt: skip
+            for migration in (FIRST_MIGRATION, SECOND_MIGRATION):
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO apitask_migrations VALUES (?, ?, 0)",
+                    (migration.version, migration.name),
+                )
+            for id, state in enumerate(OLD_STATES, start=10):
+                conn.execute("INSERT INTO apitask_jobs (id, type, payload, state, attempts, "
+                             "run_at, created_at, last_error, request_id) VALUES "
+                             "(?, 'note.add', ?, ?, 1, 0, 0, ?, 'req-1')",
+                             (id, json.dumps({"text": state}), state, f"was {state}"))  # fmt: skip
+        finally:
+            conn.close()
+
+    await asyncio.to_thread(make_v2)
+    async with open_outbox(f"sqlite:///{path}", registry) as upgraded:
+        assert await upgraded.migrate() == [3]
+        jobs = {job.id: job for job in await upgraded.list()}
+        assert {id: job.state.value for id, job in jobs.items()} == {
+            10: "queued", 11: "running", 12: "succeeded", 13: "retrying", 14: "dead",
+        }  # fmt: skip
+        assert (jobs[13].payload, jobs[13].last_error, jobs[13].request_id) == (
+            '{"text": "failed"}',
+            "was failed",
+            "req-1",
+        )
+        await upgraded.worker(poll_interval=0.01).run(until_empty=True)
+        assert sorted(Note.done) == ["failed", "queued"]  # the due jobs ran; nothing else did
+        assert await upgraded.migrate() == []
 
 
 async def test_another_outbox_transaction_is_not_joined(
@@ -375,7 +421,7 @@ async def test_a_worker_does_not_reap_its_own_leases(outbox: Outbox) -> None:
     assert (await outbox.list())[0].state is JobState.RUNNING
     assert await outbox.store.reap("another") == 1
     [job] = await outbox.list()
-    assert (job.id, job.state) == (claimed.id, JobState.FAILED)
+    assert (job.id, job.state) == (claimed.id, JobState.RETRYING)
 
 
 async def test_retention_retry_and_purge(outbox: Outbox) -> None:
@@ -517,11 +563,19 @@ def test_worker_drains_on_sigterm(tmp_path: Path) -> None:
     assert len(runs.read_text().splitlines()) == 5
 
 
+def set_state(path: Path, job_id: int, state: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("UPDATE apitask_jobs SET state = ? WHERE id = ?", (state, job_id))
+    finally:
+        conn.close()
+
+
 def test_cli_list_stats_retry_purge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The outbox commands print readable tables and counts."""
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     assert run_cli("outbox", "migrate", "--url", url) == 0
-    assert "applied migrations: [1, 2]" in capsys.readouterr().out
+    assert "applied migrations: [1, 2, 3]" in capsys.readouterr().out
     assert run_cli("outbox", "migrate", "--url", url) == 0
     assert "schema up to date" in capsys.readouterr().out
     enqueue_records(url, 3)
@@ -531,7 +585,7 @@ def test_cli_list_stats_retry_purge(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert run_cli("outbox", "stats", "--url", url) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == [
-        "TYPE", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "DEAD", "ALL",
+        "TYPE", "QUEUED", "RUNNING", "SUCCEEDED", "RETRYING", "DEAD", "ALL",
     ]  # fmt: skip
     # No OUTBOX_TEST_RUNS_FILE and no PostgreSQL: the runs failed permanently.
     assert out.splitlines()[1].split() == ["test.record", "0", "0", "0", "0", "3", "3"]
@@ -541,6 +595,23 @@ def test_cli_list_stats_retry_purge(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert lines[0].split()[:4] == ["ID", "TYPE", "STATE", "ATTEMPTS"]
     assert len(lines) == 3
     assert "KeyError" in lines[1]
+    # A job waiting for its retry, listed under its state's name and (with a
+    # warning, for one release) under the old name "failed".
+    set_state(tmp_path / "cli.db", 3, "retrying")
+    capsys.readouterr()
+    assert run_cli("outbox", "list", "--url", url, "--state", "retrying") == 0
+    listed = capsys.readouterr()
+    assert [line.split()[:3] for line in listed.out.splitlines()[1:]] == [
+        ["3", "test.record", "retrying"]
+    ]
+    assert listed.err == ""
+    assert run_cli("outbox", "list", "--url", url, "--state", "failed") == 0
+    deprecated = capsys.readouterr()
+    assert deprecated.out == listed.out
+    assert deprecated.err == (
+        "apitask outbox: warning: --state failed is deprecated, use --state retrying\n"
+    )
+    set_state(tmp_path / "cli.db", 3, "dead")
     assert run_cli("outbox", "retry", "--url", url, "1") == 0
     assert "queued 1 dead job(s) again" in capsys.readouterr().out
     assert run_cli("outbox", "retry", "--url", url, "--all") == 0

@@ -64,7 +64,7 @@ class FakeStore:
 
     async def claim(self, worker: str, limit: int, lease: float) -> list[Job]:
         self._enter("claim")
-        due = [j for j in self.jobs.values() if j.state in (JobState.QUEUED, JobState.FAILED)]
+        due = [j for j in self.jobs.values() if j.state in (JobState.QUEUED, JobState.RETRYING)]
         claimed = []
         for job in due[:limit]:
             job = replace(job, state=JobState.RUNNING, attempts=job.attempts + 1)
@@ -84,7 +84,7 @@ class FakeStore:
         self._enter("finish")
         states = {
             Verdict.SUCCEEDED: JobState.SUCCEEDED,
-            Verdict.RETRY: JobState.FAILED,
+            Verdict.RETRY: JobState.RETRYING,
             Verdict.DEAD: JobState.DEAD,
             Verdict.RELEASED: JobState.QUEUED,
         }

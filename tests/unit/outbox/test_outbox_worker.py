@@ -71,9 +71,9 @@ def make(store: FakeStore, registry: TaskRegistry, **options: object) -> Worker:
 
 async def test_outcomes_follow_the_failure_policy(registry: TaskRegistry, log: Log) -> None:
     """ok succeeds; permanent errors and undecodable jobs are dead at once; transient
-    errors and timeouts retry until max_attempts, then die with the last error."""
+    errors retry until max_attempts, then die with the last error."""
     store = FakeStore()
-    ids = {do: store.add("t.x", f'{{"do": "{do}"}}') for do in ("ok", "boom", "flaky", "timeout")}
+    ids = {do: store.add("t.x", f'{{"do": "{do}"}}') for do in ("ok", "boom", "flaky")}
     unknown = store.add("other.type")
     broken = store.add("t.x", "{not json")
     worker = make(store, registry)
@@ -86,13 +86,10 @@ async def test_outcomes_follow_the_failure_policy(registry: TaskRegistry, log: L
     assert store.jobs[ids["flaky"]].last_error == (
         "gave up after 3 attempts; last: TransientError: try later"
     )
-    assert store.jobs[ids["timeout"]].last_error == (
-        "gave up after 3 attempts; last: attempt timed out"
-    )
     assert "no task factory registered for type 'other.type'" in str(store.jobs[unknown].last_error)
     assert "undecodable payload" in str(store.jobs[broken].last_error)
     assert log.runs.count("flaky") == 3
-    assert worker.counters.get("t.x", "retried") == 4  # type: ignore[arg-type]
+    assert worker.counters.get("t.x", "retried") == 2  # type: ignore[arg-type]
     assert worker.state is WorkerState.STOPPED
 
 
@@ -118,12 +115,35 @@ async def test_a_job_whose_lease_expired_too_often_is_dead(registry: TaskRegistr
 
 
 async def test_job_timeout_cancels_a_slow_attempt(registry: TaskRegistry) -> None:
-    """An attempt longer than job_timeout is cancelled and retried as transient."""
+    """An attempt longer than job_timeout is cancelled, as a JobTimeoutError: a
+    TransientError, so retried (here max_attempts=1: given up, naming the timeout)."""
     store = FakeStore()
     job_id = store.add("t.x", '{"do": "hang"}')
     worker = make(store, registry, job_timeout=0.01, backoff=Backoff(max_attempts=1))
     await worker.run(until_empty=True)
-    assert store.jobs[job_id].last_error == "gave up after 1 attempts; last: attempt timed out"
+    assert store.jobs[job_id].last_error == (
+        "gave up after 1 attempts; last: JobTimeoutError: attempt ran longer than "
+        "job_timeout (0.01s)"
+    )
+
+
+async def test_a_bare_timeout_error_is_final_as_in_the_pool(
+    registry: TaskRegistry, log: Log
+) -> None:
+    """The outbox and the pool share one rule (apitask._backoff.next_delay): the task's
+    own TimeoutError is not a TransientError, so the job is dead after one attempt,
+    while the worker's job timeout (a TransientError) is retried."""
+    store = FakeStore()
+    bare = store.add("t.x", '{"do": "timeout"}')
+    slow = store.add("t.x", '{"do": "hang"}')
+    worker = make(store, registry, job_timeout=0.01, backoff=Backoff(base=0.001, max_attempts=2))
+    await worker.run(until_empty=True)
+    assert store.jobs[bare].state is JobState.DEAD
+    assert store.jobs[bare].last_error == "TimeoutError"
+    assert log.runs.count("timeout") == 1
+    assert store.jobs[slow].state is JobState.DEAD
+    assert str(store.jobs[slow].last_error).startswith("gave up after 2 attempts; last: JobTimeout")
+    assert log.runs.count("hang") == 2
 
 
 async def test_stop_drains_then_cancels_and_releases(registry: TaskRegistry, log: Log) -> None:

@@ -21,7 +21,7 @@ SET state = 'running',
     locked_until = now() + make_interval(secs => :lease)
 FROM (
     SELECT id FROM apitask_jobs
-    WHERE state IN ('queued', 'failed') AND run_at <= now()
+    WHERE state IN ('queued', 'retrying') AND run_at <= now()
     ORDER BY run_at, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -40,7 +40,7 @@ WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
 -- ends in the dead-letter state instead of looping. The reaping worker's own
 -- leases are left alone: it is alive, and still owns them.
 UPDATE apitask_jobs AS j
-SET state = 'failed', run_at = now(), locked_by = NULL, locked_until = NULL,
+SET state = 'retrying', run_at = now(), locked_by = NULL, locked_until = NULL,
     last_error = 'lease expired: worker ' || coalesce(j.locked_by, '?') || ' stopped heartbeating'
 FROM (
     SELECT id FROM apitask_jobs
@@ -64,7 +64,7 @@ WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
 
 -- name: retry
 UPDATE apitask_jobs
-SET state = 'failed', run_at = now() + make_interval(secs => :delay), last_error = :error,
+SET state = 'retrying', run_at = now() + make_interval(secs => :delay), last_error = :error,
     locked_by = NULL, locked_until = NULL
 WHERE id = :id AND locked_by = :worker AND state = 'running'
 

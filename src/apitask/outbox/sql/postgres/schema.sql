@@ -17,7 +17,7 @@ CREATE TABLE apitask_jobs (
     last_error text,
     request_id text,
     CONSTRAINT apitask_jobs_state_check
-        CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'dead'))
+        CHECK (state IN ('queued', 'running', 'succeeded', 'retrying', 'dead'))
 );
 
 -- A repeated idempotency key inserts nothing. Partial: jobs without a key
@@ -25,7 +25,7 @@ CREATE TABLE apitask_jobs (
 CREATE UNIQUE INDEX apitask_jobs_idempotency_key ON apitask_jobs (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 -- What workers claim: due jobs, oldest first.
-CREATE INDEX apitask_jobs_ready ON apitask_jobs (run_at, id) WHERE state IN ('queued', 'failed');
+CREATE INDEX apitask_jobs_ready ON apitask_jobs (run_at, id) WHERE state IN ('queued', 'retrying');
 -- Leases to take over when a worker stops heartbeating.
 CREATE INDEX apitask_jobs_leased ON apitask_jobs (locked_until) WHERE state = 'running';
 -- Retention: finished jobs by age.

@@ -19,7 +19,7 @@ UPDATE apitask_jobs
 SET state = 'running', attempts = attempts + 1, locked_by = :worker, locked_until = :now + :lease
 WHERE id IN (
     SELECT id FROM apitask_jobs
-    WHERE state IN ('queued', 'failed') AND run_at <= :now
+    WHERE state IN ('queued', 'retrying') AND run_at <= :now
     ORDER BY run_at, id
     LIMIT :limit
 )
@@ -32,7 +32,7 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND stat
 
 -- name: reap
 UPDATE apitask_jobs
-SET state = 'failed', run_at = :now, locked_by = NULL, locked_until = NULL,
+SET state = 'retrying', run_at = :now, locked_by = NULL, locked_until = NULL,
     last_error = 'lease expired: worker ' || coalesce(locked_by, '?') || ' stopped heartbeating'
 WHERE state = 'running' AND locked_until < :now AND locked_by IS NOT :worker
 RETURNING id
@@ -51,7 +51,7 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND stat
 
 -- name: retry
 UPDATE apitask_jobs
-SET state = 'failed', run_at = :now + :delay, last_error = :error,
+SET state = 'retrying', run_at = :now + :delay, last_error = :error,
     locked_by = NULL, locked_until = NULL
 WHERE id = :id AND locked_by = :worker AND state = 'running'
 

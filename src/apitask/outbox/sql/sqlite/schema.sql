@@ -7,7 +7,7 @@ CREATE TABLE apitask_jobs (
     type TEXT NOT NULL,
     payload TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'queued'
-        CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'dead')),
+        CHECK (state IN ('queued', 'running', 'succeeded', 'retrying', 'dead')),
     attempts INTEGER NOT NULL DEFAULT 0,
     run_at REAL NOT NULL,
     created_at REAL NOT NULL,
@@ -24,7 +24,7 @@ CREATE TABLE apitask_jobs (
 CREATE UNIQUE INDEX apitask_jobs_idempotency_key ON apitask_jobs (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 -- What workers claim: due jobs, oldest first.
-CREATE INDEX apitask_jobs_ready ON apitask_jobs (run_at, id) WHERE state IN ('queued', 'failed');
+CREATE INDEX apitask_jobs_ready ON apitask_jobs (run_at, id) WHERE state IN ('queued', 'retrying');
 -- Leases to take over when a worker stops heartbeating.
 CREATE INDEX apitask_jobs_leased ON apitask_jobs (locked_until) WHERE state = 'running';
 -- Retention: finished jobs by age.
