@@ -135,8 +135,8 @@ def test_migrate_and_serve_accept_supabase_compose_style_urls(
     migrated = _run(url, "migrate", cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     assert migrated.stdout.splitlines() == [
-        "auth: applied migrations: [1, 2]",
-        "outbox: applied migrations: [1, 2]",
+        "auth: applied migrations: [1, 2, 3, 4]",
+        "outbox: applied migrations: [1, 2, 3]",
     ]
 
     async def serve() -> None:
