@@ -21,8 +21,10 @@ import httpx
 import pytest
 
 from acceptance._uvicorn import free_port, running_server
+from apitask.outbox._sql import load_migrations
 from apitask_auth.cli import main
 from apitask_auth.database_url import SSL_MODES, parse_database_url
+from apitask_auth.db import MIGRATIONS
 
 from .conftest import _admin_sql
 
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 COMMAND = [sys.executable, "-m", "apitask_auth.cli"]
+# The versions a database migrated by this code is at (the refusal names them).
+AUTH_LATEST = MIGRATIONS[-1][0]
+OUTBOX_LATEST = max(migration.version for migration in load_migrations("sqlite"))
 pytestmark = pytest.mark.no_blockbuster  # subprocesses, each with its own loop
 
 
@@ -135,8 +140,8 @@ def test_migrate_and_serve_accept_supabase_compose_style_urls(
     migrated = _run(url, "migrate", cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     assert migrated.stdout.splitlines() == [
-        "auth: applied migrations: [1, 2, 3, 4]",
-        "outbox: applied migrations: [1, 2, 3]",
+        f"auth: applied migrations: {[version for version, _, _ in MIGRATIONS]}",
+        f"outbox: applied migrations: {list(range(1, OUTBOX_LATEST + 1))}",
     ]
 
     async def serve() -> None:
@@ -266,7 +271,8 @@ def test_serve_refuses_an_empty_database(
     monkeypatch.chdir(tmp_path)
     assert _main(fresh_database, "serve", monkeypatch, capsys) == (
         "apitask-auth: the database at DATABASE_URL is not migrated (auth schema at "
-        "version 0 of 2, outbox schema at version 0 of 2): run `apitask-auth migrate` first"
+        f"version 0 of {AUTH_LATEST}, outbox schema at version 0 of {OUTBOX_LATEST}): "
+        "run `apitask-auth migrate` first"
     )
 
 
@@ -274,10 +280,13 @@ def test_serve_refuses_an_empty_database(
     ("undo", "behind"),
     [
         (
-            ["DELETE FROM schema_migrations WHERE version = 2", "DROP TABLE email_rate_limits"],
-            "auth schema at version 1 of 2",
+            [f"DELETE FROM schema_migrations WHERE version = {AUTH_LATEST}"],
+            f"auth schema at version {AUTH_LATEST - 1} of {AUTH_LATEST}",
         ),
-        (["DELETE FROM apitask_migrations WHERE version = 2"], "outbox schema at version 1 of 2"),
+        (
+            [f"DELETE FROM apitask_migrations WHERE version = {OUTBOX_LATEST}"],
+            f"outbox schema at version {OUTBOX_LATEST - 1} of {OUTBOX_LATEST}",
+        ),
     ],
 )
 def test_serve_refuses_a_database_one_migration_behind(
