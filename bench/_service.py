@@ -113,6 +113,21 @@ def service(
 
     Its database is a new SQLite file in ``tmp`` unless ``database_url`` names another.
     """
+    with service_process(tmp, mode, smtp_port, database_url, extra=extra) as (url, _proc):
+        yield url
+
+
+@contextlib.contextmanager
+def service_process(
+    tmp: Path,
+    mode: str,
+    smtp_port: int,
+    database_url: str | None = None,
+    command: list[str] | None = None,
+    extra: dict[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """:func:`service`, yielding the process too (for its CPU time), run by ``command``
+    (default :func:`service_command`), with ``extra`` environment variables."""
     port = free_port()
     mode, _, matching = mode.partition("+")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOTRUE_")}
@@ -133,11 +148,11 @@ def service(
             # so every mail pays for taking its unit, as in a default deployment.
             "GOTRUE_RATE_LIMIT_EMAIL_SENT": "1000000",
             "GOTRUE_SMTP_MAX_FREQUENCY": "1ns",
-            **extra,
+            **(extra or {}),
         }
     )
     proc = subprocess.Popen(
-        service_command(),
+        command or service_command(),
         cwd=tmp,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -147,7 +162,7 @@ def service(
     watcher = LineWatcher(proc.stderr)
     try:
         watcher.wait_for("Uvicorn running on", 60)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         try:
