@@ -543,8 +543,8 @@ def report(results: dict[str, Any]) -> str:
         "",
         "| database | users | sign-up p50 | p99 | /recover p50 | p99 "
         "| ratios vs first size (p50, p99; p50, p99) | sign-ups/s (16 clients) | vs first "
-        "| vs bcrypt floor (run, this size's) | server CPU ms / sign-up | server cores | PG backends cores "
-        "| machine cores |",
+        "| vs bcrypt floor (run, this size's) | server CPU ms / sign-up | server cores "
+        "| PG backends cores | machine cores |",
         "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for db in results["databases"]:
