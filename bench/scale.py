@@ -594,38 +594,84 @@ def report(results: dict[str, Any]) -> str:
                 f"  {name:<52} {step['ms_per_signup']:7.2f}  ({step['calls_per_signup']:.1f} calls)"
                 for name, step in p["steps"].items()
             ]
+            rest = breakdown_rest(p)
+            lines += [f"  {name:<52} {ms:7.2f}" for name, ms in rest.items()]
     return "\n".join(lines)
 
 
-def plot(results: dict[str, Any]) -> None:
-    """p50 and p99 of sign-up and /recover against users in the table, per database."""
+# The endpoint's steps that do not nest in one another (see bench/_profiled_serve.py).
+TOP_STEPS = (
+    "bcrypt hash (thread)",
+    "look up the address",
+    "create user (insert user + identity, read back)",
+    "token mail (allowance + token + hand-off)",
+    "audit entry",
+    "response body (identities read)",
+    "commit",
+    "JSON rendering",
+)
+
+
+def breakdown_rest(p: dict[str, Any]) -> dict[str, float]:
+    """What the timed steps leave: inside the app (routing, validation, middleware,
+    the transaction's begin) and outside it (uvicorn, HTTP, the client), ms, means."""
+    steps = p["steps"]
+    timed = sum(steps[name]["ms_per_signup"] for name in TOP_STEPS if name in steps)
+    whole = steps["server: whole request (ASGI app)"]["ms_per_signup"]
+    return {
+        "= rest inside the app (routing, validation, middleware)": whole - timed,
+        "= outside the app (uvicorn, HTTP, client; mean)": p["client_mean_ms"] - whole,
+    }
+
+
+def plot(runs: list[dict[str, Any]]) -> None:
+    """p50 and p99 of sign-up and /recover against users in the table.
+
+    One column per database, one row per request; one colour per run (its label),
+    p50 solid and p99 dashed.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no screen here
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    databases = results["databases"]
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+
+    databases = list(dict.fromkeys(db["database"] for run in runs for db in run["databases"]))
     figure, axes = plt.subplots(
-        1, len(databases), figsize=(5.2 * len(databases), 4.4), squeeze=False
+        2, len(databases), figsize=(5.4 * len(databases), 7.6), squeeze=False, sharex=True
     )
-    for axis, db in zip(axes[0], databases, strict=True):
-        sizes = [r["size"] for r in db["sizes"]]
-        for kind, colour in (("signup", "tab:blue"), ("recover", "tab:orange")):
-            label = "sign-up" if kind == "signup" else "/recover"
-            for q, style in (("p50", "-o"), ("p99", "--^")):
-                values = [r[kind][q] for r in db["sizes"]]
-                axis.plot(sizes, values, style, color=colour, label=f"{label} {q}")
-        axis.set_xscale("log")
-        axis.set_yscale("log")
-        axis.set_xticks(sizes, [f"{s:,}" for s in sizes])
-        axis.set_xlabel("users in the table")
-        axis.set_ylabel("latency, ms (log)")
-        axis.set_title(f"{db['database']}, {results.get('label', '')}".rstrip(", "))
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=8)
+    colours = ["tab:red", "tab:blue", "tab:green", "tab:purple"]
+    for column, database in enumerate(databases):
+        for row, (kind, title) in enumerate(
+            (("signup", "POST /signup"), ("recover", "POST /recover"))
+        ):
+            axis = axes[row][column]
+            axis.set_xscale("log")
+            axis.set_yscale("log")
+            for colour, run in zip(colours, runs, strict=False):
+                for db in run["databases"]:
+                    if db["database"] != database:
+                        continue
+                    sizes = [r["size"] for r in db["sizes"]]
+                    for q, style in (("p50", "-o"), ("p99", "--^")):
+                        values = [r[kind][q] for r in db["sizes"]]
+                        label = f"{run.get('label') or 'run'} {q}"
+                        axis.plot(sizes, values, style, color=colour, label=label)
+                    axis.set_xticks(sizes, [f"{s:,}" for s in sizes])
+            axis.xaxis.set_minor_formatter(NullFormatter())
+            axis.yaxis.set_major_formatter(plain)
+            axis.yaxis.set_minor_formatter(plain)
+            axis.set_title(f"{title}, {database}")
+            axis.set_ylabel("latency, ms (log)")
+            axis.grid(True, which="both", alpha=0.3)
+            axis.legend(fontsize=7)
+            if row == 1:
+                axis.set_xlabel("users in the table")
     figure.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(PLOT, dpi=110)
+    figure.savefig(PLOT, dpi=100)
     print(f"plot: {PLOT}")
 
 
@@ -645,11 +691,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--label", default="", help="what code ran (kept in the results)")
     parser.add_argument("--out", default="scale", help="results name: bench/results/<out>.json")
     parser.add_argument("--plot", action="store_true", help="draw docs/img/scale.png")
+    parser.add_argument(
+        "--compare",
+        default="",
+        help="results names (comma-separated) drawn before this run's, e.g. scale-before",
+    )
     parser.add_argument("--replot", action="store_true", help="only redraw from the results")
     args = parser.parse_args(argv)
     path = RESULTS / f"{args.out}.json"
+    earlier = [
+        json.loads((RESULTS / f"{n}.json").read_text()) for n in args.compare.split(",") if n
+    ]
     if args.replot:
-        plot(json.loads(path.read_text()))
+        plot([*earlier, json.loads(path.read_text())])
         return
     kinds = args.databases.split(",")
     if "postgresql" in kinds and not args.postgres:
@@ -675,7 +729,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(report(results))
     print(f"results: {path}")
     if args.plot:
-        plot(results)
+        plot([*earlier, results])
 
 
 if __name__ == "__main__":
