@@ -28,7 +28,7 @@ The floor, measured in the same run: one bcrypt hash at the service's cost
 (10, GoTrue's) in as many processes as the machine has cores, for a few
 seconds: no server that hashes each new password can sign up faster.
 
-``--profile`` adds, at each size, a run of sequential sign-ups against the
+``--profile`` adds, at the largest size, a run of sequential sign-ups against the
 same server started through ``bench/_profiled_serve.py``, which times the
 endpoint's steps inside the process: where each millisecond of a sign-up
 goes (bcrypt, look-up, inserts, allowance, token, mail hand-off, audit,
@@ -458,7 +458,7 @@ def measure_size(
             "postgres_backends_cores": cpu["postgres_backends_cpu"] / cpu["seconds"],
             "machine_cores": cpu["machine_cpu"] / cpu["seconds"],
         }
-    if args.profile:
+    if args.profile and size == max(int(s) for s in args.sizes.split(",")):
         result["profile"] = profile(args, tmp, database_url, tag)
     result["load_end"] = load()
     return result
@@ -686,7 +686,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-signups", type=int, default=600, help="concurrent phase bound")
     parser.add_argument("--floor-seconds", type=float, default=3.0)
     parser.add_argument("--mode", default="outbox", help="delivery mode (see bench/_service.py)")
-    parser.add_argument("--profile", action="store_true", help="time a sign-up's steps too")
+    parser.add_argument(
+        "--profile", action="store_true", help="time a sign-up's steps (largest size)"
+    )
     parser.add_argument("--profile-n", type=int, default=100)
     parser.add_argument("--label", default="", help="what code ran (kept in the results)")
     parser.add_argument("--out", default="scale", help="results name: bench/results/<out>.json")
