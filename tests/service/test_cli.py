@@ -32,11 +32,11 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.mark.no_blockbuster  # a CLI test: the command runs its own event loop
 def test_migrate_creates_the_schema_once(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`apitask-auth migrate` applies the service's schema (versions 1 and 2) and the
+    """`apitask-auth migrate` applies the service's schema (versions 1 to 3) and the
     outbox's, then reports nothing to do."""
     assert main(["migrate"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "auth: applied migrations: [1, 2]",
+        "auth: applied migrations: [1, 2, 3]",
         "outbox: applied migrations: [1, 2]",
     ]
     assert main(["migrate"]) == 0

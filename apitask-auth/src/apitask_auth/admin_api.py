@@ -29,6 +29,7 @@ from .users import (
     create_user,
     find_user_by_email,
     get_user,
+    retry_if_taken,
     set_email_identity,
     set_one_time_token,
     update_user,
@@ -86,14 +87,18 @@ async def invite(params: InviteParams, request: Request, svc: Svc, admin: Admin)
     email = validate_email(params.email)
     aud = request_aud(settings, request, admin)
     redirect = redirect_to(settings, request)
-    async with svc.engine.begin() as conn:
-        user = await _invitee(conn, settings, email, aud, params.data or {})
-        user = await send_token_mail(
-            conn, settings, svc.mailer, request, user, token_mail(settings, "invite"), redirect
-        )
-        user = await update_user(conn, user["id"], invited_at=now())
-        await _audit(conn, request, admin, "user_invited", user)
-        return JSONResponse(await user_body(conn, user))
+
+    async def attempt() -> Response:
+        async with svc.engine.begin() as conn:
+            user = await _invitee(conn, settings, email, aud, params.data or {})
+            user = await send_token_mail(
+                conn, settings, svc.mailer, request, user, token_mail(settings, "invite"), redirect
+            )
+            user = await update_user(conn, user["id"], invited_at=now())
+            await _audit(conn, request, admin, "user_invited", user)
+            return JSONResponse(await user_body(conn, user))
+
+    return await retry_if_taken(attempt)  # a concurrent creation of the address: see _invitee
 
 
 _LINK_TYPES = {
@@ -126,49 +131,58 @@ async def generate_link(
     data = params.data or {}
     otp = generate_otp(settings.otp_length)
     hashed = token_hash(email, otp)
-    async with svc.engine.begin() as conn:
-        user = await find_user_by_email(conn, email, aud)
-        if kind == "magiclink" and user is None:
-            kind = "signup"
-            params = params.model_copy(update={"password": random_password(64)})
-        if kind == "signup":
-            if user is not None and user["email_confirmed_at"] is not None:
-                raise _email_exists()
-            if user is None:
-                if not params.password:
-                    raise APIError(400, "validation_failed", "Signup requires a valid password")
-                check_password_strength(settings, params.password)
-                user = await create_user(
-                    conn,
-                    email=email,
-                    aud=aud,
-                    role=settings.jwt_default_group_name,
-                    encrypted_password=await hash_password(params.password),
-                    user_metadata=data,
+
+    async def attempt() -> tuple[dict[str, Any], str, str]:
+        link_kind, link_params = kind, params
+        async with svc.engine.begin() as conn:
+            user = await find_user_by_email(conn, email, aud)
+            if link_kind == "magiclink" and user is None:
+                link_kind = "signup"
+                link_params = link_params.model_copy(update={"password": random_password(64)})
+            if link_kind == "signup":
+                if user is not None and user["email_confirmed_at"] is not None:
+                    raise _email_exists()
+                if user is None:
+                    if not link_params.password:
+                        raise APIError(400, "validation_failed", "Signup requires a valid password")
+                    check_password_strength(settings, link_params.password)
+                    user = await create_user(
+                        conn,
+                        email=email,
+                        aud=aud,
+                        role=settings.jwt_default_group_name,
+                        encrypted_password=await hash_password(link_params.password),
+                        user_metadata=data,
+                    )
+                elif data:
+                    merged = dict(user["raw_user_meta_data"]) | data
+                    user = await update_user(conn, user["id"], raw_user_meta_data=merged)
+            elif link_kind == "invite":
+                user = await _invitee(conn, settings, email, aud, data)
+                user = await update_user(conn, user["id"], invited_at=now())
+            elif user is None:
+                raise APIError(404, "user_not_found", "User with this email not found")
+            stored = hashed
+            if link_kind in _LINK_TYPES:
+                token_type, sent_at, link_type = _LINK_TYPES[link_kind]
+                user = await set_one_time_token(
+                    conn, user, token_type, hashed, email, sent_at_column=sent_at
                 )
-            elif data:
-                merged = dict(user["raw_user_meta_data"]) | data
-                user = await update_user(conn, user["id"], raw_user_meta_data=merged)
-        elif kind == "invite":
-            user = await _invitee(conn, settings, email, aud, data)
-            user = await update_user(conn, user["id"], invited_at=now())
-        elif user is None:
-            raise APIError(404, "user_not_found", "User with this email not found")
-        stored = hashed
-        if kind in _LINK_TYPES:
-            token_type, sent_at, link_type = _LINK_TYPES[kind]
-            user = await set_one_time_token(
-                conn, user, token_type, hashed, email, sent_at_column=sent_at
-            )
-            path = {
-                "recovery": settings.mailer_urlpaths_recovery,
-                "invite": settings.mailer_urlpaths_invite,
-            }.get(kind, settings.mailer_urlpaths_confirmation)
-        else:
-            user, stored = await _email_change_link(conn, settings, user, params, kind, otp, hashed)
-            link_type, path = "email_change", settings.mailer_urlpaths_email_change
-        link = action_link(settings, request, path, stored, link_type, redirect)
-        body = await user_body(conn, user)
+                path = {
+                    "recovery": settings.mailer_urlpaths_recovery,
+                    "invite": settings.mailer_urlpaths_invite,
+                }.get(link_kind, settings.mailer_urlpaths_confirmation)
+            else:
+                user, stored = await _email_change_link(
+                    conn, settings, user, link_params, link_kind, otp, hashed
+                )
+                link_type, path = "email_change", settings.mailer_urlpaths_email_change
+            link = action_link(settings, request, path, stored, link_type, redirect)
+            body = await user_body(conn, user)
+            return body, link, link_kind
+
+    # A concurrent creation of the address: run again, as for an existing one.
+    body, link, kind = await retry_if_taken(attempt)
     body |= {
         "action_link": link,
         "email_otp": otp,
@@ -332,27 +346,31 @@ async def create_admin_user(
     password = params.password_hash or await hash_password(params.password or random_password(64))
     aud = params.aud or request_aud(settings, request, admin)
     banned = _ban(params.ban_duration) if params.ban_duration else None
-    async with svc.engine.begin() as conn:
-        if await find_user_by_email(conn, email, aud) is not None:
-            raise _email_exists()
-        if user_id is not None and await get_user(conn, user_id) is not None:
-            raise APIError(422, "user_already_exists", "User already registered")
-        user = await create_user(
-            conn,
-            email=email,
-            aud=aud,
-            role=params.role or settings.jwt_default_group_name,
-            encrypted_password=password,
-            user_metadata=params.user_metadata or {},
-            app_metadata=params.app_metadata,
-            user_id=user_id,
-        )
-        if params.email_confirm:
-            user = await confirm_email(conn, user)
-        if banned is not None:
-            user = await update_user(conn, user["id"], banned_until=banned)
-        await _audit(conn, request, admin, "user_signedup", user)
-        return JSONResponse(await user_body(conn, user))
+
+    async def attempt() -> Response:
+        async with svc.engine.begin() as conn:
+            if await find_user_by_email(conn, email, aud) is not None:
+                raise _email_exists()
+            if user_id is not None and await get_user(conn, user_id) is not None:
+                raise APIError(422, "user_already_exists", "User already registered")
+            user = await create_user(
+                conn,
+                email=email,
+                aud=aud,
+                role=params.role or settings.jwt_default_group_name,
+                encrypted_password=password,
+                user_metadata=params.user_metadata or {},
+                app_metadata=params.app_metadata,
+                user_id=user_id,
+            )
+            if params.email_confirm:
+                user = await confirm_email(conn, user)
+            if banned is not None:
+                user = await update_user(conn, user["id"], banned_until=banned)
+            await _audit(conn, request, admin, "user_signedup", user)
+            return JSONResponse(await user_body(conn, user))
+
+    return await retry_if_taken(attempt)
 
 
 @router.get("/admin/users/{user_id}")

@@ -39,6 +39,7 @@ from .users import (
     find_user_by_email,
     get_user,
     is_confirmed,
+    retry_if_taken,
     user_body,
     user_json,
 )
@@ -100,45 +101,53 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
     data = params.data or {}
     redirect = redirect_to(settings, request)
     password_hash = await hash_password(params.password)
-    async with svc.engine.begin() as conn:
-        user = await find_user_by_email(conn, email, aud)
-        if user is not None and is_confirmed(user):
+
+    async def attempt() -> Response:
+        async with svc.engine.begin() as conn:
+            user = await find_user_by_email(conn, email, aud)
+            if user is not None and is_confirmed(user):
+                if settings.mailer_autoconfirm:
+                    raise APIError(422, "user_already_exists", "User already registered")
+                mark_nothing_sent(request)
+                return JSONResponse(_fake_user(email, aud, data, user))
+            if user is None:
+                user = await create_user(
+                    conn,
+                    email=email,
+                    aud=aud,
+                    role=settings.jwt_default_group_name,
+                    encrypted_password=password_hash,
+                    user_metadata=data,
+                )
             if settings.mailer_autoconfirm:
-                raise APIError(422, "user_already_exists", "User already registered")
-            mark_nothing_sent(request)
-            return JSONResponse(_fake_user(email, aud, data, user))
-        if user is None:
-            user = await create_user(
+                user = await confirm_email(conn, user)
+                await audit(
+                    conn, request, user["id"], email, "user_signedup", {"provider": "email"}
+                )
+                return JSONResponse(await issue_session(conn, settings, user, "password"))
+            if pkce is not None:
+                await create_flow_state(conn, user["id"], pkce, "email/signup", "email")
+            user = await send_token_mail(
                 conn,
-                email=email,
-                aud=aud,
-                role=settings.jwt_default_group_name,
-                encrypted_password=password_hash,
-                user_metadata=data,
+                settings,
+                svc.mailer,
+                request,
+                user,
+                token_mail(settings, "confirmation"),
+                redirect,
+                pkce=pkce is not None,
             )
-        if settings.mailer_autoconfirm:
-            user = await confirm_email(conn, user)
-            await audit(conn, request, user["id"], email, "user_signedup", {"provider": "email"})
-            return JSONResponse(await issue_session(conn, settings, user, "password"))
-        if pkce is not None:
-            await create_flow_state(conn, user["id"], pkce, "email/signup", "email")
-        user = await send_token_mail(
-            conn,
-            settings,
-            svc.mailer,
-            request,
-            user,
-            token_mail(settings, "confirmation"),
-            redirect,
-            pkce=pkce is not None,
-        )
-        await audit(conn, request, user["id"], email, "user_confirmation_requested")
-        body = await user_body(conn, user)
-    mark_sent(request)
-    if user["invited_at"] is not None:
-        body["user_metadata"] = {}
-        body["identities"] = []
-    return JSONResponse(body)
+            await audit(conn, request, user["id"], email, "user_confirmation_requested")
+            body = await user_body(conn, user)
+        mark_sent(request)
+        if user["invited_at"] is not None:
+            body["user_metadata"] = {}
+            body["identities"] = []
+        return JSONResponse(body)
+
+    # A concurrent sign-up of the same address may commit between our look-up and
+    # our insert: run again, and answer as for an existing address.
+    return await retry_if_taken(attempt)
 
 
 @router.post("/token")

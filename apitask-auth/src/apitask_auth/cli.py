@@ -14,6 +14,7 @@ from apitask.logs import JSONFormatter, RequestIdFilter
 from apitask.outbox import add_worker_arguments, run_worker_command
 
 from . import __version__
+from .addresses import DuplicateAddressesError
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
 from .db import create_engine, migrate_all
@@ -97,7 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     if args.command == "migrate":
-        applied = asyncio.run(_migrate(settings))
+        try:
+            applied = asyncio.run(_migrate(settings))
+        except DuplicateAddressesError as exc:  # existing rows break a new rule
+            print(f"apitask-auth: {exc}", file=sys.stderr)  # noqa: T201
+            return 1
         for schema, versions in applied.items():
             print(  # noqa: T201
                 f"{schema}: applied migrations: {versions or 'none (schema is current)'}"

@@ -79,8 +79,11 @@ SET state = 'queued', attempts = attempts - 1, locked_by = NULL, locked_until = 
 WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
 
 -- name: purge
+-- The IN term repeats the finished-jobs index's WHERE, so the index serves the
+-- delete under a generic plan too; only those states are ever finished.
 DELETE FROM apitask_jobs
-WHERE state = :state AND finished_at < now() - make_interval(secs => :age)
+WHERE state = :state AND state IN ('succeeded', 'dead')
+    AND finished_at < now() - make_interval(secs => :age)
 
 -- name: requeue
 UPDATE apitask_jobs

@@ -63,7 +63,10 @@ SET state = 'queued', attempts = attempts - 1, locked_by = NULL, locked_until = 
 WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND state = 'running'
 
 -- name: purge
-DELETE FROM apitask_jobs WHERE state = :state AND finished_at < :now - :age
+-- The IN term repeats the finished-jobs index's WHERE, so the index serves the
+-- delete (a bound :state alone cannot prove it); only those states are ever finished.
+DELETE FROM apitask_jobs
+WHERE state = :state AND state IN ('succeeded', 'dead') AND finished_at < :now - :age
 
 -- name: requeue
 UPDATE apitask_jobs
