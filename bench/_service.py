@@ -125,9 +125,11 @@ def service_process(
     database_url: str | None = None,
     command: list[str] | None = None,
     extra: dict[str, str] | None = None,
+    log: list[str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """:func:`service`, yielding the process too (for its CPU time), run by ``command``
-    (default :func:`service_command`), with ``extra`` environment variables."""
+    (default :func:`service_command`), with ``extra`` environment variables; its
+    stderr lines are added to ``log`` when it has stopped."""
     port = free_port()
     mode, _, matching = mode.partition("+")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOTRUE_")}
@@ -170,6 +172,8 @@ def service_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if log is not None:
+            log.extend(watcher.lines)
 
 
 def admin_headers() -> dict[str, str]:
