@@ -113,6 +113,23 @@ def service(
 
     Its database is a new SQLite file in ``tmp`` unless ``database_url`` names another.
     """
+    with service_process(tmp, mode, smtp_port, database_url, extra=extra) as (url, _proc):
+        yield url
+
+
+@contextlib.contextmanager
+def service_process(
+    tmp: Path,
+    mode: str,
+    smtp_port: int,
+    database_url: str | None = None,
+    command: list[str] | None = None,
+    extra: dict[str, str] | None = None,
+    log: list[str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """:func:`service`, yielding the process too (for its CPU time), run by ``command``
+    (default :func:`service_command`), with ``extra`` environment variables; its
+    stderr lines are added to ``log`` when it has stopped."""
     port = free_port()
     mode, _, matching = mode.partition("+")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOTRUE_")}
@@ -133,11 +150,11 @@ def service(
             # so every mail pays for taking its unit, as in a default deployment.
             "GOTRUE_RATE_LIMIT_EMAIL_SENT": "1000000",
             "GOTRUE_SMTP_MAX_FREQUENCY": "1us",  # "1ns" rounds to 0, which means a minute
-            **extra,
+            **(extra or {}),
         }
     )
     proc = subprocess.Popen(
-        service_command(),
+        command or service_command(),
         cwd=tmp,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -147,7 +164,7 @@ def service(
     watcher = LineWatcher(proc.stderr)
     try:
         watcher.wait_for("Uvicorn running on", 60)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         try:
@@ -155,6 +172,8 @@ def service(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if log is not None:
+            log.extend(watcher.lines)
 
 
 def admin_headers() -> dict[str, str]:
