@@ -116,7 +116,7 @@ async def test_generate_link_signup_for_an_unconfirmed_user_keeps_metadata(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["user_metadata"] == {"a": 1}
-    assert body["hashed_token"] == token_hash(address, body["email_otp"])
+    assert body["hashed_token"] == token_hash(address, body["email_otp"], svc.settings.jwt_secret)
     row = await _row(svc, body["id"])
     assert row["confirmation_token"] == body["hashed_token"]
     verified = await svc.http.post(
@@ -150,7 +150,9 @@ async def test_generate_link_email_change_with_secure_change_off(
     assert body["new_email"] == new_address
     row = await _row(svc, created["id"])
     assert row["email_change"] == new_address
-    assert row["email_change_token_new"] == token_hash(new_address, body["email_otp"])
+    assert row["email_change_token_new"] == token_hash(
+        new_address, body["email_otp"], svc.settings.jwt_secret
+    )
     assert not row["email_change_token_current"]
     verified = await svc.http.post(
         "/verify",

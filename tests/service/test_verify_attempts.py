@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from apitask_auth import db
 from apitask_auth.db import create_engine, users, verify_attempts
-from apitask_auth.timing import ResponseTimeMiddleware
+from apitask_auth.timing import NOTHING_SENT, SENT, ResponseTimeMiddleware
 
 from ._accounts import PASSWORD, age_session, bearer, fragment, signed_in
 from .conftest import email
@@ -235,15 +235,16 @@ async def test_migration_4_adds_the_counts_to_an_older_database(
 async def test_an_unknown_address_is_answered_as_late_as_a_counted_wrong_code(
     make_service: Callable[..., Any],
 ) -> None:
-    """A wrong code for a known address commits its count; an unknown address's answer
-    waits as long (response-time matching), and a right code is no sample."""
+    """A wrong code for a known address commits its count, which an unknown address's
+    answer does not: both are marked, so both wait for /verify's one deadline
+    (timing.py), and a right code is no sample."""
     svc: Service = await make_service(security_match_response_times=False)
-    slept: list[float] = []
+    waited: list[float] = []
 
-    async def sleep(delay: float) -> None:
-        slept.append(delay)
+    async def record_wait(deadline: float) -> None:
+        waited.append(deadline)
 
-    middleware = ResponseTimeMiddleware(svc.app, sleep=sleep, choose=lambda s: max(s) + 1.0)
+    middleware = ResponseTimeMiddleware(svc.app, sleep_until=record_wait)
     address, code = await _signed_up(svc)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=middleware), base_url="http://auth.test"
@@ -253,12 +254,18 @@ async def test_an_unknown_address_is_answered_as_late_as_a_counted_wrong_code(
             body = {"type": "signup", "email": to, "token": token}
             return (await http.post("/verify", json=body)).status_code
 
+        def samples() -> dict[str, int]:
+            windows = middleware.deadlines.paths.get("/verify", {})
+            return {outcome: len(window.recent) for outcome, window in windows.items()}
+
         assert await verify(address, _wrong(code, 1)) == 403
-        assert len(middleware.samples["/verify"]) == 1
+        assert samples() == {SENT: 1}
         assert await verify(email(), code) == 403
-        assert len(slept) == 1
+        assert samples() == {SENT: 1, NOTHING_SENT: 1}
+        assert len(waited) == 2
         assert await verify(address, code) == 200
-        assert len(middleware.samples["/verify"]) == 1
+        assert samples() == {SENT: 1, NOTHING_SENT: 1}
+        assert len(waited) == 2
 
 
 async def test_a_token_hash_cannot_be_computed_from_the_address(svc: Service) -> None:
