@@ -32,7 +32,7 @@ from apitask_auth.config import load_settings
 from apitask_auth.db import migrate_all
 
 from ._accounts import bearer
-from ._schema import fresh_database
+from ._schema import USER_COLUMNS, fresh_database
 from .conftest import SECRET, Service
 
 if TYPE_CHECKING:
@@ -99,21 +99,7 @@ def _seed_rows(count: int) -> dict[str, list[tuple[Any, ...]]]:
 
 
 COLUMNS = {
-    "users": (
-        "id",
-        "aud",
-        "role",
-        "email",
-        "encrypted_password",
-        "email_confirmed_at",
-        "raw_app_meta_data",
-        "raw_user_meta_data",
-        "created_at",
-        "updated_at",
-        "email_change_confirm_status",
-        "is_anonymous",
-        "is_sso_user",
-    ),
+    "users": USER_COLUMNS,
     "identities": (
         "id",
         "provider_id",
