@@ -14,7 +14,6 @@ import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import asyncpg
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -51,7 +50,7 @@ import apitask.outbox.sqlite  # noqa: F401
 from apitask.outbox import Outbox, open_store
 from apitask.outbox._sql import load_migrations
 
-from . import addresses, schema_v1, sqlite_driver
+from . import addresses, pg_connect, schema_v1, sqlite_driver
 from .database_url import DatabaseURL, parse_database_url
 
 if TYPE_CHECKING:
@@ -365,8 +364,9 @@ def engine_like(database: AsyncEngine | DatabaseURL, **options: Any) -> AsyncEng
     timeout = {"timeout": parsed.connect_timeout} if parsed.connect_timeout else {}
     # engine.url without the query (for logs and reprs); asyncpg reads the whole DSN.
     url = make_url(parsed.url).set(drivername="postgresql+asyncpg", query={})
+    # A server refusing connections for being full is waited out (pg_connect.py).
     engine = create_async_engine(
-        url, async_creator=lambda: asyncpg.connect(parsed.url, **timeout), **options
+        url, async_creator=lambda: pg_connect.connect(parsed.url, **timeout), **options
     )
     _databases[engine] = parsed
     return engine
