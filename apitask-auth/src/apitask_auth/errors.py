@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
 
+from apitask.mail import redact_addresses
+
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
     from starlette.responses import Response
@@ -88,11 +90,6 @@ _HTTP_CODES = {
 }
 
 
-# The local part of an e-mail address, wherever a message quotes one (an SMTP
-# reply "550 <ann@example.com>: unknown", a driver error): the logs keep the domain.
-_LOCAL_PART = re.compile(r"[^\s<>()\[\]{}\"',;:@]+@(?=[^\s@])")
-
-
 def log_failure(request: StarletteRequest, exc: BaseException, what: str) -> None:
     """Log why a request got a 500, at ERROR: the cause's type, message and traceback.
 
@@ -106,7 +103,7 @@ def log_failure(request: StarletteRequest, exc: BaseException, what: str) -> Non
         what,
         request.method,
         request.url.path,
-        _LOCAL_PART.sub("***@", trace),
+        redact_addresses(trace),  # the library's one rule: the domain stays
     )
 
 

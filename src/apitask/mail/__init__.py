@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._client import MailClient
 from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
 from ._message import Message, make_message_id
+from ._redact import redact_addresses
 
 # isort: split
 # Clients that compose, background sending, validation.
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Message",
     "make_message_id",
+    "redact_addresses",
     "MailClient",
     "MailError",
     "TransientMailError",
