@@ -41,6 +41,18 @@ async def signed_in(svc: Service, address: str | None = None) -> tuple[str, dict
     return address, session.json()
 
 
+async def admin_created(svc: Service, address: str) -> dict[str, Any]:
+    """A confirmed account with PASSWORD, created through the admin API: its user body."""
+    created = await svc.http.post(
+        "/admin/users",
+        json={"email": address, "password": PASSWORD, "email_confirm": True},
+        headers=svc.admin_headers(),
+    )
+    assert created.status_code == 200, created.text
+    body: dict[str, Any] = created.json()
+    return body
+
+
 async def age_session(svc: Service, session: dict[str, Any], hours: int) -> None:
     """Make the session behind ``session`` ``hours`` old (reauthentication rules)."""
     claims = jwt.decode(

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from apitask_auth.db import users
 from apitask_auth.security import token_hash
 
-from ._accounts import PASSWORD
+from ._accounts import PASSWORD, admin_created
 from .conftest import email
 
 if TYPE_CHECKING:
@@ -133,13 +133,7 @@ async def test_generate_link_email_change_with_secure_change_off(
     svc: Service = await make_service(mailer_secure_email_change_enabled=False)
     headers = svc.admin_headers()
     address, new_address = email(), email()
-    created = (
-        await svc.http.post(
-            "/admin/users",
-            json={"email": address, "password": PASSWORD, "email_confirm": True},
-            headers=headers,
-        )
-    ).json()
+    created = await admin_created(svc, address)
     response = await svc.http.post(
         "/admin/generate_link",
         json={"type": "email_change_new", "email": address, "new_email": new_address},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._accounts import PASSWORD, bearer
+from ._accounts import PASSWORD, admin_created, bearer
 from .conftest import email
 
 if TYPE_CHECKING:
@@ -25,13 +25,7 @@ async def test_a_banned_user_cannot_verify(svc: Service) -> None:
     the ban lifted, the same code works."""
     headers = svc.admin_headers()
     address = email()
-    created = (
-        await svc.http.post(
-            "/admin/users",
-            json={"email": address, "password": PASSWORD, "email_confirm": True},
-            headers=headers,
-        )
-    ).json()
+    created = await admin_created(svc, address)
     banned = await svc.http.put(
         f"/admin/users/{created['id']}", json={"ban_duration": "1h"}, headers=headers
     )
