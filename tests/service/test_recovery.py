@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import text
+
 from apitask_auth.security import token_hash
 
 from ._accounts import CHALLENGE, PASSWORD, VERIFIER, bearer, fragment, mails_to, query, signed_in
@@ -140,6 +142,32 @@ async def test_otp_for_a_new_address_signs_up_with_a_confirmation_mail(svc: Serv
     user = verified.json()["user"]
     assert user["user_metadata"]["plan"] == "free"
     assert user["email_confirmed_at"]
+
+
+async def test_otp_and_magiclink_sign_ups_store_no_password(svc: Service) -> None:
+    """No bcrypt for a password nobody knows: none is stored, and none signs in.
+
+    GoTrue stores a bcrypt of a random password here; its cost is what made a
+    known address's magic link wait as long as a sign-up (docs/security.md).
+    """
+    for path in ("/otp", "/magiclink"):
+        address = email()
+        response = await svc.http.post(path, json={"email": address})
+        assert (response.status_code, response.json()) == (200, {})
+        async with svc.app.state.service.engine.connect() as conn:
+            stored = await conn.execute(
+                text("SELECT encrypted_password FROM users WHERE email = :e"), {"e": address}
+            )
+            assert stored.scalar_one() is None
+        await svc.http.post(
+            "/verify", json={"type": "email", "email": address, "token": svc.otp(address)}
+        )
+        for password in ("", "None", PASSWORD):
+            login = await svc.http.post(
+                "/token?grant_type=password", json={"email": address, "password": password}
+            )
+            assert login.status_code == 400
+            assert login.json()["error_code"] == "invalid_credentials"
 
 
 async def test_otp_for_a_confirmed_user_mails_a_magic_link_on_the_recovery_path(

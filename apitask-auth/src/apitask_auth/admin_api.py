@@ -1,4 +1,7 @@
-"""Admin endpoints: invite, generate_link, users CRUD (§3.6, §3.7, §3.16)."""
+"""Admin endpoints: invite, generate_link, users CRUD (§3.6, §3.7, §3.16).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
 
 from __future__ import annotations
 

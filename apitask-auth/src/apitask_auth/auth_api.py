@@ -1,4 +1,7 @@
-"""The public endpoints: signup, token, user, logout (§3.1, §3.11-§3.13)."""
+"""The public endpoints: signup, token, user, logout (§3.1, §3.11-§3.13).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
 
 from __future__ import annotations
 
@@ -96,16 +99,33 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
             "validation_failed",
             "Only an email address or phone number should be provided on signup.",
         )
-    pkce = validate_pkce(params.code_challenge, params.code_challenge_method)
+    validate_pkce(params.code_challenge, params.code_challenge_method)
     if params.phone:
         raise APIError(400, "phone_provider_disabled", "Phone signups are disabled")
     if not settings.external_email_enabled:
         raise APIError(400, "email_provider_disabled", "Email signups are disabled")
+    return await register_email(request, svc, params, await hash_password(params.password))
+
+
+async def register_email(
+    request: Request, svc: Svc, params: SignupParams, password_hash: str | None
+) -> Response:
+    """Sign ``params.email`` up (or answer for it if it has an account), as ``/signup`` does.
+
+    ``password_hash`` is None for the sign-ups of ``/otp`` and ``/magiclink``:
+    GoTrue stores a bcrypt of a random password nobody is told; we store no
+    password (as GoTrue does for phone and anonymous users), which signs in
+    the same way (never) and spares a bcrypt the known path would have to
+    wait for (see timing.py).
+    """
+    settings = svc.settings
+    if settings.disable_signup:
+        raise APIError(422, "signup_disabled", "Signups not allowed for this instance")
     email = validate_email(params.email)
+    pkce = validate_pkce(params.code_challenge, params.code_challenge_method)
     aud = request_aud(settings, request)
     data = params.data or {}
     redirect = redirect_to(settings, request)
-    password_hash = await hash_password(params.password)
 
     async def attempt() -> Response:
         async with svc.engine.begin() as conn:

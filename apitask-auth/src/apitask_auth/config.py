@@ -5,6 +5,8 @@ environment wins, as in GoTrue). Names carry the ``GOTRUE_`` prefix, except
 ``PORT``, ``API_EXTERNAL_URL`` and ``DATABASE_URL``, which GoTrue also reads
 bare. A bad value raises :class:`ConfigError` whose message starts with the
 variable's name, so ``apitask-auth serve`` can fail with one clear line.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Per-request dependencies: the service, the caller's identity, the audience (§1.3, §1.4)."""
+"""Per-request dependencies: the service, the caller's identity, the audience (§1.3, §1.4).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
 
 from __future__ import annotations
 

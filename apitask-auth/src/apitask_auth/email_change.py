@@ -4,6 +4,8 @@ With ``GOTRUE_MAILER_SECURE_EMAIL_CHANGE_ENABLED`` (the default) and a current
 address, each address gets its own code; the first confirmation only records
 itself (GoTrue's "Confirmation link accepted" answer) and the second makes the
 change. Without it, only the new address is mailed and one confirmation does it.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

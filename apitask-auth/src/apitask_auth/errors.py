@@ -1,10 +1,12 @@
-"""GoTrue's error responses, in both formats (GOTRUE_EMAIL_API.md §1.2).
+"""GoTrue's error responses, in both formats (§1.2).
 
 Handlers raise :class:`APIError`; the exception handlers here turn it, and
 anything else that escapes, into GoTrue's JSON. The format is picked by the
 ``X-Supabase-Api-Version`` request header: from ``2024-01-01`` on, the body is
 ``{"code": "<error_code>", "message": ...}`` and the header is echoed; before
 that (or without it) the legacy ``{"code": <status>, "error_code", "msg"}``.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Checks and steps the endpoints share: e-mail and password rules, PKCE,
-sending a token mail and the checks before any send (§1.7, §1.8, §2, §3.1)."""
+sending a token mail and the checks before any send (§1.7, §1.8, §2, §3.1).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
 
 from __future__ import annotations
 

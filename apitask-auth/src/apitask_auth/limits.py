@@ -8,6 +8,8 @@
   memory cheaply. ``apitask-auth serve`` enforces it while the head is still
   arriving (:mod:`apitask_auth.server`); :class:`HeadLimitMiddleware`
   enforces it under any other ASGI server.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

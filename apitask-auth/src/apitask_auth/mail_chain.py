@@ -30,6 +30,8 @@ and where that task runs is the delivery mode, set up here once:
 The transport is an :class:`SMTPClient` to ``GOTRUE_SMTP_HOST``, to the dev
 inbox (dev mode without an SMTP host), or a no-op client (GoTrue's behaviour
 without an SMTP host).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ configured mode says.
 :class:`apitask_auth.mail_chain.MailChain` is the implementation: it renders
 with apitask's :class:`~apitask.mail.TemplateMailer` (GoTrue's default or
 custom templates) and delivers through apitask's mail clients.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

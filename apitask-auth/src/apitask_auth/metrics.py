@@ -11,6 +11,8 @@ What is exported (docs/metrics.md lists every metric):
 
 Each app has a registry of its own (tests build many apps in one process);
 the mail counters are the process's (:data:`apitask.mail.mail_counters`).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Account-change notifications (§3.17): sent after the change, never failing it."""
+"""Account-change notifications (§3.17): sent after the change, never failing it.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ The per-IP limits only apply when ``GOTRUE_RATE_LIMIT_HEADER`` names the header
 that carries the client's address, as in GoTrue; they are kept in memory, per
 process, as GoTrue keeps them. Which part of that header is the key is
 ``GOTRUE_RATE_LIMIT_TRUSTED_PROXIES``'s business (see :func:`client_key`).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -3,11 +3,12 @@
 Unknown addresses get the answers GoTrue gives them, so the status and body
 do not tell whether an account exists (where GoTrue leaks, e.g.
 ``create_user: false`` on /otp, so do we: clients depend on it).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from .audit import audit
-from .auth_api import signup
+from .auth_api import register_email
 from .deps import Svc, request_aud
 from .email_change import send_email_change
 from .errors import APIError
@@ -28,7 +29,6 @@ from .models import (
     SignupParams,
 )
 from .redirects import redirect_to
-from .security import random_password
 from .timing import mark_nothing_sent, mark_outcome, mark_sent
 from .users import find_user_by_email
 
@@ -109,13 +109,6 @@ async def recover(params: RecoverParams, request: Request, svc: Svc) -> Response
     return JSONResponse({})
 
 
-def _temporary_password(settings: Settings) -> str:
-    """A random 33-character password with one character of each required set."""
-    sets = [group for group in settings.password_required_characters.split(":") if group]
-    password = random_password(33 - len(sets))
-    return password + "".join(secrets.choice(group) for group in sets)
-
-
 def _check_magic_links_on(settings: Settings) -> None:
     if not settings.external_email_enabled:
         raise _email_logins_disabled(422)
@@ -134,18 +127,18 @@ async def _magic_link(request: Request, svc: Service, params: MagicLinkParams) -
     async with svc.engine.connect() as conn:
         user = await find_user_by_email(conn, email, aud)
     if user is None or user["email_confirmed_at"] is None:
-        # GoTrue signs unknown and unconfirmed addresses up with a throwaway
-        # password; the confirmation mail then serves as the magic link.
-        await signup(
+        # GoTrue signs unknown and unconfirmed addresses up (with a throwaway
+        # password; we store none); the confirmation mail serves as the link.
+        await register_email(
+            request,
+            svc,
             SignupParams(
                 email=email,
-                password=_temporary_password(settings),
                 data=params.data,
                 code_challenge=params.code_challenge,
                 code_challenge_method=params.code_challenge_method,
             ),
-            request,
-            svc,
+            password_hash=None,
         )
         response: Response = JSONResponse({})
         if settings.mailer_autoconfirm:  # now confirmed: this time a magic link goes out

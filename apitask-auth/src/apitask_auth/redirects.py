@@ -1,4 +1,7 @@
-"""Redirect URLs and the external URL of links (§1.6, §2 "Links")."""
+"""Redirect URLs and the external URL of links (§1.6, §2 "Links").
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
 
 from __future__ import annotations
 

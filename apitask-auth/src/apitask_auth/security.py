@@ -2,6 +2,8 @@
 
 Every comparison of a secret is constant-time (``hmac.compare_digest``), and
 bcrypt runs in a thread so it never stalls the event loop.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ that carried it); within ``GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL`` of
 its revocation it is swapped like an active one; after that it is refused
 with ``refresh_token_already_used``, and with rotation on
 (``GOTRUE_SECURITY_REFRESH_TOKEN_ROTATION_ENABLED``) the session ends too.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The signed-in user changing their account: PUT /user and GET /reauthenticate (§3.9, §3.10)."""
+"""The signed-in user changing their account: PUT /user and GET /reauthenticate (§3.9, §3.10).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 A user is handled as the mapping of its ``users`` row; functions take the
 caller's connection so a flow's writes (and, in outbox mode, its mail job)
 share one transaction.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Verification: the link clicked from a mail and the OTP or token hash typed in (§3.8)."""
+"""Verification: the link clicked from a mail and the OTP or token hash typed in (§3.8).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
 
 from __future__ import annotations
 

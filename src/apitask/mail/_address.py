@@ -9,6 +9,8 @@ Two layers, as in GoTrue:
 * :func:`check_static` is the first step of GoTrue's extended validation
   (``validateclient``, §4.6): addresses and hosts people type that never
   receive mail.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

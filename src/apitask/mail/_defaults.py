@@ -5,6 +5,8 @@ so they double as examples to copy. Subjects are GoTrue's current ones
 (§4.3). Bodies differ on purpose: every mail that carries a link also
 carries the one-time code, so OTP flows (``verifyOtp``) work without a
 custom template, and every mail has a plain-text part as well as HTML.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ It is the top of the client chain (template mailer -> validating client ->
 background client -> SMTP client). It renders in the caller, before the
 hand-off, so a template error or an unsafe subject reaches the request that
 asked for the mail, and what is queued or stored is the final message.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The custom-template cache and its background reloader (GoTrue §4.4).
+"""The custom-template cache and its background reloader (§4.4).
 
 Per template, the cache keeps the compiled template with when it was loaded
 (``created``) and last tried (``checked``), and whether it is the built-in
@@ -14,6 +14,8 @@ default standing in for a custom template that could not be loaded:
 
 :class:`TemplateReloader` refreshes the cache in the background so that
 mails rarely wait for a fetch.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The validating client: refuse bad addresses before a mail is handed on.
 
-GoTrue's ``validateclient`` (GOTRUE_EMAIL_API §4.6), in front of whatever
+GoTrue's ``validateclient`` (§4.6), in front of whatever
 sends: the syntax check always, then, when configured, the extended checks
 (static rules, then the domain's DNS) and the remote validation service,
 concurrently, under one deadline. A refusal raises
@@ -8,6 +8,8 @@ concurrently, under one deadline. A refusal raises
 request fails rather than a worker later. Anything the network cannot
 settle (timeouts, server failures, a service that is down) lets the
 address pass.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
 from __future__ import annotations
