@@ -10,8 +10,8 @@ import pytest
 
 from apitask.mail import MailData, Message, SMTPClient
 from apitask_auth.config import load_settings
-from apitask_auth.devinbox import DevInbox
-from apitask_auth.mail_chain import MailChain, sender, transport_for
+from apitask_auth.delivery.devinbox import DevInbox
+from apitask_auth.delivery.mail_chain import MailChain, sender, transport_for
 
 from .conftest import email
 

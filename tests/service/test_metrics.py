@@ -9,8 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from apitask.mail import Message, PermanentMailError, RecordingClient
-from apitask_auth import metrics as service_metrics
 from apitask_auth.config import ConfigError, load_settings
+from apitask_auth.routes import metrics as service_metrics
 from integration.mail.smtp_server import MailServer, client_for, start_server
 
 from .conftest import email

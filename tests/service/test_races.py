@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from apitask_auth.db import users
-from apitask_auth.users import AddressTakenError, update_user
+from apitask_auth.accounts.users import AddressTakenError, update_user
+from apitask_auth.storage.db import users
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -15,15 +15,14 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from apitask.logs import JSONFormatter, RequestIdFilter
 from apitask.outbox import OutboxError, add_worker_arguments, run_worker_command
-
-from . import __version__
-from .access_log import redact_access_log
-from .addresses import DuplicateAddressesError
-from .app import create_app
-from .config import ConfigError, Settings, load_settings
-from .db import create_engine, migrate_all, schema_status
-from .mail_chain import aclose, mail_registry, transport_for
-from .server import HeadLimitedHttpToolsProtocol
+from apitask_auth import __version__
+from apitask_auth.accounts.addresses import DuplicateAddressesError
+from apitask_auth.app import create_app
+from apitask_auth.config import ConfigError, Settings, load_settings
+from apitask_auth.delivery.mail_chain import aclose, mail_registry, transport_for
+from apitask_auth.http.access_log import redact_access_log
+from apitask_auth.http.server import HeadLimitedHttpToolsProtocol
+from apitask_auth.storage.db import create_engine, migrate_all, schema_status
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -33,8 +33,7 @@ from apitask.mail import (
     TemplateMailer,
     template_mailer_options,
 )
-
-from .database_url import DatabaseURL, parse_database_url
+from apitask_auth.storage.database_url import DatabaseURL, parse_database_url
 
 __all__ = [
     "DEV_JWT_SECRET",

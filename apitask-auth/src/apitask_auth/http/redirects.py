@@ -11,12 +11,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin, urlsplit
 
-from .browser_url import BrowserURL, parse_browser_url
+from apitask_auth.http.browser_url import BrowserURL, parse_browser_url
 
 if TYPE_CHECKING:
     from fastapi import Request
 
-    from .config import Settings
+    from apitask_auth.config import Settings
 
 __all__ = ["action_link", "allowed_redirect", "is_redirect_valid", "redirect_to"]
 

@@ -12,20 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, or_, select
 
-from .attempts import count_try, drop_spent, forget_tries
-from .audit import audit
-from .db import flow_state, now, users
-from .deps import Service, Svc, request_aud
-from .email_change import SINGLE_CONFIRMATION, confirm_email_change
-from .errors import APIError
-from .flows import latest_flow_state, validate_email
-from .models import VerifyParams  # noqa: TC001 - read by FastAPI
-from .notifications import notification_data, notify
-from .redirects import redirect_to
-from .security import token_hash
-from .sessions import issue_session
-from .timing import mark_nothing_sent, mark_sent
-from .users import (
+from apitask_auth.accounts.attempts import count_try, drop_spent, forget_tries
+from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.email_change import SINGLE_CONFIRMATION, confirm_email_change
+from apitask_auth.accounts.flows import latest_flow_state, validate_email
+from apitask_auth.accounts.security import token_hash
+from apitask_auth.accounts.sessions import issue_session
+from apitask_auth.accounts.users import (
     User,
     clear_one_time_tokens,
     confirm_email,
@@ -34,11 +27,18 @@ from .users import (
     is_confirmed,
     update_user,
 )
+from apitask_auth.delivery.notifications import notification_data, notify
+from apitask_auth.errors import APIError
+from apitask_auth.http.deps import Service, Svc, request_aud
+from apitask_auth.http.models import VerifyParams  # noqa: TC001 - read by FastAPI
+from apitask_auth.http.redirects import redirect_to
+from apitask_auth.http.timing import mark_nothing_sent, mark_sent
+from apitask_auth.storage.db import flow_state, now, users
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from .config import Settings
+    from apitask_auth.config import Settings
 
 __all__ = ["router"]
 

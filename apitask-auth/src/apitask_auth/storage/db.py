@@ -49,9 +49,9 @@ import apitask.outbox.postgres
 import apitask.outbox.sqlite  # noqa: F401
 from apitask.outbox import Outbox, open_store
 from apitask.outbox._sql import load_migrations
-
-from . import addresses, pg_connect, schema_v1, sqlite_driver
-from .database_url import DatabaseURL, parse_database_url
+from apitask_auth.accounts import addresses
+from apitask_auth.storage import pg_connect, schema_v1, sqlite_driver
+from apitask_auth.storage.database_url import DatabaseURL, parse_database_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -377,7 +377,7 @@ def create_engine(database_url: str) -> AsyncEngine:
 
     PostgreSQL connections go through asyncpg's own DSN parser, so libpq's
     parameters (``?sslmode=disable``...) mean what they mean to GoTrue; see
-    :mod:`apitask_auth.database_url` for those accepted.
+    :mod:`apitask_auth.storage.database_url` for those accepted.
 
     SQLite gets WAL, foreign keys, a busy timeout, and ``BEGIN IMMEDIATE`` for
     every transaction, so two writers queue on the lock instead of one failing

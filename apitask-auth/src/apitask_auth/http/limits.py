@@ -6,7 +6,7 @@
   real client's headers (a JWT, cookies, supabase-js's headers) many times
   over, while a server that buffers 1 MiB per connection hands an attacker
   memory cheaply. ``apitask-auth serve`` enforces it while the head is still
-  arriving (:mod:`apitask_auth.server`); :class:`HeadLimitMiddleware`
+  arriving (:mod:`apitask_auth.http.server`); :class:`HeadLimitMiddleware`
   enforces it under any other ASGI server.
 
 Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from .errors import APIError, BodyTooLargeError, error_response
+from apitask_auth.errors import APIError, BodyTooLargeError, error_response
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

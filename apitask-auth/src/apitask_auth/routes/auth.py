@@ -12,12 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete, select
 
-from .audit import audit
-from .db import flow_state, new_id, now
-from .deps import Auth, Svc, request_aud
-from .disabled_api import refuse_grant
-from .errors import APIError
-from .flows import (
+from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.flows import (
     check_password_strength,
     create_flow_state,
     send_token_mail,
@@ -25,10 +21,8 @@ from .flows import (
     validate_email,
     validate_pkce,
 )
-from .models import SignupParams, TokenParams  # noqa: TC001 - read by FastAPI
-from .redirects import redirect_to
-from .security import check_password, hash_password, pkce_matches
-from .sessions import (
+from apitask_auth.accounts.security import check_password, hash_password, pkce_matches
+from apitask_auth.accounts.sessions import (
     RefreshTokenReusedError,
     delete_session,
     delete_sessions,
@@ -37,8 +31,7 @@ from .sessions import (
     refresh_token_not_found,
     session_response,
 )
-from .timing import mark_nothing_sent, mark_sent
-from .users import (
+from apitask_auth.accounts.users import (
     User,
     confirm_email,
     create_user,
@@ -49,6 +42,13 @@ from .users import (
     user_body,
     user_json,
 )
+from apitask_auth.errors import APIError
+from apitask_auth.http.deps import Auth, Svc, request_aud
+from apitask_auth.http.models import SignupParams, TokenParams  # noqa: TC001 - read by FastAPI
+from apitask_auth.http.redirects import redirect_to
+from apitask_auth.http.timing import mark_nothing_sent, mark_sent
+from apitask_auth.routes.disabled import refuse_grant
+from apitask_auth.storage.db import flow_state, new_id, now
 
 __all__ = ["router"]
 

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 
-from .db import new_id, now, refresh_tokens, sessions
-from .errors import APIError
-from .security import encode_jwt, new_refresh_token
-from .users import User, update_user, user_body
+from apitask_auth.accounts.security import encode_jwt, new_refresh_token
+from apitask_auth.accounts.users import User, update_user, user_body
+from apitask_auth.errors import APIError
+from apitask_auth.storage.db import new_id, now, refresh_tokens, sessions
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from .config import Settings
+    from apitask_auth.config import Settings
 
 __all__ = [
     "RefreshTokenReusedError",

@@ -12,21 +12,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete, func, select
 
-from .audit import audit
-from .config import parse_duration
-from .db import identities, now, sessions, users
-from .deps import Admin, Svc, request_aud
-from .errors import APIError
-from .flows import check_password_strength, send_token_mail, token_mail, validate_email
-from .models import (  # noqa: TC001 - FastAPI reads these annotations at runtime
-    AdminUserParams,
-    DeleteUserParams,
-    GenerateLinkParams,
-    InviteParams,
+from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.flows import (
+    check_password_strength,
+    send_token_mail,
+    token_mail,
+    validate_email,
 )
-from .redirects import action_link, allowed_redirect, redirect_to
-from .security import generate_otp, hash_password, random_password, token_hash
-from .users import (
+from apitask_auth.accounts.security import generate_otp, hash_password, random_password, token_hash
+from apitask_auth.accounts.users import (
     User,
     confirm_email,
     create_user,
@@ -38,11 +32,22 @@ from .users import (
     update_user,
     user_body,
 )
+from apitask_auth.config import parse_duration
+from apitask_auth.errors import APIError
+from apitask_auth.http.deps import Admin, Svc, request_aud
+from apitask_auth.http.models import (  # noqa: TC001 - FastAPI reads these annotations at runtime
+    AdminUserParams,
+    DeleteUserParams,
+    GenerateLinkParams,
+    InviteParams,
+)
+from apitask_auth.http.redirects import action_link, allowed_redirect, redirect_to
+from apitask_auth.storage.db import identities, now, sessions, users
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from .config import Settings
+    from apitask_auth.config import Settings
 
 __all__ = ["router"]
 

@@ -26,8 +26,8 @@ from sqlalchemy import BigInteger, Float, bindparam, case
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 
-from .db import BACKENDS, backend, email_rate_limits, engine_like, upsert
-from .errors import APIError, error_response
+from apitask_auth.errors import APIError, error_response
+from apitask_auth.storage.db import BACKENDS, backend, email_rate_limits, engine_like, upsert
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.expression import Executable
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-    from .config import EmailRateLimit, Settings
-    from .db import Backend
+    from apitask_auth.config import EmailRateLimit, Settings
+    from apitask_auth.storage.db import Backend
 
 __all__ = [
     "IPRateLimitMiddleware",

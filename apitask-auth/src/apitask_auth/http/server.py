@@ -5,7 +5,7 @@ as ``uvicorn[standard]`` does) sets no limit on the request line and headers:
 an 8 MiB header is buffered whole and handed to the app. (Its h11 protocol
 has ``h11_max_incomplete_event_size``, 16 KiB by default, but answers 400, not
 431.) This subclass counts the head while it arrives and, past
-:data:`~apitask_auth.limits.MAX_HEAD_BYTES`, answers 431 and closes the
+:data:`~apitask_auth.http.limits.MAX_HEAD_BYTES`, answers 431 and closes the
 connection without reading the rest.
 
 Two counts, because httptools reports a header only once it is complete:
@@ -26,7 +26,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .limits import MAX_HEAD_BYTES, head_too_large
+from apitask_auth.http.limits import MAX_HEAD_BYTES, head_too_large
 
 __all__ = ["LINGER_SECONDS", "HeadLimitedHttpToolsProtocol"]
 

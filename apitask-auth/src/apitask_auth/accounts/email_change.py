@@ -12,13 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .audit import audit
-from .errors import APIError
-from .flows import before_send, check_interval, deliver
-from .mailer import MailData
-from .redirects import action_link
-from .security import generate_otp, token_hash
-from .users import (
+from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.flows import before_send, check_interval, deliver
+from apitask_auth.accounts.security import generate_otp, token_hash
+from apitask_auth.accounts.users import (
     TOKEN_COLUMNS,
     User,
     clear_one_time_token,
@@ -28,13 +25,16 @@ from .users import (
     set_one_time_token,
     update_user,
 )
+from apitask_auth.delivery.mailer import MailData
+from apitask_auth.errors import APIError
+from apitask_auth.http.redirects import action_link
 
 if TYPE_CHECKING:
     from fastapi import Request
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from .config import Settings
-    from .mailer import Mailer
+    from apitask_auth.config import Settings
+    from apitask_auth.delivery.mailer import Mailer
 
 __all__ = ["SINGLE_CONFIRMATION", "confirm_email_change", "send_email_change"]
 

@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import jwt
 from fastapi import Depends, Request
 
-from .db import now
-from .errors import APIError
-from .security import decode_jwt
-from .sessions import get_session
-from .users import User, get_user
+from apitask_auth.accounts.security import decode_jwt
+from apitask_auth.accounts.sessions import get_session
+from apitask_auth.accounts.users import User, get_user
+from apitask_auth.errors import APIError
+from apitask_auth.storage.db import now
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from .config import Settings
-    from .mailer import Mailer
+    from apitask_auth.config import Settings
+    from apitask_auth.delivery.mailer import Mailer
 
 __all__ = [
     "Admin",

@@ -13,21 +13,20 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from apitask.mail import InvalidAddressError, InvalidMessageError, check_syntax
-
-from .db import flow_state, new_id, now
-from .errors import APIError
-from .mailer import MailData, Template
-from .ratelimit import take_email_allowance
-from .redirects import action_link
-from .security import generate_otp, token_hash
-from .users import User, set_one_time_token
+from apitask_auth.accounts.security import generate_otp, token_hash
+from apitask_auth.accounts.users import User, set_one_time_token
+from apitask_auth.delivery.mailer import MailData, Template
+from apitask_auth.errors import APIError
+from apitask_auth.http.ratelimit import take_email_allowance
+from apitask_auth.http.redirects import action_link
+from apitask_auth.storage.db import flow_state, new_id, now
 
 if TYPE_CHECKING:
     from fastapi import Request
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from .config import Settings
-    from .mailer import Mailer
+    from apitask_auth.config import Settings
+    from apitask_auth.delivery.mailer import Mailer
 
 __all__ = [
     "PKCE",

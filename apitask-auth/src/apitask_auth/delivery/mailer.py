@@ -5,7 +5,7 @@ templates get (§4.2). The mail is rendered in the request (a template error
 fails the request, not a worker later) and then handed to delivery as the
 configured mode says.
 
-:class:`apitask_auth.mail_chain.MailChain` is the implementation: it renders
+:class:`apitask_auth.delivery.mail_chain.MailChain` is the implementation: it renders
 with apitask's :class:`~apitask.mail.TemplateMailer` (GoTrue's default or
 custom templates) and delivers through apitask's mail clients.
 

@@ -31,8 +31,7 @@ from prometheus_client.registry import Collector
 from apitask import Outcome, TaskCounters
 from apitask.mail import SMTPClient, mail_counters
 from apitask.prometheus import ApitaskCollector
-
-from .errors import APIError, error_response
+from apitask_auth.errors import APIError, error_response
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from prometheus_client.metrics_core import Metric
 
-    from .mail_chain import MailChain
+    from apitask_auth.delivery.mail_chain import MailChain
 
 __all__ = ["REFRESH_SECONDS", "MailMetrics", "ServiceMetrics"]
 

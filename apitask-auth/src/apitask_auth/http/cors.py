@@ -21,7 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from .config import Settings
+    from apitask_auth.config import Settings
 
 __all__ = ["ALLOWED_HEADERS", "EXPOSED_HEADERS", "METHODS", "install_cors"]
 

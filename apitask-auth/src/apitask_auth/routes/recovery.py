@@ -15,31 +15,37 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from .audit import audit
-from .auth_api import register_email
-from .deps import Svc, request_aud
-from .email_change import send_email_change
-from .errors import APIError
-from .flows import create_flow_state, send_token_mail, token_mail, validate_email, validate_pkce
-from .models import (
+from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.email_change import send_email_change
+from apitask_auth.accounts.flows import (
+    create_flow_state,
+    send_token_mail,
+    token_mail,
+    validate_email,
+    validate_pkce,
+)
+from apitask_auth.accounts.users import find_user_by_email
+from apitask_auth.errors import APIError
+from apitask_auth.http.deps import Svc, request_aud
+from apitask_auth.http.models import (
     MagicLinkParams,
     OtpParams,
     RecoverParams,
     ResendParams,
     SignupParams,
 )
-from .redirects import redirect_to
-from .timing import mark_nothing_sent, mark_outcome, mark_sent
-from .users import find_user_by_email
+from apitask_auth.http.redirects import redirect_to
+from apitask_auth.http.timing import mark_nothing_sent, mark_outcome, mark_sent
+from apitask_auth.routes.auth import register_email
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from .config import Settings
-    from .deps import Service
-    from .flows import PKCE
-    from .mailer import Template
-    from .users import User
+    from apitask_auth.accounts.flows import PKCE
+    from apitask_auth.accounts.users import User
+    from apitask_auth.config import Settings
+    from apitask_auth.delivery.mailer import Template
+    from apitask_auth.http.deps import Service
 
 __all__ = ["router"]
 

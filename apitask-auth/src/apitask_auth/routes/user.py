@@ -11,13 +11,10 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from .attempts import CountedRefusal, count_try, drop_spent, keeping_tries
-from .audit import audit
-from .db import now
-from .deps import Auth, Svc, request_aud
-from .email_change import send_email_change
-from .errors import APIError
-from .flows import (
+from apitask_auth.accounts.attempts import CountedRefusal, count_try, drop_spent, keeping_tries
+from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.email_change import send_email_change
+from apitask_auth.accounts.flows import (
     check_password_strength,
     create_flow_state,
     send_token_mail,
@@ -25,12 +22,14 @@ from .flows import (
     validate_email,
     validate_pkce,
 )
-from .models import UserUpdateParams  # noqa: TC001 - read by FastAPI
-from .notifications import notification_data, notify
-from .redirects import redirect_to
-from .security import check_password, constant_time_equal, hash_password, token_hash
-from .sessions import delete_sessions, get_session
-from .users import (
+from apitask_auth.accounts.security import (
+    check_password,
+    constant_time_equal,
+    hash_password,
+    token_hash,
+)
+from apitask_auth.accounts.sessions import delete_sessions, get_session
+from apitask_auth.accounts.users import (
     User,
     clear_one_time_tokens,
     find_user_by_email,
@@ -38,12 +37,18 @@ from .users import (
     update_user,
     user_body,
 )
+from apitask_auth.delivery.notifications import notification_data, notify
+from apitask_auth.errors import APIError
+from apitask_auth.http.deps import Auth, Svc, request_aud
+from apitask_auth.http.models import UserUpdateParams  # noqa: TC001 - read by FastAPI
+from apitask_auth.http.redirects import redirect_to
+from apitask_auth.storage.db import now
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from .config import Settings
-    from .deps import AuthenticatedUser
+    from apitask_auth.config import Settings
+    from apitask_auth.http.deps import AuthenticatedUser
 
 __all__ = ["router"]
 

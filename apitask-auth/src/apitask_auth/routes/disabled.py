@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from .admin_api import existing_user
-from .deps import Admin, Auth, Svc  # noqa: TC001 - read by FastAPI
-from .errors import APIError
+from apitask_auth.errors import APIError
+from apitask_auth.http.deps import Admin, Auth, Svc  # noqa: TC001 - read by FastAPI
+from apitask_auth.routes.admin import existing_user
 
 if TYPE_CHECKING:
     from starlette.responses import Response

@@ -22,7 +22,7 @@ import re
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 
-from .errors import APIError
+from apitask_auth.errors import APIError
 
 __all__ = ["find_unstorable", "reject_unstorable_input"]
 

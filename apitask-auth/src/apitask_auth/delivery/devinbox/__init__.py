@@ -2,7 +2,7 @@
 
 Mounted by the service in dev mode only (see docs/dev-inbox.md)::
 
-    from apitask_auth.devinbox import DevInbox
+    from apitask_auth.delivery.devinbox import DevInbox
 
     inbox = DevInbox(max_messages=500)
     app.include_router(inbox.router)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .db import (
+from apitask_auth.errors import APIError
+from apitask_auth.storage.db import (
     BACKENDS,
     NOT_SSO,
     backend,
@@ -27,7 +28,6 @@ from .db import (
     users_email_partial_key,
     verify_attempts,
 )
-from .errors import APIError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.sql.expression import Executable
 
-    from .db import Backend
+    from apitask_auth.storage.db import Backend
 
 __all__ = [
     "TOKEN_COLUMNS",

@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .flows import before_send, deliver
-from .mailer import MailData
+from apitask_auth.accounts.flows import before_send, deliver
+from apitask_auth.delivery.mailer import MailData
 
 if TYPE_CHECKING:
-    from .deps import Service
-    from .mailer import Template
+    from apitask_auth.delivery.mailer import Template
+    from apitask_auth.http.deps import Service
 
 __all__ = ["notification_data", "notify"]
 

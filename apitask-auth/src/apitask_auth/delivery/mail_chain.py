@@ -57,9 +57,8 @@ from apitask.mail import (
     ValidatingClient,
 )
 from apitask.outbox import Outbox, TaskRegistry, open_store
-
-from .config import Delivery, Settings, parse_smtp_headers
-from .devinbox import DevInbox
+from apitask_auth.config import Delivery, Settings, parse_smtp_headers
+from apitask_auth.delivery.devinbox import DevInbox
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -67,8 +66,7 @@ if TYPE_CHECKING:
 
     from apitask.mail import MailClient, Message
     from apitask.outbox import Worker
-
-    from .mailer import MailData, Template
+    from apitask_auth.delivery.mailer import MailData, Template
 
 __all__ = ["CountingClient", "MailChain", "mail_registry", "transport_for"]
 

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, delete
 
-from .db import BACKENDS, backend, now, one_time_tokens, upsert, verify_attempts
-from .errors import APIError
-from .users import TOKEN_COLUMNS, update_user
+from apitask_auth.accounts.users import TOKEN_COLUMNS, update_user
+from apitask_auth.errors import APIError
+from apitask_auth.storage.db import BACKENDS, backend, now, one_time_tokens, upsert, verify_attempts
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
     from sqlalchemy.sql.expression import Executable
 
-    from .db import Backend
+    from apitask_auth.storage.db import Backend
 
 __all__ = [
     "CountedRefusal",
