@@ -1,9 +1,10 @@
-"""The ``apitask-auth`` command line: ``serve``, ``migrate``, ``worker``."""
+"""The ``apitask-auth`` command line: ``serve``, ``migrate``, ``worker``, ``keys``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sqlite3
 import sys
@@ -17,6 +18,7 @@ from apitask.logs import JSONFormatter, RequestIdFilter
 from apitask.outbox import OutboxError, add_worker_arguments, run_worker_command
 from apitask_auth import __version__
 from apitask_auth.accounts.addresses import DuplicateAddressesError
+from apitask_auth.accounts.jwt_keys import ALGORITHMS, generate_jwk
 from apitask_auth.app import create_app
 from apitask_auth.config import ConfigError, Settings, load_settings
 from apitask_auth.delivery.mail_chain import aclose, mail_registry, transport_for
@@ -128,7 +130,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     worker.add_argument("--dev", action="store_true", help="use dev-mode defaults")
     add_worker_arguments(worker)
+    keys = commands.add_parser("keys", help="JWT signing keys (GOTRUE_JWT_KEYS)")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    generate = keys_commands.add_parser(
+        "generate",
+        help="print a new key set with one signing key, for GOTRUE_JWT_KEYS",
+        description="Print a JSON array holding one new private JWK (a random kid, "
+        'key_ops ["sign", "verify"]): the value of GOTRUE_JWT_KEYS. To rotate, add '
+        'the new key to the old set, move "sign" to it once clients have fetched '
+        "/.well-known/jwks.json (they cache it for 10 minutes), drop the old key "
+        "when its last tokens have expired (GOTRUE_JWT_EXP).",
+    )
+    asymmetric = [alg for alg, kty in ALGORITHMS.items() if kty != "oct"]
+    generate.add_argument("--alg", choices=asymmetric, default="ES256", help="default ES256")
     args = parser.parse_args(argv)
+    if args.command == "keys":  # needs no configuration: a key is made before there is one
+        print(json.dumps([generate_jwk(args.alg)]))  # noqa: T201
+        return 0
     try:
         # --port wins over PORT, and dev mode's default URLs follow it.
         port = getattr(args, "port", None)
