@@ -187,8 +187,13 @@ class Outbox:
         return await self.store.stats()
 
     async def retry(self, ids: Sequence[int] | None = None) -> int:
-        """Queue dead jobs again (``ids``, or every dead job); return how many."""
-        return await self.store.requeue(ids)
+        """Retry dead jobs: queue them again, attempts reset; return how many.
+
+        Args:
+            ids: the dead jobs to retry; ``None`` retries every dead job. Ids of
+                jobs that are not dead are skipped.
+        """
+        return await self.store.retry_dead(ids)
 
     async def purge(self, state: JobState, older_than: float = 0.0) -> int:
         """Delete jobs in ``state`` finished over ``older_than`` seconds ago."""

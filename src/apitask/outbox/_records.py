@@ -59,7 +59,12 @@ class JobState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One row of the outbox, as a worker claimed it or a listing read it.
+    """A stored job record: one row of the outbox's jobs table, as a worker
+    claimed it or a listing (:meth:`Outbox.list`) read it.
+
+    A read-only snapshot of the row (changing it changes nothing stored). Not
+    to be confused with a task waiting in a :class:`~apitask.WorkerPool`'s
+    memory: that one has no row and no id.
 
     Attributes:
         id: row id, unique in its database.

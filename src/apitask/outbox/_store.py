@@ -72,7 +72,8 @@ class Store(Protocol):
         """
 
     async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
-        """Write back attempt outcomes.
+        """Write back attempt outcomes: one statement per verdict (named queries
+        ``succeed``, ``schedule_retry``, ``dead_letter``, ``release``).
 
         A succeeded row is deleted, or, with ``keep``, kept with its payload
         erased (``{}``): it never runs again, and the payload is the task's
@@ -82,8 +83,9 @@ class Store(Protocol):
     async def purge(self, state: JobState, older_than: float) -> int:
         """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""
 
-    async def requeue(self, ids: Sequence[int] | None) -> int:
-        """Make dead jobs (``ids``, or all when ``None``) queued again."""
+    async def retry_dead(self, ids: Sequence[int] | None) -> int:
+        """Queue dead jobs again (``ids``, or all when ``None``), attempts reset;
+        return how many. What :meth:`Outbox.retry` and ``apitask outbox retry`` do."""
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:
         """The newest ``limit`` jobs, in ``state`` if given."""

@@ -259,15 +259,15 @@ class PostgresStore:
         """Write back the outcomes of attempts in one transaction."""
         succeeded = [o.job_id for o in outcomes if o.verdict is Verdict.SUCCEEDED]
         released = [o.job_id for o in outcomes if o.verdict is Verdict.RELEASED]
-        retry = self._q["retry"]
+        retry = self._q["schedule_retry"]
         retries = [
             retry.args({"id": o.job_id, "worker": worker, "delay": o.delay, "error": o.error})
             for o in outcomes
             if o.verdict is Verdict.RETRY
         ]
-        bury = self._q["bury"]
+        dead_letter = self._q["dead_letter"]
         dead = [
-            bury.args({"id": o.job_id, "worker": worker, "error": o.error})
+            dead_letter.args({"id": o.job_id, "worker": worker, "error": o.error})
             for o in outcomes
             if o.verdict is Verdict.DEAD
         ]
@@ -284,7 +284,7 @@ class PostgresStore:
                 if retries:
                     await conn.executemany(retry.sql, retries)
                 if dead:
-                    await conn.executemany(bury.sql, dead)
+                    await conn.executemany(dead_letter.sql, dead)
 
     async def listen(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
         """``LISTEN`` on a dedicated connection; call ``wake`` on each notification."""
@@ -303,10 +303,10 @@ class PostgresStore:
         """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""
         return await self._execute("purge jobs", "purge", state=state.value, age=float(older_than))
 
-    async def requeue(self, ids: Sequence[int] | None) -> int:
+    async def retry_dead(self, ids: Sequence[int] | None) -> int:
         """Queue dead jobs again, with their attempts reset."""
         return await self._execute(
-            "retry dead jobs", "requeue", all_dead=ids is None, ids=list(ids or ())
+            "retry dead jobs", "retry_dead", all_dead=ids is None, ids=list(ids or ())
         )
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:
