@@ -13,8 +13,9 @@ import asyncpg
 import uvicorn
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from apitask.cli import add_worker_arguments, run_worker_command
 from apitask.logs import JSONFormatter, RequestIdFilter
-from apitask.outbox import OutboxError, add_worker_arguments, run_worker_command
+from apitask.outbox import OutboxError
 from apitask_auth import __version__
 from apitask_auth.accounts.addresses import DuplicateAddressesError
 from apitask_auth.app import create_app

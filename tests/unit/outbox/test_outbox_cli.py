@@ -1,13 +1,16 @@
-"""CLI helpers: durations, registry loading, database URLs."""
+"""The command line's helpers (apitask.cli): durations, registry loading, database URLs."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
+from apitask.cli import _duration_option as parse_duration
+from apitask.cli import load_registry
 from apitask.outbox import TaskRegistry, open_store
-from apitask.outbox._cli import load_registry, parse_duration
 from apitask.outbox.postgres import PostgresStore
 from apitask.outbox.sqlite import SQLiteStore
 
@@ -64,3 +67,29 @@ def test_database_urls_pick_the_store() -> None:
         with pytest.raises(ValueError, match="url: expected") as caught:
             open_store(bad)
         assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["add_worker_arguments", "load_registry", "run_worker_command"])
+def test_command_line_helpers_moved_to_apitask_cli(name: str) -> None:
+    """The helpers are apitask.cli's; their old apitask.outbox names still work, with a
+    DeprecationWarning naming the new place, and are not in apitask.outbox.__all__."""
+    import apitask.cli
+    import apitask.outbox
+
+    assert name in apitask.cli.__all__
+    assert name not in apitask.outbox.__all__
+    with pytest.warns(DeprecationWarning, match=rf"moved to apitask\.cli\.{name}"):
+        old = getattr(apitask.outbox, name)
+    assert old is getattr(apitask.cli, name)
+    with pytest.raises(AttributeError, match="no attribute 'add_outbox_commands'"):
+        apitask.outbox.add_outbox_commands  # noqa: B018  # private now, never an alias
+
+
+def test_python_dash_m_apitask_runs_the_command_line() -> None:
+    """``python -m apitask`` is the same command as the ``apitask`` console script."""
+    import apitask
+
+    done = subprocess.run(
+        [sys.executable, "-m", "apitask", "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == apitask.__version__
