@@ -13,12 +13,12 @@ import argparse
 import asyncio
 import importlib
 import os
-import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 import apitask
 
+from ._duration import parse_duration
 from .outbox import JobState, Outbox, OutboxError, TaskRegistry, open_outbox, run_worker
 
 if TYPE_CHECKING:
@@ -33,24 +33,23 @@ _DESCRIPTION = (
     "apitask outbox list|stats|retry|purge|migrate inspects and repairs the outbox."
 )
 URL_VARIABLES = ("APITASK_DATABASE_URL", "DATABASE_URL")
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def _duration_option(text: str) -> float:
-    """Seconds in ``"30"``, ``"30s"``, ``"1m30s"``, ``"500ms"``, ``"7d"``.
+    """An option's duration in seconds (:func:`apitask.parse_duration`'s syntax).
+
+    None of the options takes a negative one (a negative lease or age).
 
     Raises:
-        argparse.ArgumentTypeError: not a duration.
+        argparse.ArgumentTypeError: not a duration, or negative.
     """
     try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"expected a duration such as 30s or 1m30s, got {text!r}")
-    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (must not be negative)")
+    return seconds
 
 
 def load_registry(spec: str) -> TaskRegistry:

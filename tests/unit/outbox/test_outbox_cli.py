@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from apitask.cli import _duration_option as parse_duration
+from apitask.cli import _duration_option as duration_option
 from apitask.cli import load_registry
 from apitask.outbox import TaskRegistry, open_store
 from apitask.outbox.postgres import PostgresStore
@@ -25,18 +25,22 @@ def make_registry() -> TaskRegistry:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("30", 30.0), ("1.5", 1.5), ("30s", 30.0), ("1m30s", 90.0), ("500ms", 0.5),
-     ("2h", 7200.0), ("7d", 604800.0)],
+     ("2h", 7200.0), ("7d", 604800.0), ("0", 0.0)],
 )  # fmt: skip
-def test_durations_read_like_go(text: str, seconds: float) -> None:
-    """Plain seconds or Go-style units (plus d for days)."""
-    assert parse_duration(text) == seconds
+def test_duration_options_read_like_go(text: str, seconds: float) -> None:
+    """Options take apitask.parse_duration's syntax: Go's, plain seconds, d for days."""
+    assert duration_option(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "s", "10x", "1m 30s", "-5s"])
-def test_bad_durations_are_refused(text: str) -> None:
-    """Anything else is an argparse type error naming the input."""
-    with pytest.raises(argparse.ArgumentTypeError, match="expected a duration"):
-        parse_duration(text)
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("", "use Go syntax"), ("10x", "use Go syntax"), ("1m 30s", "use Go syntax"),
+     ("-5s", "must not be negative"), ("-1d", "must not be negative")],
+)  # fmt: skip
+def test_bad_or_negative_duration_options_are_refused(text: str, reason: str) -> None:
+    """Not a duration, or a negative one: an argparse type error naming the input."""
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"invalid duration '{text}' \({reason}"):
+        duration_option(text)
 
 
 def test_registries_load_from_module_attribute_or_factory() -> None:
