@@ -12,6 +12,7 @@ Needs the ``sqlalchemy`` extra (SQLite) or the ``postgres`` extra.
 
 from __future__ import annotations
 
+import inspect
 import typing
 import warnings
 
@@ -40,6 +41,19 @@ __all__ = [
     "JobDecodeError",
     "JobTimeoutError",
 ]
+
+
+def _show_public_path() -> None:
+    # Classes and functions name apitask.outbox as their module, not the private
+    # one defining them: reprs, tracebacks, pickles and the API docs show the
+    # path users import (httpx does the same).
+    for name in __all__:
+        value = globals()[name]
+        if isinstance(value, type) or inspect.isfunction(value):
+            value.__module__ = __name__
+
+
+_show_public_path()
 
 # Moved to apitask.cli (the command line's parts are not the outbox's API);
 # importable from here, with a DeprecationWarning, for one release.

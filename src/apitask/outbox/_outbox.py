@@ -120,7 +120,9 @@ class Outbox:
 
         The job exists if and only if that transaction commits. Nothing is
         committed here: the caller's ``commit`` publishes the job, its
-        ``rollback`` drops it.
+        ``rollback`` drops it. The id of the request this runs for
+        (:func:`apitask.logs.current_request_id`) is stored with the job; the
+        worker runs the task with it.
 
         Args:
             conn: a SQLAlchemy ``AsyncConnection`` or ``AsyncSession`` (or the
@@ -133,16 +135,16 @@ class Outbox:
                 is kept: see retention).
             delay: seconds before the job is due.
 
-        The id of the request this runs for (:func:`apitask.logs.current_request_id`)
-        is stored with the job; the worker runs the task with it.
-
         Returns:
             The job id, or ``None`` when ``idempotency_key`` was already used.
 
         Raises:
             ValueError: ``delay`` is negative.
-            TypeError: ``task`` is not durable or its payload is not JSON.
-            OutboxError: the database refused the insert.
+            TypeError: ``task`` is not durable (has no ``payload()``), its
+                payload is not JSON-serialisable (NaN included), or ``conn``
+                is none of the connections above for this store's database.
+            OutboxError: the database refused the insert or could not be
+                reached (the driver's exception is its ``__cause__``).
         """
         if delay < 0:
             raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
