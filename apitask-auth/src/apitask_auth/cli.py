@@ -42,7 +42,7 @@ async def _migrate(settings: Settings) -> dict[str, list[int]]:
 async def _schema_status(settings: Settings) -> dict[str, tuple[int, int]]:
     engine = create_engine(settings.database_url)
     try:
-        return await schema_status(engine)
+        return await schema_status(engine, settings.database_url)
     finally:
         await engine.dispose()
 

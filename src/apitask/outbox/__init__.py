@@ -17,7 +17,7 @@ import typing
 import warnings
 
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
-from ._records import Job, JobState, JobTimeoutError, OutboxError, Stats
+from ._records import Job, JobState, JobTimeoutError, OutboxError, SchemaStatus, Stats
 from ._registry import JobDecodeError, TaskFactory, TaskRegistry
 from ._store import NewJob, Store
 from ._worker import Worker, WorkerState, run_worker
@@ -35,6 +35,7 @@ __all__ = [
     "Job",
     "JobState",
     "Stats",
+    "SchemaStatus",
     "Store",
     "NewJob",
     "OutboxError",

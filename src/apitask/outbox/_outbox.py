@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .._types import Task
-    from ._records import Job, JobState, Stats
+    from ._records import Job, JobState, SchemaStatus, Stats
     from ._store import Store
 
 __all__ = ["Outbox", "OutboxSink", "open_outbox", "open_store"]
@@ -107,6 +107,15 @@ class Outbox:
     async def migrate(self) -> list[int]:
         """Create or upgrade the outbox tables; return the versions applied."""
         return await self.store.migrate()
+
+    async def schema_status(self) -> SchemaStatus:
+        """How far the outbox tables are migrated, read without changing anything.
+
+        ``status.pending`` lists what :meth:`migrate` would apply; a service can
+        refuse to start on a database that is behind
+        (``status.current < status.latest``).
+        """
+        return await self.store.schema_status()
 
     async def enqueue(
         self,

@@ -18,7 +18,7 @@ from ._records import OutboxError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-    from ._records import Finish, Job, JobState, Stats
+    from ._records import Finish, Job, JobState, SchemaStatus, Stats
 
 __all__ = ["NewJob", "Store", "as_sqlalchemy", "call_on_commit", "translate_errors"]
 
@@ -48,6 +48,13 @@ class Store(Protocol):
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied."""
+
+    async def schema_status(self) -> SchemaStatus:
+        """The migrations applied to the database and those this release ships.
+
+        Reads only: on a database never migrated it creates nothing (not even
+        the migrations table) and reports none applied.
+        """
 
     async def insert(self, conn: object | None, job: NewJob) -> int | None:
         """Insert ``job`` in ``conn``'s transaction, or in a transaction of its own

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ._records import Job, JobState, Stats, Verdict
+from ._records import Job, JobState, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries, numbered
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
 
@@ -35,6 +35,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # index in its table's schema by itself, but DROP INDEX must be told the schema.
 _TABLES = re.compile(r"\bapitask_(jobs|migrations)\b|(?<=DROP INDEX )apitask_\w+")
 _MIGRATIONS = load_migrations("postgres")
+_KNOWN = tuple(migration.version for migration in _MIGRATIONS)
 _QUERIES = load_queries("postgres")
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -181,6 +182,15 @@ class PostgresStore:
                     )
                     applied.append(migration.version)
         return applied
+
+    async def schema_status(self) -> SchemaStatus:
+        """The migrations this schema has and those this release ships (reads only)."""
+        pool = await self._pool_ready()
+        with translate_errors("read the outbox schema status", *_DRIVER_ERRORS):
+            async with pool.acquire() as conn:
+                exists = await conn.fetchval(self._q["migrations_table_exists"].sql)
+                rows = await conn.fetch(self._q["applied_migrations"].sql) if exists else []
+        return SchemaStatus(tuple(sorted(row[0] for row in rows)), _KNOWN)
 
     # -- enqueue --------------------------------------------------------------
 

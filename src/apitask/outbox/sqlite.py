@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._records import Job, JobState, OutboxError, Stats, Verdict
+from ._records import Job, JobState, OutboxError, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
 from ._store_thread import StoreThread
@@ -39,6 +39,7 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 _Q = load_queries("sqlite")
 _MIGRATIONS = load_migrations("sqlite")
+_KNOWN = tuple(migration.version for migration in _MIGRATIONS)
 
 
 def _when(epoch: float) -> datetime:
@@ -180,6 +181,17 @@ class SQLiteStore:
             return applied
 
         return await self._call("migrate the outbox schema", apply, durable=True)
+
+    async def schema_status(self) -> SchemaStatus:
+        """The migrations this file has and those this release ships (reads only)."""
+
+        def read(conn: sqlite3.Connection) -> SchemaStatus:
+            applied: list[int] = []
+            if conn.execute(_Q["migrations_table_exists"]).fetchone() is not None:
+                applied = sorted(row[0] for row in conn.execute(_Q["applied_migrations"]))
+            return SchemaStatus(tuple(applied), _KNOWN)
+
+        return await self._call("read the outbox schema status", read)
 
     # -- enqueue --------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from apitask.outbox import Job, JobState, NewJob, OutboxError, Stats
+from apitask.outbox import Job, JobState, NewJob, OutboxError, SchemaStatus, Stats
 from apitask.outbox._records import Verdict
 
 if TYPE_CHECKING:
@@ -101,6 +101,9 @@ class FakeStore:
             )
             self.finished.append(o)
         self.called("finished").set()
+
+    async def schema_status(self) -> SchemaStatus:
+        return SchemaStatus((), ())
 
     async def purge(self, state: JobState, older_than: float) -> int:
         self._enter(f"purge_{state.value}")

@@ -118,6 +118,12 @@ CREATE TABLE IF NOT EXISTS apitask_migrations (
 -- Many workers may start at once: one of them migrates, the others wait.
 SELECT pg_advisory_xact_lock(hashtext(:lock_name))
 
+-- name: migrations_table_exists
+-- True when the migrations table is there (schema_status reads, never creates).
+-- The store's schema prefix is applied inside the literal too, so to_regclass
+-- looks in that schema ('"jobs".apitask_migrations'), else on the search_path.
+SELECT to_regclass('apitask_migrations') IS NOT NULL
+
 -- name: applied_migrations
 SELECT version FROM apitask_migrations
 

@@ -97,6 +97,10 @@ CREATE TABLE IF NOT EXISTS apitask_migrations (
     applied_at REAL NOT NULL
 )
 
+-- name: migrations_table_exists
+-- A row when the migrations table is there (schema_status reads, never creates).
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'apitask_migrations'
+
 -- name: applied_migrations
 SELECT version FROM apitask_migrations
 
