@@ -55,10 +55,11 @@ def _env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
         ("250ms", 0.25),
         ("10us", 0.00001),
         ("1h2m3s4ms", 3723.004),
+        ("7d", 604800),  # days: apitask.parse_duration's addition to Go's syntax
     ],
 )
 def test_go_durations(text: str, seconds: float) -> None:
-    """Go's time.ParseDuration syntax; a bare number is seconds."""
+    """Go's time.ParseDuration syntax; a bare number is seconds, d is days."""
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 

@@ -14,8 +14,9 @@ import asyncpg
 import uvicorn
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from apitask.cli import add_worker_arguments, run_worker_command
 from apitask.logs import JSONFormatter, RequestIdFilter
-from apitask.outbox import OutboxError, add_worker_arguments, run_worker_command
+from apitask.outbox import OutboxError
 from apitask_auth import __version__
 from apitask_auth.accounts.addresses import DuplicateAddressesError
 from apitask_auth.accounts.jwt_keys import ALGORITHMS, generate_jwk
@@ -43,7 +44,7 @@ async def _migrate(settings: Settings) -> dict[str, list[int]]:
 async def _schema_status(settings: Settings) -> dict[str, tuple[int, int]]:
     engine = create_engine(settings.database_url)
     try:
-        return await schema_status(engine)
+        return await schema_status(engine, settings.database_url)
     finally:
         await engine.dispose()
 

@@ -25,6 +25,7 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+import apitask
 from apitask.mail import (
     InvalidMessageError,
     Message,
@@ -57,64 +58,14 @@ class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
 
 
-# Go's time.ParseDuration units, in nanoseconds.
-_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
 def parse_duration(value: str) -> timedelta:
-    """Parse a Go duration (``30s``, ``1m30s``, ``1.5h``, ``-2m``, ``0``).
-
-    A bare number is read as seconds, which GoTrue configurations sometimes use
-    for fields documented in seconds.
+    """Parse a Go duration (``30s``, ``1m30s``, ``1.5h``, ``-2m``, ``0``; a bare
+    number is seconds, ``d`` is days): :func:`apitask.parse_duration`'s syntax.
 
     Raises:
-        ValueError: the text is not a duration.
+        ValueError: the text is not a duration, or is past Go's range.
     """
-    text = value.strip()
-    sign = 1.0
-    if text[:1] in "+-" and text:
-        sign = -1.0 if text[0] == "-" else 1.0
-        text = text[1:]
-    if not text:
-        raise ValueError(f"invalid duration {value!r}")
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return _bounded(value, sign * seconds)
-    total = 0.0
-    position = 0
-    for match in _PART.finditer(text):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    if position != len(text):
-        raise ValueError(f"invalid duration {value!r} (use Go syntax such as 30s or 1m30s)")
-    return _bounded(value, sign * total)
-
-
-# Go's time.Duration is an int64 of nanoseconds: about 292 years either way.
-# Beyond it Go answers "invalid duration"; Python would overflow later, in
-# date arithmetic (a ban of 99999999999h) where it is no longer a bad input.
-_GO_MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
-
-
-def _bounded(value: str, seconds: float) -> timedelta:
-    if not math.isfinite(seconds) or abs(seconds) > _GO_MAX_DURATION_SECONDS:
-        raise ValueError(f"invalid duration {value!r} (out of range)")
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=apitask.parse_duration(value))
 
 
 def _duration(value: object) -> object:

@@ -48,7 +48,6 @@ from sqlalchemy.schema import CreateIndex
 import apitask.outbox.postgres
 import apitask.outbox.sqlite  # noqa: F401
 from apitask.outbox import Outbox, open_store
-from apitask.outbox._sql import load_migrations
 from apitask_auth.accounts import addresses
 from apitask_auth.storage import pg_connect, schema_v1, sqlite_driver
 from apitask_auth.storage.database_url import DatabaseURL, parse_database_url
@@ -451,7 +450,7 @@ async def migrate(engine: AsyncEngine) -> list[int]:
     return applied
 
 
-async def schema_status(engine: AsyncEngine) -> dict[str, tuple[int, int]]:
+async def schema_status(engine: AsyncEngine, database_url: str) -> dict[str, tuple[int, int]]:
     """How far each schema is migrated, read without writing anything.
 
     Returns:
@@ -459,23 +458,21 @@ async def schema_status(engine: AsyncEngine) -> dict[str, tuple[int, int]]:
         0 applied for a schema never migrated.
     """
 
-    def _read(sync: Connection) -> tuple[int, int]:
-        inspector = inspect(sync)
-        found = []
-        for table in ("schema_migrations", "apitask_migrations"):
-            versions = (
-                sync.execute(text(f"SELECT version FROM {table}")).scalars().all()
-                if inspector.has_table(table)
-                else []
-            )
-            found.append(max(versions, default=0))
-        return found[0], found[1]
+    def _read(sync: Connection) -> int:
+        if not inspect(sync).has_table("schema_migrations"):
+            return 0
+        versions = sync.execute(text("SELECT version FROM schema_migrations")).scalars().all()
+        return max(versions, default=0)
 
     async with engine.connect() as connection:
-        auth, outbox = await connection.run_sync(_read)
-        dialect = "postgres" if backend(connection) == "postgresql" else "sqlite"
-    outbox_latest = max(migration.version for migration in load_migrations(dialect))
-    return {"auth": (auth, MIGRATIONS[-1][0]), "outbox": (outbox, outbox_latest)}
+        auth = await connection.run_sync(_read)
+    # The outbox's own store reads its migration record (the same database).
+    async with Outbox(open_store(parse_database_url(database_url).url)) as outbox:
+        outbox_status = await outbox.schema_status()
+    return {
+        "auth": (auth, MIGRATIONS[-1][0]),
+        "outbox": (outbox_status.current, outbox_status.latest),
+    }
 
 
 async def migrate_all(engine: AsyncEngine, database_url: str) -> dict[str, list[int]]:

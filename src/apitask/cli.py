@@ -1,8 +1,10 @@
-"""``apitask worker`` and ``apitask outbox list|stats|retry|purge|migrate``.
+"""The ``apitask`` command line, and the parts a service's own command line reuses.
 
-The service reuses these: ``add_worker_arguments`` + ``run_worker_command``
-give ``apitask-auth worker`` the same options, and :func:`run_worker` is the
-loop both run.
+``apitask worker --app module:registry`` runs outbox jobs;
+``apitask outbox list|stats|retry|purge|migrate`` inspects and repairs the
+outbox. A service gives its own command the same worker options:
+:func:`add_worker_arguments` on its parser, then :func:`run_worker_command`
+with its registry (``apitask-auth worker`` does).
 """
 
 from __future__ import annotations
@@ -11,49 +13,43 @@ import argparse
 import asyncio
 import importlib
 import os
-import re
-import signal
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._outbox import Outbox, open_outbox
-from ._records import JobState, OutboxError
-from ._registry import TaskRegistry
+import apitask
+
+from ._duration import parse_duration
+from .outbox import JobState, Outbox, OutboxError, TaskRegistry, open_outbox, run_worker
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from .._backoff import Backoff
+    from ._backoff import Backoff
 
-__all__ = [
-    "add_outbox_commands",
-    "add_worker_arguments",
-    "load_registry",
-    "parse_duration",
-    "run_outbox_command",
-    "run_worker",
-    "run_worker_command",
-]
+__all__ = ["add_worker_arguments", "load_registry", "main", "run_worker_command"]
 
+_DESCRIPTION = (
+    "apitask worker --app module:registry runs outbox jobs; "
+    "apitask outbox list|stats|retry|purge|migrate inspects and repairs the outbox."
+)
 URL_VARIABLES = ("APITASK_DATABASE_URL", "DATABASE_URL")
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``"30"``, ``"30s"``, ``"1m30s"``, ``"500ms"``, ``"7d"``.
+def _duration_option(text: str) -> float:
+    """An option's duration in seconds (:func:`apitask.parse_duration`'s syntax).
+
+    None of the options takes a negative one (a negative lease or age).
 
     Raises:
-        argparse.ArgumentTypeError: not a duration.
+        argparse.ArgumentTypeError: not a duration, or negative.
     """
     try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"expected a duration such as 30s or 1m30s, got {text!r}")
-    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (must not be negative)")
+    return seconds
 
 
 def load_registry(spec: str) -> TaskRegistry:
@@ -78,40 +74,6 @@ def load_registry(spec: str) -> TaskRegistry:
     return target
 
 
-async def run_worker(
-    outbox: Outbox,
-    *,
-    migrate: bool = True,
-    until_empty: bool = False,
-    signals: bool = True,
-    **options: Any,
-) -> None:
-    """Run one worker on ``outbox`` until SIGTERM/SIGINT (or until no job is due).
-
-    A signal starts a graceful drain: no new claims, running jobs get the
-    worker's ``shutdown_timeout``, then are cancelled and released.
-
-    Args:
-        outbox: the outbox to work on.
-        migrate: create or upgrade the outbox tables first.
-        until_empty: return once no job is due and none is running.
-        signals: install SIGTERM and SIGINT handlers for the run.
-        options: :class:`Worker` options (concurrency, lease, ...).
-    """
-    if migrate:
-        await outbox.migrate()
-    worker = outbox.worker(**options)
-    loop = asyncio.get_running_loop()
-    handled = (signal.SIGTERM, signal.SIGINT) if signals else ()
-    for signum in handled:
-        loop.add_signal_handler(signum, worker.stop)
-    try:
-        await worker.run(until_empty=until_empty)
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
-
-
 def _add_database_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
@@ -126,15 +88,15 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     _add_database_arguments(parser)
     parser.add_argument("--concurrency", "-c", type=int, default=10, help="jobs run at once")
     parser.add_argument("--batch-size", type=int, help="jobs claimed per query")
-    parser.add_argument("--lease", type=parse_duration, default=30.0, help="claim lease (30s)")
-    parser.add_argument("--poll-interval", type=parse_duration, default=1.0, help="idle poll")
+    parser.add_argument("--lease", type=_duration_option, default=30.0, help="claim lease (30s)")
+    parser.add_argument("--poll-interval", type=_duration_option, default=1.0, help="idle poll")
     parser.add_argument("--max-attempts", type=int, default=5, help="attempts before dead")
-    parser.add_argument("--job-timeout", type=parse_duration, help="limit on one attempt")
+    parser.add_argument("--job-timeout", type=_duration_option, help="limit on one attempt")
     parser.add_argument(
-        "--retention", type=parse_duration, default=86400.0, help="keep succeeded jobs (1d)"
+        "--retention", type=_duration_option, default=86400.0, help="keep succeeded jobs (1d)"
     )
     parser.add_argument(
-        "--shutdown-timeout", type=parse_duration, default=30.0, help="drain deadline (30s)"
+        "--shutdown-timeout", type=_duration_option, default=30.0, help="drain deadline (30s)"
     )
     parser.add_argument(
         "--no-listen", action="store_true", help="poll only (behind PgBouncer in transaction mode)"
@@ -174,7 +136,7 @@ def run_worker_command(
             stopped, whatever the outcome: close what the registry's tasks
             share there (an SMTP client's pooled connections).
     """
-    from .._backoff import Backoff
+    from ._backoff import Backoff
 
     outbox = _open(args, registry)
     try:
@@ -228,7 +190,7 @@ def _listed_state(name: str | None) -> JobState | None:
     return renamed
 
 
-def add_outbox_commands(parser: argparse.ArgumentParser) -> None:
+def _add_outbox_commands(parser: argparse.ArgumentParser) -> None:
     """Add ``list``, ``stats``, ``retry``, ``purge`` and ``migrate`` under ``parser``."""
     states = [s.value for s in JobState]
     commands = parser.add_subparsers(dest="outbox_command", required=True)
@@ -244,7 +206,7 @@ def add_outbox_commands(parser: argparse.ArgumentParser) -> None:
     retry.add_argument("--all", action="store_true", help="every dead job")
     purge = commands.add_parser("purge", help="delete finished jobs")
     purge.add_argument("--state", choices=["succeeded", "dead"], default="succeeded")
-    purge.add_argument("--older-than", type=parse_duration, default=0.0, help="e.g. 7d")
+    purge.add_argument("--older-than", type=_duration_option, default=0.0, help="e.g. 7d")
     commands.add_parser("migrate", help="create or upgrade the outbox tables")
     for command in commands.choices.values():
         _add_database_arguments(command)
@@ -303,7 +265,7 @@ async def _outbox_command(outbox: Outbox, args: argparse.Namespace, out: TextIO)
         print(f"purged {count} {args.state} job(s)", file=out)
 
 
-def run_outbox_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
+def _run_outbox_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the ``outbox`` sub-command the parsed ``args`` describe."""
     outbox = _open(args)
 
@@ -317,3 +279,31 @@ def run_outbox_command(args: argparse.Namespace, out: TextIO | None = None) -> i
         sys.stderr.write(f"apitask outbox: {exc}\n")
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``apitask`` command and return its exit status."""
+    parser = argparse.ArgumentParser(prog="apitask", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=apitask.__version__)
+    commands = parser.add_subparsers(dest="command")
+    worker = commands.add_parser("worker", help="run outbox jobs until SIGTERM")
+    worker.add_argument(
+        "--app",
+        required=True,
+        help="module:attribute of the TaskRegistry (or a function making it)",
+    )
+    add_worker_arguments(worker)
+    outbox = commands.add_parser("outbox", help="inspect and repair the outbox")
+    _add_outbox_commands(outbox)
+    args = parser.parse_args(argv)
+
+    if args.command == "worker":
+        try:
+            registry = load_registry(args.app)
+        except ValueError as exc:
+            parser.error(f"--app: {exc}")
+        return run_worker_command(args, registry)
+    if args.command == "outbox":
+        return _run_outbox_command(args)
+    parser.print_help(sys.stderr)
+    return 2
