@@ -15,25 +15,26 @@ from ._redact import redact_addresses
 
 # isort: split
 # Clients that compose, background sending, validation.
-from ._address import AddressReason, InvalidAddressError, check_syntax
 from ._background import BackgroundClient
-from ._clients import NoopClient, RecordingClient
-from ._resolver import DNSResolver, Resolver, StaticResolver
+from ._noop import NoopClient
+from ._recording import RecordingClient
 from ._task import MailTask, mail_counters
-from ._validate import ValidatingClient
-from ._validation_service import ValidationService
+from ._validation._address import AddressReason, InvalidAddressError, check_syntax
+from ._validation._resolver import DNSResolver, Resolver, StaticResolver
+from ._validation._service import ValidationService
+from ._validation._validating_client import ValidatingClient
 
 # isort: split
 # Templates: GoTrue's mail types, Go template syntax, the template cache.
-from ._defaults import MailType
-from ._gotemplate import TemplateError
 from ._gotrue_env import TemplateMailerOptions, parse_smtp_headers, template_mailer_options
-from ._mailer import MailData, TemplateMailer
-from ._template_cache import TemplateCache, TemplateReloader
-from ._template_source import TemplateSource
+from ._templates._cache import TemplateCache, TemplateReloader
+from ._templates._defaults import MailType
+from ._templates._gotemplate import TemplateError
+from ._templates._mailer import MailData, TemplateMailer
+from ._templates._source import TemplateSource
 
 if TYPE_CHECKING:
-    from ._smtp import SMTPClient, SMTPCounters, TLSMode
+    from ._smtp._client import SMTPClient, SMTPCounters, TLSMode
 
 __all__ = [
     "Message",
@@ -81,7 +82,7 @@ _SMTP_NAMES = frozenset({"SMTPClient", "SMTPCounters", "TLSMode"})
 def __getattr__(name: str) -> Any:
     # Lazy, so that Message and the errors work without the mail extra.
     if name in _SMTP_NAMES:
-        from . import _smtp
+        from ._smtp import _client
 
-        return getattr(_smtp, name)
+        return getattr(_client, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

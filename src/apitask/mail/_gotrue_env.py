@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import urlsplit
 
-from ._defaults import MAIL_TYPES
+from ._templates._defaults import MAIL_TYPES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from apitask.mail import TemplateError
-from apitask.mail._templates import compile_template, go_range
+from apitask.mail._templates._compile import compile_template, go_range
 
 HOSTILE = [
     '<script>alert("x")</script>',
@@ -80,7 +80,7 @@ def test_templates_compile_without_the_mail_extra_until_used() -> None:
     code = (
         "import sys; sys.modules['jinja2'] = None; sys.modules['markupsafe'] = None\n"
         "import apitask.mail\n"
-        "from apitask.mail._templates import compile_template\n"
+        "from apitask.mail._templates._compile import compile_template\n"
         "try:\n"
         "    compile_template('x', name='t', html=True)\n"
         "except ImportError:\n"

@@ -20,7 +20,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from ._errors import InvalidMessageError
+from .._errors import InvalidMessageError
 
 __all__ = [
     "AddressReason",

@@ -15,20 +15,20 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .._headers import check_header_name, check_header_text
+from .._message import Message, make_message_id
+from ._cache import TemplateCache
+from ._compile import compile_template
 from ._defaults import DEFAULT_HTML, DEFAULT_SUBJECTS, DEFAULT_TEXT, MAIL_TYPES, MESSAGE_TYPES
-from ._headers import check_header_name, check_header_text
-from ._message import Message, make_message_id
-from ._template_cache import TemplateCache
-from ._template_source import TemplateSource
-from ._templates import compile_template
+from ._source import TemplateSource
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping, Sequence
 
-    from ._client import MailClient
+    from .._client import MailClient
+    from ._compile import CompiledTemplate
     from ._defaults import MailType
-    from ._templates import CompiledTemplate
 
 __all__ = ["MailData", "TemplateMailer"]
 

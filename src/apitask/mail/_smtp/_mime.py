@@ -38,11 +38,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._errors import InvalidMessageError
-from ._headers import check_address, check_header_text
+from .._errors import InvalidMessageError
+from .._headers import check_address, check_header_text
 
 if TYPE_CHECKING:
-    from ._message import Message
+    from .._message import Message
 
 __all__ = ["Envelope", "Sender", "parse_sender", "render"]
 
