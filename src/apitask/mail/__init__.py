@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._client import MailClient
 from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
+from ._headers import check_header
 from ._message import Message, make_message_id
 from ._redact import redact_addresses
 
@@ -19,7 +20,7 @@ from ._background import BackgroundClient
 from ._noop import NoopClient
 from ._recording import RecordingClient
 from ._task import MailTask, mail_counters
-from ._validation._address import AddressReason, InvalidAddressError, check_syntax
+from ._validation._address import AddressReason, InvalidAddressError, check_address
 from ._validation._resolver import DNSResolver, Resolver, StaticResolver
 from ._validation._service import ValidationService
 from ._validation._validating_client import ValidatingClient
@@ -28,6 +29,7 @@ from ._validation._validating_client import ValidatingClient
 # Templates: GoTrue's mail types, Go template syntax, the template cache.
 from ._gotrue_env import TemplateMailerOptions, parse_smtp_headers, template_mailer_options
 from ._templates._cache import TemplateCache, TemplateReloader
+from ._templates._compile import CompiledTemplate, compile_template
 from ._templates._defaults import MailType
 from ._templates._gotemplate import TemplateError
 from ._templates._mailer import MailData, TemplateMailer
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Message",
     "make_message_id",
+    "check_header",
     "redact_addresses",
     "MailClient",
     "MailError",
@@ -55,7 +58,7 @@ __all__ = [
     "ValidationService",
     "InvalidAddressError",
     "AddressReason",
-    "check_syntax",
+    "check_address",
     "Resolver",
     "DNSResolver",
     "StaticResolver",
@@ -64,6 +67,8 @@ __all__ = [
     "MailData",
     "MailType",
     "TemplateError",
+    "compile_template",
+    "CompiledTemplate",
     "TemplateSource",
     "TemplateCache",
     "TemplateReloader",

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from apitask.mail import MailError, TemplateError
-from apitask.mail._templates._compile import compile_template
+from apitask.mail import MailError, TemplateError, compile_template
 from apitask.mail._templates._gotemplate import translate
 
 DATA: dict[str, Any] = {

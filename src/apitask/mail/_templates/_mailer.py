@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .._headers import check_header_name, check_header_text
+from .._headers import check_header
 from .._message import Message, make_message_id
 from ._cache import TemplateCache
 from ._compile import compile_template
@@ -241,5 +241,6 @@ def _headers(headers: Mapping[str, str | Sequence[str]]) -> dict[str, str]:
         listed = [values] if isinstance(values, str) else list(values)
         joined = ", ".join(value for value in listed if value)
         if name and joined:
-            result[check_header_name(name)] = check_header_text(f"header {name}", joined)
+            check_header(name, joined)
+            result[name] = joined
     return result
