@@ -33,7 +33,6 @@ from apitask.mail import (
     check_address,
     check_header,
     compile_template,
-    template_mailer_options,
 )
 from apitask_auth.storage.database_url import DatabaseURL, parse_database_url
 
@@ -605,17 +604,23 @@ def load_settings(
 
 def _mail_templates(settings: Settings, env_file: str | None, overrides: dict[str, Any]) -> None:
     """Collect ``GOTRUE_MAILER_SUBJECTS_*`` and ``GOTRUE_MAILER_TEMPLATES_*`` (the
-    environment wins over ``.env``) and check each: a subject must compile and a
-    template location must parse, or the start fails naming the variable."""
+    environment wins over ``.env``; empty counts as unset) and check each: a subject
+    must compile and a template location must parse, or the start fails naming the
+    variable."""
     environ = {**(dotenv_values(env_file) if env_file else {}), **os.environ}
-    options = template_mailer_options(
-        {name.upper(): value for name, value in environ.items() if value is not None}
-    )
-    if "mailer_subjects" not in overrides:
-        settings.mailer_subjects = dict(options["subjects"])
-    if "mailer_templates" not in overrides:
-        settings.mailer_templates = dict(options["templates"])
-    for prefix, option in (("SUBJECTS", "subjects"), ("TEMPLATES", "templates")):
+    variables = {name.upper(): value for name, value in environ.items() if value}
+    for option in ("subjects", "templates"):
+        prefix = f"GOTRUE_MAILER_{option.upper()}_"
+        if f"mailer_{option}" not in overrides:
+            setattr(
+                settings,
+                f"mailer_{option}",
+                {
+                    kind: variables[prefix + kind.upper()]
+                    for kind in get_args(MailType)
+                    if prefix + kind.upper() in variables
+                },
+            )
         for kind, value in getattr(settings, f"mailer_{option}").items():
             try:
                 if kind not in get_args(MailType):
@@ -625,4 +630,4 @@ def _mail_templates(settings: Settings, env_file: str | None, overrides: dict[st
                 elif value:  # an empty location means the default body
                     TemplateSource.parse(value, site_url=settings.site_url)
             except (ValueError, TemplateError) as exc:
-                raise ConfigError(f"GOTRUE_MAILER_{prefix}_{kind.upper()}: {exc}") from None
+                raise ConfigError(f"{prefix}{kind.upper()}: {exc}") from None

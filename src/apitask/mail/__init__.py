@@ -27,7 +27,6 @@ from ._validation._validating_client import ValidatingClient
 
 # isort: split
 # Templates: GoTrue's mail types, Go template syntax, the template cache.
-from ._gotrue_env import TemplateMailerOptions, parse_smtp_headers, template_mailer_options
 from ._templates._cache import TemplateCache, TemplateReloader
 from ._templates._compile import CompiledTemplate, compile_template
 from ._templates._defaults import MailType
@@ -72,9 +71,6 @@ __all__ = [
     "TemplateSource",
     "TemplateCache",
     "TemplateReloader",
-    "TemplateMailerOptions",
-    "template_mailer_options",
-    "parse_smtp_headers",
     # SMTP (imported on first use: needs aiosmtplib, from the mail extra)
     "SMTPClient",
     "SMTPCounters",

@@ -110,7 +110,7 @@ class TemplateMailer:
         headers: extra headers (``GOTRUE_SMTP_HEADERS``): a value or a list
             of values per name, joined with ``", "``; ``$messageType`` in a
             value becomes the mail's message type; empty names and values
-            are dropped.
+            are dropped; anything else than strings is refused.
         cache: the template cache (share one across rebuilt mailers).
 
     Raises:
@@ -238,9 +238,21 @@ def _default(kind: MailType, html: bool) -> CompiledTemplate:
 def _headers(headers: Mapping[str, str | Sequence[str]]) -> dict[str, str]:
     result: dict[str, str] = {}
     for name, values in headers.items():
-        listed = [values] if isinstance(values, str) else list(values)
-        joined = ", ".join(value for value in listed if value)
+        joined = ", ".join(value for value in _strings(name, values) if value)
         if name and joined:
             check_header(name, joined)
             result[name] = joined
     return result
+
+
+def _strings(name: object, values: object) -> list[str]:
+    # Read as untyped: the values often come from JSON. Refused, not skipped:
+    # a header silently left out is a different mail from the one configured.
+    listed = [values] if isinstance(values, str) else values
+    if (
+        not isinstance(name, str)
+        or not isinstance(listed, list | tuple)
+        or not all(isinstance(value, str) for value in listed)
+    ):
+        raise ValueError(f"header {name!r}: expected a string or a list of strings")
+    return list(listed)
