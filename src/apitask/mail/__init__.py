@@ -6,7 +6,8 @@ templates and validation; :class:`Message` and the errors need nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import types as _types
+import typing as _typing
 
 from ._client import MailClient
 from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
@@ -34,56 +35,69 @@ from ._templates._gotemplate import TemplateError
 from ._templates._mailer import MailData, TemplateMailer
 from ._templates._source import TemplateSource
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers only
     from ._smtp._client import SMTPClient, SMTPCounters, TLSMode
 
 __all__ = [
-    "Message",
-    "make_message_id",
-    "check_header",
-    "redact_addresses",
-    "MailClient",
-    "MailError",
-    "TransientMailError",
-    "PermanentMailError",
-    "InvalidMessageError",
-    # clients that compose, background sending, validation
-    "NoopClient",
-    "RecordingClient",
-    "BackgroundClient",
-    "MailTask",
-    "mail_counters",
-    "ValidatingClient",
-    "ValidationService",
-    "InvalidAddressError",
     "AddressReason",
-    "check_address",
-    "Resolver",
-    "DNSResolver",
-    "StaticResolver",
-    # Templates
-    "TemplateMailer",
-    "MailData",
-    "MailType",
-    "TemplateError",
-    "compile_template",
+    "BackgroundClient",
     "CompiledTemplate",
-    "TemplateSource",
-    "TemplateCache",
-    "TemplateReloader",
-    # SMTP (imported on first use: needs aiosmtplib, from the mail extra)
+    "DNSResolver",
+    "InvalidAddressError",
+    "InvalidMessageError",
+    "MailClient",
+    "MailData",
+    "MailError",
+    "MailTask",
+    "MailType",
+    "Message",
+    "NoopClient",
+    "PermanentMailError",
+    "RecordingClient",
+    "Resolver",
     "SMTPClient",
     "SMTPCounters",
+    "StaticResolver",
     "TLSMode",
+    "TemplateCache",
+    "TemplateError",
+    "TemplateMailer",
+    "TemplateReloader",
+    "TemplateSource",
+    "TransientMailError",
+    "ValidatingClient",
+    "ValidationService",
+    "check_address",
+    "check_header",
+    "compile_template",
+    "mail_counters",
+    "make_message_id",
+    "redact_addresses",
 ]
 
 _SMTP_NAMES = frozenset({"SMTPClient", "SMTPCounters", "TLSMode"})
 
 
-def __getattr__(name: str) -> Any:
+def _publish(value: object) -> object:
+    # Reprs, tracebacks and the API docs show apitask.mail.Message, the path
+    # users import, not the private module it is written in (as httpx does).
+    if isinstance(value, type | _types.FunctionType) and value.__module__.startswith(
+        f"{__name__}._"
+    ):
+        value.__module__ = __name__
+    return value
+
+
+def __getattr__(name: str) -> object:
     # Lazy, so that Message and the errors work without the mail extra.
     if name in _SMTP_NAMES:
         from ._smtp import _client
 
-        return getattr(_client, name)
+        return _publish(getattr(_client, name))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+for _name in __all__:
+    if _name not in _SMTP_NAMES:
+        _publish(globals()[_name])
+del _name
