@@ -177,7 +177,9 @@ def test_mail_templates_and_validation_settings(
     _env(
         monkeypatch,
         GOTRUE_MAILER_SUBJECTS_CONFIRMATION="Welcome {{ .Email }}",
+        GOTRUE_MAILER_SUBJECTS_MAGIC_LINK="",  # empty counts as unset
         GOTRUE_MAILER_TEMPLATES_RECOVERY="https://templates.example.com/recovery.html",
+        GOTRUE_MAILER_TEMPLATES_PASSWORD_CHANGED_NOTIFICATION="/etc/mail/pw.html",
         GOTRUE_MAILER_EMAIL_VALIDATION_EXTENDED="true",
         GOTRUE_MAILER_EMAIL_VALIDATION_SERVICE_HEADERS='{"X-Key": ["k"]}',
         GOTRUE_MAILER_EMAIL_VALIDATION_BLOCKED_MX='["mx.bad.example"]',
@@ -187,7 +189,10 @@ def test_mail_templates_and_validation_settings(
         "confirmation": "Welcome {{ .Email }}",
         "invite": "Join {{ .SiteURL }}",
     }
-    assert settings.mailer_templates == {"recovery": "https://templates.example.com/recovery.html"}
+    assert settings.mailer_templates == {
+        "recovery": "https://templates.example.com/recovery.html",
+        "password_changed_notification": "/etc/mail/pw.html",
+    }
     assert settings.mailer_email_validation_extended is True
     assert settings.validation_service_headers == {"X-Key": ["k"]}
     assert settings.blocked_mx == ["mx.bad.example"]

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, field_validator
@@ -28,11 +28,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 import apitask
 from apitask.mail import (
     InvalidMessageError,
-    Message,
-    RecordingClient,
+    MailType,
     TemplateError,
-    TemplateMailer,
-    template_mailer_options,
+    TemplateSource,
+    check_address,
+    check_header,
+    compile_template,
 )
 from apitask_auth.storage.database_url import DatabaseURL, parse_database_url
 
@@ -114,12 +115,8 @@ def parse_smtp_headers(raw: str) -> dict[str, list[str]]:
         if name and kept:
             headers[name] = kept
     try:  # the message's own header rules: names, reserved names, control characters
-        Message(
-            to="probe@example.com",
-            subject="probe",
-            text="probe",
-            headers={name: ", ".join(values) for name, values in headers.items()},
-        )
+        for name, values in headers.items():
+            check_header(name, ", ".join(values))
     except InvalidMessageError as exc:
         raise ValueError(str(exc)) from None
     return headers
@@ -380,7 +377,7 @@ class Settings(BaseSettings):
     def _smtp_admin_email(cls, value: str) -> str:
         if value:
             try:
-                Message(to=value, subject="probe", text="probe")
+                check_address(value)
             except InvalidMessageError:
                 raise ValueError(
                     "expected a bare e-mail address such as noreply@example.com"
@@ -558,24 +555,30 @@ def load_settings(
 
 def _mail_templates(settings: Settings, env_file: str | None, overrides: dict[str, Any]) -> None:
     """Collect ``GOTRUE_MAILER_SUBJECTS_*`` and ``GOTRUE_MAILER_TEMPLATES_*`` (the
-    environment wins over ``.env``) and check each: a subject must compile and a
-    template location must parse, or the start fails naming the variable."""
+    environment wins over ``.env``; empty counts as unset) and check each: a subject
+    must compile and a template location must parse, or the start fails naming the
+    variable."""
     environ = {**(dotenv_values(env_file) if env_file else {}), **os.environ}
-    options = template_mailer_options(
-        {name.upper(): value for name, value in environ.items() if value is not None}
-    )
-    if "mailer_subjects" not in overrides:
-        settings.mailer_subjects = dict(options["subjects"])
-    if "mailer_templates" not in overrides:
-        settings.mailer_templates = dict(options["templates"])
-    for prefix, option in (("SUBJECTS", "subjects"), ("TEMPLATES", "templates")):
+    variables = {name.upper(): value for name, value in environ.items() if value}
+    for option in ("subjects", "templates"):
+        prefix = f"GOTRUE_MAILER_{option.upper()}_"
+        if f"mailer_{option}" not in overrides:
+            setattr(
+                settings,
+                f"mailer_{option}",
+                {
+                    kind: variables[prefix + kind.upper()]
+                    for kind in get_args(MailType)
+                    if prefix + kind.upper() in variables
+                },
+            )
         for kind, value in getattr(settings, f"mailer_{option}").items():
             try:
-                TemplateMailer(
-                    RecordingClient(),
-                    site_url=settings.site_url,
-                    subjects={kind: value} if option == "subjects" else None,
-                    templates={kind: value} if option == "templates" else None,
-                )
+                if kind not in get_args(MailType):
+                    raise ValueError(f"unknown mail type(s) in {option}: {kind}")
+                if option == "subjects":
+                    compile_template(value, name=f"{kind} subject", html=False)
+                elif value:  # an empty location means the default body
+                    TemplateSource.parse(value, site_url=settings.site_url)
             except (ValueError, TemplateError) as exc:
-                raise ConfigError(f"GOTRUE_MAILER_{prefix}_{kind.upper()}: {exc}") from None
+                raise ConfigError(f"{prefix}{kind.upper()}: {exc}") from None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from apitask.mail import InvalidAddressError, InvalidMessageError, check_syntax
+from apitask.mail import InvalidAddressError, InvalidMessageError, check_address
 from apitask_auth.accounts.security import generate_otp, token_hash
 from apitask_auth.accounts.users import User, set_one_time_token
 from apitask_auth.delivery.mailer import MailData, Template
@@ -48,15 +48,15 @@ _CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # matched whole (fullmatch)
 
 
 def validate_email(email: str | None) -> str:
-    """GoTrue's syntax check (§1.8); returns the address normalized and lowercased.
+    """GoTrue's syntax check (§1.8); returns the address lowercased.
 
     Every address that comes in goes through here. The rule is the library's
-    :func:`apitask.mail.check_syntax`, the same one the mail chain applies, so
+    :func:`apitask.mail.check_address`, the same one the mail chain applies, so
     an address the service stores is one it can mail; it matches the whole
     string (a trailing newline is refused, as Go's ``$`` does).
     """
     try:
-        return check_syntax(email or "")
+        return check_address(email or "")
     except InvalidAddressError as exc:
         raise APIError(400, exc.error_code, str(exc)) from None
 

@@ -76,15 +76,31 @@ DEV_SENDER_NAME = "apitask-auth dev"
 
 
 def api_host(settings: Settings) -> str:
-    """The host of ``API_EXTERNAL_URL``: the EHLO name and the Message-ID domain."""
+    """The host of ``API_EXTERNAL_URL``: the EHLO name (as in GoTrue)."""
     return urlsplit(settings.api_external_url).hostname or "localhost"
+
+
+def from_address(settings: Settings) -> str:
+    """``GOTRUE_SMTP_ADMIN_EMAIL``, or ``noreply@`` the API's host without one (dev mode)."""
+    return settings.smtp_admin_email or f"noreply@{api_host(settings)}"
+
+
+def message_id_domain(settings: Settings) -> str:
+    """The domain of every Message-ID: the From address's domain.
+
+    GoTrue writes no Message-ID (its relay adds one); ours is fixed when the
+    mail is rendered, so a retry is recognisably the same mail. The From
+    domain is the one the sender controls and the one receivers' DKIM and
+    spam checks look at, and taking it from :func:`from_address` keeps the
+    two from drifting apart.
+    """
+    return from_address(settings).rpartition("@")[2]
 
 
 def sender(settings: Settings) -> str:
     """The From header: ``GOTRUE_SMTP_SENDER_NAME <GOTRUE_SMTP_ADMIN_EMAIL>``."""
-    address = settings.smtp_admin_email or f"noreply@{api_host(settings)}"
     name = settings.smtp_sender_name or ("" if settings.smtp_admin_email else DEV_SENDER_NAME)
-    return formataddr((name, address))
+    return formataddr((name, from_address(settings)))
 
 
 def transport_for(settings: Settings, inbox: tuple[str, int] | None = None) -> MailClient:
@@ -191,7 +207,7 @@ class MailChain:
         self.templates = TemplateMailer(
             _NotStarted(),
             site_url=settings.site_url,
-            message_id_domain=settings.smtp_admin_email.rpartition("@")[2] or api_host(settings),
+            message_id_domain=message_id_domain(settings),
             subjects=settings.mailer_subjects,
             templates=settings.mailer_templates,
             headers=parse_smtp_headers(settings.smtp_headers),

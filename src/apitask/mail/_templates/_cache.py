@@ -27,15 +27,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._compile import compile_template
 from ._gotemplate import TemplateError
-from ._templates import compile_template
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-    from ._template_source import TemplateSource
-    from ._templates import CompiledTemplate
+    from ._compile import CompiledTemplate
+    from ._source import TemplateSource
 
 __all__ = ["TemplateCache", "TemplateReloader"]
 

@@ -17,7 +17,7 @@ import logging
 import urllib.request
 from typing import TYPE_CHECKING
 
-from ._headers import check_header_text
+from .._headers import check_header_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -3,7 +3,7 @@
 GoTrue's custom e-mail templates are Go templates (``{{ .ConfirmationURL }}``,
 ``{{ if .Token }}…{{ end }}``). So that an existing template file works
 unmodified, :func:`translate` turns it into Jinja2 source that the sandboxed
-environment compiles (see ``_templates.py``). What is supported:
+environment compiles (see ``_compile.py``). What is supported:
 
 * text, copied exactly (``{`` is emitted as an expression, so no Jinja
   syntax can hide in it), and comments ``{{/* … */}}``;
@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import NoReturn
 
-from ._errors import MailError
+from .._errors import MailError
 from ._htmlcontext import HtmlContext
 
 __all__ = ["TemplateError", "translate"]
@@ -396,7 +396,7 @@ def translate(source: str, *, name: str, html: bool = False) -> str:
 
     The result expects the template's data in the variable ``_d0`` and the
     helper functions ``go_range``, ``go_urlquery``, ``go_html`` and
-    ``go_print`` (the environment in ``_templates.py`` provides them).
+    ``go_print`` (the environment in ``_compile.py`` provides them).
 
     With ``html``, each printed value also gets the filter its place in the
     HTML needs, or is refused where no filter makes it safe (see

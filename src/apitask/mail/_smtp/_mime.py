@@ -38,11 +38,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._errors import InvalidMessageError
-from ._headers import check_address, check_header_text
+from .._errors import InvalidMessageError
+from .._headers import check_bare_address, check_header_text
 
 if TYPE_CHECKING:
-    from ._message import Message
+    from .._message import Message
 
 __all__ = ["Envelope", "Sender", "parse_sender", "render"]
 
@@ -180,7 +180,7 @@ def _encode(field: str, text: str) -> bytes:
 
 def _wire_address(field: str, address: str) -> tuple[str, bool]:
     """The address as sent (IDNA domain), and whether it needs SMTPUTF8."""
-    check_address(field, address)
+    check_bare_address(field, address)
     local, _, domain = address.rpartition("@")
     if not domain.isascii():
         import idna  # only for international domains; a dependency of the mail extra

@@ -124,7 +124,14 @@ def _environment(html: bool) -> jinja2.Environment:
 
 
 class CompiledTemplate:
-    """A parsed template, ready to render with one mail's data."""
+    """A parsed template, ready to render with one mail's data.
+
+    Made by :func:`compile_template`.
+
+    Attributes:
+        name: names the template in errors.
+        html: whether values are HTML-escaped when rendered.
+    """
 
     __slots__ = ("_template", "html", "name")
 
@@ -150,17 +157,26 @@ class CompiledTemplate:
             ) from exc
 
 
-def compile_template(source: str, *, name: str, html: bool) -> CompiledTemplate:
+def compile_template(source: str, *, html: bool, name: str = "template") -> CompiledTemplate:
     """Translate Go template ``source`` and compile it in the sandbox.
+
+    The check :class:`TemplateMailer` applies to every subject and body, for
+    a caller that wants to validate a template alone (a configuration value,
+    say) or render it itself.
 
     Args:
         source: Go template text (GoTrue's custom template syntax).
+        html: autoescape values, as Go's ``html/template`` does (HTML
+            bodies); ``False`` for subjects and text bodies.
         name: names the template in errors.
-        html: autoescape values (HTML bodies); ``False`` for subjects and
-            text bodies.
+
+    Returns:
+        The compiled template; :meth:`CompiledTemplate.render` renders it
+        with one mail's values.
 
     Raises:
-        TemplateError: the source is not valid in the supported Go subset.
+        TemplateError: the source is not valid in the supported Go subset;
+            its ``line`` and ``column`` point at the problem.
     """
     import jinja2
 

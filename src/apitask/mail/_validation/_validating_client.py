@@ -18,7 +18,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .._counters import Outcome, TaskCounters
+from ..._counters import Outcome, TaskCounters
+from .._task import log_fields, mail_counters
 from ._address import (
     AddressReason,
     InvalidAddressError,
@@ -28,14 +29,13 @@ from ._address import (
     parse_address,
 )
 from ._resolver import DNSResolver
-from ._task import log_fields, mail_counters
-from ._validation_service import ValidationService
+from ._service import ValidationService
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable, Mapping, Sequence
 
-    from ._client import MailClient
-    from ._message import Message
+    from .._client import MailClient
+    from .._message import Message
     from ._resolver import Resolver
 
 __all__ = ["ValidatingClient"]
@@ -167,7 +167,7 @@ class ValidatingClient:
             await asyncio.gather(*running, return_exceptions=True)
 
     async def _check_host(self, parsed: ParsedAddress) -> None:
-        address, host = parsed.normalized, parsed.ascii_domain
+        address, host = parsed.normalized, parsed.domain
         if "." not in host:  # no mail domain is a single label
             raise InvalidAddressError(address, AddressReason.DNS, f"{host} is a single label")
         if host in _PROVIDERS:

@@ -29,19 +29,19 @@ from typing import TYPE_CHECKING, Literal
 
 import aiosmtplib
 
-from .._histogram import Histogram
-from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
+from ..._histogram import Histogram
+from .._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
+from .._task import log_fields
+from ._errors import is_drop, raise_mail_error
 from ._mime import parse_sender, render
-from ._smtp_errors import is_drop, raise_mail_error
-from ._smtp_pool import ConnectionPool
-from ._task import log_fields
+from ._pool import ConnectionPool
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._message import Message
+    from .._message import Message
     from ._mime import Envelope
-    from ._smtp_pool import Connection
+    from ._pool import Connection
 
 __all__ = ["SMTPClient", "SMTPCounters", "TLSMode"]
 

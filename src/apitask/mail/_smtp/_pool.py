@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import aiosmtplib
 
-from ._errors import TransientMailError
+from .._errors import TransientMailError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

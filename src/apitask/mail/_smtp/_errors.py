@@ -20,8 +20,8 @@ from typing import NoReturn
 
 import aiosmtplib
 
-from ._errors import MailError, PermanentMailError, TransientMailError
-from ._redact import redact_addresses
+from .._errors import MailError, PermanentMailError, TransientMailError
+from .._redact import redact_addresses
 
 __all__ = ["is_drop", "mail_error", "raise_mail_error"]
 

@@ -15,20 +15,20 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .._headers import check_header
+from .._message import Message, make_message_id
+from ._cache import TemplateCache
+from ._compile import compile_template
 from ._defaults import DEFAULT_HTML, DEFAULT_SUBJECTS, DEFAULT_TEXT, MAIL_TYPES, MESSAGE_TYPES
-from ._headers import check_header_name, check_header_text
-from ._message import Message, make_message_id
-from ._template_cache import TemplateCache
-from ._template_source import TemplateSource
-from ._templates import compile_template
+from ._source import TemplateSource
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping, Sequence
 
-    from ._client import MailClient
+    from .._client import MailClient
+    from ._compile import CompiledTemplate
     from ._defaults import MailType
-    from ._templates import CompiledTemplate
 
 __all__ = ["MailData", "TemplateMailer"]
 
@@ -110,7 +110,7 @@ class TemplateMailer:
         headers: extra headers (``GOTRUE_SMTP_HEADERS``): a value or a list
             of values per name, joined with ``", "``; ``$messageType`` in a
             value becomes the mail's message type; empty names and values
-            are dropped.
+            are dropped; anything else than strings is refused.
         cache: the template cache (share one across rebuilt mailers).
 
     Raises:
@@ -238,8 +238,21 @@ def _default(kind: MailType, html: bool) -> CompiledTemplate:
 def _headers(headers: Mapping[str, str | Sequence[str]]) -> dict[str, str]:
     result: dict[str, str] = {}
     for name, values in headers.items():
-        listed = [values] if isinstance(values, str) else list(values)
-        joined = ", ".join(value for value in listed if value)
+        joined = ", ".join(value for value in _strings(name, values) if value)
         if name and joined:
-            result[check_header_name(name)] = check_header_text(f"header {name}", joined)
+            check_header(name, joined)
+            result[name] = joined
     return result
+
+
+def _strings(name: object, values: object) -> list[str]:
+    # Read as untyped: the values often come from JSON. Refused, not skipped:
+    # a header silently left out is a different mail from the one configured.
+    listed = [values] if isinstance(values, str) else values
+    if (
+        not isinstance(name, str)
+        or not isinstance(listed, list | tuple)
+        or not all(isinstance(value, str) for value in listed)
+    ):
+        raise ValueError(f"header {name!r}: expected a string or a list of strings")
+    return list(listed)
