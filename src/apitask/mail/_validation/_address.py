@@ -3,10 +3,11 @@
 Two layers, as in GoTrue:
 
 * :func:`check_address` is the API's ``validateEmail`` (docs/gotrue.md
-  §1.8): required, at most 255 bytes, a plain ASCII ``local@domain``
-  address in GoTrue's pattern, lowercased on success. It is the one owner
-  of address syntax: the service calls it on every address that comes in,
-  and :class:`ValidatingClient` on every recipient.
+  §1.8): required, at most 255 bytes, a plain ``local@domain`` address,
+  lowercased on success. The local part is checked by email-validator, so
+  international addresses (SMTPUTF8) pass and ``a..b@x`` does not. It is
+  the one owner of address syntax: the service calls it on every address
+  that comes in, and :class:`ValidatingClient` on every recipient.
 * :func:`check_static` is the first step of GoTrue's extended validation
   (``validateclient``, §4.6): addresses and hosts people type that never
   receive mail.
@@ -27,8 +28,8 @@ __all__ = [
     "AddressReason",
     "InvalidAddressError",
     "ParsedAddress",
-    "check_address",
     "check_static",
+    "check_address",
     "normalize_host",
     "parse_address",
 ]
@@ -53,15 +54,10 @@ _BLOCKED_SUFFIXES = (".test", ".example", ".invalid", ".local", ".localhost")
 # Gmail user names have at least 6 characters (GoTrue: fewer bounces).
 _GMAIL_MIN_LOCAL = 6
 _MAX_BYTES = 255
-# GoTrue's pattern (badoux/checkmail): a local part of ASCII letters, digits
-# and !#$%&'*+/=?^_`{|}~.- then "@", then dot-separated labels of 1-63
-# letters, digits and hyphens that neither start nor end with a hyphen (no
-# dot required). One narrowing: the local part must be a dot-atom (no
-# leading, trailing or doubled dot), because an address that is not one
-# cannot be written into a mail (RFC 5321); GoTrue accepts ``a..b@x.com``.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_ADDRESS = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@({_LABEL}(?:\.{_LABEL})*)")
+# GoTrue's domain rule: dot-separated labels of 1-63 letters, digits and
+# hyphens, neither starting nor ending with a hyphen; no dot required.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_ASCII_LABELS = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
 class AddressReason(enum.StrEnum):
@@ -130,14 +126,16 @@ class ParsedAddress:
     """An address that passed :func:`check_address`.
 
     Attributes:
-        normalized: the address lowercased.
-        local: the part before the ``@`` (lowercased).
-        domain: the part after it (lowercased; ASCII, as DNS sees it).
+        normalized: lowercased, Unicode-normalized (NFC) form.
+        local: the part before the ``@`` (normalized).
+        domain: the part after it (normalized, Unicode for international domains).
+        ascii_domain: the domain as DNS sees it (IDNA ``xn--`` labels).
     """
 
     normalized: str
     local: str
     domain: str
+    ascii_domain: str
 
 
 def parse_address(address: str) -> ParsedAddress:
@@ -150,31 +148,57 @@ def parse_address(address: str) -> ParsedAddress:
         raise InvalidAddressError(address, AddressReason.EMPTY)
     if len(address.encode("utf-8", "surrogatepass")) > _MAX_BYTES:
         raise InvalidAddressError(address, AddressReason.TOO_LONG)
-    # fullmatch: Go's regexp "$" does not match before a final newline, and
-    # neither may this ("victim@x.com\n" is not victim@x.com).
-    matched = _ADDRESS.fullmatch(address)
-    if matched is None:
-        raise InvalidAddressError(address, AddressReason.SYNTAX)
-    local, domain = matched.group(1).lower(), matched.group(2).lower()
-    return ParsedAddress(f"{local}@{domain}", local, domain)
+    # Imported here: apitask.mail works without the mail extra until an
+    # address is validated.
+    from email_validator import EmailNotValidError, validate_email
+
+    local, _, domain = address.rpartition("@")
+    # email-validator refuses RFC 6761 special-use names (localhost, *.test,
+    # *.local...) as syntax errors. GoTrue's syntax accepts them (only its
+    # extended checks refuse them), and a dev setup mails user@localhost: so
+    # for those the domain gets GoTrue's label rule and the local part the
+    # library's check against a stand-in domain.
+    special = _special_use(domain)
+    try:
+        result = validate_email(
+            f"{local}@example.com" if special else address,
+            allow_smtputf8=True,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            check_deliverability=False,
+            globally_deliverable=False,  # GoTrue: a dot is not required
+        )
+    except EmailNotValidError as exc:
+        raise InvalidAddressError(address, AddressReason.SYNTAX, str(exc)) from None
+    if special:
+        domain = domain.lower()
+        local = result.local_part.lower()
+        return ParsedAddress(f"{local}@{domain}", local, domain, domain)
+    normalized = result.normalized.lower()
+    return ParsedAddress(
+        normalized, result.local_part.lower(), result.domain.lower(), result.ascii_domain.lower()
+    )
 
 
 def check_address(address: str) -> str:
-    """Return ``address`` lowercased if GoTrue's API would accept it (§1.8).
-
-    GoTrue's ``validateEmail``: required; at most 255 bytes; a plain ASCII
-    ``local@domain`` address (no display name, no quotes, no bracketed IP,
-    no international characters); domain labels of letters, digits and
-    hyphens, no dot required, so ``dev@localhost`` passes. Unlike GoTrue, a
-    local part with a leading, trailing or doubled dot is refused: it could
-    not be written into a mail.
+    """Return ``address`` lowercased if GoTrue's API would accept it.
 
     Raises:
-        InvalidAddressError: ``reason`` says which rule failed
-            (``EMPTY``, ``TOO_LONG`` or ``SYNTAX``), ``str()`` is GoTrue's
-            message and ``error_code`` its code (``validation_failed``).
+        InvalidAddressError: empty, longer than 255 bytes, or not a plain
+            ``local@domain`` address (a display name, quotes, a bracketed IP,
+            a bad label...); ``reason`` says which.
     """
     return parse_address(address).normalized
+
+
+def _special_use(domain: str) -> bool:
+    from email_validator import SPECIAL_USE_DOMAIN_NAMES
+
+    name = domain.lower()
+    if not _ASCII_LABELS.fullmatch(name):
+        return False
+    return any(name == use or name.endswith(f".{use}") for use in SPECIAL_USE_DOMAIN_NAMES)
 
 
 def check_static(parsed: ParsedAddress) -> None:

@@ -167,7 +167,7 @@ class ValidatingClient:
             await asyncio.gather(*running, return_exceptions=True)
 
     async def _check_host(self, parsed: ParsedAddress) -> None:
-        address, host = parsed.normalized, parsed.domain
+        address, host = parsed.normalized, parsed.ascii_domain
         if "." not in host:  # no mail domain is a single label
             raise InvalidAddressError(address, AddressReason.DNS, f"{host} is a single label")
         if host in _PROVIDERS:
