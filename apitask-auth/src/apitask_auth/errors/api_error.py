@@ -44,7 +44,7 @@ class APIError(Exception):
     def __init__(
         self,
         status: int,
-        code: ErrorCode | str,  # str: until every raise names an ErrorCode
+        code: ErrorCode,
         message: str,
         *,
         extra: dict[str, Any] | None = None,

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
 
 from apitask.mail import redact_addresses
-from apitask_auth.errors.api_error import APIError, internal
+from apitask_auth.errors.api_error import APIError, bad_request, internal
 from apitask_auth.errors.codes import ErrorCode
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
         details.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
     message = "Could not parse request body as JSON: " + "; ".join(details)
-    return error_response(request, APIError(400, ErrorCode.BAD_JSON, message))
+    return error_response(request, bad_request(ErrorCode.BAD_JSON, message))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
