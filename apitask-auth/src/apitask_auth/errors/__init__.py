@@ -25,6 +25,7 @@ from apitask_auth.errors.codes import ErrorCode
 from apitask_auth.errors.responses import (
     API_VERSION,
     BodyTooLargeError,
+    answer_api_error,
     error_response,
     install_error_handlers,
     log_failure,
@@ -36,6 +37,7 @@ __all__ = [
     "APIError",
     "BodyTooLargeError",
     "ErrorCode",
+    "answer_api_error",
     "bad_request",
     "error_response",
     "forbidden",
