@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -121,6 +122,21 @@ async def test_failed_mail_moves_the_error_counter(
     assert moved(before, after, "global_auth_email_send_operations_total", **confirmation) == 2
     assert moved(before, after, "global_auth_email_send_errors_total", **confirmation) == 2
     assert moved(before, after, "apitask_mail_sent_total", **confirmation) == 0
+
+
+async def test_with_metrics_on_a_mail_500_is_still_logged_with_its_cause(
+    make_service: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The metrics' own APIError handler logs a 500 as the default one does
+    (it used to answer without a log line)."""
+    svc: Service = await make_service(
+        transport=Refusing(1), mailer_delivery="inline", metrics_enabled=True
+    )
+    with caplog.at_level(logging.ERROR, logger="apitask_auth"):
+        assert await _signup(svc, email()) == 500
+    (record,) = [r for r in caplog.records if r.name == "apitask_auth"]
+    assert record.getMessage().startswith("Error sending confirmation email on POST /signup")
+    assert "550 mailbox unavailable" in record.getMessage()
 
 
 async def test_the_email_limiter_counts_its_refusals_by_path(

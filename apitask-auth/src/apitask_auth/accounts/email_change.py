@@ -26,7 +26,7 @@ from apitask_auth.accounts.users import (
     update_user,
 )
 from apitask_auth.delivery.mailer import MailData
-from apitask_auth.errors import APIError
+from apitask_auth.errors import ErrorCode, forbidden
 from apitask_auth.http.redirects import action_link
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ async def confirm_email_change(
     """
     new_email = user["email_change"]
     if not new_email:
-        raise APIError(403, "otp_expired", "Email link is invalid or has expired")
+        raise forbidden(ErrorCode.OTP_EXPIRED, "Email link is invalid or has expired")
     if (
         not settings.mailer_autoconfirm
         and _is_secure(settings, user)

@@ -16,7 +16,14 @@ from apitask.mail import InvalidAddressError, InvalidMessageError, check_address
 from apitask_auth.accounts.security import generate_otp, token_hash
 from apitask_auth.accounts.users import User, set_one_time_token
 from apitask_auth.delivery.mailer import MailData, Template
-from apitask_auth.errors import APIError
+from apitask_auth.errors import (
+    APIError,
+    ErrorCode,
+    bad_request,
+    internal,
+    too_many_requests,
+    unprocessable,
+)
 from apitask_auth.http.ratelimit import take_email_allowance
 from apitask_auth.http.redirects import action_link
 from apitask_auth.storage.db import flow_state, new_id, now
@@ -58,14 +65,16 @@ def validate_email(email: str | None) -> str:
     try:
         return check_address(email or "")
     except InvalidAddressError as exc:
-        raise APIError(400, exc.error_code, str(exc)) from None
+        raise bad_request(ErrorCode(exc.error_code), str(exc)) from None
 
 
 def check_password_strength(settings: Settings, password: str) -> None:
     """Length and required character sets (§3.1 step 3)."""
     # bcrypt reads at most 72 bytes; GoTrue's limit counts bytes too (Go's len).
     if len(password.encode("utf-8", "surrogatepass")) > _MAX_PASSWORD_BYTES:
-        raise APIError(400, "validation_failed", "Password cannot be longer than 72 characters")
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Password cannot be longer than 72 characters"
+        )
     reasons: list[str] = []
     messages: list[str] = []
     minimum = max(settings.password_min_length, 6)
@@ -79,9 +88,8 @@ def check_password_strength(settings: Settings, password: str) -> None:
             "Password should contain at least one character of each: " + ", ".join(sets) + "."
         )
     if reasons:
-        raise APIError(
-            422,
-            "weak_password",
+        raise unprocessable(
+            ErrorCode.WEAK_PASSWORD,
             " ".join(messages),
             extra={"weak_password": {"reasons": reasons}},
         )
@@ -100,21 +108,21 @@ def validate_pkce(challenge: str | None, method: str | None) -> PKCE | None:
     if not challenge and not method:
         return None
     if not challenge or not method:
-        raise APIError(
-            400,
-            "validation_failed",
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
             "PKCE flow requires code_challenge_method and code_challenge",
         )
     if not _CHALLENGE.fullmatch(challenge):
-        raise APIError(
-            400,
-            "validation_failed",
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
             "code challenge has to be between 43 and 128 characters and contain only "
             "alphanumeric characters, hyphens, periods, underscores and tildes",
         )
     if method.lower() not in {"s256", "plain"}:
         # GoTrue fails later with a 500; a 400 is the honest answer.
-        raise APIError(400, "validation_failed", f"code challenge method {method!r} not supported")
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, f"code challenge method {method!r} not supported"
+        )
     return PKCE(challenge, method.lower())
 
 
@@ -174,9 +182,8 @@ def check_interval(settings: Settings, user: User, sent_at_column: str) -> None:
     remaining = sent_at + settings.max_frequency - now()
     if remaining.total_seconds() > 0:
         seconds = int(remaining.total_seconds()) + (remaining.total_seconds() % 1 > 0)
-        raise APIError(
-            429,
-            "over_email_send_rate_limit",
+        raise too_many_requests(
+            ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT,
             f"For security purposes, you can only request this after {seconds} seconds.",
         )
 
@@ -258,9 +265,8 @@ async def before_send(conn: AsyncConnection, settings: Settings, recipients: lis
     allowed = {address.lower() for address in settings.external_email_authorized_addresses}
     for address in recipients if allowed else []:
         if _without_label(address).lower() not in allowed:
-            raise APIError(
-                400,
-                "email_address_not_authorized",
+            raise bad_request(
+                ErrorCode.EMAIL_ADDRESS_NOT_AUTHORIZED,
                 f'Email address "{address}" cannot be used as it is not authorized',
             )
     await take_email_allowance(conn, settings)
@@ -275,16 +281,16 @@ async def deliver(
     except APIError:
         raise
     except InvalidAddressError as exc:  # refused by the validating client (§4.6)
-        raise APIError(400, exc.error_code, str(exc)) from exc
+        raise bad_request(ErrorCode(exc.error_code), str(exc)) from exc
     except InvalidMessageError as exc:
         # The rendered mail is unsafe to send: user data brought a line break
         # into the subject. The library refuses rather than send a different
         # mail; nothing is written (the caller's transaction rolls back).
-        raise APIError(
-            400, "validation_failed", f"Error sending {_name(template)} email: {exc}"
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, f"Error sending {_name(template)} email: {exc}"
         ) from exc
     except Exception as exc:
-        raise APIError(500, "unexpected_failure", f"Error sending {_name(template)} email") from exc
+        raise internal(f"Error sending {_name(template)} email").with_internal_error(exc) from exc
 
 
 def _name(template: Template) -> str:

@@ -21,7 +21,7 @@ from sqlalchemy import delete, select, update
 
 from apitask_auth.accounts.security import encode_jwt, new_refresh_token
 from apitask_auth.accounts.users import User, update_user, user_body
-from apitask_auth.errors import APIError
+from apitask_auth.errors import APIError, ErrorCode, bad_request
 from apitask_auth.storage.db import new_id, now, refresh_tokens, sessions
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ _ALREADY_USED = "Invalid Refresh Token: Already Used"
 
 def refresh_token_not_found() -> APIError:
     """GoTrue's answer to a refresh token it does not know (whatever its form)."""
-    return APIError(
-        400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
+    return bad_request(
+        ErrorCode.REFRESH_TOKEN_NOT_FOUND, "Invalid Refresh Token: Refresh Token Not Found"
     )
 
 
@@ -59,7 +59,7 @@ class RefreshTokenReusedError(APIError):
     """
 
     def __init__(self, session_id: str) -> None:
-        super().__init__(400, "refresh_token_already_used", _ALREADY_USED)
+        super().__init__(400, ErrorCode.REFRESH_TOKEN_ALREADY_USED, _ALREADY_USED)
         self.session_id = session_id
 
 
@@ -172,9 +172,9 @@ async def refresh_session(
     if session is None or user is None:
         raise not_found
     if user["banned_until"] is not None and user["banned_until"] > now():
-        raise APIError(400, "user_banned", "User is banned")
+        raise bad_request(ErrorCode.USER_BANNED, "User is banned")
     if session["not_after"] is not None and session["not_after"] < now():
-        raise APIError(400, "session_expired", "Invalid Refresh Token: Session Expired")
+        raise bad_request(ErrorCode.SESSION_EXPIRED, "Invalid Refresh Token: Session Expired")
     at = now()
     issued: str | None = None
     if row.revoked:
@@ -198,7 +198,7 @@ async def refresh_session(
                 # Someone else holds the chain: the session ends.
                 raise RefreshTokenReusedError(session["id"])
             # Rotation off: this request fails, the session lives on (as GoTrue).
-            raise APIError(400, "refresh_token_already_used", _ALREADY_USED)
+            raise bad_request(ErrorCode.REFRESH_TOKEN_ALREADY_USED, _ALREADY_USED)
     if issued is None:
         await conn.execute(
             update(refresh_tokens)

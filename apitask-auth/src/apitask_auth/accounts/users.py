@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from apitask_auth.errors import APIError
+from apitask_auth.errors import APIError, ErrorCode
 from apitask_auth.storage.db import (
     BACKENDS,
     NOT_SSO,
@@ -78,7 +78,9 @@ class AddressTakenError(APIError):
 
     def __init__(self) -> None:
         super().__init__(
-            422, "email_exists", "A user with this email address has already been registered"
+            422,
+            ErrorCode.EMAIL_EXISTS,
+            "A user with this email address has already been registered",
         )
 
 

@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from apitask_auth.accounts.security import decode_jwt
 from apitask_auth.accounts.sessions import get_session
 from apitask_auth.accounts.users import User, get_user
-from apitask_auth.errors import APIError
+from apitask_auth.errors import ErrorCode, bad_request, forbidden, unauthorized
 from apitask_auth.storage.db import now
 
 if TYPE_CHECKING:
@@ -55,7 +55,9 @@ def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise APIError(401, "no_authorization", "This endpoint requires a valid Bearer token")
+        raise unauthorized(
+            ErrorCode.NO_AUTHORIZATION, "This endpoint requires a valid Bearer token"
+        )
     return token.strip()
 
 
@@ -63,8 +65,8 @@ def _claims(service: Service, token: str) -> dict[str, Any]:
     try:
         return decode_jwt(token, service.settings.jwt_secret)
     except jwt.InvalidTokenError as exc:
-        raise APIError(
-            403, "bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc}"
+        raise forbidden(
+            ErrorCode.BAD_JWT, f"invalid JWT: unable to parse or verify signature, {exc}"
         ) from None
 
 
@@ -95,33 +97,32 @@ async def _authenticated(request: Request, service: Svc) -> AuthenticatedUser:
     claims = _claims(service, _bearer(request))
     sub = claims.get("sub")
     if not sub or not isinstance(sub, str):
-        raise APIError(403, "bad_jwt", "invalid claim: missing sub claim")
+        raise forbidden(ErrorCode.BAD_JWT, "invalid claim: missing sub claim")
     try:
         uuid.UUID(sub)
     except ValueError:
-        raise APIError(400, "bad_jwt", "invalid claim: sub claim must be a UUID") from None
+        raise bad_request(ErrorCode.BAD_JWT, "invalid claim: sub claim must be a UUID") from None
     session_id = claims.get("session_id")
     async with service.engine.connect() as conn:
         user = await get_user(conn, sub)
         if user is None:
-            raise APIError(403, "user_not_found", "User from sub claim in JWT does not exist")
+            raise forbidden(ErrorCode.USER_NOT_FOUND, "User from sub claim in JWT does not exist")
         if session_id is not None and (
             not isinstance(session_id, str) or await get_session(conn, session_id) is None
         ):
-            raise APIError(
-                403,
-                "session_not_found",
+            raise forbidden(
+                ErrorCode.SESSION_NOT_FOUND,
                 "Session from session_id claim in JWT does not exist",
             )
     if user["banned_until"] is not None and user["banned_until"] > now():
-        raise APIError(403, "user_banned", "User is banned")
+        raise forbidden(ErrorCode.USER_BANNED, "User is banned")
     return AuthenticatedUser(user, claims, session_id)
 
 
 async def _admin(request: Request, service: Svc) -> dict[str, Any]:
     claims = _claims(service, _bearer(request))
     if claims.get("role") not in service.settings.jwt_admin_roles:
-        raise APIError(403, "not_admin", "User not allowed")
+        raise forbidden(ErrorCode.NOT_ADMIN, "User not allowed")
     return claims
 
 

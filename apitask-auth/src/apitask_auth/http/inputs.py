@@ -22,7 +22,7 @@ import re
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 
-from apitask_auth.errors import APIError
+from apitask_auth.errors import APIError, ErrorCode, bad_request
 
 __all__ = ["find_unstorable", "reject_unstorable_input"]
 
@@ -79,9 +79,8 @@ def _plainly_storable(body: bytes) -> bool:
 
 
 def _refuse(where: str) -> APIError:
-    return APIError(
-        400,
-        "validation_failed",
+    return bad_request(
+        ErrorCode.VALIDATION_FAILED,
         f"Invalid text in {where}: NUL characters and unpaired surrogates are not allowed",
     )
 

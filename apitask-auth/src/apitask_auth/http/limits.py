@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from apitask_auth.errors import APIError, BodyTooLargeError, error_response
+from apitask_auth.errors import APIError, BodyTooLargeError, ErrorCode, error_response
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -45,7 +45,9 @@ def head_size(target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> int:
 
 def head_too_large() -> APIError:
     """The 431 for a head over :data:`MAX_HEAD_BYTES`."""
-    return APIError(431, "request_header_fields_too_large", "Request header fields too large")
+    return APIError(
+        431, ErrorCode.REQUEST_HEADER_FIELDS_TOO_LARGE, "Request header fields too large"
+    )
 
 
 class HeadLimitMiddleware:

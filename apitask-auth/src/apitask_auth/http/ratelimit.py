@@ -26,7 +26,7 @@ from sqlalchemy import BigInteger, Float, bindparam, case
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 
-from apitask_auth.errors import APIError, error_response
+from apitask_auth.errors import APIError, ErrorCode, error_response, too_many_requests
 from apitask_auth.storage.db import BACKENDS, backend, email_rate_limits, engine_like, upsert
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ _HOUR = 3600.0
 
 
 def _over_email_limit() -> APIError:
-    return APIError(429, "over_email_send_rate_limit", "email rate limit exceeded")
+    return too_many_requests(ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT, "email rate limit exceeded")
 
 
 def _take_statement(on: Backend, bucket: bool) -> Executable:
@@ -285,7 +285,9 @@ class IPRateLimitMiddleware:
             bucket = self.limits.get((scope["method"], scope["path"]))
             key = self._key(scope) if bucket is not None else ""
             if bucket is not None and key and not bucket.allow(key, self.clock()):
-                error = APIError(429, "over_request_rate_limit", "Request rate limit reached")
+                error = too_many_requests(
+                    ErrorCode.OVER_REQUEST_RATE_LIMIT, "Request rate limit reached"
+                )
                 response = error_response(Request(scope), error)
                 await response(scope, receive, send)
                 return

@@ -33,7 +33,7 @@ from apitask_auth.accounts.users import (
     user_body,
 )
 from apitask_auth.config import parse_duration
-from apitask_auth.errors import APIError
+from apitask_auth.errors import APIError, ErrorCode, bad_request, not_found, unprocessable
 from apitask_auth.http.deps import Admin, Svc, request_aud
 from apitask_auth.http.models import (  # noqa: TC001 - FastAPI reads these annotations at runtime
     AdminUserParams,
@@ -64,8 +64,8 @@ async def _audit(
 
 
 def _email_exists() -> APIError:
-    return APIError(
-        422, "email_exists", "A user with this email address has already been registered"
+    return unprocessable(
+        ErrorCode.EMAIL_EXISTS, "A user with this email address has already been registered"
     )
 
 
@@ -126,8 +126,8 @@ async def generate_link(
     settings = svc.settings
     kind = params.type or ""
     if kind not in _LINK_TYPES and kind not in {"email_change_current", "email_change_new"}:
-        raise APIError(
-            400, "validation_failed", f"Invalid email action link type requested: {kind}"
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, f"Invalid email action link type requested: {kind}"
         )
     email = validate_email(params.email)
     aud = request_aud(settings, request, admin)
@@ -149,7 +149,9 @@ async def generate_link(
                     raise _email_exists()
                 if user is None:
                     if not link_params.password:
-                        raise APIError(400, "validation_failed", "Signup requires a valid password")
+                        raise bad_request(
+                            ErrorCode.VALIDATION_FAILED, "Signup requires a valid password"
+                        )
                     check_password_strength(settings, link_params.password)
                     user = await create_user(
                         conn,
@@ -166,7 +168,7 @@ async def generate_link(
                 user = await _invitee(conn, settings, email, aud, data)
                 user = await update_user(conn, user["id"], invited_at=now())
             elif user is None:
-                raise APIError(404, "user_not_found", "User with this email not found")
+                raise not_found(ErrorCode.USER_NOT_FOUND, "User with this email not found")
             stored = hashed
             if link_kind in _LINK_TYPES:
                 token_type, sent_at, link_type = _LINK_TYPES[link_kind]
@@ -208,9 +210,8 @@ async def _email_change_link(
     hashed: str,
 ) -> tuple[User, str]:
     if kind == "email_change_current" and not settings.mailer_secure_email_change_enabled:
-        raise APIError(
-            400,
-            "validation_failed",
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
             "Enable secure email change to generate link for current email",
         )
     new_email = validate_email(params.new_email)
@@ -246,14 +247,14 @@ def _admin_uuid(user_id: str) -> str:
     try:
         return str(uuid.UUID(user_id))
     except ValueError:
-        raise APIError(404, "validation_failed", "user_id must be an UUID") from None
+        raise not_found(ErrorCode.VALIDATION_FAILED, "user_id must be an UUID") from None
 
 
 async def existing_user(conn: AsyncConnection, user_id: str) -> User:
     """The user ``user_id`` names, or GoTrue's loadUser errors (404 either way)."""
     user = await get_user(conn, _admin_uuid(user_id))
     if user is None:
-        raise APIError(404, "user_not_found", "User not found")
+        raise not_found(ErrorCode.USER_NOT_FOUND, "User not found")
     return user
 
 
@@ -263,12 +264,13 @@ def _page(raw: str | None, default: int, name: str) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise APIError(
-            400, "validation_failed", f"Bad Pagination Parameters: {name} {raw!r} is not a number"
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
+            f"Bad Pagination Parameters: {name} {raw!r} is not a number",
         ) from None
     if value < 1:
-        raise APIError(
-            400, "validation_failed", f"Bad Pagination Parameters: {name} must be positive"
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, f"Bad Pagination Parameters: {name} must be positive"
         )
     if value > _MAX_OFFSET:
         raise _out_of_range(name, raw)
@@ -281,8 +283,8 @@ _MAX_OFFSET = 2**63 - 1
 
 
 def _out_of_range(name: str, raw: str) -> APIError:
-    return APIError(
-        400, "validation_failed", f"Bad Pagination Parameters: {name} {raw!r} is out of range"
+    return bad_request(
+        ErrorCode.VALIDATION_FAILED, f"Bad Pagination Parameters: {name} {raw!r} is out of range"
     )
 
 
@@ -332,7 +334,7 @@ def _ban(value: str) -> Any:
     try:
         return now() + parse_duration(value)
     except ValueError:
-        raise APIError(400, "validation_failed", "invalid format for ban duration") from None
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "invalid format for ban duration") from None
 
 
 @router.post("/admin/users")
@@ -342,14 +344,14 @@ async def create_admin_user(
     """Create a user directly (no mail)."""
     settings = svc.settings
     if not params.email and not params.phone:
-        raise APIError(
-            400, "validation_failed", "Cannot create a user without either an email or phone"
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Cannot create a user without either an email or phone"
         )
     if params.phone:
-        raise APIError(400, "validation_failed", "Phone users are not supported")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "Phone users are not supported")
     if params.password and params.password_hash:
-        raise APIError(
-            400, "validation_failed", "Only a password or a password hash should be provided"
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Only a password or a password hash should be provided"
         )
     user_id = None
     if params.id is not None:
@@ -358,13 +360,15 @@ async def create_admin_user(
         except ValueError:
             parsed = uuid.UUID(int=0)
         if parsed.int == 0:
-            raise APIError(400, "validation_failed", "ID must conform to the uuid v4 format")
+            raise bad_request(ErrorCode.VALIDATION_FAILED, "ID must conform to the uuid v4 format")
         user_id = str(parsed)
     email = validate_email(params.email)
     if params.password is not None:
         check_password_strength(settings, params.password)
     if params.password_hash is not None and not params.password_hash.startswith("$2"):
-        raise APIError(400, "validation_failed", "Invalid password hash format (bcrypt expected)")
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Invalid password hash format (bcrypt expected)"
+        )
     password = params.password_hash or await hash_password(params.password or random_password(64))
     aud = params.aud or request_aud(settings, request, admin)
     banned = _ban(params.ban_duration) if params.ban_duration else None
@@ -374,7 +378,7 @@ async def create_admin_user(
             if await find_user_by_email(conn, email, aud) is not None:
                 raise _email_exists()
             if user_id is not None and await get_user(conn, user_id) is not None:
-                raise APIError(422, "user_already_exists", "User already registered")
+                raise unprocessable(ErrorCode.USER_ALREADY_EXISTS, "User already registered")
             user = await create_user(
                 conn,
                 email=email,

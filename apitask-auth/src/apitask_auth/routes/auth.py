@@ -42,7 +42,7 @@ from apitask_auth.accounts.users import (
     user_body,
     user_json,
 )
-from apitask_auth.errors import APIError
+from apitask_auth.errors import APIError, ErrorCode, bad_request, not_found, unprocessable
 from apitask_auth.http.deps import Auth, Svc, request_aud
 from apitask_auth.http.models import SignupParams, TokenParams  # noqa: TC001 - read by FastAPI
 from apitask_auth.http.redirects import redirect_to
@@ -86,24 +86,25 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
     """Register with e-mail and password; confirm by mail unless autoconfirm is on."""
     settings = svc.settings
     if settings.disable_signup:
-        raise APIError(422, "signup_disabled", "Signups not allowed for this instance")
+        raise unprocessable(ErrorCode.SIGNUP_DISABLED, "Signups not allowed for this instance")
     if not params.email and not params.phone:
         # Not implemented: answered as GoTrue with GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED off.
-        raise APIError(422, "anonymous_provider_disabled", "Anonymous sign-ins are disabled")
+        raise unprocessable(
+            ErrorCode.ANONYMOUS_PROVIDER_DISABLED, "Anonymous sign-ins are disabled"
+        )
     if not params.password:
-        raise APIError(400, "validation_failed", "Signup requires a valid password")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "Signup requires a valid password")
     check_password_strength(settings, params.password)
     if params.email and params.phone:
-        raise APIError(
-            400,
-            "validation_failed",
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
             "Only an email address or phone number should be provided on signup.",
         )
     validate_pkce(params.code_challenge, params.code_challenge_method)
     if params.phone:
-        raise APIError(400, "phone_provider_disabled", "Phone signups are disabled")
+        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone signups are disabled")
     if not settings.external_email_enabled:
-        raise APIError(400, "email_provider_disabled", "Email signups are disabled")
+        raise bad_request(ErrorCode.EMAIL_PROVIDER_DISABLED, "Email signups are disabled")
     return await register_email(request, svc, params, await hash_password(params.password))
 
 
@@ -120,7 +121,7 @@ async def register_email(
     """
     settings = svc.settings
     if settings.disable_signup:
-        raise APIError(422, "signup_disabled", "Signups not allowed for this instance")
+        raise unprocessable(ErrorCode.SIGNUP_DISABLED, "Signups not allowed for this instance")
     email = validate_email(params.email)
     pkce = validate_pkce(params.code_challenge, params.code_challenge_method)
     aud = request_aud(settings, request)
@@ -132,7 +133,7 @@ async def register_email(
             user = await find_user_by_email(conn, email, aud)
             if user is not None and is_confirmed(user):
                 if settings.mailer_autoconfirm:
-                    raise APIError(422, "user_already_exists", "User already registered")
+                    raise unprocessable(ErrorCode.USER_ALREADY_EXISTS, "User already registered")
                 mark_nothing_sent(request)
                 return JSONResponse(_fake_user(email, aud, data, user))
             if user is None:
@@ -187,7 +188,7 @@ async def token(
     if grant_type == "pkce":
         return await _pkce_grant(svc, params)
     refused = refuse_grant(grant_type or "", await request.json())
-    raise refused or APIError(400, "invalid_credentials", "unsupported_grant_type")
+    raise refused or bad_request(ErrorCode.INVALID_CREDENTIALS, "unsupported_grant_type")
 
 
 def _session_headers(body: dict[str, Any]) -> dict[str, str]:
@@ -200,16 +201,16 @@ def _session_headers(body: dict[str, Any]) -> dict[str, str]:
 async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Response:
     settings = svc.settings
     if params.email and params.phone:
-        raise APIError(
-            400, "validation_failed", "Only an email address or phone number should be provided"
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Only an email address or phone number should be provided"
         )
     if not params.email and not params.phone:
-        raise APIError(400, "validation_failed", "missing email or phone")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "missing email or phone")
     if params.phone:
-        raise APIError(400, "phone_provider_disabled", "Phone logins are disabled")
+        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
     if not settings.external_email_enabled:
-        raise APIError(422, "email_provider_disabled", "Email logins are disabled")
-    invalid = APIError(400, "invalid_credentials", "Invalid login credentials")
+        raise unprocessable(ErrorCode.EMAIL_PROVIDER_DISABLED, "Email logins are disabled")
+    invalid = bad_request(ErrorCode.INVALID_CREDENTIALS, "Invalid login credentials")
     try:
         email = validate_email(params.email)
     except APIError:
@@ -225,9 +226,9 @@ async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Re
     if user is None or not matches:
         raise invalid
     if user["banned_until"] is not None and user["banned_until"] > now():
-        raise APIError(400, "user_banned", "User is banned")
+        raise bad_request(ErrorCode.USER_BANNED, "User is banned")
     if not is_confirmed(user):
-        raise APIError(400, "email_not_confirmed", "Email not confirmed")
+        raise bad_request(ErrorCode.EMAIL_NOT_CONFIRMED, "Email not confirmed")
     async with svc.engine.begin() as conn:
         body = await issue_session(conn, settings, user, "password")
         await audit(conn, request, user["id"], user["email"] or "", "login")
@@ -260,9 +261,8 @@ async def _refresh_grant(request: Request, svc: Svc, params: TokenParams) -> Res
 
 async def _pkce_grant(svc: Svc, params: TokenParams) -> Response:
     if not params.auth_code or not params.code_verifier:
-        raise APIError(
-            400,
-            "validation_failed",
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
             "invalid request: both auth code and code verifier should be non-empty",
         )
     async with svc.engine.begin() as conn:
@@ -270,23 +270,22 @@ async def _pkce_grant(svc: Svc, params: TokenParams) -> Response:
             await conn.execute(select(flow_state).where(flow_state.c.auth_code == params.auth_code))
         ).first()
         if row is None:
-            raise APIError(
-                404, "flow_state_not_found", "invalid flow state, no valid flow state found"
+            raise not_found(
+                ErrorCode.FLOW_STATE_NOT_FOUND, "invalid flow state, no valid flow state found"
             )
         start = (
             row.auth_code_issued_at if row.authentication_method == "magiclink" else row.created_at
         )
         if start is None or start + svc.settings.flow_state_expiry < now():
-            raise APIError(422, "flow_state_expired", "Flow state has expired")
+            raise unprocessable(ErrorCode.FLOW_STATE_EXPIRED, "Flow state has expired")
         if not pkce_matches(params.code_verifier, row.code_challenge, row.code_challenge_method):
-            raise APIError(
-                400,
-                "bad_code_verifier",
+            raise bad_request(
+                ErrorCode.BAD_CODE_VERIFIER,
                 "code challenge does not match previously saved code verifier",
             )
         user = await get_user(conn, row.user_id) if row.user_id else None
         if user is None:
-            raise APIError(404, "user_not_found", "User not found")
+            raise not_found(ErrorCode.USER_NOT_FOUND, "User not found")
         await conn.execute(delete(flow_state).where(flow_state.c.id == row.id))
         body = await issue_session(conn, svc.settings, user, row.authentication_method)
     return JSONResponse(body, headers=_session_headers(body))
@@ -299,7 +298,9 @@ async def get_current_user(request: Request, caller: Auth, svc: Svc) -> Response
     if isinstance(token_aud, list):
         token_aud = token_aud[0] if token_aud else ""
     if token_aud != request_aud(svc.settings, request, caller.claims):
-        raise APIError(400, "validation_failed", "Token audience doesn't match request audience")
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Token audience doesn't match request audience"
+        )
     async with svc.engine.connect() as conn:
         return JSONResponse(await user_body(conn, caller.user))
 
@@ -308,7 +309,7 @@ async def get_current_user(request: Request, caller: Auth, svc: Svc) -> Response
 async def logout(request: Request, caller: Auth, svc: Svc, scope: str = "global") -> Response:
     """End this session (``local``), all others (``others``), or every one (``global``)."""
     if scope not in {"global", "local", "others"}:
-        raise APIError(400, "validation_failed", f'Unsupported logout scope "{scope}"')
+        raise bad_request(ErrorCode.VALIDATION_FAILED, f'Unsupported logout scope "{scope}"')
     async with svc.engine.begin() as conn:
         await delete_sessions(conn, caller.user["id"], caller.session_id, scope)
         await audit(conn, request, caller.user["id"], caller.user["email"] or "", "logout")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from apitask_auth.errors import APIError
+from apitask_auth.errors import APIError, ErrorCode, bad_request, not_found, unprocessable
 from apitask_auth.http.deps import Admin, Auth, Svc  # noqa: TC001 - read by FastAPI
 from apitask_auth.routes.admin import existing_user
 
@@ -68,13 +68,13 @@ _OAUTH_PROVIDERS = frozenset(
     }
 )
 _ENROLL_DISABLED = {
-    "totp": ("mfa_totp_enroll_not_enabled", "MFA enroll is disabled for TOTP"),
-    "phone": ("mfa_phone_enroll_not_enabled", "MFA enroll is disabled for Phone"),
-    "webauthn": ("mfa_webauthn_enroll_not_enabled", "MFA enroll is disabled for WebAuthn"),
+    "totp": (ErrorCode.MFA_TOTP_ENROLL_NOT_ENABLED, "MFA enroll is disabled for TOTP"),
+    "phone": (ErrorCode.MFA_PHONE_ENROLL_NOT_ENABLED, "MFA enroll is disabled for Phone"),
+    "webauthn": (ErrorCode.MFA_WEBAUTHN_ENROLL_NOT_ENABLED, "MFA enroll is disabled for WebAuthn"),
 }
-_SAML_DISABLED = APIError(404, "saml_provider_disabled", "SAML 2.0 is disabled")
-_LINKING_DISABLED = APIError(404, "manual_linking_disabled", "Manual linking is disabled")
-_OAUTH_SERVER_DISABLED = APIError(404, "feature_disabled", "OAuth server is disabled")
+_SAML_DISABLED = not_found(ErrorCode.SAML_PROVIDER_DISABLED, "SAML 2.0 is disabled")
+_LINKING_DISABLED = not_found(ErrorCode.MANUAL_LINKING_DISABLED, "Manual linking is disabled")
+_OAUTH_SERVER_DISABLED = not_found(ErrorCode.FEATURE_DISABLED, "OAuth server is disabled")
 
 
 def _no_factor(factor_id: str) -> APIError:
@@ -82,8 +82,8 @@ def _no_factor(factor_id: str) -> APIError:
     try:
         uuid.UUID(factor_id)
     except ValueError:
-        return APIError(404, "validation_failed", "factor_id must be an UUID")
-    return APIError(404, "mfa_factor_not_found", "Factor not found")
+        return not_found(ErrorCode.VALIDATION_FAILED, "factor_id must be an UUID")
+    return not_found(ErrorCode.MFA_FACTOR_NOT_FOUND, "Factor not found")
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -104,8 +104,10 @@ async def enroll_factor(request: Request, auth: Auth) -> Response:
     factor_type = (await _body(request)).get("factor_type")
     if isinstance(factor_type, str) and factor_type in _ENROLL_DISABLED:
         code, message = _ENROLL_DISABLED[factor_type]
-        raise APIError(422, code, message)
-    raise APIError(400, "validation_failed", "factor_type needs to be totp, phone, or webauthn")
+        raise unprocessable(code, message)
+    raise bad_request(
+        ErrorCode.VALIDATION_FAILED, "factor_type needs to be totp, phone, or webauthn"
+    )
 
 
 @router.post("/factors/{factor_id}/challenge", include_in_schema=False)
@@ -166,7 +168,7 @@ async def authorize(provider: str = "") -> Response:
         if name in _OAUTH_PROVIDERS
         else f"Provider {name} could not be found"
     )
-    raise APIError(400, "validation_failed", f"Unsupported provider: {reason}")
+    raise bad_request(ErrorCode.VALIDATION_FAILED, f"Unsupported provider: {reason}")
 
 
 @router.get("/callback", include_in_schema=False)
@@ -174,8 +176,8 @@ async def authorize(provider: str = "") -> Response:
 async def callback(request: Request) -> Response:
     """The OAuth callback: no flow was ever started, so no state is ours."""
     if not request.query_params.get("state"):
-        raise APIError(400, "bad_oauth_callback", "OAuth state parameter missing")
-    raise APIError(400, "bad_oauth_state", "OAuth callback with invalid state")
+        raise bad_request(ErrorCode.BAD_OAUTH_CALLBACK, "OAuth state parameter missing")
+    raise bad_request(ErrorCode.BAD_OAUTH_STATE, "OAuth callback with invalid state")
 
 
 # -- the OAuth 2.1 server, and keys -----------------------------------------------
@@ -211,15 +213,19 @@ def refuse_grant(grant_type: str, sent: object) -> APIError | None:
     with no provider on, in the order GoTrue checks; None for any other grant type."""
     body: dict[str, Any] = sent if isinstance(sent, dict) else {}
     if grant_type == "web3":
-        return APIError(422, "web3_provider_disabled", "Web3 provider is disabled")
+        return unprocessable(ErrorCode.WEB3_PROVIDER_DISABLED, "Web3 provider is disabled")
     if grant_type != "id_token":
         return None
     provider, issuer = (_text(body, name) for name in ("provider", "issuer"))
     if not _text(body, "id_token"):
-        return APIError(400, "validation_failed", "id_token required")
+        return bad_request(ErrorCode.VALIDATION_FAILED, "id_token required")
     if not provider and not (_text(body, "client_id") and issuer):
-        return APIError(400, "validation_failed", "provider or client_id and issuer required")
+        return bad_request(ErrorCode.VALIDATION_FAILED, "provider or client_id and issuer required")
     if provider in _ID_TOKEN_ISSUERS:
         named = _ID_TOKEN_ISSUERS[provider] or issuer
-        return APIError(400, "provider_disabled", f'Provider (issuer "{named}") is not enabled')
-    return APIError(400, "validation_failed", f'Custom OIDC provider "{provider}" not allowed')
+        return bad_request(
+            ErrorCode.PROVIDER_DISABLED, f'Provider (issuer "{named}") is not enabled'
+        )
+    return bad_request(
+        ErrorCode.VALIDATION_FAILED, f'Custom OIDC provider "{provider}" not allowed'
+    )

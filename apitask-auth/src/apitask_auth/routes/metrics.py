@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from apitask import Outcome, TaskCounters
 from apitask.mail import SMTPClient, mail_counters
 from apitask.prometheus import ApitaskCollector
-from apitask_auth.errors import APIError, error_response
+from apitask_auth.errors import APIError, ErrorCode, answer_api_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -47,8 +47,6 @@ logger = logging.getLogger("apitask_auth")
 
 REFRESH_SECONDS = 15.0
 """How often the outbox's job counts are read for /metrics."""
-
-_RATE_LIMITED = "over_email_send_rate_limit"
 
 
 class MailMetrics(Collector):
@@ -115,12 +113,12 @@ class ServiceMetrics:
 
         async def api_error(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, APIError)
-            if exc.code == _RATE_LIMITED:
+            if exc.code == ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT:
                 self.mail.rate_limited[request.url.path] += 1
-            return error_response(request, exc)
+            return await answer_api_error(request, exc)
 
         app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
-        # Replaces the handler errors.py installed, and answers as it does.
+        # Replaces the handler apitask_auth.errors installed, and ends in it.
         app.add_exception_handler(APIError, api_error)
 
     @contextlib.asynccontextmanager

@@ -25,7 +25,7 @@ from apitask_auth.accounts.flows import (
     validate_pkce,
 )
 from apitask_auth.accounts.users import find_user_by_email
-from apitask_auth.errors import APIError
+from apitask_auth.errors import APIError, ErrorCode, bad_request, unprocessable
 from apitask_auth.http.deps import Svc, request_aud
 from apitask_auth.http.models import (
     MagicLinkParams,
@@ -57,7 +57,7 @@ confirmed account: it is signed up (a password hashed) and sent a confirmation."
 
 
 def _email_logins_disabled(status: int) -> APIError:
-    return APIError(status, "email_provider_disabled", "Email logins are disabled")
+    return APIError(status, ErrorCode.EMAIL_PROVIDER_DISABLED, "Email logins are disabled")
 
 
 async def _request_mail(
@@ -93,7 +93,7 @@ async def recover(params: RecoverParams, request: Request, svc: Svc) -> Response
     if not settings.external_email_enabled:
         raise _email_logins_disabled(400)
     if not params.email:
-        raise APIError(400, "validation_failed", "Password recovery requires an email")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "Password recovery requires an email")
     email = validate_email(params.email)
     pkce = validate_pkce(params.code_challenge, params.code_challenge_method)
     async with svc.engine.begin() as conn:
@@ -119,14 +119,14 @@ def _check_magic_links_on(settings: Settings) -> None:
     if not settings.external_email_enabled:
         raise _email_logins_disabled(422)
     if not settings.external_email_magic_link_enabled:
-        raise APIError(422, "email_provider_disabled", "Login with magic link is disabled")
+        raise unprocessable(ErrorCode.EMAIL_PROVIDER_DISABLED, "Login with magic link is disabled")
 
 
 async def _magic_link(request: Request, svc: Service, params: MagicLinkParams) -> Response:
     settings = svc.settings
     _check_magic_links_on(settings)
     if not params.email:
-        raise APIError(422, "validation_failed", "Password recovery requires an email")
+        raise unprocessable(ErrorCode.VALIDATION_FAILED, "Password recovery requires an email")
     email = validate_email(params.email)
     pkce = validate_pkce(params.code_challenge, params.code_challenge_method)
     aud = request_aud(settings, request)
@@ -184,7 +184,9 @@ async def magiclink(request: Request, svc: Svc) -> Response:
         params = MagicLinkParams.model_validate_json(await request.body())
     except ValidationError as exc:
         detail = "; ".join(str(error["msg"]) for error in exc.errors())
-        raise APIError(400, "bad_json", f"Could not read verification params: {detail}") from None
+        raise bad_request(
+            ErrorCode.BAD_JSON, f"Could not read verification params: {detail}"
+        ) from None
     return await _magic_link(request, svc, params)
 
 
@@ -192,11 +194,13 @@ async def magiclink(request: Request, svc: Svc) -> Response:
 async def otp(params: OtpParams, request: Request, svc: Svc) -> Response:
     """Mail a one-time code and link; with ``create_user: false`` only to known addresses."""
     if params.email and params.phone:
-        raise APIError(
-            400, "validation_failed", "Only an email address or phone number should be provided"
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Only an email address or phone number should be provided"
         )
     if params.email and params.channel:
-        raise APIError(400, "validation_failed", "Channel should only be specified with Phone OTP")
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Channel should only be specified with Phone OTP"
+        )
     validate_pkce(params.code_challenge, params.code_challenge_method)
     if not params.create_user and (params.email or params.phone):
         # GoTrue answers otp_disabled for an invalid address here too.
@@ -211,7 +215,7 @@ async def otp(params: OtpParams, request: Request, svc: Svc) -> Response:
                     aud = request_aud(svc.settings, request)
                     known = await find_user_by_email(conn, email, aud) is not None
         if not known:
-            raise APIError(422, "otp_disabled", "Signups not allowed for otp")
+            raise unprocessable(ErrorCode.OTP_DISABLED, "Signups not allowed for otp")
     if params.email:
         return await _magic_link(
             request,
@@ -224,8 +228,8 @@ async def otp(params: OtpParams, request: Request, svc: Svc) -> Response:
             ),
         )
     if params.phone:
-        raise APIError(400, "phone_provider_disabled", "Unsupported phone provider")
-    raise APIError(400, "validation_failed", "One of email or phone must be set")
+        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Unsupported phone provider")
+    raise bad_request(ErrorCode.VALIDATION_FAILED, "One of email or phone must be set")
 
 
 _RESEND_TYPES = ("signup", "email_change", "sms", "phone_change")
@@ -234,26 +238,25 @@ _RESEND_TYPES = ("signup", "email_change", "sms", "phone_change")
 def _check_resend(settings: Settings, params: ResendParams) -> tuple[str, PKCE | None]:
     """GoTrue's resend validation, in its order; returns the address and any PKCE."""
     if params.type not in _RESEND_TYPES:
-        raise APIError(
-            400,
-            "validation_failed",
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
             "Missing one of these types: signup, email_change, sms, phone_change",
         )
     pkce = None
     if params.type in {"signup", "email_change"}:
         pkce = validate_pkce(params.code_challenge, params.code_challenge_method)
     if not params.email and params.type == "signup":
-        raise APIError(400, "validation_failed", "Type provided requires an email address")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "Type provided requires an email address")
     if not params.phone and params.type == "sms":
-        raise APIError(400, "validation_failed", "Type provided requires a phone number")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "Type provided requires a phone number")
     if params.email and params.phone:
-        raise APIError(
-            400, "validation_failed", "Only an email address or phone number should be provided."
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Only an email address or phone number should be provided."
         )
     if params.phone:
-        raise APIError(400, "phone_provider_disabled", "Phone logins are disabled")
+        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
     if not params.email:
-        raise APIError(400, "validation_failed", "Missing email address or phone number")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "Missing email address or phone number")
     if not settings.external_email_enabled:
         raise _email_logins_disabled(400)
     return validate_email(params.email), pkce

@@ -38,7 +38,7 @@ from apitask_auth.accounts.users import (
     user_body,
 )
 from apitask_auth.delivery.notifications import notification_data, notify
-from apitask_auth.errors import APIError
+from apitask_auth.errors import ErrorCode, bad_request, forbidden, unprocessable
 from apitask_auth.http.deps import Auth, Svc, request_aud
 from apitask_auth.http.models import UserUpdateParams  # noqa: TC001 - read by FastAPI
 from apitask_auth.http.redirects import redirect_to
@@ -92,7 +92,9 @@ async def _check_nonce(conn: AsyncConnection, settings: Settings, user: User, no
         or not constant_time_equal(stored, expected)
     ):
         await drop_spent(conn, tries.spent)
-        raise CountedRefusal(422, "reauthentication_not_valid", "Nonce has expired or is invalid")
+        raise CountedRefusal(
+            422, ErrorCode.REAUTHENTICATION_NOT_VALID, "Nonce has expired or is invalid"
+        )
     await update_user(conn, user["id"], reauthentication_token=None, reauthentication_sent_at=None)
     await clear_one_time_tokens(conn, user["id"])
 
@@ -107,8 +109,8 @@ async def _check_password_change(
         session is None or session["created_at"] + _FRESH_SESSION < now()
     ):
         if not params.nonce:
-            raise APIError(
-                400, "reauthentication_needed", "Password update requires reauthentication"
+            raise bad_request(
+                ErrorCode.REAUTHENTICATION_NEEDED, "Password update requires reauthentication"
             )
         await _check_nonce(conn, settings, user, params.nonce)
     if not params.password or not user["encrypted_password"]:
@@ -118,20 +120,18 @@ async def _check_password_change(
     )
     if settings.security_update_password_require_current_password and not recovering:
         if not params.current_password:
-            raise APIError(
-                400,
-                "current_password_required",
+            raise bad_request(
+                ErrorCode.CURRENT_PASSWORD_REQUIRED,
                 "Current password required when setting new password.",
             )
         if not await check_password(params.current_password, user["encrypted_password"]):
-            raise APIError(
-                400,
-                "current_password_invalid",
+            raise bad_request(
+                ErrorCode.CURRENT_PASSWORD_INVALID,
                 "Current password required when setting new password.",
             )
     if await check_password(params.password, user["encrypted_password"]):
-        raise APIError(
-            422, "same_password", "New password should be different from the old password."
+        raise unprocessable(
+            ErrorCode.SAME_PASSWORD, "New password should be different from the old password."
         )
 
 
@@ -161,18 +161,17 @@ def _validate(settings: Settings, caller: AuthenticatedUser, params: UserUpdateP
     """The checks before any database work, in GoTrue's order; returns the new address."""
     email = validate_email(params.email) if params.email else ""
     if params.phone:
-        raise APIError(400, "phone_provider_disabled", "Phone logins are disabled")
+        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
     if params.password is not None:
         check_password_strength(settings, params.password)
     user = caller.user
     if params.app_metadata is not None and not (
         user["aud"] == settings.jwt_aud and user["role"] == settings.jwt_admin_group_name
     ):
-        raise APIError(403, "not_admin", "Updating app_metadata requires admin privileges")
+        raise forbidden(ErrorCode.NOT_ADMIN, "Updating app_metadata requires admin privileges")
     if user["is_anonymous"] and params.password and not email:
-        raise APIError(
-            422,
-            "validation_failed",
+        raise unprocessable(
+            ErrorCode.VALIDATION_FAILED,
             "Updating password of an anonymous user without an email or phone is not allowed",
         )
     return email if email != (user["email"] or "") else ""
@@ -198,9 +197,8 @@ async def update_current_user(
         if new_email and await find_user_by_email(
             conn, new_email, request_aud(settings, request, caller.claims)
         ):
-            raise APIError(
-                422,
-                "email_exists",
+            raise unprocessable(
+                ErrorCode.EMAIL_EXISTS,
                 "A user with this email address has already been registered",
             )
         if params.password is not None:
@@ -242,15 +240,14 @@ async def reauthenticate(request: Request, caller: Auth, svc: Svc) -> Response:
     """Mail a code that authorizes a password change (``nonce`` on PUT /user)."""
     user = caller.user
     if not user["email"] and not user["phone"]:
-        raise APIError(
-            400,
-            "validation_failed",
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
             "Reauthentication requires the user to have an email or a phone number",
         )
     if not user["email"]:
-        raise APIError(400, "phone_provider_disabled", "Phone logins are disabled")
+        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
     if user["email_confirmed_at"] is None:
-        raise APIError(422, "email_not_confirmed", "Please verify your email first.")
+        raise unprocessable(ErrorCode.EMAIL_NOT_CONFIRMED, "Please verify your email first.")
     async with svc.engine.begin() as conn:
         await audit(conn, request, user["id"], user["email"], "user_reauthenticate_requested")
         await send_token_mail(

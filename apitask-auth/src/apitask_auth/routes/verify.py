@@ -28,7 +28,7 @@ from apitask_auth.accounts.users import (
     update_user,
 )
 from apitask_auth.delivery.notifications import notification_data, notify
-from apitask_auth.errors import APIError
+from apitask_auth.errors import APIError, ErrorCode, bad_request, forbidden, unprocessable
 from apitask_auth.http.deps import Service, Svc, request_aud
 from apitask_auth.http.models import VerifyParams  # noqa: TC001 - read by FastAPI
 from apitask_auth.http.redirects import redirect_to
@@ -98,7 +98,7 @@ def _checked(kind: str, found: tuple[User, str]) -> tuple[User, str, str]:
     """Refuse a banned user; returns the user, the effective type and the token type."""
     user, token_type = found
     if user["banned_until"] is not None and user["banned_until"] > now():
-        raise APIError(403, "user_banned", "User is banned")
+        raise forbidden(ErrorCode.USER_BANNED, "User is banned")
     effective = _EFFECTIVE[token_type] if kind == "email" else kind
     return user, effective, token_type
 
@@ -113,7 +113,7 @@ async def _verified_user(
     """
     found = await _find(conn, settings, kind, stored_tokens)
     if found is None:
-        raise APIError(403, "otp_expired", message)
+        raise forbidden(ErrorCode.OTP_EXPIRED, message)
     return _checked(kind, found)
 
 
@@ -183,9 +183,9 @@ async def _apply_verification(
 
 def _check_type(kind: str | None) -> str:
     if not kind:
-        raise APIError(400, "validation_failed", "Verify requires a verification type")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "Verify requires a verification type")
     if kind not in _VERIFY_TYPES:
-        raise APIError(400, "validation_failed", f"Unsupported verification type {kind!r}")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, f"Unsupported verification type {kind!r}")
     return kind
 
 
@@ -218,7 +218,7 @@ async def verify_link(
     settings = svc.settings
     kind = _check_type(type)
     if not token:
-        raise APIError(400, "validation_failed", "Verify requires a token or a token hash")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "Verify requires a token or a token hash")
     redirect = redirect_to(settings, request)
     is_pkce = token.startswith("pkce_")
     changed: tuple[User, str] | None = None
@@ -243,9 +243,8 @@ async def verify_link(
                 method = "email/signup" if effective.endswith("signup") else effective
                 state = await latest_flow_state(conn, user["id"], method)
                 if state is None:
-                    raise APIError(
-                        400,
-                        "flow_state_not_found",
+                    raise bad_request(
+                        ErrorCode.FLOW_STATE_NOT_FOUND,
                         "No associated flow state found. "
                         "Flow state has expired or was not created.",
                     )
@@ -296,25 +295,28 @@ async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Respon
     """Verify an OTP (with its address) or a token hash; answers with a session."""
     settings = svc.settings
     if bool(params.token) == bool(params.token_hash):
-        raise APIError(400, "validation_failed", "Verify requires either a token or a token hash")
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Verify requires either a token or a token hash"
+        )
     if params.token_hash and (params.email or params.phone or params.redirect_to):
-        raise APIError(400, "validation_failed", "Only the token_hash and type should be provided")
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Only the token_hash and type should be provided"
+        )
     if params.token and bool(params.email) == bool(params.phone):
-        raise APIError(
-            400,
-            "validation_failed",
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
             "Only an email address or phone number should be provided on verify",
         )
     kind = _check_type(params.type)
     if params.phone:
-        raise APIError(400, "validation_failed", "Phone verification is not supported")
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "Phone verification is not supported")
     if params.token_hash:
         message = "Email link is invalid or has expired"
     else:
         try:
             email = validate_email(params.email)
         except APIError:
-            raise APIError(422, "validation_failed", "Invalid email format") from None
+            raise unprocessable(ErrorCode.VALIDATION_FAILED, "Invalid email format") from None
         message = "Token has expired or is invalid"
     outcome: Response | None = None
     changed: tuple[User, str | None] | None = None
@@ -338,7 +340,7 @@ async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Respon
                 if effective == "email_change":
                     changed = (applied, old_email)
     if outcome is None:
-        raise APIError(403, "otp_expired", message)
+        raise forbidden(ErrorCode.OTP_EXPIRED, message)
     if changed is not None:
         await _notify_email_changed(svc, *changed)
     return outcome

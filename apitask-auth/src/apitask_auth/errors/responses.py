@@ -1,10 +1,11 @@
 """GoTrue's error responses, in both formats (§1.2).
 
-Handlers raise :class:`APIError`; the exception handlers here turn it, and
-anything else that escapes, into GoTrue's JSON. The format is picked by the
-``X-Supabase-Api-Version`` request header: from ``2024-01-01`` on, the body is
-``{"code": "<error_code>", "message": ...}`` and the header is echoed; before
-that (or without it) the legacy ``{"code": <status>, "error_code", "msg"}``.
+Handlers raise :class:`~apitask_auth.errors.api_error.APIError`; the exception
+handlers here turn it, and anything else that escapes, into GoTrue's JSON. The
+format is picked by the ``X-Supabase-Api-Version`` request header: from
+``2024-01-01`` on, the body is ``{"code": "<error_code>", "message": ...}`` and
+the header is echoed; before that (or without it) the legacy
+``{"code": <status>, "error_code", "msg"}``.
 
 Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
@@ -22,6 +23,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
 
 from apitask.mail import redact_addresses
+from apitask_auth.errors.api_error import APIError, bad_request, internal
+from apitask_auth.errors.codes import ErrorCode
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
@@ -30,8 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_VERSION",
-    "APIError",
     "BodyTooLargeError",
+    "answer_api_error",
+    "error_response",
     "install_error_handlers",
     "log_failure",
     "uses_new_format",
@@ -41,19 +45,6 @@ logger = logging.getLogger("apitask_auth")
 
 API_VERSION = "2024-01-01"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-class APIError(Exception):
-    """An error answered to the client, with GoTrue's status, code and message."""
-
-    def __init__(
-        self, status: int, code: str, message: str, *, extra: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra or {}
 
 
 class BodyTooLargeError(HTTPException):
@@ -71,7 +62,7 @@ def uses_new_format(request: Request) -> bool:
 
 def error_response(request: Request, error: APIError) -> JSONResponse:
     """The JSON response for ``error`` in the format the request asked for."""
-    headers = {"x-sb-error-code": error.code}
+    headers: dict[str, str] = {"x-sb-error-code": error.code}
     body: dict[str, Any]
     if uses_new_format(request):
         headers["x-supabase-api-version"] = API_VERSION
@@ -85,41 +76,47 @@ def error_response(request: Request, error: APIError) -> JSONResponse:
 
 
 _HTTP_CODES = {
-    400: "bad_json",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "request_entity_too_large",
+    400: ErrorCode.BAD_JSON,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.REQUEST_ENTITY_TOO_LARGE,
 }
 
 
-def log_failure(request: StarletteRequest, exc: BaseException, what: str) -> None:
-    """Log why a request got a 500, at ERROR: the cause's type, message and traceback.
+def log_failure(request: StarletteRequest, cause: BaseException | str, what: str) -> None:
+    """Log why a request got a 500, at ERROR: the cause's type, message and traceback,
+    or the cause as given when it is a text.
 
     Addresses in the text lose their local part. (SQL statement parameters,
     which carry addresses and token hashes, never reach a message: the engine
     hides them.)
     """
-    trace = "".join(traceback.format_exception(exc)).rstrip()
+    text = cause if isinstance(cause, str) else "".join(traceback.format_exception(cause))
     logger.error(
         "%s on %s %s: %s",
         what,
         request.method,
         request.url.path,
-        redact_addresses(trace),  # the library's one rule: the domain stays
+        redact_addresses(text.rstrip()),  # the library's one rule: the domain stays
     )
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
+async def answer_api_error(request: Request, exc: Exception) -> Response:
+    """The handler for :class:`APIError`: a 5xx is logged with its cause first.
+
+    Another handler for it (the metrics' counts rate limits) ends by calling this one.
+    """
     assert isinstance(exc, APIError)
     if exc.status >= 500:
         # "Error sending ... email" and the like: the response says little, the log says why.
-        log_failure(request, exc.__cause__ or exc, exc.message)
+        cause = exc.internal_error if exc.internal_error is not None else exc.__cause__ or exc
+        log_failure(request, cause, exc.message)
     return error_response(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "unknown")
+    code = _HTTP_CODES.get(exc.status_code, ErrorCode.UNKNOWN)
     return error_response(request, APIError(exc.status_code, code, str(exc.detail)))
 
 
@@ -132,18 +129,13 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
         details.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
     message = "Could not parse request body as JSON: " + "; ".join(details)
-    return error_response(request, APIError(400, "bad_json", message))
+    return error_response(request, bad_request(ErrorCode.BAD_JSON, message))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log_failure(request, exc, "unhandled error")
     return error_response(
-        request,
-        APIError(
-            500,
-            "unexpected_failure",
-            "Unexpected failure, please check server logs for more information",
-        ),
+        request, internal("Unexpected failure, please check server logs for more information")
     )
 
 
@@ -187,7 +179,7 @@ def install_error_handlers(app: FastAPI) -> None:
     its 500 like any response. Errors of those outer middlewares still reach
     Starlette's handler.
     """
-    app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(APIError, answer_api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
