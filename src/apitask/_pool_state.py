@@ -1,19 +1,35 @@
 """The worker pool's bookkeeping, without I/O (the httpcore connection-pool model).
 
 :class:`PoolBook` decides; :class:`~apitask.WorkerPool` does what it decides.
-Every method here is synchronous and returns what the driver must do next
-(wake a worker, run inline, wait for room, raise, retry after a delay), so
-the rules can be read, and tested, apart from the event loop.
+Every state change is a synchronous method that returns the action the
+driver must perform next (wake a worker, run inline, wait for room, raise,
+retry after a delay, cancel), so the rules can be read, and tested, apart
+from the event loop:
+
+========================  ==============================================
+method                    returns
+========================  ==============================================
+``admit(task)``           an :class:`Admission`, or :class:`RunInline`
+``take()``                the next :class:`Job` to run, or an :class:`Idle`
+``finish(job, exc)``      :class:`Retry` or :class:`Done`
+``cancelled(job)``        :class:`Done`
+``retry_due(job)``        ``Admission.QUEUED`` (wake a worker)
+``begin_drain()``         a :class:`Drain`: whether to wait for the rest
+``close()``               :class:`Cancel`: what will not run, what to cancel
+``report(...)``           the final :class:`DrainReport`
+========================  ==============================================
 """
 
 from __future__ import annotations
 
 import enum
+import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from ._backoff import Backoff, next_delay
 from ._counters import Outcome, TaskCounters
 from ._function import FunctionTask
 from ._types import DurableTask
@@ -26,14 +42,24 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Admission",
+    "Cancel",
+    "Done",
+    "Drain",
     "DrainReport",
+    "FullPolicy",
+    "Idle",
     "Job",
     "Leftover",
     "LeftoverState",
     "PoolBook",
     "PoolState",
+    "Retry",
+    "RunInline",
     "TypeStats",
 ]
+
+FullPolicy = Literal["inline", "wait", "reject", "spill"]
+FULL_POLICIES: tuple[FullPolicy, ...] = ("inline", "wait", "reject", "spill")
 
 
 class PoolState(enum.Enum):
@@ -50,14 +76,75 @@ class PoolState(enum.Enum):
 
 
 class Admission(enum.Enum):
-    """What :meth:`PoolBook.admit` decided about a submitted task."""
+    """What the driver does with a submitted task (:meth:`PoolBook.admit`)."""
 
     QUEUED = "queued"
-    """Appended to the queue: wake an idle worker."""
-    FULL = "full"
-    """The queue is at capacity: apply the full-queue policy."""
+    """Queued and counted: wake an idle worker."""
+    WAIT = "wait"
+    """The queue is full (policy ``"wait"``): wait for room, then admit again."""
+    REJECT = "reject"
+    """The queue is full (policy ``"reject"``): raise QueueFullError."""
+    SPILL = "spill"
+    """The queue is full (policy ``"spill"``): hand the task to the spill
+    sink, then :meth:`PoolBook.count_spilled` if the sink took it."""
     CLOSED = "closed"
     """The pool does not take work: raise PoolClosedError."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunInline:
+    """The queue is full (policy ``"inline"``): run ``job`` in the caller now.
+
+    The job is counted as submitted and running, its first attempt started.
+    """
+
+    job: Job
+
+
+class Idle(enum.Enum):
+    """What a worker does when :meth:`PoolBook.take` has no job for it."""
+
+    WAIT = "wait"
+    """Nothing is queued: wait to be woken."""
+    EXIT = "exit"
+    """The pool is closed: return."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """The attempt failed transiently: run the job again after ``delay`` seconds
+    (then call :meth:`PoolBook.retry_due`). ``error`` is the failure, to log."""
+
+    delay: float
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The job reached its end.
+
+    Attributes:
+        error: the final failure, to log (None: it succeeded, or was cancelled).
+        drained: it was the last job of a draining pool: the drain may stop waiting.
+    """
+
+    error: BaseException | None = None
+    drained: bool = False
+
+
+# A job that ends well returns one of these two: no allocation per task.
+_SUCCEEDED = Done()
+_SUCCEEDED_LAST = Done(drained=True)
+
+
+class Drain(enum.Enum):
+    """What :meth:`PoolBook.begin_drain` leaves the driver to await."""
+
+    WAIT = "wait"
+    """Jobs are queued, running or waiting to retry: await the :class:`Done`
+    whose ``drained`` is set, up to the shutdown timeout; then :meth:`PoolBook.close`."""
+    NOTHING = "nothing"
+    """Nothing is in flight: :meth:`PoolBook.close` at once."""
 
 
 class TypeStats:
@@ -93,17 +180,37 @@ class Job:
     collector must walk (measured: it was a third of the cost of submit).
     """
 
-    __slots__ = ("attempt", "done", "is_sync", "request_id", "stats", "task", "thread")
+    __slots__ = (
+        "attempt",
+        "cancelled",
+        "done",
+        "inline",
+        "is_sync",
+        "request_id",
+        "stats",
+        "task",
+        "thread",
+    )
 
-    def __init__(self, task: Task, stats: TypeStats, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        stats: TypeStats,
+        request_id: str | None = None,
+        *,
+        inline: bool = False,
+    ) -> None:
         self.task = task
         self.stats = stats
         # The id of the request that submitted the task: only the id, never its scope.
         self.request_id = request_id
         # Sync functions run on the pool's threads, never on the loop.
         self.is_sync = isinstance(task, FunctionTask) and not task.is_async
+        # Run by the submitting caller (a full queue, policy "inline"), not a worker.
+        self.inline = inline
         self.attempt = 0
-        self.done = False
+        self.done = False  # ran to its end: success or final failure
+        self.cancelled = False  # its worker was cancelled and let go of it
         # The thread running a sync attempt: a thread cannot be cancelled,
         # so the drain report must know whether it is still going.
         self.thread: concurrent.futures.Future[None] | None = None
@@ -192,15 +299,36 @@ def describe(task: Task, state: LeftoverState, request_id: str | None = None) ->
     return Leftover(task.type, state, payload, error=error, task=task, request_id=request_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """What :meth:`PoolBook.close` stopped: the driver cancels, then reports.
+
+    Attributes:
+        queued: tasks that never started, with the id of the request that
+            submitted each; dropped from the queue.
+        retrying: jobs waiting for a retry: cancel their timers.
+        running: jobs running on a worker: cancel the workers. (A job run
+            inline belongs to its caller and is not cancelled.)
+    """
+
+    queued: tuple[tuple[Task, str | None], ...] = ()
+    retrying: tuple[Job, ...] = ()
+    running: tuple[Job, ...] = ()
+
+
 class PoolBook:
-    """Queue, lifecycle and in-flight bookkeeping of one pool.
+    """Queue, lifecycle, retries and counts of one pool, as a state machine.
 
     Args:
         capacity: most tasks waiting in the queue (running ones not counted).
+        when_full: what :meth:`admit` answers when the queue is full.
+        backoff: retry timing, for :func:`~apitask._backoff.next_delay`.
+        rng: source of the backoff jitter.
         clock: monotonic seconds, for the age of the oldest queued task.
     """
 
     __slots__ = (
+        "backoff",
         "by_type",
         "capacity",
         "clock",
@@ -208,12 +336,24 @@ class PoolBook:
         "queued_at",
         "request_ids",
         "retrying",
+        "rng",
         "running",
         "state",
+        "when_full",
     )
 
-    def __init__(self, capacity: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        when_full: FullPolicy = "inline",
+        backoff: Backoff | None = None,
+        rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.capacity = capacity
+        self.when_full = when_full
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.rng = rng
         self.clock = clock
         self.state = PoolState.CREATED
         # New tasks, or Jobs back for a retry; and when each was queued
@@ -222,10 +362,14 @@ class PoolBook:
         self.queued_at: deque[float] = deque()
         # Which request submitted each queued task (a reference to its id string).
         self.request_ids: deque[str | None] = deque()
-        self.running = 0
+        # Jobs in an attempt now, on a worker or inline in their caller: a
+        # dict as an ordered set, so that the report lists them in start order.
+        self.running: dict[Job, None] = {}
         # Jobs waiting for their retry delay: not queued, not running.
         self.retrying: set[Job] = set()
         self.by_type: dict[str, TypeStats] = {}
+
+    # ------------------------------------------------------------ reading
 
     def stats(self, type: str) -> TypeStats:
         """The counts of ``type`` (created at its first task)."""
@@ -244,61 +388,136 @@ class PoolBook:
                     counters.add(type, outcome, n)
         return counters
 
+    @property
+    def oldest_age(self) -> float:
+        """Seconds the oldest queued job has waited (0.0 when the queue is empty)."""
+        if not self.queued_at:
+            return 0.0
+        return max(0.0, self.clock() - self.queued_at[0])
+
+    # ------------------------------------------------------------ intake
+
     def open(self) -> None:
         """The workers are started: accept tasks."""
         self.state = PoolState.RUNNING
 
-    def admit(self, task: Task, request_id: str | None = None) -> Admission:
-        """Queue ``task`` (submitted by request ``request_id``) if the pool runs and has room."""
+    def admit(self, task: Task, request_id: str | None = None) -> Admission | RunInline:
+        """A task was submitted (by request ``request_id``): queue it if there is room.
+
+        The three cases: the pool is not running (``CLOSED``); there is room
+        (``QUEUED``); the queue is full, and the full-queue policy answers.
+        """
         if self.state is not PoolState.RUNNING:
             return Admission.CLOSED
-        if len(self.queue) >= self.capacity:
-            return Admission.FULL
-        self.queue.append(task)
-        self.queued_at.append(self.clock())
-        self.request_ids.append(request_id)
-        return Admission.QUEUED
+        stats = self.by_type.get(task.type) or self.stats(task.type)
+        if len(self.queue) < self.capacity:
+            self.queue.append(task)
+            self.queued_at.append(self.clock())
+            self.request_ids.append(request_id)
+            stats.submitted += 1
+            return Admission.QUEUED
+        if self.when_full == "inline":
+            job = Job(task, stats, inline=True)
+            stats.submitted += 1
+            self._start(job)
+            return RunInline(job)
+        if self.when_full == "wait":
+            return Admission.WAIT
+        if self.when_full == "reject":
+            return Admission.REJECT
+        return Admission.SPILL
 
-    def take(self) -> Job | None:
-        """The next job to run (now counted as running), or None if none is queued."""
+    def count_spilled(self, type: str) -> None:
+        """The spill sink took a task of ``type`` that found the queue full."""
+        self.stats(type).spilled += 1
+
+    # ------------------------------------------------------------ running
+
+    def take(self) -> Job | Idle:
+        """The next job for a worker, its attempt started; else what the worker does.
+
+        A job taken frees a slot in the queue: the driver wakes a submitter
+        waiting for room, if any.
+        """
         queue = self.queue
         if not queue:
-            return None
-        self.running += 1
+            return Idle.EXIT if self.state is PoolState.CLOSED else Idle.WAIT
         self.queued_at.popleft()
         request_id = self.request_ids.popleft()
         item = queue.popleft()
         if isinstance(item, Job):
-            return item  # back for a retry
-        return Job(item, self.by_type.get(item.type) or self.stats(item.type), request_id)
+            job = item  # back for a retry
+        else:
+            job = Job(item, self.by_type.get(item.type) or self.stats(item.type), request_id)
+        self._start(job)
+        return job
 
-    def run_inline(self) -> None:
-        """A job that did not fit runs in its caller: count it as running, unqueued."""
-        self.running += 1
+    def _start(self, job: Job) -> None:
+        self.running[job] = None
+        job.attempt += 1
+        job.stats.started += 1
 
-    def finish(self, job: Job) -> None:
-        """A running job ended (success or final failure); see :attr:`drained`."""
-        self.running -= 1
+    def finish(self, job: Job, exc: BaseException | None) -> Retry | Done:
+        """An attempt of a running job ended: ``exc`` is what it raised (None: it returned).
+
+        A failure is retried as :func:`~apitask._backoff.next_delay` says
+        (the one retry policy), except once the pool is closed: then no
+        retry could run, so the failure is final.
+        """
+        self.running.pop(job, None)
+        stats = job.stats
+        if exc is None:
+            stats.succeeded += 1
+            job.done = True
+            return _SUCCEEDED_LAST if self._drained() else _SUCCEEDED
+        if self.state is not PoolState.CLOSED:
+            delay = next_delay(exc, job.attempt, self.backoff, self.rng)
+            if delay is not None:
+                stats.retried += 1
+                self.retrying.add(job)
+                return Retry(delay, exc)
+        stats.failed += 1
         job.done = True
+        return Done(exc, self._drained())
 
-    def wait_retry(self, job: Job) -> None:
-        """A running job failed transiently and waits for its next attempt."""
-        self.running -= 1
-        self.retrying.add(job)
+    def cancelled(self, job: Job) -> Done:
+        """A running attempt was cancelled from outside, not by the task itself.
 
-    def retry_due(self, job: Job) -> None:
-        """A retry delay passed: back to the end of the queue, above capacity.
+        An inline job by its caller: it shared the caller's fate and is done.
+        A worker's job by :meth:`close`: it did not complete, and the report
+        lists it as cancelled.
+        """
+        self.running.pop(job, None)
+        job.stats.cancelled += 1
+        if job.inline:
+            job.done = True
+        else:
+            job.cancelled = True
+        return Done(None, self._drained())
 
-        The task was accepted once; refusing its retry for lack of room
-        would lose it.
+    def retry_due(self, job: Job) -> Literal[Admission.QUEUED]:
+        """A retry delay passed: the job goes back to the end of the queue.
+
+        Above capacity: the task was accepted once, and refusing its retry
+        for lack of room would lose it.
         """
         self.retrying.discard(job)
         self.queue.append(job)
         self.queued_at.append(self.clock())
         self.request_ids.append(job.request_id)
+        return Admission.QUEUED
 
-    @property
-    def drained(self) -> bool:
+    # ------------------------------------------------------------ shutdown
+
+    def begin_drain(self) -> Drain:
+        """Stop intake; queued, running and retrying jobs may still complete.
+
+        Submitters waiting for room must be woken: :meth:`admit` now answers ``CLOSED``.
+        """
+        self.state = PoolState.DRAINING
+        return Drain.NOTHING if self._drained() else Drain.WAIT
+
+    def _drained(self) -> bool:
         """Draining, and nothing is queued, running or waiting to retry."""
         return (
             self.state is PoolState.DRAINING
@@ -307,52 +526,55 @@ class PoolBook:
             and not self.retrying
         )
 
-    @property
-    def oldest_age(self) -> float:
-        """Seconds the oldest queued job has waited (0.0 when the queue is empty)."""
-        if not self.queued_at:
-            return 0.0
-        return max(0.0, self.clock() - self.queued_at[0])
+    def close(self) -> Cancel:
+        """The drain is over (done, or its deadline passed): nothing more starts.
 
-    def begin_drain(self) -> None:
-        """Stop intake; queued, running and retrying jobs still complete."""
-        self.state = PoolState.DRAINING
-
-    def abort(self) -> tuple[list[tuple[Task, str | None]], list[Job]]:
-        """Close; return (queued tasks with the id of the request that submitted
-        each, jobs waiting to retry), none of which will start."""
+        Returns what did not run and what to cancel; a worker that finds no
+        job now exits (:attr:`Idle.EXIT`).
+        """
         self.state = PoolState.CLOSED
-        queued = [
+        queued = tuple(
             (item.task, item.request_id) if isinstance(item, Job) else (item, request_id)
             for item, request_id in zip(self.queue, self.request_ids, strict=True)
-        ]
+        )
         self.queue.clear()
         self.queued_at.clear()
         self.request_ids.clear()
-        retrying = list(self.retrying)
+        retrying = tuple(self.retrying)
         self.retrying.clear()
-        return queued, retrying
+        running = tuple(job for job in self.running if not job.inline)
+        return Cancel(queued, retrying, running)
 
-    def leftovers(
-        self,
-        queued: Iterable[tuple[Task, str | None]],
-        retrying: Iterable[Job],
-        cancelled: Iterable[Job],
-        still_running: Iterable[Job] = (),
-    ) -> list[Leftover]:
-        """Describe every job that did not complete, in a stable order.
+    def leftovers(self, cancel: Cancel) -> list[Leftover]:
+        """Describe every job of ``cancel`` that did not complete, in a stable order.
 
-        ``cancelled`` are the jobs that were running at the deadline;
-        ``still_running`` those of them whose worker outlived the cancel grace.
+        Call it once the cancelled workers had their grace: a running job
+        that let go of its cancellation is ``CANCELLED``; one that ignored
+        it, or whose sync attempt still holds a thread, is ``STUCK``; one
+        that finished anyway is no leftover.
         """
-        lefts = [describe(task, LeftoverState.QUEUED, request_id) for task, request_id in queued]
-        lefts += [describe(job.task, LeftoverState.RETRYING, job.request_id) for job in retrying]
-        alive = set(still_running)
-        for job in cancelled:
+        lefts = [
+            describe(task, LeftoverState.QUEUED, request_id) for task, request_id in cancel.queued
+        ]
+        lefts += [
+            describe(job.task, LeftoverState.RETRYING, job.request_id) for job in cancel.retrying
+        ]
+        for job in cancel.running:
             if job.done:
                 continue  # it swallowed the cancellation but did finish
             in_thread = job.thread is not None and not job.thread.done()
-            stuck = in_thread or job in alive
+            stuck = in_thread or not job.cancelled
             state = LeftoverState.STUCK if stuck else LeftoverState.CANCELLED
             lefts.append(describe(job.task, state, job.request_id))
         return lefts
+
+    def report(self, timed_out: bool, leftovers: Iterable[Leftover]) -> DrainReport:
+        """The final report: each leftover counted as spilled or abandoned."""
+        leftovers = tuple(leftovers)
+        for left in leftovers:
+            stats = self.stats(left.type)
+            if left.spilled:
+                stats.spilled += 1
+            else:
+                stats.abandoned += 1
+        return DrainReport(timed_out, leftovers)
