@@ -30,8 +30,8 @@ from ._pool_state import (
     DrainReport,
     FullPolicy,
     Idle,
-    Job,
     PoolBook,
+    PoolEntry,
     PoolState,
     Retry,
     RunInline,
@@ -140,10 +140,10 @@ class WorkerPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._workers: list[asyncio.Task[None]] = []
-        self._idle: deque[asyncio.Future[None]] = deque()  # workers waiting for a job
+        self._idle: deque[asyncio.Future[None]] = deque()  # workers waiting for an entry
         self._room: deque[asyncio.Future[None]] = deque()  # submitters waiting for room
-        self._timers: dict[Job, asyncio.TimerHandle] = {}
-        # Set by the Done that ends the last in-flight job of a draining pool.
+        self._timers: dict[PoolEntry, asyncio.TimerHandle] = {}
+        # Set by the Done that ends the last in-flight entry of a draining pool.
         self._emptied = asyncio.Event()
         self._closing: asyncio.Task[DrainReport] | None = None
         self._report: DrainReport | None = None
@@ -362,7 +362,7 @@ class WorkerPool:
             self._book.count_spilled(task.type)
         else:
             assert isinstance(action, RunInline)
-            await self._attempt(action.job)
+            await self._attempt(action.entry)
 
     async def _wait_for_room(self, task: Task, request_id: str | None) -> Admission | RunInline:
         """Wait until a worker frees a slot, then admit ``task`` again (another
@@ -395,34 +395,34 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         request_id, set_request_id = task_request_id.get, task_request_id.set
         while True:
-            job = book.take()
-            if job is Idle.WAIT:
+            entry = book.take()
+            if entry is Idle.WAIT:
                 idle = loop.create_future()
                 self._idle.append(idle)
                 await idle
                 continue
-            if job is Idle.EXIT:
+            if entry is Idle.EXIT:
                 return
             if self._room:
                 wake_one(self._room)
-            # This worker's context is its own: set the id for this job's
-            # logs (and tasks it submits); no reset, the next job sets its own.
-            if job.request_id is not request_id():
-                set_request_id(job.request_id)
-            await self._attempt(job)
+            # This worker's context is its own: set the id for this entry's
+            # logs (and tasks it submits); no reset, the next entry sets its own.
+            if entry.request_id is not request_id():
+                set_request_id(entry.request_id)
+            await self._attempt(entry)
 
-    async def _attempt(self, job: Job) -> None:
+    async def _attempt(self, entry: PoolEntry) -> None:
         """Run the attempt :class:`PoolBook` started, and do what its end calls for."""
-        task = job.task
+        task = entry.task
         try:
-            if job.is_sync:
+            if entry.is_sync:
                 assert self._executor is not None
                 run_sync = task.run_sync  # type: ignore[attr-defined]
-                if job.request_id is None:
-                    job.thread = self._executor.submit(run_sync)
+                if entry.request_id is None:
+                    entry.thread = self._executor.submit(run_sync)
                 else:  # a pool thread has no context: lend it the worker's (the id)
-                    job.thread = self._executor.submit(contextvars.copy_context().run, run_sync)
-                await asyncio.wrap_future(job.thread)
+                    entry.thread = self._executor.submit(contextvars.copy_context().run, run_sync)
+                await asyncio.wrap_future(entry.thread)
             else:
                 await task.run()
         except asyncio.CancelledError as exc:
@@ -430,35 +430,35 @@ class WorkerPool:
             assert me is not None
             if me.cancelling():
                 # The worker (at the drain deadline) or the inline caller is cancelled.
-                self._follow(job, self._book.cancelled(job))
+                self._follow(entry, self._book.cancelled(entry))
                 raise
             # The task let a CancelledError of its own escape (it awaited
             # something that was cancelled): the task failed, the worker lives on.
-            self._follow(job, self._book.finish(job, exc))
+            self._follow(entry, self._book.finish(entry, exc))
         except Exception as exc:
-            self._follow(job, self._book.finish(job, exc))
+            self._follow(entry, self._book.finish(entry, exc))
         else:
-            self._follow(job, self._book.finish(job, None))
+            self._follow(entry, self._book.finish(entry, None))
 
-    def _follow(self, job: Job, outcome: Retry | Done) -> None:
+    def _follow(self, entry: PoolEntry, outcome: Retry | Done) -> None:
         """Log and schedule what the end of an attempt calls for."""
         if isinstance(outcome, Retry):
             delay = outcome.delay
             note = f"retry in {delay:.3g}s"
-            _log_attempt(logging.WARNING, "transient error", job, note, outcome.error)
+            _log_attempt(logging.WARNING, "transient error", entry, note, outcome.error)
             assert self._loop is not None
-            self._timers[job] = self._loop.call_later(delay, self._retry_due, job)
+            self._timers[entry] = self._loop.call_later(delay, self._retry_due, entry)
             return
         error = outcome.error
         if error is not None:
             shown = repr(error) if isinstance(error, asyncio.CancelledError) else error
-            _log_attempt(logging.ERROR, "error", job, "final", shown, error)
+            _log_attempt(logging.ERROR, "error", entry, "final", shown, error)
         if outcome.drained:
             self._emptied.set()
 
-    def _retry_due(self, job: Job) -> None:
-        del self._timers[job]
-        self._book.retry_due(job)  # queued again: wake a worker
+    def _retry_due(self, entry: PoolEntry) -> None:
+        del self._timers[entry]
+        self._book.retry_due(entry)  # queued again: wake a worker
         wake_one(self._idle)
 
     # ------------------------------------------------------------ shutdown
@@ -475,8 +475,8 @@ class WorkerPool:
             except TimeoutError:
                 timed_out = True
         cancel = book.close()
-        for job in cancel.retrying:
-            self._timers.pop(job).cancel()
+        for entry in cancel.retrying:
+            self._timers.pop(entry).cancel()
         # Running workers are cancelled; idle ones end where they wait.
         for worker in self._workers:
             worker.cancel()
@@ -498,20 +498,20 @@ class WorkerPool:
 def _log_attempt(
     level: int,
     what: str,
-    job: Job,
+    entry: PoolEntry,
     note: str,
     error: object,
     exc_info: BaseException | None = None,
 ) -> None:
-    type = job.task.type
+    type = entry.task.type
     logger.log(
         level,
         'apitask: %s running "%s" (attempt %d, %s): %s',
         what,
         type,
-        job.attempt,
+        entry.attempt,
         note,
         error,
         exc_info=exc_info,
-        extra={"action": "apitask", "task_type": type, "attempt": job.attempt},
+        extra={"action": "apitask", "task_type": type, "attempt": entry.attempt},
     )

@@ -10,10 +10,10 @@ from the event loop:
 method                    returns
 ========================  ==============================================
 ``admit(task)``           an :class:`Admission`, or :class:`RunInline`
-``take()``                the next :class:`Job` to run, or an :class:`Idle`
-``finish(job, exc)``      :class:`Retry` or :class:`Done`
-``cancelled(job)``        :class:`Done`
-``retry_due(job)``        ``Admission.QUEUED`` (wake a worker)
+``take()``                the next :class:`PoolEntry` to run, or an :class:`Idle`
+``finish(entry, exc)``      :class:`Retry` or :class:`Done`
+``cancelled(entry)``        :class:`Done`
+``retry_due(entry)``        ``Admission.QUEUED`` (wake a worker)
 ``begin_drain()``         a :class:`Drain`: whether to wait for the rest
 ``close()``               :class:`Cancel`: what will not run, what to cancel
 ``report(...)``           the final :class:`DrainReport`
@@ -48,7 +48,7 @@ __all__ = [
     "DrainReport",
     "FullPolicy",
     "Idle",
-    "Job",
+    "PoolEntry",
     "Leftover",
     "LeftoverState",
     "PoolBook",
@@ -93,16 +93,16 @@ class Admission(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class RunInline:
-    """The queue is full (policy ``"inline"``): run ``job`` in the caller now.
+    """The queue is full (policy ``"inline"``): run ``entry`` in the caller now.
 
-    The job is counted as submitted and running, its first attempt started.
+    The entry is counted as submitted and running, its first attempt started.
     """
 
-    job: Job
+    entry: PoolEntry
 
 
 class Idle(enum.Enum):
-    """What a worker does when :meth:`PoolBook.take` has no job for it."""
+    """What a worker does when :meth:`PoolBook.take` has no entry for it."""
 
     WAIT = "wait"
     """Nothing is queued: wait to be woken."""
@@ -112,7 +112,7 @@ class Idle(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """The attempt failed transiently: run the job again after ``delay`` seconds
+    """The attempt failed transiently: run the entry again after ``delay`` seconds
     (then call :meth:`PoolBook.retry_due`). ``error`` is the failure, to log."""
 
     delay: float
@@ -121,18 +121,18 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The job reached its end.
+    """The entry reached its end.
 
     Attributes:
         error: the final failure, to log (None: it succeeded, or was cancelled).
-        drained: it was the last job of a draining pool: the drain may stop waiting.
+        drained: it was the last entry of a draining pool: the drain may stop waiting.
     """
 
     error: BaseException | None = None
     drained: bool = False
 
 
-# A job that ends well returns one of these two: no allocation per task.
+# An entry that ends well returns one of these two: no allocation per task.
 _SUCCEEDED = Done()
 _SUCCEEDED_LAST = Done(drained=True)
 
@@ -141,7 +141,7 @@ class Drain(enum.Enum):
     """What :meth:`PoolBook.begin_drain` leaves the driver to await."""
 
     WAIT = "wait"
-    """Jobs are queued, running or waiting to retry: await the :class:`Done`
+    """Entries are queued, running or waiting to retry: await the :class:`Done`
     whose ``drained`` is set, up to the shutdown timeout; then :meth:`PoolBook.close`."""
     NOTHING = "nothing"
     """Nothing is in flight: :meth:`PoolBook.close` at once."""
@@ -172,12 +172,14 @@ class TypeStats:
         self.failed = self.cancelled = self.spilled = self.abandoned = 0
 
 
-class Job:
-    """A task that started, and what the pool knows about its attempts.
+class PoolEntry:
+    """A task the pool started (on a worker, or inline), and its attempts.
 
-    Queued tasks are not wrapped yet: a Job is made when a worker takes the
-    task. A queue of 100,000 tasks then holds no extra object the garbage
-    collector must walk (measured: it was a third of the cost of submit).
+    An entry of this pool's books, held in memory only; not an outbox job,
+    which is a stored record. Queued tasks are not wrapped yet: an entry is
+    made when a worker takes the task. A queue of 100,000 tasks then holds
+    no extra object the garbage collector must walk (measured: it was a
+    third of the cost of submit).
     """
 
     __slots__ = (
@@ -306,14 +308,14 @@ class Cancel:
     Attributes:
         queued: tasks that never started, with the id of the request that
             submitted each; dropped from the queue.
-        retrying: jobs waiting for a retry: cancel their timers.
-        running: jobs running on a worker: cancel the workers. (A job run
+        retrying: entries waiting for a retry: cancel their timers.
+        running: entries running on a worker: cancel the workers. (An entry run
             inline belongs to its caller and is not cancelled.)
     """
 
     queued: tuple[tuple[Task, str | None], ...] = ()
-    retrying: tuple[Job, ...] = ()
-    running: tuple[Job, ...] = ()
+    retrying: tuple[PoolEntry, ...] = ()
+    running: tuple[PoolEntry, ...] = ()
 
 
 class PoolBook:
@@ -356,17 +358,17 @@ class PoolBook:
         self.rng = rng
         self.clock = clock
         self.state = PoolState.CREATED
-        # New tasks, or Jobs back for a retry; and when each was queued
+        # New tasks, or entries back for a retry; and when each was queued
         # (floats, which the garbage collector does not track).
-        self.queue: deque[Task | Job] = deque()
+        self.queue: deque[Task | PoolEntry] = deque()
         self.queued_at: deque[float] = deque()
         # Which request submitted each queued task (a reference to its id string).
         self.request_ids: deque[str | None] = deque()
-        # Jobs in an attempt now, on a worker or inline in their caller: a
+        # Entries in an attempt now, on a worker or inline in their caller: a
         # dict as an ordered set, so that the report lists them in start order.
-        self.running: dict[Job, None] = {}
-        # Jobs waiting for their retry delay: not queued, not running.
-        self.retrying: set[Job] = set()
+        self.running: dict[PoolEntry, None] = {}
+        # Entries waiting for their retry delay: not queued, not running.
+        self.retrying: set[PoolEntry] = set()
         self.by_type: dict[str, TypeStats] = {}
 
     # ------------------------------------------------------------ reading
@@ -390,7 +392,7 @@ class PoolBook:
 
     @property
     def oldest_age(self) -> float:
-        """Seconds the oldest queued job has waited (0.0 when the queue is empty)."""
+        """Seconds the oldest queued entry has waited (0.0 when the queue is empty)."""
         if not self.queued_at:
             return 0.0
         return max(0.0, self.clock() - self.queued_at[0])
@@ -417,10 +419,10 @@ class PoolBook:
             stats.submitted += 1
             return Admission.QUEUED
         if self.when_full == "inline":
-            job = Job(task, stats, inline=True)
+            entry = PoolEntry(task, stats, inline=True)
             stats.submitted += 1
-            self._start(job)
-            return RunInline(job)
+            self._start(entry)
+            return RunInline(entry)
         if self.when_full == "wait":
             return Admission.WAIT
         if self.when_full == "reject":
@@ -433,10 +435,10 @@ class PoolBook:
 
     # ------------------------------------------------------------ running
 
-    def take(self) -> Job | Idle:
-        """The next job for a worker, its attempt started; else what the worker does.
+    def take(self) -> PoolEntry | Idle:
+        """The next entry for a worker, its attempt started; else what the worker does.
 
-        A job taken frees a slot in the queue: the driver wakes a submitter
+        An entry taken frees a slot in the queue: the driver wakes a submitter
         waiting for room, if any.
         """
         queue = self.queue
@@ -445,72 +447,73 @@ class PoolBook:
         self.queued_at.popleft()
         request_id = self.request_ids.popleft()
         item = queue.popleft()
-        if isinstance(item, Job):
-            job = item  # back for a retry
+        if isinstance(item, PoolEntry):
+            entry = item  # back for a retry
         else:
-            job = Job(item, self.by_type.get(item.type) or self.stats(item.type), request_id)
-        self._start(job)
-        return job
+            stats = self.by_type.get(item.type) or self.stats(item.type)
+            entry = PoolEntry(item, stats, request_id)
+        self._start(entry)
+        return entry
 
-    def _start(self, job: Job) -> None:
-        self.running[job] = None
-        job.attempt += 1
-        job.stats.started += 1
+    def _start(self, entry: PoolEntry) -> None:
+        self.running[entry] = None
+        entry.attempt += 1
+        entry.stats.started += 1
 
-    def finish(self, job: Job, exc: BaseException | None) -> Retry | Done:
-        """An attempt of a running job ended: ``exc`` is what it raised (None: it returned).
+    def finish(self, entry: PoolEntry, exc: BaseException | None) -> Retry | Done:
+        """An attempt of a running entry ended: ``exc`` is what it raised (None: it returned).
 
         A failure is retried as :func:`~apitask._backoff.next_delay` says
         (the one retry policy), except once the pool is closed: then no
         retry could run, so the failure is final.
         """
-        self.running.pop(job, None)
-        stats = job.stats
+        self.running.pop(entry, None)
+        stats = entry.stats
         if exc is None:
             stats.succeeded += 1
-            job.done = True
+            entry.done = True
             return _SUCCEEDED_LAST if self._drained() else _SUCCEEDED
         if self.state is not PoolState.CLOSED:
-            delay = next_delay(exc, job.attempt, self.backoff, self.rng)
+            delay = next_delay(exc, entry.attempt, self.backoff, self.rng)
             if delay is not None:
                 stats.retried += 1
-                self.retrying.add(job)
+                self.retrying.add(entry)
                 return Retry(delay, exc)
         stats.failed += 1
-        job.done = True
+        entry.done = True
         return Done(exc, self._drained())
 
-    def cancelled(self, job: Job) -> Done:
+    def cancelled(self, entry: PoolEntry) -> Done:
         """A running attempt was cancelled from outside, not by the task itself.
 
-        An inline job by its caller: it shared the caller's fate and is done.
-        A worker's job by :meth:`close`: it did not complete, and the report
+        An inline entry by its caller: it shared the caller's fate and is done.
+        A worker's entry by :meth:`close`: it did not complete, and the report
         lists it as cancelled.
         """
-        self.running.pop(job, None)
-        job.stats.cancelled += 1
-        if job.inline:
-            job.done = True
+        self.running.pop(entry, None)
+        entry.stats.cancelled += 1
+        if entry.inline:
+            entry.done = True
         else:
-            job.cancelled = True
+            entry.cancelled = True
         return Done(None, self._drained())
 
-    def retry_due(self, job: Job) -> Literal[Admission.QUEUED]:
-        """A retry delay passed: the job goes back to the end of the queue.
+    def retry_due(self, entry: PoolEntry) -> Literal[Admission.QUEUED]:
+        """A retry delay passed: the entry goes back to the end of the queue.
 
         Above capacity: the task was accepted once, and refusing its retry
         for lack of room would lose it.
         """
-        self.retrying.discard(job)
-        self.queue.append(job)
+        self.retrying.discard(entry)
+        self.queue.append(entry)
         self.queued_at.append(self.clock())
-        self.request_ids.append(job.request_id)
+        self.request_ids.append(entry.request_id)
         return Admission.QUEUED
 
     # ------------------------------------------------------------ shutdown
 
     def begin_drain(self) -> Drain:
-        """Stop intake; queued, running and retrying jobs may still complete.
+        """Stop intake; queued, running and retrying entries may still complete.
 
         Submitters waiting for room must be woken: :meth:`admit` now answers ``CLOSED``.
         """
@@ -530,11 +533,11 @@ class PoolBook:
         """The drain is over (done, or its deadline passed): nothing more starts.
 
         Returns what did not run and what to cancel; a worker that finds no
-        job now exits (:attr:`Idle.EXIT`).
+        entry now exits (:attr:`Idle.EXIT`).
         """
         self.state = PoolState.CLOSED
         queued = tuple(
-            (item.task, item.request_id) if isinstance(item, Job) else (item, request_id)
+            (item.task, item.request_id) if isinstance(item, PoolEntry) else (item, request_id)
             for item, request_id in zip(self.queue, self.request_ids, strict=True)
         )
         self.queue.clear()
@@ -542,13 +545,13 @@ class PoolBook:
         self.request_ids.clear()
         retrying = tuple(self.retrying)
         self.retrying.clear()
-        running = tuple(job for job in self.running if not job.inline)
+        running = tuple(entry for entry in self.running if not entry.inline)
         return Cancel(queued, retrying, running)
 
     def leftovers(self, cancel: Cancel) -> list[Leftover]:
-        """Describe every job of ``cancel`` that did not complete, in a stable order.
+        """Describe every entry of ``cancel`` that did not complete, in a stable order.
 
-        Call it once the cancelled workers had their grace: a running job
+        Call it once the cancelled workers had their grace: a running entry
         that let go of its cancellation is ``CANCELLED``; one that ignored
         it, or whose sync attempt still holds a thread, is ``STUCK``; one
         that finished anyway is no leftover.
@@ -557,15 +560,15 @@ class PoolBook:
             describe(task, LeftoverState.QUEUED, request_id) for task, request_id in cancel.queued
         ]
         lefts += [
-            describe(job.task, LeftoverState.RETRYING, job.request_id) for job in cancel.retrying
+            describe(left.task, LeftoverState.RETRYING, left.request_id) for left in cancel.retrying
         ]
-        for job in cancel.running:
-            if job.done:
+        for entry in cancel.running:
+            if entry.done:
                 continue  # it swallowed the cancellation but did finish
-            in_thread = job.thread is not None and not job.thread.done()
-            stuck = in_thread or not job.cancelled
+            in_thread = entry.thread is not None and not entry.thread.done()
+            stuck = in_thread or not entry.cancelled
             state = LeftoverState.STUCK if stuck else LeftoverState.CANCELLED
-            lefts.append(describe(job.task, state, job.request_id))
+            lefts.append(describe(entry.task, state, entry.request_id))
         return lefts
 
     def report(self, timed_out: bool, leftovers: Iterable[Leftover]) -> DrainReport:

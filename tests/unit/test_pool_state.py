@@ -21,8 +21,8 @@ from apitask._pool_state import (
     Drain,
     FullPolicy,
     Idle,
-    Job,
     PoolBook,
+    PoolEntry,
     Retry,
     RunInline,
 )
@@ -40,10 +40,10 @@ def running_book(capacity: int = 10, when_full: FullPolicy = "inline") -> PoolBo
     return book
 
 
-def take(book: PoolBook) -> Job:
-    job = book.take()
-    assert isinstance(job, Job)
-    return job
+def take(book: PoolBook) -> PoolEntry:
+    entry = book.take()
+    assert isinstance(entry, PoolEntry)
+    return entry
 
 
 def test_admit_queues_until_capacity_and_only_while_running() -> None:
@@ -78,31 +78,31 @@ def test_a_full_queue_answers_with_the_policy_and_counts_nothing(
 
 
 def test_a_full_queue_with_the_inline_policy_hands_back_a_started_job() -> None:
-    """inline: the job is submitted, running and in its first attempt, but not queued."""
+    """inline: the entry is submitted, running and in its first attempt, but not queued."""
     book = running_book(capacity=1)
     book.admit(noop())
     task = noop()
     action = book.admit(task, "req-1")
     assert isinstance(action, RunInline)
-    job = action.job
-    assert (job.task, job.inline, job.attempt) == (task, True, 1)
-    assert list(book.running) == [job] and len(book.queue) == 1
+    entry = action.entry
+    assert (entry.task, entry.inline, entry.attempt) == (task, True, 1)
+    assert list(book.running) == [entry] and len(book.queue) == 1
     assert book.counters().snapshot()["test.job"] == {"submitted": 2, "started": 1}
-    assert book.finish(job, None) == Done()
+    assert book.finish(entry, None) == Done()
     assert not book.running
 
 
 def test_take_starts_the_next_job_in_order_or_tells_the_worker_to_wait_or_exit() -> None:
-    """FIFO; a taken job is running, in attempt 1, with its request id; an empty
+    """FIFO; a taken entry is running, in attempt 1, with its request id; an empty
     queue means wait while the pool runs, and exit once it is closed."""
     book = running_book()
     assert book.take() is Idle.WAIT
     first, second = noop("t.1"), noop("t.2")
     book.admit(first, "req-1")
     book.admit(second)
-    job = take(book)
-    assert (job.task, job.request_id, job.attempt, job.inline) == (first, "req-1", 1, False)
-    assert list(book.running) == [job]
+    entry = take(book)
+    assert (entry.task, entry.request_id, entry.attempt, entry.inline) == (first, "req-1", 1, False)
+    assert list(book.running) == [entry]
     assert take(book).task is second
     assert book.take() is Idle.WAIT
     book.close()
@@ -125,23 +125,23 @@ def test_finish_counts_success_and_final_failure() -> None:
 
 
 def test_a_transient_failure_retries_after_the_backoff_delay_until_attempts_run_out() -> None:
-    """Retry(delay) per next_delay; retry_due queues the job again (above capacity);
+    """Retry(delay) per next_delay; retry_due queues the entry again (above capacity);
     the last allowed attempt's failure is final."""
     book = running_book(capacity=1)
     book.admit(noop())
     error = TransientError("try later")
-    job = take(book)
-    assert book.finish(job, error) == Retry(0.5, error)  # base 1.0, jitter 0: half
-    assert book.retrying == {job} and not book.running
+    entry = take(book)
+    assert book.finish(entry, error) == Retry(0.5, error)  # base 1.0, jitter 0: half
+    assert book.retrying == {entry} and not book.running
     book.admit(noop("t.filler"))  # the queue is full again
-    assert book.retry_due(job) is Admission.QUEUED
+    assert book.retry_due(entry) is Admission.QUEUED
     assert len(book.queue) == 2 and not book.retrying  # the retry is not refused
     take(book)  # the filler
-    assert take(book) is job and job.attempt == 2
-    assert book.finish(job, error) == Retry(1.0, error)
-    book.retry_due(job)
+    assert take(book) is entry and entry.attempt == 2
+    assert book.finish(entry, error) == Retry(1.0, error)
+    book.retry_due(entry)
     assert take(book).attempt == 3
-    assert book.finish(job, error) == Done(error)
+    assert book.finish(entry, error) == Done(error)
     stats = book.counters()
     assert stats.get("test.job", Outcome.RETRIED) == 2
     assert stats.get("test.job", Outcome.STARTED) == 3
@@ -160,14 +160,14 @@ def test_a_transient_failure_after_close_is_final() -> None:
     """Once the pool is closed no retry could run: the failure is final."""
     book = running_book()
     book.admit(noop())
-    job = take(book)
+    entry = take(book)
     book.close()
     error = TransientError("try later")
-    assert book.finish(job, error) == Done(error)
+    assert book.finish(entry, error) == Done(error)
 
 
 def test_the_drain_waits_for_queued_running_and_retrying_jobs() -> None:
-    """begin_drain says whether anything is in flight; the Done of the last job says
+    """begin_drain says whether anything is in flight; the Done of the last entry says
     the drain may stop waiting, and no Done before it does."""
     idle = running_book()
     assert idle.begin_drain() is Drain.NOTHING
@@ -187,21 +187,21 @@ def test_the_drain_waits_for_queued_running_and_retrying_jobs() -> None:
 
 
 def test_a_cancelled_inline_job_is_done_and_can_end_the_drain() -> None:
-    """The caller running a job inline was cancelled: the job is done, counted cancelled."""
+    """The caller running an entry inline was cancelled: the entry is done, counted cancelled."""
     book = running_book(capacity=1)
     book.admit(noop())
     action = book.admit(noop("t.inline"))
     assert isinstance(action, RunInline)
     book.finish(take(book), None)
     book.begin_drain()
-    assert book.cancelled(action.job) == Done(drained=True)
-    assert action.job.done
+    assert book.cancelled(action.entry) == Done(drained=True)
+    assert action.entry.done
     assert book.counters().get("t.inline", Outcome.CANCELLED) == 1
 
 
 def test_close_returns_what_will_not_run_and_what_to_cancel() -> None:
     """Queued tasks (a retry back in the queue included) with their request ids,
-    retrying jobs, and the jobs running on workers; not an inline job."""
+    retrying entries, and the entries running on workers; not an inline entry."""
     book = running_book(capacity=3)
     for i in range(3):
         book.admit(noop(f"t.{i}"), f"req-{i}")
@@ -227,9 +227,9 @@ def test_close_returns_what_will_not_run_and_what_to_cancel() -> None:
 
 
 def test_leftovers_classify_every_job_that_did_not_complete() -> None:
-    """Queued, retrying, cancelled and stuck jobs are described; finished ones are not.
+    """Queued, retrying, cancelled and stuck entries are described; finished ones are not.
 
-    A running job is CANCELLED when its worker let go of it; STUCK when the
+    A running entry is CANCELLED when its worker let go of it; STUCK when the
     worker did not, or its sync attempt still holds a thread.
     """
     book = running_book()
@@ -263,7 +263,7 @@ def test_leftovers_classify_every_job_that_did_not_complete() -> None:
 
 
 def test_oldest_age_follows_the_head_of_the_queue() -> None:
-    """The age is that of the first queued job on the book's clock; 0 when empty."""
+    """The age is that of the first queued entry on the book's clock; 0 when empty."""
     now = 100.0
     book = PoolBook(capacity=10, clock=lambda: now)
     book.open()
@@ -284,5 +284,5 @@ def test_sync_function_tasks_are_marked_for_the_thread_pool() -> None:
         return None
 
     stats = PoolBook(1).stats("t")
-    assert Job(apitask.task("t", sync_fn), stats).is_sync
-    assert not Job(apitask.task("t", asyncio.sleep, 0), stats).is_sync
+    assert PoolEntry(apitask.task("t", sync_fn), stats).is_sync
+    assert not PoolEntry(apitask.task("t", asyncio.sleep, 0), stats).is_sync
