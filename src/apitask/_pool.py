@@ -25,7 +25,6 @@ from ._pool_loop import hand_over, no_running_loop, wake_all, wake_one
 from ._pool_state import (
     FULL_POLICIES,
     Admission,
-    Done,
     Drain,
     DrainReport,
     FullPolicy,
@@ -396,13 +395,13 @@ class WorkerPool:
         request_id, set_request_id = task_request_id.get, task_request_id.set
         while True:
             entry = book.take()
-            if entry is Idle.WAIT:
+            if isinstance(entry, Idle):  # no entry for this worker
+                if entry is Idle.EXIT:
+                    return
                 idle = loop.create_future()
                 self._idle.append(idle)
                 await idle
                 continue
-            if entry is Idle.EXIT:
-                return
             if self._room:
                 wake_one(self._room)
             # This worker's context is its own: set the id for this entry's
@@ -430,18 +429,17 @@ class WorkerPool:
             assert me is not None
             if me.cancelling():
                 # The worker (at the drain deadline) or the inline caller is cancelled.
-                self._follow(entry, self._book.cancelled(entry))
+                if self._book.cancelled(entry).drained:
+                    self._emptied.set()
                 raise
             # The task let a CancelledError of its own escape (it awaited
             # something that was cancelled): the task failed, the worker lives on.
-            self._follow(entry, self._book.finish(entry, exc))
+            outcome = self._book.finish(entry, exc)
         except Exception as exc:
-            self._follow(entry, self._book.finish(entry, exc))
+            outcome = self._book.finish(entry, exc)
         else:
-            self._follow(entry, self._book.finish(entry, None))
-
-    def _follow(self, entry: PoolEntry, outcome: Retry | Done) -> None:
-        """Log and schedule what the end of an attempt calls for."""
+            outcome = self._book.finish(entry, None)
+        # What the end of the attempt calls for: a retry later, or logs and the drain.
         if isinstance(outcome, Retry):
             delay = outcome.delay
             note = f"retry in {delay:.3g}s"

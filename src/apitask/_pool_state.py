@@ -334,6 +334,7 @@ class PoolBook:
         "by_type",
         "capacity",
         "clock",
+        "drain_waits",
         "queue",
         "queued_at",
         "request_ids",
@@ -358,6 +359,8 @@ class PoolBook:
         self.rng = rng
         self.clock = clock
         self.state = PoolState.CREATED
+        # begin_drain() answered Drain.WAIT, and no Done has said drained yet.
+        self.drain_waits = False
         # New tasks, or entries back for a retry; and when each was queued
         # (floats, which the garbage collector does not track).
         self.queue: deque[Task | PoolEntry] = deque()
@@ -452,10 +455,14 @@ class PoolBook:
         else:
             stats = self.by_type.get(item.type) or self.stats(item.type)
             entry = PoolEntry(item, stats, request_id)
-        self._start(entry)
+        # _start(entry), written out: take() is on the path of every task.
+        self.running[entry] = None
+        entry.attempt += 1
+        entry.stats.started += 1
         return entry
 
     def _start(self, entry: PoolEntry) -> None:
+        """An attempt of ``entry`` begins: it is running."""
         self.running[entry] = None
         entry.attempt += 1
         entry.stats.started += 1
@@ -467,12 +474,12 @@ class PoolBook:
         (the one retry policy), except once the pool is closed: then no
         retry could run, so the failure is final.
         """
-        self.running.pop(entry, None)
+        del self.running[entry]
         stats = entry.stats
         if exc is None:
             stats.succeeded += 1
             entry.done = True
-            return _SUCCEEDED_LAST if self._drained() else _SUCCEEDED
+            return _SUCCEEDED_LAST if self.drain_waits and self._drain_ends() else _SUCCEEDED
         if self.state is not PoolState.CLOSED:
             delay = next_delay(exc, entry.attempt, self.backoff, self.rng)
             if delay is not None:
@@ -481,7 +488,7 @@ class PoolBook:
                 return Retry(delay, exc)
         stats.failed += 1
         entry.done = True
-        return Done(exc, self._drained())
+        return Done(exc, self._drain_ends())
 
     def cancelled(self, entry: PoolEntry) -> Done:
         """A running attempt was cancelled from outside, not by the task itself.
@@ -490,13 +497,13 @@ class PoolBook:
         A worker's entry by :meth:`close`: it did not complete, and the report
         lists it as cancelled.
         """
-        self.running.pop(entry, None)
+        del self.running[entry]
         entry.stats.cancelled += 1
         if entry.inline:
             entry.done = True
         else:
             entry.cancelled = True
-        return Done(None, self._drained())
+        return Done(None, self._drain_ends())
 
     def retry_due(self, entry: PoolEntry) -> Literal[Admission.QUEUED]:
         """A retry delay passed: the entry goes back to the end of the queue.
@@ -518,16 +525,16 @@ class PoolBook:
         Submitters waiting for room must be woken: :meth:`admit` now answers ``CLOSED``.
         """
         self.state = PoolState.DRAINING
-        return Drain.NOTHING if self._drained() else Drain.WAIT
+        self.drain_waits = bool(self.queue or self.running or self.retrying)
+        return Drain.WAIT if self.drain_waits else Drain.NOTHING
 
-    def _drained(self) -> bool:
-        """Draining, and nothing is queued, running or waiting to retry."""
-        return (
-            self.state is PoolState.DRAINING
-            and not self.queue
-            and not self.running
-            and not self.retrying
-        )
+    def _drain_ends(self) -> bool:
+        """Whether the drain waits, and the entry that just ended was the last
+        one queued, running or waiting to retry (said once)."""
+        if not self.drain_waits or self.queue or self.running or self.retrying:
+            return False
+        self.drain_waits = False
+        return True
 
     def close(self) -> Cancel:
         """The drain is over (done, or its deadline passed): nothing more starts.
@@ -536,6 +543,7 @@ class PoolBook:
         entry now exits (:attr:`Idle.EXIT`).
         """
         self.state = PoolState.CLOSED
+        self.drain_waits = False
         queued = tuple(
             (item.task, item.request_id) if isinstance(item, PoolEntry) else (item, request_id)
             for item, request_id in zip(self.queue, self.request_ids, strict=True)

@@ -520,6 +520,25 @@ async def test_cancelling_a_caller_running_a_task_inline_cancels_that_task() -> 
     assert pool.report is not None and pool.report.complete
 
 
+async def test_cancelling_the_inline_caller_the_drain_waits_for_ends_the_drain() -> None:
+    """The drain waits for an inline task too; when its caller is cancelled and it was
+    the last task in flight, the drain ends there, long before its timeout."""
+    gate, inline = Gate(), Gate()
+    pool = WorkerPool(workers=1, queue_size=1, shutdown_timeout=60)
+    async with pool:
+        await fill(pool, gate)
+        caller = asyncio.create_task(pool.submit(apitask.task("test.inline", inline)))
+        await inline.started.wait()
+        gate.release.set()
+        await until(lambda: pool.running == 1 and pool.queue_depth == 0)
+        closing = asyncio.create_task(pool.aclose())
+        await until(lambda: pool.state is PoolState.DRAINING)
+        caller.cancel()
+        report = await closing
+    assert not report.timed_out and report.complete
+    assert pool.counters.get("test.inline", Outcome.CANCELLED) == 1
+
+
 async def test_pooled_tasks_never_see_a_request_scope_even_when_started_inside_one() -> None:
     """Workers run in a context of their own: a pooled task's apitask.run runs inline.
 
