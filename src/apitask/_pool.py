@@ -35,8 +35,7 @@ from ._pool_state import (
     Retry,
     RunInline,
 )
-from ._scope import _current
-from ._task_request import task_request_id
+from ._task_request import current_request_id, task_request_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -49,9 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["FullPolicy", "WorkerPool"]
 
 logger = logging.getLogger("apitask")
-
-_current_scope = _current.get
-_carried_request_id = task_request_id.get
 
 
 class WorkerPool:
@@ -311,13 +307,10 @@ class WorkerPool:
             # Another loop (another thread): hand over to the pool's own.
             await asyncio.wrap_future(hand_over(loop, self.submit(task), f"submit {task.type!r}"))
             return
-        # current_request_id(), inlined: submit is the pool's hot path.
-        scope = _current_scope()
-        request_id = scope.request_id if scope is not None else _carried_request_id()
+        request_id = current_request_id()
         action = self._book.admit(task, request_id)
         if action is Admission.QUEUED:
-            if self._idle:
-                wake_one(self._idle)
+            wake_one(self._idle)
             return
         await self._not_queued(task, request_id, action)
 
@@ -392,7 +385,6 @@ class WorkerPool:
     async def _work(self) -> None:
         book = self._book
         loop = asyncio.get_running_loop()
-        request_id, set_request_id = task_request_id.get, task_request_id.set
         while True:
             entry = book.take()
             if isinstance(entry, Idle):  # no entry for this worker
@@ -402,12 +394,10 @@ class WorkerPool:
                 self._idle.append(idle)
                 await idle
                 continue
-            if self._room:
-                wake_one(self._room)
+            wake_one(self._room)
             # This worker's context is its own: set the id for this entry's
             # logs (and tasks it submits); no reset, the next entry sets its own.
-            if entry.request_id is not request_id():
-                set_request_id(entry.request_id)
+            task_request_id.set(entry.request_id)
             await self._attempt(entry)
 
     async def _attempt(self, entry: PoolEntry) -> None:

@@ -132,7 +132,8 @@ class Done:
     drained: bool = False
 
 
-# An entry that ends well returns one of these two: no allocation per task.
+# An entry that ends well returns one of these two: a frozen dataclass per
+# task cost 18% of submit -> run (docs/core.md, "Performance notes").
 _SUCCEEDED = Done()
 _SUCCEEDED_LAST = Done(drained=True)
 
@@ -151,9 +152,10 @@ class TypeStats:
     """Outcome counts of one task type, as plain ints.
 
     The pool counts on its loop thread only, so it needs no lock: a counter
-    bump is an attribute increment, not a locked dict update (the cost of a
-    task is a few of these). :meth:`PoolBook.counters` turns them into a
-    :class:`~apitask.TaskCounters` when read.
+    bump is an attribute increment, not a locked dict update (a task makes
+    three; counting through TaskCounters doubled the cost of submit -> run:
+    docs/core.md, "Performance notes"). :meth:`PoolBook.counters` turns
+    them into a :class:`~apitask.TaskCounters` when read.
     """
 
     __slots__ = (
@@ -178,8 +180,9 @@ class PoolEntry:
     An entry of this pool's books, held in memory only; not an outbox job,
     which is a stored record. Queued tasks are not wrapped yet: an entry is
     made when a worker takes the task. A queue of 100,000 tasks then holds
-    no extra object the garbage collector must walk (measured: it was a
-    third of the cost of submit).
+    no extra object the garbage collector must walk (an entry per queued
+    task cost 31% more per task and 9 MB more for 100,000 queued: docs/core.md,
+    "Performance notes").
     """
 
     __slots__ = (
@@ -414,7 +417,7 @@ class PoolBook:
         """
         if self.state is not PoolState.RUNNING:
             return Admission.CLOSED
-        stats = self.by_type.get(task.type) or self.stats(task.type)
+        stats = self.stats(task.type)
         if len(self.queue) < self.capacity:
             self.queue.append(task)
             self.queued_at.append(self.clock())
@@ -444,21 +447,17 @@ class PoolBook:
         An entry taken frees a slot in the queue: the driver wakes a submitter
         waiting for room, if any.
         """
-        queue = self.queue
-        if not queue:
+        if not self.queue:
             return Idle.EXIT if self.state is PoolState.CLOSED else Idle.WAIT
         self.queued_at.popleft()
         request_id = self.request_ids.popleft()
-        item = queue.popleft()
+        item = self.queue.popleft()
         if isinstance(item, PoolEntry):
             entry = item  # back for a retry
         else:
-            stats = self.by_type.get(item.type) or self.stats(item.type)
+            stats = self.stats(item.type)
             entry = PoolEntry(item, stats, request_id)
-        # _start(entry), written out: take() is on the path of every task.
-        self.running[entry] = None
-        entry.attempt += 1
-        entry.stats.started += 1
+        self._start(entry)
         return entry
 
     def _start(self, entry: PoolEntry) -> None:
