@@ -26,6 +26,36 @@ async def test_admin_requires_an_admin_role(svc: Service) -> None:
     assert response.json()["msg"] == "User not allowed"
 
 
+_ADMIN_ROUTES = [
+    ("POST", "/invite"),
+    ("POST", "/admin/generate_link"),
+    ("GET", "/admin/users"),
+    ("POST", "/admin/users"),
+    ("GET", f"/admin/users/{uuid.uuid4()}"),
+    ("PUT", f"/admin/users/{uuid.uuid4()}"),
+    ("DELETE", f"/admin/users/{uuid.uuid4()}"),
+    ("GET", f"/admin/users/{uuid.uuid4()}/factors"),
+    ("PUT", f"/admin/users/{uuid.uuid4()}/factors/{uuid.uuid4()}"),
+    ("DELETE", f"/admin/users/{uuid.uuid4()}/factors/{uuid.uuid4()}"),
+    ("GET", "/admin/oauth/clients"),
+    ("POST", "/admin/oauth/clients/some-client"),
+]
+
+
+async def test_every_admin_route_checks_the_role_before_the_body(svc: Service) -> None:
+    """Each admin route answers 401 without a token and 403 not_admin for a non-admin
+    role, before it looks at a body (here one of the wrong type)."""
+    user = svc.admin_headers("authenticated")
+    for method, path in _ADMIN_ROUTES:
+        anonymous = await svc.http.request(method, path, json={"email": 1})
+        assert (anonymous.status_code, anonymous.json()["error_code"]) == (
+            401,
+            "no_authorization",
+        ), path
+        refused = await svc.http.request(method, path, json={"email": 1}, headers=user)
+        assert (refused.status_code, refused.json()["error_code"]) == (403, "not_admin"), path
+
+
 async def test_invite_mails_a_link_and_sets_invited_at(svc: Service) -> None:
     """Invite creates the user, mails a type=invite link; confirmed users are email_exists."""
     address = email()

@@ -177,7 +177,8 @@ async def test_per_ip_limit_keyed_by_the_configured_header(
     make_service: Callable[..., Any],
 ) -> None:
     """A burst of 30 per address in the header; then 429; other addresses are unaffected."""
-    svc: Service = await make_service(rate_limit_header="X-Real-IP")
+    # One token back per 5 minutes: a slow machine cannot refill the burst mid-test.
+    svc: Service = await make_service(rate_limit_header="X-Real-IP", rate_limit_otp=1)
     limited = {"X-Real-IP": "203.0.113.7, 10.0.0.1"}
     for _ in range(30):
         response = await svc.http.post("/recover", json={"email": email()}, headers=limited)
@@ -202,7 +203,7 @@ async def test_rotating_first_forwarded_values_are_limited_behind_one_trusted_pr
     """GOTRUE_RATE_LIMIT_TRUSTED_PROXIES=1: the key is the address the proxy appended to
     X-Forwarded-For; what the client wrote before it changes nothing."""
     svc: Service = await make_service(
-        rate_limit_header="X-Forwarded-For", rate_limit_trusted_proxies=1
+        rate_limit_header="X-Forwarded-For", rate_limit_trusted_proxies=1, rate_limit_otp=1
     )
     statuses = []
     for n in range(40):
@@ -310,3 +311,67 @@ async def test_allowance_survives_a_dropped_connection(
     assert (await svc.http.post("/recover", json={"email": second})).status_code == 200
     assert [m.to for m in svc.sent if m.to == second] == [second]
     assert len(connects) == 1
+
+
+_CLIENT = {"X-Real-IP": "203.0.113.9"}
+# One token back per 5 minutes: a slow machine cannot refill a burst mid-test.
+_SLOW_REFILL = {"rate_limit_otp": 1, "rate_limit_verify": 1, "rate_limit_token_refresh": 1}
+
+
+async def _answer(svc: Service, method: str, path: str, **kwargs: Any) -> tuple[int, str]:
+    """Status and error_code (empty for a success) of one request from ``_CLIENT``."""
+    response = await svc.http.request(method, path, headers=_CLIENT, **kwargs)
+    code = response.json().get("error_code", "") if response.status_code >= 400 else ""
+    return response.status_code, code
+
+
+async def _spend(svc: Service, method: str, path: str, count: int = 30, **kwargs: Any) -> None:
+    """Take ``count`` of ``_CLIENT``'s tokens (the burst is 30) behind ``method path``."""
+    for _ in range(count):
+        status, _ = await _answer(svc, method, path, **kwargs)
+        assert status != 429, (method, path)
+
+
+_REFUSED = (429, "over_request_rate_limit")
+_OTP_ROUTES = [("POST", "/signup"), ("POST", "/recover"), ("POST", "/resend")]
+_OTP_ROUTES += [("POST", "/magiclink"), ("POST", "/otp"), ("PUT", "/user")]
+
+
+async def test_each_route_draws_on_its_own_limit(make_service: Callable[..., Any]) -> None:
+    """GOTRUE_RATE_LIMIT_OTP is one bucket for /signup, /recover, /resend, /magiclink,
+    /otp and PUT /user; GOTRUE_RATE_LIMIT_VERIFY one for GET and POST /verify;
+    GOTRUE_RATE_LIMIT_TOKEN_REFRESH one for /token; no other route is limited."""
+    svc: Service = await make_service(rate_limit_header="X-Real-IP", **_SLOW_REFILL)
+    await _spend(svc, "POST", "/recover", json={})
+    for method, path in _OTP_ROUTES:
+        assert await _answer(svc, method, path, json={}) == _REFUSED, (method, path)
+    assert await _answer(svc, "GET", "/verify") != _REFUSED
+    assert await _answer(svc, "POST", "/token", json={}) != _REFUSED
+    unlimited = [("GET", "/health"), ("GET", "/settings"), ("GET", "/user"), ("POST", "/logout")]
+    unlimited += [("GET", "/reauthenticate"), ("POST", "/invite"), ("POST", "/factors")]
+    for method, path in unlimited:
+        assert await _answer(svc, method, path) != _REFUSED, (method, path)
+
+    await _spend(svc, "GET", "/verify", 29)  # one went above
+    assert await _answer(svc, "POST", "/verify", json={}) == _REFUSED
+    assert await _answer(svc, "GET", "/verify") == _REFUSED
+    assert await _answer(svc, "POST", "/token", json={}) != _REFUSED
+
+    await _spend(svc, "POST", "/token?grant_type=password", 28, json={})  # two went above
+    assert await _answer(svc, "POST", "/token?grant_type=refresh_token", json={}) == _REFUSED
+
+
+async def test_the_limit_is_checked_before_auth_and_the_body_fields(
+    make_service: Callable[..., Any],
+) -> None:
+    """Over the limit, a request is refused whatever it carries: no token on PUT /user,
+    fields of the wrong type; the refusal is GoTrue's error body."""
+    svc: Service = await make_service(rate_limit_header="X-Real-IP", **_SLOW_REFILL)
+    await _spend(svc, "POST", "/otp", json={})
+    assert await _answer(svc, "PUT", "/user", json={"email": 1}) == _REFUSED
+    assert await _answer(svc, "POST", "/signup", json={"email": ["a"], "password": 2}) == _REFUSED
+    refused = await svc.http.post("/recover", json={"email": 3}, headers=_CLIENT | NEW_FORMAT)
+    assert (refused.status_code, refused.json()) == (
+        429,
+        {"code": "over_request_rate_limit", "message": "Request rate limit reached"},
+    )

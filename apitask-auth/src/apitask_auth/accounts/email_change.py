@@ -66,7 +66,8 @@ async def send_email_change(
     check_interval(settings, user, "email_change_sent_at")
     current = user["email"] or ""
     secure = _is_secure(settings, user)
-    await before_send(conn, settings, [new_email, current] if secure else [new_email])
+    recipients = [new_email, current] if secure else [new_email]
+    await before_send(conn, settings, recipients, request=request)
     prefix = "pkce_" if pkce else ""
     user = await update_user(
         conn, user["id"], email_change=new_email, email_change_confirm_status=0

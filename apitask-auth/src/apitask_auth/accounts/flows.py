@@ -229,7 +229,7 @@ async def send_token_mail(
     if kind.per_user_interval:
         check_interval(settings, user, kind.sent_at)
     email = user["email"]
-    await before_send(conn, settings, [email])
+    await before_send(conn, settings, [email], request=request)
     otp = generate_otp(settings.otp_length)
     stored = ("pkce_" if pkce else "") + token_hash(email, otp, settings.jwt_secret)
     user = await set_one_time_token(
@@ -255,12 +255,20 @@ def _without_label(address: str) -> str:
     return local.split("+", 1)[0] + at + domain if at else address
 
 
-async def before_send(conn: AsyncConnection, settings: Settings, recipients: list[str]) -> None:
+async def before_send(
+    conn: AsyncConnection,
+    settings: Settings,
+    recipients: list[str],
+    *,
+    request: Request | None = None,
+) -> None:
     """What GoTrue checks before every send (``sendEmail``), in its order.
 
     The recipients must be in ``GOTRUE_EXTERNAL_EMAIL_AUTHORIZED_ADDRESSES`` when
     it is set (a ``+label`` is ignored); then the send takes one unit of the
-    global e-mail allowance, however many recipients it has.
+    global e-mail allowance, however many recipients it has. A refusal of the
+    allowance is counted under ``request``'s path; notifications, whose
+    refusal is logged and not answered, pass none.
     """
     allowed = {address.lower() for address in settings.external_email_authorized_addresses}
     for address in recipients if allowed else []:
@@ -269,7 +277,7 @@ async def before_send(conn: AsyncConnection, settings: Settings, recipients: lis
                 ErrorCode.EMAIL_ADDRESS_NOT_AUTHORIZED,
                 f'Email address "{address}" cannot be used as it is not authorized',
             )
-    await take_email_allowance(conn, settings)
+    await take_email_allowance(conn, settings, request=request)
 
 
 async def deliver(

@@ -1,5 +1,11 @@
 """Per-request dependencies: the service, the caller's identity, the audience (§1.3, §1.4).
 
+The route table (:mod:`apitask_auth.routes`) names each route's auth:
+:data:`require_authentication` or :data:`require_admin_credentials` (GoTrue's
+middleware names). A handler that reads the caller takes it as a parameter
+too (:data:`Auth`, :data:`Admin`): FastAPI runs a dependency once per request,
+so the check is not repeated.
+
 Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
@@ -31,6 +37,8 @@ __all__ = [
     "Service",
     "Svc",
     "request_aud",
+    "require_admin_credentials",
+    "require_authentication",
 ]
 
 
@@ -126,5 +134,12 @@ async def _admin(request: Request, service: Svc) -> dict[str, Any]:
     return claims
 
 
-Auth = Annotated[AuthenticatedUser, Depends(_authenticated)]
-Admin = Annotated[dict[str, Any], Depends(_admin)]
+require_authentication = Depends(_authenticated)
+"""A signed-in caller: a valid access token of an existing, unbanned user (§1.3)."""
+require_admin_credentials = Depends(_admin)
+"""An access token whose role is one of ``GOTRUE_JWT_ADMIN_ROLES`` (§1.3)."""
+
+Auth = Annotated[AuthenticatedUser, require_authentication]
+"""The signed-in caller, for a handler that reads it."""
+Admin = Annotated[dict[str, Any], require_admin_credentials]
+"""The admin token's claims, for a handler that reads them."""

@@ -10,7 +10,9 @@ token bucket of N refilled one token per duration.
 The per-IP limits only apply when ``GOTRUE_RATE_LIMIT_HEADER`` names the header
 that carries the client's address, as in GoTrue; they are kept in memory, per
 process, as GoTrue keeps them. Which part of that header is the key is
-``GOTRUE_RATE_LIMIT_TRUSTED_PROXIES``'s business (see :func:`client_key`).
+``GOTRUE_RATE_LIMIT_TRUSTED_PROXIES``'s business (see :func:`client_key`). Each
+limit is a FastAPI dependency (:meth:`RequestLimits.limit`) that the route
+table (:mod:`apitask_auth.routes`) names on the routes it limits.
 
 Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
@@ -22,25 +24,25 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fastapi import Depends, Request, params
 from sqlalchemy import BigInteger, Float, bindparam, case
 from sqlalchemy.exc import DBAPIError
-from starlette.requests import Request
 
-from apitask_auth.errors import APIError, ErrorCode, error_response, too_many_requests
+from apitask_auth.errors import APIError, ErrorCode, too_many_requests
 from apitask_auth.storage.db import BACKENDS, backend, email_rate_limits, engine_like, upsert
 
 if TYPE_CHECKING:
+    from collections import Counter
     from collections.abc import Callable
 
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
     from sqlalchemy.sql.expression import Executable
-    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from apitask_auth.config import EmailRateLimit, Settings
     from apitask_auth.storage.db import Backend
 
 __all__ = [
-    "IPRateLimitMiddleware",
+    "RequestLimits",
     "TokenBucket",
     "client_key",
     "dispose_allowance",
@@ -50,7 +52,14 @@ __all__ = [
 _HOUR = 3600.0
 
 
-def _over_email_limit() -> APIError:
+def _over_email_limit(request: Request | None) -> APIError:
+    """The refusal, counted where it happens for ``gotrue_email_rate_limit_counter``
+    under the request's path, as GoTrue counts it (§1.7)."""
+    if request is not None:
+        # ServiceMetrics's counter when /metrics is on, else None (app.py sets it).
+        refusals: Counter[str] | None = request.app.state.email_refusals
+        if refusals is not None:
+            refusals[request.url.path] += 1
     return too_many_requests(ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT, "email rate limit exceeded")
 
 
@@ -131,7 +140,11 @@ async def dispose_allowance(engine: AsyncEngine) -> None:
 
 
 async def take_email_allowance(
-    conn: AsyncConnection, settings: Settings, *, at: float | None = None
+    conn: AsyncConnection,
+    settings: Settings,
+    *,
+    request: Request | None = None,
+    at: float | None = None,
 ) -> None:
     """Spend one unit of ``GOTRUE_RATE_LIMIT_EMAIL_SENT`` for one send (§1.7).
 
@@ -143,25 +156,26 @@ async def take_email_allowance(
     waiting for a second one from the same pool could wait forever once every
     pooled connection is held that way; an allowance connection is held for
     one statement only. SQLite has one writer anyway, so the flow's own
-    transaction is used.
+    transaction is used. A refusal is counted for /metrics under ``request``'s
+    path (not counted without a request).
 
     Raises:
         APIError: 429 ``over_email_send_rate_limit`` when the allowance is spent.
     """
     limit = settings.rate_limit_email_sent
     if limit.count == 0:
-        raise _over_email_limit()
+        raise _over_email_limit(request)
     if settings.mailer_autoconfirm:
         return
     if limit.count < 1:  # a fraction of a mail: no whole unit can ever be taken
-        raise _over_email_limit()
+        raise _over_email_limit(request)
     now = time.time() if at is None else at
     if backend(conn) == "postgresql":
         allowed = await _take_on_own_connection(_allowance_engine(conn.engine), limit, now)
     else:
         allowed = await _take(conn, limit, now)
     if not allowed:
-        raise _over_email_limit()
+        raise _over_email_limit(request)
 
 
 async def _take_on_own_connection(engine: AsyncEngine, limit: EmailRateLimit, at: float) -> bool:
@@ -244,51 +258,36 @@ def client_key(values: list[str], trusted_proxies: int) -> str:
     return hops[-min(trusted_proxies, len(hops))]
 
 
-class IPRateLimitMiddleware:
-    """GoTrue's per-IP request limits, keyed by ``GOTRUE_RATE_LIMIT_HEADER`` (§1.7).
+class RequestLimits:
+    """GoTrue's per-IP request limits of one app, keyed by ``GOTRUE_RATE_LIMIT_HEADER`` (§1.7).
 
-    Requests without that header's value are not limited (GoTrue does the same).
-    The key is :func:`client_key` of the header (``GOTRUE_RATE_LIMIT_TRUSTED_PROXIES``).
-    Over a limit: 429 ``over_request_rate_limit``.
+    :meth:`limit` makes one limit: a dependency for the routes it limits.
+    Requests without that header's value are not limited (GoTrue does the
+    same); with no header configured nothing is. The key is :func:`client_key`
+    of the header (``GOTRUE_RATE_LIMIT_TRUSTED_PROXIES``).
     """
 
-    def __init__(
-        self, app: ASGIApp, settings: Settings, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.app = app
-        self.header = settings.rate_limit_header.lower().encode()
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.header = settings.rate_limit_header
         self.trusted_proxies = settings.rate_limit_trusted_proxies
         self.clock = clock
-        otp = TokenBucket(settings.rate_limit_otp / _FIVE_MINUTES, 30)
-        verify = TokenBucket(settings.rate_limit_verify / _FIVE_MINUTES, 30)
-        token = TokenBucket(settings.rate_limit_token_refresh / _FIVE_MINUTES, 30)
-        self.limits: dict[tuple[str, str], TokenBucket] = {
-            ("POST", "/signup"): otp,
-            ("POST", "/recover"): otp,
-            ("POST", "/resend"): otp,
-            ("POST", "/magiclink"): otp,
-            ("POST", "/otp"): otp,
-            ("PUT", "/user"): otp,
-            ("GET", "/verify"): verify,
-            ("POST", "/verify"): verify,
-            ("POST", "/token"): token,
-        }
 
-    def _key(self, scope: Scope) -> str:
-        values = [
-            value.decode("latin-1") for name, value in scope["headers"] if name == self.header
-        ]
-        return client_key(values, self.trusted_proxies)
+    def limit(self, per_five_minutes: float) -> params.Depends:
+        """A limit of ``per_five_minutes`` requests per client, in bursts of up to 30.
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.header:
-            bucket = self.limits.get((scope["method"], scope["path"]))
-            key = self._key(scope) if bucket is not None else ""
-            if bucket is not None and key and not bucket.allow(key, self.clock()):
-                error = too_many_requests(
+        One bucket per call: every route given the returned dependency draws
+        from it. Over the limit: 429 ``over_request_rate_limit``.
+        """
+        bucket = TokenBucket(per_five_minutes / _FIVE_MINUTES, 30)
+
+        async def per_ip_limit(request: Request) -> None:
+            if not self.header:
+                return
+            key = client_key(request.headers.getlist(self.header), self.trusted_proxies)
+            if key and not bucket.allow(key, self.clock()):
+                raise too_many_requests(
                     ErrorCode.OVER_REQUEST_RATE_LIMIT, "Request rate limit reached"
                 )
-                response = error_response(Request(scope), error)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+
+        limit: params.Depends = Depends(per_ip_limit)
+        return limit

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete, func, select
 
@@ -49,9 +49,16 @@ if TYPE_CHECKING:
 
     from apitask_auth.config import Settings
 
-__all__ = ["router"]
-
-router = APIRouter()
+__all__ = [
+    "create_admin_user",
+    "delete_admin_user",
+    "existing_user",
+    "generate_link",
+    "get_admin_user",
+    "invite",
+    "list_users",
+    "update_admin_user",
+]
 
 
 async def _audit(
@@ -88,7 +95,6 @@ async def _invitee(
     return user
 
 
-@router.post("/invite")
 async def invite(params: InviteParams, request: Request, svc: Svc, admin: Admin) -> Response:
     """Create (or reuse an unconfirmed) user and mail them an invite."""
     settings = svc.settings
@@ -118,7 +124,6 @@ _LINK_TYPES = {
 }
 
 
-@router.post("/admin/generate_link")
 async def generate_link(
     params: GenerateLinkParams, request: Request, svc: Svc, admin: Admin
 ) -> Response:
@@ -288,7 +293,6 @@ def _out_of_range(name: str, raw: str) -> APIError:
     )
 
 
-@router.get("/admin/users")
 async def list_users(
     request: Request,
     svc: Svc,
@@ -337,7 +341,6 @@ def _ban(value: str) -> Any:
         raise bad_request(ErrorCode.VALIDATION_FAILED, "invalid format for ban duration") from None
 
 
-@router.post("/admin/users")
 async def create_admin_user(
     params: AdminUserParams, request: Request, svc: Svc, admin: Admin
 ) -> Response:
@@ -399,14 +402,12 @@ async def create_admin_user(
     return await retry_if_taken(attempt)
 
 
-@router.get("/admin/users/{user_id}")
-async def get_admin_user(user_id: str, svc: Svc, admin: Admin) -> Response:
+async def get_admin_user(user_id: str, svc: Svc) -> Response:
     """One user."""
     async with svc.engine.connect() as conn:
         return JSONResponse(await user_body(conn, await existing_user(conn, user_id)))
 
 
-@router.put("/admin/users/{user_id}")
 async def update_admin_user(
     user_id: str, params: AdminUserParams, request: Request, svc: Svc, admin: Admin
 ) -> Response:
@@ -449,7 +450,6 @@ async def update_admin_user(
         return JSONResponse(await user_body(conn, user))
 
 
-@router.delete("/admin/users/{user_id}")
 async def delete_admin_user(
     user_id: str,
     request: Request,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete, select
 
@@ -50,9 +50,7 @@ from apitask_auth.http.timing import mark_nothing_sent, mark_sent
 from apitask_auth.routes.disabled import refuse_grant
 from apitask_auth.storage.db import flow_state, new_id, now
 
-__all__ = ["router"]
-
-router = APIRouter()
+__all__ = ["get_current_user", "logout", "register_email", "signup", "token"]
 
 # The refresh tokens we issue: 12 characters of lowercase letters and digits.
 _REFRESH_TOKEN = re.compile(r"[a-z0-9]{12}")
@@ -81,7 +79,6 @@ def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> dict[s
     return user_json(fake, [])
 
 
-@router.post("/signup")
 async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
     """Register with e-mail and password; confirm by mail unless autoconfirm is on."""
     settings = svc.settings
@@ -176,7 +173,6 @@ async def register_email(
     return await retry_if_taken(attempt)
 
 
-@router.post("/token")
 async def token(
     request: Request, svc: Svc, params: TokenParams, grant_type: str | None = None
 ) -> Response:
@@ -291,7 +287,6 @@ async def _pkce_grant(svc: Svc, params: TokenParams) -> Response:
     return JSONResponse(body, headers=_session_headers(body))
 
 
-@router.get("/user")
 async def get_current_user(request: Request, caller: Auth, svc: Svc) -> Response:
     """The signed-in user."""
     token_aud = caller.claims.get("aud")
@@ -305,7 +300,6 @@ async def get_current_user(request: Request, caller: Auth, svc: Svc) -> Response
         return JSONResponse(await user_body(conn, caller.user))
 
 
-@router.post("/logout", status_code=204)
 async def logout(request: Request, caller: Auth, svc: Svc, scope: str = "global") -> Response:
     """End this session (``local``), all others (``others``), or every one (``global``)."""
     if scope not in {"global", "local", "others"}:

@@ -15,10 +15,9 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-__all__ = ["LANDING_PATH", "router"]
+__all__ = ["LANDING_PATH", "landing"]
 
 LANDING_PATH = "/"
 INBOX_PATH = "/_dev/inbox"
@@ -78,10 +77,7 @@ URL to land there instead). It exists only in dev mode.</p>
 </body></html>
 """
 
-router = APIRouter(include_in_schema=False)
 
-
-@router.get(LANDING_PATH)
 async def landing() -> HTMLResponse:
     """The page a mailed link leads to in dev mode."""
     headers = {

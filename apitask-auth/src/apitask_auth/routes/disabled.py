@@ -16,19 +16,29 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 from fastapi.responses import JSONResponse
 
 from apitask_auth.errors import APIError, ErrorCode, bad_request, not_found, unprocessable
-from apitask_auth.http.deps import Admin, Auth, Svc  # noqa: TC001 - read by FastAPI
+from apitask_auth.http.deps import Svc  # noqa: TC001 - read by FastAPI
 from apitask_auth.routes.admin import existing_user
 
 if TYPE_CHECKING:
     from starlette.responses import Response
 
-__all__ = ["refuse_grant", "router"]
-
-router = APIRouter()
+__all__ = [
+    "admin_change_factor",
+    "admin_list_factors",
+    "authorize",
+    "callback",
+    "enroll_factor",
+    "identities",
+    "jwks",
+    "oauth_clients",
+    "refuse_grant",
+    "sso",
+    "use_factor",
+]
 
 # GoTrue's OIDC issuers for the id_token grant's named providers (token_oidc.go).
 _ID_TOKEN_ISSUERS = {
@@ -98,8 +108,7 @@ async def _body(request: Request) -> dict[str, Any]:
 # -- MFA ----------------------------------------------------------------------
 
 
-@router.post("/factors", include_in_schema=False)
-async def enroll_factor(request: Request, auth: Auth) -> Response:
+async def enroll_factor(request: Request) -> Response:
     """MFA enrolment: every factor type is off."""
     factor_type = (await _body(request)).get("factor_type")
     if isinstance(factor_type, str) and factor_type in _ENROLL_DISABLED:
@@ -110,24 +119,18 @@ async def enroll_factor(request: Request, auth: Auth) -> Response:
     )
 
 
-@router.post("/factors/{factor_id}/challenge", include_in_schema=False)
-@router.post("/factors/{factor_id}/verify", include_in_schema=False)
-@router.delete("/factors/{factor_id}", include_in_schema=False)
-async def use_factor(factor_id: str, auth: Auth) -> Response:
+async def use_factor(factor_id: str) -> Response:
     """Challenge, verify or unenrol a factor: there is none."""
     raise _no_factor(factor_id)
 
 
-@router.get("/admin/users/{user_id}/factors", include_in_schema=False)
-async def admin_list_factors(user_id: str, svc: Svc, admin: Admin) -> Response:
+async def admin_list_factors(user_id: str, svc: Svc) -> Response:
     """A user's factors: always none (after GoTrue's user lookup)."""
     await _admin_user(svc, user_id)
     return JSONResponse([])
 
 
-@router.put("/admin/users/{user_id}/factors/{factor_id}", include_in_schema=False)
-@router.delete("/admin/users/{user_id}/factors/{factor_id}", include_in_schema=False)
-async def admin_change_factor(user_id: str, factor_id: str, svc: Svc, admin: Admin) -> Response:
+async def admin_change_factor(user_id: str, factor_id: str, svc: Svc) -> Response:
     """Update or delete a user's factor: there is none."""
     await _admin_user(svc, user_id)
     raise _no_factor(factor_id)
@@ -141,9 +144,6 @@ async def _admin_user(svc: Svc, user_id: str) -> None:
 # -- SSO (SAML) ---------------------------------------------------------------
 
 
-@router.post("/sso", include_in_schema=False)
-@router.get("/sso/saml/metadata", include_in_schema=False)
-@router.post("/sso/saml/acs", include_in_schema=False)
 async def sso() -> Response:
     """SAML single sign-on, off."""
     raise _SAML_DISABLED
@@ -152,14 +152,11 @@ async def sso() -> Response:
 # -- identities and external providers ---------------------------------------
 
 
-@router.get("/user/identities/authorize", include_in_schema=False)
-@router.delete("/user/identities/{identity_id}", include_in_schema=False)
-async def identities(auth: Auth) -> Response:
+async def identities() -> Response:
     """Linking and unlinking identities (GOTRUE_SECURITY_MANUAL_LINKING_ENABLED off)."""
     raise _LINKING_DISABLED
 
 
-@router.get("/authorize", include_in_schema=False)
 async def authorize(provider: str = "") -> Response:
     """OAuth sign-in with an external provider: every provider is off."""
     name = provider.lower()
@@ -171,8 +168,6 @@ async def authorize(provider: str = "") -> Response:
     raise bad_request(ErrorCode.VALIDATION_FAILED, f"Unsupported provider: {reason}")
 
 
-@router.get("/callback", include_in_schema=False)
-@router.post("/callback", include_in_schema=False)
 async def callback(request: Request) -> Response:
     """The OAuth callback: no flow was ever started, so no state is ours."""
     if not request.query_params.get("state"):
@@ -183,18 +178,11 @@ async def callback(request: Request) -> Response:
 # -- the OAuth 2.1 server, and keys -----------------------------------------------
 
 
-@router.api_route("/admin/oauth/clients", methods=["GET", "POST"], include_in_schema=False)
-@router.api_route(
-    "/admin/oauth/clients/{rest:path}",
-    methods=["GET", "POST", "PUT", "DELETE"],
-    include_in_schema=False,
-)
-async def oauth_clients(admin: Admin) -> Response:
+async def oauth_clients() -> Response:
     """OAuth client management (GOTRUE_OAUTH_SERVER_ENABLED off)."""
     raise _OAUTH_SERVER_DISABLED
 
 
-@router.get("/.well-known/jwks.json", include_in_schema=False)
 async def jwks() -> Response:
     """Tokens are signed with the HS256 secret, which GoTrue never publishes: no keys."""
     return JSONResponse({"keys": []})

@@ -31,17 +31,15 @@ from prometheus_client.registry import Collector
 from apitask import Outcome, TaskCounters
 from apitask.mail import SMTPClient, mail_counters
 from apitask.prometheus import ApitaskCollector
-from apitask_auth.errors import APIError, ErrorCode, answer_api_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-    from fastapi import FastAPI
     from prometheus_client.metrics_core import Metric
 
     from apitask_auth.delivery.mail_chain import MailChain
 
-__all__ = ["REFRESH_SECONDS", "MailMetrics", "ServiceMetrics"]
+__all__ = ["REFRESH_SECONDS", "MailMetrics", "ServiceMetrics", "scrape"]
 
 logger = logging.getLogger("apitask_auth")
 
@@ -55,6 +53,7 @@ class MailMetrics(Collector):
     def __init__(self, operations: TaskCounters, mails: TaskCounters = mail_counters) -> None:
         self.operations = operations
         self.mails = mails
+        # Counted by the e-mail limiter itself (http/ratelimit.py), through app.state.
         self.rate_limited: Counter[str] = Counter()
 
     def collect(self) -> Iterator[Metric]:
@@ -90,8 +89,14 @@ class MailMetrics(Collector):
         yield from (operations, errors, sent, limited)
 
 
+async def scrape(request: Request) -> Response:
+    """``GET /metrics``: the app's registry in Prometheus's text format."""
+    metrics: ServiceMetrics = request.app.state.metrics
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
 class ServiceMetrics:
-    """The service's registry, its ``/metrics`` route and its refresh task."""
+    """The service's registry and its refresh task."""
 
     def __init__(self, chain: MailChain) -> None:
         self.chain = chain
@@ -104,22 +109,6 @@ class ServiceMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.tasks)
         self.registry.register(self.mail)
-
-    def install(self, app: FastAPI) -> None:
-        """Serve ``GET /metrics`` and count the e-mail limiter's refusals."""
-
-        async def metrics() -> Response:
-            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
-
-        async def api_error(request: Request, exc: Exception) -> Response:
-            assert isinstance(exc, APIError)
-            if exc.code == ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT:
-                self.mail.rate_limited[request.url.path] += 1
-            return await answer_api_error(request, exc)
-
-        app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
-        # Replaces the handler apitask_auth.errors installed, and ends in it.
-        app.add_exception_handler(APIError, api_error)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request
+from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
@@ -47,9 +47,7 @@ if TYPE_CHECKING:
     from apitask_auth.delivery.mailer import Template
     from apitask_auth.http.deps import Service
 
-__all__ = ["router"]
-
-router = APIRouter()
+__all__ = ["MAGICLINK_OPENAPI", "magiclink", "otp", "recover", "resend"]
 
 SIGNED_UP = "signed up"
 """Response-time outcome of ``/otp`` and ``/magiclink`` for an address without a
@@ -86,7 +84,6 @@ async def _request_mail(
     )
 
 
-@router.post("/recover")
 async def recover(params: RecoverParams, request: Request, svc: Svc) -> Response:
     """Mail a password-recovery link and code; ``{}`` whether or not the address exists."""
     settings = svc.settings
@@ -168,15 +165,15 @@ async def _magic_link(request: Request, svc: Service, params: MagicLinkParams) -
     return JSONResponse({})
 
 
-@router.post(
-    "/magiclink",
-    openapi_extra={
-        "requestBody": {
-            "content": {"application/json": {"schema": MagicLinkParams.model_json_schema()}},
-            "required": True,
-        }
-    },
-)
+MAGICLINK_OPENAPI = {
+    "requestBody": {
+        "content": {"application/json": {"schema": MagicLinkParams.model_json_schema()}},
+        "required": True,
+    }
+}
+"""The body /magiclink reads itself (after its own checks), for /openapi.json."""
+
+
 async def magiclink(request: Request, svc: Svc) -> Response:
     """Mail a sign-in link (a confirmation mail for addresses without an account)."""
     _check_magic_links_on(svc.settings)  # before the body is read, as GoTrue does
@@ -190,7 +187,6 @@ async def magiclink(request: Request, svc: Svc) -> Response:
     return await _magic_link(request, svc, params)
 
 
-@router.post("/otp")
 async def otp(params: OtpParams, request: Request, svc: Svc) -> Response:
     """Mail a one-time code and link; with ``create_user: false`` only to known addresses."""
     if params.email and params.phone:
@@ -262,7 +258,6 @@ def _check_resend(settings: Settings, params: ResendParams) -> tuple[str, PKCE |
     return validate_email(params.email), pkce
 
 
-@router.post("/resend")
 async def resend(params: ResendParams, request: Request, svc: Svc) -> Response:
     """Send a sign-up confirmation or e-mail-change mail again; ``{}`` when there is none."""
     settings = svc.settings

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 from fastapi.responses import JSONResponse, Response
 
 from apitask_auth.accounts.attempts import CountedRefusal, count_try, drop_spent, keeping_tries
@@ -50,9 +50,7 @@ if TYPE_CHECKING:
     from apitask_auth.config import Settings
     from apitask_auth.http.deps import AuthenticatedUser
 
-__all__ = ["router"]
-
-router = APIRouter()
+__all__ = ["reauthenticate", "update_current_user"]
 
 # Sessions signed in by one of these came from a mailed code or link (GoTrue's IsRecovery).
 _RECOVERY_METHODS = {"otp", "magiclink", "recovery"}
@@ -177,7 +175,6 @@ def _validate(settings: Settings, caller: AuthenticatedUser, params: UserUpdateP
     return email if email != (user["email"] or "") else ""
 
 
-@router.put("/user")
 async def update_current_user(
     params: UserUpdateParams, request: Request, caller: Auth, svc: Svc
 ) -> Response:
@@ -235,7 +232,6 @@ async def update_current_user(
     return JSONResponse(body)
 
 
-@router.get("/reauthenticate")
 async def reauthenticate(request: Request, caller: Auth, svc: Svc) -> Response:
     """Mail a code that authorizes a password change (``nonce`` on PUT /user)."""
     user = caller.user

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from fastapi import APIRouter, Request
+from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, or_, select
 
@@ -40,9 +40,7 @@ if TYPE_CHECKING:
 
     from apitask_auth.config import Settings
 
-__all__ = ["router"]
-
-router = APIRouter()
+__all__ = ["verify_link", "verify_otp"]
 
 
 # verify type -> (one_time_tokens types searched, *_sent_at column, AMR/flow method)
@@ -207,7 +205,6 @@ _OAUTH_ERRORS = {
 }
 
 
-@router.get("/verify", status_code=303)
 async def verify_link(
     request: Request,
     svc: Svc,
@@ -290,7 +287,6 @@ async def _notify_email_changed(svc: Service, user: User, old_email: str | None)
         await notify(svc, "email_changed_notification", old_email, data)
 
 
-@router.post("/verify")
 async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Response:
     """Verify an OTP (with its address) or a token hash; answers with a session."""
     settings = svc.settings

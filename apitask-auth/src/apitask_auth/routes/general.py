@@ -1,0 +1,69 @@
+"""``GET /health`` and ``GET /settings``: what any client may ask first."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
+
+from apitask_auth import __version__
+
+if TYPE_CHECKING:
+    from apitask_auth.config import Settings
+
+__all__ = ["health", "public_settings"]
+
+_PROVIDERS = [
+    "anonymous_users",
+    "apple",
+    "azure",
+    "bitbucket",
+    "discord",
+    "facebook",
+    "snapchat",
+    "figma",
+    "fly",
+    "github",
+    "gitlab",
+    "google",
+    "keycloak",
+    "kakao",
+    "linkedin",
+    "linkedin_oidc",
+    "notion",
+    "spotify",
+    "slack",
+    "slack_oidc",
+    "workos",
+    "twitch",
+    "twitter",
+    "email",
+    "phone",
+    "zoom",
+]
+
+
+async def health() -> dict[str, str]:
+    """Liveness, with GoTrue's name and description."""
+    return {
+        "version": __version__,
+        "name": "GoTrue",
+        "description": "GoTrue is a user registration and authentication API",
+    }
+
+
+async def public_settings(request: Request) -> dict[str, Any]:
+    """Which sign-in methods are on (GoTrue's /settings)."""
+    settings: Settings = request.app.state.service.settings
+    external = dict.fromkeys(_PROVIDERS, False)
+    external["email"] = settings.external_email_enabled
+    return {
+        "external": external,
+        "disable_signup": settings.disable_signup,
+        "mailer_autoconfirm": settings.mailer_autoconfirm,
+        "phone_autoconfirm": False,
+        "sms_provider": "",
+        "saml_enabled": False,
+        "saml_private_key_next_configured": False,
+        "passkeys_enabled": False,
+    }
