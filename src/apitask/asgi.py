@@ -14,7 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from ._options import ScopeMiddleware, request_id
-from ._scope import RequestScope, _current
+from ._scope import RequestScope, activate, current_scope, deactivate
 from ._types import ASGIApp
 
 if TYPE_CHECKING:
@@ -69,15 +69,13 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # The hot path of every request: the ContextVar is used directly (not
-        # through current_scope/activate/deactivate), a call less each.
-        tasks = _current.get()
+        tasks = current_scope()
         token = None
         if tasks is None:
             tasks = RequestScope(
                 request_id=_request_id(scope), sink=self.sink, loop=asyncio.get_running_loop()
             )
-            token = _current.set(tasks)
+            token = activate(tasks)
         try:
             if self.wait == "before_response":
                 send = _HoldingTheEnd(send, tasks, self.timeout)
@@ -93,7 +91,7 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
                     tasks.close()
             finally:
                 if token is not None:
-                    _current.reset(token)
+                    deactivate(token)
 
 
 class _HoldingTheEnd:
