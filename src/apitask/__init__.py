@@ -12,6 +12,7 @@ from ._exceptions import ApitaskError, PoolClosedError, QueueFullError, TaskErro
 from ._function import FunctionTask, task
 from ._pool import FullPolicy, WorkerPool
 from ._pool_state import DrainReport, Leftover, LeftoverState, PoolState
+from ._request_id import current_request_id
 from ._scope import (
     RequestScope,
     ScopeState,
@@ -40,6 +41,7 @@ __all__ = [
     "ScopeState",
     "WaitReport",
     "current_scope",
+    "current_request_id",
     "FunctionTask",
     "scope_counters",
     # the worker pool

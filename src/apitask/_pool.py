@@ -24,8 +24,8 @@ from ._exceptions import PoolClosedError, QueueFullError
 from ._pool_drain import log_leftover, spill
 from ._pool_loop import hand_over, no_running_loop, wake_all, wake_one
 from ._pool_state import Admission, DrainReport, Job, PoolBook, PoolState
+from ._request_id import task_request_id
 from ._scope import _current
-from ._task_request import task_request_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

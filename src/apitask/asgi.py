@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ._options import ScopeMiddleware, request_id
+from ._middleware import ScopeMiddleware
+from ._request_id import request_id_from_header
 from ._scope import RequestScope, activate, current_scope, deactivate
 from ._types import ASGIApp
 
@@ -69,26 +70,26 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        tasks = current_scope()
+        request_scope = current_scope()
         token = None
-        if tasks is None:
-            tasks = RequestScope(
+        if request_scope is None:
+            request_scope = RequestScope(
                 request_id=_request_id(scope), sink=self.sink, loop=asyncio.get_running_loop()
             )
-            token = activate(tasks)
+            token = activate(request_scope)
         try:
             if self.wait == "before_response":
-                send = _HoldingTheEnd(send, tasks, self.timeout)
+                send = _HoldingTheEnd(send, request_scope, self.timeout)
             await self.app(scope, receive, send)
         finally:
             try:
                 # Also the path of a handler that raised or never finished
                 # its response, and of a client that went away. Most requests
                 # have no task left by now: close without a wait to await.
-                if tasks.pending:
-                    await tasks.drain(self.timeout)
+                if request_scope.pending:
+                    await request_scope.drain(self.timeout)
                 else:
-                    tasks.close()
+                    request_scope.close()
             finally:
                 if token is not None:
                     deactivate(token)
@@ -102,11 +103,11 @@ class _HoldingTheEnd:
     counted by the garbage collector) while the request waits.
     """
 
-    __slots__ = ("send", "tasks", "timeout", "trailers")
+    __slots__ = ("request_scope", "send", "timeout", "trailers")
 
-    def __init__(self, send: Send, tasks: RequestScope, timeout: float | None) -> None:
+    def __init__(self, send: Send, request_scope: RequestScope, timeout: float | None) -> None:
         self.send = send
-        self.tasks = tasks
+        self.request_scope = request_scope
         self.timeout = timeout
         self.trailers = False
 
@@ -125,16 +126,16 @@ class _HoldingTheEnd:
                 and (not self.trailers or kind == "http.response.trailers")
             )
         if ending:
-            tasks = self.tasks
-            if tasks.pending:
-                await tasks.drain(self.timeout)
+            request_scope = self.request_scope
+            if request_scope.pending:
+                await request_scope.drain(self.timeout)
             else:
-                tasks.close()
+                request_scope.close()
         await self.send(message)
 
 
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            return request_id(value.decode("latin-1"))
-    return request_id(None)
+            return request_id_from_header(value.decode("latin-1"))
+    return request_id_from_header(None)

@@ -173,7 +173,7 @@ async def test_a_cancelled_wait_leaves_the_other_waits_and_the_tasks_alone() -> 
         ready.set()  # wait() parks without yielding first: parked once this is seen
         return await apitask.wait()
 
-    async with apitask.scope() as tasks:
+    async with apitask.scope() as request_scope:
         await apitask.run(apitask.task("test.blocked", blocked))
         doomed, other = (asyncio.create_task(waiter(ready)) for ready in parked)
         for ready in parked:
@@ -181,7 +181,7 @@ async def test_a_cancelled_wait_leaves_the_other_waits_and_the_tasks_alone() -> 
         doomed.cancel()
         with pytest.raises(asyncio.CancelledError):
             await doomed
-        assert not other.done() and tasks.pending == 1
+        assert not other.done() and request_scope.pending == 1
         release.set()
         report = await other
     assert finished.is_set()
