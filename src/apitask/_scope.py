@@ -49,9 +49,6 @@ _current: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
     "apitask_scope", default=None
 )
 
-# Bound once: run() calls it for every task.
-_get_running_loop = asyncio.get_running_loop
-
 # Guards binding a scope to its loop against a concurrent close from another
 # thread (a WSGI scope is bound by its first run_sync). Held for a few
 # attribute reads and writes only.
@@ -107,12 +104,12 @@ class RequestScope:
 
     __slots__ = (
         "_failed",
+        "_idle",
         "_loop",
         "_state",
         "_succeeded",
         "_succeeded_by_type",
         "_tasks",
-        "_waiters",
         "request_id",
         "sink",
     )
@@ -131,14 +128,13 @@ class RequestScope:
         # asyncio.Task -> the apitask Task it runs. Holding the asyncio task
         # here is also what keeps it from being garbage-collected mid-flight.
         self._tasks: dict[asyncio.Task[None], Task] = {}
-        # One future per pending wait (a list only for concurrent waits),
-        # resolved when the last task ends: no asyncio.Event (an object, a
-        # deque and a loop lookup) per request.
-        self._waiters: asyncio.Future[None] | list[asyncio.Future[None]] | None = None
+        # Set when the last task ends; made by the first wait that has to wait.
+        self._idle: asyncio.Event | None = None
         self._succeeded = 0
         self._failed = 0
         # Successes are tallied here and added to scope_counters when the
-        # scope falls idle: one locked update per type, not one per task.
+        # scope falls idle: one locked update per type, not one per task
+        # (measured: docs/core.md, "Performance notes").
         self._succeeded_by_type: dict[str, int] = {}
 
     @property
@@ -181,8 +177,7 @@ class RequestScope:
     ) -> None:
         # Runs on the scope's loop only, so state, the task table and the
         # idle event are only ever touched from one thread: no lock needed.
-        if self._state is not ScopeState.OPEN:
-            self.ensure_open(task)  # raises
+        self.ensure_open(task)
         if self._loop is not loop:
             if self._loop is not None:
                 raise TaskError(
@@ -190,16 +185,8 @@ class RequestScope:
                     "event loop; use start_threadsafe()"
                 )
             self._loop = loop
-        # The coroutine learns its own asyncio task from this slot, filled before
-        # its first step: cheaper than asyncio.current_task() in its last step
-        # (on 3.11 that looks the running loop up, with a getpid() system call).
-        slot: list[asyncio.Task[None] | None] = [None]
-        coro = self._supervised(task, slot)
-        # Keyword arguments cost a C call more to parse: only pass one when needed.
-        running = (
-            loop.create_task(coro) if context is None else loop.create_task(coro, context=context)
-        )
-        slot[0] = running
+        coro = self._supervised(task)
+        running = loop.create_task(coro, context=context)
         if not running.done():  # an eager task factory may have run it to the end already
             self._tasks[running] = task
 
@@ -237,10 +224,10 @@ class RequestScope:
             ) from exc
         return registered
 
-    async def _supervised(self, task: Task, slot: list[asyncio.Task[None] | None]) -> None:
+    async def _supervised(self, task: Task) -> None:
         # The bookkeeping runs in the task's own last step rather than in a
         # done callback: a waiter wakes one loop iteration sooner, and no
-        # callback is scheduled per task.
+        # callback is scheduled per task (measured: docs/core.md, "Performance notes").
         try:
             await task.run()
         except asyncio.CancelledError:
@@ -261,23 +248,17 @@ class RequestScope:
             tally = self._succeeded_by_type
             tally[task.type] = tally.get(task.type, 0) + 1
         finally:
-            self._release(slot[0])
+            # Never None here: this coroutine runs as an asyncio task.
+            self._release(cast("asyncio.Task[None]", asyncio.current_task()))
 
-    def _release(self, running: asyncio.Task[None] | None) -> None:
-        # None: an eager task factory ran the task to its end inside
-        # create_task, before it was registered (or its slot filled).
-        if running is not None:
-            self._tasks.pop(running, None)
+    def _release(self, running: asyncio.Task[None]) -> None:
+        # Not registered when an eager task factory ran the task to its end
+        # inside create_task.
+        self._tasks.pop(running, None)
         if not self._tasks:
             self._flush_counts()
-            waiters = self._waiters
-            if waiters is not None:
-                self._waiters = None
-                if isinstance(waiters, list):
-                    for waiter in waiters:
-                        _wake(waiter)
-                else:
-                    _wake(waiters)
+            if self._idle is not None:
+                self._idle.set()
 
     def _flush_counts(self) -> None:
         for type, n in self._succeeded_by_type.items():
@@ -317,21 +298,11 @@ class RequestScope:
         self.close()
         if not self._tasks:
             return (), ()
-        # A task is pending, so the scope is bound to its loop, this one.
-        idle = cast("asyncio.AbstractEventLoop", self._loop).create_future()
-        waiters = self._waiters
-        if waiters is None:
-            self._waiters = idle
-        elif isinstance(waiters, list):
-            waiters.append(idle)
-        else:
-            self._waiters = [waiters, idle]
-        if timeout is None:  # the common case, without a timer to arm and disarm
-            await idle
-            return (), ()
+        if self._idle is None:
+            self._idle = asyncio.Event()
         try:
             async with asyncio.timeout(timeout):
-                await idle
+                await self._idle.wait()
         except TimeoutError:
             return await self._cancel_stragglers(timeout)
         return (), ()
@@ -348,7 +319,8 @@ class RequestScope:
             if loop is None:  # no task ever ran here: nothing to wait for
                 self.close()
             if loop is None or (self._state is ScopeState.CLOSED and not self._tasks):
-                # Closed and empty stays empty: no need to ask the loop.
+                # Closed and empty stays empty: no need to ask the loop (a thread
+                # round trip; docs/core.md, "Performance notes").
                 return WaitReport(self._succeeded, self._failed)
         if running_loop() is loop:
             raise RuntimeError(
@@ -381,11 +353,6 @@ class RequestScope:
             tuple(task.type for task in stragglers.values()),
             tuple(stragglers[running].type for running in still_running),
         )
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():  # done: a wait that timed out or was cancelled
-        waiter.set_result(None)
 
 
 def current_scope() -> RequestScope | None:
@@ -494,9 +461,8 @@ async def run(task: Task) -> None:
         current.ensure_open(task)
         await current.sink.submit(task)
     else:
-        loop = _get_running_loop()
-        if current._loop is loop or current._loop is None:
-            current._spawn(task, loop, None)
+        if current.loop in (asyncio.get_running_loop(), None):
+            current.start(task)
         else:
             # A coroutine on another loop than the scope's (asyncio.run inside
             # a WSGI handler): register over there, without blocking here.

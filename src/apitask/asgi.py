@@ -79,59 +79,37 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
             token = activate(request_scope)
         try:
             if self.wait == "before_response":
-                send = _HoldingTheEnd(send, request_scope, self.timeout)
+                send = _holding_the_end(send, request_scope, self.timeout)
             await self.app(scope, receive, send)
         finally:
             try:
                 # Also the path of a handler that raised or never finished
-                # its response, and of a client that went away. Most requests
-                # have no task left by now: close without a wait to await.
-                if request_scope.pending:
-                    await request_scope.drain(self.timeout)
-                else:
-                    request_scope.close()
+                # its response, and of a client that went away.
+                await request_scope.wait(self.timeout)
             finally:
                 if token is not None:
                     deactivate(token)
 
 
-class _HoldingTheEnd:
-    """The ``send`` a before_response request's app gets: it holds the end.
+def _holding_the_end(send: Send, request_scope: RequestScope, timeout: float | None) -> Send:
+    """The ``send`` a before_response request's app gets: it holds the end of the response."""
+    trailers = False
 
-    An object with slots rather than a closure: one allocation per request
-    instead of a function, its cells and their tuple, all alive (and
-    counted by the garbage collector) while the request waits.
-    """
-
-    __slots__ = ("request_scope", "send", "timeout", "trailers")
-
-    def __init__(self, send: Send, request_scope: RequestScope, timeout: float | None) -> None:
-        self.send = send
-        self.request_scope = request_scope
-        self.timeout = timeout
-        self.trailers = False
-
-    async def __call__(self, message: Message) -> None:
+    async def send_after_tasks(message: Message) -> None:
+        nonlocal trailers
         kind = message["type"]
-        if kind == "http.response.body":  # by far the most common message: test it first
-            ending = not message.get("more_body", False) and not self.trailers
-        elif kind == "http.response.start":
-            self.trailers = message.get("trailers", False)
-            ending = False
-        else:
-            ending = (
-                kind in _ENDING
-                and not message.get(_ENDING[kind] or "", False)
-                # With trailers announced, only the last trailers message ends it.
-                and (not self.trailers or kind == "http.response.trailers")
-            )
-        if ending:
-            request_scope = self.request_scope
-            if request_scope.pending:
-                await request_scope.drain(self.timeout)
-            else:
-                request_scope.close()
-        await self.send(message)
+        if kind == "http.response.start":
+            trailers = message.get("trailers", False)
+        elif (
+            kind in _ENDING
+            and not message.get(_ENDING[kind] or "", False)
+            # With trailers announced, only the last trailers message ends it.
+            and (not trailers or kind == "http.response.trailers")
+        ):
+            await request_scope.wait(timeout)
+        await send(message)
+
+    return send_after_tasks
 
 
 def _request_id(scope: Scope) -> str:
