@@ -14,6 +14,7 @@ import contextvars
 import enum
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -286,26 +287,33 @@ class RequestScope:
             return await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(self.wait(timeout), loop)
             )
-        cancelled, abandoned = await self.drain(timeout)
+        self.close()
+        cancelled: tuple[str, ...] = ()
+        abandoned: tuple[str, ...] = ()
+        if self._tasks:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._idle.wait()
+            except TimeoutError:
+                cancelled, abandoned = await self._cancel_stragglers(timeout)
         return WaitReport(self._succeeded, self._failed, cancelled, abandoned)
 
     async def drain(self, timeout: float | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """:meth:`wait` on the scope's own loop, without building a report.
+        """Deprecated alias of :meth:`wait`: returns its report's ``(cancelled, abandoned)``.
 
-        For integrations on the hot path (the middleware). Returns the types
-        of the tasks cancelled at the deadline, and of those abandoned.
+        .. deprecated:: 0.1.0
+            Use :meth:`wait`. A pool's drain is its shutdown; a scope is waited.
         """
-        self.close()
-        if not self._tasks:
-            return (), ()
-        if self._idle is None:
-            self._idle = asyncio.Event()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return await self._cancel_stragglers(timeout)
-        return (), ()
+        warnings.warn(
+            "RequestScope.drain() is deprecated: use wait(), whose WaitReport has "
+            ".cancelled and .abandoned",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        report = await self.wait(timeout)
+        return report.cancelled, report.abandoned
 
     def wait_sync(self, timeout: float | None = None) -> WaitReport:
         """:meth:`wait` for sync code: block this thread until the tasks are done.

@@ -573,3 +573,14 @@ async def test_tasks_done_before_the_deadline_are_simply_waited() -> None:
         report = await s.wait(timeout=30)
     assert report == apitask.WaitReport(succeeded=1)
     assert counter.n == 1
+
+
+async def test_drain_is_a_deprecated_wait() -> None:
+    """RequestScope.drain(), the old name, still closes and waits, and warns."""
+    counter = Counter()
+    request_scope = apitask.RequestScope(loop=asyncio.get_running_loop())
+    request_scope.start(apitask.task("test.bump", counter.bump))
+    with pytest.warns(DeprecationWarning, match=r"use wait\(\)"):
+        assert await request_scope.drain() == ((), ())
+    assert counter.n == 1
+    assert request_scope.state is ScopeState.CLOSED and request_scope.pending == 0
