@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._backoff import Backoff
 from ._counters import Outcome, TaskCounters
 from ._exceptions import ApitaskError, PoolClosedError, QueueFullError, TaskError, TransientError
+from ._exports import set_public_module as _set_public_module
 from ._function import FunctionTask, task
 from ._pool import FullPolicy, WorkerPool
 from ._pool_state import DrainReport, Leftover, LeftoverState, PoolState
@@ -66,3 +67,7 @@ __all__ = [
     "TaskError",
     "TransientError",
 ]
+
+# Reprs, tracebacks, help() and the API docs show apitask.WorkerPool, not
+# apitask._pool.WorkerPool: the path users import it from.
+_set_public_module(__name__, globals(), __all__)
