@@ -105,12 +105,12 @@ class RequestScope:
 
     __slots__ = (
         "_failed",
-        "_idle",
         "_loop",
         "_state",
         "_succeeded",
         "_succeeded_by_type",
         "_tasks",
+        "_waiters",
         "request_id",
         "sink",
     )
@@ -129,8 +129,10 @@ class RequestScope:
         # asyncio.Task -> the apitask Task it runs. Holding the asyncio task
         # here is also what keeps it from being garbage-collected mid-flight.
         self._tasks: dict[asyncio.Task[None], Task] = {}
-        # Set when the last task ends; made by the first wait that has to wait.
-        self._idle: asyncio.Event | None = None
+        # One future per pending wait (a list only for concurrent waits),
+        # resolved when the last task ends: no asyncio.Event (an object, a
+        # deque and a loop lookup) per request.
+        self._waiters: asyncio.Future[None] | list[asyncio.Future[None]] | None = None
         self._succeeded = 0
         self._failed = 0
         # Successes are tallied here and added to scope_counters when the
@@ -178,7 +180,8 @@ class RequestScope:
     ) -> None:
         # Runs on the scope's loop only, so state, the task table and the
         # idle event are only ever touched from one thread: no lock needed.
-        self.ensure_open(task)
+        if self._state is not ScopeState.OPEN:
+            self.ensure_open(task)  # raises
         if self._loop is not loop:
             if self._loop is not None:
                 raise TaskError(
@@ -186,8 +189,13 @@ class RequestScope:
                     "event loop; use start_threadsafe()"
                 )
             self._loop = loop
-        coro = self._supervised(task)
+        # The coroutine learns its own asyncio task from this slot, filled before
+        # its first step: cheaper than asyncio.current_task() in its last step
+        # (on 3.11 that looks the running loop up, with a getpid() system call).
+        slot: list[asyncio.Task[None] | None] = [None]
+        coro = self._supervised(task, slot)
         running = loop.create_task(coro, context=context)
+        slot[0] = running
         if not running.done():  # an eager task factory may have run it to the end already
             self._tasks[running] = task
 
@@ -225,7 +233,7 @@ class RequestScope:
             ) from exc
         return registered
 
-    async def _supervised(self, task: Task) -> None:
+    async def _supervised(self, task: Task, slot: list[asyncio.Task[None] | None]) -> None:
         # The bookkeeping runs in the task's own last step rather than in a
         # done callback: a waiter wakes one loop iteration sooner, and no
         # callback is scheduled per task (measured: docs/core.md, "Performance notes").
@@ -249,17 +257,23 @@ class RequestScope:
             tally = self._succeeded_by_type
             tally[task.type] = tally.get(task.type, 0) + 1
         finally:
-            # Never None here: this coroutine runs as an asyncio task.
-            self._release(cast("asyncio.Task[None]", asyncio.current_task()))
+            self._release(slot[0])
 
-    def _release(self, running: asyncio.Task[None]) -> None:
-        # Not registered when an eager task factory ran the task to its end
-        # inside create_task.
-        self._tasks.pop(running, None)
+    def _release(self, running: asyncio.Task[None] | None) -> None:
+        # None: an eager task factory ran the task to its end inside
+        # create_task, before it was registered (or its slot filled).
+        if running is not None:
+            self._tasks.pop(running, None)
         if not self._tasks:
             self._flush_counts()
-            if self._idle is not None:
-                self._idle.set()
+            waiters = self._waiters
+            if waiters is not None:
+                self._waiters = None
+                if isinstance(waiters, list):
+                    for waiter in waiters:
+                        _wake(waiter)
+                else:
+                    _wake(waiters)
 
     def _flush_counts(self) -> None:
         for type, n in self._succeeded_by_type.items():
@@ -291,13 +305,23 @@ class RequestScope:
         cancelled: tuple[str, ...] = ()
         abandoned: tuple[str, ...] = ()
         if self._tasks:
-            if self._idle is None:
-                self._idle = asyncio.Event()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._idle.wait()
-            except TimeoutError:
-                cancelled, abandoned = await self._cancel_stragglers(timeout)
+            # A task is pending, so the scope is bound to its loop, this one.
+            idle = cast("asyncio.AbstractEventLoop", self._loop).create_future()
+            waiters = self._waiters
+            if waiters is None:
+                self._waiters = idle
+            elif isinstance(waiters, list):
+                waiters.append(idle)
+            else:
+                self._waiters = [waiters, idle]
+            if timeout is None:  # the common case, without a timer to arm and disarm
+                await idle
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await idle
+                except TimeoutError:
+                    cancelled, abandoned = await self._cancel_stragglers(timeout)
         return WaitReport(self._succeeded, self._failed, cancelled, abandoned)
 
     async def drain(self, timeout: float | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -361,6 +385,11 @@ class RequestScope:
             tuple(task.type for task in stragglers.values()),
             tuple(stragglers[running].type for running in still_running),
         )
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # done: a wait that timed out or was cancelled
+        waiter.set_result(None)
 
 
 def current_scope() -> RequestScope | None:
@@ -469,8 +498,9 @@ async def run(task: Task) -> None:
         current.ensure_open(task)
         await current.sink.submit(task)
     else:
-        if current.loop in (asyncio.get_running_loop(), None):
-            current.start(task)
+        loop = asyncio.get_running_loop()
+        if current._loop is loop or current._loop is None:
+            current._spawn(task, loop, None)
         else:
             # A coroutine on another loop than the scope's (asyncio.run inside
             # a WSGI handler): register over there, without blocking here.

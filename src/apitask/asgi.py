@@ -84,8 +84,12 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
         finally:
             try:
                 # Also the path of a handler that raised or never finished
-                # its response, and of a client that went away.
-                await request_scope.wait(self.timeout)
+                # its response, and of a client that went away. Most requests
+                # have no task left by now: close without a wait to await.
+                if request_scope.pending:
+                    await request_scope.wait(self.timeout)
+                else:
+                    request_scope.close()
             finally:
                 if token is not None:
                     deactivate(token)
@@ -106,7 +110,10 @@ def _holding_the_end(send: Send, request_scope: RequestScope, timeout: float | N
             # With trailers announced, only the last trailers message ends it.
             and (not trailers or kind == "http.response.trailers")
         ):
-            await request_scope.wait(timeout)
+            if request_scope.pending:
+                await request_scope.wait(timeout)
+            else:
+                request_scope.close()
         await send(message)
 
     return send_after_tasks
