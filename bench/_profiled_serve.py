@@ -33,9 +33,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.default import DefaultDialect
 
-import apitask_auth.auth_api as auth_api
-import apitask_auth.flows as flows
-import apitask_auth.users as users_module
+import apitask_auth.accounts.flows as flows
+import apitask_auth.accounts.users as users_module
+import apitask_auth.routes.auth as auth_api
 from apitask_auth import cli
 
 if TYPE_CHECKING:

@@ -190,7 +190,7 @@ async def ours(port: int, n: int, pool_size: int) -> float:
 
 def build_cost(n: int = 2000) -> tuple[float, float, int]:
     """Microseconds to build one message as bytes: stdlib vs ours; and our size."""
-    from apitask.mail._mime import parse_sender, render
+    from apitask.mail._smtp._mime import parse_sender, render
 
     start = time.perf_counter()
     for _ in range(n):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._backoff import Backoff
 from ._counters import Outcome, TaskCounters
+from ._duration import parse_duration
 from ._exceptions import ApitaskError, PoolClosedError, QueueFullError, TaskError, TransientError
 from ._exports import set_public_module as _set_public_module
 from ._function import FunctionTask, task
@@ -56,6 +57,8 @@ __all__ = [
     "Backoff",
     "Outcome",
     "TaskCounters",
+    # configuration: the durations the CLI and the service read
+    "parse_duration",
     # extension points
     "DurableTask",
     "JSONValue",

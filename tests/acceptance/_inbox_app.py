@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from apitask_auth.devinbox import DevInbox
+from apitask_auth.delivery.devinbox import DevInbox
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -14,7 +14,7 @@ import signal
 import uuid
 from typing import TYPE_CHECKING
 
-from apitask_auth.devinbox import DevInbox
+from apitask_auth.delivery.devinbox import DevInbox
 
 from ._service import SERVE_DEV, dev_environment, sign_up, smtp_environment
 from ._uvicorn import free_port, running_process

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import text
 
-from apitask_auth.db import create_engine
+from apitask_auth.storage.db import create_engine
 
 from .conftest import _admin_sql
 

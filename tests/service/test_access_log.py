@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from apitask_auth.access_log import AccessLogRedaction, redact_access_log, redact_query
+from apitask_auth.http.access_log import AccessLogRedaction, redact_access_log, redact_query
 
 
 @pytest.mark.parametrize(

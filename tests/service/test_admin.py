@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from apitask_auth.security import token_hash
+from apitask_auth.accounts.security import token_hash
 
 from .conftest import SECRET, email
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from apitask_auth.browser_url import parse_browser_url
+from apitask_auth.http.browser_url import parse_browser_url
 
 WHATWG = [
     ("https://evil.com\\@app.example.com/", "https://evil.com/@app.example.com/"),

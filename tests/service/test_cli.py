@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+import jwt
 import pytest
 from aiosmtpd.controller import Controller
 
 from apitask.mail import MailTask, Message, NoopClient
 from apitask.outbox import open_outbox
+from apitask_auth.accounts.jwt_keys import JWTKeys
 from apitask_auth.cli import main
 
 if TYPE_CHECKING:
@@ -111,3 +114,17 @@ def test_worker_in_dev_mode_needs_an_smtp_host(
     """The dev inbox lives in `serve --dev`: a dev worker elsewhere would drop mail: refused."""
     assert main(["worker", "--dev"]) == 2
     assert "configuration error: GOTRUE_SMTP_HOST: required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+def test_keys_generate_prints_a_key_set_the_service_accepts(
+    alg: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "generate", "--alg", alg]) == 0
+    printed = capsys.readouterr().out
+    [key] = json.loads(printed)
+    assert (key["alg"], key["key_ops"]) == (alg, ["sign", "verify"])
+    keys = JWTKeys.parse(printed, "a-secret-of-at-least-thirty-two-characters")
+    assert jwt.get_unverified_header(keys.sign({"sub": "u"}))["kid"] == key["kid"]
+    assert main(["keys", "generate", "--alg", alg]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["kid"] != key["kid"]

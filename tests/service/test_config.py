@@ -55,10 +55,11 @@ def _env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
         ("250ms", 0.25),
         ("10us", 0.00001),
         ("1h2m3s4ms", 3723.004),
+        ("7d", 604800),  # days: apitask.parse_duration's addition to Go's syntax
     ],
 )
 def test_go_durations(text: str, seconds: float) -> None:
-    """Go's time.ParseDuration syntax; a bare number is seconds."""
+    """Go's time.ParseDuration syntax; a bare number is seconds, d is days."""
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
@@ -176,7 +177,9 @@ def test_mail_templates_and_validation_settings(
     _env(
         monkeypatch,
         GOTRUE_MAILER_SUBJECTS_CONFIRMATION="Welcome {{ .Email }}",
+        GOTRUE_MAILER_SUBJECTS_MAGIC_LINK="",  # empty counts as unset
         GOTRUE_MAILER_TEMPLATES_RECOVERY="https://templates.example.com/recovery.html",
+        GOTRUE_MAILER_TEMPLATES_PASSWORD_CHANGED_NOTIFICATION="/etc/mail/pw.html",
         GOTRUE_MAILER_EMAIL_VALIDATION_EXTENDED="true",
         GOTRUE_MAILER_EMAIL_VALIDATION_SERVICE_HEADERS='{"X-Key": ["k"]}',
         GOTRUE_MAILER_EMAIL_VALIDATION_BLOCKED_MX='["mx.bad.example"]',
@@ -186,7 +189,10 @@ def test_mail_templates_and_validation_settings(
         "confirmation": "Welcome {{ .Email }}",
         "invite": "Join {{ .SiteURL }}",
     }
-    assert settings.mailer_templates == {"recovery": "https://templates.example.com/recovery.html"}
+    assert settings.mailer_templates == {
+        "recovery": "https://templates.example.com/recovery.html",
+        "password_changed_notification": "/etc/mail/pw.html",
+    }
     assert settings.mailer_email_validation_extended is True
     assert settings.validation_service_headers == {"X-Key": ["k"]}
     assert settings.blocked_mx == ["mx.bad.example"]

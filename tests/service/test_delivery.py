@@ -19,7 +19,7 @@ from apitask.mail import Message, PermanentMailError, RecordingClient
 from apitask.outbox import JobState
 from apitask_auth.app import create_app
 from apitask_auth.config import load_settings
-from apitask_auth.db import migrate_all
+from apitask_auth.storage.db import migrate_all
 
 from .conftest import SECRET, email
 
@@ -211,7 +211,7 @@ async def test_outbox_rollback_drops_the_job_with_the_user(
     async def audit_fails(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the audit log is full")
 
-    monkeypatch.setattr("apitask_auth.auth_api.audit", audit_fails)
+    monkeypatch.setattr("apitask_auth.routes.auth.audit", audit_fails)
     response = await _signup(svc, address)
     monkeypatch.undo()
     assert (response.status_code, response.json()["error_code"]) == (500, "unexpected_failure")

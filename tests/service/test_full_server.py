@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from apitask_auth import pg_connect
+from apitask_auth.storage import pg_connect
 
 from .conftest import _admin_sql, email
 

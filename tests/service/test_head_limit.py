@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from acceptance._service import SERVE_DEV, dev_environment
 from acceptance._uvicorn import free_port, running_process
-from apitask_auth.limits import MAX_HEAD_BYTES, head_size
+from apitask_auth.http.limits import MAX_HEAD_BYTES, head_size
 
 if TYPE_CHECKING:
     from pathlib import Path

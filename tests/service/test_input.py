@@ -17,7 +17,7 @@ import jwt
 import pytest
 
 from apitask.mail import PermanentMailError
-from apitask_auth.inputs import find_unstorable
+from apitask_auth.http.inputs import find_unstorable
 
 from ._accounts import CHALLENGE, PASSWORD, bearer, signed_in
 from .conftest import SECRET, email

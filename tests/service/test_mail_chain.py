@@ -10,8 +10,8 @@ import pytest
 
 from apitask.mail import MailData, Message, SMTPClient
 from apitask_auth.config import load_settings
-from apitask_auth.devinbox import DevInbox
-from apitask_auth.mail_chain import MailChain, sender, transport_for
+from apitask_auth.delivery.devinbox import DevInbox
+from apitask_auth.delivery.mail_chain import MailChain, message_id_domain, sender, transport_for
 
 from .conftest import email
 
@@ -38,6 +38,18 @@ def test_sender_is_the_name_and_admin_address() -> None:
     assert sender(bare) == "auth@example.com"
     dev = load_settings(env_file=None, dev=True, **BASE)
     assert sender(dev) == "apitask-auth dev <noreply@auth.example.com>"
+
+
+async def test_the_message_id_domain_is_the_from_domain() -> None:
+    """One owner: the Message-ID is on the From address's domain, whichever it is."""
+    admin = load_settings(env_file=None, smtp_admin_email="auth@mail.example.com", **BASE)
+    dev = load_settings(env_file=None, dev=True, **BASE)
+    for settings, domain in ((admin, "mail.example.com"), (dev, "auth.example.com")):
+        assert message_id_domain(settings) == domain
+        assert sender(settings).rstrip(">").endswith(f"@{domain}")
+        chain = MailChain(settings)
+        message = await chain.templates.render("invite", email(), MailData(email=email()))
+        assert message.message_id.endswith(f"@{domain}>")
 
 
 def test_no_smtp_host_outside_dev_mode_drops_mail_as_gotrue_does(

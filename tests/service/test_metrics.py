@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from apitask.mail import Message, PermanentMailError, RecordingClient
-from apitask_auth import metrics as service_metrics
 from apitask_auth.config import ConfigError, load_settings
+from apitask_auth.routes import metrics as service_metrics
 from integration.mail.smtp_server import MailServer, client_for, start_server
 
 from .conftest import email
@@ -121,6 +122,21 @@ async def test_failed_mail_moves_the_error_counter(
     assert moved(before, after, "global_auth_email_send_operations_total", **confirmation) == 2
     assert moved(before, after, "global_auth_email_send_errors_total", **confirmation) == 2
     assert moved(before, after, "apitask_mail_sent_total", **confirmation) == 0
+
+
+async def test_with_metrics_on_a_mail_500_is_still_logged_with_its_cause(
+    make_service: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The metrics' own APIError handler logs a 500 as the default one does
+    (it used to answer without a log line)."""
+    svc: Service = await make_service(
+        transport=Refusing(1), mailer_delivery="inline", metrics_enabled=True
+    )
+    with caplog.at_level(logging.ERROR, logger="apitask_auth"):
+        assert await _signup(svc, email()) == 500
+    (record,) = [r for r in caplog.records if r.name == "apitask_auth"]
+    assert record.getMessage().startswith("Error sending confirmation email on POST /signup")
+    assert "550 mailbox unavailable" in record.getMessage()
 
 
 async def test_the_email_limiter_counts_its_refusals_by_path(

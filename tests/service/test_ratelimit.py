@@ -12,7 +12,7 @@ from sqlalchemy import event
 
 from apitask_auth.config import EmailRateLimit
 from apitask_auth.errors import APIError
-from apitask_auth.ratelimit import (
+from apitask_auth.http.ratelimit import (
     TokenBucket,
     _allowance_engine,
     client_key,

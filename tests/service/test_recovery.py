@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
-from apitask_auth.security import token_hash
+from apitask_auth.accounts.security import token_hash
 
 from ._accounts import CHALLENGE, PASSWORD, VERIFIER, bearer, fragment, mails_to, query, signed_in
 from .conftest import NEW_FORMAT, SECRET, email

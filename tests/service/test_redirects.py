@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from apitask_auth.browser_url import parse_browser_url
 from apitask_auth.config import load_settings
-from apitask_auth.redirects import allowed_redirect, is_redirect_valid
+from apitask_auth.http.browser_url import parse_browser_url
+from apitask_auth.http.redirects import allowed_redirect, is_redirect_valid
 
 from ._accounts import PASSWORD
 from .conftest import email

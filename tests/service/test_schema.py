@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.schema import CreateIndex
 
-from apitask_auth import db
-from apitask_auth.addresses import RESOLVE_DUPLICATES, DuplicateAddressesError
+from apitask_auth.accounts.addresses import RESOLVE_DUPLICATES, DuplicateAddressesError
 from apitask_auth.cli import main
+from apitask_auth.storage import db
 
 from ._schema import engine_for, fresh_database, snapshot, user_row
 

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import update
 
-from apitask_auth.db import now, users
-from apitask_auth.security import token_hash
+from apitask_auth.accounts.security import token_hash
+from apitask_auth.storage.db import now, users
 
 from .conftest import NEW_FORMAT, SECRET, email
 

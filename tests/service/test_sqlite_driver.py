@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from apitask_auth import sqlite_driver
-from apitask_auth.db import create_engine
+from apitask_auth.storage import sqlite_driver
+from apitask_auth.storage.db import create_engine
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

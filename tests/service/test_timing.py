@@ -12,8 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from apitask_auth.config import ConfigError, load_settings
-from apitask_auth.recovery_api import SIGNED_UP
-from apitask_auth.timing import (
+from apitask_auth.http.timing import (
     NOTHING_SENT,
     SENT,
     Deadlines,
@@ -22,6 +21,7 @@ from apitask_auth.timing import (
     mark_outcome,
     sleep_until,
 )
+from apitask_auth.routes.recovery import SIGNED_UP
 
 from ._accounts import signed_in
 from .conftest import email

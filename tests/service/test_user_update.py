@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from sqlalchemy import update
 
-from apitask_auth.db import users
-from apitask_auth.email_change import SINGLE_CONFIRMATION
+from apitask_auth.accounts.email_change import SINGLE_CONFIRMATION
+from apitask_auth.storage.db import users
 
 from ._accounts import (
     CHALLENGE,

@@ -11,9 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from sqlalchemy import select
 
-from apitask_auth import db
-from apitask_auth.db import create_engine, users, verify_attempts
-from apitask_auth.timing import NOTHING_SENT, SENT, ResponseTimeMiddleware
+from apitask_auth.http.timing import NOTHING_SENT, SENT, ResponseTimeMiddleware
+from apitask_auth.storage import db
+from apitask_auth.storage.db import create_engine, users, verify_attempts
 
 from ._accounts import PASSWORD, age_session, bearer, fragment, signed_in
 from .conftest import email

@@ -9,25 +9,25 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 
-from . import __version__
-from .admin_api import router as admin_router
-from .auth_api import router as auth_router
-from .config import Settings, load_settings
-from .cors import install_cors
-from .db import create_engine, migrate_all
-from .deps import Service
-from .dev_landing import router as dev_landing_router
-from .disabled_api import router as disabled_router
-from .errors import install_error_handlers
-from .inputs import reject_unstorable_input
-from .limits import BodyLimitMiddleware, HeadLimitMiddleware
-from .mail_chain import MailChain
-from .metrics import ServiceMetrics
-from .ratelimit import IPRateLimitMiddleware, dispose_allowance
-from .recovery_api import router as recovery_router
-from .timing import ResponseTimeMiddleware
-from .user_api import router as user_router
-from .verify_api import router as verify_router
+from apitask_auth import __version__
+from apitask_auth.config import Settings, load_settings
+from apitask_auth.delivery.mail_chain import MailChain
+from apitask_auth.errors import install_error_handlers
+from apitask_auth.http.cors import install_cors
+from apitask_auth.http.deps import Service
+from apitask_auth.http.inputs import reject_unstorable_input
+from apitask_auth.http.limits import BodyLimitMiddleware, HeadLimitMiddleware
+from apitask_auth.http.ratelimit import IPRateLimitMiddleware, dispose_allowance
+from apitask_auth.http.timing import ResponseTimeMiddleware
+from apitask_auth.routes.admin import router as admin_router
+from apitask_auth.routes.auth import router as auth_router
+from apitask_auth.routes.dev_landing import router as dev_landing_router
+from apitask_auth.routes.disabled import router as disabled_router
+from apitask_auth.routes.metrics import ServiceMetrics
+from apitask_auth.routes.recovery import router as recovery_router
+from apitask_auth.routes.user import router as user_router
+from apitask_auth.routes.verify import router as verify_router
+from apitask_auth.storage.db import create_engine, migrate_all
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -1,9 +1,10 @@
-"""The ``apitask-auth`` command line: ``serve``, ``migrate``, ``worker``."""
+"""The ``apitask-auth`` command line: ``serve``, ``migrate``, ``worker``, ``keys``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sqlite3
 import sys
@@ -13,17 +14,18 @@ import asyncpg
 import uvicorn
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from apitask.cli import add_worker_arguments, run_worker_command
 from apitask.logs import JSONFormatter, RequestIdFilter
-from apitask.outbox import OutboxError, add_worker_arguments, run_worker_command
-
-from . import __version__
-from .access_log import redact_access_log
-from .addresses import DuplicateAddressesError
-from .app import create_app
-from .config import ConfigError, Settings, load_settings
-from .db import create_engine, migrate_all, schema_status
-from .mail_chain import aclose, mail_registry, transport_for
-from .server import HeadLimitedHttpToolsProtocol
+from apitask.outbox import OutboxError
+from apitask_auth import __version__
+from apitask_auth.accounts.addresses import DuplicateAddressesError
+from apitask_auth.accounts.jwt_keys import ALGORITHMS, generate_jwk
+from apitask_auth.app import create_app
+from apitask_auth.config import ConfigError, Settings, load_settings
+from apitask_auth.delivery.mail_chain import aclose, mail_registry, transport_for
+from apitask_auth.http.access_log import redact_access_log
+from apitask_auth.http.server import HeadLimitedHttpToolsProtocol
+from apitask_auth.storage.db import create_engine, migrate_all, schema_status
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -42,7 +44,7 @@ async def _migrate(settings: Settings) -> dict[str, list[int]]:
 async def _schema_status(settings: Settings) -> dict[str, tuple[int, int]]:
     engine = create_engine(settings.database_url)
     try:
-        return await schema_status(engine)
+        return await schema_status(engine, settings.database_url)
     finally:
         await engine.dispose()
 
@@ -129,7 +131,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     worker.add_argument("--dev", action="store_true", help="use dev-mode defaults")
     add_worker_arguments(worker)
+    keys = commands.add_parser("keys", help="JWT signing keys (GOTRUE_JWT_KEYS)")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    generate = keys_commands.add_parser(
+        "generate",
+        help="print a new key set with one signing key, for GOTRUE_JWT_KEYS",
+        description="Print a JSON array holding one new private JWK (a random kid, "
+        'key_ops ["sign", "verify"]): the value of GOTRUE_JWT_KEYS. To rotate, add '
+        'the new key to the old set, move "sign" to it once clients have fetched '
+        "/.well-known/jwks.json (they cache it for 10 minutes), drop the old key "
+        "when its last tokens have expired (GOTRUE_JWT_EXP).",
+    )
+    asymmetric = [alg for alg, kty in ALGORITHMS.items() if kty != "oct"]
+    generate.add_argument("--alg", choices=asymmetric, default="ES256", help="default ES256")
     args = parser.parse_args(argv)
+    if args.command == "keys":  # needs no configuration: a key is made before there is one
+        print(json.dumps([generate_jwk(args.alg)]))  # noqa: T201
+        return 0
     try:
         # --port wins over PORT, and dev mode's default URLs follow it.
         port = getattr(args, "port", None)

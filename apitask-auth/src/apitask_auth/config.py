@@ -19,22 +19,23 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+import apitask
 from apitask.mail import (
     InvalidMessageError,
-    Message,
-    RecordingClient,
+    MailType,
     TemplateError,
-    TemplateMailer,
-    template_mailer_options,
+    TemplateSource,
+    check_address,
+    check_header,
+    compile_template,
 )
-
-from .database_url import DatabaseURL, parse_database_url
+from apitask_auth.storage.database_url import DatabaseURL, parse_database_url
 
 __all__ = [
     "DEV_JWT_SECRET",
@@ -58,64 +59,14 @@ class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
 
 
-# Go's time.ParseDuration units, in nanoseconds.
-_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
 def parse_duration(value: str) -> timedelta:
-    """Parse a Go duration (``30s``, ``1m30s``, ``1.5h``, ``-2m``, ``0``).
-
-    A bare number is read as seconds, which GoTrue configurations sometimes use
-    for fields documented in seconds.
+    """Parse a Go duration (``30s``, ``1m30s``, ``1.5h``, ``-2m``, ``0``; a bare
+    number is seconds, ``d`` is days): :func:`apitask.parse_duration`'s syntax.
 
     Raises:
-        ValueError: the text is not a duration.
+        ValueError: the text is not a duration, or is past Go's range.
     """
-    text = value.strip()
-    sign = 1.0
-    if text[:1] in "+-" and text:
-        sign = -1.0 if text[0] == "-" else 1.0
-        text = text[1:]
-    if not text:
-        raise ValueError(f"invalid duration {value!r}")
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return _bounded(value, sign * seconds)
-    total = 0.0
-    position = 0
-    for match in _PART.finditer(text):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    if position != len(text):
-        raise ValueError(f"invalid duration {value!r} (use Go syntax such as 30s or 1m30s)")
-    return _bounded(value, sign * total)
-
-
-# Go's time.Duration is an int64 of nanoseconds: about 292 years either way.
-# Beyond it Go answers "invalid duration"; Python would overflow later, in
-# date arithmetic (a ban of 99999999999h) where it is no longer a bad input.
-_GO_MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
-
-
-def _bounded(value: str, seconds: float) -> timedelta:
-    if not math.isfinite(seconds) or abs(seconds) > _GO_MAX_DURATION_SECONDS:
-        raise ValueError(f"invalid duration {value!r} (out of range)")
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=apitask.parse_duration(value))
 
 
 def _duration(value: object) -> object:
@@ -164,12 +115,8 @@ def parse_smtp_headers(raw: str) -> dict[str, list[str]]:
         if name and kept:
             headers[name] = kept
     try:  # the message's own header rules: names, reserved names, control characters
-        Message(
-            to="probe@example.com",
-            subject="probe",
-            text="probe",
-            headers={name: ", ".join(values) for name, values in headers.items()},
-        )
+        for name, values in headers.items():
+            check_header(name, ", ".join(values))
     except InvalidMessageError as exc:
         raise ValueError(str(exc)) from None
     return headers
@@ -430,7 +377,7 @@ class Settings(BaseSettings):
     def _smtp_admin_email(cls, value: str) -> str:
         if value:
             try:
-                Message(to=value, subject="probe", text="probe")
+                check_address(value)
             except InvalidMessageError:
                 raise ValueError(
                     "expected a bare e-mail address such as noreply@example.com"
@@ -608,24 +555,30 @@ def load_settings(
 
 def _mail_templates(settings: Settings, env_file: str | None, overrides: dict[str, Any]) -> None:
     """Collect ``GOTRUE_MAILER_SUBJECTS_*`` and ``GOTRUE_MAILER_TEMPLATES_*`` (the
-    environment wins over ``.env``) and check each: a subject must compile and a
-    template location must parse, or the start fails naming the variable."""
+    environment wins over ``.env``; empty counts as unset) and check each: a subject
+    must compile and a template location must parse, or the start fails naming the
+    variable."""
     environ = {**(dotenv_values(env_file) if env_file else {}), **os.environ}
-    options = template_mailer_options(
-        {name.upper(): value for name, value in environ.items() if value is not None}
-    )
-    if "mailer_subjects" not in overrides:
-        settings.mailer_subjects = dict(options["subjects"])
-    if "mailer_templates" not in overrides:
-        settings.mailer_templates = dict(options["templates"])
-    for prefix, option in (("SUBJECTS", "subjects"), ("TEMPLATES", "templates")):
+    variables = {name.upper(): value for name, value in environ.items() if value}
+    for option in ("subjects", "templates"):
+        prefix = f"GOTRUE_MAILER_{option.upper()}_"
+        if f"mailer_{option}" not in overrides:
+            setattr(
+                settings,
+                f"mailer_{option}",
+                {
+                    kind: variables[prefix + kind.upper()]
+                    for kind in get_args(MailType)
+                    if prefix + kind.upper() in variables
+                },
+            )
         for kind, value in getattr(settings, f"mailer_{option}").items():
             try:
-                TemplateMailer(
-                    RecordingClient(),
-                    site_url=settings.site_url,
-                    subjects={kind: value} if option == "subjects" else None,
-                    templates={kind: value} if option == "templates" else None,
-                )
+                if kind not in get_args(MailType):
+                    raise ValueError(f"unknown mail type(s) in {option}: {kind}")
+                if option == "subjects":
+                    compile_template(value, name=f"{kind} subject", html=False)
+                elif value:  # an empty location means the default body
+                    TemplateSource.parse(value, site_url=settings.site_url)
             except (ValueError, TemplateError) as exc:
-                raise ConfigError(f"GOTRUE_MAILER_{prefix}_{kind.upper()}: {exc}") from None
+                raise ConfigError(f"{prefix}{kind.upper()}: {exc}") from None

@@ -6,82 +6,98 @@ templates and validation; :class:`Message` and the errors need nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import types as _types
+import typing as _typing
 
 from ._client import MailClient
 from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
+from ._headers import check_header
 from ._message import Message, make_message_id
 from ._redact import redact_addresses
 
 # isort: split
 # Clients that compose, background sending, validation.
-from ._address import AddressReason, InvalidAddressError, check_syntax
 from ._background import BackgroundClient
-from ._clients import NoopClient, RecordingClient
-from ._resolver import DNSResolver, Resolver, StaticResolver
+from ._noop import NoopClient
+from ._recording import RecordingClient
 from ._task import MailTask, mail_counters
-from ._validate import ValidatingClient
-from ._validation_service import ValidationService
+from ._validation._address import AddressReason, InvalidAddressError, check_address
+from ._validation._resolver import DNSResolver, Resolver, StaticResolver
+from ._validation._service import ValidationService
+from ._validation._validating_client import ValidatingClient
 
 # isort: split
 # Templates: GoTrue's mail types, Go template syntax, the template cache.
-from ._defaults import MailType
-from ._gotemplate import TemplateError
-from ._gotrue_env import TemplateMailerOptions, parse_smtp_headers, template_mailer_options
-from ._mailer import MailData, TemplateMailer
-from ._template_cache import TemplateCache, TemplateReloader
-from ._template_source import TemplateSource
+from ._templates._cache import TemplateCache, TemplateReloader
+from ._templates._compile import CompiledTemplate, compile_template
+from ._templates._defaults import MailType
+from ._templates._gotemplate import TemplateError
+from ._templates._mailer import MailData, TemplateMailer
+from ._templates._source import TemplateSource
 
-if TYPE_CHECKING:
-    from ._smtp import SMTPClient, SMTPCounters, TLSMode
+if _typing.TYPE_CHECKING:  # pragma: no cover - read by type checkers only
+    from ._smtp._client import SMTPClient, SMTPCounters, TLSMode
 
 __all__ = [
-    "Message",
-    "make_message_id",
-    "redact_addresses",
-    "MailClient",
-    "MailError",
-    "TransientMailError",
-    "PermanentMailError",
-    "InvalidMessageError",
-    # clients that compose, background sending, validation
-    "NoopClient",
-    "RecordingClient",
-    "BackgroundClient",
-    "MailTask",
-    "mail_counters",
-    "ValidatingClient",
-    "ValidationService",
-    "InvalidAddressError",
     "AddressReason",
-    "check_syntax",
-    "Resolver",
+    "BackgroundClient",
+    "CompiledTemplate",
     "DNSResolver",
-    "StaticResolver",
-    # Templates
-    "TemplateMailer",
+    "InvalidAddressError",
+    "InvalidMessageError",
+    "MailClient",
     "MailData",
+    "MailError",
+    "MailTask",
     "MailType",
-    "TemplateError",
-    "TemplateSource",
-    "TemplateCache",
-    "TemplateReloader",
-    "TemplateMailerOptions",
-    "template_mailer_options",
-    "parse_smtp_headers",
-    # SMTP (imported on first use: needs aiosmtplib, from the mail extra)
+    "Message",
+    "NoopClient",
+    "PermanentMailError",
+    "RecordingClient",
+    "Resolver",
     "SMTPClient",
     "SMTPCounters",
+    "StaticResolver",
     "TLSMode",
+    "TemplateCache",
+    "TemplateError",
+    "TemplateMailer",
+    "TemplateReloader",
+    "TemplateSource",
+    "TransientMailError",
+    "ValidatingClient",
+    "ValidationService",
+    "check_address",
+    "check_header",
+    "compile_template",
+    "mail_counters",
+    "make_message_id",
+    "redact_addresses",
 ]
 
 _SMTP_NAMES = frozenset({"SMTPClient", "SMTPCounters", "TLSMode"})
 
 
-def __getattr__(name: str) -> Any:
+def _publish(value: object) -> object:
+    # Reprs, tracebacks and the API docs show apitask.mail.Message, the path
+    # users import, not the private module it is written in (as httpx does).
+    if isinstance(value, type | _types.FunctionType) and value.__module__.startswith(
+        f"{__name__}._"
+    ):
+        value.__module__ = __name__
+    return value
+
+
+def __getattr__(name: str) -> object:
     # Lazy, so that Message and the errors work without the mail extra.
     if name in _SMTP_NAMES:
-        from . import _smtp
+        from ._smtp import _client
 
-        return getattr(_smtp, name)
+        return _publish(getattr(_client, name))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+for _name in __all__:
+    if _name not in _SMTP_NAMES:
+        _publish(globals()[_name])
+del _name

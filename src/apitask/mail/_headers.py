@@ -13,7 +13,13 @@ import re
 
 from ._errors import InvalidMessageError
 
-__all__ = ["check_address", "check_header_name", "check_header_text", "RESERVED_HEADERS"]
+__all__ = [
+    "RESERVED_HEADERS",
+    "check_bare_address",
+    "check_header",
+    "check_header_name",
+    "check_header_text",
+]
 
 # C0 controls (including CR, LF and NUL), DEL, C1 controls, and the Unicode
 # line and paragraph separators, which some software treats as line breaks.
@@ -71,8 +77,29 @@ def check_header_name(name: str) -> str:
     return name
 
 
-def check_address(field: str, value: str) -> str:
-    """Return ``value`` if it is one bare address safe for an envelope and header."""
+def check_header(name: str, value: str) -> None:
+    """Check one extra header as :class:`Message` does, before building one.
+
+    The header-injection rule: ``name`` must be an RFC 5322 field name of at
+    most 76 characters that the message does not write itself (From, To,
+    Subject, Date, Message-ID, the MIME headers), and ``value`` may hold no
+    line break or other control character (a tab is allowed).
+
+    Raises:
+        InvalidMessageError: the name or the value is refused; the message
+            names the header.
+    """
+    check_header_name(name)
+    check_header_text(f"header {name}", value)
+
+
+def check_bare_address(field: str, value: str) -> str:
+    """Return ``value`` if it is one bare address safe for an envelope and header.
+
+    Header safety only (one ``@``, nothing that adds a recipient or breaks
+    the header); whether the address is one GoTrue accepts is
+    :func:`check_address`'s question.
+    """
     check_header_text(field, value)
     if _ADDRESS.fullmatch(value) is None:
         # The value stays out of the message: it may be a recipient's address.

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidMessageError
-from ._headers import check_address, check_header_name, check_header_text
+from ._headers import check_bare_address, check_header, check_header_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -68,7 +68,7 @@ class Message:
     date: str = field(default_factory=lambda: formatdate(usegmt=True))
 
     def __post_init__(self) -> None:
-        check_address("to", self.to)
+        check_bare_address("to", self.to)
         check_header_text("subject", self.subject)
         check_header_text("type", self.type)
         check_header_text("message_id", self.message_id)
@@ -77,8 +77,7 @@ class Message:
             raise InvalidMessageError("a message needs an html or a text body")
         if self.headers:
             for name, value in self.headers.items():
-                check_header_name(name)
-                check_header_text(f"header {name}", value)
+                check_header(name, value)
             # A private copy: the caller's dict may change after the checks.
             object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
 

@@ -12,12 +12,15 @@ Needs the ``sqlalchemy`` extra (SQLite) or the ``postgres`` extra.
 
 from __future__ import annotations
 
-from ._cli import add_worker_arguments, load_registry, run_worker, run_worker_command
+import inspect
+import typing
+import warnings
+
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
-from ._records import Job, JobState, JobTimeoutError, OutboxError, Stats
+from ._records import Job, JobState, JobTimeoutError, OutboxError, SchemaStatus, Stats
 from ._registry import JobDecodeError, TaskFactory, TaskRegistry
 from ._store import NewJob, Store
-from ._worker import Worker, WorkerState
+from ._worker import Worker, WorkerState, run_worker
 
 __all__ = [
     "Outbox",
@@ -29,16 +32,43 @@ __all__ = [
     "Worker",
     "WorkerState",
     "run_worker",
-    # for a service's own command line (apitask-auth worker)
-    "add_worker_arguments",
-    "run_worker_command",
-    "load_registry",
     "Job",
     "JobState",
     "Stats",
+    "SchemaStatus",
     "Store",
     "NewJob",
     "OutboxError",
     "JobDecodeError",
     "JobTimeoutError",
 ]
+
+
+def _show_public_path() -> None:
+    # Classes and functions name apitask.outbox as their module, not the private
+    # one defining them: reprs, tracebacks, pickles and the API docs show the
+    # path users import (httpx does the same).
+    for name in __all__:
+        value = globals()[name]
+        if isinstance(value, type) or inspect.isfunction(value):
+            value.__module__ = __name__
+
+
+_show_public_path()
+
+# Moved to apitask.cli (the command line's parts are not the outbox's API);
+# importable from here, with a DeprecationWarning, for one release.
+_MOVED_TO_CLI = ("add_worker_arguments", "load_registry", "run_worker_command")
+
+
+def __getattr__(name: str) -> typing.Any:
+    if name not in _MOVED_TO_CLI:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"apitask.outbox.{name} moved to apitask.cli.{name}; the old name goes in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from .. import cli
+
+    return getattr(cli, name)

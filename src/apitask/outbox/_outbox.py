@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .._types import Task
-    from ._records import Job, JobState, Stats
+    from ._records import Job, JobState, SchemaStatus, Stats
     from ._store import Store
 
 __all__ = ["Outbox", "OutboxSink", "open_outbox", "open_store"]
@@ -108,6 +108,15 @@ class Outbox:
         """Create or upgrade the outbox tables; return the versions applied."""
         return await self.store.migrate()
 
+    async def schema_status(self) -> SchemaStatus:
+        """How far the outbox tables are migrated, read without changing anything.
+
+        ``status.pending`` lists what :meth:`migrate` would apply; a service can
+        refuse to start on a database that is behind
+        (``status.current < status.latest``).
+        """
+        return await self.store.schema_status()
+
     async def enqueue(
         self,
         conn: object | None,
@@ -120,7 +129,9 @@ class Outbox:
 
         The job exists if and only if that transaction commits. Nothing is
         committed here: the caller's ``commit`` publishes the job, its
-        ``rollback`` drops it.
+        ``rollback`` drops it. The id of the request this runs for
+        (:func:`apitask.logs.current_request_id`) is stored with the job; the
+        worker runs the task with it.
 
         Args:
             conn: a SQLAlchemy ``AsyncConnection`` or ``AsyncSession`` (or the
@@ -133,16 +144,16 @@ class Outbox:
                 is kept: see retention).
             delay: seconds before the job is due.
 
-        The id of the request this runs for (:func:`apitask.logs.current_request_id`)
-        is stored with the job; the worker runs the task with it.
-
         Returns:
             The job id, or ``None`` when ``idempotency_key`` was already used.
 
         Raises:
             ValueError: ``delay`` is negative.
-            TypeError: ``task`` is not durable or its payload is not JSON.
-            OutboxError: the database refused the insert.
+            TypeError: ``task`` is not durable (has no ``payload()``), its
+                payload is not JSON-serialisable (NaN included), or ``conn``
+                is none of the connections above for this store's database.
+            OutboxError: the database refused the insert or could not be
+                reached (the driver's exception is its ``__cause__``).
         """
         if delay < 0:
             raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
@@ -187,8 +198,13 @@ class Outbox:
         return await self.store.stats()
 
     async def retry(self, ids: Sequence[int] | None = None) -> int:
-        """Queue dead jobs again (``ids``, or every dead job); return how many."""
-        return await self.store.requeue(ids)
+        """Retry dead jobs: queue them again, attempts reset; return how many.
+
+        Args:
+            ids: the dead jobs to retry; ``None`` retries every dead job. Ids of
+                jobs that are not dead are skipped.
+        """
+        return await self.store.retry_dead(ids)
 
     async def purge(self, state: JobState, older_than: float = 0.0) -> int:
         """Delete jobs in ``state`` finished over ``older_than`` seconds ago."""

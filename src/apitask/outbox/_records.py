@@ -12,7 +12,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-__all__ = ["Finish", "Job", "JobState", "JobTimeoutError", "OutboxError", "Stats", "Verdict"]
+__all__ = [
+    "Finish",
+    "Job",
+    "JobState",
+    "JobTimeoutError",
+    "OutboxError",
+    "SchemaStatus",
+    "Stats",
+    "Verdict",
+]
 
 
 class OutboxError(ApitaskError):
@@ -59,7 +68,12 @@ class JobState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One row of the outbox, as a worker claimed it or a listing read it.
+    """A stored job record: one row of the outbox's jobs table, as a worker
+    claimed it or a listing (:meth:`Outbox.list`) read it.
+
+    A read-only snapshot of the row (changing it changes nothing stored). Not
+    to be confused with a task waiting in a :class:`~apitask.WorkerPool`'s
+    memory: that one has no row and no id.
 
     Attributes:
         id: row id, unique in its database.
@@ -143,3 +157,32 @@ class Stats:
     def total(self, state: JobState) -> int:
         """Jobs in ``state`` over every type."""
         return sum(by_state.get(state, 0) for by_state in self.counts.values())
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """How far a database's outbox tables are migrated (:meth:`Outbox.schema_status`).
+
+    Attributes:
+        applied: the migration versions recorded in the database, ascending
+            (empty when it was never migrated).
+        known: the migration versions this release ships, ascending.
+    """
+
+    applied: tuple[int, ...]
+    known: tuple[int, ...]
+
+    @property
+    def current(self) -> int:
+        """The highest applied version, 0 when none is."""
+        return max(self.applied, default=0)
+
+    @property
+    def latest(self) -> int:
+        """The highest version this release ships."""
+        return max(self.known, default=0)
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """The versions :meth:`Outbox.migrate` would apply (none: up to date)."""
+        return tuple(v for v in self.known if v not in self.applied)

@@ -18,7 +18,7 @@ from ._records import OutboxError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-    from ._records import Finish, Job, JobState, Stats
+    from ._records import Finish, Job, JobState, SchemaStatus, Stats
 
 __all__ = ["NewJob", "Store", "as_sqlalchemy", "call_on_commit", "translate_errors"]
 
@@ -49,6 +49,13 @@ class Store(Protocol):
     async def migrate(self) -> list[int]:
         """Apply pending migrations; return the versions applied."""
 
+    async def schema_status(self) -> SchemaStatus:
+        """The migrations applied to the database and those this release ships.
+
+        Reads only: on a database never migrated it creates nothing (not even
+        the migrations table) and reports none applied.
+        """
+
     async def insert(self, conn: object | None, job: NewJob) -> int | None:
         """Insert ``job`` in ``conn``'s transaction, or in a transaction of its own
         when ``conn`` is ``None``. Return the id, or ``None`` when the idempotency
@@ -72,7 +79,8 @@ class Store(Protocol):
         """
 
     async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
-        """Write back attempt outcomes.
+        """Write back attempt outcomes: one statement per verdict (named queries
+        ``succeed``, ``schedule_retry``, ``dead_letter``, ``release``).
 
         A succeeded row is deleted, or, with ``keep``, kept with its payload
         erased (``{}``): it never runs again, and the payload is the task's
@@ -82,8 +90,9 @@ class Store(Protocol):
     async def purge(self, state: JobState, older_than: float) -> int:
         """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""
 
-    async def requeue(self, ids: Sequence[int] | None) -> int:
-        """Make dead jobs (``ids``, or all when ``None``) queued again."""
+    async def retry_dead(self, ids: Sequence[int] | None) -> int:
+        """Queue dead jobs again (``ids``, or all when ``None``), attempts reset;
+        return how many. What :meth:`Outbox.retry` and ``apitask outbox retry`` do."""
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:
         """The newest ``limit`` jobs, in ``state`` if given."""

@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-__all__ = ["Outcome", "StoreThread"]
+__all__ = ["ItemResult", "StoreThread"]
 
 T = TypeVar("T")
 
-Outcome = tuple[Any, BaseException | None]
-"""What one batched item came to: ``(result, None)`` or ``(None, error)``."""
+ItemResult = tuple[Any, BaseException | None]
+"""What one batched item came to: ``(result, None)`` or ``(None, error)``.
+
+(Not :class:`apitask.Outcome`, the counters' enum of how a task ended.)"""
 
 _Settled = list[tuple["asyncio.Future[Any]", Any, BaseException | None]]
 
@@ -67,13 +69,13 @@ class StoreThread:
     """A thread that runs calls and batches of items in the order they come.
 
     Args:
-        run_batch: runs waiting items together; returns one :data:`Outcome`
+        run_batch: runs waiting items together; returns one :data:`ItemResult`
             per item, in order. Called in this thread.
         name: the thread's name.
     """
 
     def __init__(
-        self, run_batch: Callable[[Sequence[Any]], Sequence[Outcome]], *, name: str
+        self, run_batch: Callable[[Sequence[Any]], Sequence[ItemResult]], *, name: str
     ) -> None:
         self._run_batch = run_batch
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -160,12 +162,12 @@ class StoreThread:
 
     def _round_of_many(self, batch: list[_Request]) -> _Round:
         try:
-            outcomes = self._run_batch([request.item for request in batch])
+            results = self._run_batch([request.item for request in batch])
         except BaseException as exc:  # a bug in run_batch: every caller hears of it
             return [(request, None, exc) for request in batch]
         return [
             (request, result, error)
-            for request, (result, error) in zip(batch, outcomes, strict=True)
+            for request, (result, error) in zip(batch, results, strict=True)
         ]
 
     @staticmethod

@@ -7,9 +7,10 @@ import enum
 import logging
 import os
 import secrets
+import signal
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._backoff import Backoff, next_delay
 from .._counters import Outcome, TaskCounters
@@ -22,11 +23,12 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .._types import Task
+    from ._outbox import Outbox
     from ._records import Job
     from ._registry import TaskRegistry
     from ._store import Store
 
-__all__ = ["Worker", "WorkerState"]
+__all__ = ["Worker", "WorkerState", "run_worker"]
 
 logger = logging.getLogger("apitask.outbox")
 
@@ -456,3 +458,37 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending)
+
+
+async def run_worker(
+    outbox: Outbox,
+    *,
+    migrate: bool = True,
+    until_empty: bool = False,
+    signals: bool = True,
+    **options: Any,
+) -> None:
+    """Run one worker on ``outbox`` until SIGTERM/SIGINT (or until no job is due).
+
+    A signal starts a graceful drain: no new claims, running jobs get the
+    worker's ``shutdown_timeout``, then are cancelled and released.
+
+    Args:
+        outbox: the outbox to work on.
+        migrate: create or upgrade the outbox tables first.
+        until_empty: return once no job is due and none is running.
+        signals: install SIGTERM and SIGINT handlers for the run.
+        options: :class:`Worker` options (concurrency, lease, ...).
+    """
+    if migrate:
+        await outbox.migrate()
+    worker = outbox.worker(**options)
+    loop = asyncio.get_running_loop()
+    handled = (signal.SIGTERM, signal.SIGINT) if signals else ()
+    for signum in handled:
+        loop.add_signal_handler(signum, worker.stop)
+    try:
+        await worker.run(until_empty=until_empty)
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ._records import Job, JobState, Stats, Verdict
+from ._records import Job, JobState, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries, numbered
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
 
@@ -35,6 +35,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # index in its table's schema by itself, but DROP INDEX must be told the schema.
 _TABLES = re.compile(r"\bapitask_(jobs|migrations)\b|(?<=DROP INDEX )apitask_\w+")
 _MIGRATIONS = load_migrations("postgres")
+_KNOWN = tuple(migration.version for migration in _MIGRATIONS)
 _QUERIES = load_queries("postgres")
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -182,6 +183,15 @@ class PostgresStore:
                     applied.append(migration.version)
         return applied
 
+    async def schema_status(self) -> SchemaStatus:
+        """The migrations this schema has and those this release ships (reads only)."""
+        pool = await self._pool_ready()
+        with translate_errors("read the outbox schema status", *_DRIVER_ERRORS):
+            async with pool.acquire() as conn:
+                exists = await conn.fetchval(self._q["migrations_table_exists"].sql)
+                rows = await conn.fetch(self._q["applied_migrations"].sql) if exists else []
+        return SchemaStatus(tuple(sorted(row[0] for row in rows)), _KNOWN)
+
     # -- enqueue --------------------------------------------------------------
 
     def _params(self, job: NewJob) -> dict[str, object]:
@@ -259,15 +269,15 @@ class PostgresStore:
         """Write back the outcomes of attempts in one transaction."""
         succeeded = [o.job_id for o in outcomes if o.verdict is Verdict.SUCCEEDED]
         released = [o.job_id for o in outcomes if o.verdict is Verdict.RELEASED]
-        retry = self._q["retry"]
+        retry = self._q["schedule_retry"]
         retries = [
             retry.args({"id": o.job_id, "worker": worker, "delay": o.delay, "error": o.error})
             for o in outcomes
             if o.verdict is Verdict.RETRY
         ]
-        bury = self._q["bury"]
+        dead_letter = self._q["dead_letter"]
         dead = [
-            bury.args({"id": o.job_id, "worker": worker, "error": o.error})
+            dead_letter.args({"id": o.job_id, "worker": worker, "error": o.error})
             for o in outcomes
             if o.verdict is Verdict.DEAD
         ]
@@ -284,7 +294,7 @@ class PostgresStore:
                 if retries:
                     await conn.executemany(retry.sql, retries)
                 if dead:
-                    await conn.executemany(bury.sql, dead)
+                    await conn.executemany(dead_letter.sql, dead)
 
     async def listen(self, wake: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
         """``LISTEN`` on a dedicated connection; call ``wake`` on each notification."""
@@ -303,10 +313,10 @@ class PostgresStore:
         """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""
         return await self._execute("purge jobs", "purge", state=state.value, age=float(older_than))
 
-    async def requeue(self, ids: Sequence[int] | None) -> int:
+    async def retry_dead(self, ids: Sequence[int] | None) -> int:
         """Queue dead jobs again, with their attempts reset."""
         return await self._execute(
-            "retry dead jobs", "requeue", all_dead=ids is None, ids=list(ids or ())
+            "retry dead jobs", "retry_dead", all_dead=ids is None, ids=list(ids or ())
         )
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:

@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._records import Job, JobState, OutboxError, Stats, Verdict
+from ._records import Job, JobState, OutboxError, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
 from ._store_thread import StoreThread
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from ._records import Finish
-    from ._store_thread import Outcome
+    from ._store_thread import ItemResult
 
 __all__ = ["SQLiteStore"]
 
@@ -39,6 +39,7 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 _Q = load_queries("sqlite")
 _MIGRATIONS = load_migrations("sqlite")
+_KNOWN = tuple(migration.version for migration in _MIGRATIONS)
 
 
 def _when(epoch: float) -> datetime:
@@ -181,6 +182,17 @@ class SQLiteStore:
 
         return await self._call("migrate the outbox schema", apply, durable=True)
 
+    async def schema_status(self) -> SchemaStatus:
+        """The migrations this file has and those this release ships (reads only)."""
+
+        def read(conn: sqlite3.Connection) -> SchemaStatus:
+            applied: list[int] = []
+            if conn.execute(_Q["migrations_table_exists"]).fetchone() is not None:
+                applied = sorted(row[0] for row in conn.execute(_Q["applied_migrations"]))
+            return SchemaStatus(tuple(applied), _KNOWN)
+
+        return await self._call("read the outbox schema status", read)
+
     # -- enqueue --------------------------------------------------------------
 
     @staticmethod
@@ -200,7 +212,7 @@ class SQLiteStore:
         row = conn.execute(_Q["insert"], self._params(job)).fetchone()
         return None if row is None else int(row[0])
 
-    def _insert_batch(self, jobs: Sequence[NewJob]) -> list[Outcome]:
+    def _insert_batch(self, jobs: Sequence[NewJob]) -> list[ItemResult]:
         """Insert ``jobs`` in durable transactions of their own, as few as can be.
 
         Runs in the store's thread with the jobs that were waiting together.
@@ -210,18 +222,18 @@ class SQLiteStore:
         makes the others go again in a new transaction.
         """
         assert self._conn is not None
-        outcomes: list[Outcome | None] = [None] * len(jobs)
+        results: list[ItemResult | None] = [None] * len(jobs)
         todo = list(range(len(jobs)))
         while todo:
-            todo = self._insert_round(self._conn, jobs, todo, outcomes)
-        return outcomes  # type: ignore[return-value]  # every one is set now
+            todo = self._insert_round(self._conn, jobs, todo, results)
+        return results  # type: ignore[return-value]  # every one is set now
 
     def _insert_round(
         self,
         conn: sqlite3.Connection,
         jobs: Sequence[NewJob],
         todo: list[int],
-        outcomes: list[Outcome | None],
+        results: list[ItemResult | None],
     ) -> list[int]:
         """One transaction for the jobs at ``todo``; return those to try again."""
         inserted: list[tuple[int, int | None]] = []
@@ -231,7 +243,7 @@ class SQLiteStore:
                 try:
                     inserted.append((index, self._insert_now(conn, jobs[index])))
                 except Exception as exc:
-                    outcomes[index] = (None, exc)
+                    results[index] = (None, exc)
                     if not conn.in_transaction:
                         return [i for i, _ in inserted] + todo[position + 1 :]
             conn.execute("COMMIT")
@@ -240,10 +252,10 @@ class SQLiteStore:
             # COMMIT did (none of the inserted rows is in).
             conn.rollback()
             for index in [i for i, _ in inserted] or todo:
-                outcomes[index] = (None, exc)
+                results[index] = (None, exc)
             return []
         for index, job_id in inserted:
-            outcomes[index] = (job_id, None)
+            results[index] = (job_id, None)
         return []
 
     async def insert(self, conn: object | None, job: NewJob) -> int | None:
@@ -331,11 +343,10 @@ class SQLiteStore:
             conn.execute(_Q["release"], base | {"ids": released})
             for o in outcomes:
                 if o.verdict is Verdict.RETRY:
-                    conn.execute(
-                        _Q["retry"], base | {"id": o.job_id, "delay": o.delay, "error": o.error}
-                    )
+                    retry = {"id": o.job_id, "delay": o.delay, "error": o.error}
+                    conn.execute(_Q["schedule_retry"], base | retry)
                 elif o.verdict is Verdict.DEAD:
-                    conn.execute(_Q["bury"], base | {"id": o.job_id, "error": o.error})
+                    conn.execute(_Q["dead_letter"], base | {"id": o.job_id, "error": o.error})
 
         await self._call("record job outcomes", write)
 
@@ -363,12 +374,12 @@ class SQLiteStore:
             lambda c: c.execute(_Q["purge"], params | {"now": time.time()}).rowcount,
         )
 
-    async def requeue(self, ids: Sequence[int] | None) -> int:
+    async def retry_dead(self, ids: Sequence[int] | None) -> int:
         """Queue dead jobs again, with their attempts reset."""
         params = {"all_dead": ids is None, "ids": json.dumps(list(ids or ()))}
         return await self._call(
             "retry dead jobs",
-            lambda c: c.execute(_Q["requeue"], params | {"now": time.time()}).rowcount,
+            lambda c: c.execute(_Q["retry_dead"], params | {"now": time.time()}).rowcount,
         )
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:

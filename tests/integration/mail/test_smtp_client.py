@@ -18,7 +18,7 @@ from apitask.mail import (
     SMTPClient,
     TransientMailError,
 )
-from apitask.mail._mime import parse_sender, render
+from apitask.mail._smtp._mime import parse_sender, render
 
 from .smtp_server import (
     PASSWORD,

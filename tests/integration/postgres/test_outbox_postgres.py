@@ -41,6 +41,7 @@ Record = importlib.import_module("outbox_tasks").Record
 
 pytestmark = pytest.mark.postgres
 DECLARED_SCHEMA = load_schema("postgres")  # read at import, not on the loop
+KNOWN_MIGRATIONS = tuple(migration.version for migration in load_migrations("postgres"))
 VERSION_2 = load_migrations("postgres")[:2]
 OLD_STATES = ("queued", "running", "succeeded", "failed", "dead")  # before migration 3
 
@@ -408,6 +409,40 @@ async def test_migration_3_renames_failed_jobs_retrying(
             assert await outbox.migrate() == []
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
+async def test_schema_status_reads_how_far_the_schema_is_migrated(
+    postgres_url: str, schema: str
+) -> None:
+    """In the store's schema or on the search_path: none applied before a migration (and
+    the read creates nothing), all after it, one pending once its record is removed."""
+    known = KNOWN_MIGRATIONS
+    admin = await asyncpg.connect(postgres_url)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    on_path = {"server_settings": {"search_path": schema}}
+    stores = [
+        PostgresStore(postgres_url, schema=schema),
+        PostgresStore(postgres_url, connect_kwargs=on_path),
+    ]
+    migrations_table = f'"{schema}".apitask_migrations'
+    try:
+        for store in stores:
+            status = await store.schema_status()
+            assert (status.applied, status.known, status.pending) == ((), known, known)
+            assert await admin.fetchval("SELECT to_regclass($1)", migrations_table) is None
+        await stores[0].migrate()
+        for store in stores:
+            status = await store.schema_status()
+            assert (status.applied, status.pending) == (known, ())
+        await admin.execute(f"DELETE FROM {migrations_table} WHERE version = {known[-1]}")
+        for store in stores:
+            status = await store.schema_status()
+            assert (status.pending, status.current, status.latest) == (known[-1:], *known[-2:])
+    finally:
+        for store in stores:
+            await store.aclose()
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await admin.close()
 
 

@@ -41,6 +41,7 @@ if TASKS_DIR not in sys.path:  # and for the in-process CLI runs (--app outbox_t
     sys.path.insert(0, TASKS_DIR)
 Record = importlib.import_module("outbox_tasks").Record
 FIRST_MIGRATION, SECOND_MIGRATION = load_migrations("sqlite")[:2]  # read at import, not on the loop
+KNOWN_MIGRATIONS = tuple(migration.version for migration in load_migrations("sqlite"))
 OLD_STATES = ("queued", "running", "succeeded", "failed", "dead")  # before migration 3
 
 
@@ -222,6 +223,39 @@ async def test_a_job_runs_with_the_id_of_the_request_that_enqueued_it(
               if r.name == "apitask.test.whoami"}  # fmt: skip
     assert logged == {f"ran {name}": request_id for name, request_id in expected.items()}
     assert current_request_id() is None  # the worker's runs left this context alone
+
+
+async def test_schema_status_reads_how_far_the_file_is_migrated(db: Path) -> None:
+    """Never migrated: none applied, every version pending, and nothing created by the
+    read. Migrated: up to date. A version removed from the record: pending again."""
+    known = KNOWN_MIGRATIONS
+    async with open_outbox(f"sqlite:///{db}") as outbox:
+        status = await outbox.schema_status()
+        assert (status.applied, status.known, status.pending) == ((), known, known)
+        assert (status.current, status.latest) == (0, known[-1])
+        assert await asyncio.to_thread(tables, db) == []
+        await outbox.migrate()
+        status = await outbox.schema_status()
+        assert (status.applied, status.pending, status.current) == (known, (), known[-1])
+        await asyncio.to_thread(
+            run_sql, db, f"DELETE FROM apitask_migrations WHERE version = {known[-1]}"
+        )
+        status = await outbox.schema_status()
+        assert (status.pending, status.current) == (known[-1:], known[-2])
+
+
+def tables(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [name for (name,) in conn.execute("SELECT name FROM sqlite_master")]
+
+
+def run_sql(db: Path, statement: str) -> None:
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute(statement)
+    finally:
+        conn.close()
 
 
 async def test_migrating_a_version_1_file_keeps_its_jobs(tmp_path: Path) -> None:

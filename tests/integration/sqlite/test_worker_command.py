@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from apitask.outbox import TaskRegistry, add_worker_arguments, run_worker_command
+from apitask.cli import add_worker_arguments, run_worker_command
+from apitask.outbox import TaskRegistry
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from apitask_auth.devinbox import DevInbox
+    from apitask_auth.delivery.devinbox import DevInbox
 
 
 def build_mail(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import aiosmtplib
 import pytest
 
-from apitask_auth.devinbox import DevInbox
+from apitask_auth.delivery.devinbox import DevInbox
 
 from ._devinbox_support import build_mail, inbox_client
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from apitask_auth.devinbox import DevInbox
-from apitask_auth.devinbox._message import parse_message
-from apitask_auth.devinbox._pages import render_inbox
+from apitask_auth.delivery.devinbox import DevInbox
+from apitask_auth.delivery.devinbox._message import parse_message
+from apitask_auth.delivery.devinbox._pages import render_inbox
 
 from ._devinbox_support import build_mail, inbox_client
 

@@ -6,8 +6,8 @@ import asyncio
 import threading
 from email.message import EmailMessage
 
-from apitask_auth.devinbox._message import CaughtMessage, extract_links, parse_message
-from apitask_auth.devinbox._store import MessageStore
+from apitask_auth.delivery.devinbox._message import CaughtMessage, extract_links, parse_message
+from apitask_auth.delivery.devinbox._store import MessageStore
 
 from ._devinbox_support import build_mail
 

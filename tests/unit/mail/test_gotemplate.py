@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from apitask.mail import MailError, TemplateError
-from apitask.mail._gotemplate import translate
-from apitask.mail._templates import compile_template
+from apitask.mail import MailError, TemplateError, compile_template
+from apitask.mail._templates._gotemplate import translate
 
 DATA: dict[str, Any] = {
     "SiteURL": "https://app.example.com",

@@ -16,6 +16,7 @@ from apitask.mail import (
     Message,
     PermanentMailError,
     TransientMailError,
+    check_header,
     make_message_id,
 )
 from apitask.mail._headers import RESERVED_HEADERS
@@ -111,6 +112,27 @@ def test_extra_headers_cannot_replace_the_messages_own(name: str) -> None:
 def test_header_names_must_be_field_names(name: str) -> None:
     with pytest.raises(InvalidMessageError, match="field name"):
         Message(to="a@b.c", subject="s", text="t", headers={name: "x"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("Subject", "x", "set by the message itself"),
+        ("X Tag", "x", "field name"),
+        ("X-" + "a" * 80, "x", "over 76 characters"),
+        ("X-Tag", "a\r\nBcc: evil@example.com", "header X-Tag contains the control character"),
+    ],
+)
+def test_check_header_is_the_rule_message_applies(name: str, value: str, error: str) -> None:
+    """check_header refuses what Message refuses, with the same words, and
+    passes what it passes (a tab is folding whitespace)."""
+    with pytest.raises(InvalidMessageError, match=error) as alone:
+        check_header(name, value)
+    with pytest.raises(InvalidMessageError) as built:
+        Message(to="a@b.c", subject="s", text="t", headers={name: value})
+    assert str(alone.value) == str(built.value)
+    check_header("X-Tag", "a\tb")  # no error
+    Message(to="a@b.c", subject="s", text="t", headers={"X-Tag": "a\tb"})
 
 
 @given(value=hostile)

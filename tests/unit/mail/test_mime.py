@@ -13,7 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from apitask.mail import InvalidMessageError, Message
-from apitask.mail._mime import parse_sender, render
+from apitask.mail._smtp._mime import parse_sender, render
 
 # Characters Message refuses in header fields (tested in test_message.py).
 _BREAKERS = {chr(c) for c in (*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0))}

@@ -5,9 +5,8 @@ from __future__ import annotations
 import aiosmtplib
 import pytest
 
-from apitask.mail import PermanentMailError, TransientMailError
-from apitask.mail._redact import redact_addresses
-from apitask.mail._smtp_errors import mail_error
+from apitask.mail import PermanentMailError, TransientMailError, redact_addresses
+from apitask.mail._smtp._errors import mail_error
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from apitask.mail import TemplateCache, TemplateError, TemplateReloader, TemplateSource
-from apitask.mail._templates import compile_template
+from apitask.mail import (
+    TemplateCache,
+    TemplateError,
+    TemplateReloader,
+    TemplateSource,
+    compile_template,
+)
 
 from ._template_server import TemplateServer, template_server
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from apitask.mail import TemplateError
-from apitask.mail._templates import compile_template, go_range
+from apitask.mail import TemplateError, compile_template
+from apitask.mail._templates._compile import go_range
 
 HOSTILE = [
     '<script>alert("x")</script>',
@@ -75,12 +75,24 @@ def test_go_range_iterates_what_go_does() -> None:
     assert go_range(True) is True  # a bool is not a count
 
 
+def test_compile_template_is_public_and_points_at_the_error() -> None:
+    """compile_template checks one template alone: the error has its line and column."""
+    with pytest.raises(TemplateError) as raised:
+        compile_template("Hello\n{{ .Email ", html=False)
+    assert (raised.value.template, raised.value.line) == ("template", 2)
+    assert raised.value.column is not None
+    assert str(raised.value).startswith("template 'template', line 2, column ")
+    compiled = compile_template("<b>{{ .Email }}</b>", html=True, name="invite")
+    assert (compiled.name, compiled.html) == ("invite", True)
+    assert compiled.render({"Email": "<a@b.c>"}) == "<b>&lt;a@b.c&gt;</b>"
+
+
 def test_templates_compile_without_the_mail_extra_until_used() -> None:
     """`import apitask.mail` needs no jinja2; compiling a template does."""
     code = (
         "import sys; sys.modules['jinja2'] = None; sys.modules['markupsafe'] = None\n"
         "import apitask.mail\n"
-        "from apitask.mail._templates import compile_template\n"
+        "from apitask.mail import compile_template\n"
         "try:\n"
         "    compile_template('x', name='t', html=True)\n"
         "except ImportError:\n"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from apitask.outbox import Job, JobState, NewJob, OutboxError, Stats
+from apitask.outbox import Job, JobState, NewJob, OutboxError, SchemaStatus, Stats
 from apitask.outbox._records import Verdict
 
 if TYPE_CHECKING:
@@ -102,11 +102,14 @@ class FakeStore:
             self.finished.append(o)
         self.called("finished").set()
 
+    async def schema_status(self) -> SchemaStatus:
+        return SchemaStatus((), ())
+
     async def purge(self, state: JobState, older_than: float) -> int:
         self._enter(f"purge_{state.value}")
         return 0
 
-    async def requeue(self, ids: Sequence[int] | None) -> int:
+    async def retry_dead(self, ids: Sequence[int] | None) -> int:
         return 0
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:

@@ -1,13 +1,16 @@
-"""CLI helpers: durations, registry loading, database URLs."""
+"""The command line's helpers (apitask.cli): durations, registry loading, database URLs."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
+from apitask.cli import _duration_option as duration_option
+from apitask.cli import load_registry
 from apitask.outbox import TaskRegistry, open_store
-from apitask.outbox._cli import load_registry, parse_duration
 from apitask.outbox.postgres import PostgresStore
 from apitask.outbox.sqlite import SQLiteStore
 
@@ -22,18 +25,22 @@ def make_registry() -> TaskRegistry:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("30", 30.0), ("1.5", 1.5), ("30s", 30.0), ("1m30s", 90.0), ("500ms", 0.5),
-     ("2h", 7200.0), ("7d", 604800.0)],
+     ("2h", 7200.0), ("7d", 604800.0), ("0", 0.0)],
 )  # fmt: skip
-def test_durations_read_like_go(text: str, seconds: float) -> None:
-    """Plain seconds or Go-style units (plus d for days)."""
-    assert parse_duration(text) == seconds
+def test_duration_options_read_like_go(text: str, seconds: float) -> None:
+    """Options take apitask.parse_duration's syntax: Go's, plain seconds, d for days."""
+    assert duration_option(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "s", "10x", "1m 30s", "-5s"])
-def test_bad_durations_are_refused(text: str) -> None:
-    """Anything else is an argparse type error naming the input."""
-    with pytest.raises(argparse.ArgumentTypeError, match="expected a duration"):
-        parse_duration(text)
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("", "use Go syntax"), ("10x", "use Go syntax"), ("1m 30s", "use Go syntax"),
+     ("-5s", "must not be negative"), ("-1d", "must not be negative")],
+)  # fmt: skip
+def test_bad_or_negative_duration_options_are_refused(text: str, reason: str) -> None:
+    """Not a duration, or a negative one: an argparse type error naming the input."""
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"invalid duration '{text}' \({reason}"):
+        duration_option(text)
 
 
 def test_registries_load_from_module_attribute_or_factory() -> None:
@@ -64,3 +71,29 @@ def test_database_urls_pick_the_store() -> None:
         with pytest.raises(ValueError, match="url: expected") as caught:
             open_store(bad)
         assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["add_worker_arguments", "load_registry", "run_worker_command"])
+def test_command_line_helpers_moved_to_apitask_cli(name: str) -> None:
+    """The helpers are apitask.cli's; their old apitask.outbox names still work, with a
+    DeprecationWarning naming the new place, and are not in apitask.outbox.__all__."""
+    import apitask.cli
+    import apitask.outbox
+
+    assert name in apitask.cli.__all__
+    assert name not in apitask.outbox.__all__
+    with pytest.warns(DeprecationWarning, match=rf"moved to apitask\.cli\.{name}"):
+        old = getattr(apitask.outbox, name)
+    assert old is getattr(apitask.cli, name)
+    with pytest.raises(AttributeError, match="no attribute 'add_outbox_commands'"):
+        apitask.outbox.add_outbox_commands  # noqa: B018  # private now, never an alias
+
+
+def test_python_dash_m_apitask_runs_the_command_line() -> None:
+    """``python -m apitask`` is the same command as the ``apitask`` console script."""
+    import apitask
+
+    done = subprocess.run(
+        [sys.executable, "-m", "apitask", "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == apitask.__version__

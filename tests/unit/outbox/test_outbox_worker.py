@@ -314,17 +314,3 @@ async def test_permanent_failure_is_logged_with_its_traceback(
     with caplog.at_level(logging.ERROR, "apitask.outbox"):
         await make(store, registry).run(until_empty=True)
     assert any(r.exc_info for r in caplog.records if "failed permanently" in r.message)
-
-
-def test_outbox_exports_are_exact() -> None:
-    """apitask.outbox.__all__ lists exactly its public names."""
-    import types
-
-    import apitask.outbox
-
-    public = {
-        name
-        for name, value in vars(apitask.outbox).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
-    }
-    assert set(apitask.outbox.__all__) == public - {"annotations"}

@@ -62,13 +62,15 @@ WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
 DELETE FROM apitask_jobs
 WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
 
--- name: retry
+-- name: schedule_retry
+-- Verdict.RETRY: the attempt failed and is to run again after :delay.
 UPDATE apitask_jobs
 SET state = 'retrying', run_at = now() + make_interval(secs => :delay), last_error = :error,
     locked_by = NULL, locked_until = NULL
 WHERE id = :id AND locked_by = :worker AND state = 'running'
 
--- name: bury
+-- name: dead_letter
+-- Verdict.DEAD: given up on, with the reason; kept for `apitask outbox retry`.
 UPDATE apitask_jobs
 SET state = 'dead', finished_at = now(), last_error = :error,
     locked_by = NULL, locked_until = NULL
@@ -88,7 +90,8 @@ DELETE FROM apitask_jobs
 WHERE state = :state AND state IN ('succeeded', 'dead')
     AND finished_at < now() - make_interval(secs => :age)
 
--- name: requeue
+-- name: retry_dead
+-- Outbox.retry (`apitask outbox retry`): dead jobs queued again, attempts reset.
 UPDATE apitask_jobs
 SET state = 'queued', attempts = 0, run_at = now(), finished_at = NULL
 WHERE state = 'dead' AND (:all_dead OR id = ANY(:ids::bigint[]))
@@ -114,6 +117,12 @@ CREATE TABLE IF NOT EXISTS apitask_migrations (
 -- name: migrations_lock
 -- Many workers may start at once: one of them migrates, the others wait.
 SELECT pg_advisory_xact_lock(hashtext(:lock_name))
+
+-- name: migrations_table_exists
+-- True when the migrations table is there (schema_status reads, never creates).
+-- The store's schema prefix is applied inside the literal too, so to_regclass
+-- looks in that schema ('"jobs".apitask_migrations'), else on the search_path.
+SELECT to_regclass('apitask_migrations') IS NOT NULL
 
 -- name: applied_migrations
 SELECT version FROM apitask_migrations

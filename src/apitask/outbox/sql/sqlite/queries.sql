@@ -49,13 +49,15 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND stat
 DELETE FROM apitask_jobs
 WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND state = 'running'
 
--- name: retry
+-- name: schedule_retry
+-- Verdict.RETRY: the attempt failed and is to run again after :delay.
 UPDATE apitask_jobs
 SET state = 'retrying', run_at = :now + :delay, last_error = :error,
     locked_by = NULL, locked_until = NULL
 WHERE id = :id AND locked_by = :worker AND state = 'running'
 
--- name: bury
+-- name: dead_letter
+-- Verdict.DEAD: given up on, with the reason; kept for `apitask outbox retry`.
 UPDATE apitask_jobs
 SET state = 'dead', finished_at = :now, last_error = :error, locked_by = NULL, locked_until = NULL
 WHERE id = :id AND locked_by = :worker AND state = 'running'
@@ -71,7 +73,8 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND stat
 DELETE FROM apitask_jobs
 WHERE state = :state AND state IN ('succeeded', 'dead') AND finished_at < :now - :age
 
--- name: requeue
+-- name: retry_dead
+-- Outbox.retry (`apitask outbox retry`): dead jobs queued again, attempts reset.
 UPDATE apitask_jobs
 SET state = 'queued', attempts = 0, run_at = :now, finished_at = NULL
 WHERE state = 'dead' AND (:all_dead OR id IN (SELECT value FROM json_each(:ids)))
@@ -93,6 +96,10 @@ CREATE TABLE IF NOT EXISTS apitask_migrations (
     name TEXT NOT NULL,
     applied_at REAL NOT NULL
 )
+
+-- name: migrations_table_exists
+-- A row when the migrations table is there (schema_status reads, never creates).
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'apitask_migrations'
 
 -- name: applied_migrations
 SELECT version FROM apitask_migrations

@@ -1,0 +1,297 @@
+"""Checks and steps the endpoints share: e-mail and password rules, PKCE,
+sending a token mail and the checks before any send (§1.7, §1.8, §2, §3.1).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from apitask.mail import InvalidAddressError, InvalidMessageError, check_address
+from apitask_auth.accounts.security import generate_otp, token_hash
+from apitask_auth.accounts.users import User, set_one_time_token
+from apitask_auth.delivery.mailer import MailData, Template
+from apitask_auth.errors import (
+    APIError,
+    ErrorCode,
+    bad_request,
+    internal,
+    too_many_requests,
+    unprocessable,
+)
+from apitask_auth.http.ratelimit import take_email_allowance
+from apitask_auth.http.redirects import action_link
+from apitask_auth.storage.db import flow_state, new_id, now
+
+if TYPE_CHECKING:
+    from fastapi import Request
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from apitask_auth.config import Settings
+    from apitask_auth.delivery.mailer import Mailer
+
+__all__ = [
+    "PKCE",
+    "TokenMail",
+    "before_send",
+    "check_password_strength",
+    "check_interval",
+    "create_flow_state",
+    "deliver",
+    "latest_flow_state",
+    "send_token_mail",
+    "token_mail",
+    "validate_email",
+    "validate_pkce",
+]
+
+_MAX_PASSWORD_BYTES = 72
+_CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # matched whole (fullmatch)
+
+
+def validate_email(email: str | None) -> str:
+    """GoTrue's syntax check (§1.8); returns the address lowercased.
+
+    Every address that comes in goes through here. The rule is the library's
+    :func:`apitask.mail.check_address`, the same one the mail chain applies, so
+    an address the service stores is one it can mail; it matches the whole
+    string (a trailing newline is refused, as Go's ``$`` does).
+    """
+    try:
+        return check_address(email or "")
+    except InvalidAddressError as exc:
+        raise bad_request(ErrorCode(exc.error_code), str(exc)) from None
+
+
+def check_password_strength(settings: Settings, password: str) -> None:
+    """Length and required character sets (§3.1 step 3)."""
+    # bcrypt reads at most 72 bytes; GoTrue's limit counts bytes too (Go's len).
+    if len(password.encode("utf-8", "surrogatepass")) > _MAX_PASSWORD_BYTES:
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Password cannot be longer than 72 characters"
+        )
+    reasons: list[str] = []
+    messages: list[str] = []
+    minimum = max(settings.password_min_length, 6)
+    if len(password) < minimum:
+        reasons.append("length")
+        messages.append(f"Password should be at least {minimum} characters.")
+    sets = [group for group in settings.password_required_characters.split(":") if group]
+    if any(not any(char in group for char in password) for group in sets):
+        reasons.append("characters")
+        messages.append(
+            "Password should contain at least one character of each: " + ", ".join(sets) + "."
+        )
+    if reasons:
+        raise unprocessable(
+            ErrorCode.WEAK_PASSWORD,
+            " ".join(messages),
+            extra={"weak_password": {"reasons": reasons}},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PKCE:
+    """A validated ``code_challenge`` and its method (lowercase)."""
+
+    challenge: str
+    method: str
+
+
+def validate_pkce(challenge: str | None, method: str | None) -> PKCE | None:
+    """Both or neither; a 43-128 character challenge; ``s256`` or ``plain``."""
+    if not challenge and not method:
+        return None
+    if not challenge or not method:
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
+            "PKCE flow requires code_challenge_method and code_challenge",
+        )
+    if not _CHALLENGE.fullmatch(challenge):
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
+            "code challenge has to be between 43 and 128 characters and contain only "
+            "alphanumeric characters, hyphens, periods, underscores and tildes",
+        )
+    if method.lower() not in {"s256", "plain"}:
+        # GoTrue fails later with a 500; a 400 is the honest answer.
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, f"code challenge method {method!r} not supported"
+        )
+    return PKCE(challenge, method.lower())
+
+
+async def create_flow_state(
+    conn: AsyncConnection, user_id: str, pkce: PKCE, method: str, provider_type: str
+) -> None:
+    """Record a PKCE flow for ``user_id`` (authentication method ``method``)."""
+    at = now()
+    await conn.execute(
+        flow_state.insert().values(
+            id=new_id(),
+            user_id=user_id,
+            auth_code=new_id(),
+            code_challenge=pkce.challenge,
+            code_challenge_method=pkce.method,
+            provider_type=provider_type,
+            authentication_method=method,
+            created_at=at,
+            updated_at=at,
+        )
+    )
+
+
+async def latest_flow_state(
+    conn: AsyncConnection, user_id: str, method: str
+) -> dict[str, Any] | None:
+    """The user's newest flow state for ``method``, if any."""
+    row = (
+        await conn.execute(
+            select(flow_state)
+            .where(flow_state.c.user_id == user_id)
+            .where(flow_state.c.authentication_method == method)
+            .order_by(flow_state.c.created_at.desc())
+            .limit(1)
+        )
+    ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenMail:
+    """How one kind of token mail is stored and linked (§2 "Storage", "Links")."""
+
+    template: Template
+    link_type: str
+    token_type: str
+    sent_at: str
+    url_path: str
+    per_user_interval: bool = True
+
+
+def check_interval(settings: Settings, user: User, sent_at_column: str) -> None:
+    """GoTrue's per-user minimum interval between mails (``GOTRUE_SMTP_MAX_FREQUENCY``)."""
+    sent_at = user.get(sent_at_column)
+    if sent_at is None:
+        return
+    remaining = sent_at + settings.max_frequency - now()
+    if remaining.total_seconds() > 0:
+        seconds = int(remaining.total_seconds()) + (remaining.total_seconds() % 1 > 0)
+        raise too_many_requests(
+            ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT,
+            f"For security purposes, you can only request this after {seconds} seconds.",
+        )
+
+
+def token_mail(settings: Settings, template: Template) -> TokenMail:
+    """How the ``template`` mail stores its token and builds its link (§2, §1.7)."""
+    paths = {
+        "confirmation": settings.mailer_urlpaths_confirmation,
+        "invite": settings.mailer_urlpaths_invite,
+        "recovery": settings.mailer_urlpaths_recovery,
+        "magic_link": settings.mailer_urlpaths_recovery,  # GoTrue's MagicLinkMail does so
+        "reauthentication": "",  # a code only, no link
+    }
+    link_type, token_type, sent_at = {
+        "confirmation": ("signup", "confirmation_token", "confirmation_sent_at"),
+        "invite": ("invite", "confirmation_token", "confirmation_sent_at"),
+        "recovery": ("recovery", "recovery_token", "recovery_sent_at"),
+        "magic_link": ("magiclink", "recovery_token", "recovery_sent_at"),
+        "reauthentication": ("", "reauthentication_token", "reauthentication_sent_at"),
+    }[template]
+    # Invites have no per-user interval (§1.7).
+    return TokenMail(
+        template, link_type, token_type, sent_at, paths[template], template != "invite"
+    )
+
+
+async def send_token_mail(
+    conn: AsyncConnection,
+    settings: Settings,
+    mailer: Mailer,
+    request: Request,
+    user: User,
+    kind: TokenMail,
+    redirect: str,
+    *,
+    pkce: bool = False,
+) -> User:
+    """Store a fresh OTP's hash for ``user`` and send the mail that carries it.
+
+    Runs in the caller's transaction: a failure to hand the mail over (inline
+    delivery) rolls the token back with everything else.
+    """
+    if kind.per_user_interval:
+        check_interval(settings, user, kind.sent_at)
+    email = user["email"]
+    await before_send(conn, settings, [email])
+    otp = generate_otp(settings.otp_length)
+    stored = ("pkce_" if pkce else "") + token_hash(email, otp, settings.jwt_secret)
+    user = await set_one_time_token(
+        conn, user, kind.token_type, stored, email, sent_at_column=kind.sent_at
+    )
+    link = ""
+    if kind.link_type:
+        link = action_link(settings, request, kind.url_path, stored, kind.link_type, redirect)
+    data = MailData(
+        email=email,
+        token=otp,
+        token_hash=stored,
+        confirmation_url=link,
+        redirect_to=redirect,
+        data=user["raw_user_meta_data"],
+    )
+    await deliver(conn, mailer, kind.template, email, data)
+    return user
+
+
+def _without_label(address: str) -> str:
+    local, at, domain = address.rpartition("@")
+    return local.split("+", 1)[0] + at + domain if at else address
+
+
+async def before_send(conn: AsyncConnection, settings: Settings, recipients: list[str]) -> None:
+    """What GoTrue checks before every send (``sendEmail``), in its order.
+
+    The recipients must be in ``GOTRUE_EXTERNAL_EMAIL_AUTHORIZED_ADDRESSES`` when
+    it is set (a ``+label`` is ignored); then the send takes one unit of the
+    global e-mail allowance, however many recipients it has.
+    """
+    allowed = {address.lower() for address in settings.external_email_authorized_addresses}
+    for address in recipients if allowed else []:
+        if _without_label(address).lower() not in allowed:
+            raise bad_request(
+                ErrorCode.EMAIL_ADDRESS_NOT_AUTHORIZED,
+                f'Email address "{address}" cannot be used as it is not authorized',
+            )
+    await take_email_allowance(conn, settings)
+
+
+async def deliver(
+    conn: AsyncConnection, mailer: Mailer, template: Template, to: str, data: MailData
+) -> None:
+    """Hand one mail to the mailer; a failure is GoTrue's 500 "Error sending ... email"."""
+    try:
+        await mailer.send(template, to, data, connection=conn)
+    except APIError:
+        raise
+    except InvalidAddressError as exc:  # refused by the validating client (§4.6)
+        raise bad_request(ErrorCode(exc.error_code), str(exc)) from exc
+    except InvalidMessageError as exc:
+        # The rendered mail is unsafe to send: user data brought a line break
+        # into the subject. The library refuses rather than send a different
+        # mail; nothing is written (the caller's transaction rolls back).
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, f"Error sending {_name(template)} email: {exc}"
+        ) from exc
+    except Exception as exc:
+        raise internal(f"Error sending {_name(template)} email").with_internal_error(exc) from exc
+
+
+def _name(template: Template) -> str:
+    return template.removesuffix("_notification").replace("_", " ")

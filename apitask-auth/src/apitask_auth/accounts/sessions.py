@@ -1,0 +1,231 @@
+"""Sessions, refresh tokens and access tokens (§3.11, §3.13, §7).
+
+A session is one sign-in; its refresh tokens form a chain (each refresh
+revokes the token it was given and records it as the new token's parent).
+A revoked token is answered as GoTrue answers it: the parent of the
+session's active token gets that token back (the client lost the response
+that carried it); within ``GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL`` of
+its revocation it is swapped like an active one; after that it is refused
+with ``refresh_token_already_used``, and with rotation on
+(``GOTRUE_SECURITY_REFRESH_TOKEN_ROTATION_ENABLED``) the session ends too.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select, update
+
+from apitask_auth.accounts.security import encode_jwt, new_refresh_token
+from apitask_auth.accounts.users import User, update_user, user_body
+from apitask_auth.errors import APIError, ErrorCode, bad_request
+from apitask_auth.storage.db import new_id, now, refresh_tokens, sessions
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from apitask_auth.config import Settings
+
+__all__ = [
+    "RefreshTokenReusedError",
+    "delete_session",
+    "delete_sessions",
+    "get_session",
+    "issue_session",
+    "refresh_session",
+    "refresh_token_not_found",
+    "session_response",
+]
+
+
+_ALREADY_USED = "Invalid Refresh Token: Already Used"
+
+
+def refresh_token_not_found() -> APIError:
+    """GoTrue's answer to a refresh token it does not know (whatever its form)."""
+    return bad_request(
+        ErrorCode.REFRESH_TOKEN_NOT_FOUND, "Invalid Refresh Token: Refresh Token Not Found"
+    )
+
+
+class RefreshTokenReusedError(APIError):
+    """A revoked refresh token came back: the caller must end ``session_id``.
+
+    Raised rather than handled here because the error rolls the caller's
+    transaction back; the session is deleted in a transaction of its own.
+    """
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(400, ErrorCode.REFRESH_TOKEN_ALREADY_USED, _ALREADY_USED)
+        self.session_id = session_id
+
+
+def _claims(settings: Settings, user: User, session: dict[str, Any]) -> dict[str, Any]:
+    issued = int(now().timestamp())
+    claims: dict[str, Any] = {}
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    claims |= {
+        "sub": user["id"],
+        "aud": user["aud"],
+        "exp": issued + settings.jwt_exp,
+        "iat": issued,
+        "email": user["email"] or "",
+        "phone": user["phone"] or "",
+        "app_metadata": user["raw_app_meta_data"],
+        "user_metadata": user["raw_user_meta_data"],
+        "role": user["role"],
+        "aal": session["aal"],
+        "amr": session["amr"],
+        "session_id": session["id"],
+        "is_anonymous": bool(user["is_anonymous"]),
+    }
+    return claims
+
+
+async def session_response(
+    conn: AsyncConnection,
+    settings: Settings,
+    user: User,
+    session: dict[str, Any],
+    refresh_token: str,
+) -> dict[str, Any]:
+    """GoTrue's session JSON (``S``) for a session and its current refresh token."""
+    claims = _claims(settings, user, session)
+    return {
+        "access_token": encode_jwt(claims, settings.jwt_secret, settings.jwt_key_id),
+        "token_type": "bearer",
+        "expires_in": settings.jwt_exp,
+        "expires_at": claims["exp"],
+        "refresh_token": refresh_token,
+        "user": await user_body(conn, user),
+    }
+
+
+async def _insert_refresh_token(
+    conn: AsyncConnection, user_id: str, session_id: str, parent: str | None
+) -> str:
+    token = new_refresh_token()
+    at = now()
+    await conn.execute(
+        refresh_tokens.insert().values(
+            token=token,
+            user_id=user_id,
+            session_id=session_id,
+            parent=parent,
+            revoked=False,
+            created_at=at,
+            updated_at=at,
+        )
+    )
+    return token
+
+
+async def issue_session(
+    conn: AsyncConnection, settings: Settings, user: User, method: str
+) -> dict[str, Any]:
+    """Start a session for ``user`` signed in by ``method`` and return ``S``."""
+    at = now()
+    session = {
+        "id": new_id(),
+        "user_id": user["id"],
+        "aal": "aal1",
+        "amr": [{"method": method, "timestamp": int(at.timestamp())}],
+        "created_at": at,
+        "updated_at": at,
+    }
+    await conn.execute(sessions.insert().values(**session))
+    token = await _insert_refresh_token(conn, user["id"], session["id"], None)
+    user = await update_user(conn, user["id"], last_sign_in_at=at)
+    return await session_response(conn, settings, user, session, token)
+
+
+async def get_session(conn: AsyncConnection, session_id: str) -> dict[str, Any] | None:
+    """The session with this id, or None."""
+    row = (await conn.execute(select(sessions).where(sessions.c.id == session_id))).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def refresh_session(
+    conn: AsyncConnection, settings: Settings, token: str, load_user: Any
+) -> tuple[User, dict[str, Any], str]:
+    """Rotate ``token``; returns the user, the session and the refresh token to hand out.
+
+    Raises:
+        APIError: unknown token, reuse detected, banned user, gone session.
+    """
+    # Locked (PostgreSQL): a concurrent refresh of the same token waits, then sees it
+    # revoked and gets the same child back, as GoTrue's locked re-read gives.
+    row = (
+        await conn.execute(
+            select(refresh_tokens).where(refresh_tokens.c.token == token).with_for_update()
+        )
+    ).first()
+    not_found = refresh_token_not_found()
+    if row is None:
+        raise not_found
+    session = await get_session(conn, row.session_id)
+    user: User | None = await load_user(conn, row.user_id)
+    if session is None or user is None:
+        raise not_found
+    if user["banned_until"] is not None and user["banned_until"] > now():
+        raise bad_request(ErrorCode.USER_BANNED, "User is banned")
+    if session["not_after"] is not None and session["not_after"] < now():
+        raise bad_request(ErrorCode.SESSION_EXPIRED, "Invalid Refresh Token: Session Expired")
+    at = now()
+    issued: str | None = None
+    if row.revoked:
+        # GoTrue's order (internal/tokens/service.go): the session's active token first,
+        # then the reuse interval; rotation on or off only decides what reuse costs.
+        active = (
+            await conn.execute(
+                select(refresh_tokens.c.token, refresh_tokens.c.parent)
+                .where(refresh_tokens.c.session_id == session["id"])
+                .where(refresh_tokens.c.revoked.is_(False))
+                .order_by(refresh_tokens.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        reuse_window = timedelta(seconds=settings.security_refresh_token_reuse_interval)
+        if active is not None and active.parent == token:
+            # The client lost the answer that carried the active token: hand it out again.
+            issued = active.token
+        elif row.updated_at + reuse_window < at:
+            if settings.security_refresh_token_rotation_enabled:
+                # Someone else holds the chain: the session ends.
+                raise RefreshTokenReusedError(session["id"])
+            # Rotation off: this request fails, the session lives on (as GoTrue).
+            raise bad_request(ErrorCode.REFRESH_TOKEN_ALREADY_USED, _ALREADY_USED)
+    if issued is None:
+        await conn.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.id == row.id)
+            .values(revoked=True, updated_at=at)
+        )
+        issued = await _insert_refresh_token(conn, user["id"], session["id"], token)
+    await conn.execute(
+        update(sessions)
+        .where(sessions.c.id == session["id"])
+        .values(refreshed_at=at, updated_at=at)
+    )
+    return user, session, issued
+
+
+async def delete_session(conn: AsyncConnection, session_id: str) -> None:
+    """End one session (its refresh tokens go with it)."""
+    await conn.execute(delete(sessions).where(sessions.c.id == session_id))
+
+
+async def delete_sessions(
+    conn: AsyncConnection, user_id: str, session_id: str | None, scope: str
+) -> None:
+    """Log out: ``global`` (all sessions), ``local`` (this one), ``others`` (all but this)."""
+    query = delete(sessions).where(sessions.c.user_id == user_id)
+    if scope == "local":
+        query = query.where(sessions.c.id == session_id)
+    elif scope == "others" and session_id is not None:
+        query = query.where(sessions.c.id != session_id)
+    await conn.execute(query)

@@ -1,0 +1,460 @@
+"""Users, identities and one-time tokens: queries and the user JSON (§2, §7).
+
+A user is handled as the mapping of its ``users`` row; functions take the
+caller's connection so a flow's writes (and, in outbox mode, its mail job)
+share one transaction.
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from apitask_auth.errors import APIError, ErrorCode
+from apitask_auth.storage.db import (
+    BACKENDS,
+    NOT_SSO,
+    backend,
+    identities,
+    new_id,
+    now,
+    one_time_tokens,
+    upsert,
+    users,
+    users_email_partial_key,
+    verify_attempts,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from datetime import datetime
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.sql.expression import Executable
+
+    from apitask_auth.storage.db import Backend
+
+__all__ = [
+    "TOKEN_COLUMNS",
+    "AddressTakenError",
+    "User",
+    "clear_one_time_token",
+    "clear_one_time_tokens",
+    "create_email_identity",
+    "confirm_email",
+    "create_user",
+    "find_token",
+    "find_user_by_email",
+    "get_user",
+    "is_confirmed",
+    "iso",
+    "list_identities",
+    "retry_if_taken",
+    "set_email_identity",
+    "set_one_time_token",
+    "update_user",
+    "user_body",
+    "user_json",
+]
+
+User = dict[str, Any]
+_T = TypeVar("_T")
+
+
+class AddressTakenError(APIError):
+    """The database refused a second account for an address (``users_email_partial_key``).
+
+    Raised where a user row is written with an address another transaction holds:
+    the look-up before the write saw nothing because the other transaction had not
+    committed yet. Flows that create accounts run again through
+    :func:`retry_if_taken` and then take their own existing-address path, so the
+    loser of a race answers as GoTrue answers for an existing address; anywhere
+    else it is GoTrue's answer to a taken address (422 ``email_exists``), never a 500.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            422,
+            ErrorCode.EMAIL_EXISTS,
+            "A user with this email address has already been registered",
+        )
+
+
+async def retry_if_taken(attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """Run ``attempt`` (one whole transaction); once more if it lost a race for an address.
+
+    The second run starts after the winner committed, so its look-up finds the
+    account and the flow answers as it does for any existing address.
+    """
+    try:
+        return await attempt()
+    except AddressTakenError:
+        return await attempt()
+
+
+# one_time_tokens.token_type -> the users column holding the same token.
+TOKEN_COLUMNS = {
+    "confirmation_token": "confirmation_token",
+    "recovery_token": "recovery_token",
+    "reauthentication_token": "reauthentication_token",
+    "email_change_token_new": "email_change_token_new",
+    "email_change_token_current": "email_change_token_current",
+}
+
+
+def is_confirmed(user: User) -> bool:
+    """Whether the user's address has been confirmed."""
+    return user["email_confirmed_at"] is not None
+
+
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 with fractional seconds, as GoTrue writes timestamps."""
+    if value is None:
+        return None
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
+    """The user with this id, or None."""
+    row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+    return dict(row._mapping) if row is not None else None
+
+
+# The statements of the mail flows' hot path, built once: a request then pays only
+# for its parameters (building a statement costs more than running it on SQLite).
+# The look-up by address repeats users_email_partial_key's expressions, and has no
+# ORDER BY: the index holds at most one row per address, and PostgreSQL keeps no
+# statistics on a partial index's expression, so with "ORDER BY created_at LIMIT 1"
+# it walked users_aud_created_at_idx backwards through the whole audience (852 ms at
+# 1M users) instead of reading the one entry.
+_BY_EMAIL = (
+    select(users)
+    .where(func.lower(users.c.email) == bindparam("email"))
+    .where(users.c.aud == bindparam("aud"))
+    .where(NOT_SSO)
+    .limit(1)
+)
+# The SET clause is the parameters' other keys (``updated_at`` and the columns given).
+_UPDATE = update(users).where(users.c.id == bindparam("user_id_")).returning(*users.c)
+
+
+def _user_insert(on: Backend) -> Executable:
+    # The unique address index decides: a row another transaction holds (committed
+    # after our look-up) makes this insert a no-op with no row returned, without
+    # aborting our transaction or logging a failed statement on the server.
+    return (
+        upsert(on, users)
+        .on_conflict_do_nothing(
+            index_elements=[func.lower(users.c.email), users.c.aud], index_where=NOT_SSO
+        )
+        .returning(users.c.id)
+    )
+
+
+_USER_INSERT = {on: _user_insert(on) for on in BACKENDS}
+
+
+def _is_taken(exc: IntegrityError) -> bool:
+    # PostgreSQL names the index in its message, SQLite as "index '<name>'".
+    return str(users_email_partial_key.name) in str(exc.orig)
+
+
+def _token_upsert(on: Backend) -> Executable:
+    # One upsert on the (user_id, token_type) key instead of DELETE then INSERT: the row
+    # is replaced whole (a new id and creation time, as GoTrue's delete-and-insert gives).
+    row = upsert(on, one_time_tokens)
+    replaced = ("id", "token_hash", "relates_to", "created_at", "updated_at")
+    return row.on_conflict_do_update(
+        index_elements=[one_time_tokens.c.user_id, one_time_tokens.c.token_type],
+        set_={name: row.excluded[name] for name in replaced},
+    )
+
+
+_TOKEN_UPSERT = {on: _token_upsert(on) for on in BACKENDS}
+# A new code, or one proven right, starts its tries afresh (attempts.py).
+_RESET_ATTEMPTS = (
+    delete(verify_attempts)
+    .where(verify_attempts.c.user_id == bindparam("user_id"))
+    .where(verify_attempts.c.token_type == bindparam("token_type"))
+)
+
+
+async def find_user_by_email(conn: AsyncConnection, email: str, aud: str) -> User | None:
+    """The (non-SSO) user of audience ``aud`` with this address, compared lowercased."""
+    row = (await conn.execute(_BY_EMAIL, {"email": email.lower(), "aud": aud})).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def create_user(
+    conn: AsyncConnection,
+    *,
+    email: str | None,
+    aud: str,
+    role: str,
+    encrypted_password: str | None,
+    user_metadata: dict[str, Any],
+    app_metadata: dict[str, Any] | None = None,
+    user_id: str | None = None,
+    confirmed: bool = False,
+) -> User:
+    """Insert a user (and its e-mail identity when it has an address) and return it.
+
+    Raises:
+        AddressTakenError: another transaction holds an account with this address.
+    """
+    at = now()
+    values: User = {
+        "id": user_id or new_id(),
+        "aud": aud,
+        "role": role,
+        "email": email,
+        "encrypted_password": encrypted_password,
+        "raw_app_meta_data": {"provider": "email", "providers": ["email"]} | (app_metadata or {}),
+        "raw_user_meta_data": dict(user_metadata),
+        "email_confirmed_at": at if confirmed else None,
+        "email_change_confirm_status": 0,
+        "is_anonymous": False,
+        "is_sso_user": False,
+        "created_at": at,
+        "updated_at": at,
+    }
+    if (await conn.execute(_USER_INSERT[backend(conn)], values)).first() is None:
+        raise AddressTakenError
+    if email:
+        await create_email_identity(conn, values["id"], email, user_metadata, verified=confirmed)
+    user = await get_user(conn, values["id"])
+    assert user is not None
+    return user
+
+
+async def create_email_identity(
+    conn: AsyncConnection,
+    user_id: str,
+    email: str,
+    data: dict[str, Any],
+    *,
+    verified: bool,
+) -> None:
+    """The ``email`` identity: provider id = user id, identity data as GoTrue builds it."""
+    at = now()
+    identity_data: dict[str, Any] = {
+        "sub": user_id,
+        "email": email,
+        "email_verified": verified,
+        "phone_verified": False,
+    }
+    for key, value in data.items():
+        identity_data.setdefault(key, value)
+    await conn.execute(
+        identities.insert().values(
+            id=new_id(),
+            provider_id=user_id,
+            user_id=user_id,
+            identity_data=identity_data,
+            provider="email",
+            email=email,
+            created_at=at,
+            updated_at=at,
+        )
+    )
+
+
+async def update_user(conn: AsyncConnection, user_id: str, **values: Any) -> User:
+    """Set columns of a user (``updated_at`` too) and return the fresh row."""
+    # RETURNING (SQLite >= 3.35, PostgreSQL) spares the re-read: one statement, not two.
+    params = {"updated_at": now(), **values, "user_id_": user_id}
+    try:
+        return dict((await conn.execute(_UPDATE, params)).one()._mapping)
+    except IntegrityError as exc:  # a new address another account took meanwhile
+        if _is_taken(exc):
+            raise AddressTakenError from exc
+        raise
+
+
+async def list_identities(conn: AsyncConnection, user_id: str) -> list[dict[str, Any]]:
+    """The user's identities, oldest first."""
+    rows = await conn.execute(
+        select(identities).where(identities.c.user_id == user_id).order_by(identities.c.created_at)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def set_one_time_token(
+    conn: AsyncConnection,
+    user: User,
+    token_type: str,
+    stored_token: str,
+    relates_to: str,
+    *,
+    sent_at_column: str,
+) -> User:
+    """Store a token on the user's column and as its one row of that type (§2)."""
+    at = now()
+    # Rows are locked in one order everywhere: verify_attempts, one_time_tokens, users.
+    await conn.execute(_RESET_ATTEMPTS, {"user_id": user["id"], "token_type": token_type})
+    await conn.execute(
+        _TOKEN_UPSERT[backend(conn)],
+        {
+            "id": new_id(),
+            "user_id": user["id"],
+            "token_type": token_type,
+            "token_hash": stored_token,
+            "relates_to": relates_to.lower(),
+            "created_at": at,
+            "updated_at": at,
+        },
+    )
+    return await update_user(
+        conn, user["id"], **{TOKEN_COLUMNS[token_type]: stored_token, sent_at_column: at}
+    )
+
+
+async def find_token(
+    conn: AsyncConnection,
+    token_types: list[str],
+    stored_tokens: list[str],
+    user_ids: list[str] | None = None,
+) -> tuple[User, str] | None:
+    """The user owning one of ``stored_tokens`` as one of ``token_types``, in type order
+    (only among ``user_ids`` when given)."""
+    query = select(one_time_tokens.c.user_id, one_time_tokens.c.token_type).where(
+        one_time_tokens.c.token_type.in_(token_types),
+        one_time_tokens.c.token_hash.in_(stored_tokens),
+    )
+    if user_ids is not None:
+        query = query.where(one_time_tokens.c.user_id.in_(user_ids))
+    rows = (await conn.execute(query)).all()
+    for token_type in token_types:
+        for row in rows:
+            if row.token_type == token_type:
+                user = await get_user(conn, row.user_id)
+                if user is not None:
+                    return user, token_type
+    return None
+
+
+async def clear_one_time_token(conn: AsyncConnection, user_id: str, token_type: str) -> None:
+    """Drop one of a user's one-time tokens, on its column and its row (spent or replaced:
+    its count of tries goes too)."""
+    await conn.execute(_RESET_ATTEMPTS, {"user_id": user_id, "token_type": token_type})
+    await conn.execute(
+        delete(one_time_tokens)
+        .where(one_time_tokens.c.user_id == user_id)
+        .where(one_time_tokens.c.token_type == token_type)
+    )
+    await update_user(conn, user_id, **{TOKEN_COLUMNS[token_type]: None})
+
+
+async def set_email_identity(
+    conn: AsyncConnection, user: User, email: str, *, verified: bool
+) -> None:
+    """Point the user's ``email`` identity at ``email`` (creating it if missing)."""
+    row = (
+        await conn.execute(
+            select(identities).where(
+                identities.c.user_id == user["id"], identities.c.provider == "email"
+            )
+        )
+    ).first()
+    if row is None:
+        await create_email_identity(conn, user["id"], email, {}, verified=verified)
+        return
+    data = dict(row.identity_data) | {"email": email, "email_verified": verified}
+    await conn.execute(
+        identities.update()
+        .where(identities.c.id == row.id)
+        .values(identity_data=data, email=email, updated_at=now())
+    )
+
+
+async def clear_one_time_tokens(conn: AsyncConnection, user_id: str) -> None:
+    """Drop all of a user's one-time tokens (after a confirmation or recovery), and their
+    counts of tries."""
+    await conn.execute(delete(verify_attempts).where(verify_attempts.c.user_id == user_id))
+    await conn.execute(delete(one_time_tokens).where(one_time_tokens.c.user_id == user_id))
+
+
+async def confirm_email(conn: AsyncConnection, user: User) -> User:
+    """Mark the address confirmed, in the user and in its e-mail identity."""
+    at = now()
+    metadata = dict(user["raw_user_meta_data"]) | {"email_verified": True}
+    rows = await conn.execute(
+        select(identities).where(
+            identities.c.user_id == user["id"], identities.c.provider == "email"
+        )
+    )
+    for row in rows.all():
+        data = dict(row.identity_data) | {"email_verified": True}
+        await conn.execute(
+            identities.update()
+            .where(identities.c.id == row.id)
+            .values(identity_data=data, updated_at=at)
+        )
+    return await update_user(
+        conn,
+        user["id"],
+        email_confirmed_at=user["email_confirmed_at"] or at,
+        raw_user_meta_data=metadata,
+        confirmation_token=None,
+    )
+
+
+def _identity_json(identity: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "identity_id": identity["id"],
+        "id": identity["provider_id"],
+        "user_id": identity["user_id"],
+        "identity_data": identity["identity_data"],
+        "provider": identity["provider"],
+        "last_sign_in_at": iso(identity["last_sign_in_at"]),
+        "created_at": iso(identity["created_at"]),
+        "updated_at": iso(identity["updated_at"]),
+        "email": identity["email"] or "",
+    }
+
+
+async def user_body(conn: AsyncConnection, user: User) -> dict[str, Any]:
+    """The user JSON, with the user's identities loaded."""
+    return user_json(user, await list_identities(conn, user["id"]))
+
+
+def user_json(user: User, user_identities: list[dict[str, Any]]) -> dict[str, Any]:
+    """GoTrue's user JSON (§7): secrets never, optional fields only when set."""
+    confirmed_candidates = [
+        at for at in (user["email_confirmed_at"], user["phone_confirmed_at"]) if at is not None
+    ]
+    body: dict[str, Any] = {
+        "id": user["id"],
+        "aud": user["aud"],
+        "role": user["role"],
+        "email": user["email"] or "",
+        "phone": user["phone"] or "",
+    }
+    optional = {
+        "email_confirmed_at": iso(user["email_confirmed_at"]),
+        "invited_at": iso(user["invited_at"]),
+        "phone_confirmed_at": iso(user["phone_confirmed_at"]),
+        "confirmation_sent_at": iso(user["confirmation_sent_at"]),
+        "confirmed_at": iso(min(confirmed_candidates)) if confirmed_candidates else None,
+        "recovery_sent_at": iso(user["recovery_sent_at"]),
+        "new_email": user["email_change"],
+        "email_change_sent_at": iso(user["email_change_sent_at"]),
+        "reauthentication_sent_at": iso(user["reauthentication_sent_at"]),
+        "last_sign_in_at": iso(user["last_sign_in_at"]),
+    }
+    body.update({key: value for key, value in optional.items() if value})
+    body["app_metadata"] = user["raw_app_meta_data"]
+    body["user_metadata"] = user["raw_user_meta_data"]
+    body["identities"] = [_identity_json(identity) for identity in user_identities]
+    body["created_at"] = iso(user["created_at"])
+    body["updated_at"] = iso(user["updated_at"])
+    if user["banned_until"] is not None:
+        body["banned_until"] = iso(user["banned_until"])
+    if user["deleted_at"] is not None:
+        body["deleted_at"] = iso(user["deleted_at"])
+    body["is_anonymous"] = bool(user["is_anonymous"])
+    return body

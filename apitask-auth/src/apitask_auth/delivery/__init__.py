@@ -1,0 +1,7 @@
+"""How the service's messages leave it: always through apitask.
+
+:mod:`.mailer` is the one door handlers use; :mod:`.mail_chain` assembles the
+chain the settings ask for (inline, request scope, worker pool or durable
+outbox; SMTP or the dev inbox); :mod:`.notifications` sends the account-change
+mails; :mod:`.devinbox` is dev mode's mail catcher.
+"""

@@ -1,0 +1,130 @@
+"""Per-request dependencies: the service, the caller's identity, the audience (§1.3, §1.4).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+
+from apitask_auth.accounts.security import decode_jwt
+from apitask_auth.accounts.sessions import get_session
+from apitask_auth.accounts.users import User, get_user
+from apitask_auth.errors import ErrorCode, bad_request, forbidden, unauthorized
+from apitask_auth.storage.db import now
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from apitask_auth.config import Settings
+    from apitask_auth.delivery.mailer import Mailer
+
+__all__ = [
+    "Admin",
+    "Auth",
+    "AuthenticatedUser",
+    "Service",
+    "Svc",
+    "request_aud",
+]
+
+
+@dataclass(slots=True)
+class Service:
+    """What every handler uses: settings, database, mailer."""
+
+    settings: Settings
+    engine: AsyncEngine
+    mailer: Mailer
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+Svc = Annotated[Service, Depends(_service)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized(
+            ErrorCode.NO_AUTHORIZATION, "This endpoint requires a valid Bearer token"
+        )
+    return token.strip()
+
+
+def _claims(service: Service, token: str) -> dict[str, Any]:
+    try:
+        return decode_jwt(token, service.settings.jwt_secret)
+    except jwt.InvalidTokenError as exc:
+        raise forbidden(
+            ErrorCode.BAD_JWT, f"invalid JWT: unable to parse or verify signature, {exc}"
+        ) from None
+
+
+def request_aud(settings: Settings, request: Request, claims: dict[str, Any] | None = None) -> str:
+    """The request's audience: X-JWT-AUD, the token's aud (non-admin), GOTRUE_JWT_AUD."""
+    header = request.headers.get("x-jwt-aud")
+    if header:
+        return header
+    if claims and claims.get("role") not in settings.jwt_admin_roles:
+        aud = claims.get("aud")
+        if isinstance(aud, list):
+            aud = aud[0] if aud else None
+        if isinstance(aud, str) and aud:
+            return aud
+    return settings.jwt_aud
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedUser:
+    """The caller of a user endpoint."""
+
+    user: User
+    claims: dict[str, Any]
+    session_id: str | None
+
+
+async def _authenticated(request: Request, service: Svc) -> AuthenticatedUser:
+    claims = _claims(service, _bearer(request))
+    sub = claims.get("sub")
+    if not sub or not isinstance(sub, str):
+        raise forbidden(ErrorCode.BAD_JWT, "invalid claim: missing sub claim")
+    try:
+        uuid.UUID(sub)
+    except ValueError:
+        raise bad_request(ErrorCode.BAD_JWT, "invalid claim: sub claim must be a UUID") from None
+    session_id = claims.get("session_id")
+    async with service.engine.connect() as conn:
+        user = await get_user(conn, sub)
+        if user is None:
+            raise forbidden(ErrorCode.USER_NOT_FOUND, "User from sub claim in JWT does not exist")
+        if session_id is not None and (
+            not isinstance(session_id, str) or await get_session(conn, session_id) is None
+        ):
+            raise forbidden(
+                ErrorCode.SESSION_NOT_FOUND,
+                "Session from session_id claim in JWT does not exist",
+            )
+    if user["banned_until"] is not None and user["banned_until"] > now():
+        raise forbidden(ErrorCode.USER_BANNED, "User is banned")
+    return AuthenticatedUser(user, claims, session_id)
+
+
+async def _admin(request: Request, service: Svc) -> dict[str, Any]:
+    claims = _claims(service, _bearer(request))
+    if claims.get("role") not in service.settings.jwt_admin_roles:
+        raise forbidden(ErrorCode.NOT_ADMIN, "User not allowed")
+    return claims
+
+
+Auth = Annotated[AuthenticatedUser, Depends(_authenticated)]
+Admin = Annotated[dict[str, Any], Depends(_admin)]

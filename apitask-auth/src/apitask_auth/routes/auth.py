@@ -1,0 +1,316 @@
+"""The public endpoints: signup, token, user, logout (§3.1, §3.11-§3.13).
+
+Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import delete, select
+
+from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.flows import (
+    check_password_strength,
+    create_flow_state,
+    send_token_mail,
+    token_mail,
+    validate_email,
+    validate_pkce,
+)
+from apitask_auth.accounts.security import check_password, hash_password, pkce_matches
+from apitask_auth.accounts.sessions import (
+    RefreshTokenReusedError,
+    delete_session,
+    delete_sessions,
+    issue_session,
+    refresh_session,
+    refresh_token_not_found,
+    session_response,
+)
+from apitask_auth.accounts.users import (
+    User,
+    confirm_email,
+    create_user,
+    find_user_by_email,
+    get_user,
+    is_confirmed,
+    retry_if_taken,
+    user_body,
+    user_json,
+)
+from apitask_auth.errors import APIError, ErrorCode, bad_request, not_found, unprocessable
+from apitask_auth.http.deps import Auth, Svc, request_aud
+from apitask_auth.http.models import SignupParams, TokenParams  # noqa: TC001 - read by FastAPI
+from apitask_auth.http.redirects import redirect_to
+from apitask_auth.http.timing import mark_nothing_sent, mark_sent
+from apitask_auth.routes.disabled import refuse_grant
+from apitask_auth.storage.db import flow_state, new_id, now
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+# The refresh tokens we issue: 12 characters of lowercase letters and digits.
+_REFRESH_TOKEN = re.compile(r"[a-z0-9]{12}")
+
+
+def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> dict[str, Any]:
+    """The anti-enumeration answer for a confirmed address (§3.1)."""
+    at = now()
+    fake = dict(user) | {
+        "id": new_id(),
+        "role": "",
+        "aud": aud,
+        "email": email,
+        "phone": None,
+        "created_at": at,
+        "updated_at": at,
+        "confirmation_sent_at": at,
+        "email_confirmed_at": None,
+        "phone_confirmed_at": None,
+        "last_sign_in_at": None,
+        "email_change_sent_at": None,
+        "email_change": None,
+        "raw_user_meta_data": data,
+        "raw_app_meta_data": {"provider": "email", "providers": ["email"]},
+    }
+    return user_json(fake, [])
+
+
+@router.post("/signup")
+async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
+    """Register with e-mail and password; confirm by mail unless autoconfirm is on."""
+    settings = svc.settings
+    if settings.disable_signup:
+        raise unprocessable(ErrorCode.SIGNUP_DISABLED, "Signups not allowed for this instance")
+    if not params.email and not params.phone:
+        # Not implemented: answered as GoTrue with GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED off.
+        raise unprocessable(
+            ErrorCode.ANONYMOUS_PROVIDER_DISABLED, "Anonymous sign-ins are disabled"
+        )
+    if not params.password:
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "Signup requires a valid password")
+    check_password_strength(settings, params.password)
+    if params.email and params.phone:
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
+            "Only an email address or phone number should be provided on signup.",
+        )
+    validate_pkce(params.code_challenge, params.code_challenge_method)
+    if params.phone:
+        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone signups are disabled")
+    if not settings.external_email_enabled:
+        raise bad_request(ErrorCode.EMAIL_PROVIDER_DISABLED, "Email signups are disabled")
+    return await register_email(request, svc, params, await hash_password(params.password))
+
+
+async def register_email(
+    request: Request, svc: Svc, params: SignupParams, password_hash: str | None
+) -> Response:
+    """Sign ``params.email`` up (or answer for it if it has an account), as ``/signup`` does.
+
+    ``password_hash`` is None for the sign-ups of ``/otp`` and ``/magiclink``:
+    GoTrue stores a bcrypt of a random password nobody is told; we store no
+    password (as GoTrue does for phone and anonymous users), which signs in
+    the same way (never) and spares a bcrypt the known path would have to
+    wait for (see timing.py).
+    """
+    settings = svc.settings
+    if settings.disable_signup:
+        raise unprocessable(ErrorCode.SIGNUP_DISABLED, "Signups not allowed for this instance")
+    email = validate_email(params.email)
+    pkce = validate_pkce(params.code_challenge, params.code_challenge_method)
+    aud = request_aud(settings, request)
+    data = params.data or {}
+    redirect = redirect_to(settings, request)
+
+    async def attempt() -> Response:
+        async with svc.engine.begin() as conn:
+            user = await find_user_by_email(conn, email, aud)
+            if user is not None and is_confirmed(user):
+                if settings.mailer_autoconfirm:
+                    raise unprocessable(ErrorCode.USER_ALREADY_EXISTS, "User already registered")
+                mark_nothing_sent(request)
+                return JSONResponse(_fake_user(email, aud, data, user))
+            if user is None:
+                user = await create_user(
+                    conn,
+                    email=email,
+                    aud=aud,
+                    role=settings.jwt_default_group_name,
+                    encrypted_password=password_hash,
+                    user_metadata=data,
+                )
+            if settings.mailer_autoconfirm:
+                user = await confirm_email(conn, user)
+                await audit(
+                    conn, request, user["id"], email, "user_signedup", {"provider": "email"}
+                )
+                return JSONResponse(await issue_session(conn, settings, user, "password"))
+            if pkce is not None:
+                await create_flow_state(conn, user["id"], pkce, "email/signup", "email")
+            user = await send_token_mail(
+                conn,
+                settings,
+                svc.mailer,
+                request,
+                user,
+                token_mail(settings, "confirmation"),
+                redirect,
+                pkce=pkce is not None,
+            )
+            await audit(conn, request, user["id"], email, "user_confirmation_requested")
+            body = await user_body(conn, user)
+        mark_sent(request)
+        if user["invited_at"] is not None:
+            body["user_metadata"] = {}
+            body["identities"] = []
+        return JSONResponse(body)
+
+    # A concurrent sign-up of the same address may commit between our look-up and
+    # our insert: run again, and answer as for an existing address.
+    return await retry_if_taken(attempt)
+
+
+@router.post("/token")
+async def token(
+    request: Request, svc: Svc, params: TokenParams, grant_type: str | None = None
+) -> Response:
+    """Sign in with a password, refresh a session, or exchange a PKCE code."""
+    if grant_type == "password":
+        return await _password_grant(request, svc, params)
+    if grant_type == "refresh_token":
+        return await _refresh_grant(request, svc, params)
+    if grant_type == "pkce":
+        return await _pkce_grant(svc, params)
+    refused = refuse_grant(grant_type or "", await request.json())
+    raise refused or bad_request(ErrorCode.INVALID_CREDENTIALS, "unsupported_grant_type")
+
+
+def _session_headers(body: dict[str, Any]) -> dict[str, str]:
+    return {
+        "sb-auth-user-id": body["user"]["id"],
+        "sb-auth-refresh-token-prefix": body["refresh_token"][:5],
+    }
+
+
+async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Response:
+    settings = svc.settings
+    if params.email and params.phone:
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Only an email address or phone number should be provided"
+        )
+    if not params.email and not params.phone:
+        raise bad_request(ErrorCode.VALIDATION_FAILED, "missing email or phone")
+    if params.phone:
+        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
+    if not settings.external_email_enabled:
+        raise unprocessable(ErrorCode.EMAIL_PROVIDER_DISABLED, "Email logins are disabled")
+    invalid = bad_request(ErrorCode.INVALID_CREDENTIALS, "Invalid login credentials")
+    try:
+        email = validate_email(params.email)
+    except APIError:
+        email = ""  # no account can have it: answered as an unknown address
+    user = None
+    if email:
+        async with svc.engine.connect() as conn:
+            user = await find_user_by_email(conn, email, request_aud(settings, request))
+    # One bcrypt check whether or not the user exists: the time tells nothing.
+    matches = await check_password(
+        params.password or "", user["encrypted_password"] if user else None
+    )
+    if user is None or not matches:
+        raise invalid
+    if user["banned_until"] is not None and user["banned_until"] > now():
+        raise bad_request(ErrorCode.USER_BANNED, "User is banned")
+    if not is_confirmed(user):
+        raise bad_request(ErrorCode.EMAIL_NOT_CONFIRMED, "Email not confirmed")
+    async with svc.engine.begin() as conn:
+        body = await issue_session(conn, settings, user, "password")
+        await audit(conn, request, user["id"], user["email"] or "", "login")
+    return JSONResponse(body, headers=_session_headers(body))
+
+
+async def _refresh_grant(request: Request, svc: Svc, params: TokenParams) -> Response:
+    token = params.refresh_token or ""
+    if not token:
+        # GoTrue's answer to an empty token is an OAuth-style error, in both API versions.
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": "refresh_token required"},
+            status_code=400,
+        )
+    if not _REFRESH_TOKEN.fullmatch(token):
+        # No token we issue looks like this: unknown, as GoTrue says of any odd string
+        # (and no lookup, so no text the database would refuse reaches it).
+        raise refresh_token_not_found()
+    try:
+        async with svc.engine.begin() as conn:
+            user, session, new_token = await refresh_session(conn, svc.settings, token, get_user)
+            await audit(conn, request, user["id"], user["email"] or "", "token_refreshed")
+            body = await session_response(conn, svc.settings, user, session, new_token)
+    except RefreshTokenReusedError as reused:
+        async with svc.engine.begin() as conn:
+            await delete_session(conn, reused.session_id)
+        raise
+    return JSONResponse(body, headers=_session_headers(body))
+
+
+async def _pkce_grant(svc: Svc, params: TokenParams) -> Response:
+    if not params.auth_code or not params.code_verifier:
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED,
+            "invalid request: both auth code and code verifier should be non-empty",
+        )
+    async with svc.engine.begin() as conn:
+        row = (
+            await conn.execute(select(flow_state).where(flow_state.c.auth_code == params.auth_code))
+        ).first()
+        if row is None:
+            raise not_found(
+                ErrorCode.FLOW_STATE_NOT_FOUND, "invalid flow state, no valid flow state found"
+            )
+        start = (
+            row.auth_code_issued_at if row.authentication_method == "magiclink" else row.created_at
+        )
+        if start is None or start + svc.settings.flow_state_expiry < now():
+            raise unprocessable(ErrorCode.FLOW_STATE_EXPIRED, "Flow state has expired")
+        if not pkce_matches(params.code_verifier, row.code_challenge, row.code_challenge_method):
+            raise bad_request(
+                ErrorCode.BAD_CODE_VERIFIER,
+                "code challenge does not match previously saved code verifier",
+            )
+        user = await get_user(conn, row.user_id) if row.user_id else None
+        if user is None:
+            raise not_found(ErrorCode.USER_NOT_FOUND, "User not found")
+        await conn.execute(delete(flow_state).where(flow_state.c.id == row.id))
+        body = await issue_session(conn, svc.settings, user, row.authentication_method)
+    return JSONResponse(body, headers=_session_headers(body))
+
+
+@router.get("/user")
+async def get_current_user(request: Request, caller: Auth, svc: Svc) -> Response:
+    """The signed-in user."""
+    token_aud = caller.claims.get("aud")
+    if isinstance(token_aud, list):
+        token_aud = token_aud[0] if token_aud else ""
+    if token_aud != request_aud(svc.settings, request, caller.claims):
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Token audience doesn't match request audience"
+        )
+    async with svc.engine.connect() as conn:
+        return JSONResponse(await user_body(conn, caller.user))
+
+
+@router.post("/logout", status_code=204)
+async def logout(request: Request, caller: Auth, svc: Svc, scope: str = "global") -> Response:
+    """End this session (``local``), all others (``others``), or every one (``global``)."""
+    if scope not in {"global", "local", "others"}:
+        raise bad_request(ErrorCode.VALIDATION_FAILED, f'Unsupported logout scope "{scope}"')
+    async with svc.engine.begin() as conn:
+        await delete_sessions(conn, caller.user["id"], caller.session_id, scope)
+        await audit(conn, request, caller.user["id"], caller.user["email"] or "", "logout")
+    return Response(status_code=204)
