@@ -10,7 +10,7 @@ from ._backoff import Backoff
 from ._counters import Outcome, TaskCounters
 from ._duration import parse_duration
 from ._exceptions import ApitaskError, PoolClosedError, QueueFullError, TaskError, TransientError
-from ._exports import set_public_module as _set_public_module
+from ._exports import show_public_paths as _show_public_paths
 from ._function import FunctionTask, task
 from ._pool import FullPolicy, WorkerPool
 from ._pool_state import DrainReport, Leftover, LeftoverState, PoolState
@@ -73,4 +73,4 @@ __all__ = [
 
 # Reprs, tracebacks, help() and the API docs show apitask.WorkerPool, not
 # apitask._pool.WorkerPool: the path users import it from.
-_set_public_module(__name__, globals(), __all__)
+_show_public_paths(__name__, globals(), __all__)
