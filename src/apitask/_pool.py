@@ -17,32 +17,37 @@ import os
 import random
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from ._backoff import Backoff, next_delay
 from ._exceptions import PoolClosedError, QueueFullError
 from ._pool_drain import log_leftover, spill
 from ._pool_loop import hand_over, no_running_loop, wake_all, wake_one
-from ._pool_state import Admission, DrainReport, Job, PoolBook, PoolState
-from ._request_id import task_request_id
-from ._scope import _current
+from ._pool_state import (
+    FULL_POLICIES,
+    Admission,
+    Drain,
+    DrainReport,
+    FullPolicy,
+    Idle,
+    PoolBook,
+    PoolEntry,
+    PoolState,
+    Retry,
+    RunInline,
+)
+from ._request_id import current_request_id, task_request_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from types import TracebackType
 
+    from ._backoff import Backoff
     from ._counters import TaskCounters
     from ._types import Task, TaskSink
 
 __all__ = ["FullPolicy", "WorkerPool"]
 
 logger = logging.getLogger("apitask")
-
-_current_scope = _current.get
-_carried_request_id = task_request_id.get
-
-FullPolicy = Literal["inline", "wait", "reject", "spill"]
-_POLICIES: tuple[FullPolicy, ...] = ("inline", "wait", "reject", "spill")
 
 
 class WorkerPool:
@@ -102,8 +107,8 @@ class WorkerPool:
             raise ValueError(f"workers must be >= 1, got {workers!r}")
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size!r}")
-        if when_full not in _POLICIES:
-            raise ValueError(f"when_full must be one of {_POLICIES}, got {when_full!r}")
+        if when_full not in FULL_POLICIES:
+            raise ValueError(f"when_full must be one of {FULL_POLICIES}, got {when_full!r}")
         if when_full == "spill" and spill is None:
             raise ValueError('when_full="spill" needs a spill sink (spill=...)')
         for name, value in (
@@ -121,20 +126,20 @@ class WorkerPool:
         self.shutdown_timeout = shutdown_timeout
         self.when_full = when_full
         self.full_timeout = full_timeout
-        self.backoff = backoff if backoff is not None else Backoff()
         self.threads = threads if threads is not None else min(workers, 32)
         self.cancel_timeout = cancel_timeout
         self.spill = spill
         self.spill_timeout = spill_timeout
-        self._rng = rng
-        self._book = PoolBook(queue_size)
+        self._book = PoolBook(queue_size, when_full, backoff, rng)
+        self.backoff = self._book.backoff
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._workers: dict[asyncio.Task[None], Job | None] = {}
-        self._idle: deque[asyncio.Future[None]] = deque()  # workers waiting for a job
+        self._workers: list[asyncio.Task[None]] = []
+        self._idle: deque[asyncio.Future[None]] = deque()  # workers waiting for an entry
         self._room: deque[asyncio.Future[None]] = deque()  # submitters waiting for room
-        self._timers: dict[Job, asyncio.TimerHandle] = {}
-        self._drained: asyncio.Event | None = None
+        self._timers: dict[PoolEntry, asyncio.TimerHandle] = {}
+        # Set by the Done that ends the last in-flight entry of a draining pool.
+        self._emptied = asyncio.Event()
         self._closing: asyncio.Task[DrainReport] | None = None
         self._report: DrainReport | None = None
         self._thread: threading.Thread | None = None
@@ -166,7 +171,7 @@ class WorkerPool:
     @property
     def running(self) -> int:
         """Tasks running now."""
-        return self._book.running
+        return len(self._book.running)
 
     @property
     def retrying(self) -> int:
@@ -192,9 +197,10 @@ class WorkerPool:
         self._book.open()
         # Workers get an empty context of their own: a pool started inside a
         # request scope must not hand that (soon closed) scope to every task.
-        for _ in range(self.workers):
-            worker = loop.create_task(self._work(), context=contextvars.Context())
-            self._workers[worker] = None
+        self._workers = [
+            loop.create_task(self._work(), context=contextvars.Context())
+            for _ in range(self.workers)
+        ]
 
     async def __aenter__(self) -> WorkerPool:
         await self.start()
@@ -277,7 +283,7 @@ class WorkerPool:
         return await asyncio.shield(self._closing)
 
     def _close_unstarted(self) -> DrainReport:
-        self._book.abort()  # nothing was ever queued
+        self._book.close()  # nothing was ever queued
         self._report = self._report or DrainReport()
         return self._report
 
@@ -301,23 +307,12 @@ class WorkerPool:
             # Another loop (another thread): hand over to the pool's own.
             await asyncio.wrap_future(hand_over(loop, self.submit(task), f"submit {task.type!r}"))
             return
-        book = self._book
-        # current_request_id(), inlined: submit is the pool's hot path.
-        scope = _current_scope()
-        request_id = scope.request_id if scope is not None else _carried_request_id()
-        admission: Admission | None = book.admit(task, request_id)
-        if admission is Admission.FULL:
-            admission = await self._when_full(task, request_id)
-            if admission is None:
-                return
-        if admission is Admission.CLOSED:
-            raise PoolClosedError(
-                f"cannot submit task {task.type!r}: the worker pool is {self.state.value}; "
-                "the task was not run"
-            )
-        (book.by_type.get(task.type) or book.stats(task.type)).submitted += 1
-        if self._idle:
+        request_id = current_request_id()
+        action = self._book.admit(task, request_id)
+        if action is Admission.QUEUED:
             wake_one(self._idle)
+            return
+        await self._not_queued(task, request_id, action)
 
     def submit_sync(self, task: Task) -> None:
         """:meth:`submit` from a thread with no running event loop (a WSGI handler).
@@ -334,31 +329,36 @@ class WorkerPool:
             )
         hand_over(loop, self.submit(task), f"submit task {task.type!r}").result()
 
-    async def _when_full(self, task: Task, request_id: str | None) -> Admission | None:
-        """Apply the full-queue policy; None when the task was already dealt with
-        (run inline, or handed to the spill sink)."""
-        if self.when_full == "spill":
-            # In the caller's context: an outbox sink writes the job into the
-            # transaction the caller declared, with the rest of its writes.
-            await self.spill.submit(task)  # type: ignore[union-attr]  # checked in __init__
-            self._book.stats(task.type).spilled += 1
-            return None
-        if self.when_full == "reject":
+    async def _not_queued(
+        self, task: Task, request_id: str | None, action: Admission | RunInline
+    ) -> None:
+        """Do what :meth:`PoolBook.admit` said for a task it did not queue."""
+        if action is Admission.WAIT:
+            action = await self._wait_for_room(task, request_id)
+        if action is Admission.QUEUED:
+            wake_one(self._idle)
+        elif action is Admission.CLOSED:
+            raise PoolClosedError(
+                f"cannot submit task {task.type!r}: the worker pool is {self.state.value}; "
+                "the task was not run"
+            )
+        elif action is Admission.REJECT:
             raise QueueFullError(
                 f"cannot submit task {task.type!r}: the worker pool's queue is full "
                 f"({self.queue_size} tasks); the task was not run"
             )
-        if self.when_full == "inline":
-            job = Job(task, self._book.stats(task.type))
-            job.stats.submitted += 1
-            self._book.run_inline()
-            try:
-                await self._attempt(job)
-            except asyncio.CancelledError:  # the caller was cancelled: so is its task
-                job.stats.cancelled += 1
-                self._finished(job)
-                raise
-            return None
+        elif action is Admission.SPILL:
+            # In the caller's context: an outbox sink writes the job into the
+            # transaction the caller declared, with the rest of its writes.
+            await self.spill.submit(task)  # type: ignore[union-attr]  # checked in __init__
+            self._book.count_spilled(task.type)
+        else:
+            assert isinstance(action, RunInline)
+            await self._attempt(action.entry)
+
+    async def _wait_for_room(self, task: Task, request_id: str | None) -> Admission | RunInline:
+        """Wait until a worker frees a slot, then admit ``task`` again (another
+        submitter may have taken the slot: then wait again)."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.full_timeout):
@@ -371,9 +371,9 @@ class WorkerPool:
                         if not room.cancelled():
                             wake_one(self._room)  # woken as we gave up: pass it on
                         raise
-                    admission = self._book.admit(task, request_id)
-                    if admission is not Admission.FULL:
-                        return admission
+                    action = self._book.admit(task, request_id)
+                    if action is not Admission.WAIT:
+                        return action
         except TimeoutError:
             raise QueueFullError(
                 f"cannot submit task {task.type!r}: the worker pool's queue stayed full "
@@ -384,128 +384,100 @@ class WorkerPool:
 
     async def _work(self) -> None:
         book = self._book
-        me = asyncio.current_task()
-        assert me is not None
         loop = asyncio.get_running_loop()
-        request_id, set_request_id = task_request_id.get, task_request_id.set
         while True:
-            job = book.take()
-            if job is None:
-                if book.state is PoolState.CLOSED:
+            entry = book.take()
+            if isinstance(entry, Idle):  # no entry for this worker
+                if entry is Idle.EXIT:
                     return
                 idle = loop.create_future()
                 self._idle.append(idle)
                 await idle
                 continue
-            if self._room:
-                wake_one(self._room)
-            # This worker's context is its own: set the id for this job's
-            # logs (and tasks it submits); no reset, the next job sets its own.
-            if job.request_id is not request_id():
-                set_request_id(job.request_id)
-            self._workers[me] = job
-            await self._attempt(job)
-            self._workers[me] = None
+            wake_one(self._room)
+            # This worker's context is its own: set the id for this entry's
+            # logs (and tasks it submits); no reset, the next entry sets its own.
+            task_request_id.set(entry.request_id)
+            await self._attempt(entry)
 
-    async def _attempt(self, job: Job) -> None:
-        """Run one attempt of a job that is counted as running; book its outcome."""
-        task = job.task
-        job.attempt += 1
-        job.stats.started += 1
+    async def _attempt(self, entry: PoolEntry) -> None:
+        """Run the attempt :class:`PoolBook` started, and do what its end calls for."""
+        task = entry.task
         try:
-            if job.is_sync:
+            if entry.is_sync:
                 assert self._executor is not None
                 run_sync = task.run_sync  # type: ignore[attr-defined]
-                if job.request_id is None:
-                    job.thread = self._executor.submit(run_sync)
+                if entry.request_id is None:
+                    entry.thread = self._executor.submit(run_sync)
                 else:  # a pool thread has no context: lend it the worker's (the id)
-                    job.thread = self._executor.submit(contextvars.copy_context().run, run_sync)
-                await asyncio.wrap_future(job.thread)
+                    entry.thread = self._executor.submit(contextvars.copy_context().run, run_sync)
+                await asyncio.wrap_future(entry.thread)
             else:
                 await task.run()
         except asyncio.CancelledError as exc:
             me = asyncio.current_task()
             assert me is not None
             if me.cancelling():
-                raise  # the worker (or the inline caller) is being cancelled
+                # The worker (at the drain deadline) or the inline caller is cancelled.
+                if self._book.cancelled(entry).drained:
+                    self._emptied.set()
+                raise
             # The task let a CancelledError of its own escape (it awaited
             # something that was cancelled): the task failed, the worker lives on.
-            self._fail(job, exc)
+            outcome = self._book.finish(entry, exc)
         except Exception as exc:
-            delay = next_delay(exc, job.attempt, self.backoff, self._rng)
-            if delay is not None and self._book.state is not PoolState.CLOSED:
-                self._retry_later(job, exc, delay)
-                return
-            self._fail(job, exc)
+            outcome = self._book.finish(entry, exc)
         else:
-            job.stats.succeeded += 1
-        self._finished(job)
+            outcome = self._book.finish(entry, None)
+        # What the end of the attempt calls for: a retry later, or logs and the drain.
+        if isinstance(outcome, Retry):
+            delay = outcome.delay
+            note = f"retry in {delay:.3g}s"
+            _log_attempt(logging.WARNING, "transient error", entry, note, outcome.error)
+            assert self._loop is not None
+            self._timers[entry] = self._loop.call_later(delay, self._retry_due, entry)
+            return
+        error = outcome.error
+        if error is not None:
+            shown = repr(error) if isinstance(error, asyncio.CancelledError) else error
+            _log_attempt(logging.ERROR, "error", entry, "final", shown, error)
+        if outcome.drained:
+            self._emptied.set()
 
-    def _fail(self, job: Job, exc: BaseException) -> None:
-        job.stats.failed += 1
-        error = repr(exc) if isinstance(exc, asyncio.CancelledError) else exc
-        _log_attempt(logging.ERROR, "error", job, "final", error, exc)
-
-    def _finished(self, job: Job) -> None:
-        book = self._book
-        book.finish(job)
-        if self._drained is not None and book.drained:
-            self._drained.set()
-
-    def _retry_later(self, job: Job, exc: Exception, delay: float) -> None:
-        job.stats.retried += 1
-        _log_attempt(logging.WARNING, "transient error", job, f"retry in {delay:.3g}s", exc)
-        self._book.wait_retry(job)
-        assert self._loop is not None
-        self._timers[job] = self._loop.call_later(delay, self._retry_due, job)
-
-    def _retry_due(self, job: Job) -> None:
-        del self._timers[job]
-        self._book.retry_due(job)
+    def _retry_due(self, entry: PoolEntry) -> None:
+        del self._timers[entry]
+        self._book.retry_due(entry)  # queued again: wake a worker
         wake_one(self._idle)
 
     # ------------------------------------------------------------ shutdown
 
     async def _shutdown(self) -> DrainReport:
         book = self._book
-        book.begin_drain()
+        drain = book.begin_drain()
         wake_all(self._room)  # waiting submitters wake up and find the pool closed
         timed_out = False
-        if not book.drained:
-            self._drained = asyncio.Event()
+        if drain is Drain.WAIT:
             try:
                 async with asyncio.timeout(self.shutdown_timeout):
-                    await self._drained.wait()
+                    await self._emptied.wait()
             except TimeoutError:
                 timed_out = True
-        queued, retrying = book.abort()
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-        running = {worker: job for worker, job in self._workers.items() if job is not None}
-        for worker in running:
+        cancel = book.close()
+        for entry in cancel.retrying:
+            self._timers.pop(entry).cancel()
+        # Running workers are cancelled; idle ones end where they wait.
+        for worker in self._workers:
             worker.cancel()
-        wake_all(self._idle)  # idle workers wake up, see CLOSED and return
-        _, alive = await asyncio.wait(self._workers, timeout=self.cancel_timeout)
-        for worker, job in running.items():
-            if worker.done() and not job.done:
-                job.stats.cancelled += 1
+        await asyncio.wait(self._workers, timeout=self.cancel_timeout)
         assert self._executor is not None
         # Threads cannot be cancelled: do not wait for one that is stuck.
         self._executor.shutdown(wait=False, cancel_futures=True)
-        leftovers = book.leftovers(
-            queued, retrying, running.values(), (running[w] for w in alive if w in running)
-        )
+        leftovers = book.leftovers(cancel)
         if self.spill is not None:
             leftovers = await spill(leftovers, self.spill, self.spill_timeout)
         for left in leftovers:
-            stats = book.stats(left.type)
-            if left.spilled:
-                stats.spilled += 1
-            else:
-                stats.abandoned += 1
             log_leftover(left)
-        self._report = DrainReport(timed_out, tuple(leftovers))
+        self._report = book.report(timed_out, leftovers)
         if self._on_closed is not None:
             self._on_closed()
         return self._report
@@ -514,20 +486,20 @@ class WorkerPool:
 def _log_attempt(
     level: int,
     what: str,
-    job: Job,
+    entry: PoolEntry,
     note: str,
     error: object,
     exc_info: BaseException | None = None,
 ) -> None:
-    type = job.task.type
+    type = entry.task.type
     logger.log(
         level,
         'apitask: %s running "%s" (attempt %d, %s): %s',
         what,
         type,
-        job.attempt,
+        entry.attempt,
         note,
         error,
         exc_info=exc_info,
-        extra={"action": "apitask", "task_type": type, "attempt": job.attempt},
+        extra={"action": "apitask", "task_type": type, "attempt": entry.attempt},
     )

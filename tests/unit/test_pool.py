@@ -206,6 +206,13 @@ async def test_spill_policy_hands_the_task_to_the_spill_sink_and_counts_it() -> 
     assert pool.counters.get("test.queued", Outcome.SUCCEEDED) == 1
 
 
+async def yield_to_the_loop(times: int = 5) -> None:
+    """Let the callbacks that are ready run (no timed sleep): a submit that must
+    wait for room reaches its wait within one."""
+    for _ in range(times):
+        await asyncio.sleep(0)
+
+
 async def test_wait_policy_waits_for_room_then_queues() -> None:
     """when_full='wait': submit returns once a worker takes a task and frees a slot."""
     gate = Gate()
@@ -215,12 +222,11 @@ async def test_wait_policy_waits_for_room_then_queues() -> None:
         ran.set()
 
     async with WorkerPool(workers=1, queue_size=1, when_full="wait", full_timeout=None) as pool:
-        await pool.submit(apitask.task("test.gate", gate))
-        await gate.started.wait()
-        await pool.submit(apitask.task("test.first", asyncio.sleep, 0))
+        await fill(pool, gate)
         waiting = asyncio.create_task(pool.submit(apitask.task("test.waited", mark)))
-        await until(lambda: bool(pool._room))
+        await yield_to_the_loop()
         assert not waiting.done()
+        assert pool.queue_depth == 1
         gate.release.set()
         await waiting
         await ran.wait()
@@ -239,40 +245,59 @@ async def test_wait_policy_times_out_with_queue_full_error() -> None:
     assert "test.late" not in pool.counters.snapshot()
 
 
-async def test_wait_policy_waiter_woken_without_room_waits_again() -> None:
-    """A waiter woken while the queue is still full goes back to waiting."""
-    gate = Gate()
-    async with WorkerPool(workers=1, queue_size=1, when_full="wait", full_timeout=None) as pool:
-        await fill(pool, gate)
-        waiting = asyncio.create_task(pool.submit(apitask.task("test.late", asyncio.sleep, 0)))
-        await until(lambda: len(pool._room) == 1)
-        first_room = pool._room[0]
-        first_room.set_result(None)  # a spurious wake-up: still no room
-        await until(lambda: pool._room[-1] is not first_room)
+async def test_wait_policy_waiter_finding_the_slot_taken_waits_again() -> None:
+    """A waiter woken by a freed slot that another submit took first goes back to
+    waiting: the queue never holds more than queue_size."""
+    gate, holder = Gate(), Gate()
+    order: list[str] = []
+
+    async def record(name: str) -> None:
+        order.append(name)
+
+    async def takes_the_slot() -> None:
+        # Runs as the worker takes it, before the woken waiter resumes.
+        await pool.submit(apitask.task("test.sneak", record, "sneak"))
+        await holder()  # keeps the worker busy, so the slot stays taken
+
+    pool = WorkerPool(workers=1, queue_size=1, when_full="wait", full_timeout=None)
+    async with pool:
+        await pool.submit(apitask.task("test.gate", gate))
+        await gate.started.wait()
+        await pool.submit(apitask.task("test.holder", takes_the_slot))
+        waiting = asyncio.create_task(pool.submit(apitask.task("test.late", record, "late")))
+        await yield_to_the_loop()
+        gate.release.set()  # the worker takes the holder, which frees the slot and retakes it
+        await holder.started.wait()
+        await yield_to_the_loop()
         assert not waiting.done()
-        gate.release.set()
+        assert pool.queue_depth == 1
+        holder.release.set()
         await waiting
-    assert pool.counters.get("test.late", Outcome.SUCCEEDED) == 1
+    assert order == ["sneak", "late"]
 
 
 async def test_wait_policy_waiter_woken_as_it_gives_up_passes_the_wake_on() -> None:
     """A waiter cancelled just after being woken hands its slot to the next waiter."""
     gate = Gate()
+    waiters: list[asyncio.Task[None]] = []
+
+    async def cancel_first_waiter() -> None:
+        # Runs as the worker takes it: the first waiter has just been woken.
+        waiters[0].cancel()
+
     async with WorkerPool(workers=1, queue_size=1, when_full="wait", full_timeout=None) as pool:
-        await fill(pool, gate)
-        first = asyncio.create_task(pool.submit(apitask.task("test.first", asyncio.sleep, 0)))
-        second = asyncio.create_task(pool.submit(apitask.task("test.second", asyncio.sleep, 0)))
-        await until(lambda: len(pool._room) == 2)
-        rooms = list(pool._room)
-        pool._book.take()  # make room, as a worker taking the queued task would
-        pool._book.running -= 1
-        rooms[0].set_result(None)  # woken ...
-        first.cancel()  # ... and cancelled before it could run
+        await pool.submit(apitask.task("test.gate", gate))
+        await gate.started.wait()
+        await pool.submit(apitask.task("test.canceller", cancel_first_waiter))
+        for name in ("test.first", "test.second"):
+            waiters.append(asyncio.create_task(pool.submit(apitask.task(name, asyncio.sleep, 0))))
+            await yield_to_the_loop()
+        gate.release.set()
+        first, second = waiters
         with pytest.raises(asyncio.CancelledError):
             await first
-        assert rooms[1].done()  # the wake-up went to the second waiter
-        await second
-        gate.release.set()
+        await second  # without the wake passed on, it would wait for ever
+    assert "test.first" not in pool.counters.snapshot()
     assert pool.counters.get("test.second", Outcome.SUCCEEDED) == 1
 
 
@@ -283,7 +308,7 @@ async def test_wait_policy_waiters_get_pool_closed_when_the_drain_starts() -> No
     async with pool:
         await fill(pool, gate)
         waiting = asyncio.create_task(pool.submit(apitask.task("test.late", asyncio.sleep, 0)))
-        await until(lambda: bool(pool._room))
+        await yield_to_the_loop()
         closing = asyncio.create_task(pool.aclose())
         with pytest.raises(PoolClosedError, match="draining"):
             await waiting
@@ -493,6 +518,25 @@ async def test_cancelling_a_caller_running_a_task_inline_cancels_that_task() -> 
         gate.release.set()
     assert pool.counters.get("test.inline", Outcome.CANCELLED) == 1
     assert pool.report is not None and pool.report.complete
+
+
+async def test_cancelling_the_inline_caller_the_drain_waits_for_ends_the_drain() -> None:
+    """The drain waits for an inline task too; when its caller is cancelled and it was
+    the last task in flight, the drain ends there, long before its timeout."""
+    gate, inline = Gate(), Gate()
+    pool = WorkerPool(workers=1, queue_size=1, shutdown_timeout=60)
+    async with pool:
+        await fill(pool, gate)
+        caller = asyncio.create_task(pool.submit(apitask.task("test.inline", inline)))
+        await inline.started.wait()
+        gate.release.set()
+        await until(lambda: pool.running == 1 and pool.queue_depth == 0)
+        closing = asyncio.create_task(pool.aclose())
+        await until(lambda: pool.state is PoolState.DRAINING)
+        caller.cancel()
+        report = await closing
+    assert not report.timed_out and report.complete
+    assert pool.counters.get("test.inline", Outcome.CANCELLED) == 1
 
 
 async def test_pooled_tasks_never_see_a_request_scope_even_when_started_inside_one() -> None:
