@@ -10,9 +10,11 @@ from ._backoff import Backoff
 from ._counters import Outcome, TaskCounters
 from ._duration import parse_duration
 from ._exceptions import ApitaskError, PoolClosedError, QueueFullError, TaskError, TransientError
+from ._exports import show_public_paths as _show_public_paths
 from ._function import FunctionTask, task
 from ._pool import FullPolicy, WorkerPool
 from ._pool_state import DrainReport, Leftover, LeftoverState, PoolState
+from ._request_id import current_request_id
 from ._scope import (
     RequestScope,
     ScopeState,
@@ -41,6 +43,7 @@ __all__ = [
     "ScopeState",
     "WaitReport",
     "current_scope",
+    "current_request_id",
     "FunctionTask",
     "scope_counters",
     # the worker pool
@@ -67,3 +70,7 @@ __all__ = [
     "TaskError",
     "TransientError",
 ]
+
+# Reprs, tracebacks, help() and the API docs show apitask.WorkerPool, not
+# apitask._pool.WorkerPool: the path users import it from.
+_show_public_paths(__name__, globals(), __all__)

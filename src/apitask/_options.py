@@ -1,4 +1,6 @@
-"""Checks shared by every entry point that takes scope options (scope, middlewares).
+"""The options of a request scope, checked: ``wait``, ``sink``, ``timeout``.
+
+:func:`apitask.scope` and both middlewares take them.
 
 Bad configuration fails where it is written, with the option's name in the
 message, not on the first request.
@@ -6,21 +8,12 @@ message, not on the first request.
 
 from __future__ import annotations
 
-import itertools
-import os
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     from ._types import TaskSink
 
-__all__ = [
-    "ScopeMiddleware",
-    "WaitMode",
-    "check_sink",
-    "check_timeout",
-    "check_wait",
-    "request_id",
-]
+__all__ = ["WaitMode", "check_sink", "check_timeout", "check_wait"]
 
 WaitMode = Literal["before_response", "after_response"]
 """When a middleware waits for the tasks of a request (see docs/core.md)."""
@@ -60,50 +53,3 @@ def check_sink(sink: object) -> TaskSink | None:
             f"sink must be a TaskSink (submit and submit_sync), {sink!r} lacks {', '.join(missing)}"
         )
     return sink  # type: ignore[return-value]
-
-
-AppT = TypeVar("AppT")
-
-
-class ScopeMiddleware(Generic[AppT]):
-    """What the ASGI and the WSGI middleware share: the app and the checked options."""
-
-    def __init__(
-        self,
-        app: AppT,
-        *,
-        wait: WaitMode = "before_response",
-        sink: TaskSink | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        self.app = app
-        self.wait: WaitMode = check_wait(wait)
-        self.sink = check_sink(sink)
-        self.timeout = check_timeout(timeout)
-
-
-def request_id(header: str | None) -> str:
-    """The request id a client or proxy sent, if it is safe to log; else a fresh one.
-
-    The header is the client's to choose: one with control characters (a
-    forged log line) or of absurd length is replaced, not logged.
-    """
-    if header and len(header) <= 200 and header.isprintable():
-        return header
-    return f"{_id_prefix}{next(_id_counter):016x}"
-
-
-# A fresh id is a per-process random prefix and a counter: unique without a
-# getrandom() system call per request (ids need to be unique, not secret).
-# A forked child must not repeat its parent's ids, so it draws a new prefix.
-_id_prefix = os.urandom(8).hex()
-_id_counter = itertools.count()
-
-
-def _new_id_prefix() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix = os.urandom(8).hex()
-    _id_counter = itertools.count()
-
-
-os.register_at_fork(after_in_child=_new_id_prefix)

@@ -35,7 +35,7 @@ from ._pool_state import (
     Retry,
     RunInline,
 )
-from ._task_request import current_request_id, task_request_id
+from ._request_id import current_request_id, task_request_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
-from ._task_request import task_request_id
+from ._request_id import task_request_id
 
 if TYPE_CHECKING:
     from ._pool_state import Leftover

@@ -14,6 +14,7 @@ import contextvars
 import enum
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -48,9 +49,6 @@ scope_counters = TaskCounters()
 _current: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
     "apitask_scope", default=None
 )
-
-# Bound once: run() calls it for every task.
-_get_running_loop = asyncio.get_running_loop
 
 # Guards binding a scope to its loop against a concurrent close from another
 # thread (a WSGI scope is bound by its first run_sync). Held for a few
@@ -138,7 +136,8 @@ class RequestScope:
         self._succeeded = 0
         self._failed = 0
         # Successes are tallied here and added to scope_counters when the
-        # scope falls idle: one locked update per type, not one per task.
+        # scope falls idle: one locked update per type, not one per task
+        # (measured: docs/core.md, "Performance notes").
         self._succeeded_by_type: dict[str, int] = {}
 
     @property
@@ -195,10 +194,7 @@ class RequestScope:
         # (on 3.11 that looks the running loop up, with a getpid() system call).
         slot: list[asyncio.Task[None] | None] = [None]
         coro = self._supervised(task, slot)
-        # Keyword arguments cost a C call more to parse: only pass one when needed.
-        running = (
-            loop.create_task(coro) if context is None else loop.create_task(coro, context=context)
-        )
+        running = loop.create_task(coro, context=context)
         slot[0] = running
         if not running.done():  # an eager task factory may have run it to the end already
             self._tasks[running] = task
@@ -240,7 +236,7 @@ class RequestScope:
     async def _supervised(self, task: Task, slot: list[asyncio.Task[None] | None]) -> None:
         # The bookkeeping runs in the task's own last step rather than in a
         # done callback: a waiter wakes one loop iteration sooner, and no
-        # callback is scheduled per task.
+        # callback is scheduled per task (measured: docs/core.md, "Performance notes").
         try:
             await task.run()
         except asyncio.CancelledError:
@@ -305,36 +301,43 @@ class RequestScope:
             return await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(self.wait(timeout), loop)
             )
-        cancelled, abandoned = await self.drain(timeout)
+        self.close()
+        cancelled: tuple[str, ...] = ()
+        abandoned: tuple[str, ...] = ()
+        if self._tasks:
+            # A task is pending, so the scope is bound to its loop, this one.
+            idle = cast("asyncio.AbstractEventLoop", self._loop).create_future()
+            waiters = self._waiters
+            if waiters is None:
+                self._waiters = idle
+            elif isinstance(waiters, list):
+                waiters.append(idle)
+            else:
+                self._waiters = [waiters, idle]
+            if timeout is None:  # the common case, without a timer to arm and disarm
+                await idle
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await idle
+                except TimeoutError:
+                    cancelled, abandoned = await self._cancel_stragglers(timeout)
         return WaitReport(self._succeeded, self._failed, cancelled, abandoned)
 
     async def drain(self, timeout: float | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """:meth:`wait` on the scope's own loop, without building a report.
+        """Deprecated alias of :meth:`wait`: returns its report's ``(cancelled, abandoned)``.
 
-        For integrations on the hot path (the middleware). Returns the types
-        of the tasks cancelled at the deadline, and of those abandoned.
+        .. deprecated:: 0.1.0
+            Use :meth:`wait`. A pool's drain is its shutdown; a scope is waited.
         """
-        self.close()
-        if not self._tasks:
-            return (), ()
-        # A task is pending, so the scope is bound to its loop, this one.
-        idle = cast("asyncio.AbstractEventLoop", self._loop).create_future()
-        waiters = self._waiters
-        if waiters is None:
-            self._waiters = idle
-        elif isinstance(waiters, list):
-            waiters.append(idle)
-        else:
-            self._waiters = [waiters, idle]
-        if timeout is None:  # the common case, without a timer to arm and disarm
-            await idle
-            return (), ()
-        try:
-            async with asyncio.timeout(timeout):
-                await idle
-        except TimeoutError:
-            return await self._cancel_stragglers(timeout)
-        return (), ()
+        warnings.warn(
+            "RequestScope.drain() is deprecated: use wait(), whose WaitReport has "
+            ".cancelled and .abandoned",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        report = await self.wait(timeout)
+        return report.cancelled, report.abandoned
 
     def wait_sync(self, timeout: float | None = None) -> WaitReport:
         """:meth:`wait` for sync code: block this thread until the tasks are done.
@@ -348,7 +351,8 @@ class RequestScope:
             if loop is None:  # no task ever ran here: nothing to wait for
                 self.close()
             if loop is None or (self._state is ScopeState.CLOSED and not self._tasks):
-                # Closed and empty stays empty: no need to ask the loop.
+                # Closed and empty stays empty: no need to ask the loop (a thread
+                # round trip; docs/core.md, "Performance notes").
                 return WaitReport(self._succeeded, self._failed)
         if running_loop() is loop:
             raise RuntimeError(
@@ -494,7 +498,7 @@ async def run(task: Task) -> None:
         current.ensure_open(task)
         await current.sink.submit(task)
     else:
-        loop = _get_running_loop()
+        loop = asyncio.get_running_loop()
         if current._loop is loop or current._loop is None:
             current._spawn(task, loop, None)
         else:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ._options import ScopeMiddleware, request_id
-from ._scope import RequestScope, _current
+from ._middleware import ScopeMiddleware
+from ._request_id import request_id_from_header
+from ._scope import RequestScope, activate, current_scope, deactivate
 from ._types import ASGIApp
 
 if TYPE_CHECKING:
@@ -69,74 +70,57 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # The hot path of every request: the ContextVar is used directly (not
-        # through current_scope/activate/deactivate), a call less each.
-        tasks = _current.get()
+        request_scope = current_scope()
         token = None
-        if tasks is None:
-            tasks = RequestScope(
+        if request_scope is None:
+            request_scope = RequestScope(
                 request_id=_request_id(scope), sink=self.sink, loop=asyncio.get_running_loop()
             )
-            token = _current.set(tasks)
+            token = activate(request_scope)
         try:
             if self.wait == "before_response":
-                send = _HoldingTheEnd(send, tasks, self.timeout)
+                send = _holding_the_end(send, request_scope, self.timeout)
             await self.app(scope, receive, send)
         finally:
             try:
                 # Also the path of a handler that raised or never finished
                 # its response, and of a client that went away. Most requests
                 # have no task left by now: close without a wait to await.
-                if tasks.pending:
-                    await tasks.drain(self.timeout)
+                if request_scope.pending:
+                    await request_scope.wait(self.timeout)
                 else:
-                    tasks.close()
+                    request_scope.close()
             finally:
                 if token is not None:
-                    _current.reset(token)
+                    deactivate(token)
 
 
-class _HoldingTheEnd:
-    """The ``send`` a before_response request's app gets: it holds the end.
+def _holding_the_end(send: Send, request_scope: RequestScope, timeout: float | None) -> Send:
+    """The ``send`` a before_response request's app gets: it holds the end of the response."""
+    trailers = False
 
-    An object with slots rather than a closure: one allocation per request
-    instead of a function, its cells and their tuple, all alive (and
-    counted by the garbage collector) while the request waits.
-    """
-
-    __slots__ = ("send", "tasks", "timeout", "trailers")
-
-    def __init__(self, send: Send, tasks: RequestScope, timeout: float | None) -> None:
-        self.send = send
-        self.tasks = tasks
-        self.timeout = timeout
-        self.trailers = False
-
-    async def __call__(self, message: Message) -> None:
+    async def send_after_tasks(message: Message) -> None:
+        nonlocal trailers
         kind = message["type"]
-        if kind == "http.response.body":  # by far the most common message: test it first
-            ending = not message.get("more_body", False) and not self.trailers
-        elif kind == "http.response.start":
-            self.trailers = message.get("trailers", False)
-            ending = False
-        else:
-            ending = (
-                kind in _ENDING
-                and not message.get(_ENDING[kind] or "", False)
-                # With trailers announced, only the last trailers message ends it.
-                and (not self.trailers or kind == "http.response.trailers")
-            )
-        if ending:
-            tasks = self.tasks
-            if tasks.pending:
-                await tasks.drain(self.timeout)
+        if kind == "http.response.start":
+            trailers = message.get("trailers", False)
+        elif (
+            kind in _ENDING
+            and not message.get(_ENDING[kind] or "", False)
+            # With trailers announced, only the last trailers message ends it.
+            and (not trailers or kind == "http.response.trailers")
+        ):
+            if request_scope.pending:
+                await request_scope.wait(timeout)
             else:
-                tasks.close()
-        await self.send(message)
+                request_scope.close()
+        await send(message)
+
+    return send_after_tasks
 
 
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            return request_id(value.decode("latin-1"))
-    return request_id(None)
+            return request_id_from_header(value.decode("latin-1"))
+    return request_id_from_header(None)

@@ -16,6 +16,11 @@ it (the pool carries the id, never the scope). Each line is one JSON object:
 ``time``, ``level``, ``logger``, ``message``, ``request_id``, ``task_type``
 when known, ``exception`` when there is one, and the record's other extra
 fields (``mail_type``, ``attempt``...).
+
+:func:`current_request_id` is here too, where it was first published; it
+lives in the core (:func:`apitask.current_request_id`) because a request id
+is not a logging concern: the middleware gives it, the scope and the pool
+carry it, the outbox stores it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from ._task_request import current_request_id
+from ._request_id import current_request_id
 
 __all__ = ["JSONFormatter", "RequestIdFilter", "current_request_id"]
 

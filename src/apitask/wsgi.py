@@ -15,7 +15,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
-from ._options import ScopeMiddleware, request_id
+from ._middleware import ScopeMiddleware
+from ._request_id import request_id_from_header
 from ._scope import RequestScope, activate, current_scope, deactivate
 from ._types import WSGIApp
 
@@ -60,18 +61,18 @@ class TaskMiddleware(ScopeMiddleware[WSGIApp]):
     """
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        tasks = current_scope() or RequestScope(
-            request_id=request_id(environ.get("HTTP_X_REQUEST_ID")), sink=self.sink
+        request_scope = current_scope() or RequestScope(
+            request_id=request_id_from_header(environ.get("HTTP_X_REQUEST_ID")), sink=self.sink
         )
-        token = activate(tasks)
+        token = activate(request_scope)
         try:
             body = self.app(environ, start_response)
         except BaseException:
-            tasks.wait_sync(self.timeout)
+            request_scope.wait_sync(self.timeout)
             raise
         finally:
             deactivate(token)
-        return _Body(body, tasks, self.timeout, hold_last=self.wait == "before_response")
+        return _Body(body, request_scope, self.timeout, hold_last=self.wait == "before_response")
 
 
 class _Body:
@@ -82,13 +83,18 @@ class _Body:
     again around each chunk so ``run_sync`` works there too.
     """
 
-    __slots__ = ("_body", "_hold_last", "_tasks", "_timeout")
+    __slots__ = ("_body", "_hold_last", "_request_scope", "_timeout")
 
     def __init__(
-        self, body: Iterable[bytes], tasks: RequestScope, timeout: float | None, *, hold_last: bool
+        self,
+        body: Iterable[bytes],
+        request_scope: RequestScope,
+        timeout: float | None,
+        *,
+        hold_last: bool,
     ) -> None:
         self._body = body
-        self._tasks = tasks
+        self._request_scope = request_scope
         self._timeout = timeout
         self._hold_last = hold_last
 
@@ -104,12 +110,12 @@ class _Body:
             while (chunk := self._next(chunks)) is not _END:
                 yield held
                 held = chunk
-        self._tasks.wait_sync(self._timeout)
+        self._request_scope.wait_sync(self._timeout)
         if held is not _END:
             yield held
 
     def _next(self, chunks: Iterator[bytes]) -> bytes | _End:
-        token = activate(self._tasks)
+        token = activate(self._request_scope)
         try:
             return next(chunks, _END)
         finally:
@@ -120,10 +126,10 @@ class _Body:
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
-                token = activate(self._tasks)
+                token = activate(self._request_scope)
                 try:
                     close()
                 finally:
                     deactivate(token)
         finally:
-            self._tasks.wait_sync(self._timeout)
+            self._request_scope.wait_sync(self._timeout)

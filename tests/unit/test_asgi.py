@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +17,6 @@ import pytest
 
 import apitask
 from apitask import TaskError
-from apitask._options import _new_id_prefix, request_id
 from apitask.asgi import TaskMiddleware
 
 if TYPE_CHECKING:
@@ -521,30 +518,3 @@ async def test_sync_tasks_block_in_a_thread_never_on_the_loop(
     assert record.task_type == "test.on_loop"  # type: ignore[attr-defined]
     assert record.exc_info is not None
     assert type(record.exc_info[1]).__name__ == "BlockingError"
-
-
-def test_generated_request_ids_are_unique_and_a_fork_draws_a_new_prefix() -> None:
-    """A fresh id is a per-process prefix plus a counter; a forked child gets a new prefix."""
-    ids = [request_id(None) for _ in range(3)]
-    assert len(set(ids)) == 3
-    assert len({generated[:16] for generated in ids}) == 1
-    # In a single-threaded interpreter of its own, fork and compare.
-    code = (
-        "import os, sys\n"
-        "from apitask._options import request_id\n"
-        "parent = request_id(None)\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    print(request_id(None), flush=True)\n"
-        "    os._exit(0)\n"
-        "os.waitpid(pid, 0)\n"
-        "print(parent)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    child, parent = out.stdout.split()
-    assert child[:16] != parent[:16]
-    assert all(re.fullmatch(r"[0-9a-f]{32}", generated) for generated in (child, parent))
-    # The hook itself, in this process (the child's coverage is not collected).
-    before = request_id(None)
-    _new_id_prefix()
-    assert request_id(None)[:16] != before[:16]

@@ -173,7 +173,7 @@ async def test_a_cancelled_wait_leaves_the_other_waits_and_the_tasks_alone() -> 
         ready.set()  # wait() parks without yielding first: parked once this is seen
         return await apitask.wait()
 
-    async with apitask.scope() as tasks:
+    async with apitask.scope() as request_scope:
         await apitask.run(apitask.task("test.blocked", blocked))
         doomed, other = (asyncio.create_task(waiter(ready)) for ready in parked)
         for ready in parked:
@@ -181,7 +181,7 @@ async def test_a_cancelled_wait_leaves_the_other_waits_and_the_tasks_alone() -> 
         doomed.cancel()
         with pytest.raises(asyncio.CancelledError):
             await doomed
-        assert not other.done() and tasks.pending == 1
+        assert not other.done() and request_scope.pending == 1
         release.set()
         report = await other
     assert finished.is_set()
@@ -573,3 +573,14 @@ async def test_tasks_done_before_the_deadline_are_simply_waited() -> None:
         report = await s.wait(timeout=30)
     assert report == apitask.WaitReport(succeeded=1)
     assert counter.n == 1
+
+
+async def test_drain_is_a_deprecated_wait() -> None:
+    """RequestScope.drain(), the old name, still closes and waits, and warns."""
+    counter = Counter()
+    request_scope = apitask.RequestScope(loop=asyncio.get_running_loop())
+    request_scope.start(apitask.task("test.bump", counter.bump))
+    with pytest.warns(DeprecationWarning, match=r"use wait\(\)"):
+        assert await request_scope.drain() == ((), ())
+    assert counter.n == 1
+    assert request_scope.state is ScopeState.CLOSED and request_scope.pending == 0

@@ -6,9 +6,10 @@ templates and validation; :class:`Message` and the errors need nothing.
 
 from __future__ import annotations
 
-import types as _types
 import typing as _typing
 
+from .._exports import show_public_path as _show_public_path
+from .._exports import show_public_paths as _show_public_paths
 from ._client import MailClient
 from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
 from ._headers import check_header
@@ -78,26 +79,16 @@ __all__ = [
 _SMTP_NAMES = frozenset({"SMTPClient", "SMTPCounters", "TLSMode"})
 
 
-def _publish(value: object) -> object:
-    # Reprs, tracebacks and the API docs show apitask.mail.Message, the path
-    # users import, not the private module it is written in (as httpx does).
-    if isinstance(value, type | _types.FunctionType) and value.__module__.startswith(
-        f"{__name__}._"
-    ):
-        value.__module__ = __name__
-    return value
-
-
 def __getattr__(name: str) -> object:
     # Lazy, so that Message and the errors work without the mail extra.
     if name in _SMTP_NAMES:
         from ._smtp import _client
 
-        return _publish(getattr(_client, name))
+        return _show_public_path(__name__, getattr(_client, name))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-for _name in __all__:
-    if _name not in _SMTP_NAMES:
-        _publish(globals()[_name])
-del _name
+# Reprs, tracebacks and the API docs show apitask.mail.Message, the path
+# users import, not the private module it is written in. The lazy SMTP
+# names get it on first use, in __getattr__.
+_show_public_paths(__name__, globals(), (name for name in __all__ if name not in _SMTP_NAMES))

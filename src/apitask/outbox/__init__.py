@@ -12,10 +12,10 @@ Needs the ``sqlalchemy`` extra (SQLite) or the ``postgres`` extra.
 
 from __future__ import annotations
 
-import inspect
 import typing
 import warnings
 
+from .._exports import show_public_paths as _show_public_paths
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
 from ._records import Job, JobState, JobTimeoutError, OutboxError, SchemaStatus, Stats
 from ._registry import JobDecodeError, TaskFactory, TaskRegistry
@@ -44,17 +44,10 @@ __all__ = [
 ]
 
 
-def _show_public_path() -> None:
-    # Classes and functions name apitask.outbox as their module, not the private
-    # one defining them: reprs, tracebacks, pickles and the API docs show the
-    # path users import (httpx does the same).
-    for name in __all__:
-        value = globals()[name]
-        if isinstance(value, type) or inspect.isfunction(value):
-            value.__module__ = __name__
-
-
-_show_public_path()
+# Classes and functions name apitask.outbox as their module, not the private
+# one defining them: reprs, tracebacks, pickles and the API docs show the
+# path users import.
+_show_public_paths(__name__, globals(), __all__)
 
 # Moved to apitask.cli (the command line's parts are not the outbox's API);
 # importable from here, with a DeprecationWarning, for one release.

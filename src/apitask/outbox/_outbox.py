@@ -7,8 +7,8 @@ import contextvars
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._exceptions import TaskError
+from .._request_id import current_request_id
 from .._scope import scope
-from .._task_request import current_request_id
 from ._registry import TaskRegistry, encode_payload
 from ._store import NewJob
 from ._worker import Worker

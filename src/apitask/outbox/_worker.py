@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .._backoff import Backoff, next_delay
 from .._counters import Outcome, TaskCounters
 from .._exceptions import TransientError
-from .._task_request import task_request_id
+from .._request_id import task_request_id
 from ._records import Finish, JobState, JobTimeoutError, OutboxError, Verdict
 from ._registry import JobDecodeError
 
