@@ -1,6 +1,7 @@
 """Users, identities and one-time tokens: queries and the user JSON (§2, §7).
 
-A user is handled as the mapping of its ``users`` row; functions take the
+A user is handled as its ``users`` row (:class:`~apitask_auth.storage.rows.User`,
+a ``TypedDict``); functions take the
 caller's connection so a flow's writes (and, in outbox mode, its mail job)
 share one transaction.
 
@@ -9,7 +10,7 @@ Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +29,7 @@ from apitask_auth.storage.db import (
     users_email_partial_key,
     verify_attempts,
 )
+from apitask_auth.storage.rows import Identity, User, identity_row, user_row
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TOKEN_COLUMNS",
     "AddressTakenError",
+    "SentAtColumn",
     "User",
     "clear_one_time_token",
     "clear_one_time_tokens",
@@ -61,7 +64,6 @@ __all__ = [
     "user_json",
 ]
 
-User = dict[str, Any]
 _T = TypeVar("_T")
 
 
@@ -96,6 +98,11 @@ async def retry_if_taken(attempt: Callable[[], Awaitable[_T]]) -> _T:
         return await attempt()
 
 
+# The users columns recording when a token mail was last sent.
+SentAtColumn = Literal[
+    "confirmation_sent_at", "recovery_sent_at", "email_change_sent_at", "reauthentication_sent_at"
+]
+
 # one_time_tokens.token_type -> the users column holding the same token.
 TOKEN_COLUMNS = {
     "confirmation_token": "confirmation_token",
@@ -121,7 +128,7 @@ def iso(value: datetime | None) -> str | None:
 async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
     """The user with this id, or None."""
     row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
-    return dict(row._mapping) if row is not None else None
+    return user_row(row) if row is not None else None
 
 
 # The statements of the mail flows' hot path, built once: a request then pays only
@@ -186,7 +193,7 @@ _RESET_ATTEMPTS = (
 async def find_user_by_email(conn: AsyncConnection, email: str, aud: str) -> User | None:
     """The (non-SSO) user of audience ``aud`` with this address, compared lowercased."""
     row = (await conn.execute(_BY_EMAIL, {"email": email.lower(), "aud": aud})).first()
-    return dict(row._mapping) if row is not None else None
+    return user_row(row) if row is not None else None
 
 
 async def create_user(
@@ -207,7 +214,7 @@ async def create_user(
         AddressTakenError: another transaction holds an account with this address.
     """
     at = now()
-    values: User = {
+    values: dict[str, Any] = {
         "id": user_id or new_id(),
         "aud": aud,
         "role": role,
@@ -268,19 +275,19 @@ async def update_user(conn: AsyncConnection, user_id: str, **values: Any) -> Use
     # RETURNING (SQLite >= 3.35, PostgreSQL) spares the re-read: one statement, not two.
     params = {"updated_at": now(), **values, "user_id_": user_id}
     try:
-        return dict((await conn.execute(_UPDATE, params)).one()._mapping)
+        return user_row((await conn.execute(_UPDATE, params)).one())
     except IntegrityError as exc:  # a new address another account took meanwhile
         if _is_taken(exc):
             raise AddressTakenError from exc
         raise
 
 
-async def list_identities(conn: AsyncConnection, user_id: str) -> list[dict[str, Any]]:
+async def list_identities(conn: AsyncConnection, user_id: str) -> list[Identity]:
     """The user's identities, oldest first."""
     rows = await conn.execute(
         select(identities).where(identities.c.user_id == user_id).order_by(identities.c.created_at)
     )
-    return [dict(row._mapping) for row in rows]
+    return [identity_row(row) for row in rows]
 
 
 async def set_one_time_token(
@@ -290,7 +297,7 @@ async def set_one_time_token(
     stored_token: str,
     relates_to: str,
     *,
-    sent_at_column: str,
+    sent_at_column: SentAtColumn,
 ) -> User:
     """Store a token on the user's column and as its one row of that type (§2)."""
     at = now()
@@ -403,7 +410,7 @@ async def confirm_email(conn: AsyncConnection, user: User) -> User:
     )
 
 
-def _identity_json(identity: dict[str, Any]) -> dict[str, Any]:
+def _identity_json(identity: Identity) -> dict[str, Any]:
     return {
         "identity_id": identity["id"],
         "id": identity["provider_id"],
@@ -422,7 +429,7 @@ async def user_body(conn: AsyncConnection, user: User) -> dict[str, Any]:
     return user_json(user, await list_identities(conn, user["id"]))
 
 
-def user_json(user: User, user_identities: list[dict[str, Any]]) -> dict[str, Any]:
+def user_json(user: User, user_identities: list[Identity]) -> dict[str, Any]:
     """GoTrue's user JSON (§7): secrets never, optional fields only when set."""
     confirmed_candidates = [
         at for at in (user["email_confirmed_at"], user["phone_confirmed_at"]) if at is not None

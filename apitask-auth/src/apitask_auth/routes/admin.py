@@ -21,6 +21,7 @@ from apitask_auth.accounts.flows import (
 )
 from apitask_auth.accounts.security import generate_otp, hash_password, random_password, token_hash
 from apitask_auth.accounts.users import (
+    SentAtColumn,
     User,
     confirm_email,
     create_user,
@@ -43,6 +44,7 @@ from apitask_auth.http.models import (  # noqa: TC001 - FastAPI reads these anno
 )
 from apitask_auth.http.redirects import action_link, allowed_redirect, redirect_to
 from apitask_auth.storage.db import identities, now, sessions, users
+from apitask_auth.storage.rows import user_row
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -109,7 +111,7 @@ async def invite(params: InviteParams, request: Request, svc: Svc, admin: Admin)
     return await retry_if_taken(attempt)  # a concurrent creation of the address: see _invitee
 
 
-_LINK_TYPES = {
+_LINK_TYPES: dict[str, tuple[str, SentAtColumn, str]] = {
     # type -> (one-time token type, *_sent_at column, link type)
     "signup": ("confirmation_token", "confirmation_sent_at", "signup"),
     "invite": ("confirmation_token", "confirmation_sent_at", "invite"),
@@ -237,7 +239,7 @@ async def _email_change_link(
             user,
             "email_change_token_current",
             hashed,
-            user["email"],
+            user["email"] or "",
             sent_at_column="email_change_sent_at",
         )
     return user, (hashed if kind == "email_change_current" else new_hash)
@@ -314,7 +316,7 @@ async def list_users(
         rows = await conn.execute(
             query.order_by(users.c.created_at.desc(), users.c.id).limit(size).offset(offset)
         )
-        bodies = [await user_body(conn, dict(row._mapping)) for row in rows.all()]
+        bodies = [await user_body(conn, user_row(row)) for row in rows.all()]
     last = max(1, -(-total // size))
     base = str(request.url.remove_query_params(["page", "per_page"]))
     sep = "&" if "?" in base else "?"

@@ -61,7 +61,8 @@ _REFRESH_TOKEN = re.compile(r"[a-z0-9]{12}")
 def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> dict[str, Any]:
     """The anti-enumeration answer for a confirmed address (§3.1)."""
     at = now()
-    fake = dict(user) | {
+    fake: User = {
+        **user,
         "id": new_id(),
         "role": "",
         "aud": aud,

@@ -19,6 +19,7 @@ from apitask_auth.accounts.flows import latest_flow_state, validate_email
 from apitask_auth.accounts.security import token_hash
 from apitask_auth.accounts.sessions import issue_session
 from apitask_auth.accounts.users import (
+    SentAtColumn,
     User,
     clear_one_time_tokens,
     confirm_email,
@@ -59,7 +60,7 @@ _VERIFY_TYPES: dict[str, tuple[list[str], str, str]] = {
         "email_change",
     ),
 }
-_SENT_AT = {
+_SENT_AT: dict[str, SentAtColumn] = {
     "confirmation_token": "confirmation_sent_at",
     "recovery_token": "recovery_sent_at",
     "email_change_token_current": "email_change_sent_at",
@@ -69,7 +70,7 @@ _EFFECTIVE = {"confirmation_token": "signup", "recovery_token": "magiclink"}
 
 
 def _expired(settings: Settings, user: User, token_type: str) -> bool:
-    sent_at = user.get(_SENT_AT[token_type])
+    sent_at = user[_SENT_AT[token_type]]
     return sent_at is None or sent_at + settings.otp_exp < now()
 
 
@@ -221,7 +222,7 @@ async def verify_link(
         raise bad_request(ErrorCode.VALIDATION_FAILED, "Verify requires a token or a token hash")
     redirect = redirect_to(settings, request)
     is_pkce = token.startswith("pkce_")
-    changed: tuple[User, str] | None = None
+    changed: tuple[User, str | None] | None = None
     try:
         async with svc.engine.begin() as conn:
             user, effective, token_type = await _verified_user(
@@ -286,7 +287,7 @@ async def verify_link(
 async def _notify_email_changed(svc: Service, user: User, old_email: str | None) -> None:
     """GoTrue's email_changed notification, to the old address, when switched on."""
     if svc.settings.mailer_notifications_email_changed_enabled and old_email:
-        data = notification_data(svc, user["email"], user["raw_user_meta_data"], old_email)
+        data = notification_data(svc, user["email"] or "", user["raw_user_meta_data"], old_email)
         await notify(svc, "email_changed_notification", old_email, data)
 
 
