@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 
+from apitask_auth.accounts.bodies import SessionBody
 from apitask_auth.accounts.security import encode_jwt, new_refresh_token
 from apitask_auth.accounts.users import User, update_user, user_body
 from apitask_auth.errors import APIError, ErrorCode, bad_request
@@ -95,17 +96,17 @@ async def session_response(
     user: User,
     session: Session,
     refresh_token: str,
-) -> dict[str, Any]:
+) -> SessionBody:
     """GoTrue's session JSON (``S``) for a session and its current refresh token."""
     claims = _claims(settings, user, session)
-    return {
-        "access_token": encode_jwt(claims, settings.jwt_secret, settings.jwt_key_id),
-        "token_type": "bearer",
-        "expires_in": settings.jwt_exp,
-        "expires_at": claims["exp"],
-        "refresh_token": refresh_token,
-        "user": await user_body(conn, user),
-    }
+    return SessionBody(
+        access_token=encode_jwt(claims, settings.jwt_secret, settings.jwt_key_id),
+        token_type="bearer",
+        expires_in=settings.jwt_exp,
+        expires_at=claims["exp"],
+        refresh_token=refresh_token,
+        user=await user_body(conn, user),
+    )
 
 
 async def _insert_refresh_token(
@@ -129,7 +130,7 @@ async def _insert_refresh_token(
 
 async def issue_session(
     conn: AsyncConnection, settings: Settings, user: User, method: str
-) -> dict[str, Any]:
+) -> SessionBody:
     """Start a session for ``user`` signed in by ``method`` and return ``S``."""
     at = now()
     session: Session = {

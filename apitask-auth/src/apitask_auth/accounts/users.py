@@ -10,11 +10,12 @@ Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from apitask_auth.accounts.bodies import IdentityBody, UserBody
 from apitask_auth.errors import APIError, ErrorCode
 from apitask_auth.storage.db import (
     BACKENDS,
@@ -118,6 +119,10 @@ def is_confirmed(user: User) -> bool:
     return user["email_confirmed_at"] is not None
 
 
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 def iso(value: datetime | None) -> str | None:
     """RFC 3339 with fractional seconds, as GoTrue writes timestamps."""
     if value is None:
@@ -410,58 +415,54 @@ async def confirm_email(conn: AsyncConnection, user: User) -> User:
     )
 
 
-def _identity_json(identity: Identity) -> dict[str, Any]:
-    return {
-        "identity_id": identity["id"],
-        "id": identity["provider_id"],
-        "user_id": identity["user_id"],
-        "identity_data": identity["identity_data"],
-        "provider": identity["provider"],
-        "last_sign_in_at": iso(identity["last_sign_in_at"]),
-        "created_at": iso(identity["created_at"]),
-        "updated_at": iso(identity["updated_at"]),
-        "email": identity["email"] or "",
-    }
+def _identity_body(identity: Identity) -> IdentityBody:
+    """One identity as the user JSON lists it."""
+    return IdentityBody(
+        identity_id=identity["id"],
+        id=identity["provider_id"],
+        user_id=identity["user_id"],
+        identity_data=identity["identity_data"],
+        provider=identity["provider"],
+        last_sign_in_at=iso(identity["last_sign_in_at"]),
+        created_at=iso(identity["created_at"]),
+        updated_at=iso(identity["updated_at"]),
+        email=identity["email"] or "",
+    )
 
 
-async def user_body(conn: AsyncConnection, user: User) -> dict[str, Any]:
+async def user_body(conn: AsyncConnection, user: User) -> UserBody:
     """The user JSON, with the user's identities loaded."""
     return user_json(user, await list_identities(conn, user["id"]))
 
 
-def user_json(user: User, user_identities: list[Identity]) -> dict[str, Any]:
-    """GoTrue's user JSON (§7): secrets never, optional fields only when set."""
+def user_json(user: User, user_identities: list[Identity]) -> UserBody:
+    """GoTrue's user JSON (§7): secrets never; empty optional fields are left out
+    when the body is dumped (see :mod:`.bodies`)."""
     confirmed_candidates = [
         at for at in (user["email_confirmed_at"], user["phone_confirmed_at"]) if at is not None
     ]
-    body: dict[str, Any] = {
-        "id": user["id"],
-        "aud": user["aud"],
-        "role": user["role"],
-        "email": user["email"] or "",
-        "phone": user["phone"] or "",
-    }
-    optional = {
-        "email_confirmed_at": iso(user["email_confirmed_at"]),
-        "invited_at": iso(user["invited_at"]),
-        "phone_confirmed_at": iso(user["phone_confirmed_at"]),
-        "confirmation_sent_at": iso(user["confirmation_sent_at"]),
-        "confirmed_at": iso(min(confirmed_candidates)) if confirmed_candidates else None,
-        "recovery_sent_at": iso(user["recovery_sent_at"]),
-        "new_email": user["email_change"],
-        "email_change_sent_at": iso(user["email_change_sent_at"]),
-        "reauthentication_sent_at": iso(user["reauthentication_sent_at"]),
-        "last_sign_in_at": iso(user["last_sign_in_at"]),
-    }
-    body.update({key: value for key, value in optional.items() if value})
-    body["app_metadata"] = user["raw_app_meta_data"]
-    body["user_metadata"] = user["raw_user_meta_data"]
-    body["identities"] = [_identity_json(identity) for identity in user_identities]
-    body["created_at"] = iso(user["created_at"])
-    body["updated_at"] = iso(user["updated_at"])
-    if user["banned_until"] is not None:
-        body["banned_until"] = iso(user["banned_until"])
-    if user["deleted_at"] is not None:
-        body["deleted_at"] = iso(user["deleted_at"])
-    body["is_anonymous"] = bool(user["is_anonymous"])
-    return body
+    return UserBody(
+        id=user["id"],
+        aud=user["aud"],
+        role=user["role"],
+        email=user["email"] or "",
+        phone=user["phone"] or "",
+        email_confirmed_at=iso(user["email_confirmed_at"]),
+        invited_at=iso(user["invited_at"]),
+        phone_confirmed_at=iso(user["phone_confirmed_at"]),
+        confirmation_sent_at=iso(user["confirmation_sent_at"]),
+        confirmed_at=iso(min(confirmed_candidates)) if confirmed_candidates else None,
+        recovery_sent_at=iso(user["recovery_sent_at"]),
+        new_email=user["email_change"],
+        email_change_sent_at=iso(user["email_change_sent_at"]),
+        reauthentication_sent_at=iso(user["reauthentication_sent_at"]),
+        last_sign_in_at=iso(user["last_sign_in_at"]),
+        app_metadata=user["raw_app_meta_data"],
+        user_metadata=user["raw_user_meta_data"],
+        identities=[_identity_body(identity) for identity in user_identities],
+        created_at=iso(user["created_at"]),
+        updated_at=iso(user["updated_at"]),
+        banned_until=iso(user["banned_until"]),
+        deleted_at=iso(user["deleted_at"]),
+        is_anonymous=bool(user["is_anonymous"]),
+    )

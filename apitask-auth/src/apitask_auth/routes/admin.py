@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete, func, select
 
 from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.bodies import GenerateLinkBody, UserBody, UserListBody
 from apitask_auth.accounts.flows import (
     check_password_strength,
     send_token_mail,
@@ -90,7 +91,7 @@ async def _invitee(
     return user
 
 
-@router.post("/invite")
+@router.post("/invite", response_model=UserBody)
 async def invite(params: InviteParams, request: Request, svc: Svc, admin: Admin) -> Response:
     """Create (or reuse an unconfirmed) user and mail them an invite."""
     settings = svc.settings
@@ -106,7 +107,7 @@ async def invite(params: InviteParams, request: Request, svc: Svc, admin: Admin)
             )
             user = await update_user(conn, user["id"], invited_at=now())
             await _audit(conn, request, admin, "user_invited", user)
-            return JSONResponse(await user_body(conn, user))
+            return JSONResponse((await user_body(conn, user)).model_dump())
 
     return await retry_if_taken(attempt)  # a concurrent creation of the address: see _invitee
 
@@ -120,7 +121,7 @@ _LINK_TYPES: dict[str, tuple[str, SentAtColumn, str]] = {
 }
 
 
-@router.post("/admin/generate_link")
+@router.post("/admin/generate_link", response_model=GenerateLinkBody)
 async def generate_link(
     params: GenerateLinkParams, request: Request, svc: Svc, admin: Admin
 ) -> Response:
@@ -139,7 +140,7 @@ async def generate_link(
     otp = generate_otp(settings.otp_length)
     hashed = token_hash(email, otp, settings.jwt_secret)
 
-    async def attempt() -> tuple[dict[str, Any], str, str]:
+    async def attempt() -> tuple[UserBody, str, str]:
         link_kind, link_params = kind, params
         async with svc.engine.begin() as conn:
             user = await find_user_by_email(conn, email, aud)
@@ -192,14 +193,15 @@ async def generate_link(
 
     # A concurrent creation of the address: run again, as for an existing one.
     body, link, kind = await retry_if_taken(attempt)
-    body |= {
-        "action_link": link,
-        "email_otp": otp,
-        "hashed_token": hashed,
-        "verification_type": kind,
-        "redirect_to": redirect,
-    }
-    return JSONResponse(body)
+    answer = GenerateLinkBody(
+        **dict(body),
+        action_link=link,
+        email_otp=otp,
+        hashed_token=hashed,
+        verification_type=kind,
+        redirect_to=redirect,
+    )
+    return JSONResponse(answer.model_dump())
 
 
 async def _email_change_link(
@@ -290,7 +292,7 @@ def _out_of_range(name: str, raw: str) -> APIError:
     )
 
 
-@router.get("/admin/users")
+@router.get("/admin/users", response_model=UserListBody)
 async def list_users(
     request: Request,
     svc: Svc,
@@ -325,7 +327,7 @@ async def list_users(
         links.append(f'<{base}{sep}page={number + 1}&per_page={size}>; rel="next"')
     links.append(f'<{base}{sep}page={last}&per_page={size}>; rel="last"')
     return JSONResponse(
-        {"users": bodies, "aud": aud},
+        UserListBody(users=bodies, aud=aud).model_dump(),
         headers={"X-Total-Count": str(total), "Link": ", ".join(links)},
     )
 
@@ -339,7 +341,7 @@ def _ban(value: str) -> Any:
         raise bad_request(ErrorCode.VALIDATION_FAILED, "invalid format for ban duration") from None
 
 
-@router.post("/admin/users")
+@router.post("/admin/users", response_model=UserBody)
 async def create_admin_user(
     params: AdminUserParams, request: Request, svc: Svc, admin: Admin
 ) -> Response:
@@ -396,19 +398,20 @@ async def create_admin_user(
             if banned is not None:
                 user = await update_user(conn, user["id"], banned_until=banned)
             await _audit(conn, request, admin, "user_signedup", user)
-            return JSONResponse(await user_body(conn, user))
+            return JSONResponse((await user_body(conn, user)).model_dump())
 
     return await retry_if_taken(attempt)
 
 
-@router.get("/admin/users/{user_id}")
+@router.get("/admin/users/{user_id}", response_model=UserBody)
 async def get_admin_user(user_id: str, svc: Svc, admin: Admin) -> Response:
     """One user."""
     async with svc.engine.connect() as conn:
-        return JSONResponse(await user_body(conn, await existing_user(conn, user_id)))
+        body = await user_body(conn, await existing_user(conn, user_id))
+    return JSONResponse(body.model_dump())
 
 
-@router.put("/admin/users/{user_id}")
+@router.put("/admin/users/{user_id}", response_model=UserBody)
 async def update_admin_user(
     user_id: str, params: AdminUserParams, request: Request, svc: Svc, admin: Admin
 ) -> Response:
@@ -448,7 +451,7 @@ async def update_admin_user(
         if params.email_confirm:
             user = await confirm_email(conn, user)
         await _audit(conn, request, admin, "user_modified", user)
-        return JSONResponse(await user_body(conn, user))
+        return JSONResponse((await user_body(conn, user)).model_dump())
 
 
 @router.delete("/admin/users/{user_id}")

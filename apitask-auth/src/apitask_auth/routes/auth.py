@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete, select
 
 from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.bodies import SessionBody, UserBody
 from apitask_auth.accounts.flows import (
     check_password_strength,
     create_flow_state,
@@ -58,7 +59,7 @@ router = APIRouter()
 _REFRESH_TOKEN = re.compile(r"[a-z0-9]{12}")
 
 
-def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> dict[str, Any]:
+def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> UserBody:
     """The anti-enumeration answer for a confirmed address (§3.1)."""
     at = now()
     fake: User = {
@@ -82,7 +83,7 @@ def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> dict[s
     return user_json(fake, [])
 
 
-@router.post("/signup")
+@router.post("/signup", response_model=SessionBody | UserBody)
 async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
     """Register with e-mail and password; confirm by mail unless autoconfirm is on."""
     settings = svc.settings
@@ -136,7 +137,7 @@ async def register_email(
                 if settings.mailer_autoconfirm:
                     raise unprocessable(ErrorCode.USER_ALREADY_EXISTS, "User already registered")
                 mark_nothing_sent(request)
-                return JSONResponse(_fake_user(email, aud, data, user))
+                return JSONResponse(_fake_user(email, aud, data, user).model_dump())
             if user is None:
                 user = await create_user(
                     conn,
@@ -151,7 +152,8 @@ async def register_email(
                 await audit(
                     conn, request, user["id"], email, "user_signedup", {"provider": "email"}
                 )
-                return JSONResponse(await issue_session(conn, settings, user, "password"))
+                session = await issue_session(conn, settings, user, "password")
+                return JSONResponse(session.model_dump())
             if pkce is not None:
                 await create_flow_state(conn, user["id"], pkce, "email/signup", "email")
             user = await send_token_mail(
@@ -168,16 +170,16 @@ async def register_email(
             body = await user_body(conn, user)
         mark_sent(request)
         if user["invited_at"] is not None:
-            body["user_metadata"] = {}
-            body["identities"] = []
-        return JSONResponse(body)
+            body.user_metadata = {}
+            body.identities = []
+        return JSONResponse(body.model_dump())
 
     # A concurrent sign-up of the same address may commit between our look-up and
     # our insert: run again, and answer as for an existing address.
     return await retry_if_taken(attempt)
 
 
-@router.post("/token")
+@router.post("/token", response_model=SessionBody)
 async def token(
     request: Request, svc: Svc, params: TokenParams, grant_type: str | None = None
 ) -> Response:
@@ -192,11 +194,12 @@ async def token(
     raise refused or bad_request(ErrorCode.INVALID_CREDENTIALS, "unsupported_grant_type")
 
 
-def _session_headers(body: dict[str, Any]) -> dict[str, str]:
-    return {
-        "sb-auth-user-id": body["user"]["id"],
-        "sb-auth-refresh-token-prefix": body["refresh_token"][:5],
+def _session_response(body: SessionBody) -> JSONResponse:
+    headers = {
+        "sb-auth-user-id": body.user.id,
+        "sb-auth-refresh-token-prefix": body.refresh_token[:5],
     }
+    return JSONResponse(body.model_dump(), headers=headers)
 
 
 async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Response:
@@ -233,7 +236,7 @@ async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Re
     async with svc.engine.begin() as conn:
         body = await issue_session(conn, settings, user, "password")
         await audit(conn, request, user["id"], user["email"] or "", "login")
-    return JSONResponse(body, headers=_session_headers(body))
+    return _session_response(body)
 
 
 async def _refresh_grant(request: Request, svc: Svc, params: TokenParams) -> Response:
@@ -257,7 +260,7 @@ async def _refresh_grant(request: Request, svc: Svc, params: TokenParams) -> Res
         async with svc.engine.begin() as conn:
             await delete_session(conn, reused.session_id)
         raise
-    return JSONResponse(body, headers=_session_headers(body))
+    return _session_response(body)
 
 
 async def _pkce_grant(svc: Svc, params: TokenParams) -> Response:
@@ -289,10 +292,10 @@ async def _pkce_grant(svc: Svc, params: TokenParams) -> Response:
             raise not_found(ErrorCode.USER_NOT_FOUND, "User not found")
         await conn.execute(delete(flow_state).where(flow_state.c.id == row.id))
         body = await issue_session(conn, svc.settings, user, row.authentication_method)
-    return JSONResponse(body, headers=_session_headers(body))
+    return _session_response(body)
 
 
-@router.get("/user")
+@router.get("/user", response_model=UserBody)
 async def get_current_user(request: Request, caller: Auth, svc: Svc) -> Response:
     """The signed-in user."""
     token_aud = caller.claims.get("aud")
@@ -303,7 +306,7 @@ async def get_current_user(request: Request, caller: Auth, svc: Svc) -> Response
             ErrorCode.VALIDATION_FAILED, "Token audience doesn't match request audience"
         )
     async with svc.engine.connect() as conn:
-        return JSONResponse(await user_body(conn, caller.user))
+        return JSONResponse((await user_body(conn, caller.user)).model_dump())
 
 
 @router.post("/logout", status_code=204)

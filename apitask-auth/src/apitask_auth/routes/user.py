@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from apitask_auth.accounts.attempts import CountedRefusal, count_try, drop_spent, keeping_tries
 from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.bodies import UserBody
 from apitask_auth.accounts.email_change import send_email_change
 from apitask_auth.accounts.flows import (
     check_password_strength,
@@ -177,7 +178,7 @@ def _validate(settings: Settings, caller: AuthenticatedUser, params: UserUpdateP
     return email if email != (user["email"] or "") else ""
 
 
-@router.put("/user")
+@router.put("/user", response_model=UserBody)
 async def update_current_user(
     params: UserUpdateParams, request: Request, caller: Auth, svc: Svc
 ) -> Response:
@@ -232,7 +233,7 @@ async def update_current_user(
     if params.password is not None and notice and fresh["email"]:
         data = notification_data(svc, fresh["email"], fresh["raw_user_meta_data"])
         await notify(svc, "password_changed_notification", fresh["email"], data)
-    return JSONResponse(body)
+    return JSONResponse(body.model_dump())
 
 
 @router.get("/reauthenticate")

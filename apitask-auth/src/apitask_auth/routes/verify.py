@@ -14,6 +14,7 @@ from sqlalchemy import func, or_, select
 
 from apitask_auth.accounts.attempts import count_try, drop_spent, forget_tries
 from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.bodies import SessionBody, SingleConfirmationBody
 from apitask_auth.accounts.email_change import SINGLE_CONFIRMATION, confirm_email_change
 from apitask_auth.accounts.flows import latest_flow_state, validate_email
 from apitask_auth.accounts.security import token_hash
@@ -260,10 +261,10 @@ async def verify_link(
                 target = _with_fragment(
                     redirect,
                     {
-                        "access_token": session["access_token"],
-                        "expires_at": str(session["expires_at"]),
-                        "expires_in": str(session["expires_in"]),
-                        "refresh_token": session["refresh_token"],
+                        "access_token": session.access_token,
+                        "expires_at": str(session.expires_at),
+                        "expires_in": str(session.expires_in),
+                        "refresh_token": session.refresh_token,
                         "sb": "",
                         "token_type": "bearer",
                         "type": effective,
@@ -291,7 +292,7 @@ async def _notify_email_changed(svc: Service, user: User, old_email: str | None)
         await notify(svc, "email_changed_notification", old_email, data)
 
 
-@router.post("/verify")
+@router.post("/verify", response_model=SessionBody | SingleConfirmationBody)
 async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Response:
     """Verify an OTP (with its address) or a token hash; answers with a session."""
     settings = svc.settings
@@ -335,9 +336,11 @@ async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Respon
             )
             if applied is None:
                 # GoTrue's answer to the first of two confirmations; its code is a string.
-                outcome = JSONResponse({"msg": SINGLE_CONFIRMATION, "code": "200"})
+                confirmation = SingleConfirmationBody(msg=SINGLE_CONFIRMATION, code="200")
+                outcome = JSONResponse(confirmation.model_dump())
             else:
-                outcome = JSONResponse(await issue_session(conn, settings, applied, "otp"))
+                session = await issue_session(conn, settings, applied, "otp")
+                outcome = JSONResponse(session.model_dump())
                 if effective == "email_change":
                     changed = (applied, old_email)
     if outcome is None:
