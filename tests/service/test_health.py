@@ -44,6 +44,70 @@ async def test_openapi_documents_the_endpoints(svc: Service) -> None:
     assert not any(path.startswith("/_dev") for path in paths)
 
 
+def _bodies(schema: dict[str, Any], components: dict[str, Any]) -> set[str]:
+    """The component schemas a response may be: its ``$ref``s, through ``anyOf``, and
+    through the object a list of users comes in."""
+    if "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/components/schemas/")
+        if name == "UserListBody":
+            return {name} | _bodies(components[name]["properties"]["users"]["items"], components)
+        return {name}
+    return {name for choice in schema.get("anyOf", []) for name in _bodies(choice, components)}
+
+
+async def test_openapi_documents_the_user_and_session_bodies(svc: Service) -> None:
+    """The 200 answers of the endpoints that return a user or a session name their
+    schemas; optional user fields are not required, and never null."""
+    document = (await svc.http.get("/openapi.json")).json()
+    components = document["components"]["schemas"]
+    expected = {
+        ("post", "/signup"): {"SessionBody", "UserBody"},
+        ("post", "/token"): {"SessionBody"},
+        ("get", "/user"): {"UserBody"},
+        ("put", "/user"): {"UserBody"},
+        ("post", "/verify"): {"SessionBody", "SingleConfirmationBody"},
+        ("get", "/admin/users"): {"UserListBody", "UserBody"},
+        ("post", "/admin/users"): {"UserBody"},
+        ("get", "/admin/users/{user_id}"): {"UserBody"},
+    }
+    for (method, path), names in expected.items():
+        answer = document["paths"][path][method]["responses"]["200"]
+        assert _bodies(answer["content"]["application/json"]["schema"], components) == names
+    user = components["UserBody"]
+    assert set(user["required"]) == {
+        "id",
+        "aud",
+        "role",
+        "email",
+        "phone",
+        "app_metadata",
+        "user_metadata",
+        "identities",
+        "created_at",
+        "updated_at",
+        "is_anonymous",
+    }
+    assert user["properties"]["email_confirmed_at"] == {
+        "type": "string",
+        "format": "date-time",
+        "title": "Email Confirmed At",
+    }
+    assert user["properties"]["identities"]["items"] == {
+        "$ref": "#/components/schemas/IdentityBody"
+    }
+    assert components["SessionBody"]["properties"]["user"] == {
+        "$ref": "#/components/schemas/UserBody"
+    }
+    assert set(components["SessionBody"]["required"]) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "expires_at",
+        "refresh_token",
+        "user",
+    }
+
+
 async def test_dev_inbox_exists_only_in_dev_mode(make_service: Callable[..., Any]) -> None:
     """Dev mode without an SMTP host: mail reaches the embedded inbox over SMTP and is
     readable at /_dev/inbox; outside dev mode those paths are a GoTrue-style 404."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from apitask.mail import InvalidAddressError, InvalidMessageError, check_address
 from apitask_auth.accounts.security import generate_otp, token_hash
-from apitask_auth.accounts.users import User, set_one_time_token
+from apitask_auth.accounts.users import SentAtColumn, User, set_one_time_token
 from apitask_auth.delivery.mailer import MailData, Template
 from apitask_auth.errors import (
     APIError,
@@ -27,6 +27,7 @@ from apitask_auth.errors import (
 from apitask_auth.http.ratelimit import take_email_allowance
 from apitask_auth.http.redirects import action_link
 from apitask_auth.storage.db import flow_state, new_id, now
+from apitask_auth.storage.rows import FlowState, flow_state_row
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -146,9 +147,7 @@ async def create_flow_state(
     )
 
 
-async def latest_flow_state(
-    conn: AsyncConnection, user_id: str, method: str
-) -> dict[str, Any] | None:
+async def latest_flow_state(conn: AsyncConnection, user_id: str, method: str) -> FlowState | None:
     """The user's newest flow state for ``method``, if any."""
     row = (
         await conn.execute(
@@ -159,7 +158,7 @@ async def latest_flow_state(
             .limit(1)
         )
     ).first()
-    return dict(row._mapping) if row is not None else None
+    return flow_state_row(row) if row is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +168,14 @@ class TokenMail:
     template: Template
     link_type: str
     token_type: str
-    sent_at: str
+    sent_at: SentAtColumn
     url_path: str
     per_user_interval: bool = True
 
 
-def check_interval(settings: Settings, user: User, sent_at_column: str) -> None:
+def check_interval(settings: Settings, user: User, sent_at_column: SentAtColumn) -> None:
     """GoTrue's per-user minimum interval between mails (``GOTRUE_SMTP_MAX_FREQUENCY``)."""
-    sent_at = user.get(sent_at_column)
+    sent_at = user[sent_at_column]
     if sent_at is None:
         return
     remaining = sent_at + settings.max_frequency - now()
@@ -197,13 +196,14 @@ def token_mail(settings: Settings, template: Template) -> TokenMail:
         "magic_link": settings.mailer_urlpaths_recovery,  # GoTrue's MagicLinkMail does so
         "reauthentication": "",  # a code only, no link
     }
-    link_type, token_type, sent_at = {
+    columns: dict[Template, tuple[str, str, SentAtColumn]] = {
         "confirmation": ("signup", "confirmation_token", "confirmation_sent_at"),
         "invite": ("invite", "confirmation_token", "confirmation_sent_at"),
         "recovery": ("recovery", "recovery_token", "recovery_sent_at"),
         "magic_link": ("magiclink", "recovery_token", "recovery_sent_at"),
         "reauthentication": ("", "reauthentication_token", "reauthentication_sent_at"),
-    }[template]
+    }
+    link_type, token_type, sent_at = columns[template]
     # Invites have no per-user interval (§1.7).
     return TokenMail(
         template, link_type, token_type, sent_at, paths[template], template != "invite"
@@ -229,6 +229,7 @@ async def send_token_mail(
     if kind.per_user_interval:
         check_interval(settings, user, kind.sent_at)
     email = user["email"]
+    assert email is not None  # mail goes to accounts found or made by their address
     await before_send(conn, settings, [email], request=request)
     otp = generate_otp(settings.otp_length)
     stored = ("pkce_" if pkce else "") + token_hash(email, otp, settings.jwt_secret)

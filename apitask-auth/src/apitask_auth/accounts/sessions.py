@@ -19,12 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 
+from apitask_auth.accounts.bodies import SessionBody
 from apitask_auth.accounts.security import encode_jwt, new_refresh_token
 from apitask_auth.accounts.users import User, update_user, user_body
 from apitask_auth.errors import APIError, ErrorCode, bad_request
 from apitask_auth.storage.db import new_id, now, refresh_tokens, sessions
+from apitask_auth.storage.rows import Session, session_row
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from apitask_auth.config import Settings
@@ -63,7 +67,7 @@ class RefreshTokenReusedError(APIError):
         self.session_id = session_id
 
 
-def _claims(settings: Settings, user: User, session: dict[str, Any]) -> dict[str, Any]:
+def _claims(settings: Settings, user: User, session: Session) -> dict[str, Any]:
     issued = int(now().timestamp())
     claims: dict[str, Any] = {}
     if settings.jwt_issuer:
@@ -90,19 +94,19 @@ async def session_response(
     conn: AsyncConnection,
     settings: Settings,
     user: User,
-    session: dict[str, Any],
+    session: Session,
     refresh_token: str,
-) -> dict[str, Any]:
+) -> SessionBody:
     """GoTrue's session JSON (``S``) for a session and its current refresh token."""
     claims = _claims(settings, user, session)
-    return {
-        "access_token": encode_jwt(claims, settings.jwt_secret, settings.jwt_key_id),
-        "token_type": "bearer",
-        "expires_in": settings.jwt_exp,
-        "expires_at": claims["exp"],
-        "refresh_token": refresh_token,
-        "user": await user_body(conn, user),
-    }
+    return SessionBody(
+        access_token=encode_jwt(claims, settings.jwt_secret, settings.jwt_key_id),
+        token_type="bearer",
+        expires_in=settings.jwt_exp,
+        expires_at=claims["exp"],
+        refresh_token=refresh_token,
+        user=await user_body(conn, user),
+    )
 
 
 async def _insert_refresh_token(
@@ -126,14 +130,16 @@ async def _insert_refresh_token(
 
 async def issue_session(
     conn: AsyncConnection, settings: Settings, user: User, method: str
-) -> dict[str, Any]:
+) -> SessionBody:
     """Start a session for ``user`` signed in by ``method`` and return ``S``."""
     at = now()
-    session = {
+    session: Session = {
         "id": new_id(),
         "user_id": user["id"],
         "aal": "aal1",
         "amr": [{"method": method, "timestamp": int(at.timestamp())}],
+        "not_after": None,
+        "refreshed_at": None,
         "created_at": at,
         "updated_at": at,
     }
@@ -143,15 +149,18 @@ async def issue_session(
     return await session_response(conn, settings, user, session, token)
 
 
-async def get_session(conn: AsyncConnection, session_id: str) -> dict[str, Any] | None:
+async def get_session(conn: AsyncConnection, session_id: str) -> Session | None:
     """The session with this id, or None."""
     row = (await conn.execute(select(sessions).where(sessions.c.id == session_id))).first()
-    return dict(row._mapping) if row is not None else None
+    return session_row(row) if row is not None else None
 
 
 async def refresh_session(
-    conn: AsyncConnection, settings: Settings, token: str, load_user: Any
-) -> tuple[User, dict[str, Any], str]:
+    conn: AsyncConnection,
+    settings: Settings,
+    token: str,
+    load_user: Callable[[AsyncConnection, str], Awaitable[User | None]],
+) -> tuple[User, Session, str]:
     """Rotate ``token``; returns the user, the session and the refresh token to hand out.
 
     Raises:
@@ -168,7 +177,7 @@ async def refresh_session(
     if row is None:
         raise not_found
     session = await get_session(conn, row.session_id)
-    user: User | None = await load_user(conn, row.user_id)
+    user = await load_user(conn, row.user_id)
     if session is None or user is None:
         raise not_found
     if user["banned_until"] is not None and user["banned_until"] > now():

@@ -1,6 +1,7 @@
 """Users, identities and one-time tokens: queries and the user JSON (§2, §7).
 
-A user is handled as the mapping of its ``users`` row; functions take the
+A user is handled as its ``users`` row (:class:`~apitask_auth.storage.rows.User`,
+a ``TypedDict``); functions take the
 caller's connection so a flow's writes (and, in outbox mode, its mail job)
 share one transaction.
 
@@ -9,11 +10,12 @@ Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from apitask_auth.accounts.bodies import IdentityBody, UserBody
 from apitask_auth.errors import APIError, ErrorCode
 from apitask_auth.storage.db import (
     BACKENDS,
@@ -28,6 +30,7 @@ from apitask_auth.storage.db import (
     users_email_partial_key,
     verify_attempts,
 )
+from apitask_auth.storage.rows import Identity, User, identity_row, user_row
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TOKEN_COLUMNS",
     "AddressTakenError",
+    "SentAtColumn",
     "User",
     "clear_one_time_token",
     "clear_one_time_tokens",
@@ -61,7 +65,6 @@ __all__ = [
     "user_json",
 ]
 
-User = dict[str, Any]
 _T = TypeVar("_T")
 
 
@@ -96,6 +99,11 @@ async def retry_if_taken(attempt: Callable[[], Awaitable[_T]]) -> _T:
         return await attempt()
 
 
+# The users columns recording when a token mail was last sent.
+SentAtColumn = Literal[
+    "confirmation_sent_at", "recovery_sent_at", "email_change_sent_at", "reauthentication_sent_at"
+]
+
 # one_time_tokens.token_type -> the users column holding the same token.
 TOKEN_COLUMNS = {
     "confirmation_token": "confirmation_token",
@@ -111,6 +119,10 @@ def is_confirmed(user: User) -> bool:
     return user["email_confirmed_at"] is not None
 
 
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 def iso(value: datetime | None) -> str | None:
     """RFC 3339 with fractional seconds, as GoTrue writes timestamps."""
     if value is None:
@@ -121,7 +133,7 @@ def iso(value: datetime | None) -> str | None:
 async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
     """The user with this id, or None."""
     row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
-    return dict(row._mapping) if row is not None else None
+    return user_row(row) if row is not None else None
 
 
 # The statements of the mail flows' hot path, built once: a request then pays only
@@ -186,7 +198,7 @@ _RESET_ATTEMPTS = (
 async def find_user_by_email(conn: AsyncConnection, email: str, aud: str) -> User | None:
     """The (non-SSO) user of audience ``aud`` with this address, compared lowercased."""
     row = (await conn.execute(_BY_EMAIL, {"email": email.lower(), "aud": aud})).first()
-    return dict(row._mapping) if row is not None else None
+    return user_row(row) if row is not None else None
 
 
 async def create_user(
@@ -207,7 +219,7 @@ async def create_user(
         AddressTakenError: another transaction holds an account with this address.
     """
     at = now()
-    values: User = {
+    values: dict[str, Any] = {
         "id": user_id or new_id(),
         "aud": aud,
         "role": role,
@@ -268,19 +280,19 @@ async def update_user(conn: AsyncConnection, user_id: str, **values: Any) -> Use
     # RETURNING (SQLite >= 3.35, PostgreSQL) spares the re-read: one statement, not two.
     params = {"updated_at": now(), **values, "user_id_": user_id}
     try:
-        return dict((await conn.execute(_UPDATE, params)).one()._mapping)
+        return user_row((await conn.execute(_UPDATE, params)).one())
     except IntegrityError as exc:  # a new address another account took meanwhile
         if _is_taken(exc):
             raise AddressTakenError from exc
         raise
 
 
-async def list_identities(conn: AsyncConnection, user_id: str) -> list[dict[str, Any]]:
+async def list_identities(conn: AsyncConnection, user_id: str) -> list[Identity]:
     """The user's identities, oldest first."""
     rows = await conn.execute(
         select(identities).where(identities.c.user_id == user_id).order_by(identities.c.created_at)
     )
-    return [dict(row._mapping) for row in rows]
+    return [identity_row(row) for row in rows]
 
 
 async def set_one_time_token(
@@ -290,7 +302,7 @@ async def set_one_time_token(
     stored_token: str,
     relates_to: str,
     *,
-    sent_at_column: str,
+    sent_at_column: SentAtColumn,
 ) -> User:
     """Store a token on the user's column and as its one row of that type (§2)."""
     at = now()
@@ -403,58 +415,54 @@ async def confirm_email(conn: AsyncConnection, user: User) -> User:
     )
 
 
-def _identity_json(identity: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "identity_id": identity["id"],
-        "id": identity["provider_id"],
-        "user_id": identity["user_id"],
-        "identity_data": identity["identity_data"],
-        "provider": identity["provider"],
-        "last_sign_in_at": iso(identity["last_sign_in_at"]),
-        "created_at": iso(identity["created_at"]),
-        "updated_at": iso(identity["updated_at"]),
-        "email": identity["email"] or "",
-    }
+def _identity_body(identity: Identity) -> IdentityBody:
+    """One identity as the user JSON lists it."""
+    return IdentityBody(
+        identity_id=identity["id"],
+        id=identity["provider_id"],
+        user_id=identity["user_id"],
+        identity_data=identity["identity_data"],
+        provider=identity["provider"],
+        last_sign_in_at=iso(identity["last_sign_in_at"]),
+        created_at=iso(identity["created_at"]),
+        updated_at=iso(identity["updated_at"]),
+        email=identity["email"] or "",
+    )
 
 
-async def user_body(conn: AsyncConnection, user: User) -> dict[str, Any]:
+async def user_body(conn: AsyncConnection, user: User) -> UserBody:
     """The user JSON, with the user's identities loaded."""
     return user_json(user, await list_identities(conn, user["id"]))
 
 
-def user_json(user: User, user_identities: list[dict[str, Any]]) -> dict[str, Any]:
-    """GoTrue's user JSON (§7): secrets never, optional fields only when set."""
+def user_json(user: User, user_identities: list[Identity]) -> UserBody:
+    """GoTrue's user JSON (§7): secrets never; empty optional fields are left out
+    when the body is dumped (see :mod:`.bodies`)."""
     confirmed_candidates = [
         at for at in (user["email_confirmed_at"], user["phone_confirmed_at"]) if at is not None
     ]
-    body: dict[str, Any] = {
-        "id": user["id"],
-        "aud": user["aud"],
-        "role": user["role"],
-        "email": user["email"] or "",
-        "phone": user["phone"] or "",
-    }
-    optional = {
-        "email_confirmed_at": iso(user["email_confirmed_at"]),
-        "invited_at": iso(user["invited_at"]),
-        "phone_confirmed_at": iso(user["phone_confirmed_at"]),
-        "confirmation_sent_at": iso(user["confirmation_sent_at"]),
-        "confirmed_at": iso(min(confirmed_candidates)) if confirmed_candidates else None,
-        "recovery_sent_at": iso(user["recovery_sent_at"]),
-        "new_email": user["email_change"],
-        "email_change_sent_at": iso(user["email_change_sent_at"]),
-        "reauthentication_sent_at": iso(user["reauthentication_sent_at"]),
-        "last_sign_in_at": iso(user["last_sign_in_at"]),
-    }
-    body.update({key: value for key, value in optional.items() if value})
-    body["app_metadata"] = user["raw_app_meta_data"]
-    body["user_metadata"] = user["raw_user_meta_data"]
-    body["identities"] = [_identity_json(identity) for identity in user_identities]
-    body["created_at"] = iso(user["created_at"])
-    body["updated_at"] = iso(user["updated_at"])
-    if user["banned_until"] is not None:
-        body["banned_until"] = iso(user["banned_until"])
-    if user["deleted_at"] is not None:
-        body["deleted_at"] = iso(user["deleted_at"])
-    body["is_anonymous"] = bool(user["is_anonymous"])
-    return body
+    return UserBody(
+        id=user["id"],
+        aud=user["aud"],
+        role=user["role"],
+        email=user["email"] or "",
+        phone=user["phone"] or "",
+        email_confirmed_at=iso(user["email_confirmed_at"]),
+        invited_at=iso(user["invited_at"]),
+        phone_confirmed_at=iso(user["phone_confirmed_at"]),
+        confirmation_sent_at=iso(user["confirmation_sent_at"]),
+        confirmed_at=iso(min(confirmed_candidates)) if confirmed_candidates else None,
+        recovery_sent_at=iso(user["recovery_sent_at"]),
+        new_email=user["email_change"],
+        email_change_sent_at=iso(user["email_change_sent_at"]),
+        reauthentication_sent_at=iso(user["reauthentication_sent_at"]),
+        last_sign_in_at=iso(user["last_sign_in_at"]),
+        app_metadata=user["raw_app_meta_data"],
+        user_metadata=user["raw_user_meta_data"],
+        identities=[_identity_body(identity) for identity in user_identities],
+        created_at=iso(user["created_at"]),
+        updated_at=iso(user["updated_at"]),
+        banned_until=iso(user["banned_until"]),
+        deleted_at=iso(user["deleted_at"]),
+        is_anonymous=bool(user["is_anonymous"]),
+    )

@@ -21,6 +21,13 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 
+from apitask_auth.accounts.bodies import (
+    GenerateLinkBody,
+    SessionBody,
+    SingleConfirmationBody,
+    UserBody,
+    UserListBody,
+)
 from apitask_auth.http.deps import require_admin_credentials, require_authentication
 from apitask_auth.http.ratelimit import RequestLimits
 from apitask_auth.routes import (
@@ -61,10 +68,14 @@ def api_routes(settings: Settings) -> APIRouter:
     api = APIRouter()
     api.get("/health")(general.health)
     api.get("/settings")(general.public_settings)
-    api.post("/signup", dependencies=[otp])(auth.signup)
-    api.post("/token", dependencies=[token_limit])(auth.token)
+    api.post("/signup", dependencies=[otp], response_model=SessionBody | UserBody)(auth.signup)
+    api.post("/token", dependencies=[token_limit], response_model=SessionBody)(auth.token)
     api.get("/verify", dependencies=[verify_limit], status_code=303)(verify.verify_link)
-    api.post("/verify", dependencies=[verify_limit])(verify.verify_otp)
+    api.post(
+        "/verify",
+        dependencies=[verify_limit],
+        response_model=SessionBody | SingleConfirmationBody,
+    )(verify.verify_otp)
     api.post("/recover", dependencies=[otp])(recovery.recover)
     api.post("/resend", dependencies=[otp])(recovery.resend)
     api.post("/magiclink", dependencies=[otp], openapi_extra=recovery.MAGICLINK_OPENAPI)(
@@ -73,17 +84,19 @@ def api_routes(settings: Settings) -> APIRouter:
     api.post("/otp", dependencies=[otp])(recovery.otp)
     api.post("/logout", dependencies=[signed_in], status_code=204)(auth.logout)
     api.get("/reauthenticate", dependencies=[signed_in])(user.reauthenticate)
-    api.get("/user", dependencies=[signed_in])(auth.get_current_user)
-    api.put("/user", dependencies=[otp, signed_in])(user.update_current_user)
+    api.get("/user", dependencies=[signed_in], response_model=UserBody)(auth.get_current_user)
+    api.put("/user", dependencies=[otp, signed_in], response_model=UserBody)(
+        user.update_current_user
+    )
 
     # GoTrue's requireAdminCredentials, once for every admin route.
     admins = APIRouter(dependencies=[require_admin_credentials])
-    admins.post("/invite")(admin.invite)
-    admins.post("/admin/generate_link")(admin.generate_link)
-    admins.get("/admin/users")(admin.list_users)
-    admins.post("/admin/users")(admin.create_admin_user)
-    admins.get("/admin/users/{user_id}")(admin.get_admin_user)
-    admins.put("/admin/users/{user_id}")(admin.update_admin_user)
+    admins.post("/invite", response_model=UserBody)(admin.invite)
+    admins.post("/admin/generate_link", response_model=GenerateLinkBody)(admin.generate_link)
+    admins.get("/admin/users", response_model=UserListBody)(admin.list_users)
+    admins.post("/admin/users", response_model=UserBody)(admin.create_admin_user)
+    admins.get("/admin/users/{user_id}", response_model=UserBody)(admin.get_admin_user)
+    admins.put("/admin/users/{user_id}", response_model=UserBody)(admin.update_admin_user)
     admins.delete("/admin/users/{user_id}")(admin.delete_admin_user)
 
     # The features that are off, answered as GoTrue answers them; not in /openapi.json.

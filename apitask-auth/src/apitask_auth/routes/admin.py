@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import delete, func, select
 
 from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.bodies import GenerateLinkBody, UserBody, UserListBody
 from apitask_auth.accounts.flows import (
     check_password_strength,
     send_token_mail,
@@ -21,6 +22,7 @@ from apitask_auth.accounts.flows import (
 )
 from apitask_auth.accounts.security import generate_otp, hash_password, random_password, token_hash
 from apitask_auth.accounts.users import (
+    SentAtColumn,
     User,
     confirm_email,
     create_user,
@@ -43,6 +45,7 @@ from apitask_auth.http.models import (  # noqa: TC001 - FastAPI reads these anno
 )
 from apitask_auth.http.redirects import action_link, allowed_redirect, redirect_to
 from apitask_auth.storage.db import identities, now, sessions, users
+from apitask_auth.storage.rows import user_row
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -110,12 +113,12 @@ async def invite(params: InviteParams, request: Request, svc: Svc, admin: Admin)
             )
             user = await update_user(conn, user["id"], invited_at=now())
             await _audit(conn, request, admin, "user_invited", user)
-            return JSONResponse(await user_body(conn, user))
+            return JSONResponse((await user_body(conn, user)).model_dump())
 
     return await retry_if_taken(attempt)  # a concurrent creation of the address: see _invitee
 
 
-_LINK_TYPES = {
+_LINK_TYPES: dict[str, tuple[str, SentAtColumn, str]] = {
     # type -> (one-time token type, *_sent_at column, link type)
     "signup": ("confirmation_token", "confirmation_sent_at", "signup"),
     "invite": ("confirmation_token", "confirmation_sent_at", "invite"),
@@ -142,7 +145,7 @@ async def generate_link(
     otp = generate_otp(settings.otp_length)
     hashed = token_hash(email, otp, settings.jwt_secret)
 
-    async def attempt() -> tuple[dict[str, Any], str, str]:
+    async def attempt() -> tuple[UserBody, str, str]:
         link_kind, link_params = kind, params
         async with svc.engine.begin() as conn:
             user = await find_user_by_email(conn, email, aud)
@@ -195,14 +198,15 @@ async def generate_link(
 
     # A concurrent creation of the address: run again, as for an existing one.
     body, link, kind = await retry_if_taken(attempt)
-    body |= {
-        "action_link": link,
-        "email_otp": otp,
-        "hashed_token": hashed,
-        "verification_type": kind,
-        "redirect_to": redirect,
-    }
-    return JSONResponse(body)
+    answer = GenerateLinkBody(
+        **dict(body),
+        action_link=link,
+        email_otp=otp,
+        hashed_token=hashed,
+        verification_type=kind,
+        redirect_to=redirect,
+    )
+    return JSONResponse(answer.model_dump())
 
 
 async def _email_change_link(
@@ -242,7 +246,7 @@ async def _email_change_link(
             user,
             "email_change_token_current",
             hashed,
-            user["email"],
+            user["email"] or "",
             sent_at_column="email_change_sent_at",
         )
     return user, (hashed if kind == "email_change_current" else new_hash)
@@ -318,7 +322,7 @@ async def list_users(
         rows = await conn.execute(
             query.order_by(users.c.created_at.desc(), users.c.id).limit(size).offset(offset)
         )
-        bodies = [await user_body(conn, dict(row._mapping)) for row in rows.all()]
+        bodies = [await user_body(conn, user_row(row)) for row in rows.all()]
     last = max(1, -(-total // size))
     base = str(request.url.remove_query_params(["page", "per_page"]))
     sep = "&" if "?" in base else "?"
@@ -327,7 +331,7 @@ async def list_users(
         links.append(f'<{base}{sep}page={number + 1}&per_page={size}>; rel="next"')
     links.append(f'<{base}{sep}page={last}&per_page={size}>; rel="last"')
     return JSONResponse(
-        {"users": bodies, "aud": aud},
+        UserListBody(users=bodies, aud=aud).model_dump(),
         headers={"X-Total-Count": str(total), "Link": ", ".join(links)},
     )
 
@@ -397,7 +401,7 @@ async def create_admin_user(
             if banned is not None:
                 user = await update_user(conn, user["id"], banned_until=banned)
             await _audit(conn, request, admin, "user_signedup", user)
-            return JSONResponse(await user_body(conn, user))
+            return JSONResponse((await user_body(conn, user)).model_dump())
 
     return await retry_if_taken(attempt)
 
@@ -405,7 +409,8 @@ async def create_admin_user(
 async def get_admin_user(user_id: str, svc: Svc) -> Response:
     """One user."""
     async with svc.engine.connect() as conn:
-        return JSONResponse(await user_body(conn, await existing_user(conn, user_id)))
+        body = await user_body(conn, await existing_user(conn, user_id))
+    return JSONResponse(body.model_dump())
 
 
 async def update_admin_user(
@@ -447,7 +452,7 @@ async def update_admin_user(
         if params.email_confirm:
             user = await confirm_email(conn, user)
         await _audit(conn, request, admin, "user_modified", user)
-        return JSONResponse(await user_body(conn, user))
+        return JSONResponse((await user_body(conn, user)).model_dump())
 
 
 async def delete_admin_user(

@@ -6,7 +6,7 @@ Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read i
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 from fastapi.responses import JSONResponse, Response
@@ -50,16 +50,20 @@ from apitask_auth.http.timing import mark_nothing_sent, mark_sent
 from apitask_auth.routes.disabled import refuse_grant
 from apitask_auth.storage.db import flow_state, new_id, now
 
+if TYPE_CHECKING:
+    from apitask_auth.accounts.bodies import SessionBody, UserBody
+
 __all__ = ["get_current_user", "logout", "register_email", "signup", "token"]
 
 # The refresh tokens we issue: 12 characters of lowercase letters and digits.
 _REFRESH_TOKEN = re.compile(r"[a-z0-9]{12}")
 
 
-def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> dict[str, Any]:
+def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> UserBody:
     """The anti-enumeration answer for a confirmed address (§3.1)."""
     at = now()
-    fake = dict(user) | {
+    fake: User = {
+        **user,
         "id": new_id(),
         "role": "",
         "aud": aud,
@@ -132,7 +136,7 @@ async def register_email(
                 if settings.mailer_autoconfirm:
                     raise unprocessable(ErrorCode.USER_ALREADY_EXISTS, "User already registered")
                 mark_nothing_sent(request)
-                return JSONResponse(_fake_user(email, aud, data, user))
+                return JSONResponse(_fake_user(email, aud, data, user).model_dump())
             if user is None:
                 user = await create_user(
                     conn,
@@ -147,7 +151,8 @@ async def register_email(
                 await audit(
                     conn, request, user["id"], email, "user_signedup", {"provider": "email"}
                 )
-                return JSONResponse(await issue_session(conn, settings, user, "password"))
+                session = await issue_session(conn, settings, user, "password")
+                return JSONResponse(session.model_dump())
             if pkce is not None:
                 await create_flow_state(conn, user["id"], pkce, "email/signup", "email")
             user = await send_token_mail(
@@ -164,9 +169,9 @@ async def register_email(
             body = await user_body(conn, user)
         mark_sent(request)
         if user["invited_at"] is not None:
-            body["user_metadata"] = {}
-            body["identities"] = []
-        return JSONResponse(body)
+            body.user_metadata = {}
+            body.identities = []
+        return JSONResponse(body.model_dump())
 
     # A concurrent sign-up of the same address may commit between our look-up and
     # our insert: run again, and answer as for an existing address.
@@ -187,11 +192,12 @@ async def token(
     raise refused or bad_request(ErrorCode.INVALID_CREDENTIALS, "unsupported_grant_type")
 
 
-def _session_headers(body: dict[str, Any]) -> dict[str, str]:
-    return {
-        "sb-auth-user-id": body["user"]["id"],
-        "sb-auth-refresh-token-prefix": body["refresh_token"][:5],
+def _session_response(body: SessionBody) -> JSONResponse:
+    headers = {
+        "sb-auth-user-id": body.user.id,
+        "sb-auth-refresh-token-prefix": body.refresh_token[:5],
     }
+    return JSONResponse(body.model_dump(), headers=headers)
 
 
 async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Response:
@@ -228,7 +234,7 @@ async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Re
     async with svc.engine.begin() as conn:
         body = await issue_session(conn, settings, user, "password")
         await audit(conn, request, user["id"], user["email"] or "", "login")
-    return JSONResponse(body, headers=_session_headers(body))
+    return _session_response(body)
 
 
 async def _refresh_grant(request: Request, svc: Svc, params: TokenParams) -> Response:
@@ -252,7 +258,7 @@ async def _refresh_grant(request: Request, svc: Svc, params: TokenParams) -> Res
         async with svc.engine.begin() as conn:
             await delete_session(conn, reused.session_id)
         raise
-    return JSONResponse(body, headers=_session_headers(body))
+    return _session_response(body)
 
 
 async def _pkce_grant(svc: Svc, params: TokenParams) -> Response:
@@ -284,7 +290,7 @@ async def _pkce_grant(svc: Svc, params: TokenParams) -> Response:
             raise not_found(ErrorCode.USER_NOT_FOUND, "User not found")
         await conn.execute(delete(flow_state).where(flow_state.c.id == row.id))
         body = await issue_session(conn, svc.settings, user, row.authentication_method)
-    return JSONResponse(body, headers=_session_headers(body))
+    return _session_response(body)
 
 
 async def get_current_user(request: Request, caller: Auth, svc: Svc) -> Response:
@@ -297,7 +303,7 @@ async def get_current_user(request: Request, caller: Auth, svc: Svc) -> Response
             ErrorCode.VALIDATION_FAILED, "Token audience doesn't match request audience"
         )
     async with svc.engine.connect() as conn:
-        return JSONResponse(await user_body(conn, caller.user))
+        return JSONResponse((await user_body(conn, caller.user)).model_dump())
 
 
 async def logout(request: Request, caller: Auth, svc: Svc, scope: str = "global") -> Response:

@@ -71,7 +71,7 @@ async def _request_mail(
     """Record the PKCE flow (method, provider type) if any, audit, and send the token mail."""
     if pkce is not None:
         await create_flow_state(conn, user["id"], pkce, *flow)
-    await audit(conn, request, user["id"], user["email"], action)
+    await audit(conn, request, user["id"], user["email"] or "", action)
     await send_token_mail(
         conn,
         svc.settings,
@@ -294,7 +294,7 @@ async def resend(params: ResendParams, request: Request, svc: Svc) -> Response:
                 svc.mailer,
                 request,
                 user,
-                user["email_change"],
+                user["email_change"] or "",
                 redirect,
                 pkce=pkce is not None,
             )

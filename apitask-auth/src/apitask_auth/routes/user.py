@@ -229,7 +229,7 @@ async def update_current_user(
     if params.password is not None and notice and fresh["email"]:
         data = notification_data(svc, fresh["email"], fresh["raw_user_meta_data"])
         await notify(svc, "password_changed_notification", fresh["email"], data)
-    return JSONResponse(body)
+    return JSONResponse(body.model_dump())
 
 
 async def reauthenticate(request: Request, caller: Auth, svc: Svc) -> Response:

@@ -14,11 +14,13 @@ from sqlalchemy import func, or_, select
 
 from apitask_auth.accounts.attempts import count_try, drop_spent, forget_tries
 from apitask_auth.accounts.audit import audit
+from apitask_auth.accounts.bodies import SingleConfirmationBody
 from apitask_auth.accounts.email_change import SINGLE_CONFIRMATION, confirm_email_change
 from apitask_auth.accounts.flows import latest_flow_state, validate_email
 from apitask_auth.accounts.security import token_hash
 from apitask_auth.accounts.sessions import issue_session
 from apitask_auth.accounts.users import (
+    SentAtColumn,
     User,
     clear_one_time_tokens,
     confirm_email,
@@ -57,7 +59,7 @@ _VERIFY_TYPES: dict[str, tuple[list[str], str, str]] = {
         "email_change",
     ),
 }
-_SENT_AT = {
+_SENT_AT: dict[str, SentAtColumn] = {
     "confirmation_token": "confirmation_sent_at",
     "recovery_token": "recovery_sent_at",
     "email_change_token_current": "email_change_sent_at",
@@ -67,7 +69,7 @@ _EFFECTIVE = {"confirmation_token": "signup", "recovery_token": "magiclink"}
 
 
 def _expired(settings: Settings, user: User, token_type: str) -> bool:
-    sent_at = user.get(_SENT_AT[token_type])
+    sent_at = user[_SENT_AT[token_type]]
     return sent_at is None or sent_at + settings.otp_exp < now()
 
 
@@ -218,7 +220,7 @@ async def verify_link(
         raise bad_request(ErrorCode.VALIDATION_FAILED, "Verify requires a token or a token hash")
     redirect = redirect_to(settings, request)
     is_pkce = token.startswith("pkce_")
-    changed: tuple[User, str] | None = None
+    changed: tuple[User, str | None] | None = None
     try:
         async with svc.engine.begin() as conn:
             user, effective, token_type = await _verified_user(
@@ -256,10 +258,10 @@ async def verify_link(
                 target = _with_fragment(
                     redirect,
                     {
-                        "access_token": session["access_token"],
-                        "expires_at": str(session["expires_at"]),
-                        "expires_in": str(session["expires_in"]),
-                        "refresh_token": session["refresh_token"],
+                        "access_token": session.access_token,
+                        "expires_at": str(session.expires_at),
+                        "expires_in": str(session.expires_in),
+                        "refresh_token": session.refresh_token,
                         "sb": "",
                         "token_type": "bearer",
                         "type": effective,
@@ -283,7 +285,7 @@ async def verify_link(
 async def _notify_email_changed(svc: Service, user: User, old_email: str | None) -> None:
     """GoTrue's email_changed notification, to the old address, when switched on."""
     if svc.settings.mailer_notifications_email_changed_enabled and old_email:
-        data = notification_data(svc, user["email"], user["raw_user_meta_data"], old_email)
+        data = notification_data(svc, user["email"] or "", user["raw_user_meta_data"], old_email)
         await notify(svc, "email_changed_notification", old_email, data)
 
 
@@ -330,9 +332,11 @@ async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Respon
             )
             if applied is None:
                 # GoTrue's answer to the first of two confirmations; its code is a string.
-                outcome = JSONResponse({"msg": SINGLE_CONFIRMATION, "code": "200"})
+                confirmation = SingleConfirmationBody(msg=SINGLE_CONFIRMATION, code="200")
+                outcome = JSONResponse(confirmation.model_dump())
             else:
-                outcome = JSONResponse(await issue_session(conn, settings, applied, "otp"))
+                session = await issue_session(conn, settings, applied, "otp")
+                outcome = JSONResponse(session.model_dump())
                 if effective == "email_change":
                     changed = (applied, old_email)
     if outcome is None:
