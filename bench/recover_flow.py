@@ -45,7 +45,9 @@ from apitask_auth.accounts.security import token_hash
 from apitask_auth.accounts.users import find_user_by_email, set_one_time_token
 from apitask_auth.config import load_settings
 from apitask_auth.http.ratelimit import dispose_allowance, take_email_allowance
-from apitask_auth.storage.db import create_engine, migrate, new_id, now, users
+from apitask_auth.storage.db import create_engine
+from apitask_auth.storage.migrations import migrate
+from apitask_auth.storage.tables import new_id, now, users
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -71,7 +71,7 @@ from _common import RESULTS
 from _profiled_serve import HEADER as PROFILED
 from _service import HERE, percentile, postgres_database, service_process, slow_smtp
 from apitask_auth.accounts.security import BCRYPT_COST
-from apitask_auth.storage.db import identities, users
+from apitask_auth.storage.tables import identities, users
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

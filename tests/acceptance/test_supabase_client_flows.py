@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, update
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError
 
-from apitask_auth.storage.db import now, sessions
+from apitask_auth.storage.tables import now, sessions
 
 from .conftest import DELIVERY_MODES, Server, start_server
 

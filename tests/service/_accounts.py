@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 from sqlalchemy import update
 
-from apitask_auth.storage.db import now, sessions
+from apitask_auth.storage.tables import now, sessions
 
 from .conftest import SECRET, email
 

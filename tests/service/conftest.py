@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from apitask.mail import RecordingClient
 from apitask_auth.app import create_app
 from apitask_auth.config import Delivery, Settings, load_settings
-from apitask_auth.storage.db import email_rate_limits, migrate, migrate_all
+from apitask_auth.storage.migrations import migrate, migrate_all
+from apitask_auth.storage.tables import email_rate_limits
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator

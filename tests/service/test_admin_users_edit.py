@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from apitask_auth.accounts.security import token_hash
-from apitask_auth.storage.db import users
+from apitask_auth.storage.tables import users
 
 from ._accounts import PASSWORD, admin_created
 from .conftest import email

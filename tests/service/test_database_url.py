@@ -24,7 +24,7 @@ from acceptance._uvicorn import free_port, running_server
 from apitask.outbox._sql import load_migrations
 from apitask_auth.cli import main
 from apitask_auth.storage.database_url import SSL_MODES, parse_database_url
-from apitask_auth.storage.db import MIGRATIONS
+from apitask_auth.storage.migrations import MIGRATIONS
 
 from .conftest import _admin_sql
 

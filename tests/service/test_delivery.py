@@ -19,7 +19,7 @@ from apitask.mail import Message, PermanentMailError, RecordingClient
 from apitask.outbox import JobState
 from apitask_auth.app import create_app
 from apitask_auth.config import load_settings
-from apitask_auth.storage.db import migrate_all
+from apitask_auth.storage.migrations import migrate_all
 
 from .conftest import SECRET, email
 

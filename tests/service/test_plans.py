@@ -29,7 +29,7 @@ from apitask.mail import RecordingClient
 from apitask.outbox._sql import load_queries, numbered
 from apitask_auth.app import create_app
 from apitask_auth.config import load_settings
-from apitask_auth.storage.db import migrate_all
+from apitask_auth.storage.migrations import migrate_all
 
 from ._accounts import bearer
 from ._schema import USER_COLUMNS, fresh_database

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from apitask_auth.accounts.users import AddressTakenError, update_user
-from apitask_auth.storage.db import users
+from apitask_auth.storage.tables import users
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import func, select
 
-from apitask_auth.storage.db import refresh_tokens
+from apitask_auth.storage.tables import refresh_tokens
 
 from ._accounts import bearer, signed_in
 from .conftest import NEW_FORMAT

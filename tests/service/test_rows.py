@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import JSON, Table, TypeDecorator
 
 from apitask_auth.storage import rows
-from apitask_auth.storage.db import flow_state, identities, sessions, users
+from apitask_auth.storage.tables import flow_state, identities, sessions, users
 
 
 def _python_type(table: Table, name: str) -> type[Any]:

@@ -12,7 +12,8 @@ from sqlalchemy.schema import CreateIndex
 
 from apitask_auth.accounts.addresses import RESOLVE_DUPLICATES, DuplicateAddressesError
 from apitask_auth.cli import main
-from apitask_auth.storage import db
+from apitask_auth.storage.migrations import MIGRATIONS, migrate, schema_migrations, schema_version
+from apitask_auth.storage.tables import metadata, now, users, users_email_partial_key
 
 from ._schema import engine_for, fresh_database, snapshot, user_row
 
@@ -46,9 +47,9 @@ async def test_migrated_schema_is_the_declared_schema(
         engine_for(migrated_url) as migrated,
         engine_for(declared_url) as declared,
     ):
-        assert await db.migrate(migrated) == [version for version, _, _ in db.MIGRATIONS]
+        assert await migrate(migrated) == [version for version, _, _ in MIGRATIONS]
         async with declared.begin() as conn:
-            await conn.run_sync(db.metadata.create_all)
+            await conn.run_sync(metadata.create_all)
         async with migrated.connect() as a, declared.connect() as b:
             assert await snapshot(a) == await snapshot(b)
 
@@ -56,13 +57,11 @@ async def test_migrated_schema_is_the_declared_schema(
 async def _populate_version_2(engine: AsyncEngine, rows: list[dict[str, object]]) -> None:
     """Migrate to version 2 (as a database made before migration 3 was), then add rows."""
     async with engine.begin() as conn:
-        assert await db.schema_version(conn) == 0  # creates the bookkeeping table
-        for version, _name, step in db.MIGRATIONS[:2]:
+        assert await schema_version(conn) == 0  # creates the bookkeeping table
+        for version, _name, step in MIGRATIONS[:2]:
             await conn.run_sync(step)
-            await conn.execute(
-                db.schema_migrations.insert().values(version=version, applied_at=db.now())
-            )
-        await conn.execute(db.users.insert(), rows)
+            await conn.execute(schema_migrations.insert().values(version=version, applied_at=now()))
+        await conn.execute(users.insert(), rows)
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
@@ -93,7 +92,7 @@ async def test_migration_3_stops_on_duplicates_and_changes_nothing(
         async with engine.connect() as conn:
             before = await snapshot(conn)
         with pytest.raises(DuplicateAddressesError) as stopped:
-            await db.migrate(engine)
+            await migrate(engine)
         assert stopped.value.duplicates == [("race@example.com", "authenticated", 2)]
         message = str(stopped.value)
         assert "race@example.com (aud 'authenticated': 2 accounts)" in message
@@ -101,17 +100,17 @@ async def test_migration_3_stops_on_duplicates_and_changes_nothing(
         assert "nothing was changed" in message
         async with engine.connect() as conn:
             assert await snapshot(conn) == before
-            assert await db.schema_version(conn) == 2
-            unchanged = (await conn.execute(select(db.users.c.id, db.users.c.email))).all()
+            assert await schema_version(conn) == 2
+            unchanged = (await conn.execute(select(users.c.id, users.c.email))).all()
         assert dict(unchanged) == {row["id"]: row["email"] for row in rows}
 
         async with engine.begin() as conn:
             await conn.execute(text(RESOLVE_DUPLICATES))
-        assert await db.migrate(engine) == [3, 4]
+        assert await migrate(engine) == [3, 4]
         async with engine.connect() as conn:
-            emails = dict((await conn.execute(select(db.users.c.id, db.users.c.email))).all())
+            emails = dict((await conn.execute(select(users.c.id, users.c.email))).all())
             assert (
-                await conn.execute(select(func.count()).select_from(db.users))
+                await conn.execute(select(func.count()).select_from(users))
             ).scalar_one() == len(rows)
         assert emails[kept["id"]] == "Race@Example.com"
         assert emails[other["id"]] == f"race@example.com.duplicate-{other['id']}.invalid"
@@ -165,10 +164,10 @@ async def test_migration_3_keeps_indexes_built_beforehand(
                 )
         else:
             async with engine.begin() as conn:
-                await conn.execute(CreateIndex(db.users_email_partial_key))
-        assert await db.migrate(engine) == [3, 4]
+                await conn.execute(CreateIndex(users_email_partial_key))
+        assert await migrate(engine) == [3, 4]
         async with declared.begin() as conn:
-            await conn.run_sync(db.metadata.create_all)
+            await conn.run_sync(metadata.create_all)
         async with engine.connect() as a, declared.connect() as b:
             assert await snapshot(a) == await snapshot(b)
 

@@ -21,7 +21,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from apitask_auth.app import create_app
 from apitask_auth.config import load_settings
-from apitask_auth.storage.db import migrate
+from apitask_auth.storage.migrations import migrate
 
 from .conftest import SECRET
 

@@ -9,7 +9,7 @@ import jwt
 import pytest
 from sqlalchemy import select
 
-from apitask_auth.storage.db import audit_log_entries
+from apitask_auth.storage.tables import audit_log_entries
 
 from .conftest import NEW_FORMAT, SECRET, email
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import update
 
 from apitask_auth.accounts.security import token_hash
-from apitask_auth.storage.db import now, users
+from apitask_auth.storage.tables import now, users
 
 from .conftest import NEW_FORMAT, SECRET, email
 

@@ -9,7 +9,7 @@ import jwt
 from sqlalchemy import update
 
 from apitask_auth.accounts.email_change import SINGLE_CONFIRMATION
-from apitask_auth.storage.db import users
+from apitask_auth.storage.tables import users
 
 from ._accounts import (
     CHALLENGE,

@@ -12,8 +12,9 @@ import httpx
 from sqlalchemy import select
 
 from apitask_auth.http.timing import NOTHING_SENT, SENT, ResponseTimeMiddleware
-from apitask_auth.storage import db
-from apitask_auth.storage.db import create_engine, users, verify_attempts
+from apitask_auth.storage import migrations
+from apitask_auth.storage.db import create_engine
+from apitask_auth.storage.tables import users, verify_attempts
 
 from ._accounts import PASSWORD, age_session, bearer, fragment, signed_in
 from .conftest import email
@@ -222,10 +223,10 @@ async def test_migration_4_adds_the_counts_to_an_older_database(
     # Building the engine touches the file system (SQLite paths): off the loop.
     engine = await asyncio.to_thread(create_engine, f"sqlite:///{tmp_path / 'old.db'}")
     try:
-        monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:3])
-        assert await db.migrate(engine) == [1, 2, 3]
+        monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
+        assert await migrations.migrate(engine) == [1, 2, 3]
         monkeypatch.undo()
-        assert await db.migrate(engine) == [4]
+        assert await migrations.migrate(engine) == [4]
         async with engine.connect() as conn:
             assert (await conn.execute(select(verify_attempts))).all() == []
     finally:

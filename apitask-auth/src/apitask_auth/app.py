@@ -21,7 +21,8 @@ from apitask_auth.http.ratelimit import dispose_allowance
 from apitask_auth.http.timing import ResponseTimeMiddleware
 from apitask_auth.routes import api_routes
 from apitask_auth.routes.metrics import ServiceMetrics
-from apitask_auth.storage.db import create_engine, migrate_all
+from apitask_auth.storage.db import create_engine
+from apitask_auth.storage.migrations import migrate_all
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

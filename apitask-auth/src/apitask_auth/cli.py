@@ -25,7 +25,8 @@ from apitask_auth.config import ConfigError, Settings, load_settings
 from apitask_auth.delivery.mail_chain import aclose, mail_registry, transport_for
 from apitask_auth.http.access_log import redact_access_log
 from apitask_auth.http.server import HeadLimitedHttpToolsProtocol
-from apitask_auth.storage.db import create_engine, migrate_all, schema_status
+from apitask_auth.storage.db import create_engine
+from apitask_auth.storage.migrations import migrate_all, schema_status
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -27,7 +27,8 @@ from sqlalchemy import bindparam, delete
 
 from apitask_auth.accounts.users import TOKEN_COLUMNS, update_user
 from apitask_auth.errors import APIError
-from apitask_auth.storage.db import BACKENDS, backend, now, one_time_tokens, upsert, verify_attempts
+from apitask_auth.storage.db import BACKENDS, backend, upsert
+from apitask_auth.storage.tables import now, one_time_tokens, verify_attempts
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

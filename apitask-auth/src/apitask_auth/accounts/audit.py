@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from apitask_auth.storage.db import audit_log_entries, new_id, now
+from apitask_auth.storage.tables import audit_log_entries, new_id, now
 
 if TYPE_CHECKING:
     from fastapi import Request

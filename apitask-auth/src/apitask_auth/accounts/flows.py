@@ -26,8 +26,8 @@ from apitask_auth.errors import (
 )
 from apitask_auth.http.ratelimit import take_email_allowance
 from apitask_auth.http.redirects import action_link
-from apitask_auth.storage.db import flow_state, new_id, now
 from apitask_auth.storage.rows import FlowState, flow_state_row
+from apitask_auth.storage.tables import flow_state, new_id, now
 
 if TYPE_CHECKING:
     from fastapi import Request

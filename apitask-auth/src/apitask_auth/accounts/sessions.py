@@ -23,8 +23,8 @@ from apitask_auth.accounts.bodies import SessionBody
 from apitask_auth.accounts.security import encode_jwt, new_refresh_token
 from apitask_auth.accounts.users import User, update_user, user_body
 from apitask_auth.errors import APIError, ErrorCode, bad_request
-from apitask_auth.storage.db import new_id, now, refresh_tokens, sessions
 from apitask_auth.storage.rows import Session, session_row
+from apitask_auth.storage.tables import new_id, now, refresh_tokens, sessions
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -17,20 +17,18 @@ from sqlalchemy.exc import IntegrityError
 
 from apitask_auth.accounts.bodies import IdentityBody, UserBody
 from apitask_auth.errors import APIError, ErrorCode
-from apitask_auth.storage.db import (
-    BACKENDS,
+from apitask_auth.storage.db import BACKENDS, backend, upsert
+from apitask_auth.storage.rows import Identity, User, identity_row, user_row
+from apitask_auth.storage.tables import (
     NOT_SSO,
-    backend,
     identities,
     new_id,
     now,
     one_time_tokens,
-    upsert,
     users,
     users_email_partial_key,
     verify_attempts,
 )
-from apitask_auth.storage.rows import Identity, User, identity_row, user_row
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -22,7 +22,7 @@ from apitask_auth.accounts.security import decode_jwt
 from apitask_auth.accounts.sessions import get_session
 from apitask_auth.accounts.users import User, get_user
 from apitask_auth.errors import ErrorCode, bad_request, forbidden, unauthorized
-from apitask_auth.storage.db import now
+from apitask_auth.storage.tables import now
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

@@ -29,7 +29,8 @@ from sqlalchemy import BigInteger, Float, bindparam, case
 from sqlalchemy.exc import DBAPIError
 
 from apitask_auth.errors import APIError, ErrorCode, too_many_requests
-from apitask_auth.storage.db import BACKENDS, backend, email_rate_limits, engine_like, upsert
+from apitask_auth.storage.db import BACKENDS, backend, engine_like, upsert
+from apitask_auth.storage.tables import email_rate_limits
 
 if TYPE_CHECKING:
     from collections import Counter

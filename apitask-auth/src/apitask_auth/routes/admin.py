@@ -44,8 +44,8 @@ from apitask_auth.http.models import (  # noqa: TC001 - FastAPI reads these anno
     InviteParams,
 )
 from apitask_auth.http.redirects import action_link, allowed_redirect, redirect_to
-from apitask_auth.storage.db import identities, now, sessions, users
 from apitask_auth.storage.rows import user_row
+from apitask_auth.storage.tables import identities, now, sessions, users
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection

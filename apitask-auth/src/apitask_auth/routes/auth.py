@@ -48,7 +48,7 @@ from apitask_auth.http.models import SignupParams, TokenParams  # noqa: TC001 - 
 from apitask_auth.http.redirects import redirect_to
 from apitask_auth.http.timing import mark_nothing_sent, mark_sent
 from apitask_auth.routes.disabled import refuse_grant
-from apitask_auth.storage.db import flow_state, new_id, now
+from apitask_auth.storage.tables import flow_state, new_id, now
 
 if TYPE_CHECKING:
     from apitask_auth.accounts.bodies import SessionBody, UserBody

@@ -42,7 +42,7 @@ from apitask_auth.errors import ErrorCode, bad_request, forbidden, unprocessable
 from apitask_auth.http.deps import Auth, Svc, request_aud
 from apitask_auth.http.models import UserUpdateParams  # noqa: TC001 - read by FastAPI
 from apitask_auth.http.redirects import redirect_to
-from apitask_auth.storage.db import now
+from apitask_auth.storage.tables import now
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection

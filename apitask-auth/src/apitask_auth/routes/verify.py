@@ -35,7 +35,7 @@ from apitask_auth.http.deps import Service, Svc, request_aud
 from apitask_auth.http.models import VerifyParams  # noqa: TC001 - read by FastAPI
 from apitask_auth.http.redirects import redirect_to
 from apitask_auth.http.timing import mark_nothing_sent, mark_sent
-from apitask_auth.storage.db import flow_state, now, users
+from apitask_auth.storage.tables import flow_state, now, users
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection

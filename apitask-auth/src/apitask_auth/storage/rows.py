@@ -4,7 +4,7 @@ A row read with SQLAlchemy Core is a ``Row`` whose attributes mypy cannot
 check; the functions here turn one into the ``TypedDict`` of its table, the
 one place per table where that happens, so ``user["emial"]`` is a type error
 everywhere after. Each ``TypedDict`` lists every column of its table in
-:mod:`.db`, ``| None`` where the column is nullable; a test
+:mod:`.tables`, ``| None`` where the column is nullable; a test
 (tests/service/test_rows.py) keeps the two in step.
 
 Rows read and used in one function (``refresh_tokens``, ``one_time_tokens``)

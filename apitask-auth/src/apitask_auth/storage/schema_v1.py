@@ -1,6 +1,6 @@
 """The schema as migration 1 shipped it, frozen: migration 1 creates exactly this.
 
-The live table definitions in :mod:`apitask_auth.storage.db` move on with later
+The live table definitions in :mod:`apitask_auth.storage.tables` move on with later
 migrations (new indexes, new columns); a database created today must still
 pass through the same steps as one created when version 1 was released, so
 step 1 builds from this copy, never from the live metadata. Never edit it.

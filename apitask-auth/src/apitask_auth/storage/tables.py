@@ -1,0 +1,258 @@
+"""The tables: GoTrue's ``auth`` schema for the e-mail flows, as SQLAlchemy Core.
+
+Tables mirror GoTrue's ``auth`` schema for the e-mail flows (users, identities,
+one_time_tokens, sessions, refresh_tokens, flow_state, audit_log_entries);
+SQLAlchemy Core keeps one definition for both backends. These are the live
+definitions: :mod:`.migrations` brings a database to them, step by step.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    func,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Dialect
+
+__all__ = [
+    "NOT_SSO",
+    "UTCDateTime",
+    "audit_log_entries",
+    "email_rate_limits",
+    "flow_state",
+    "identities",
+    "metadata",
+    "new_id",
+    "now",
+    "one_time_tokens",
+    "refresh_tokens",
+    "refresh_tokens_parent_idx",
+    "sessions",
+    "users",
+    "users_aud_created_at_idx",
+    "users_email_partial_key",
+    "verify_attempts",
+]
+
+
+def now() -> datetime:
+    """The current time, aware, in UTC (every stored timestamp is)."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh UUID (v4) as text, the form every id column stores."""
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back aware, in UTC (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(name: str, **kwargs: Any) -> Column[datetime]:
+    return Column(name, UTCDateTime(), **kwargs)
+
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("aud", String(255), nullable=False, default=""),
+    Column("role", String(255), nullable=False, default=""),
+    Column("email", String(255)),
+    Column("encrypted_password", String(255)),
+    _ts("email_confirmed_at"),
+    _ts("invited_at"),
+    Column("confirmation_token", String(255)),
+    _ts("confirmation_sent_at"),
+    Column("recovery_token", String(255)),
+    _ts("recovery_sent_at"),
+    Column("email_change_token_new", String(255)),
+    Column("email_change", String(255)),
+    _ts("email_change_sent_at"),
+    Column("email_change_token_current", String(255)),
+    Column("email_change_confirm_status", SmallInteger, nullable=False, default=0),
+    Column("reauthentication_token", String(255)),
+    _ts("reauthentication_sent_at"),
+    _ts("last_sign_in_at"),
+    Column("raw_app_meta_data", JSON, nullable=False),
+    Column("raw_user_meta_data", JSON, nullable=False),
+    Column("phone", String(32)),
+    _ts("phone_confirmed_at"),
+    _ts("banned_until"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    _ts("deleted_at"),
+    Column("is_anonymous", Boolean, nullable=False, default=False),
+    Column("is_sso_user", Boolean, nullable=False, default=False),
+)
+
+# One account per address (migration 3). GoTrue's users_email_partial_key, scoped
+# as our look-ups are: the address compared lowercased, within one audience, among
+# non-SSO users. The same expressions as find_user_by_email's filter, so the
+# look-up is this index (a partial index serves a query only when the query's
+# WHERE repeats the index's: ``is_sso_user = false`` literally, on both databases).
+NOT_SSO = users.c.is_sso_user == false()
+users_email_partial_key = Index(
+    "users_email_partial_key",
+    func.lower(users.c.email),
+    users.c.aud,
+    unique=True,
+    postgresql_where=NOT_SSO,
+    sqlite_where=NOT_SSO,
+)
+# GET /admin/users: one audience, newest first (the ORDER BY, column for column).
+users_aud_created_at_idx = Index(
+    "users_aud_created_at_idx", users.c.aud, users.c.created_at.desc(), users.c.id
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("provider_id", Text, nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("identity_data", JSON, nullable=False),
+    Column("provider", String(255), nullable=False),
+    Column("email", String(255)),
+    _ts("last_sign_in_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("provider_id", "provider", name="identities_provider_id_provider_key"),
+    Index("identities_user_id_idx", "user_id"),
+    Index("identities_email_idx", "email"),
+)
+
+one_time_tokens = Table(
+    "one_time_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_type", String(64), nullable=False),
+    Column("token_hash", Text, nullable=False),
+    Column("relates_to", Text, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("user_id", "token_type", name="one_time_tokens_user_id_token_type_key"),
+    Index("one_time_tokens_token_hash_idx", "token_hash"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("aal", String(8), nullable=False, default="aal1"),
+    # GoTrue's mfa_amr_claims, kept inline: [{"method": ..., "timestamp": ...}], newest first.
+    Column("amr", JSON, nullable=False),
+    _ts("not_after"),
+    _ts("refreshed_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    Index("sessions_user_id_idx", "user_id"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("token", String(255), nullable=False, unique=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("session_id", String(36), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("parent", String(255)),
+    Column("revoked", Boolean, nullable=False, default=False),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    Index("refresh_tokens_session_id_idx", "session_id"),
+)
+# The child of a revoked token (reuse detection; migration 3).
+refresh_tokens_parent_idx = Index("refresh_tokens_parent_idx", refresh_tokens.c.parent)
+
+flow_state = Table(
+    "flow_state",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE")),
+    Column("auth_code", String(36), nullable=False, unique=True),
+    Column("code_challenge_method", String(8), nullable=False),
+    Column("code_challenge", Text, nullable=False),
+    Column("provider_type", String(64), nullable=False),
+    Column("authentication_method", String(64), nullable=False),
+    _ts("auth_code_issued_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    Index("flow_state_user_method_idx", "user_id", "authentication_method"),
+)
+
+audit_log_entries = Table(
+    "audit_log_entries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("payload", JSON, nullable=False),
+    Column("ip_address", String(64), nullable=False, default=""),
+    _ts("created_at", nullable=False),
+)
+
+# The global e-mail limit (GOTRUE_RATE_LIMIT_EMAIL_SENT) as one row per mode,
+# so every process on the database draws from the same allowance. Times are
+# Unix seconds as floats: the same arithmetic on SQLite and PostgreSQL.
+email_rate_limits = Table(
+    "email_rate_limits",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    # fixed window: the window's number (seconds // interval) and the mails sent in it
+    Column("window_id", BigInteger, nullable=False, default=0),
+    # token bucket: the tokens left at updated_at
+    Column("amount", Float, nullable=False, default=0),
+    Column("updated_at", Float, nullable=False, default=0),
+)
+
+# Tries of each user's mailed code, by one_time_tokens.token_type (attempts.py):
+# counted when a try starts, dropped when a code is sent or proven right.
+verify_attempts = Table(
+    "verify_attempts",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("token_type", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    _ts("updated_at", nullable=False),
+)
