@@ -14,6 +14,12 @@ one trip fewer per transaction. A transaction that ran no statement never
 began, so its commit or rollback has nothing to do.
 
 Used through ``create_async_engine(..., async_creator=...)``; see ``db.create_engine``.
+
+It stands on aiosqlite's private API (``_execute``, ``_conn``, ``_thread``), so
+apitask-auth pins aiosqlite to the releases tested, and
+``tests/service/test_aiosqlite_contract.py`` names what differs on another. It
+is kept because it measurably pays (docs/benchmarks.md, "The SQLite driver");
+plain aiosqlite is the fallback if it stops paying.
 """
 
 from __future__ import annotations
