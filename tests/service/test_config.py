@@ -156,6 +156,9 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("GOTRUE_SECURITY_MAX_VERIFY_ATTEMPTS", "0"),
         ("GOTRUE_SECURITY_MAX_VERIFY_ATTEMPTS", "five"),
         ("GOTRUE_SECURITY_MAX_VERIFY_ATTEMPTS", "1001"),
+        ("GOTRUE_JWT_KEYS", "{not json"),
+        ("GOTRUE_JWT_KEYS", '[{"kid": "a", "kty": "EC", "alg": "ES256"}]'),
+        ("GOTRUE_JWT_KEYS", '[{"kid": "a", "kty": "oct", "alg": "HS256", "k": "c2hvcnQ"}]'),
     ],
 )
 def test_bad_values_name_the_variable(

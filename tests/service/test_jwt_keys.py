@@ -5,12 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
 
 from apitask_auth.accounts.jwt_keys import JWTKeys, JWTKeysError, generate_jwk
+
+from ._accounts import bearer, signed_in
+from .conftest import SECRET as SERVICE_SECRET
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .conftest import Service
 
 SECRET = "a-secret-of-at-least-thirty-two-characters"
 
@@ -131,3 +139,34 @@ def test_generated_keys_are_new_each_time_and_only_asymmetric() -> None:
     assert first["key_ops"] == ["sign", "verify"]
     with pytest.raises(JWTKeysError, match="cannot generate 'HS256'"):
         generate_jwk("HS256")
+
+
+async def test_the_service_signs_with_the_signing_key_and_publishes_the_jwks(
+    make_service: Callable[..., Any],
+) -> None:
+    old, new = generate_jwk("RS256"), generate_jwk("ES256")
+    svc: Service = await make_service(jwt_keys=keyset(verifying_only(old), new))
+    _, session = await signed_in(svc)
+    header = jwt.get_unverified_header(session["access_token"])
+    assert (header["alg"], header["kid"]) == ("ES256", new["kid"])
+    assert (await svc.http.get("/user", headers=bearer(session))).status_code == 200
+    # A token of the retiring key still verifies; one of a key not in the set does not.
+    from_old = JWTKeys.parse(keyset(old), SERVICE_SECRET).sign(
+        jwt.decode(session["access_token"], options={"verify_signature": False})
+    )
+    assert (await svc.http.get("/user", headers=bearer({"access_token": from_old}))).is_success
+    stranger = JWTKeys.parse(keyset(generate_jwk("ES256")), SERVICE_SECRET).sign({"sub": "x"})
+    refused = await svc.http.get("/user", headers=bearer({"access_token": stranger}))
+    assert (refused.status_code, refused.json()["error_code"]) == (403, "bad_jwt")
+    # The admin API still takes the project's HS256 service_role key.
+    assert (await svc.http.get("/admin/users", headers=svc.admin_headers())).status_code == 200
+    published = await svc.http.get("/.well-known/jwks.json")
+    assert published.headers["cache-control"] == "public, max-age=600"
+    assert {key["kid"] for key in published.json()["keys"]} == {old["kid"], new["kid"]}
+    assert all("d" not in key for key in published.json()["keys"])
+
+
+async def test_without_keys_the_jwks_is_empty_and_tokens_are_hs256(svc: Service) -> None:
+    _, session = await signed_in(svc)
+    assert jwt.get_unverified_header(session["access_token"])["alg"] == "HS256"
+    assert (await svc.http.get("/.well-known/jwks.json")).json() == {"keys": []}

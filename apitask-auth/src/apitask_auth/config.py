@@ -13,6 +13,7 @@ Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read i
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -32,6 +33,7 @@ from apitask.mail import (
     check_address,
     compile_template,
 )
+from apitask_auth.accounts.jwt_keys import JWTKeys, JWTKeysError
 from apitask_auth.config_parsers import (
     _HEADER_NAME,
     CommaList,
@@ -130,6 +132,8 @@ class Settings(BaseSettings):
     jwt_admin_group_name: str = "admin"
     jwt_issuer: str = ""
     jwt_key_id: str = ""
+    # A JSON array of private JWKs, one with "sign" in key_ops (accounts/jwt_keys.py).
+    jwt_keys: str = ""
 
     # SMTP
     smtp_host: str = ""
@@ -200,6 +204,20 @@ class Settings(BaseSettings):
 
     # Service only: dev mode (set by ``serve --dev``, not by the environment)
     dev: bool = Field(False, exclude=True)
+
+    @field_validator("jwt_keys")
+    @classmethod
+    def _jwt_keys(cls, value: str) -> str:
+        try:
+            JWTKeys.parse(value, secret="")
+        except JWTKeysError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def jwt_keyset(self) -> JWTKeys:
+        """The keys that sign and verify access tokens (``GOTRUE_JWT_KEYS`` and the secret)."""
+        return _keyset(self.jwt_keys, self.jwt_secret, self.jwt_key_id)
 
     @field_validator("metrics_exporter")
     @classmethod
@@ -370,6 +388,12 @@ def _variable(settings_type: type[Settings], loc: tuple[int | str, ...]) -> str:
     if field is not None and isinstance(field.validation_alias, AliasChoices):
         return str(field.validation_alias.choices[0])
     return f"GOTRUE_{name.upper()}"
+
+
+@functools.lru_cache(maxsize=8)
+def _keyset(keys: str, secret: str, key_id: str) -> JWTKeys:
+    # Parsed once per configuration, not per request: an RSA key takes milliseconds.
+    return JWTKeys.parse(keys, secret, key_id)
 
 
 def load_settings(

@@ -14,16 +14,12 @@ import hashlib
 import hmac
 import secrets
 import string
-from typing import Any
 
 import bcrypt
-import jwt
 
 __all__ = [
     "check_password",
     "constant_time_equal",
-    "decode_jwt",
-    "encode_jwt",
     "generate_otp",
     "hash_password",
     "new_refresh_token",
@@ -105,24 +101,3 @@ def pkce_matches(verifier: str, challenge: str, method: str) -> bool:
         digest = hashlib.sha256(verifier.encode()).digest()
         verifier = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     return constant_time_equal(verifier, challenge)
-
-
-def encode_jwt(claims: dict[str, Any], secret: str, key_id: str = "") -> str:
-    """Sign ``claims`` with HS256."""
-    headers = {"kid": key_id} if key_id else None
-    return jwt.encode(claims, secret, algorithm="HS256", headers=headers)
-
-
-def decode_jwt(token: str, secret: str) -> dict[str, Any]:
-    """Verify an HS256 token's signature and expiry (when it has one) and return its claims.
-
-    Raises:
-        jwt.InvalidTokenError: bad signature, malformed, or expired.
-    """
-    claims: dict[str, Any] = jwt.decode(
-        token,
-        secret,
-        algorithms=["HS256"],
-        options={"verify_aud": False, "require": []},
-    )
-    return claims

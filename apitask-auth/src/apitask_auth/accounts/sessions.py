@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 
 from apitask_auth.accounts.bodies import SessionBody
-from apitask_auth.accounts.security import encode_jwt, new_refresh_token
+from apitask_auth.accounts.security import new_refresh_token
 from apitask_auth.accounts.users import User, update_user, user_body
 from apitask_auth.errors import APIError, ErrorCode, bad_request
 from apitask_auth.storage.rows import Session, session_row
@@ -100,7 +100,7 @@ async def session_response(
     """GoTrue's session JSON (``S``) for a session and its current refresh token."""
     claims = _claims(settings, user, session)
     return SessionBody(
-        access_token=encode_jwt(claims, settings.jwt_secret, settings.jwt_key_id),
+        access_token=settings.jwt_keyset.sign(claims),
         token_type="bearer",
         expires_in=settings.jwt_exp,
         expires_at=claims["exp"],

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import jwt
 from fastapi import Depends, Request
 
-from apitask_auth.accounts.security import decode_jwt
 from apitask_auth.accounts.sessions import get_session
 from apitask_auth.accounts.users import User, get_user
 from apitask_auth.errors import ErrorCode, bad_request, forbidden, unauthorized
@@ -71,7 +70,7 @@ def _bearer(request: Request) -> str:
 
 def _claims(service: Service, token: str) -> dict[str, Any]:
     try:
-        return decode_jwt(token, service.settings.jwt_secret)
+        return service.settings.jwt_keyset.verify(token)
     except jwt.InvalidTokenError as exc:
         raise forbidden(
             ErrorCode.BAD_JWT, f"invalid JWT: unable to parse or verify signature, {exc}"

@@ -68,6 +68,7 @@ def api_routes(settings: Settings) -> APIRouter:
     api = APIRouter()
     api.get("/health")(general.health)
     api.get("/settings")(general.public_settings)
+    api.get("/.well-known/jwks.json")(general.jwks)
     api.post("/signup", dependencies=[otp], response_model=SessionBody | UserBody)(auth.signup)
     api.post("/token", dependencies=[token_limit], response_model=SessionBody)(auth.token)
     api.get("/verify", dependencies=[verify_limit], status_code=303)(verify.verify_link)

@@ -1,17 +1,18 @@
-"""``GET /health`` and ``GET /settings``: what any client may ask first."""
+"""``GET /health``, ``GET /settings`` and the JWKS: what any client may ask first."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
+from fastapi.responses import JSONResponse
 
 from apitask_auth import __version__
 
 if TYPE_CHECKING:
     from apitask_auth.config import Settings
 
-__all__ = ["health", "public_settings"]
+__all__ = ["health", "jwks", "public_settings"]
 
 _PROVIDERS = [
     "anonymous_users",
@@ -67,3 +68,16 @@ async def public_settings(request: Request) -> dict[str, Any]:
         "saml_private_key_next_configured": False,
         "passkeys_enabled": False,
     }
+
+
+async def jwks(request: Request) -> JSONResponse:
+    """The public keys that verify access tokens (GoTrue's ``/.well-known/jwks.json``).
+
+    Only asymmetric keys: a symmetric one, or the JWT secret, would let the
+    reader sign tokens. Cached for 10 minutes, as GoTrue sends it (clients
+    such as supabase-js and supabase-py cache it as long).
+    """
+    settings: Settings = request.app.state.service.settings
+    return JSONResponse(
+        settings.jwt_keyset.public_jwks(), headers={"Cache-Control": "public, max-age=600"}
+    )
