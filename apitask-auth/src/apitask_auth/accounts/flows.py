@@ -44,6 +44,7 @@ __all__ = [
     "check_interval",
     "create_flow_state",
     "deliver",
+    "issue_one_time_token",
     "latest_flow_state",
     "send_token_mail",
     "token_mail",
@@ -210,6 +211,31 @@ def token_mail(settings: Settings, template: Template) -> TokenMail:
     )
 
 
+async def issue_one_time_token(
+    conn: AsyncConnection,
+    settings: Settings,
+    user: User,
+    token_type: str,
+    address: str,
+    *,
+    sent_at_column: SentAtColumn,
+    pkce: bool = False,
+) -> tuple[User, str, str]:
+    """Store the hash of a fresh OTP as ``user``'s ``token_type`` token for ``address``.
+
+    Returns:
+        The user as now stored, the OTP (for the mail) and the stored hash (for
+        the link). A PKCE flow's hash carries the ``pkce_`` prefix by which
+        verification tells the flow apart (§2).
+    """
+    otp = generate_otp(settings.otp_length)
+    stored = ("pkce_" if pkce else "") + token_hash(address, otp, settings.jwt_secret)
+    user = await set_one_time_token(
+        conn, user, token_type, stored, address, sent_at_column=sent_at_column
+    )
+    return user, otp, stored
+
+
 async def send_token_mail(
     conn: AsyncConnection,
     settings: Settings,
@@ -231,10 +257,8 @@ async def send_token_mail(
     email = user["email"]
     assert email is not None  # mail goes to accounts found or made by their address
     await before_send(conn, settings, [email], request=request)
-    otp = generate_otp(settings.otp_length)
-    stored = ("pkce_" if pkce else "") + token_hash(email, otp, settings.jwt_secret)
-    user = await set_one_time_token(
-        conn, user, kind.token_type, stored, email, sent_at_column=kind.sent_at
+    user, otp, stored = await issue_one_time_token(
+        conn, settings, user, kind.token_type, email, sent_at_column=kind.sent_at, pkce=pkce
     )
     link = ""
     if kind.link_type:
