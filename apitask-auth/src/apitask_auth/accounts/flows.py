@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from apitask.mail import InvalidAddressError, InvalidMessageError, check_address
 from apitask_auth.accounts.security import generate_otp, token_hash
-from apitask_auth.accounts.users import SentAtColumn, User, set_one_time_token
+from apitask_auth.accounts.users import SentAtColumn, User, create_user, set_one_time_token
 from apitask_auth.delivery.mailer import MailData, Template
 from apitask_auth.errors import (
     APIError,
@@ -42,6 +42,7 @@ __all__ = [
     "before_send",
     "check_password_strength",
     "check_interval",
+    "create_email_user",
     "create_flow_state",
     "deliver",
     "issue_one_time_token",
@@ -126,6 +127,37 @@ def validate_pkce(challenge: str | None, method: str | None) -> PKCE | None:
             ErrorCode.VALIDATION_FAILED, f"code challenge method {method!r} not supported"
         )
     return PKCE(challenge, method.lower())
+
+
+async def create_email_user(
+    conn: AsyncConnection,
+    settings: Settings,
+    *,
+    email: str,
+    aud: str,
+    encrypted_password: str | None,
+    user_metadata: dict[str, Any],
+    role: str | None = None,
+    app_metadata: dict[str, Any] | None = None,
+    user_id: str | None = None,
+) -> User:
+    """Create an unconfirmed user with an e-mail address: :func:`create_user`
+    with GoTrue's role for new users (``GOTRUE_JWT_DEFAULT_GROUP_NAME``) unless
+    an admin names one.
+
+    Raises:
+        AddressTakenError: another transaction holds an account with this address.
+    """
+    return await create_user(
+        conn,
+        email=email,
+        aud=aud,
+        role=role or settings.jwt_default_group_name,
+        encrypted_password=encrypted_password,
+        user_metadata=user_metadata,
+        app_metadata=app_metadata,
+        user_id=user_id,
+    )
 
 
 async def create_flow_state(
