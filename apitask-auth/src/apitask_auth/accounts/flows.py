@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PKCE",
-    "TokenMail",
     "before_send",
     "check_password_strength",
     "check_interval",
@@ -48,7 +47,6 @@ __all__ = [
     "issue_one_time_token",
     "latest_flow_state",
     "send_token_mail",
-    "token_mail",
     "validate_email",
     "validate_pkce",
 ]
@@ -195,7 +193,7 @@ async def latest_flow_state(conn: AsyncConnection, user_id: str, method: str) ->
 
 
 @dataclass(frozen=True, slots=True)
-class TokenMail:
+class _TokenMail:
     """How one kind of token mail is stored and linked (§2 "Storage", "Links")."""
 
     template: Template
@@ -220,7 +218,7 @@ def check_interval(settings: Settings, user: User, sent_at_column: SentAtColumn)
         )
 
 
-def token_mail(settings: Settings, template: Template) -> TokenMail:
+def _token_mail(settings: Settings, template: Template) -> _TokenMail:
     """How the ``template`` mail stores its token and builds its link (§2, §1.7)."""
     paths = {
         "confirmation": settings.mailer_urlpaths_confirmation,
@@ -238,7 +236,7 @@ def token_mail(settings: Settings, template: Template) -> TokenMail:
     }
     link_type, token_type, sent_at = columns[template]
     # Invites have no per-user interval (§1.7).
-    return TokenMail(
+    return _TokenMail(
         template, link_type, token_type, sent_at, paths[template], template != "invite"
     )
 
@@ -274,16 +272,17 @@ async def send_token_mail(
     mailer: Mailer,
     request: Request,
     user: User,
-    kind: TokenMail,
+    template: Template,
     redirect: str,
     *,
     pkce: bool = False,
 ) -> User:
-    """Store a fresh OTP's hash for ``user`` and send the mail that carries it.
+    """Store a fresh OTP's hash for ``user`` and send the ``template`` mail that carries it.
 
     Runs in the caller's transaction: a failure to hand the mail over (inline
     delivery) rolls the token back with everything else.
     """
+    kind = _token_mail(settings, template)
     if kind.per_user_interval:
         check_interval(settings, user, kind.sent_at)
     email = user["email"]

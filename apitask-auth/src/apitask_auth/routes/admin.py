@@ -18,7 +18,6 @@ from apitask_auth.accounts.flows import (
     check_password_strength,
     create_email_user,
     send_token_mail,
-    token_mail,
     validate_email,
 )
 from apitask_auth.accounts.security import generate_otp, hash_password, random_password, token_hash
@@ -109,7 +108,7 @@ async def invite(params: InviteParams, request: Request, svc: Svc, admin: Admin)
         async with svc.engine.begin() as conn:
             user = await _invitee(conn, settings, email, aud, params.data or {})
             user = await send_token_mail(
-                conn, settings, svc.mailer, request, user, token_mail(settings, "invite"), redirect
+                conn, settings, svc.mailer, request, user, "invite", redirect
             )
             user = await update_user(conn, user["id"], invited_at=now())
             await _audit(conn, request, admin, "user_invited", user)

@@ -18,7 +18,6 @@ from apitask_auth.accounts.flows import (
     create_email_user,
     create_flow_state,
     send_token_mail,
-    token_mail,
     validate_email,
     validate_pkce,
 )
@@ -161,7 +160,7 @@ async def register_email(
                 svc.mailer,
                 request,
                 user,
-                token_mail(settings, "confirmation"),
+                "confirmation",
                 redirect,
                 pkce=pkce is not None,
             )
