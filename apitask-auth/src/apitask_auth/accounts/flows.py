@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PKCE",
+    "PKCE_TOKEN_PREFIX",
     "before_send",
     "check_password_strength",
     "check_interval",
@@ -52,6 +53,10 @@ __all__ = [
 ]
 
 _MAX_PASSWORD_BYTES = 72
+
+PKCE_TOKEN_PREFIX = "pkce_"
+"""Starts the stored token (and so the link's ``token``) of a PKCE e-mail flow (§2)."""
+
 _CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # matched whole (fullmatch)
 
 
@@ -255,11 +260,11 @@ async def issue_one_time_token(
 
     Returns:
         The user as now stored, the OTP (for the mail) and the stored hash (for
-        the link). A PKCE flow's hash carries the ``pkce_`` prefix by which
+        the link). A PKCE flow's hash carries :data:`PKCE_TOKEN_PREFIX`, by which
         verification tells the flow apart (§2).
     """
     otp = generate_otp(settings.otp_length)
-    stored = ("pkce_" if pkce else "") + token_hash(address, otp, settings.jwt_secret)
+    stored = (PKCE_TOKEN_PREFIX if pkce else "") + token_hash(address, otp, settings.jwt_secret)
     user = await set_one_time_token(
         conn, user, token_type, stored, address, sent_at_column=sent_at_column
     )
