@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apitask_auth.accounts.audit import audit
-from apitask_auth.accounts.flows import before_send, check_interval, deliver
-from apitask_auth.accounts.security import generate_otp, token_hash
+from apitask_auth.accounts.flows import before_send, check_interval, deliver, issue_one_time_token
 from apitask_auth.accounts.users import (
     TOKEN_COLUMNS,
     User,
@@ -22,7 +21,6 @@ from apitask_auth.accounts.users import (
     clear_one_time_tokens,
     confirm_email,
     set_email_identity,
-    set_one_time_token,
     update_user,
 )
 from apitask_auth.delivery.mailer import MailData
@@ -68,7 +66,6 @@ async def send_email_change(
     secure = _is_secure(settings, user)
     recipients = [new_email, current] if secure else [new_email]
     await before_send(conn, settings, recipients, request=request)
-    prefix = "pkce_" if pkce else ""
     user = await update_user(
         conn, user["id"], email_change=new_email, email_change_confirm_status=0
     )
@@ -81,10 +78,14 @@ async def send_email_change(
     ):
         if token_type == "email_change_token_current" and not secure:
             continue
-        otp = generate_otp(settings.otp_length)
-        stored = prefix + token_hash(address, otp, settings.jwt_secret)
-        user = await set_one_time_token(
-            conn, user, token_type, stored, address, sent_at_column="email_change_sent_at"
+        user, otp, stored = await issue_one_time_token(
+            conn,
+            settings,
+            user,
+            token_type,
+            address,
+            sent_at_column="email_change_sent_at",
+            pkce=pkce,
         )
         mails.append((address, otp, stored))
     for address, otp, stored in mails:

@@ -15,9 +15,9 @@ from sqlalchemy import delete, select
 from apitask_auth.accounts.audit import audit
 from apitask_auth.accounts.flows import (
     check_password_strength,
+    create_email_user,
     create_flow_state,
     send_token_mail,
-    token_mail,
     validate_email,
     validate_pkce,
 )
@@ -34,7 +34,6 @@ from apitask_auth.accounts.sessions import (
 from apitask_auth.accounts.users import (
     User,
     confirm_email,
-    create_user,
     find_user_by_email,
     get_user,
     is_confirmed,
@@ -138,11 +137,11 @@ async def register_email(
                 mark_nothing_sent(request)
                 return JSONResponse(_fake_user(email, aud, data, user).model_dump())
             if user is None:
-                user = await create_user(
+                user = await create_email_user(
                     conn,
+                    settings,
                     email=email,
                     aud=aud,
-                    role=settings.jwt_default_group_name,
                     encrypted_password=password_hash,
                     user_metadata=data,
                 )
@@ -161,7 +160,7 @@ async def register_email(
                 svc.mailer,
                 request,
                 user,
-                token_mail(settings, "confirmation"),
+                "confirmation",
                 redirect,
                 pkce=pkce is not None,
             )

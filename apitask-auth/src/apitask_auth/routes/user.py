@@ -18,7 +18,6 @@ from apitask_auth.accounts.flows import (
     check_password_strength,
     create_flow_state,
     send_token_mail,
-    token_mail,
     validate_email,
     validate_pkce,
 )
@@ -252,7 +251,7 @@ async def reauthenticate(request: Request, caller: Auth, svc: Svc) -> Response:
             svc.mailer,
             request,
             user,
-            token_mail(svc.settings, "reauthentication"),
+            "reauthentication",
             "",
         )
     return JSONResponse({})
