@@ -210,8 +210,12 @@ async def create_user(
     app_metadata: dict[str, Any] | None = None,
     user_id: str | None = None,
     confirmed: bool = False,
+    anonymous: bool = False,
 ) -> User:
     """Insert a user (and its e-mail identity when it has an address) and return it.
+
+    An ``anonymous`` user has no address, no identity and, as in GoTrue, an
+    empty ``app_metadata``: its providers come with its first identity.
 
     Raises:
         AddressTakenError: another transaction holds an account with this address.
@@ -223,11 +227,13 @@ async def create_user(
         "role": role,
         "email": email,
         "encrypted_password": encrypted_password,
-        "raw_app_meta_data": {"provider": "email", "providers": ["email"]} | (app_metadata or {}),
+        "raw_app_meta_data": {}
+        if anonymous
+        else {"provider": "email", "providers": ["email"]} | (app_metadata or {}),
         "raw_user_meta_data": dict(user_metadata),
         "email_confirmed_at": at if confirmed else None,
         "email_change_confirm_status": 0,
-        "is_anonymous": False,
+        "is_anonymous": anonymous,
         "is_sso_user": False,
         "created_at": at,
         "updated_at": at,
