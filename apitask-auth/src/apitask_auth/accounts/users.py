@@ -55,6 +55,7 @@ __all__ = [
     "is_confirmed",
     "iso",
     "list_identities",
+    "providers_metadata",
     "retry_if_taken",
     "set_email_identity",
     "set_one_time_token",
@@ -215,7 +216,8 @@ async def create_user(
     """Insert a user (and its e-mail identity when it has an address) and return it.
 
     An ``anonymous`` user has no address, no identity and, as in GoTrue, an
-    empty ``app_metadata``: its providers come with its first identity.
+    empty ``app_metadata``: its providers come with its first identity
+    (:func:`providers_metadata`).
 
     Raises:
         AddressTakenError: another transaction holds an account with this address.
@@ -289,6 +291,17 @@ async def update_user(conn: AsyncConnection, user_id: str, **values: Any) -> Use
         if _is_taken(exc):
             raise AddressTakenError from exc
         raise
+
+
+async def providers_metadata(conn: AsyncConnection, user: User) -> dict[str, Any]:
+    """The user's ``app_metadata`` with ``providers`` (and ``provider``, the first)
+    read from its identities, as GoTrue refreshes them once an identity is added."""
+    found = await list_identities(conn, user["id"])
+    providers = list(dict.fromkeys(identity["provider"] for identity in found))
+    metadata = dict(user["raw_app_meta_data"]) | {"providers": providers}
+    if providers:
+        metadata["provider"] = providers[0]
+    return metadata
 
 
 async def list_identities(conn: AsyncConnection, user_id: str) -> list[Identity]:
