@@ -194,6 +194,7 @@ class Settings(BaseSettings):
     rate_limit_otp: float = Field(30, ge=0)
     rate_limit_verify: float = Field(30, ge=0)
     rate_limit_token_refresh: float = Field(150, ge=0)
+    rate_limit_anonymous_users: float = Field(30, ge=0)
     rate_limit_email_sent: Annotated[EmailRateLimit, NoDecode] = EmailRateLimit(30)
 
     # Observability: /metrics (Prometheus text format) and the log lines
@@ -458,11 +459,6 @@ def load_settings(
             check_http_url(value)
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}, got {value!r}") from None
-    if settings.external_anonymous_users_enabled:
-        logger.warning(
-            "GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED: anonymous sign-ins are not implemented; "
-            "they are answered as disabled and not listed in /settings"
-        )
     if settings.smtp_pass and not settings.smtp_user:
         raise ConfigError("GOTRUE_SMTP_PASS: set without GOTRUE_SMTP_USER (AUTH needs both)")
     if settings.smtp_host and not settings.smtp_admin_email:

@@ -20,6 +20,7 @@ from apitask_auth.accounts.users import (
     clear_one_time_token,
     clear_one_time_tokens,
     confirm_email,
+    providers_metadata,
     set_email_identity,
     update_user,
 )
@@ -133,6 +134,8 @@ async def confirm_email_change(
         return None
     await audit(conn, request, user["id"], user["email"] or "", "user_modified")
     await set_email_identity(conn, user, new_email, verified=True)
+    # An anonymous user's first identity: it becomes a permanent e-mail user.
+    app_metadata = await providers_metadata(conn, user)
     cleared = dict.fromkeys(
         (TOKEN_COLUMNS["email_change_token_current"], TOKEN_COLUMNS["email_change_token_new"])
     )
@@ -143,6 +146,7 @@ async def confirm_email_change(
         email_change=None,
         email_change_confirm_status=0,
         is_anonymous=False,
+        raw_app_meta_data=app_metadata,
         **cleared,
     )
     if user["email_confirmed_at"] is None:
