@@ -289,3 +289,28 @@ async def test_update_user_to_a_taken_email_is_refused(svc: Service) -> None:
         headers=headers,
     )
     assert hashed.status_code == 200
+
+
+async def test_new_users_get_the_default_group_unless_an_admin_names_a_role(
+    make_service: Callable[..., Any],
+) -> None:
+    """Sign-up, invite, a signup link and admin creation all give a new user
+    GOTRUE_JWT_DEFAULT_GROUP_NAME; only admin creation may name another role."""
+    svc: Service = await make_service(jwt_default_group_name="member")
+    admin = svc.admin_headers()
+    made = [
+        await svc.http.post("/signup", json={"email": email(), "password": PASSWORD}),
+        await svc.http.post("/invite", json={"email": email()}, headers=admin),
+        await svc.http.post(
+            "/admin/generate_link",
+            json={"type": "signup", "email": email(), "password": PASSWORD},
+            headers=admin,
+        ),
+        await svc.http.post("/admin/users", json={"email": email()}, headers=admin),
+    ]
+    assert [response.status_code for response in made] == [200] * 4
+    assert [response.json()["role"] for response in made] == ["member"] * 4
+    named = await svc.http.post(
+        "/admin/users", json={"email": email(), "role": "editor"}, headers=admin
+    )
+    assert named.json()["role"] == "editor"

@@ -290,3 +290,18 @@ def test_email_rate_limit_forms() -> None:
     """N is per hour; N/duration is a token bucket."""
     assert EmailRateLimit.parse("30") == EmailRateLimit(30)
     assert EmailRateLimit.parse("10/1m") == EmailRateLimit(10, timedelta(minutes=1))
+
+
+@pytest.mark.parametrize(
+    "name", ["GOTRUE_SITE_URL", "API_EXTERNAL_URL", "GOTRUE_MAILER_EMAIL_VALIDATION_SERVICE_URL"]
+)
+@pytest.mark.parametrize("value", ["https:///no-host", "example.com", "ws://example.com"])
+def test_url_settings_share_one_rule(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """Every URL setting is held to the same http(s)-with-a-host rule, with the same words."""
+    _env(monkeypatch, **{name: value})
+    with pytest.raises(ConfigError, match=rf"^{name}: .*expected an http\(s\) URL"):
+        load_settings(env_file=None)
+    _env(monkeypatch, **{name: "https://example.com/any/path"})
+    load_settings(env_file=None)

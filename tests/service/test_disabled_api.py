@@ -14,8 +14,6 @@ import pytest
 from ._accounts import signed_in
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .conftest import Service
 
 
@@ -195,20 +193,3 @@ async def test_phone_fields_answer_phone_off(svc: Service) -> None:
     auth = {"Authorization": f"Bearer {session['access_token']}"}
     response = await svc.http.put("/user", json={"phone": phone}, headers=auth)
     assert _error(response) == (400, "phone_provider_disabled", "Phone logins are disabled")
-
-
-async def test_anonymous_sign_in_is_refused_and_never_advertised(
-    make_service: Callable[..., Any],
-) -> None:
-    """Even with GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED set (we do not implement it),
-    /settings says off and /signup answers GoTrue's disabled error."""
-    for enabled in (False, True):
-        svc: Service = await make_service(external_anonymous_users_enabled=enabled)
-        settings = (await svc.http.get("/settings")).json()
-        assert settings["external"]["anonymous_users"] is False
-        response = await svc.http.post("/signup", json={"data": {"a": 1}})
-        assert _error(response) == (
-            422,
-            "anonymous_provider_disabled",
-            "Anonymous sign-ins are disabled",
-        )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, get_args
@@ -40,6 +39,7 @@ from apitask_auth.config_parsers import (
     Duration,
     EmailRateLimit,
     _json_value,
+    check_http_url,
     parse_duration,
     parse_smtp_headers,
 )
@@ -194,6 +194,7 @@ class Settings(BaseSettings):
     rate_limit_otp: float = Field(30, ge=0)
     rate_limit_verify: float = Field(30, ge=0)
     rate_limit_token_refresh: float = Field(150, ge=0)
+    rate_limit_anonymous_users: float = Field(30, ge=0)
     rate_limit_email_sent: Annotated[EmailRateLimit, NoDecode] = EmailRateLimit(30)
 
     # Observability: /metrics (Prometheus text format) and the log lines
@@ -300,9 +301,7 @@ class Settings(BaseSettings):
     @field_validator("mailer_email_validation_service_url")
     @classmethod
     def _service_url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("expected an http(s) URL")
-        return value
+        return check_http_url(value) if value else value
 
     @field_validator("mailer_email_validation_service_headers")
     @classmethod
@@ -456,13 +455,10 @@ def load_settings(
         ("GOTRUE_SITE_URL", settings.site_url),
         ("API_EXTERNAL_URL", settings.api_external_url),
     ):
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ConfigError(f"{name}: expected an http(s) URL, got {value!r}")
-    if settings.external_anonymous_users_enabled:
-        logger.warning(
-            "GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED: anonymous sign-ins are not implemented; "
-            "they are answered as disabled and not listed in /settings"
-        )
+        try:
+            check_http_url(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}, got {value!r}") from None
     if settings.smtp_pass and not settings.smtp_user:
         raise ConfigError("GOTRUE_SMTP_PASS: set without GOTRUE_SMTP_USER (AUTH needs both)")
     if settings.smtp_host and not settings.smtp_admin_email:

@@ -1,4 +1,4 @@
-"""GoTrue's environment syntax: Go durations, comma lists, JSON values, SMTP headers.
+"""GoTrue's environment syntax: Go durations, comma lists, JSON values, SMTP headers, URLs.
 
 Pure functions from the text of a variable to a value, or ``ValueError``;
 :mod:`apitask_auth.config` names the variable in the message. ``Duration``
@@ -27,6 +27,7 @@ __all__ = [
     "CommaList",
     "Duration",
     "EmailRateLimit",
+    "check_http_url",
     "parse_duration",
     "parse_smtp_headers",
 ]
@@ -47,6 +48,21 @@ def _duration(value: object) -> object:
         return parse_duration(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)
+    return value
+
+
+# A scheme and a host; what follows the host is the caller's to judge.
+_HTTP_URL = re.compile(r"^https?://[^/\s]+")
+
+
+def check_http_url(value: str) -> str:
+    """Return ``value`` if it is an absolute http(s) URL with a host.
+
+    Raises:
+        ValueError: it is not.
+    """
+    if not _HTTP_URL.match(value):
+        raise ValueError("expected an http(s) URL")
     return value
 
 

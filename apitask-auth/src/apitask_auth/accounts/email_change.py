@@ -13,16 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apitask_auth.accounts.audit import audit
-from apitask_auth.accounts.flows import before_send, check_interval, deliver
-from apitask_auth.accounts.security import generate_otp, token_hash
+from apitask_auth.accounts.flows import before_send, check_interval, deliver, issue_one_time_token
 from apitask_auth.accounts.users import (
     TOKEN_COLUMNS,
     User,
     clear_one_time_token,
     clear_one_time_tokens,
     confirm_email,
+    providers_metadata,
     set_email_identity,
-    set_one_time_token,
     update_user,
 )
 from apitask_auth.delivery.mailer import MailData
@@ -68,7 +67,6 @@ async def send_email_change(
     secure = _is_secure(settings, user)
     recipients = [new_email, current] if secure else [new_email]
     await before_send(conn, settings, recipients, request=request)
-    prefix = "pkce_" if pkce else ""
     user = await update_user(
         conn, user["id"], email_change=new_email, email_change_confirm_status=0
     )
@@ -81,10 +79,14 @@ async def send_email_change(
     ):
         if token_type == "email_change_token_current" and not secure:
             continue
-        otp = generate_otp(settings.otp_length)
-        stored = prefix + token_hash(address, otp, settings.jwt_secret)
-        user = await set_one_time_token(
-            conn, user, token_type, stored, address, sent_at_column="email_change_sent_at"
+        user, otp, stored = await issue_one_time_token(
+            conn,
+            settings,
+            user,
+            token_type,
+            address,
+            sent_at_column="email_change_sent_at",
+            pkce=pkce,
         )
         mails.append((address, otp, stored))
     for address, otp, stored in mails:
@@ -132,6 +134,8 @@ async def confirm_email_change(
         return None
     await audit(conn, request, user["id"], user["email"] or "", "user_modified")
     await set_email_identity(conn, user, new_email, verified=True)
+    # An anonymous user's first identity: it becomes a permanent e-mail user.
+    app_metadata = await providers_metadata(conn, user)
     cleared = dict.fromkeys(
         (TOKEN_COLUMNS["email_change_token_current"], TOKEN_COLUMNS["email_change_token_new"])
     )
@@ -142,6 +146,7 @@ async def confirm_email_change(
         email_change=None,
         email_change_confirm_status=0,
         is_anonymous=False,
+        raw_app_meta_data=app_metadata,
         **cleared,
     )
     if user["email_confirmed_at"] is None:

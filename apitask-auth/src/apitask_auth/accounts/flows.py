@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from apitask.mail import InvalidAddressError, InvalidMessageError, check_address
 from apitask_auth.accounts.security import generate_otp, token_hash
-from apitask_auth.accounts.users import SentAtColumn, User, set_one_time_token
+from apitask_auth.accounts.users import SentAtColumn, User, create_user, set_one_time_token
 from apitask_auth.delivery.mailer import MailData, Template
 from apitask_auth.errors import (
     APIError,
@@ -38,20 +38,25 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PKCE",
-    "TokenMail",
+    "PKCE_TOKEN_PREFIX",
     "before_send",
     "check_password_strength",
     "check_interval",
+    "create_email_user",
     "create_flow_state",
     "deliver",
+    "issue_one_time_token",
     "latest_flow_state",
     "send_token_mail",
-    "token_mail",
     "validate_email",
     "validate_pkce",
 ]
 
 _MAX_PASSWORD_BYTES = 72
+
+PKCE_TOKEN_PREFIX = "pkce_"
+"""Starts the stored token (and so the link's ``token``) of a PKCE e-mail flow (§2)."""
+
 _CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # matched whole (fullmatch)
 
 
@@ -127,6 +132,37 @@ def validate_pkce(challenge: str | None, method: str | None) -> PKCE | None:
     return PKCE(challenge, method.lower())
 
 
+async def create_email_user(
+    conn: AsyncConnection,
+    settings: Settings,
+    *,
+    email: str,
+    aud: str,
+    encrypted_password: str | None,
+    user_metadata: dict[str, Any],
+    role: str | None = None,
+    app_metadata: dict[str, Any] | None = None,
+    user_id: str | None = None,
+) -> User:
+    """Create an unconfirmed user with an e-mail address: :func:`create_user`
+    with GoTrue's role for new users (``GOTRUE_JWT_DEFAULT_GROUP_NAME``) unless
+    an admin names one.
+
+    Raises:
+        AddressTakenError: another transaction holds an account with this address.
+    """
+    return await create_user(
+        conn,
+        email=email,
+        aud=aud,
+        role=role or settings.jwt_default_group_name,
+        encrypted_password=encrypted_password,
+        user_metadata=user_metadata,
+        app_metadata=app_metadata,
+        user_id=user_id,
+    )
+
+
 async def create_flow_state(
     conn: AsyncConnection, user_id: str, pkce: PKCE, method: str, provider_type: str
 ) -> None:
@@ -162,7 +198,7 @@ async def latest_flow_state(conn: AsyncConnection, user_id: str, method: str) ->
 
 
 @dataclass(frozen=True, slots=True)
-class TokenMail:
+class _TokenMail:
     """How one kind of token mail is stored and linked (§2 "Storage", "Links")."""
 
     template: Template
@@ -187,7 +223,7 @@ def check_interval(settings: Settings, user: User, sent_at_column: SentAtColumn)
         )
 
 
-def token_mail(settings: Settings, template: Template) -> TokenMail:
+def _token_mail(settings: Settings, template: Template) -> _TokenMail:
     """How the ``template`` mail stores its token and builds its link (§2, §1.7)."""
     paths = {
         "confirmation": settings.mailer_urlpaths_confirmation,
@@ -205,9 +241,34 @@ def token_mail(settings: Settings, template: Template) -> TokenMail:
     }
     link_type, token_type, sent_at = columns[template]
     # Invites have no per-user interval (§1.7).
-    return TokenMail(
+    return _TokenMail(
         template, link_type, token_type, sent_at, paths[template], template != "invite"
     )
+
+
+async def issue_one_time_token(
+    conn: AsyncConnection,
+    settings: Settings,
+    user: User,
+    token_type: str,
+    address: str,
+    *,
+    sent_at_column: SentAtColumn,
+    pkce: bool = False,
+) -> tuple[User, str, str]:
+    """Store the hash of a fresh OTP as ``user``'s ``token_type`` token for ``address``.
+
+    Returns:
+        The user as now stored, the OTP (for the mail) and the stored hash (for
+        the link). A PKCE flow's hash carries :data:`PKCE_TOKEN_PREFIX`, by which
+        verification tells the flow apart (§2).
+    """
+    otp = generate_otp(settings.otp_length)
+    stored = (PKCE_TOKEN_PREFIX if pkce else "") + token_hash(address, otp, settings.jwt_secret)
+    user = await set_one_time_token(
+        conn, user, token_type, stored, address, sent_at_column=sent_at_column
+    )
+    return user, otp, stored
 
 
 async def send_token_mail(
@@ -216,25 +277,24 @@ async def send_token_mail(
     mailer: Mailer,
     request: Request,
     user: User,
-    kind: TokenMail,
+    template: Template,
     redirect: str,
     *,
     pkce: bool = False,
 ) -> User:
-    """Store a fresh OTP's hash for ``user`` and send the mail that carries it.
+    """Store a fresh OTP's hash for ``user`` and send the ``template`` mail that carries it.
 
     Runs in the caller's transaction: a failure to hand the mail over (inline
     delivery) rolls the token back with everything else.
     """
+    kind = _token_mail(settings, template)
     if kind.per_user_interval:
         check_interval(settings, user, kind.sent_at)
     email = user["email"]
     assert email is not None  # mail goes to accounts found or made by their address
     await before_send(conn, settings, [email], request=request)
-    otp = generate_otp(settings.otp_length)
-    stored = ("pkce_" if pkce else "") + token_hash(email, otp, settings.jwt_secret)
-    user = await set_one_time_token(
-        conn, user, kind.token_type, stored, email, sent_at_column=kind.sent_at
+    user, otp, stored = await issue_one_time_token(
+        conn, settings, user, kind.token_type, email, sent_at_column=kind.sent_at, pkce=pkce
     )
     link = ""
     if kind.link_type:

@@ -55,6 +55,7 @@ __all__ = [
     "is_confirmed",
     "iso",
     "list_identities",
+    "providers_metadata",
     "retry_if_taken",
     "set_email_identity",
     "set_one_time_token",
@@ -210,8 +211,13 @@ async def create_user(
     app_metadata: dict[str, Any] | None = None,
     user_id: str | None = None,
     confirmed: bool = False,
+    anonymous: bool = False,
 ) -> User:
     """Insert a user (and its e-mail identity when it has an address) and return it.
+
+    An ``anonymous`` user has no address, no identity and, as in GoTrue, an
+    empty ``app_metadata``: its providers come with its first identity
+    (:func:`providers_metadata`).
 
     Raises:
         AddressTakenError: another transaction holds an account with this address.
@@ -223,11 +229,13 @@ async def create_user(
         "role": role,
         "email": email,
         "encrypted_password": encrypted_password,
-        "raw_app_meta_data": {"provider": "email", "providers": ["email"]} | (app_metadata or {}),
+        "raw_app_meta_data": {}
+        if anonymous
+        else {"provider": "email", "providers": ["email"]} | (app_metadata or {}),
         "raw_user_meta_data": dict(user_metadata),
         "email_confirmed_at": at if confirmed else None,
         "email_change_confirm_status": 0,
-        "is_anonymous": False,
+        "is_anonymous": anonymous,
         "is_sso_user": False,
         "created_at": at,
         "updated_at": at,
@@ -283,6 +291,17 @@ async def update_user(conn: AsyncConnection, user_id: str, **values: Any) -> Use
         if _is_taken(exc):
             raise AddressTakenError from exc
         raise
+
+
+async def providers_metadata(conn: AsyncConnection, user: User) -> dict[str, Any]:
+    """The user's ``app_metadata`` with ``providers`` (and ``provider``, the first)
+    read from its identities, as GoTrue refreshes them once an identity is added."""
+    found = await list_identities(conn, user["id"])
+    providers = list(dict.fromkeys(identity["provider"] for identity in found))
+    metadata = dict(user["raw_app_meta_data"]) | {"providers": providers}
+    if providers:
+        metadata["provider"] = providers[0]
+    return metadata
 
 
 async def list_identities(conn: AsyncConnection, user_id: str) -> list[Identity]:

@@ -279,8 +279,14 @@ class RequestLimits:
         One bucket per call: every route given the returned dependency draws
         from it. Over the limit: 429 ``over_request_rate_limit``.
         """
-        bucket = TokenBucket(per_five_minutes / _FIVE_MINUTES, 30)
+        return self._depends(TokenBucket(per_five_minutes / _FIVE_MINUTES, 30))
 
+    def limit_per_hour(self, per_hour: float) -> params.Depends:
+        """A limit of ``per_hour`` requests per client, in bursts of up to ``per_hour``
+        (GoTrue's limiter for anonymous sign-ins); otherwise as :meth:`limit`."""
+        return self._depends(TokenBucket(per_hour / _HOUR, per_hour))
+
+    def _depends(self, bucket: TokenBucket) -> params.Depends:
         async def per_ip_limit(request: Request) -> None:
             if not self.header:
                 return

@@ -56,7 +56,9 @@ def api_routes(settings: Settings) -> APIRouter:
     caller; the body's fields are checked after them. ``otp``,
     ``verify_limit`` and ``token_limit`` are GoTrue's limiters
     (docs/gotrue.md §1.7); each is one bucket, shared by every route that
-    names it. In front of them all: FastAPI's parse of a JSON body and the
+    names it. ``/signup`` draws on ``otp``, or on ``anonymous``
+    (``GOTRUE_RATE_LIMIT_ANONYMOUS_USERS``) for an anonymous sign-up.
+    In front of them all: FastAPI's parse of a JSON body and the
     app's refusal of text it could not store (:mod:`apitask_auth.http.inputs`).
     """
     per_ip = RequestLimits(settings)
@@ -69,7 +71,11 @@ def api_routes(settings: Settings) -> APIRouter:
     api.get("/health")(general.health)
     api.get("/settings")(general.public_settings)
     api.get("/.well-known/jwks.json")(general.jwks)
-    api.post("/signup", dependencies=[otp], response_model=SessionBody | UserBody)(auth.signup)
+    anonymous = per_ip.limit_per_hour(settings.rate_limit_anonymous_users)
+    signup_limit = auth.signup_limit(settings, otp, anonymous)
+    api.post("/signup", dependencies=[signup_limit], response_model=SessionBody | UserBody)(
+        auth.signup
+    )
     api.post("/token", dependencies=[token_limit], response_model=SessionBody)(auth.token)
     api.get("/verify", dependencies=[verify_limit], status_code=303)(verify.verify_link)
     api.post(

@@ -16,8 +16,8 @@ from apitask_auth.accounts.audit import audit
 from apitask_auth.accounts.bodies import GenerateLinkBody, UserBody, UserListBody
 from apitask_auth.accounts.flows import (
     check_password_strength,
+    create_email_user,
     send_token_mail,
-    token_mail,
     validate_email,
 )
 from apitask_auth.accounts.security import generate_otp, hash_password, random_password, token_hash
@@ -25,7 +25,6 @@ from apitask_auth.accounts.users import (
     SentAtColumn,
     User,
     confirm_email,
-    create_user,
     find_user_by_email,
     get_user,
     retry_if_taken,
@@ -87,11 +86,11 @@ async def _invitee(
     if user is not None and user["email_confirmed_at"] is not None:
         raise _email_exists()
     if user is None:
-        user = await create_user(
+        user = await create_email_user(
             conn,
+            settings,
             email=email,
             aud=aud,
-            role=settings.jwt_default_group_name,
             encrypted_password=None,
             user_metadata=data,
         )
@@ -109,7 +108,7 @@ async def invite(params: InviteParams, request: Request, svc: Svc, admin: Admin)
         async with svc.engine.begin() as conn:
             user = await _invitee(conn, settings, email, aud, params.data or {})
             user = await send_token_mail(
-                conn, settings, svc.mailer, request, user, token_mail(settings, "invite"), redirect
+                conn, settings, svc.mailer, request, user, "invite", redirect
             )
             user = await update_user(conn, user["id"], invited_at=now())
             await _audit(conn, request, admin, "user_invited", user)
@@ -161,11 +160,11 @@ async def generate_link(
                             ErrorCode.VALIDATION_FAILED, "Signup requires a valid password"
                         )
                     check_password_strength(settings, link_params.password)
-                    user = await create_user(
+                    user = await create_email_user(
                         conn,
+                        settings,
                         email=email,
                         aud=aud,
-                        role=settings.jwt_default_group_name,
                         encrypted_password=await hash_password(link_params.password),
                         user_metadata=data,
                     )
@@ -386,11 +385,12 @@ async def create_admin_user(
                 raise _email_exists()
             if user_id is not None and await get_user(conn, user_id) is not None:
                 raise unprocessable(ErrorCode.USER_ALREADY_EXISTS, "User already registered")
-            user = await create_user(
+            user = await create_email_user(
                 conn,
+                settings,
                 email=email,
                 aud=aud,
-                role=params.role or settings.jwt_default_group_name,
+                role=params.role,
                 encrypted_password=password,
                 user_metadata=params.user_metadata or {},
                 app_metadata=params.app_metadata,

@@ -8,16 +8,17 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from sqlalchemy import delete, select
 
 from apitask_auth.accounts.audit import audit
 from apitask_auth.accounts.flows import (
     check_password_strength,
+    create_email_user,
     create_flow_state,
     send_token_mail,
-    token_mail,
     validate_email,
     validate_pkce,
 )
@@ -44,16 +45,27 @@ from apitask_auth.accounts.users import (
 )
 from apitask_auth.errors import APIError, ErrorCode, bad_request, not_found, unprocessable
 from apitask_auth.http.deps import Auth, Svc, request_aud
-from apitask_auth.http.models import SignupParams, TokenParams  # noqa: TC001 - read by FastAPI
+from apitask_auth.http.models import SignupParams, TokenParams
 from apitask_auth.http.redirects import redirect_to
 from apitask_auth.http.timing import mark_nothing_sent, mark_sent
 from apitask_auth.routes.disabled import refuse_grant
 from apitask_auth.storage.tables import flow_state, new_id, now
 
 if TYPE_CHECKING:
-    from apitask_auth.accounts.bodies import SessionBody, UserBody
+    from fastapi.params import Depends as Dependency
 
-__all__ = ["get_current_user", "logout", "register_email", "signup", "token"]
+    from apitask_auth.accounts.bodies import SessionBody, UserBody
+    from apitask_auth.config import Settings
+
+__all__ = [
+    "get_current_user",
+    "is_anonymous_signup",
+    "logout",
+    "register_email",
+    "signup",
+    "signup_limit",
+    "token",
+]
 
 # The refresh tokens we issue: 12 characters of lowercase letters and digits.
 _REFRESH_TOKEN = re.compile(r"[a-z0-9]{12}")
@@ -83,16 +95,76 @@ def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> UserBo
     return user_json(fake, [])
 
 
-async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
-    """Register with e-mail and password; confirm by mail unless autoconfirm is on."""
+def is_anonymous_signup(params: SignupParams) -> bool:
+    """A sign-up with neither address nor phone asks for an anonymous user (§3.1)."""
+    return not params.email and not params.phone
+
+
+def signup_limit(
+    settings: Settings, email_limit: Dependency, anonymous_limit: Dependency
+) -> Dependency:
+    """``/signup``'s per-IP limit: ``anonymous_limit`` for anonymous sign-ups,
+    ``email_limit`` for the others, as GoTrue's route picks its limiter by the body.
+
+    An anonymous sign-up while they are off draws on neither: GoTrue refuses it
+    before its limiter. A body that is not a valid sign-up counts as an e-mail
+    one; the endpoint answers for its fields after the limit.
+    """
+
+    async def limit_signup(request: Request) -> None:
+        try:
+            body = SignupParams.model_validate_json(await request.body() or b"{}")
+        except ValidationError:
+            body = None
+        if body is None or not is_anonymous_signup(body):
+            limit = email_limit
+        elif settings.external_anonymous_users_enabled:
+            limit = anonymous_limit
+        else:
+            return
+        assert limit.dependency is not None  # RequestLimits's dependencies are functions
+        await limit.dependency(request)
+
+    chosen: Dependency = Depends(limit_signup)
+    return chosen
+
+
+async def _signup_anonymously(request: Request, svc: Svc, params: SignupParams) -> Response:
+    """A new anonymous user and its session (GoTrue's SignupAnonymously).
+
+    No address, identity or password; ``data`` is its ``user_metadata``. The
+    session's ``amr`` method is ``anonymous`` and its token's ``is_anonymous``
+    is true. GoTrue writes no audit entry for it, nor do we.
+    """
     settings = svc.settings
     if settings.disable_signup:
         raise unprocessable(ErrorCode.SIGNUP_DISABLED, "Signups not allowed for this instance")
-    if not params.email and not params.phone:
-        # Not implemented: answered as GoTrue with GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED off.
-        raise unprocessable(
-            ErrorCode.ANONYMOUS_PROVIDER_DISABLED, "Anonymous sign-ins are disabled"
+    async with svc.engine.begin() as conn:
+        user = await create_user(
+            conn,
+            email=None,
+            aud=request_aud(settings, request),
+            role=settings.jwt_default_group_name,
+            encrypted_password=None,
+            user_metadata=params.data or {},
+            anonymous=True,
         )
+        body = await issue_session(conn, settings, user, "anonymous")
+    return JSONResponse(body.model_dump())
+
+
+async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
+    """Register with e-mail and password (confirm by mail unless autoconfirm is on),
+    or anonymously when neither address nor phone is given."""
+    settings = svc.settings
+    if is_anonymous_signup(params):
+        if not settings.external_anonymous_users_enabled:
+            raise unprocessable(
+                ErrorCode.ANONYMOUS_PROVIDER_DISABLED, "Anonymous sign-ins are disabled"
+            )
+        return await _signup_anonymously(request, svc, params)
+    if settings.disable_signup:
+        raise unprocessable(ErrorCode.SIGNUP_DISABLED, "Signups not allowed for this instance")
     if not params.password:
         raise bad_request(ErrorCode.VALIDATION_FAILED, "Signup requires a valid password")
     check_password_strength(settings, params.password)
@@ -138,11 +210,11 @@ async def register_email(
                 mark_nothing_sent(request)
                 return JSONResponse(_fake_user(email, aud, data, user).model_dump())
             if user is None:
-                user = await create_user(
+                user = await create_email_user(
                     conn,
+                    settings,
                     email=email,
                     aud=aud,
-                    role=settings.jwt_default_group_name,
                     encrypted_password=password_hash,
                     user_metadata=data,
                 )
@@ -161,7 +233,7 @@ async def register_email(
                 svc.mailer,
                 request,
                 user,
-                token_mail(settings, "confirmation"),
+                "confirmation",
                 redirect,
                 pkce=pkce is not None,
             )

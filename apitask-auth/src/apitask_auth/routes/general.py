@@ -58,6 +58,7 @@ async def public_settings(request: Request) -> dict[str, Any]:
     settings: Settings = request.app.state.service.settings
     external = dict.fromkeys(_PROVIDERS, False)
     external["email"] = settings.external_email_enabled
+    external["anonymous_users"] = settings.external_anonymous_users_enabled
     return {
         "external": external,
         "disable_signup": settings.disable_signup,

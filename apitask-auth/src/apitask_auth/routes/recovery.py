@@ -20,7 +20,6 @@ from apitask_auth.accounts.email_change import send_email_change
 from apitask_auth.accounts.flows import (
     create_flow_state,
     send_token_mail,
-    token_mail,
     validate_email,
     validate_pkce,
 )
@@ -78,7 +77,7 @@ async def _request_mail(
         svc.mailer,
         request,
         user,
-        token_mail(svc.settings, template),
+        template,
         redirect_to(svc.settings, request),
         pkce=pkce is not None,
     )

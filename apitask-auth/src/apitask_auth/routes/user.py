@@ -13,12 +13,11 @@ from fastapi.responses import JSONResponse, Response
 
 from apitask_auth.accounts.attempts import CountedRefusal, count_try, drop_spent, keeping_tries
 from apitask_auth.accounts.audit import audit
-from apitask_auth.accounts.email_change import send_email_change
+from apitask_auth.accounts.email_change import confirm_email_change, send_email_change
 from apitask_auth.accounts.flows import (
     check_password_strength,
     create_flow_state,
     send_token_mail,
-    token_mail,
     validate_email,
     validate_pkce,
 )
@@ -208,7 +207,16 @@ async def update_current_user(
         if params.app_metadata is not None:
             app_metadata = _merge(user["raw_app_meta_data"], params.app_metadata)
             user = await update_user(conn, user["id"], raw_app_meta_data=app_metadata)
-        if new_email:
+        if new_email and user["is_anonymous"] and settings.mailer_autoconfirm:
+            # GoTrue: an anonymous user adding an address under autoconfirm is like a
+            # sign-up, the address is theirs at once; anyone else confirms by mail.
+            user = await update_user(conn, user["id"], email_change=new_email)
+            confirmed = await confirm_email_change(
+                conn, settings, request, user, "email_change_token_new"
+            )
+            assert confirmed is not None  # autoconfirm: never the first of two
+            user = confirmed
+        elif new_email:
             if pkce is not None:
                 await create_flow_state(conn, user["id"], pkce, "email_change", "email_change")
             user = await send_email_change(
@@ -252,7 +260,7 @@ async def reauthenticate(request: Request, caller: Auth, svc: Svc) -> Response:
             svc.mailer,
             request,
             user,
-            token_mail(svc.settings, "reauthentication"),
+            "reauthentication",
             "",
         )
     return JSONResponse({})

@@ -16,7 +16,7 @@ from apitask_auth.accounts.attempts import count_try, drop_spent, forget_tries
 from apitask_auth.accounts.audit import audit
 from apitask_auth.accounts.bodies import SingleConfirmationBody
 from apitask_auth.accounts.email_change import SINGLE_CONFIRMATION, confirm_email_change
-from apitask_auth.accounts.flows import latest_flow_state, validate_email
+from apitask_auth.accounts.flows import PKCE_TOKEN_PREFIX, latest_flow_state, validate_email
 from apitask_auth.accounts.security import token_hash
 from apitask_auth.accounts.sessions import issue_session
 from apitask_auth.accounts.users import (
@@ -149,7 +149,7 @@ async def _try_code(
     token_types = _token_types(settings, kind)
     tries = await count_try(conn, settings.security_max_verify_attempts, owners, token_types)
     hashed = token_hash(email, code, settings.jwt_secret)
-    found = await _find(conn, settings, kind, [hashed, "pkce_" + hashed], owners)
+    found = await _find(conn, settings, kind, [hashed, PKCE_TOKEN_PREFIX + hashed], owners)
     if found is None:
         await drop_spent(conn, tries.spent)
         mark_sent(request)
@@ -219,7 +219,7 @@ async def verify_link(
     if not token:
         raise bad_request(ErrorCode.VALIDATION_FAILED, "Verify requires a token or a token hash")
     redirect = redirect_to(settings, request)
-    is_pkce = token.startswith("pkce_")
+    is_pkce = token.startswith(PKCE_TOKEN_PREFIX)
     changed: tuple[User, str | None] | None = None
     try:
         async with svc.engine.begin() as conn:

@@ -189,19 +189,13 @@ class _Translator:
             self.open_block("if", tokens, head)
             self.out.append(f"{{% if {self.pipeline(tokens[1:], head)} %}}")
         elif word == "with":
-            expression = self.pipeline(tokens[1:], head)
-            dot = f"_d{len(self.dots)}"
-            self.open_block("with", tokens, head).dot = dot
+            expression, dot = self.open_dot_block("with", tokens, head)
             self.out.append(f"{{% with {dot} = {expression} %}}{{% if {dot} %}}")
-            self.dots.append(dot)
         elif word == "range":
             if any(token.kind == "punct" and token.text in (":=", "=", ",") for token in tokens):
                 self.fail("range with variables ($i, $v :=) is not supported", head.offset)
-            expression = self.pipeline(tokens[1:], head)
-            dot = f"_d{len(self.dots)}"
-            self.open_block("range", tokens, head).dot = dot
+            expression, dot = self.open_dot_block("range", tokens, head)
             self.out.append(f"{{% for {dot} in go_range({expression}) %}}")
-            self.dots.append(dot)
         elif word == "else":
             self.else_(tokens, head)
         elif word == "end":
@@ -225,6 +219,15 @@ class _Translator:
         block = _Block(kind, head.offset)
         self.blocks.append(block)
         return block
+
+    def open_dot_block(self, kind: str, tokens: list[_Token], head: _Token) -> tuple[str, str]:
+        """Open a block that rebinds dot (``with``, ``range``): its pipeline, read
+        with the outer dot, and the fresh variable that holds dot inside it."""
+        expression = self.pipeline(tokens[1:], head)
+        dot = f"_d{len(self.dots)}"
+        self.open_block(kind, tokens, head).dot = dot
+        self.dots.append(dot)
+        return expression, dot
 
     def current(self, head: _Token) -> _Block:
         if not self.blocks:
