@@ -24,6 +24,7 @@ from ._pool_drain import log_leftover, spill
 from ._pool_loop import hand_over, no_running_loop, wake_all, wake_one
 from ._pool_state import (
     FULL_POLICIES,
+    SUCCEEDED,
     Admission,
     Drain,
     DrainReport,
@@ -310,7 +311,8 @@ class WorkerPool:
         request_id = current_request_id()
         action = self._book.admit(task, request_id)
         if action is Admission.QUEUED:
-            wake_one(self._idle)
+            if self._idle:  # a call saved per task when every worker is busy
+                wake_one(self._idle)
             return
         await self._not_queued(task, request_id, action)
 
@@ -385,6 +387,7 @@ class WorkerPool:
     async def _work(self) -> None:
         book = self._book
         loop = asyncio.get_running_loop()
+        request_id: str | None = None
         while True:
             entry = book.take()
             if isinstance(entry, Idle):  # no entry for this worker
@@ -394,10 +397,13 @@ class WorkerPool:
                 self._idle.append(idle)
                 await idle
                 continue
-            wake_one(self._room)
+            if self._room:  # submitters waiting for room: rare, so checked first
+                wake_one(self._room)
             # This worker's context is its own: set the id for this entry's
-            # logs (and tasks it submits); no reset, the next entry sets its own.
-            task_request_id.set(entry.request_id)
+            # logs (and tasks it submits) when it changes; no reset needed.
+            if entry.request_id != request_id:
+                request_id = entry.request_id
+                task_request_id.set(request_id)
             await self._attempt(entry)
 
     async def _attempt(self, entry: PoolEntry) -> None:
@@ -429,6 +435,8 @@ class WorkerPool:
             outcome = self._book.finish(entry, exc)
         else:
             outcome = self._book.finish(entry, None)
+            if outcome is SUCCEEDED:  # the common end: nothing to log, no drain to end
+                return
         # What the end of the attempt calls for: a retry later, or logs and the drain.
         if isinstance(outcome, Retry):
             delay = outcome.delay

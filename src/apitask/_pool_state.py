@@ -134,7 +134,8 @@ class Done:
 
 # An entry that ends well returns one of these two: a frozen dataclass per
 # task cost 18% of submit -> run (docs/core.md, "Performance notes").
-_SUCCEEDED = Done()
+SUCCEEDED = Done()
+"""A success with nothing more to do: shared, so the driver can test it by identity."""
 _SUCCEEDED_LAST = Done(drained=True)
 
 
@@ -417,7 +418,8 @@ class PoolBook:
         """
         if self.state is not PoolState.RUNNING:
             return Admission.CLOSED
-        stats = self.stats(task.type)
+        # by_type.get, not stats(): a call saved on every submit (docs/core.md).
+        stats = self.by_type.get(task.type) or self.stats(task.type)
         if len(self.queue) < self.capacity:
             self.queue.append(task)
             self.queued_at.append(self.clock())
@@ -454,9 +456,8 @@ class PoolBook:
         item = self.queue.popleft()
         if isinstance(item, PoolEntry):
             entry = item  # back for a retry
-        else:
-            stats = self.stats(item.type)
-            entry = PoolEntry(item, stats, request_id)
+        else:  # its stats exist: admit() made them
+            entry = PoolEntry(item, self.by_type[item.type], request_id)
         self._start(entry)
         return entry
 
@@ -478,7 +479,7 @@ class PoolBook:
         if exc is None:
             stats.succeeded += 1
             entry.done = True
-            return _SUCCEEDED_LAST if self.drain_waits and self._drain_ends() else _SUCCEEDED
+            return _SUCCEEDED_LAST if self.drain_waits and self._drain_ends() else SUCCEEDED
         if self.state is not PoolState.CLOSED:
             delay = next_delay(exc, entry.attempt, self.backoff, self.rng)
             if delay is not None:
