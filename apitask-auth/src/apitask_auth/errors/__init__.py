@@ -25,7 +25,6 @@ from apitask_auth.errors.codes import ErrorCode
 from apitask_auth.errors.responses import (
     API_VERSION,
     BodyTooLargeError,
-    answer_api_error,
     error_response,
     install_error_handlers,
     log_failure,
@@ -37,7 +36,6 @@ __all__ = [
     "APIError",
     "BodyTooLargeError",
     "ErrorCode",
-    "answer_api_error",
     "bad_request",
     "error_response",
     "forbidden",

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = [
     "API_VERSION",
     "BodyTooLargeError",
-    "answer_api_error",
     "error_response",
     "install_error_handlers",
     "log_failure",
@@ -101,11 +100,8 @@ def log_failure(request: StarletteRequest, cause: BaseException | str, what: str
     )
 
 
-async def answer_api_error(request: Request, exc: Exception) -> Response:
-    """The handler for :class:`APIError`: a 5xx is logged with its cause first.
-
-    Another handler for it (the metrics' counts rate limits) ends by calling this one.
-    """
+async def _answer_api_error(request: Request, exc: Exception) -> Response:
+    """The handler for :class:`APIError`: a 5xx is logged with its cause first."""
     assert isinstance(exc, APIError)
     if exc.status >= 500:
         # "Error sending ... email" and the like: the response says little, the log says why.
@@ -179,7 +175,7 @@ def install_error_handlers(app: FastAPI) -> None:
     its 500 like any response. Errors of those outer middlewares still reach
     Starlette's handler.
     """
-    app.add_exception_handler(APIError, answer_api_error)
+    app.add_exception_handler(APIError, _answer_api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
