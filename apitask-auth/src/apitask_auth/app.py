@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 from apitask_auth import __version__
 from apitask_auth.config import Settings, load_settings
 from apitask_auth.delivery.mail_chain import MailChain
+from apitask_auth.delivery.texter import UnconfiguredTexter
 from apitask_auth.errors import install_error_handlers
 from apitask_auth.http.cors import install_cors
 from apitask_auth.http.deps import Service
@@ -28,24 +29,33 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from apitask.mail import MailClient
+    from apitask_auth.delivery.texter import Texter
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("apitask_auth")
 
 
-def create_app(settings: Settings | None = None, *, transport: MailClient | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    transport: MailClient | None = None,
+    texter: Texter | None = None,
+) -> FastAPI:
     """Build the service's ASGI app.
 
     Args:
         settings: the configuration; read from the environment (dev mode) when None.
         transport: deliver mail through this client instead of the one the
             settings describe (tests pass a recording client).
+        texter: send text messages through this texter instead of the one the
+            settings describe (tests pass a recording one).
     """
     if settings is None:
         settings = load_settings(dev=True)
     engine = create_engine(settings.database_url)
     mailer = MailChain(settings, transport=transport)
+    texts: Texter = texter if texter is not None else UnconfiguredTexter()
     metrics = ServiceMetrics(mailer) if settings.metrics_enabled else None
 
     @asynccontextmanager
@@ -63,6 +73,7 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
         finally:
             # Drains the pool and the in-process outbox worker, closes the
             # SMTP connections, and only then stops the dev inbox.
+            await texts.aclose()
             await mailer.aclose()
             await dispose_allowance(engine)
             await engine.dispose()
@@ -75,7 +86,7 @@ def create_app(settings: Settings | None = None, *, transport: MailClient | None
         # Before any route's own checks: nothing unstorable reaches a handler.
         dependencies=[Depends(reject_unstorable_input)],
     )
-    app.state.service = Service(settings=settings, engine=engine, mailer=mailer)
+    app.state.service = Service(settings=settings, engine=engine, mailer=mailer, texter=texts)
     app.state.metrics = metrics
     # The e-mail limiter counts its refusals here (http/ratelimit.py).
     app.state.email_refusals = metrics.mail.rate_limited if metrics is not None else None

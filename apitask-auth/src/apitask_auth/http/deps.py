@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from apitask_auth.config import Settings
     from apitask_auth.delivery.mailer import Mailer
+    from apitask_auth.delivery.texter import Texter
 
 __all__ = [
     "Admin",
@@ -43,11 +44,12 @@ __all__ = [
 
 @dataclass(slots=True)
 class Service:
-    """What every handler uses: settings, database, mailer."""
+    """What every handler uses: settings, database, mailer, texter."""
 
     settings: Settings
     engine: AsyncEngine
     mailer: Mailer
+    texter: Texter
 
 
 def _service(request: Request) -> Service:
