@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import apitask
+from apitask import TaskError
 from apitask._scope import RequestScope, activate, deactivate
 from apitask.outbox import Job, Outbox, OutboxError, TaskRegistry, open_outbox
 from apitask.outbox.postgres import PostgresStore
+from apitask.wsgi import TaskMiddleware
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -425,3 +427,82 @@ def test_an_async_psycopg_connection_is_refused(db: Database) -> None:
                 db.outbox.enqueue_sync(conn, Note("x"))
 
     asyncio.run(attempt())
+
+
+# -- apitask.run_sync in a scope bound to the outbox: transaction_sync ---------------
+
+
+def test_transaction_sync_without_a_scope_opens_one_for_the_block(db: Database) -> None:
+    conn = db.driver()
+    try:
+        with db.outbox.transaction_sync(conn):
+            apitask.run_sync(Note("rolled back"))
+            assert apitask.current_scope() is not None
+        conn.rollback()
+        assert apitask.current_scope() is None
+        with db.outbox.transaction_sync(conn):
+            apitask.run_sync(Note("committed"))
+        assert db.texts() == []  # in conn's transaction, not committed yet
+        conn.commit()
+    finally:
+        conn.close()
+    assert db.texts() == [payload("committed")]
+
+
+def wsgi_app(outbox: Outbox, conn: Any, declare: Outbox | None) -> Any:
+    """A WSGI app under TaskMiddleware(sink=outbox.sink) whose handler declares
+    ``conn``'s transaction to ``declare`` (or to none) and hands a task over."""
+
+    def handler(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        name = environ["PATH_INFO"].strip("/")
+        if declare is None:
+            apitask.run_sync(Note(name))
+        else:
+            with declare.transaction_sync(conn):
+                apitask.run_sync(Note(name))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return TaskMiddleware(handler, sink=outbox.sink)
+
+
+def call(app: Any, path: str, request_id: str) -> bytes:
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "HTTP_X_REQUEST_ID": request_id}
+    body = app(environ, lambda status, headers: None)
+    try:
+        return b"".join(body)
+    finally:
+        body.close()
+
+
+def test_wsgi_middleware_bound_to_the_outbox(db: Database) -> None:
+    """In the request's scope the task joins the declared transaction, with the
+    request's id; undeclared (or declared to another outbox) it commits on its own."""
+    conn = db.driver()
+    other = open_outbox(db.url, registry(), schema=db.schema)
+    try:
+        assert call(wsgi_app(db.outbox, conn, db.outbox), "/in-tx", "req-1") == b"ok"
+        assert db.texts() == []
+        # Committed before the next requests: on SQLite an insert of the
+        # outbox's own would wait for this transaction's write lock.
+        conn.commit()
+        assert call(wsgi_app(db.outbox, conn, None), "/own", "req-2") == b"ok"
+        assert call(wsgi_app(db.outbox, conn, other), "/other", "req-3") == b"ok"
+        assert db.texts() == [payload("in-tx"), payload("own"), payload("other")]
+    finally:
+        conn.close()
+    jobs = {job.payload: job.request_id for job in db.jobs()}
+    assert jobs == {payload("in-tx"): "req-1", payload("own"): "req-2", payload("other"): "req-3"}
+
+
+def test_transaction_sync_errors(db: Database) -> None:
+    options = {"isolation_level": None} if db.dialect == "sqlite" else {"autocommit": True}
+    conn = db.driver(**options)
+    try:
+        with db.outbox.transaction_sync(conn), pytest.raises(OutboxError, match="autocommit"):
+            apitask.run_sync(Note("no transaction"))
+        with db.outbox.transaction_sync(conn), pytest.raises(TaskError, match="DurableTask"):
+            apitask.run_sync(NotDurable())
+    finally:
+        conn.close()
+    assert db.texts() == []
