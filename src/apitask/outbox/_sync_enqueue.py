@@ -135,6 +135,10 @@ def _insert_sqlalchemy(
             # A Session or scoped_session: the connection of its transaction,
             # begun if it has none (as any statement on the session would).
             conn = conn.connection()
+        elif not conn.in_transaction():
+            # Begun now, not by the insert: the check below must see the
+            # transaction (SQLAlchemy's pysqlite recipe emits BEGIN on this).
+            conn.begin()
         driver = conn.connection.dbapi_connection
         _check_dialect(store, _dialect_of(driver), conn)
         if not allow_autocommit and _no_transaction(driver):

@@ -163,6 +163,31 @@ def test_sqlalchemy_connection(db: Database) -> None:
     assert db.texts() == [payload("kept")]
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_sqlalchemy_pysqlite_with_driver_autocommit_and_an_emitted_begin(db: Database) -> None:
+    """SQLAlchemy's recipe for SAVEPOINTs on SQLite: the driver in autocommit, BEGIN
+    emitted by SQLAlchemy's ``begin`` event. That transaction is a transaction."""
+    engine = db.engine()
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _driver_autocommit(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _emit_begin(conn: sqlalchemy.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    try:
+        with engine.connect() as conn:
+            db.outbox.enqueue_sync(conn, Note("rolled back"))
+            conn.rollback()
+            db.outbox.enqueue_sync(conn, Note("committed"))
+            conn.commit()
+    finally:
+        engine.dispose()
+    assert db.texts() == [payload("committed")]
+
+
 def test_sqlalchemy_session_and_scoped_session(db: Database) -> None:
     """A Session joins (or begins) its transaction; scoped_session is Flask-SQLAlchemy's."""
     engine = db.engine()
