@@ -97,12 +97,12 @@ def insert_sync_in(
             ``allow_autocommit`` is false), or the database refused the insert.
     """
     sql, params = store.insert_statement(job)
-    if type(conn).__module__.startswith("sqlalchemy."):
-        return _insert_sqlalchemy(store, conn, sql, params, allow_autocommit)
-    if _is_django(conn):
-        return _insert_django(store, conn, sql, params, allow_autocommit)
-    dialect = _dialect_of(conn)
+    dialect = _dialect_of(conn)  # the driver's own connections first: the cheapest test
     if dialect is None:
+        if type(conn).__module__.startswith("sqlalchemy."):
+            return _insert_sqlalchemy(store, conn, sql, params, allow_autocommit)
+        if _is_django(conn):
+            return _insert_django(store, conn, sql, params, allow_autocommit)
         raise TypeError(f"enqueue_sync() needs {_SUPPORTED}, got {conn!r}")
     _check_dialect(store, dialect, conn)
     if not allow_autocommit and _no_transaction(conn):
@@ -123,9 +123,9 @@ def _insert_sqlalchemy(
     store: Store, conn: Any, sql: str, params: dict[str, object], allow_autocommit: bool
 ) -> int | None:
     from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_scoped_session
 
-    if isinstance(conn, AsyncConnection | AsyncSession | async_scoped_session):
+    # AsyncConnection, AsyncSession, async_scoped_session (no import needed to tell).
+    if type(conn).__module__.startswith("sqlalchemy.ext.asyncio."):
         raise TypeError(
             f"enqueue_sync() got {conn!r}, an async connection: "
             "await outbox.enqueue(conn, task) instead"
