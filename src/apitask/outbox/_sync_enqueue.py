@@ -76,7 +76,7 @@ def _refuse_autocommit(conn: object, fix: str) -> OutboxError:
     )
 
 
-def _check_dialect(store: Store, dialect: str | None, conn: object) -> None:
+def _check_dialect(store: Store, dialect: str, conn: object) -> None:
     if dialect != store.dialect:
         raise TypeError(
             f"enqueue_sync() got {conn!r}, a {dialect} connection, but this outbox is on "
@@ -140,7 +140,14 @@ def _insert_sqlalchemy(
             # transaction (SQLAlchemy's pysqlite recipe emits BEGIN on this).
             conn.begin()
         driver = conn.connection.dbapi_connection
-        _check_dialect(store, _dialect_of(driver), conn)
+        dialect = _dialect_of(driver)
+        if dialect is None:
+            raise TypeError(
+                "enqueue_sync() drives SQLAlchemy over sqlite3 or psycopg 3, not "
+                f"{type(driver).__module__}.{type(driver).__qualname__}: use a "
+                "sqlite:// or postgresql+psycopg:// URL"
+            )
+        _check_dialect(store, dialect, conn)
         if not allow_autocommit and _no_transaction(driver):
             raise _refuse_autocommit(
                 conn, "Remove isolation_level='AUTOCOMMIT' from this engine or connection"

@@ -405,6 +405,31 @@ def test_unsupported_and_async_connections_are_refused(db: Database, tmp_path: P
     asyncio.run(with_async_connection())
 
 
+class OtherDriver:
+    """A DB-API connection of a driver enqueue_sync does not drive (it forwards to sqlite3)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_sqlalchemy_over_another_driver_is_refused_naming_the_urls(
+    db: Database, tmp_path: Path
+) -> None:
+    path = tmp_path / "other.db"
+    engine = sqlalchemy.create_engine(
+        "sqlite://", creator=lambda: OtherDriver(sqlite3.connect(path))
+    )
+    try:
+        with engine.connect() as conn, pytest.raises(TypeError, match="OtherDriver: use a"):
+            db.outbox.enqueue_sync(conn, Note("x"))
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.postgres
 def test_a_connection_to_another_kind_of_database_is_refused(
     db: Database, postgres_url: str, tmp_path: Path
