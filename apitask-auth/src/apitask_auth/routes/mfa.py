@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import update
 
 from apitask_auth.accounts import mfa
@@ -33,7 +33,6 @@ from apitask_auth.routes.admin import existing_user
 from apitask_auth.storage.tables import mfa_factors, now
 
 if TYPE_CHECKING:
-    from fastapi.responses import Response
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from apitask_auth.http.deps import AuthenticatedUser
