@@ -89,6 +89,17 @@ class Service:
             token: str = signed_in.json()["access_token"]
             return token
 
+    def totp_factor(self, token: str) -> str:
+        """The id of a TOTP factor just enrolled (unverified) by the user of ``token``."""
+        enrolled = httpx.post(
+            f"{self.url}/factors",
+            json={"factor_type": "totp"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert enrolled.status_code == 200, enrolled.text
+        factor_id: str = enrolled.json()["id"]
+        return factor_id
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
@@ -97,8 +108,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     environment = dev_environment(port) | {
         "GOTRUE_JWT_KEYS": generated_keys("ES256"),
         "GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED": "true",
-        # Generated sign-ups come from one address: keep them from all being 429.
+        # Generated requests come from one address: keep them from all being 429.
         "GOTRUE_RATE_LIMIT_ANONYMOUS_USERS": "100000",
+        "GOTRUE_MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY": "100000",
     }
     with server(SERVE_DEV, env=environment, cwd=workdir) as base_url:
         yield Service(schemathesis.openapi.from_url(f"{base_url}/openapi.json"), base_url)
@@ -109,13 +121,18 @@ def check_operation(
     operation: Operation,
     mode: GenerationMode,
     headers: dict[str, str] | None = None,
+    path_parameters: dict[str, str] | None = None,
 ) -> bool:
-    """Send ``operation``'s generated ``mode`` cases (with ``headers``); False if it has none.
+    """Send ``operation``'s generated ``mode`` cases (with ``headers``, and with
+    ``path_parameters`` in place of the generated ones); False if it has none.
 
     Schemathesis's own pytest integration (``from_fixture``) does not run on
     pytest 9, so the operation's Hypothesis strategy is driven directly. A
     failure names the request with a curl line to reproduce it.
     """
+    cases = operation.as_strategy(generation_mode=mode)
+    if path_parameters:
+        cases = cases.map(lambda case: _with_path(case, path_parameters))
 
     @settings(
         max_examples=EXAMPLES,
@@ -124,7 +141,7 @@ def check_operation(
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy(generation_mode=mode))
+    @given(case=cases)
     def check(case: Case[Any]) -> None:
         response = case.call_and_validate(
             headers=headers, checks=[not_a_server_error, response_schema_conformance]
@@ -141,6 +158,11 @@ def check_operation(
         assert mode is GenerationMode.NEGATIVE
         return False
     return True
+
+
+def _with_path(case: Case[Any], path_parameters: dict[str, str]) -> Case[Any]:
+    case.path_parameters = {**(case.path_parameters or {}), **path_parameters}
+    return case
 
 
 def run_all(
@@ -188,3 +210,23 @@ def test_signed_in_operations_answer_within_their_schema(
     if mode is GenerationMode.POSITIVE:
         # The token was taken: the user was read (never so without credentials).
         assert 200 in service.statuses["GET /user"], dict(service.statuses)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_factor_operations_on_a_real_factor_answer_within_their_schema(
+    service: Service, mode: GenerationMode
+) -> None:
+    """/factors/{factor_id}/... with the id of a factor the caller enrolled: the
+    generated bodies reach the challenge and verify logic, not only "not found"."""
+    checked = 0
+    for operation in service.operations():
+        if operation.path.startswith("/factors/{factor_id}"):
+            token = service.user_token()
+            factor = {"factor_id": service.totp_factor(token)}
+            headers = {"Authorization": f"Bearer {token}"}
+            checked += check_operation(service, operation, mode, headers, factor)
+    assert checked or mode is GenerationMode.NEGATIVE, "no /factors/{factor_id} operation"
+    if mode is GenerationMode.POSITIVE:
+        assert 200 in service.statuses["POST /factors/{factor_id}/challenge"], dict(
+            service.statuses
+        )

@@ -3,8 +3,9 @@
 tests/js/supabase_flows.mjs drives supabase-js (pinned by tests/js/package-lock.json,
 installed by scripts/install-node-deps) through sign-up with the mailed code, sign-in
 with a password, ``getClaims()`` with an ES256 key set made by ``apitask-auth keys
-generate``, and an anonymous sign-in converted to a permanent user, in each delivery
-mode. It prints one JSON line per step; a failure here names the step and its error.
+generate``, an anonymous sign-in converted to a permanent user, and a TOTP factor
+enrolled, challenged and verified (codes from the ``otpauth`` package), in each
+delivery mode. It prints one JSON line per step; a failure here names the step and its error.
 Without Node locally the test skips; in CI (APITASK_REQUIRE_NODE=1) it fails.
 """
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 # In the order the script runs them: later steps use the user and session of earlier ones.
-STEPS = ("signup", "signin", "claims", "anonymous")
+STEPS = ("signup", "signin", "claims", "anonymous", "totp")
 SCRIPT_TIMEOUT = 180.0
 JWKS_REQUEST = '"GET /.well-known/jwks.json HTTP/1.1" 200'
 
@@ -91,7 +92,7 @@ def run_steps(target: JsTarget, steps: tuple[str, ...]) -> dict[str, dict[str, A
     return results
 
 
-def test_supabase_js_signs_up_signs_in_verifies_claims_and_converts_anonymous(
+def test_supabase_js_signs_up_signs_in_verifies_claims_converts_anonymous_and_enrols_totp(
     target: JsTarget,
 ) -> None:
     results = run_steps(target, STEPS)
@@ -104,3 +105,6 @@ def test_supabase_js_signs_up_signs_in_verifies_claims_and_converts_anonymous(
     assert claims["forged_error"] == "AuthInvalidJwtError"
     assert target.process.wait_for_output(JWKS_REQUEST, timeout=10), target.process.log
     assert results["anonymous"]["user_id"] != results["signup"]["user_id"]
+    # The verified factor raised the signed-in session: aal2, with totp in its amr.
+    totp = results["totp"]
+    assert (totp["aal"], totp["amr"][0]) == ("aal2", "totp")
