@@ -409,3 +409,24 @@ async def test_challenge_and_verify_have_per_ip_limits(make_service: Callable[..
         headers=headers,
     )
     assert error(verify_answer)[:2] == (422, "mfa_factor_not_found")
+
+
+async def test_changing_address_or_password_needs_aal2_once_mfa_is_on(svc: Service) -> None:
+    """GoTrue's PUT /user guard: with a verified factor, an aal1 session may change the
+    metadata but not the password or the address; the aal2 session may."""
+    address, session = await signed_in(svc)
+    _, raised = await verified_totp(svc, session)
+    aal1 = await _sign_in(svc, address)
+    for body in ({"password": "another-password-1"}, {"email": "new-" + address}):
+        response = await svc.http.put("/user", json=body, headers=bearer(aal1))
+        assert error(response) == (
+            401,
+            "insufficient_aal",
+            "AAL2 session is required to update email or password when MFA is enabled.",
+        )
+    fine = await svc.http.put("/user", json={"data": {"a": 1}}, headers=bearer(aal1))
+    assert fine.status_code == 200, fine.text
+    changed = await svc.http.put(
+        "/user", json={"password": "another-password-1"}, headers=bearer(raised)
+    )
+    assert changed.status_code == 200, changed.text
