@@ -430,3 +430,35 @@ async def test_changing_address_or_password_needs_aal2_once_mfa_is_on(svc: Servi
         "/user", json={"password": "another-password-1"}, headers=bearer(raised)
     )
     assert changed.status_code == 200, changed.text
+
+
+async def test_verifying_again_refreshes_the_method(svc: Service) -> None:
+    """A verified factor verified again: still aal2, one ``totp`` entry, its time
+    the new one (GoTrue's upsert of the amr claim)."""
+    _, session = await signed_in(svc)
+    factor, raised = await verified_totp(svc, session)
+    challenge_id = await challenge(svc, raised, factor["id"])
+    again = await verify(svc, raised, factor["id"], challenge_id, totp_code(factor))
+    assert again.status_code == 200, again.text
+    assert methods(again.json()) == ["totp", "password"]
+    assert claims(again.json())["amr"][0]["timestamp"] >= claims(raised)["amr"][0]["timestamp"]
+
+
+async def test_a_token_without_a_session_cannot_use_factors(svc: Service) -> None:
+    """MFA raises a session: a valid token without ``session_id`` is refused (GoTrue
+    answers 500 there)."""
+    import jwt as pyjwt
+
+    from .conftest import SECRET
+
+    _, session = await signed_in(svc)
+    sub = claims(session)["sub"]
+    token = pyjwt.encode({"sub": sub, "role": "authenticated"}, SECRET, algorithm="HS256")
+    response = await svc.http.post(
+        "/factors", json={"factor_type": "totp"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert error(response) == (
+        403,
+        "session_not_found",
+        "Session from session_id claim in JWT does not exist",
+    )
