@@ -462,3 +462,30 @@ async def test_a_token_without_a_session_cannot_use_factors(svc: Service) -> Non
         "session_not_found",
         "Session from session_id claim in JWT does not exist",
     )
+
+
+async def test_odd_input_is_answered_not_a_500(svc: Service) -> None:
+    """An issuer too long for a QR code, odd characters in names and issuers, a
+    challenge id that is no UUID, fields of the wrong JSON type: 4xx or 200."""
+    _, session = await signed_in(svc)
+    auth = bearer(session)
+    too_long = await svc.http.post(
+        "/factors", json={"factor_type": "totp", "issuer": "x" * 3000}, headers=auth
+    )
+    assert error(too_long) == (
+        400,
+        "validation_failed",
+        "Error generating QR Code: issuer is too long",
+    )
+    odd = await enroll(svc, session, friendly_name="ünï 名前 :/?#", issuer="Ex:am ple/?&=#")
+    assert parse_qs(urlsplit(odd["totp"]["uri"]).query)["issuer"] == ["Ex:am ple/?&=#"]
+    assert "#" not in odd["totp"]["qr_code"]
+    challenge_id = await challenge(svc, session, odd["id"])
+    for body in (
+        {"challenge_id": "x" * 500, "code": "123456"},
+        {"challenge_id": None, "code": "123456"},
+        {"challenge_id": challenge_id, "code": 123456},
+        {"challenge_id": challenge_id, "code": "1" * 500},
+    ):
+        response = await svc.http.post(f"/factors/{odd['id']}/verify", json=body, headers=auth)
+        assert 400 <= response.status_code < 500, (body, response.text)

@@ -182,8 +182,15 @@ async def enroll_totp(
     await check_enrolment(conn, settings, user["id"], name, session)
     secret = new_secret()
     uri = provisioning_uri(secret, user["email"] or "", issuer)
+    try:
+        qr_code = qr_code_svg(uri)
+    except ValueError:  # segno's DataOverflowError: more than a QR code holds
+        # GoTrue answers 500 "Error generating QR Code"; it is the issuer sent.
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Error generating QR Code: issuer is too long"
+        ) from None
     factor = await _insert_factor(conn, user["id"], "totp", name, secret=secret)
-    totp = {"qr_code": qr_code_svg(uri), "secret": secret, "uri": uri}
+    totp = {"qr_code": qr_code, "secret": secret, "uri": uri}
     return Enrolled(factor, totp=totp)
 
 
