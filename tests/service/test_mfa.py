@@ -409,3 +409,83 @@ async def test_challenge_and_verify_have_per_ip_limits(make_service: Callable[..
         headers=headers,
     )
     assert error(verify_answer)[:2] == (422, "mfa_factor_not_found")
+
+
+async def test_changing_address_or_password_needs_aal2_once_mfa_is_on(svc: Service) -> None:
+    """GoTrue's PUT /user guard: with a verified factor, an aal1 session may change the
+    metadata but not the password or the address; the aal2 session may."""
+    address, session = await signed_in(svc)
+    _, raised = await verified_totp(svc, session)
+    aal1 = await _sign_in(svc, address)
+    for body in ({"password": "another-password-1"}, {"email": "new-" + address}):
+        response = await svc.http.put("/user", json=body, headers=bearer(aal1))
+        assert error(response) == (
+            401,
+            "insufficient_aal",
+            "AAL2 session is required to update email or password when MFA is enabled.",
+        )
+    fine = await svc.http.put("/user", json={"data": {"a": 1}}, headers=bearer(aal1))
+    assert fine.status_code == 200, fine.text
+    changed = await svc.http.put(
+        "/user", json={"password": "another-password-1"}, headers=bearer(raised)
+    )
+    assert changed.status_code == 200, changed.text
+
+
+async def test_verifying_again_refreshes_the_method(svc: Service) -> None:
+    """A verified factor verified again: still aal2, one ``totp`` entry, its time
+    the new one (GoTrue's upsert of the amr claim)."""
+    _, session = await signed_in(svc)
+    factor, raised = await verified_totp(svc, session)
+    challenge_id = await challenge(svc, raised, factor["id"])
+    again = await verify(svc, raised, factor["id"], challenge_id, totp_code(factor))
+    assert again.status_code == 200, again.text
+    assert methods(again.json()) == ["totp", "password"]
+    assert claims(again.json())["amr"][0]["timestamp"] >= claims(raised)["amr"][0]["timestamp"]
+
+
+async def test_a_token_without_a_session_cannot_use_factors(svc: Service) -> None:
+    """MFA raises a session: a valid token without ``session_id`` is refused (GoTrue
+    answers 500 there)."""
+    import jwt as pyjwt
+
+    from .conftest import SECRET
+
+    _, session = await signed_in(svc)
+    sub = claims(session)["sub"]
+    token = pyjwt.encode({"sub": sub, "role": "authenticated"}, SECRET, algorithm="HS256")
+    response = await svc.http.post(
+        "/factors", json={"factor_type": "totp"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert error(response) == (
+        403,
+        "session_not_found",
+        "Session from session_id claim in JWT does not exist",
+    )
+
+
+async def test_odd_input_is_answered_not_a_500(svc: Service) -> None:
+    """An issuer too long for a QR code, odd characters in names and issuers, a
+    challenge id that is no UUID, fields of the wrong JSON type: 4xx or 200."""
+    _, session = await signed_in(svc)
+    auth = bearer(session)
+    too_long = await svc.http.post(
+        "/factors", json={"factor_type": "totp", "issuer": "x" * 3000}, headers=auth
+    )
+    assert error(too_long) == (
+        400,
+        "validation_failed",
+        "Error generating QR Code: issuer is too long",
+    )
+    odd = await enroll(svc, session, friendly_name="ünï 名前 :/?#", issuer="Ex:am ple/?&=#")
+    assert parse_qs(urlsplit(odd["totp"]["uri"]).query)["issuer"] == ["Ex:am ple/?&=#"]
+    assert "#" not in odd["totp"]["qr_code"]
+    challenge_id = await challenge(svc, session, odd["id"])
+    for body in (
+        {"challenge_id": "x" * 500, "code": "123456"},
+        {"challenge_id": None, "code": "123456"},
+        {"challenge_id": challenge_id, "code": 123456},
+        {"challenge_id": challenge_id, "code": "1" * 500},
+    ):
+        response = await svc.http.post(f"/factors/{odd['id']}/verify", json=body, headers=auth)
+        assert 400 <= response.status_code < 500, (body, response.text)

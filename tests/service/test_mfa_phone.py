@@ -165,3 +165,17 @@ async def test_phone_enrolment_rules(make_service: Callable[..., Any]) -> None:
         "mfa_phone_enroll_not_enabled",
         "MFA enroll is disabled for Phone",
     )
+
+
+async def test_admin_changes_a_phone_factors_number(make_service: Callable[..., Any]) -> None:
+    """PUT /admin/users/{id}/factors/{factor_id} with an E.164 ``phone``: stored without
+    "+"; a bad number is 400."""
+    svc = await _phone_service(make_service)
+    _, session = await signed_in(svc)
+    factor = await _enroll_phone(svc, session, "+14155552671")
+    path = f"/admin/users/{claims(session)['sub']}/factors/{factor['id']}"
+    admin = svc.admin_headers()
+    bad = await svc.http.put(path, json={"phone": "+0123"}, headers=admin)
+    assert error(bad) == (400, "validation_failed", "Invalid phone number format (E.164 required)")
+    changed = await svc.http.put(path, json={"phone": "+442071838750"}, headers=admin)
+    assert (changed.status_code, changed.json()["phone"]) == (200, "442071838750")

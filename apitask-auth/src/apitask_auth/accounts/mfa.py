@@ -39,9 +39,17 @@ from apitask_auth.errors import (
     bad_request,
     forbidden,
     too_many_requests,
+    unauthorized,
     unprocessable,
 )
-from apitask_auth.storage.tables import mfa_challenges, mfa_factors, new_id, now, verify_attempts
+from apitask_auth.storage.tables import (
+    mfa_challenges,
+    mfa_factors,
+    new_id,
+    now,
+    sessions,
+    verify_attempts,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Row
@@ -59,6 +67,7 @@ __all__ = [
     "enroll_phone",
     "enroll_totp",
     "remove_factor",
+    "require_aal2_with_mfa",
     "unenroll",
     "valid_phone",
     "verify_factor",
@@ -173,8 +182,15 @@ async def enroll_totp(
     await check_enrolment(conn, settings, user["id"], name, session)
     secret = new_secret()
     uri = provisioning_uri(secret, user["email"] or "", issuer)
+    try:
+        qr_code = qr_code_svg(uri)
+    except ValueError:  # segno's DataOverflowError: more than a QR code holds
+        # GoTrue answers 500 "Error generating QR Code"; it is the issuer sent.
+        raise bad_request(
+            ErrorCode.VALIDATION_FAILED, "Error generating QR Code: issuer is too long"
+        ) from None
     factor = await _insert_factor(conn, user["id"], "totp", name, secret=secret)
-    totp = {"qr_code": qr_code_svg(uri), "secret": secret, "uri": uri}
+    totp = {"qr_code": qr_code, "secret": secret, "uri": uri}
     return Enrolled(factor, totp=totp)
 
 
@@ -393,3 +409,28 @@ async def remove_factor(conn: AsyncConnection, factor: Row[Any]) -> None:
     )
     method = SIGN_IN_METHOD[factor.factor_type]
     await lower_sessions_of_factor(conn, factor.user_id, factor.id, method)
+
+
+async def require_aal2_with_mfa(
+    conn: AsyncConnection, user_id: str, session_id: str | None
+) -> None:
+    """PUT /user's guard: a user with a verified factor changes the address or the
+    password only from an aal2 session (GoTrue's UserUpdate)."""
+    verified = (
+        await conn.execute(
+            select(mfa_factors.c.id)
+            .where(mfa_factors.c.user_id == user_id)
+            .where(mfa_factors.c.status == "verified")
+            .limit(1)
+        )
+    ).first()
+    if verified is None:
+        return
+    aal = (
+        await conn.execute(select(sessions.c.aal).where(sessions.c.id == session_id))
+    ).scalar_one_or_none()
+    if aal != "aal2":
+        raise unauthorized(
+            ErrorCode.INSUFFICIENT_AAL,
+            "AAL2 session is required to update email or password when MFA is enabled.",
+        )
