@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +20,18 @@ def _service_command() -> list[str]:
 
 # Resolved at import: looking up the console script stats files, not for the event loop.
 SERVE_DEV = [*_service_command(), "serve", "--dev"]
+
+
+def generated_keys(alg: str) -> str:
+    """What ``apitask-auth keys generate --alg ALG`` prints: a JSON array with one
+    private JWK (for GOTRUE_JWT_KEYS)."""
+    done = subprocess.run(
+        [*_service_command(), "keys", "generate", "--alg", alg],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
 
 
 def dev_environment(port: int) -> dict[str, str]:

@@ -73,11 +73,12 @@ def test_mfa_and_identity_linking_answer_as_gotrue_with_them_off(
     factors = signed_in.mfa.list_factors()
     assert (factors.all, factors.totp) == ([], [])
 
-    error = _raised(lambda: signed_in.mfa.enroll({"factor_type": "totp", "issuer": "x"}))
+    # Phone MFA is off by default, as in GoTrue (TOTP is on: test_supabase_client_mfa.py).
+    error = _raised(lambda: signed_in.mfa.enroll({"factor_type": "phone", "phone": "+14155552671"}))
     assert (error.status, error.code, error.message) == (
         422,
-        "mfa_totp_enroll_not_enabled",
-        "MFA enroll is disabled for TOTP",
+        "mfa_phone_enroll_not_enabled",
+        "MFA enroll is disabled for Phone",
     )
     error = _raised(lambda: signed_in.mfa.challenge({"factor_id": str(uuid.uuid4())}))
     assert (error.status, error.code) == (404, "mfa_factor_not_found")

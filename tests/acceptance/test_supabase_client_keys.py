@@ -9,8 +9,6 @@ set made by ``apitask-auth keys generate``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from typing import TYPE_CHECKING
 
@@ -20,24 +18,13 @@ import pytest
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthInvalidJwtError
 
-from ._service import JWT_SECRET
+from ._service import JWT_SECRET, generated_keys
 from .conftest import Server, start_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 PASSWORD = "correct-horse-9"
-
-
-def generated_keys(alg: str) -> str:
-    """What ``apitask-auth keys generate`` prints: a JSON array with one private JWK."""
-    done = subprocess.run(
-        [sys.executable, "-m", "apitask_auth.cli", "keys", "generate", "--alg", alg],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout
 
 
 @pytest.fixture(scope="module", params=["ES256", "RS256"])

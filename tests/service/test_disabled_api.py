@@ -22,59 +22,6 @@ def _error(response: Any) -> tuple[int, str, str]:
     return response.status_code, body["error_code"], body["msg"]
 
 
-async def test_mfa_routes_answer_mfa_off(svc: Service) -> None:
-    """Enrolment says which factor type is off; a factor id is never found."""
-    unauthenticated = await svc.http.post("/factors", json={"factor_type": "totp"})
-    assert unauthenticated.status_code == 401  # GoTrue authenticates first
-    _, session = await signed_in(svc)
-    auth = {"Authorization": f"Bearer {session['access_token']}"}
-    for factor_type, label in (("totp", "TOTP"), ("phone", "Phone"), ("webauthn", "WebAuthn")):
-        response = await svc.http.post("/factors", json={"factor_type": factor_type}, headers=auth)
-        assert _error(response) == (
-            422,
-            f"mfa_{factor_type}_enroll_not_enabled",
-            f"MFA enroll is disabled for {label}",
-        )
-    for body in ({"factor_type": "sms"}, {}, ["totp"]):
-        response = await svc.http.post("/factors", json=body, headers=auth)
-        assert _error(response) == (
-            400,
-            "validation_failed",
-            "factor_type needs to be totp, phone, or webauthn",
-        )
-    not_json = await svc.http.post("/factors", content=b"{totp", headers=auth)
-    assert _error(not_json)[:2] == (400, "validation_failed")
-    factor = str(uuid.uuid4())
-    for method, path in (
-        ("POST", f"/factors/{factor}/challenge"),
-        ("POST", f"/factors/{factor}/verify"),
-        ("DELETE", f"/factors/{factor}"),
-    ):
-        response = await svc.http.request(method, path, headers=auth)
-        assert _error(response) == (404, "mfa_factor_not_found", "Factor not found")
-    response = await svc.http.delete("/factors/not-a-uuid", headers=auth)
-    assert _error(response) == (404, "validation_failed", "factor_id must be an UUID")
-
-
-async def test_admin_factor_routes(svc: Service) -> None:
-    admin = svc.admin_headers()
-    created = await svc.http.post(
-        "/admin/users", json={"email": "f@example.com", "email_confirm": True}, headers=admin
-    )
-    user_id = created.json()["id"]
-    listed = await svc.http.get(f"/admin/users/{user_id}/factors", headers=admin)
-    assert (listed.status_code, listed.json()) == (200, [])
-    for method in ("PUT", "DELETE"):
-        response = await svc.http.request(
-            method, f"/admin/users/{user_id}/factors/{uuid.uuid4()}", headers=admin
-        )
-        assert _error(response) == (404, "mfa_factor_not_found", "Factor not found")
-    missing = await svc.http.get(f"/admin/users/{uuid.uuid4()}/factors", headers=admin)
-    assert _error(missing) == (404, "user_not_found", "User not found")
-    not_admin = await svc.http.get(f"/admin/users/{user_id}/factors")
-    assert not_admin.status_code == 401
-
-
 async def test_sso_and_saml_are_off(svc: Service) -> None:
     for method, path in (
         ("POST", "/sso"),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
+import pyotp
 import pytest
 from sqlalchemy import event
 
@@ -245,6 +246,28 @@ async def _run_flows(svc: Service) -> None:
     await ok(
         http.post("/verify", json={"type": "email", "email": address, "token": svc.otp(address)})
     )
+    # MFA: enrol, challenge, verify (the session raised), the admin's view, unenrol.
+    factor = await ok(http.post("/factors", json={"factor_type": "totp"}, headers=user_headers))
+    challenge = await ok(http.post(f"/factors/{factor['id']}/challenge", headers=user_headers))
+    code = pyotp.TOTP(factor["totp"]["secret"]).now()
+    raised = await ok(
+        http.post(
+            f"/factors/{factor['id']}/verify",
+            json={"challenge_id": challenge["id"], "code": code},
+            headers=user_headers,
+        )
+    )
+    user_headers = bearer(raised)
+    owner = raised["user"]["id"]
+    await ok(http.get(f"/admin/users/{owner}/factors", headers=admin))
+    await ok(
+        http.put(
+            f"/admin/users/{owner}/factors/{factor['id']}",
+            json={"friendly_name": "plan"},
+            headers=admin,
+        )
+    )
+    await ok(http.delete(f"/factors/{factor['id']}", headers=user_headers))
     await ok(http.post("/logout", headers=user_headers), 204)
 
     created = await ok(

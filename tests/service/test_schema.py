@@ -106,7 +106,7 @@ async def test_migration_3_stops_on_duplicates_and_changes_nothing(
 
         async with engine.begin() as conn:
             await conn.execute(text(RESOLVE_DUPLICATES))
-        assert await migrate(engine) == [3, 4]
+        assert await migrate(engine) == [v for v, _, _ in MIGRATIONS if v >= 3]
         async with engine.connect() as conn:
             emails = dict((await conn.execute(select(users.c.id, users.c.email))).all())
             assert (
@@ -165,7 +165,7 @@ async def test_migration_3_keeps_indexes_built_beforehand(
         else:
             async with engine.begin() as conn:
                 await conn.execute(CreateIndex(users_email_partial_key))
-        assert await migrate(engine) == [3, 4]
+        assert await migrate(engine) == [v for v, _, _ in MIGRATIONS if v >= 3]
         async with declared.begin() as conn:
             await conn.run_sync(metadata.create_all)
         async with engine.connect() as a, declared.connect() as b:

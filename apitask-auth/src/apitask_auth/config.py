@@ -197,6 +197,19 @@ class Settings(BaseSettings):
     rate_limit_anonymous_users: float = Field(30, ge=0)
     rate_limit_email_sent: Annotated[EmailRateLimit, NoDecode] = EmailRateLimit(30)
 
+    # MFA (docs/gotrue.md §3.18): TOTP on, phone off, as GoTrue's defaults.
+    mfa_totp_enroll_enabled: bool = True
+    mfa_totp_verify_enabled: bool = True
+    mfa_phone_enroll_enabled: bool = False
+    mfa_phone_verify_enabled: bool = False
+    mfa_max_enrolled_factors: int = Field(10, ge=1, le=1000)
+    mfa_max_verified_factors: int = Field(10, ge=1, le=1000)
+    # Seconds; GoTrue raises anything below 300 to 300 (see mfa_challenge_expiry).
+    mfa_challenge_expiry_duration: float = Field(300, ge=0)
+    mfa_rate_limit_challenge_and_verify: float = Field(15, ge=0)
+    mfa_phone_otp_length: int = 6
+    mfa_phone_max_frequency: Duration = timedelta(minutes=1)
+
     # Observability: /metrics (Prometheus text format) and the log lines
     metrics_enabled: bool = False
     metrics_exporter: str = "prometheus"
@@ -244,6 +257,7 @@ class Settings(BaseSettings):
     @field_validator(
         "external_flow_state_expiry_duration",
         "smtp_max_frequency",
+        "mfa_phone_max_frequency",
         "worker_shutdown_duration",
     )
     @classmethod
@@ -372,6 +386,21 @@ class Settings(BaseSettings):
     def max_frequency(self) -> timedelta:
         """The per-user interval between mails (0 means the default, a minute)."""
         return self.smtp_max_frequency or timedelta(minutes=1)
+
+    @property
+    def mfa_challenge_expiry(self) -> timedelta:
+        """How long an MFA challenge may be verified; GoTrue never goes below five minutes."""
+        return timedelta(seconds=max(self.mfa_challenge_expiry_duration, 300))
+
+    @property
+    def mfa_phone_code_length(self) -> int:
+        """``GOTRUE_MFA_PHONE_OTP_LENGTH``, where values outside 6..10 become 6 (as GoTrue)."""
+        return self.mfa_phone_otp_length if 6 <= self.mfa_phone_otp_length <= 10 else 6
+
+    @property
+    def mfa_phone_interval(self) -> timedelta:
+        """The interval between two texts to one phone factor (0 means a minute, as GoTrue)."""
+        return self.mfa_phone_max_frequency or timedelta(minutes=1)
 
     @property
     def flow_state_expiry(self) -> timedelta:

@@ -32,6 +32,13 @@ _LOG_TYPES = {
     "user_updated_password": "user",
     "token_refreshed": "token",
     "token_revoked": "token",
+    # MFA (GoTrue's factor actions)
+    "factor_in_progress": "factor",
+    "factor_unenrolled": "factor",
+    "challenge_created": "factor",
+    "verification_attempted": "factor",
+    "factor_deleted": "factor",
+    "factor_updated": "factor",
 }
 
 

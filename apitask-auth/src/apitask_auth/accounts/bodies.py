@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, WithJsonSchema
 
 __all__ = [
+    "FactorBody",
     "GenerateLinkBody",
     "IdentityBody",
     "SessionBody",
@@ -63,6 +64,19 @@ class IdentityBody(BaseModel):
     email: str
 
 
+class FactorBody(BaseModel):
+    """One of the user's MFA factors (never its secret)."""
+
+    id: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    status: str = Field(description='"unverified" until its first verify, then "verified".')
+    friendly_name: str | None = _OMITTED_WHEN_EMPTY
+    factor_type: str = Field(description='"totp" or "phone".')
+    phone: str = Field(description='The phone factor\'s number (E.164 without "+"), else "".')
+    last_challenged_at: Timestamp | None
+
+
 class UserBody(BaseModel):
     """A user, as GoTrue writes one: no secret; optional fields only when set."""
 
@@ -85,6 +99,7 @@ class UserBody(BaseModel):
     app_metadata: dict[str, Any]
     user_metadata: dict[str, Any]
     identities: list[IdentityBody]
+    factors: list[FactorBody] | None = _OMITTED_WHEN_EMPTY
     created_at: Timestamp
     updated_at: Timestamp
     banned_until: Timestamp | None = _OMITTED_WHEN_EMPTY

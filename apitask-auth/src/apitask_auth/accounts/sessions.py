@@ -34,11 +34,16 @@ if TYPE_CHECKING:
     from apitask_auth.config import Settings
 
 __all__ = [
+    "AAL2_METHODS",
     "RefreshTokenReusedError",
+    "add_method",
     "delete_session",
     "delete_sessions",
+    "drop_sessions_below_aal2",
     "get_session",
     "issue_session",
+    "lower_sessions_of_factor",
+    "rotate_refresh_token",
     "refresh_session",
     "refresh_token_not_found",
     "session_response",
@@ -46,6 +51,9 @@ __all__ = [
 
 
 _ALREADY_USED = "Invalid Refresh Token: Already Used"
+# The amr methods of a second factor: a session with one of them is aal2 (GoTrue's
+# IsAAL2Claim).
+AAL2_METHODS = frozenset({"totp", "mfa/phone", "mfa/webauthn"})
 
 
 def refresh_token_not_found() -> APIError:
@@ -139,6 +147,7 @@ async def issue_session(
         "aal": "aal1",
         "amr": [{"method": method, "timestamp": int(at.timestamp())}],
         "not_after": None,
+        "factor_id": None,
         "refreshed_at": None,
         "created_at": at,
         "updated_at": at,
@@ -238,3 +247,79 @@ async def delete_sessions(
     elif scope == "others" and session_id is not None:
         query = query.where(sessions.c.id != session_id)
     await conn.execute(query)
+
+
+# -- MFA: the assurance level a session reached (GoTrue's mfa_amr_claims) -------
+
+
+def _aal(amr: list[dict[str, Any]]) -> str:
+    return "aal2" if any(entry["method"] in AAL2_METHODS for entry in amr) else "aal1"
+
+
+async def add_method(
+    conn: AsyncConnection, session: Session, method: str, factor_id: str
+) -> Session:
+    """Record that the session's user also proved ``method`` now (GoTrue's
+    AddClaimToSession, then UpdateAALAndAssociatedFactor).
+
+    The amr list keeps one entry per method, newest first; a method proved
+    again moves to the front with the new time. The session's aal follows.
+    """
+    at = now()
+    entry = {"method": method, "timestamp": int(at.timestamp())}
+    amr = [entry, *(old for old in session["amr"] if old["method"] != method)]
+    changes = {"amr": amr, "aal": _aal(amr), "factor_id": factor_id, "updated_at": at}
+    await conn.execute(update(sessions).where(sessions.c.id == session["id"]).values(**changes))
+    return {**session, **changes}  # type: ignore[typeddict-item]
+
+
+async def rotate_refresh_token(conn: AsyncConnection, user_id: str, session_id: str) -> str:
+    """A new refresh token for the session, the active one revoked as its parent
+    (GoTrue's GrantRefreshTokenSwap): the client holds the raised session's token."""
+    active = (
+        await conn.execute(
+            select(refresh_tokens.c.id, refresh_tokens.c.token)
+            .where(refresh_tokens.c.session_id == session_id)
+            .where(refresh_tokens.c.revoked.is_(False))
+            .order_by(refresh_tokens.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    parent = None
+    if active is not None:
+        await conn.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.id == active.id)
+            .values(revoked=True, updated_at=now())
+        )
+        parent = active.token
+    return await _insert_refresh_token(conn, user_id, session_id, parent)
+
+
+async def drop_sessions_below_aal2(conn: AsyncConnection, user_id: str) -> None:
+    """End the user's aal1 sessions once a factor is verified (GoTrue's
+    InvalidateSessionsWithAALLessThan): a second factor now guards the account."""
+    await conn.execute(
+        delete(sessions).where(sessions.c.user_id == user_id).where(sessions.c.aal != "aal2")
+    )
+
+
+async def lower_sessions_of_factor(
+    conn: AsyncConnection, user_id: str, factor_id: str, method: str
+) -> None:
+    """The sessions a removed factor had raised go back to aal1 and lose its method
+    (GoTrue's DowngradeSessionsToAAL1)."""
+    rows = (
+        await conn.execute(
+            select(sessions.c.id, sessions.c.amr)
+            .where(sessions.c.factor_id == factor_id)
+            .where(sessions.c.user_id == user_id)
+        )
+    ).all()
+    for row in rows:
+        amr = [entry for entry in row.amr if entry["method"] != method]
+        await conn.execute(
+            update(sessions)
+            .where(sessions.c.id == row.id)
+            .values(amr=amr, aal="aal1", factor_id=None, updated_at=now())
+        )

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from apitask_auth.accounts.bodies import IdentityBody, UserBody
+from apitask_auth.accounts.bodies import FactorBody, IdentityBody, UserBody
+from apitask_auth.accounts.factors import list_factors
 from apitask_auth.errors import APIError, ErrorCode
 from apitask_auth.storage.db import BACKENDS, backend, upsert
 from apitask_auth.storage.rows import Identity, User, identity_row, user_row
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from datetime import datetime
 
+    from sqlalchemy import Row
     from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.sql.expression import Executable
 
@@ -61,6 +63,7 @@ __all__ = [
     "set_one_time_token",
     "update_user",
     "user_body",
+    "factor_json",
     "user_json",
 ]
 
@@ -448,11 +451,28 @@ def _identity_body(identity: Identity) -> IdentityBody:
 
 
 async def user_body(conn: AsyncConnection, user: User) -> UserBody:
-    """The user JSON, with the user's identities loaded."""
-    return user_json(user, await list_identities(conn, user["id"]))
+    """The user JSON, with the user's identities and MFA factors loaded."""
+    factors = [factor_json(row) for row in await list_factors(conn, user["id"])]
+    return user_json(user, await list_identities(conn, user["id"]), factors)
 
 
-def user_json(user: User, user_identities: list[Identity]) -> UserBody:
+def factor_json(factor: Row[Any]) -> FactorBody:
+    """GoTrue's factor JSON, from an ``mfa_factors`` row (never the secret)."""
+    return FactorBody(
+        id=factor.id,
+        created_at=iso(factor.created_at),
+        updated_at=iso(factor.updated_at),
+        status=factor.status,
+        friendly_name=factor.friendly_name,
+        factor_type=factor.factor_type,
+        phone=factor.phone or "",
+        last_challenged_at=iso(factor.last_challenged_at),
+    )
+
+
+def user_json(
+    user: User, user_identities: list[Identity], factors: list[FactorBody] | None = None
+) -> UserBody:
     """GoTrue's user JSON (§7): secrets never; empty optional fields are left out
     when the body is dumped (see :mod:`.bodies`)."""
     confirmed_candidates = [
@@ -477,6 +497,7 @@ def user_json(user: User, user_identities: list[Identity]) -> UserBody:
         app_metadata=user["raw_app_meta_data"],
         user_metadata=user["raw_user_meta_data"],
         identities=[_identity_body(identity) for identity in user_identities],
+        factors=factors,
         created_at=iso(user["created_at"]),
         updated_at=iso(user["updated_at"]),
         banned_until=iso(user["banned_until"]),

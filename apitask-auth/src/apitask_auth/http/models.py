@@ -11,8 +11,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "AdminFactorParams",
     "AdminUserParams",
+    "ChallengeFactorParams",
     "DeleteUserParams",
+    "EnrollFactorParams",
     "GenerateLinkParams",
     "InviteParams",
     "MagicLinkParams",
@@ -22,6 +25,7 @@ __all__ = [
     "SignupParams",
     "TokenParams",
     "UserUpdateParams",
+    "VerifyFactorParams",
     "VerifyParams",
 ]
 
@@ -157,3 +161,32 @@ class UserUpdateParams(_Body):
     channel: str | None = None
     code_challenge: str | None = None
     code_challenge_method: str | None = None
+
+
+class EnrollFactorParams(_Body):
+    """POST /factors."""
+
+    friendly_name: str | None = None
+    factor_type: str | None = None
+    issuer: str | None = None
+    phone: str | None = None
+
+
+class ChallengeFactorParams(_Body):
+    """POST /factors/{factor_id}/challenge (the body may be absent)."""
+
+    channel: str | None = None
+
+
+class VerifyFactorParams(_Body):
+    """POST /factors/{factor_id}/verify."""
+
+    challenge_id: str | None = None
+    code: str | None = None
+
+
+class AdminFactorParams(_Body):
+    """PUT /admin/users/{user_id}/factors/{factor_id}."""
+
+    friendly_name: str | None = None
+    phone: str | None = None

@@ -281,6 +281,11 @@ class RequestLimits:
         """
         return self._depends(TokenBucket(per_five_minutes / _FIVE_MINUTES, 30))
 
+    def limit_per_minute(self, per_minute: float) -> params.Depends:
+        """A limit of ``per_minute`` requests per client, in bursts of up to 30
+        (GoTrue's MFA challenge and verify limiters); otherwise as :meth:`limit`."""
+        return self._depends(TokenBucket(per_minute / 60, 30))
+
     def limit_per_hour(self, per_hour: float) -> params.Depends:
         """A limit of ``per_hour`` requests per client, in bursts of up to ``per_hour``
         (GoTrue's limiter for anonymous sign-ins); otherwise as :meth:`limit`."""

@@ -6,6 +6,7 @@
 * :mod:`.verify`: ``/verify``, the link clicked and the code typed.
 * :mod:`.user`: ``PUT /user`` and ``/reauthenticate``.
 * :mod:`.admin`: ``/invite``, ``/admin/generate_link``, ``/admin/users``.
+* :mod:`.mfa`: ``/factors`` and the admin's ``/admin/users/{id}/factors``.
 * :mod:`.disabled`: GoTrue's answers for the features this service does not have.
 * :mod:`.metrics`: ``/metrics``; :mod:`.dev_landing`: dev mode's landing page.
 
@@ -37,6 +38,7 @@ from apitask_auth.routes import (
     disabled,
     general,
     metrics,
+    mfa,
     recovery,
     user,
     verify,
@@ -105,13 +107,27 @@ def api_routes(settings: Settings) -> APIRouter:
     admins.get("/admin/users/{user_id}", response_model=UserBody)(admin.get_admin_user)
     admins.put("/admin/users/{user_id}", response_model=UserBody)(admin.update_admin_user)
     admins.delete("/admin/users/{user_id}")(admin.delete_admin_user)
+    admins.get("/admin/users/{user_id}/factors")(mfa.admin_list_factors)
+    admins.put("/admin/users/{user_id}/factors/{factor_id}")(mfa.admin_update_factor)
+    admins.delete("/admin/users/{user_id}/factors/{factor_id}")(mfa.admin_delete_factor)
+
+    # MFA: GoTrue's requireNotAnonymous, and one per-IP limit each for challenge and verify.
+    factors = [signed_in, mfa.not_anonymous]
+    mfa_verify = per_ip.limit_per_minute(settings.mfa_rate_limit_challenge_and_verify)
+    mfa_challenge = per_ip.limit_per_minute(settings.mfa_rate_limit_challenge_and_verify)
+    api.post("/factors", dependencies=factors)(mfa.enroll)
+    api.post("/factors/{factor_id}/challenge", dependencies=[*factors, mfa_challenge])(
+        mfa.challenge
+    )
+    api.post(
+        "/factors/{factor_id}/verify",
+        dependencies=[*factors, mfa_verify],
+        response_model=SessionBody,
+    )(mfa.verify)
+    api.delete("/factors/{factor_id}", dependencies=factors)(mfa.unenroll)
 
     # The features that are off, answered as GoTrue answers them; not in /openapi.json.
     off = APIRouter(include_in_schema=False)
-    off.post("/factors", dependencies=[signed_in])(disabled.enroll_factor)
-    off.post("/factors/{factor_id}/challenge", dependencies=[signed_in])(disabled.use_factor)
-    off.post("/factors/{factor_id}/verify", dependencies=[signed_in])(disabled.use_factor)
-    off.delete("/factors/{factor_id}", dependencies=[signed_in])(disabled.use_factor)
     off.get("/user/identities/authorize", dependencies=[signed_in])(disabled.identities)
     off.delete("/user/identities/{identity_id}", dependencies=[signed_in])(disabled.identities)
     off.post("/sso")(disabled.sso)
@@ -121,9 +137,6 @@ def api_routes(settings: Settings) -> APIRouter:
     off.api_route("/callback", methods=["GET", "POST"])(disabled.callback)
     off.get("/.well-known/jwks.json")(disabled.jwks)
     admins_off = APIRouter(include_in_schema=False)
-    admins_off.get("/admin/users/{user_id}/factors")(disabled.admin_list_factors)
-    admins_off.put("/admin/users/{user_id}/factors/{factor_id}")(disabled.admin_change_factor)
-    admins_off.delete("/admin/users/{user_id}/factors/{factor_id}")(disabled.admin_change_factor)
     admins_off.api_route("/admin/oauth/clients", methods=["GET", "POST"])(disabled.oauth_clients)
     admins_off.api_route(
         "/admin/oauth/clients/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"]

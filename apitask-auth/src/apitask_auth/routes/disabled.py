@@ -1,11 +1,11 @@
 """GoTrue's features this service does not implement, answered as GoTrue answers
 with each feature off, never a bare route 404.
 
-A client that probes MFA, SSO, identity linking, OAuth sign-in or the OAuth
+A client that probes SSO, identity linking, OAuth sign-in or the OAuth
 server gets the status, ``error_code`` and message it would get from a GoTrue
 deployment with that feature switched off (sources: supabase/auth
 ``internal/api/api.go`` routes, ``middleware.go`` ``require*Enabled``,
-``mfa.go``, ``admin.go`` ``loadFactor``, ``external.go``, ``token_oidc.go``,
+``external.go``, ``token_oidc.go``,
 ``web3.go``, ``jwks.go``), after the same authentication GoTrue checks first.
 The grant types ``id_token`` and ``web3`` are answered from ``POST /token``
 through :func:`refuse_grant`.
@@ -13,31 +13,24 @@ through :func:`refuse_grant`.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads the annotation at runtime
 from fastapi.responses import JSONResponse
 
 from apitask_auth.errors import APIError, ErrorCode, bad_request, not_found, unprocessable
-from apitask_auth.http.deps import Svc  # noqa: TC001 - read by FastAPI
-from apitask_auth.routes.admin import existing_user
 
 if TYPE_CHECKING:
     from starlette.responses import Response
 
 __all__ = [
-    "admin_change_factor",
-    "admin_list_factors",
     "authorize",
     "callback",
-    "enroll_factor",
     "identities",
     "jwks",
     "oauth_clients",
     "refuse_grant",
     "sso",
-    "use_factor",
 ]
 
 # GoTrue's OIDC issuers for the id_token grant's named providers (token_oidc.go).
@@ -77,23 +70,9 @@ _OAUTH_PROVIDERS = frozenset(
         "zoom",
     }
 )
-_ENROLL_DISABLED = {
-    "totp": (ErrorCode.MFA_TOTP_ENROLL_NOT_ENABLED, "MFA enroll is disabled for TOTP"),
-    "phone": (ErrorCode.MFA_PHONE_ENROLL_NOT_ENABLED, "MFA enroll is disabled for Phone"),
-    "webauthn": (ErrorCode.MFA_WEBAUTHN_ENROLL_NOT_ENABLED, "MFA enroll is disabled for WebAuthn"),
-}
 _SAML_DISABLED = not_found(ErrorCode.SAML_PROVIDER_DISABLED, "SAML 2.0 is disabled")
 _LINKING_DISABLED = not_found(ErrorCode.MANUAL_LINKING_DISABLED, "Manual linking is disabled")
 _OAUTH_SERVER_DISABLED = not_found(ErrorCode.FEATURE_DISABLED, "OAuth server is disabled")
-
-
-def _no_factor(factor_id: str) -> APIError:
-    """GoTrue's loadFactor: no factor is ever enrolled here."""
-    try:
-        uuid.UUID(factor_id)
-    except ValueError:
-        return not_found(ErrorCode.VALIDATION_FAILED, "factor_id must be an UUID")
-    return not_found(ErrorCode.MFA_FACTOR_NOT_FOUND, "Factor not found")
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -103,42 +82,6 @@ async def _body(request: Request) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-# -- MFA ----------------------------------------------------------------------
-
-
-async def enroll_factor(request: Request) -> Response:
-    """MFA enrolment: every factor type is off."""
-    factor_type = (await _body(request)).get("factor_type")
-    if isinstance(factor_type, str) and factor_type in _ENROLL_DISABLED:
-        code, message = _ENROLL_DISABLED[factor_type]
-        raise unprocessable(code, message)
-    raise bad_request(
-        ErrorCode.VALIDATION_FAILED, "factor_type needs to be totp, phone, or webauthn"
-    )
-
-
-async def use_factor(factor_id: str) -> Response:
-    """Challenge, verify or unenrol a factor: there is none."""
-    raise _no_factor(factor_id)
-
-
-async def admin_list_factors(user_id: str, svc: Svc) -> Response:
-    """A user's factors: always none (after GoTrue's user lookup)."""
-    await _admin_user(svc, user_id)
-    return JSONResponse([])
-
-
-async def admin_change_factor(user_id: str, factor_id: str, svc: Svc) -> Response:
-    """Update or delete a user's factor: there is none."""
-    await _admin_user(svc, user_id)
-    raise _no_factor(factor_id)
-
-
-async def _admin_user(svc: Svc, user_id: str) -> None:
-    async with svc.engine.connect() as conn:
-        await existing_user(conn, user_id)
 
 
 # -- SSO (SAML) ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from apitask_auth.accounts.flows import (
     validate_email,
     validate_pkce,
 )
+from apitask_auth.accounts.mfa import require_aal2_with_mfa
 from apitask_auth.accounts.security import (
     check_password,
     constant_time_equal,
@@ -190,6 +191,8 @@ async def update_current_user(
     user = caller.user
     # A wrong nonce commits its counted try (and whatever read came before it).
     async with keeping_tries(svc.engine) as conn:
+        if params.password or new_email:
+            await require_aal2_with_mfa(conn, user["id"], caller.session_id)
         if new_email and await find_user_by_email(
             conn, new_email, request_aud(settings, request, caller.claims)
         ):

@@ -23,8 +23,12 @@ from apitask_auth.storage.database_url import parse_database_url
 from apitask_auth.storage.tables import (
     UTCDateTime,
     email_rate_limits,
+    mfa_challenges,
+    mfa_factors,
     now,
     refresh_tokens_parent_idx,
+    sessions,
+    sessions_factor_id_idx,
     users_aud_created_at_idx,
     users_email_partial_key,
     verify_attempts,
@@ -91,12 +95,24 @@ def _one_account_per_address(connection: Connection) -> None:
         connection.execute(CreateIndex(index, if_not_exists=True))
 
 
+def _mfa(connection: Connection) -> None:
+    """MFA factors and their challenges, and the factor that raised a session."""
+    mfa_factors.create(connection, checkfirst=False)
+    mfa_challenges.create(connection, checkfirst=False)
+    # Built from the live column so both backends get their own type for it.
+    column = sessions.c.factor_id
+    kind = column.type.compile(dialect=connection.dialect)
+    connection.exec_driver_sql(f"ALTER TABLE sessions ADD COLUMN {column.name} {kind}")
+    connection.execute(CreateIndex(sessions_factor_id_idx))
+
+
 # Append-only: a deployed step is never edited, later changes are new steps.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "global e-mail rate limit", _email_rate_limits),
     (3, "one account per address; an index under every look-up", _one_account_per_address),
     (4, "verify attempts per code", _verify_attempts),
+    (5, "MFA factors and challenges; the factor behind a session", _mfa),
 ]
 
 

@@ -92,6 +92,7 @@ class Session(TypedDict):
     refreshed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    factor_id: str | None
 
 
 class FlowState(TypedDict):

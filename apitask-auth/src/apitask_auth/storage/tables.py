@@ -44,12 +44,15 @@ __all__ = [
     "flow_state",
     "identities",
     "metadata",
+    "mfa_challenges",
+    "mfa_factors",
     "new_id",
     "now",
     "one_time_tokens",
     "refresh_tokens",
     "refresh_tokens_parent_idx",
     "sessions",
+    "sessions_factor_id_idx",
     "users",
     "users_aud_created_at_idx",
     "users_email_partial_key",
@@ -186,8 +189,13 @@ sessions = Table(
     _ts("refreshed_at"),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
+    # The MFA factor that raised the session to aal2 (migration 5): unenrolling it
+    # lowers the session again (GoTrue's sessions.factor_id).
+    Column("factor_id", String(36)),
     Index("sessions_user_id_idx", "user_id"),
 )
+# The sessions an unenrolled factor had raised (migration 5).
+sessions_factor_id_idx = Index("sessions_factor_id_idx", sessions.c.factor_id)
 
 refresh_tokens = Table(
     "refresh_tokens",
@@ -230,6 +238,41 @@ audit_log_entries = Table(
     Column("payload", JSON, nullable=False),
     Column("ip_address", String(64), nullable=False, default=""),
     _ts("created_at", nullable=False),
+)
+
+# MFA (migration 5): GoTrue's mfa_factors and mfa_challenges. A TOTP factor keeps its
+# base32 secret (the code is computed from it, so it cannot be hashed); a phone
+# factor its E.164 number without "+". Status is "unverified" until a first verify.
+mfa_factors = Table(
+    "mfa_factors",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("friendly_name", Text, nullable=False, default=""),
+    Column("factor_type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("secret", Text, nullable=False, default=""),
+    Column("phone", String(32)),
+    _ts("last_challenged_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    Index("mfa_factors_user_id_idx", "user_id"),
+)
+
+# One row per challenge; ``otp_code`` is the keyed hash of a phone challenge's code
+# (security.token_hash), empty for TOTP. ``verified_at`` set: spent.
+mfa_challenges = Table(
+    "mfa_challenges",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "factor_id", String(36), ForeignKey("mfa_factors.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("ip_address", String(64), nullable=False),
+    Column("otp_code", Text, nullable=False, default=""),
+    _ts("verified_at"),
+    _ts("created_at", nullable=False),
+    Index("mfa_challenges_factor_id_idx", "factor_id"),
 )
 
 # The global e-mail limit (GOTRUE_RATE_LIMIT_EMAIL_SENT) as one row per mode,
