@@ -489,3 +489,22 @@ async def test_odd_input_is_answered_not_a_500(svc: Service) -> None:
     ):
         response = await svc.http.post(f"/factors/{odd['id']}/verify", json=body, headers=auth)
         assert 400 <= response.status_code < 500, (body, response.text)
+
+
+async def test_soft_deleting_a_user_deletes_its_factors(svc: Service) -> None:
+    """DELETE /admin/users/{id} with should_soft_delete: the factors go, as in GoTrue."""
+    _, session = await signed_in(svc)
+    user_id = claims(session)["sub"]
+    await enroll(svc, session)
+    deleted = await svc.http.request(
+        "DELETE",
+        f"/admin/users/{user_id}",
+        json={"should_soft_delete": True},
+        headers=svc.admin_headers(),
+    )
+    assert deleted.status_code == 200, deleted.text
+    async with svc.app.state.service.engine.connect() as conn:
+        left = (
+            await conn.execute(select(mfa_factors.c.id).where(mfa_factors.c.user_id == user_id))
+        ).all()
+    assert left == []
