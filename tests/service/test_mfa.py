@@ -489,3 +489,69 @@ async def test_odd_input_is_answered_not_a_500(svc: Service) -> None:
     ):
         response = await svc.http.post(f"/factors/{odd['id']}/verify", json=body, headers=auth)
         assert 400 <= response.status_code < 500, (body, response.text)
+
+
+async def test_soft_deleting_a_user_deletes_its_factors(svc: Service) -> None:
+    """DELETE /admin/users/{id} with should_soft_delete: the factors go, as in GoTrue."""
+    _, session = await signed_in(svc)
+    user_id = claims(session)["sub"]
+    await enroll(svc, session)
+    deleted = await svc.http.request(
+        "DELETE",
+        f"/admin/users/{user_id}",
+        json={"should_soft_delete": True},
+        headers=svc.admin_headers(),
+    )
+    assert deleted.status_code == 200, deleted.text
+    async with svc.app.state.service.engine.connect() as conn:
+        left = (
+            await conn.execute(select(mfa_factors.c.id).where(mfa_factors.c.user_id == user_id))
+        ).all()
+    assert left == []
+
+
+async def test_migration_5_keeps_existing_sessions(database_url: str) -> None:
+    """A database at version 4 with a signed-in user gets migration 5 alone: the
+    factor tables, and ``sessions.factor_id`` empty on the session it had."""
+    import asyncio
+    from datetime import timedelta
+
+    import pytest
+
+    from apitask_auth.storage import migrations
+    from apitask_auth.storage.db import create_engine
+    from apitask_auth.storage.tables import metadata, new_id, now, users
+
+    engine = await asyncio.to_thread(create_engine, database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+            await conn.exec_driver_sql("DROP TABLE IF EXISTS schema_migrations")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:4])
+            assert await migrations.migrate(engine) == [1, 2, 3, 4]
+        user_id, session_id, at = new_id(), new_id(), now() - timedelta(minutes=1)
+        async with engine.begin() as conn:
+            await conn.execute(
+                users.insert().values(
+                    id=user_id,
+                    aud="",
+                    role="authenticated",
+                    raw_app_meta_data={},
+                    raw_user_meta_data={},
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+            await conn.exec_driver_sql(
+                "INSERT INTO sessions (id, user_id, aal, amr, created_at, updated_at) "
+                f"VALUES ('{session_id}', '{user_id}', 'aal1', '[]', "
+                f"'{at.isoformat(sep=' ')}', '{at.isoformat(sep=' ')}')"
+            )
+        assert await migrations.migrate(engine) == [5]
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(sessions).where(sessions.c.id == session_id))).one()
+            assert (row.aal, row.factor_id) == ("aal1", None)
+            assert (await conn.execute(select(mfa_factors))).all() == []
+    finally:
+        await engine.dispose()

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import JSON, Table, TypeDecorator
 
 from apitask_auth.storage import rows
-from apitask_auth.storage.tables import flow_state, identities, sessions, users
+from apitask_auth.storage.tables import flow_state, identities, mfa_factors, sessions, users
 
 
 def _python_type(table: Table, name: str) -> type[Any]:
@@ -31,6 +31,7 @@ def _python_type(table: Table, name: str) -> type[Any]:
         (rows.Identity, identities),
         (rows.Session, sessions),
         (rows.FlowState, flow_state),
+        (rows.Factor, mfa_factors),
     ],
 )
 def test_typed_row_matches_its_table(row: type[Any], table: Table) -> None:

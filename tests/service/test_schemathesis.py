@@ -70,3 +70,40 @@ def _database() -> Iterator[None]:
 def test_no_server_errors(case: schemathesis.Case[Any]) -> None:
     """Every generated request gets a non-5xx answer that matches the schema."""
     case.call_and_validate(headers=ADMIN, checks=[not_a_server_error, response_schema_conformance])
+
+
+@pytest.fixture(scope="module")
+def user_headers() -> dict[str, str]:
+    """A signed-in user's bearer token, for the routes that need a session (/factors)."""
+    import httpx
+
+    body = {"email": "fuzz@example.com", "password": "fuzz-password-1", "email_confirm": True}
+
+    async def sign_in() -> str:
+        transport = httpx.ASGITransport(app=APP)
+        async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as http:
+            created = await http.post("/admin/users", json=body, headers=ADMIN)
+            assert created.status_code == 200, created.text
+            signed_in = await http.post("/token?grant_type=password", json=body)
+            assert signed_in.status_code == 200, signed_in.text
+        await APP.state.service.engine.dispose()  # the test client's loop opens its own
+        token: str = signed_in.json()["access_token"]
+        return token
+
+    return {"Authorization": f"Bearer {asyncio.run(sign_in())}"}
+
+
+@pytest.mark.no_blockbuster
+@schema.include(path_regex="^/factors").parametrize()
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_factor_routes_as_a_user(
+    case: schemathesis.Case[Any], user_headers: dict[str, str]
+) -> None:
+    """MFA's routes, as a signed-in user (the admin token has no session): no 5xx."""
+    case.call_and_validate(
+        headers=user_headers, checks=[not_a_server_error, response_schema_conformance]
+    )

@@ -7,15 +7,15 @@ change them (enrol, challenge, verify, unenrol) are in :mod:`.mfa`.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from apitask_auth.errors import APIError, ErrorCode, not_found
+from apitask_auth.storage.rows import Factor, factor_row
 from apitask_auth.storage.tables import mfa_factors
 
 if TYPE_CHECKING:
-    from sqlalchemy import Row
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -30,14 +30,14 @@ __all__ = [
 SIGN_IN_METHOD = {"totp": "totp", "phone": "mfa/phone"}
 
 
-async def list_factors(conn: AsyncConnection, user_id: str) -> list[Row[Any]]:
+async def list_factors(conn: AsyncConnection, user_id: str) -> list[Factor]:
     """The user's factors, oldest first."""
     query = (
         select(mfa_factors)
         .where(mfa_factors.c.user_id == user_id)
         .order_by(mfa_factors.c.created_at, mfa_factors.c.id)
     )
-    return list((await conn.execute(query)).all())
+    return [factor_row(row) for row in await conn.execute(query)]
 
 
 def factor_not_found() -> APIError:
@@ -47,7 +47,7 @@ def factor_not_found() -> APIError:
 
 async def find_factor(
     conn: AsyncConnection, user_id: str, factor_id: str, *, lock: bool = False
-) -> Row[Any]:
+) -> Factor:
     """The user's factor ``factor_id`` (GoTrue's loadFactor).
 
     Raises:
@@ -64,4 +64,4 @@ async def find_factor(
     row = (await conn.execute(query)).first()
     if row is None or row.user_id != user_id:
         raise factor_not_found()
-    return row
+    return factor_row(row)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select, update
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
     from apitask_auth.config import Settings
     from apitask_auth.delivery.texter import Channel, Texter
-    from apitask_auth.storage.rows import Session, User
+    from apitask_auth.storage.rows import Factor, Session, User
 
 __all__ = [
     "Enrolled",
@@ -122,12 +122,12 @@ async def check_enrolment(
     )
     factors = await list_factors(conn, user_id)
     # GoTrue compares the names as sent, "" included: two unnamed factors conflict.
-    if any(factor.friendly_name == name for factor in factors):
+    if any(factor["friendly_name"] == name for factor in factors):
         raise unprocessable(
             ErrorCode.MFA_FACTOR_NAME_CONFLICT,
             f'A factor with the friendly name "{name}" for this user already exists',
         )
-    verified = sum(factor.status == "verified" for factor in factors)
+    verified = sum(factor["status"] == "verified" for factor in factors)
     if len(factors) >= settings.mfa_max_enrolled_factors or (
         verified >= settings.mfa_max_verified_factors
     ):
@@ -141,7 +141,7 @@ async def check_enrolment(
 
 async def _insert_factor(
     conn: AsyncConnection, user_id: str, factor_type: str, name: str, **values: Any
-) -> Row[Any]:
+) -> Factor:
     at = now()
     row = {
         "id": new_id(),
@@ -157,14 +157,14 @@ async def _insert_factor(
         **values,
     }
     await conn.execute(mfa_factors.insert().values(**row))
-    return (await conn.execute(select(mfa_factors).where(mfa_factors.c.id == row["id"]))).one()
+    return cast("Factor", row)
 
 
 @dataclass(frozen=True, slots=True)
 class Enrolled:
     """A new factor, and what its enrolment answer carries besides."""
 
-    factor: Row[Any]
+    factor: Factor
     totp: dict[str, str] | None = None
     phone: str = ""
 
@@ -216,15 +216,15 @@ async def enroll_phone(
     same = [
         factor
         for factor in await list_factors(conn, user["id"])
-        if factor.factor_type == "phone" and factor.phone == number
+        if factor["factor_type"] == "phone" and factor["phone"] == number
     ]
-    if any(factor.status == "verified" for factor in same):
+    if any(factor["status"] == "verified" for factor in same):
         raise unprocessable(
             ErrorCode.MFA_VERIFIED_FACTOR_EXISTS,
             "A verified phone factor already exists, unenroll the existing factor to continue",
         )
     if same:
-        await conn.execute(delete(mfa_factors).where(mfa_factors.c.id.in_([f.id for f in same])))
+        await conn.execute(delete(mfa_factors).where(mfa_factors.c.id.in_([f["id"] for f in same])))
     await check_enrolment(conn, settings, user["id"], name, session)
     factor = await _insert_factor(conn, user["id"], "phone", name, phone=number)
     return Enrolled(factor, phone=phone)
@@ -235,7 +235,7 @@ async def challenge_factor(
     settings: Settings,
     texter: Texter,
     user: User,
-    factor: Row[Any],
+    factor: Factor,
     ip_address: str,
     channel: str,
 ) -> tuple[str, int]:
@@ -247,13 +247,13 @@ async def challenge_factor(
     at = now()
     challenge_id = new_id()
     code_hash = ""
-    if factor.factor_type == "phone":
+    if factor["factor_type"] == "phone":
         if (channel or "sms") not in _CHANNELS:
             raise bad_request(
                 ErrorCode.VALIDATION_FAILED,
                 "Invalid channel, supported values are 'sms' or 'whatsapp'",
             )
-        last = factor.last_challenged_at
+        last = factor["last_challenged_at"]
         if last is not None and last + settings.mfa_phone_interval > at:
             remaining = (last + settings.mfa_phone_interval - at).total_seconds()
             seconds = int(remaining) + (remaining % 1 > 0)
@@ -266,7 +266,7 @@ async def challenge_factor(
     await conn.execute(
         mfa_challenges.insert().values(
             id=challenge_id,
-            factor_id=factor.id,
+            factor_id=factor["id"],
             ip_address=ip_address,
             otp_code=code_hash,
             verified_at=None,
@@ -274,12 +274,12 @@ async def challenge_factor(
         )
     )
     await conn.execute(
-        update(mfa_factors).where(mfa_factors.c.id == factor.id).values(last_challenged_at=at)
+        update(mfa_factors).where(mfa_factors.c.id == factor["id"]).values(last_challenged_at=at)
     )
-    if factor.factor_type == "phone":
+    if factor["factor_type"] == "phone":
         # In the challenge's transaction: the outbox mode writes its job here.
         await texter.send(
-            factor.phone,
+            factor["phone"] or "",  # a phone factor always has its number
             code,
             user=user,
             channel=_CHANNELS[channel or "sms"],
@@ -290,7 +290,7 @@ async def challenge_factor(
 
 
 async def _valid_challenge(
-    conn: AsyncConnection, settings: Settings, factor: Row[Any], challenge_id: str, ip: str
+    conn: AsyncConnection, settings: Settings, factor: Factor, challenge_id: str, ip: str
 ) -> Row[Any]:
     """GoTrue's validateChallenge. An expired challenge is deleted and refused; the
     deletion commits with the refusal (:class:`CountedRefusal`)."""
@@ -298,7 +298,7 @@ async def _valid_challenge(
         await conn.execute(
             select(mfa_challenges)
             .where(mfa_challenges.c.id == challenge_id)
-            .where(mfa_challenges.c.factor_id == factor.id)
+            .where(mfa_challenges.c.factor_id == factor["id"])
         )
     ).first()
     if challenge is None:
@@ -337,7 +337,7 @@ async def verify_factor(
     settings: Settings,
     user: User,
     session: Session,
-    factor: Row[Any],
+    factor: Factor,
     challenge_id: str,
     code: str,
     ip_address: str,
@@ -351,11 +351,11 @@ async def verify_factor(
         APIError: an unknown or spent challenge.
     """
     challenge = await _valid_challenge(conn, settings, factor, challenge_id, ip_address)
-    key = _tries_key(factor.id)
+    key = _tries_key(factor["id"])
     tries = await _count(conn, settings, user["id"], key)
     allowed = tries.allowed(user["id"], key)
-    if factor.factor_type == "totp":
-        right = allowed and totp_matches(factor.secret, code)
+    if factor["factor_type"] == "totp":
+        right = allowed and totp_matches(factor["secret"], code)
     else:
         expected = token_hash(challenge.id, code, settings.jwt_secret)
         right = allowed and constant_time_equal(expected, challenge.otp_code)
@@ -363,22 +363,22 @@ async def verify_factor(
         if tries.spent:
             # That was the last try: no challenge of the factor stays usable.
             await conn.execute(
-                delete(mfa_challenges).where(mfa_challenges.c.factor_id == factor.id)
+                delete(mfa_challenges).where(mfa_challenges.c.factor_id == factor["id"])
             )
-        wrong = _WRONG_CODE[factor.factor_type]
+        wrong = _WRONG_CODE[factor["factor_type"]]
         raise CountedRefusal(422, ErrorCode.MFA_VERIFICATION_FAILED, wrong)
     await forget_tries(conn, user["id"], [key])
     at = now()
     await conn.execute(
         update(mfa_challenges).where(mfa_challenges.c.id == challenge.id).values(verified_at=at)
     )
-    if factor.status != "verified":
+    if factor["status"] != "verified":
         await conn.execute(
             update(mfa_factors)
-            .where(mfa_factors.c.id == factor.id)
+            .where(mfa_factors.c.id == factor["id"])
             .values(status="verified", updated_at=at)
         )
-    raised = await add_method(conn, session, SIGN_IN_METHOD[factor.factor_type], factor.id)
+    raised = await add_method(conn, session, SIGN_IN_METHOD[factor["factor_type"]], factor["id"])
     token = await rotate_refresh_token(conn, user["id"], session["id"])
     await drop_sessions_below_aal2(conn, user["id"])
     # The user's other unverified factors of this type were attempts at this one.
@@ -386,29 +386,29 @@ async def verify_factor(
         delete(mfa_factors)
         .where(mfa_factors.c.user_id == user["id"])
         .where(mfa_factors.c.status == "unverified")
-        .where(mfa_factors.c.factor_type == factor.factor_type)
+        .where(mfa_factors.c.factor_type == factor["factor_type"])
     )
     return raised, token
 
 
-async def unenroll(conn: AsyncConnection, session: Session, factor: Row[Any]) -> None:
+async def unenroll(conn: AsyncConnection, session: Session, factor: Factor) -> None:
     """Remove ``factor``; a verified one needs an aal2 session. Sessions it raised
     go back to aal1."""
-    if factor.status == "verified" and session["aal"] != "aal2":
+    if factor["status"] == "verified" and session["aal"] != "aal2":
         raise unprocessable(ErrorCode.INSUFFICIENT_AAL, "AAL2 required to unenroll verified factor")
     await remove_factor(conn, factor)
 
 
-async def remove_factor(conn: AsyncConnection, factor: Row[Any]) -> None:
+async def remove_factor(conn: AsyncConnection, factor: Factor) -> None:
     """Delete the factor (its challenges and try count with it) and lower its sessions."""
-    await conn.execute(delete(mfa_factors).where(mfa_factors.c.id == factor.id))
+    await conn.execute(delete(mfa_factors).where(mfa_factors.c.id == factor["id"]))
     await conn.execute(
         delete(verify_attempts)
-        .where(verify_attempts.c.user_id == factor.user_id)
-        .where(verify_attempts.c.token_type == _tries_key(factor.id))
+        .where(verify_attempts.c.user_id == factor["user_id"])
+        .where(verify_attempts.c.token_type == _tries_key(factor["id"]))
     )
-    method = SIGN_IN_METHOD[factor.factor_type]
-    await lower_sessions_of_factor(conn, factor.user_id, factor.id, method)
+    method = SIGN_IN_METHOD[factor["factor_type"]]
+    await lower_sessions_of_factor(conn, factor["user_id"], factor["id"], method)
 
 
 async def require_aal2_with_mfa(

@@ -19,7 +19,7 @@ from apitask_auth.accounts.bodies import FactorBody, IdentityBody, UserBody
 from apitask_auth.accounts.factors import list_factors
 from apitask_auth.errors import APIError, ErrorCode
 from apitask_auth.storage.db import BACKENDS, backend, upsert
-from apitask_auth.storage.rows import Identity, User, identity_row, user_row
+from apitask_auth.storage.rows import Factor, Identity, User, identity_row, user_row
 from apitask_auth.storage.tables import (
     NOT_SSO,
     identities,
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from datetime import datetime
 
-    from sqlalchemy import Row
     from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.sql.expression import Executable
 
@@ -456,17 +455,17 @@ async def user_body(conn: AsyncConnection, user: User) -> UserBody:
     return user_json(user, await list_identities(conn, user["id"]), factors)
 
 
-def factor_json(factor: Row[Any]) -> FactorBody:
+def factor_json(factor: Factor) -> FactorBody:
     """GoTrue's factor JSON, from an ``mfa_factors`` row (never the secret)."""
     return FactorBody(
-        id=factor.id,
-        created_at=iso(factor.created_at),
-        updated_at=iso(factor.updated_at),
-        status=factor.status,
-        friendly_name=factor.friendly_name,
-        factor_type=factor.factor_type,
-        phone=factor.phone or "",
-        last_challenged_at=iso(factor.last_challenged_at),
+        id=factor["id"],
+        created_at=iso(factor["created_at"]),
+        updated_at=iso(factor["updated_at"]),
+        status=factor["status"],
+        friendly_name=factor["friendly_name"],
+        factor_type=factor["factor_type"],
+        phone=factor["phone"] or "",
+        last_challenged_at=iso(factor["last_challenged_at"]),
     )
 
 

@@ -44,7 +44,7 @@ from apitask_auth.http.models import (  # noqa: TC001 - FastAPI reads these anno
 )
 from apitask_auth.http.redirects import action_link, allowed_redirect, redirect_to
 from apitask_auth.storage.rows import user_row
-from apitask_auth.storage.tables import identities, now, sessions, users
+from apitask_auth.storage.tables import identities, mfa_factors, now, sessions, users
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -462,13 +462,15 @@ async def delete_admin_user(
     admin: Admin,
     params: DeleteUserParams | None = None,
 ) -> Response:
-    """Delete a user, or soft-delete (obfuscate the address, drop its sessions)."""
+    """Delete a user, or soft-delete (obfuscate the address, drop its sessions and factors)."""
     async with svc.engine.begin() as conn:
         user = await existing_user(conn, user_id)
         await _audit(conn, request, admin, "user_deleted", user)
         if params is not None and params.should_soft_delete:
             await conn.execute(delete(sessions).where(sessions.c.user_id == user["id"]))
             await conn.execute(delete(identities).where(identities.c.user_id == user["id"]))
+            # GoTrue's soft delete hard-deletes the factors too (their challenges follow).
+            await conn.execute(delete(mfa_factors).where(mfa_factors.c.user_id == user["id"]))
             await update_user(
                 conn,
                 user["id"],

@@ -112,10 +112,10 @@ async def enroll(params: EnrollFactorParams, request: Request, caller: Auth, svc
             enrolled = await mfa.enroll_phone(
                 conn, svc.settings, user, session, name, params.phone or ""
             )
-        traits = {"factor_id": enrolled.factor.id, "factor_type": factor_type}
+        traits = {"factor_id": enrolled.factor["id"], "factor_type": factor_type}
         await audit(conn, request, user["id"], user["email"] or "", "factor_in_progress", traits)
     body: dict[str, Any] = {
-        "id": enrolled.factor.id,
+        "id": enrolled.factor["id"],
         "type": factor_type,
         "friendly_name": name,
     }
@@ -137,14 +137,16 @@ async def challenge(
     user = caller.user
     async with svc.engine.begin() as conn:
         factor = await find_factor(conn, user["id"], factor_id, lock=True)
-        mfa.check_type_enabled(svc.settings, factor.factor_type, "verify")
+        mfa.check_type_enabled(svc.settings, factor["factor_type"], "verify")
         channel = (params.channel if params else None) or ""
         challenge_id, expires_at = await mfa.challenge_factor(
             conn, svc.settings, svc.texter, user, factor, _ip(request), channel
         )
-        traits = {"factor_id": factor.id, "factor_status": factor.status}
+        traits = {"factor_id": factor["id"], "factor_status": factor["status"]}
         await audit(conn, request, user["id"], user["email"] or "", "challenge_created", traits)
-    return JSONResponse({"id": challenge_id, "type": factor.factor_type, "expires_at": expires_at})
+    return JSONResponse(
+        {"id": challenge_id, "type": factor["factor_type"], "expires_at": expires_at}
+    )
 
 
 async def verify(
@@ -164,16 +166,16 @@ async def verify(
         if not code:
             raise bad_request(ErrorCode.VALIDATION_FAILED, "Code needs to be non-empty")
         challenge_id = params.challenge_id or ""
-        mfa.check_type_enabled(svc.settings, factor.factor_type, "verify")
+        mfa.check_type_enabled(svc.settings, factor["factor_type"], "verify")
         session = await _session(conn, caller)
         raised, token = await mfa.verify_factor(
             conn, svc.settings, caller.user, session, factor, challenge_id, code, _ip(request)
         )
         user = await get_user(conn, caller.user["id"]) or caller.user
         traits = {
-            "factor_id": factor.id,
+            "factor_id": factor["id"],
             "challenge_id": challenge_id,
-            "factor_type": factor.factor_type,
+            "factor_type": factor["factor_type"],
         }
         await audit(
             conn, request, user["id"], user["email"] or "", "verification_attempted", traits
@@ -190,12 +192,12 @@ async def unenroll(factor_id: str, request: Request, caller: Auth, svc: Svc) -> 
         session = await _session(conn, caller)
         await mfa.unenroll(conn, session, factor)
         traits = {
-            "factor_id": factor.id,
-            "factor_status": factor.status,
+            "factor_id": factor["id"],
+            "factor_status": factor["status"],
             "session_id": session["id"],
         }
         await audit(conn, request, user["id"], user["email"] or "", "factor_unenrolled", traits)
-    return JSONResponse({"id": factor.id})
+    return JSONResponse({"id": factor["id"]})
 
 
 # -- admin ----------------------------------------------------------------------
@@ -225,7 +227,7 @@ async def admin_update_factor(
         params = _sent(params)
         if params.friendly_name:
             changes["friendly_name"] = params.friendly_name
-        if params.phone and factor.factor_type == "phone":
+        if params.phone and factor["factor_type"] == "phone":
             number = mfa.valid_phone(params.phone)
             if number is None:
                 raise bad_request(
@@ -235,10 +237,14 @@ async def admin_update_factor(
         if changes:
             await conn.execute(
                 update(mfa_factors)
-                .where(mfa_factors.c.id == factor.id)
+                .where(mfa_factors.c.id == factor["id"])
                 .values(**changes, updated_at=now())
             )
-        traits = {"user_id": user["id"], "factor_id": factor.id, "factor_type": factor.factor_type}
+        traits = {
+            "user_id": user["id"],
+            "factor_id": factor["id"],
+            "factor_type": factor["factor_type"],
+        }
         role = str(admin.get("role", ""))
         await audit(conn, request, str(admin.get("sub") or ""), role, "factor_updated", traits)
         factor = await find_factor(conn, user["id"], factor_id)
@@ -251,6 +257,6 @@ async def admin_delete_factor(user_id: str, factor_id: str, request: Request, sv
         user = await existing_user(conn, user_id)
         factor = await find_factor(conn, user["id"], factor_id, lock=True)
         await mfa.remove_factor(conn, factor)
-        traits = {"user_id": user["id"], "factor_id": factor.id}
+        traits = {"user_id": user["id"], "factor_id": factor["id"]}
         await audit(conn, request, user["id"], user["email"] or "", "factor_deleted", traits)
     return JSONResponse(factor_json(factor).model_dump())

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from sqlalchemy import Row
 
 __all__ = [
+    "Factor",
     "FlowState",
     "Identity",
     "Session",
     "User",
+    "factor_row",
     "flow_state_row",
     "identity_row",
     "session_row",
@@ -95,6 +97,21 @@ class Session(TypedDict):
     factor_id: str | None
 
 
+class Factor(TypedDict):
+    """An ``mfa_factors`` row (``secret``: a TOTP factor's; never sent to a client)."""
+
+    id: str
+    user_id: str
+    friendly_name: str
+    factor_type: str
+    status: str
+    secret: str
+    phone: str | None
+    last_challenged_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
 class FlowState(TypedDict):
     """A ``flow_state`` row (a PKCE flow waiting for its code exchange)."""
 
@@ -132,3 +149,8 @@ def session_row(row: Row[Any]) -> Session:
 def flow_state_row(row: Row[Any]) -> FlowState:
     """The ``FlowState`` of a row of ``select(flow_state)``."""
     return cast("FlowState", dict(row._mapping))
+
+
+def factor_row(row: Row[Any]) -> Factor:
+    """The ``Factor`` of a row of ``select(mfa_factors)``."""
+    return cast("Factor", dict(row._mapping))
