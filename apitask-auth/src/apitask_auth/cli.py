@@ -23,6 +23,7 @@ from apitask_auth.accounts.jwt_keys import ALGORITHMS, generate_jwk
 from apitask_auth.app import create_app
 from apitask_auth.config import ConfigError, Settings, load_settings
 from apitask_auth.delivery.mail_chain import aclose, mail_registry, transport_for
+from apitask_auth.delivery.send_hooks import register_send_hooks
 from apitask_auth.http.access_log import redact_access_log
 from apitask_auth.http.server import HeadLimitedHttpToolsProtocol
 from apitask_auth.storage.db import create_engine
@@ -187,8 +188,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         args.url = args.url or settings.database.url
         transport = transport_for(settings)
-        # cleanup: the SMTP client's pooled connections live on the worker's loop.
-        return run_worker_command(args, mail_registry(transport), cleanup=lambda: aclose(transport))
+        registry = mail_registry(transport)
+        hooks = register_send_hooks(settings, registry)
+
+        async def cleanup() -> None:
+            # The SMTP and hook clients' pooled connections live on the worker's loop.
+            await aclose(transport)
+            for hook in hooks:
+                await hook.aclose()
+
+        return run_worker_command(args, registry, cleanup=cleanup)
     try:
         status = asyncio.run(_schema_status(settings))
     except _DATABASE_ERRORS as exc:

@@ -39,8 +39,10 @@ from apitask_auth.config_parsers import (
     Duration,
     EmailRateLimit,
     _json_value,
+    check_hook_uri,
     check_http_url,
     parse_duration,
+    parse_hook_secrets,
     parse_smtp_headers,
 )
 from apitask_auth.storage.database_url import DatabaseURL, parse_database_url
@@ -186,6 +188,16 @@ class Settings(BaseSettings):
     # that died (`apitask-auth worker --lease` is the same for that command).
     outbox_worker_lease: Duration = timedelta(seconds=30)
 
+    # Send hooks (GoTrue's HTTP hooks; they replace SMTP / the SMS provider when enabled)
+    hook_send_email_enabled: bool = False
+    hook_send_email_uri: str = ""
+    hook_send_email_secrets: str = Field("", repr=False)
+    hook_send_sms_enabled: bool = False
+    hook_send_sms_uri: str = ""
+    hook_send_sms_secrets: str = Field("", repr=False)
+    # Ours: how long a hook has to answer one attempt (GoTrue's is a fixed 5s).
+    hook_timeout: Duration = timedelta(seconds=5)
+
     # Rate limits
     rate_limit_header: str = ""
     # Ours: how many proxies in front append to the rate-limit header
@@ -250,6 +262,13 @@ class Settings(BaseSettings):
     def _non_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
             raise ValueError("must not be negative")
+        return value
+
+    @field_validator("hook_timeout")
+    @classmethod
+    def _hook_timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= timedelta(seconds=60):
+            raise ValueError("must be more than 0s and at most 60s")
         return value
 
     @field_validator("security_response_time_floor")
@@ -346,6 +365,10 @@ class Settings(BaseSettings):
     def database(self) -> DatabaseURL:
         """``DATABASE_URL``, read: the backend and the URL every connection uses."""
         return parse_database_url(self.database_url)
+
+    def hook_secrets(self, hook: str) -> list[str]:
+        """The ``whsec_...`` secrets of ``hook`` (``"send_email"``, ``"send_sms"``)."""
+        return parse_hook_secrets(getattr(self, f"hook_{hook}_secrets"))
 
     @property
     def delivery(self) -> Delivery:
@@ -465,7 +488,32 @@ def load_settings(
         raise ConfigError(
             "GOTRUE_SMTP_ADMIN_EMAIL: required when GOTRUE_SMTP_HOST is set (the From address)"
         )
+    for hook in HOOKS:
+        _check_hook(settings, hook)
     return settings
+
+
+HOOKS = ("send_email", "send_sms")
+"""The hooks the service calls: GOTRUE_HOOK_<NAME>_ENABLED / _URI / _SECRETS."""
+
+
+def _check_hook(settings: Settings, hook: str) -> None:
+    """An enabled hook needs a URI we can call and secrets to sign with (GoTrue's checks,
+    stricter: see :func:`~apitask_auth.config_parsers.parse_hook_secrets`)."""
+    if not getattr(settings, f"hook_{hook}_enabled"):
+        return
+    prefix = f"GOTRUE_HOOK_{hook.upper()}"
+    uri = getattr(settings, f"hook_{hook}_uri")
+    if not uri:
+        raise ConfigError(f"{prefix}_URI: required when {prefix}_ENABLED is true")
+    try:
+        check_hook_uri(uri)
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}_URI: {exc}") from None
+    try:
+        settings.hook_secrets(hook)
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}_SECRETS: {exc}") from None
 
 
 def _mail_templates(settings: Settings, env_file: str | None, overrides: dict[str, Any]) -> None:

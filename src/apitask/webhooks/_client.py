@@ -116,7 +116,7 @@ class HTTPWebhookClient:
         )
 
     def __repr__(self) -> str:
-        return f"<HTTPWebhookClient with {len(self._keys)} secret(s), timeout {self.timeout}s>"
+        return f"<HTTPWebhookClient with {len(self._keys)} secret(s), timeout {self.timeout:g}s>"
 
     async def send(self, webhook: Webhook) -> WebhookResponse:
         """POST ``webhook`` once, signed now; return the receiver's 2xx answer.

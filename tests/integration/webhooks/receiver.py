@@ -91,6 +91,7 @@ class Receiver:
                 answer = receiver.script(index, request) if verified else Answer(401, b"bad sig")
                 if answer.stall:
                     receiver.release.wait()
+                    self.close_connection = True  # then hang up, unanswered
                     return
                 if answer.drop:
                     self.close_connection = True

@@ -59,6 +59,7 @@ from apitask.mail import (
 from apitask.outbox import Outbox, TaskRegistry, open_store
 from apitask_auth.config import Delivery, Settings, parse_smtp_headers
 from apitask_auth.delivery.devinbox import DevInbox
+from apitask_auth.delivery.send_hooks import send_hook
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from apitask.mail import MailClient, Message
     from apitask.outbox import Worker
     from apitask_auth.delivery.mailer import MailData, Template
+    from apitask_auth.storage.rows import User
 
 __all__ = ["CountingClient", "MailChain", "mail_registry", "transport_for"]
 
@@ -202,6 +204,8 @@ class MailChain:
                 spill=self.outbox.sink if self.outbox is not None else None,
             )
         self.transport: MailClient | None = None
+        # GoTrue's send-email hook: when enabled it replaces rendering and SMTP (§4.7).
+        self.email_hook = send_hook(settings, "send_email")
         # Built now, so a bad subject or header fails the start; it gets its
         # client (validation -> background -> transport) in start().
         self.templates = TemplateMailer(
@@ -264,6 +268,8 @@ class MailChain:
             self.reloader.start()
         if self.outbox is not None:
             self.outbox.registry.register_prefix("mailer.", MailTask.factory(self.transport))
+            if self.email_hook is not None:
+                self.email_hook.register(self.outbox.registry)
             await self.outbox.store.open()
             if self.settings.outbox_worker_enabled:
                 self._start_worker(self.outbox)
@@ -295,26 +301,58 @@ class MailChain:
             await self.reloader.aclose()
         if self.transport is not None:
             await aclose(self.transport)
+        if self.email_hook is not None:
+            await self.email_hook.aclose()
         if self.inbox is not None:
             await self.inbox.stop()
 
     async def send(
-        self, template: Template, to: str, data: MailData, *, connection: AsyncConnection
+        self,
+        template: Template,
+        to: str,
+        data: MailData,
+        *,
+        connection: AsyncConnection,
+        user: User,
     ) -> None:
         """Render and validate now; deliver as the mode says (see the module docstring).
+
+        With the send-email hook enabled, call the hook instead (about ``user``).
 
         Raises:
             TemplateError, InvalidMessageError: the mail cannot be rendered or
                 sent safely; ``InvalidAddressError``: the recipient was refused.
             MailError: ``inline`` only: the mail server refused it.
+            APIError: ``inline`` only: the send-email hook failed (GoTrue's answer).
             RuntimeError: the chain was not started (the app's lifespan did not run).
         """
-        if self.outbox is not None:
+        if self.email_hook is not None:
+            await self.email_hook.send_email(
+                connection, user, template, [data], settings=self.settings, outbox=self.outbox
+            )
+        elif self.outbox is not None:
             # Outbox mode writes the job here; pool mode only when its queue is full.
             async with self.outbox.transaction(connection):
                 await self.templates.send(template, to, data)
         else:
             await self.templates.send(template, to, data)
+
+    async def send_email_change(
+        self, mails: list[tuple[str, MailData]], *, connection: AsyncConnection, user: User
+    ) -> None:
+        """The mails of one e-mail change: one hook call for all, else one mail each."""
+        if self.email_hook is not None:
+            await self.email_hook.send_email(
+                connection,
+                user,
+                "email_change",
+                [data for _, data in mails],
+                settings=self.settings,
+                outbox=self.outbox,
+            )
+            return
+        for to, data in mails:
+            await self.send("email_change", to, data, connection=connection, user=user)
 
 
 class _NotStarted:
