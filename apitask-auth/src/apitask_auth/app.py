@@ -13,7 +13,7 @@ from apitask_auth import __version__
 from apitask_auth.config import Settings, load_settings
 from apitask_auth.delivery.mail_chain import MailChain
 from apitask_auth.delivery.runtime import DeliveryRuntime
-from apitask_auth.delivery.texter import UnconfiguredTexter
+from apitask_auth.delivery.sms import texter_for
 from apitask_auth.errors import install_error_handlers
 from apitask_auth.http.cors import install_cors
 from apitask_auth.http.deps import Service
@@ -58,7 +58,8 @@ def create_app(
     # One pool, one outbox, one in-process worker for every kind of message.
     runtime = DeliveryRuntime(settings)
     mailer = MailChain(settings, transport=transport, runtime=runtime)
-    texts: Texter = texter if texter is not None else UnconfiguredTexter()
+    # Twilio, the dev inbox (dev mode without a provider) or the refusing texter.
+    texts: Texter = texter if texter is not None else texter_for(settings, runtime, mailer.inbox)
     metrics = ServiceMetrics(mailer) if settings.metrics_enabled else None
 
     @asynccontextmanager

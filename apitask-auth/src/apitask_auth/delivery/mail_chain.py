@@ -174,8 +174,11 @@ class MailChain:
         self.settings = settings
         self.delivery = settings.delivery
         self._given = transport
+        # The dev inbox catches mail without an SMTP host, and texts without
+        # an SMS provider (it is shared: the SMS chain sends there too).
+        self._to_inbox = settings.dev and not settings.smtp_host and transport is None
         self.inbox: DevInbox | None = None
-        if settings.dev and not settings.smtp_host and transport is None:
+        if self._to_inbox or (settings.dev and not settings.sms_provider):
             self.inbox = DevInbox()
         self._owns_runtime = runtime is None
         self.runtime = runtime if runtime is not None else DeliveryRuntime(settings)
@@ -229,7 +232,9 @@ class MailChain:
     async def start(self) -> None:
         """Start the dev inbox and the transport, and register the ``mailer.`` tasks."""
         address = await self.inbox.start() if self.inbox is not None else None
-        self.transport = self._given or transport_for(self.settings, address)
+        self.transport = self._given or transport_for(
+            self.settings, address if self._to_inbox else None
+        )
         self.templates.client = CountingClient(
             ValidatingClient(
                 BackgroundClient(self.transport),

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from apitask import Backoff
     from apitask.outbox import TaskFactory, Worker
     from apitask_auth.config import Settings
 
@@ -65,9 +66,11 @@ class DeliveryRuntime:
     Args:
         settings: the configuration (the mode, the pool's and worker's sizes,
             the database the outbox lives in).
+        backoff: the retry policy of the pool and the in-process worker
+            (apitask's default when None; the chaos tests allow more attempts).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, backoff: Backoff | None = None) -> None:
         self.settings = settings
         self.delivery = settings.delivery
         # The outbox: where outbox mode writes its jobs, and where pool mode
@@ -86,7 +89,9 @@ class DeliveryRuntime:
                 when_full="spill",
                 shutdown_timeout=settings.worker_shutdown_duration.total_seconds(),
                 spill=self.outbox.sink if self.outbox is not None else None,
+                backoff=backoff,
             )
+        self.backoff = backoff
         self.prefixes: dict[str, TaskFactory] = {}
         self._worker: Worker | None = None
         self._worker_run: asyncio.Task[None] | None = None
@@ -153,6 +158,7 @@ class DeliveryRuntime:
             concurrency=(os.cpu_count() or 1) * self.settings.worker_count_per_cpu,
             shutdown_timeout=self.settings.worker_shutdown_duration.total_seconds(),
             lease=self.settings.outbox_worker_lease.total_seconds(),
+            backoff=self.backoff,
         )
         self._worker_run = asyncio.get_running_loop().create_task(self._worker.run())
         self._worker_run.add_done_callback(_report_worker_end)
