@@ -16,6 +16,11 @@ from apitask.mail import MailTask, Message, NoopClient
 from apitask.outbox import open_outbox
 from apitask_auth.accounts.jwt_keys import JWTKeys
 from apitask_auth.cli import main
+from apitask_auth.delivery.devinbox import DevInbox
+from apitask_auth.delivery.sms import SmsTask, TextMessage
+from apitask_auth.delivery.sms.devinbox import DevInboxProvider
+
+from ._twilio import twilio_in_thread
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -128,3 +133,23 @@ def test_keys_generate_prints_a_key_set_the_service_accepts(
     assert jwt.get_unverified_header(keys.sign({"sub": "u"}))["kid"] == key["kid"]
     assert main(["keys", "generate", "--alg", alg]) == 0
     assert json.loads(capsys.readouterr().out)[0]["kid"] != key["kid"]
+
+
+@pytest.mark.no_blockbuster  # a CLI test: the command runs its own event loop
+def test_worker_sends_the_queued_texts_through_twilio(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`apitask-auth worker` sends stored sms.* jobs through GOTRUE_SMS_PROVIDER."""
+    with twilio_in_thread() as twilio:
+        for name, value in twilio.settings().items():
+            monkeypatch.setenv(f"GOTRUE_{name.upper()}", value)
+        assert main(["migrate"]) == 0
+        text = TextMessage(to="15550001111", text="Your code is 123456")
+
+        async def enqueue() -> None:
+            async with open_outbox(f"sqlite:///{env}") as outbox:
+                await outbox.enqueue(None, SmsTask(text, DevInboxProvider(DevInbox())))
+
+        asyncio.run(enqueue())
+        assert main(["worker", "--until-empty", "--no-migrate"]) == 0
+    assert twilio.texts_to("15550001111") == ["Your code is 123456"]

@@ -45,6 +45,7 @@ from apitask_auth.config_parsers import (
     parse_hook_secrets,
     parse_smtp_headers,
 )
+from apitask_auth.config_sms import check_sms_provider, check_sms_settings
 from apitask_auth.storage.database_url import DatabaseURL, parse_database_url
 
 __all__ = [
@@ -176,6 +177,19 @@ class Settings(BaseSettings):
     mailer_template_retry_interval: Duration = timedelta(seconds=10)
     mailer_template_reloading_enabled: bool = False
     mailer_template_reloading_max_idle: Duration = timedelta(minutes=20)
+
+    # SMS delivery (delivery/sms): the provider and the texts' templates
+    sms_provider: str = ""
+    sms_template: str = ""
+    mfa_phone_template: str = ""
+    sms_twilio_account_sid: str = ""
+    sms_twilio_auth_token: str = ""
+    sms_twilio_message_service_sid: str = ""
+    sms_twilio_content_sid: str = ""
+    # Ours: where Twilio's API is (tests point it at a local server).
+    sms_twilio_api_base_url: str = "https://api.twilio.com"
+    # GoTrue's timeout on calls to providers; ours applies it to every step too.
+    internal_http_timeout: Duration = timedelta(seconds=10)
 
     # apitask worker pool and outbox
     worker_enabled: bool = False
@@ -348,6 +362,30 @@ class Settings(BaseSettings):
         hosts: list[str] = _json_value(self.mailer_email_validation_blocked_mx, list, "")
         return hosts
 
+    @field_validator("sms_provider")
+    @classmethod
+    def _sms_provider(cls, value: str) -> str:
+        return check_sms_provider(value)
+
+    @field_validator("sms_template", "mfa_phone_template")
+    @classmethod
+    def _sms_template(cls, value: str) -> str:
+        if value:
+            compile_template(value, html=False, name="SMS template")
+        return value
+
+    @field_validator("sms_twilio_api_base_url")
+    @classmethod
+    def _twilio_base_url(cls, value: str) -> str:
+        return check_http_url(value).rstrip("/")
+
+    @field_validator("internal_http_timeout")
+    @classmethod
+    def _http_timeout(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("must be a positive duration such as 10s")
+        return value
+
     @field_validator("rate_limit_email_sent", mode="before")
     @classmethod
     def _email_rate(cls, value: Any) -> Any:
@@ -484,6 +522,10 @@ def load_settings(
             raise ConfigError(f"{name}: {exc}, got {value!r}") from None
     if settings.smtp_pass and not settings.smtp_user:
         raise ConfigError("GOTRUE_SMTP_PASS: set without GOTRUE_SMTP_USER (AUTH needs both)")
+    try:
+        check_sms_settings(settings)
+    except ValueError as exc:  # its message starts with the variable's name
+        raise ConfigError(str(exc)) from None
     if settings.smtp_host and not settings.smtp_admin_email:
         raise ConfigError(
             "GOTRUE_SMTP_ADMIN_EMAIL: required when GOTRUE_SMTP_HOST is set (the From address)"

@@ -43,10 +43,11 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from apitask.outbox import Outbox, TaskRegistry
+    from apitask.outbox import TaskRegistry
     from apitask.webhooks import WebhookResponse
     from apitask_auth.config import Settings
     from apitask_auth.delivery.mailer import MailData, Template
+    from apitask_auth.delivery.runtime import DeliveryRuntime
     from apitask_auth.storage.rows import User
 
 __all__ = [
@@ -143,13 +144,17 @@ class SendHook:
         """Make an outbox worker deliver this hook's stored calls, signed by this client."""
         registry.register(self.task_type, WebhookTask.factory(self.client))
 
+    def register_with(self, runtime: DeliveryRuntime) -> None:
+        """:meth:`register`, in the service's own delivery runtime (its in-process worker)."""
+        runtime.register(self.task_type, WebhookTask.factory(self.client))
+
     async def call(
         self,
         connection: AsyncConnection,
         user: User,
         payload: Mapping[str, Any],
         *,
-        outbox: Outbox | None,
+        runtime: DeliveryRuntime,
     ) -> None:
         """Hand one call, ``{metadata, user, **payload}``, to apitask as the mode says.
 
@@ -168,11 +173,9 @@ class SendHook:
         }
         task = WebhookTask(Webhook.create(self.name, self.uri, body, id=webhook_id), self.client)
         try:
-            if outbox is not None:
-                # Outbox mode writes the job here; pool mode only when its queue is full.
-                async with outbox.transaction(connection):
-                    await apitask.run(task)
-            else:
+            # Outbox mode writes the job in the flow's transaction; pool mode only
+            # when its queue is full.
+            async with runtime.declared_in(connection):
                 await apitask.run(task)
         except WebhookError as exc:  # inline: the call ran in the handler
             raise self.api_error(exc) from exc
@@ -201,7 +204,7 @@ class SendHook:
         mails: list[MailData],
         *,
         settings: Settings,
-        outbox: Outbox | None,
+        runtime: DeliveryRuntime,
     ) -> None:
         """Call the send-email hook for one send of ``template`` (one or two mails, §4.7).
 
@@ -230,7 +233,7 @@ class SendHook:
             )
         if first.old_email:
             email_data["old_email"] = first.old_email
-        await self.call(connection, user, {"email_data": email_data}, outbox=outbox)
+        await self.call(connection, user, {"email_data": email_data}, runtime=runtime)
 
     async def aclose(self) -> None:
         """Close the client's pooled connections."""
