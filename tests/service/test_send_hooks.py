@@ -10,13 +10,17 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from fastapi import Request  # noqa: TC002  # FastAPI reads the annotation at runtime
+from fastapi.responses import JSONResponse
 
 from apitask.outbox import TaskRegistry
 from apitask.webhooks import WebhookResponse
+from apitask_auth.accounts.users import get_user
 from apitask_auth.config import ConfigError, load_settings
 from apitask_auth.delivery.send_hooks import (
     HookAnswerError,
     PermanentHookAnswer,
+    SmsHookTexter,
     TransientHookAnswer,
     check_answer,
     register_send_hooks,
@@ -286,3 +290,128 @@ def test_a_worker_registry_gets_each_enabled_hook_and_its_rotated_secrets() -> N
     assert hook.task_type in registry and "webhook.send-sms" not in registry
     assert repr(hook.client) == "<HTTPWebhookClient with 2 secret(s), timeout 5s>"
     asyncio.run(hook.aclose())
+
+
+# -- the send-SMS hook ------------------------------------------------------------------
+
+
+def sms_hooked(receiver: Receiver, **more: Any) -> dict[str, Any]:
+    """Settings that turn the send-SMS hook on, pointing at ``receiver``."""
+    return {
+        "hook_send_sms_enabled": True,
+        "hook_send_sms_uri": receiver.url,
+        "hook_send_sms_secrets": f"v1,{OTHER_SECRET}|v1,{SECRET}",
+        **more,
+    }
+
+
+class _Rollback(Exception):
+    pass
+
+
+def add_text_route(svc: Service) -> None:
+    """``POST /_test/text {user_id, phone, code, rollback?}``: a phone flow's shape."""
+    service = svc.app.state.service
+
+    async def text(request: Request) -> JSONResponse:
+        body = await request.json()
+        try:
+            async with service.engine.begin() as conn:
+                user = await get_user(conn, body["user_id"])
+                assert user is not None
+                await service.texter.send(body["phone"], body["code"], user=user, connection=conn)
+                if body.get("rollback"):
+                    raise _Rollback
+        except _Rollback:
+            return JSONResponse({"rolled_back": True})
+        return JSONResponse({})
+
+    svc.app.add_api_route("/_test/text", text, methods=["POST"])
+
+
+async def texting(make_service: Callable[..., Any], receiver: Receiver, **more: Any) -> Any:
+    svc = await make_service(mailer_autoconfirm=True, **sms_hooked(receiver, **more))
+    add_text_route(svc)
+    signed_up = await signup(svc, email())
+    assert signed_up.status_code == 200, signed_up.text
+    return svc, signed_up.json()["user"]["id"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_text_calls_the_sms_hook_instead_of_a_provider(
+    make_service: Callable[..., Any], mode: str
+) -> None:
+    """GoTrue's ``{metadata, user, sms: {otp}}``, verifiable with either rotated secret."""
+    async with Receiver() as receiver:
+        svc, user_id = await texting(make_service, receiver, mailer_delivery=mode)
+        assert isinstance(svc.app.state.service.texter, SmsHookTexter)
+        sent = await svc.http.post(
+            "/_test/text", json={"user_id": user_id, "phone": "15551234567", "code": "424242"}
+        )
+        assert sent.status_code == 200, sent.text
+        [call] = await asyncio.to_thread(receiver.wait_for, 1)
+    assert call.verified
+    body = call.json()
+    assert body["sms"] == {"otp": "424242"}
+    assert body["user"]["id"] == user_id
+    assert body["metadata"]["name"] == "send-sms"
+    assert body["metadata"]["uuid"] == call.webhook_id
+    assert len(call.headers["webhook-signature"].split(" ")) == 2
+
+
+async def test_in_outbox_mode_the_call_commits_with_the_flow(
+    make_service: Callable[..., Any],
+) -> None:
+    """A rolled-back flow leaves no call behind; a committed one is delivered."""
+    async with Receiver() as receiver:
+        svc, user_id = await texting(make_service, receiver, mailer_delivery="outbox")
+        for code, rollback in (("111111", True), ("222222", False)):
+            answer = await svc.http.post(
+                "/_test/text",
+                json={
+                    "user_id": user_id,
+                    "phone": "15551234567",
+                    "code": code,
+                    "rollback": rollback,
+                },
+            )
+            assert answer.status_code == 200
+        await asyncio.to_thread(receiver.wait_accepted, 1)
+        jobs = await svc.app.state.service.mailer.outbox.list(limit=1000)
+    # This user's jobs (PostgreSQL tests share a database): none for the rollback.
+    [job] = [job for job in jobs if job.type == "webhook.send-sms" and user_id in job.payload]
+    assert "222222" in job.payload
+    assert SECRET[6:] not in job.payload and OTHER_SECRET[6:] not in job.payload
+    assert [r.json()["sms"]["otp"] for r in receiver.requests] == ["222222"]
+
+
+async def test_inline_a_failing_sms_hook_answers_goTrues_500(
+    make_service: Callable[..., Any],
+) -> None:
+    async with Receiver(script=lambda n, r: Answer(500)) as receiver:
+        svc, user_id = await texting(make_service, receiver, mailer_delivery="inline")
+        sent = await svc.http.post(
+            "/_test/text", json={"user_id": user_id, "phone": "15551234567", "code": "1"}
+        )
+    assert sent.status_code == 500
+    assert sent.json()["msg"] == f"Error running hook URI: {receiver.url}"
+
+
+async def test_the_sms_hook_failing_one_call_in_five_gets_every_code_through_the_outbox(
+    make_service: Callable[..., Any],
+) -> None:
+    def script(n: int, request: Received) -> Answer:
+        return Answer(503, b"later") if n % 5 == 0 else Answer(200)
+
+    async with Receiver(script=script) as receiver:
+        svc, user_id = await texting(make_service, receiver, mailer_delivery="outbox")
+        codes = [f"{n:06d}" for n in range(10)]
+        for code in codes:
+            answer = await svc.http.post(
+                "/_test/text", json={"user_id": user_id, "phone": "15551234567", "code": code}
+            )
+            assert answer.status_code == 200
+        accepted = await asyncio.to_thread(receiver.wait_accepted, len(codes))
+    assert sorted(calls[0].json()["sms"]["otp"] for calls in accepted.values()) == codes
+    assert {r.webhook_id for r in receiver.requests} == set(accepted)  # retries kept their id
+    assert len(receiver.requests) > len(codes)

@@ -48,12 +48,14 @@ if TYPE_CHECKING:
     from apitask_auth.config import Settings
     from apitask_auth.delivery.mailer import MailData, Template
     from apitask_auth.delivery.runtime import DeliveryRuntime
+    from apitask_auth.delivery.texter import Channel, Purpose
     from apitask_auth.storage.rows import User
 
 __all__ = [
     "HookAnswerError",
     "PermanentHookAnswer",
     "SendHook",
+    "SmsHookTexter",
     "TransientHookAnswer",
     "check_answer",
     "email_action_type",
@@ -238,6 +240,47 @@ class SendHook:
     async def aclose(self) -> None:
         """Close the client's pooled connections."""
         await self.client.aclose()
+
+
+class SmsHookTexter:
+    """The texter of a service whose send-SMS hook is on: it replaces the provider.
+
+    Each text is one call, ``{metadata, user, sms: {otp}}`` (GoTrue's
+    payload: the hook gets the code, not a rendered text, and chooses the
+    wording, channel and provider itself), through the delivery runtime.
+
+    Args:
+        hook: the send-SMS hook.
+        runtime: the service's delivery runtime; ``"webhook.send-sms"`` is
+            registered with it now, for its outbox worker.
+    """
+
+    def __init__(self, hook: SendHook, runtime: DeliveryRuntime) -> None:
+        self.hook = hook
+        self.runtime = runtime
+        hook.register_with(runtime)
+
+    async def send(
+        self,
+        phone: str,
+        otp: str,
+        *,
+        user: User,
+        channel: Channel = "sms",
+        purpose: Purpose = "otp",
+        connection: AsyncConnection,
+    ) -> None:
+        """Call the hook with ``otp`` for ``user`` as the mode says.
+
+        Raises:
+            APIError: ``inline`` only: the hook failed (GoTrue's answer).
+            TaskError: the pool or the scope refused the call.
+        """
+        await self.hook.call(connection, user, {"sms": {"otp": otp}}, runtime=self.runtime)
+
+    async def aclose(self) -> None:
+        """Close the hook client's connections (after the runtime has drained)."""
+        await self.hook.aclose()
 
 
 def send_hook(settings: Settings, hook: str) -> SendHook | None:

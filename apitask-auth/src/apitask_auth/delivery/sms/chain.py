@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import apitask
+from apitask_auth.delivery.send_hooks import SmsHookTexter, send_hook
 from apitask_auth.delivery.texter import UnconfiguredTexter
 
 from .devinbox import DevInboxProvider
@@ -49,8 +50,12 @@ __all__ = ["SmsChain", "texter_for"]
 def texter_for(
     settings: Settings, runtime: DeliveryRuntime, inbox: DevInbox | None = None
 ) -> Texter:
-    """The texter the settings describe: the configured provider, the dev inbox
+    """The texter the settings describe: the send-SMS hook when it is enabled (it
+    replaces the provider, as in GoTrue), the configured provider, the dev inbox
     (dev mode without one), or the refusing placeholder."""
+    hook = send_hook(settings, "send_sms")
+    if hook is not None:
+        return SmsHookTexter(hook, runtime)
     provider = provider_for(settings)
     if provider is None and settings.dev and inbox is not None:
         provider = DevInboxProvider(inbox)
