@@ -7,6 +7,7 @@ that verifies each call with the reference ``standardwebhooks`` package.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -103,6 +104,21 @@ async def test_inline_a_failing_hook_answers_goTrues_500_and_rolls_back(
     assert again.status_code == 500
     assert len(receiver.requests) == 2
     assert receiver.requests[0].webhook_id != receiver.requests[1].webhook_id
+
+
+async def test_in_request_mode_a_failing_hook_is_logged_and_the_request_succeeds(
+    make_service: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Receiver(script=lambda n, r: Answer(400, b"unknown template")) as receiver:
+        svc = await make_service(mailer_delivery="request", **hooked(receiver))
+        with caplog.at_level(logging.ERROR, "apitask.webhooks"):
+            response = await signup(svc, email())
+    assert response.status_code == 200, response.text
+    [record] = [r for r in caplog.records if r.name == "apitask.webhooks"]
+    host = receiver.url.split("/")[2]
+    assert record.getMessage().endswith(
+        f"(final): webhook send-email to {host}: HTTP 400: unknown template"
+    )
 
 
 async def test_inline_the_hooks_error_object_is_the_answer(
