@@ -21,6 +21,7 @@ service keeps :class:`~apitask_auth.delivery.texter.UnconfiguredTexter`.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import apitask
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SmsChain", "texter_for"]
 
+logger = logging.getLogger("apitask_auth")
+
 
 def texter_for(
     settings: Settings, runtime: DeliveryRuntime, inbox: DevInbox | None = None
@@ -58,6 +61,7 @@ def texter_for(
         return SmsHookTexter(hook, runtime)
     provider = provider_for(settings)
     if provider is None and settings.dev and inbox is not None:
+        logger.info("DEV MODE: no GOTRUE_SMS_PROVIDER; text messages go to the dev inbox")
         provider = DevInboxProvider(inbox)
     if provider is None:
         return UnconfiguredTexter()
