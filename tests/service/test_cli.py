@@ -14,8 +14,16 @@ from aiosmtpd.controller import Controller
 
 from apitask.mail import MailTask, Message, NoopClient
 from apitask.outbox import open_outbox
+from apitask.webhooks import HTTPWebhookClient, Webhook, WebhookTask
 from apitask_auth.accounts.jwt_keys import JWTKeys
 from apitask_auth.cli import main
+from apitask_auth.delivery.devinbox import DevInbox
+from apitask_auth.delivery.sms import SmsTask, TextMessage
+from apitask_auth.delivery.sms.devinbox import DevInboxProvider
+from integration.webhooks.receiver import OTHER_SECRET, Receiver
+from integration.webhooks.receiver import SECRET as HOOK_SECRET
+
+from ._twilio import twilio_in_thread
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -128,3 +136,48 @@ def test_keys_generate_prints_a_key_set_the_service_accepts(
     assert jwt.get_unverified_header(keys.sign({"sub": "u"}))["kid"] == key["kid"]
     assert main(["keys", "generate", "--alg", alg]) == 0
     assert json.loads(capsys.readouterr().out)[0]["kid"] != key["kid"]
+
+
+@pytest.mark.no_blockbuster  # a CLI test: the command runs its own event loop
+def test_worker_sends_the_queued_texts_through_twilio(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`apitask-auth worker` sends stored sms.* jobs through GOTRUE_SMS_PROVIDER."""
+    with twilio_in_thread() as twilio:
+        for name, value in twilio.settings().items():
+            monkeypatch.setenv(f"GOTRUE_{name.upper()}", value)
+        assert main(["migrate"]) == 0
+        text = TextMessage(to="15550001111", text="Your code is 123456")
+
+        async def enqueue() -> None:
+            async with open_outbox(f"sqlite:///{env}") as outbox:
+                await outbox.enqueue(None, SmsTask(text, DevInboxProvider(DevInbox())))
+
+        asyncio.run(enqueue())
+        assert main(["worker", "--until-empty", "--no-migrate"]) == 0
+    assert twilio.texts_to("15550001111") == ["Your code is 123456"]
+
+
+@pytest.mark.no_blockbuster  # a CLI test: the command runs its own event loop
+def test_worker_calls_the_send_hook_with_the_secret_of_its_own_configuration(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored webhook.send-email job holds no secret: the worker's settings sign it."""
+    with Receiver() as receiver:
+        monkeypatch.setenv("GOTRUE_HOOK_SEND_EMAIL_ENABLED", "true")
+        monkeypatch.setenv("GOTRUE_HOOK_SEND_EMAIL_URI", receiver.url)
+        monkeypatch.setenv("GOTRUE_HOOK_SEND_EMAIL_SECRETS", f"v1,{HOOK_SECRET}")
+        assert main(["migrate"]) == 0
+        webhook = Webhook.create("send-email", receiver.url, {"email_data": {"token": "1"}})
+
+        async def enqueue() -> None:
+            unsigned = HTTPWebhookClient([OTHER_SECRET])  # never used: only the job is stored
+            async with open_outbox(f"sqlite:///{env}") as outbox:
+                await outbox.enqueue(None, WebhookTask(webhook, unsigned))
+            await unsigned.aclose()
+
+        asyncio.run(enqueue())
+        assert main(["worker", "--until-empty", "--no-migrate"]) == 0
+    [call] = receiver.requests
+    assert call.verified  # with the worker's secret
+    assert call.webhook_id == webhook.id

@@ -113,7 +113,7 @@ async def test_sending_before_the_lifespan_started_is_a_clear_error() -> None:
     chain = MailChain(load_settings(env_file=None, **BASE))
     data = MailData(email="a@example.com")
     with pytest.raises(RuntimeError, match="mail chain is not started"):
-        await chain.send("confirmation", "a@example.com", data, connection=None)  # type: ignore[arg-type]
+        await chain.send("confirmation", "a@example.com", data, connection=None, user=None)  # type: ignore[arg-type]
 
 
 async def test_custom_subject_is_rendered_in_the_request(

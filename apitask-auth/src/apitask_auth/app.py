@@ -12,7 +12,8 @@ from fastapi import Depends, FastAPI
 from apitask_auth import __version__
 from apitask_auth.config import Settings, load_settings
 from apitask_auth.delivery.mail_chain import MailChain
-from apitask_auth.delivery.texter import UnconfiguredTexter
+from apitask_auth.delivery.runtime import DeliveryRuntime
+from apitask_auth.delivery.sms import texter_for
 from apitask_auth.errors import install_error_handlers
 from apitask_auth.http.cors import install_cors
 from apitask_auth.http.deps import Service
@@ -54,8 +55,11 @@ def create_app(
     if settings is None:
         settings = load_settings(dev=True)
     engine = create_engine(settings.database_url)
-    mailer = MailChain(settings, transport=transport)
-    texts: Texter = texter if texter is not None else UnconfiguredTexter()
+    # One pool, one outbox, one in-process worker for every kind of message.
+    runtime = DeliveryRuntime(settings)
+    mailer = MailChain(settings, transport=transport, runtime=runtime)
+    # Twilio, the dev inbox (dev mode without a provider) or the refusing texter.
+    texts: Texter = texter if texter is not None else texter_for(settings, runtime, mailer.inbox)
     metrics = ServiceMetrics(mailer) if settings.metrics_enabled else None
 
     @asynccontextmanager
@@ -66,13 +70,18 @@ def create_app(
                 logger.info("applied migrations %s", applied)
         try:
             await mailer.start()
+            # After the chains: their clients exist and their task prefixes
+            # are registered before the outbox worker can pick a job.
+            await runtime.start()
             async with contextlib.AsyncExitStack() as stack:
                 if metrics is not None:
                     await stack.enter_async_context(metrics.running())
                 yield
         finally:
-            # Drains the pool and the in-process outbox worker, closes the
-            # SMTP connections, and only then stops the dev inbox.
+            # Drains the in-process outbox worker and the pool first (their
+            # tasks still need the clients), then closes the clients (SMTP
+            # connections, the texter's), and only then stops the dev inbox.
+            await runtime.aclose()
             await texts.aclose()
             await mailer.aclose()
             await dispose_allowance(engine)
@@ -92,6 +101,7 @@ def create_app(
     app.state.email_refusals = metrics.mail.rate_limited if metrics is not None else None
     install_error_handlers(app)
     app.include_router(api_routes(settings))
+    runtime.install(app)
     mailer.install(app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(HeadLimitMiddleware)

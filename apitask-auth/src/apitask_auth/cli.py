@@ -23,6 +23,9 @@ from apitask_auth.accounts.jwt_keys import ALGORITHMS, generate_jwk
 from apitask_auth.app import create_app
 from apitask_auth.config import ConfigError, Settings, load_settings
 from apitask_auth.delivery.mail_chain import aclose, mail_registry, transport_for
+from apitask_auth.delivery.send_hooks import register_send_hooks
+from apitask_auth.delivery.sms.provider import provider_for
+from apitask_auth.delivery.sms.task import SmsTask
 from apitask_auth.http.access_log import redact_access_log
 from apitask_auth.http.server import HeadLimitedHttpToolsProtocol
 from apitask_auth.storage.db import create_engine
@@ -125,10 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate_cmd.add_argument("--dev", action="store_true", help="use dev-mode defaults")
     worker = commands.add_parser(
         "worker",
-        help="run an outbox worker: send the mail queued with GOTRUE_MAILER_DELIVERY=outbox",
-        description="Send the mail that `serve` queued in the outbox (any number of these, "
-        "on any machine that reaches the database). The database URL defaults to "
-        "DATABASE_URL; mail goes to GOTRUE_SMTP_HOST.",
+        help="run an outbox worker: send the mail and texts queued in outbox mode",
+        description="Send the mail and texts that `serve` queued in the outbox (any number "
+        "of these, on any machine that reaches the database). The database URL defaults to "
+        "DATABASE_URL; mail goes to GOTRUE_SMTP_HOST, texts to GOTRUE_SMS_PROVIDER.",
     )
     worker.add_argument("--dev", action="store_true", help="use dev-mode defaults")
     add_worker_arguments(worker)
@@ -187,8 +190,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         args.url = args.url or settings.database.url
         transport = transport_for(settings)
-        # cleanup: the SMTP client's pooled connections live on the worker's loop.
-        return run_worker_command(args, mail_registry(transport), cleanup=lambda: aclose(transport))
+        registry = mail_registry(transport)
+        # Stored texts too, through the configured provider (without one the
+        # service queues none: its texter refuses, or texts the dev inbox).
+        provider = provider_for(settings)
+        if provider is not None:
+            registry.register_prefix("sms.", SmsTask.factory(provider))
+        # And the calls to the send hooks, signed by clients that hold their secrets.
+        hooks = register_send_hooks(settings, registry)
+
+        async def cleanup() -> None:
+            # The clients' pooled connections live on the worker's loop.
+            await aclose(transport)
+            await aclose(provider)
+            for hook in hooks:
+                await hook.aclose()
+
+        return run_worker_command(args, registry, cleanup=cleanup)
     try:
         status = asyncio.run(_schema_status(settings))
     except _DATABASE_ERRORS as exc:

@@ -39,10 +39,13 @@ from apitask_auth.config_parsers import (
     Duration,
     EmailRateLimit,
     _json_value,
+    check_hook_uri,
     check_http_url,
     parse_duration,
+    parse_hook_secrets,
     parse_smtp_headers,
 )
+from apitask_auth.config_sms import check_sms_provider, check_sms_settings
 from apitask_auth.storage.database_url import DatabaseURL, parse_database_url
 
 __all__ = [
@@ -175,6 +178,19 @@ class Settings(BaseSettings):
     mailer_template_reloading_enabled: bool = False
     mailer_template_reloading_max_idle: Duration = timedelta(minutes=20)
 
+    # SMS delivery (delivery/sms): the provider and the texts' templates
+    sms_provider: str = ""
+    sms_template: str = ""
+    mfa_phone_template: str = ""
+    sms_twilio_account_sid: str = ""
+    sms_twilio_auth_token: str = ""
+    sms_twilio_message_service_sid: str = ""
+    sms_twilio_content_sid: str = ""
+    # Ours: where Twilio's API is (tests point it at a local server).
+    sms_twilio_api_base_url: str = "https://api.twilio.com"
+    # GoTrue's timeout on calls to providers; ours applies it to every step too.
+    internal_http_timeout: Duration = timedelta(seconds=10)
+
     # apitask worker pool and outbox
     worker_enabled: bool = False
     worker_count_per_cpu: int = Field(8, ge=1)
@@ -185,6 +201,16 @@ class Settings(BaseSettings):
     # heartbeat, so how soon another worker takes over the jobs of a `serve`
     # that died (`apitask-auth worker --lease` is the same for that command).
     outbox_worker_lease: Duration = timedelta(seconds=30)
+
+    # Send hooks (GoTrue's HTTP hooks; they replace SMTP / the SMS provider when enabled)
+    hook_send_email_enabled: bool = False
+    hook_send_email_uri: str = ""
+    hook_send_email_secrets: str = Field("", repr=False)
+    hook_send_sms_enabled: bool = False
+    hook_send_sms_uri: str = ""
+    hook_send_sms_secrets: str = Field("", repr=False)
+    # Ours: how long a hook has to answer one attempt (GoTrue's is a fixed 5s).
+    hook_timeout: Duration = timedelta(seconds=5)
 
     # Rate limits
     rate_limit_header: str = ""
@@ -266,6 +292,13 @@ class Settings(BaseSettings):
             raise ValueError("must not be negative")
         return value
 
+    @field_validator("hook_timeout")
+    @classmethod
+    def _hook_timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= timedelta(seconds=60):
+            raise ValueError("must be more than 0s and at most 60s")
+        return value
+
     @field_validator("security_response_time_floor")
     @classmethod
     def _floor(cls, value: timedelta) -> timedelta:
@@ -343,6 +376,30 @@ class Settings(BaseSettings):
         hosts: list[str] = _json_value(self.mailer_email_validation_blocked_mx, list, "")
         return hosts
 
+    @field_validator("sms_provider")
+    @classmethod
+    def _sms_provider(cls, value: str) -> str:
+        return check_sms_provider(value)
+
+    @field_validator("sms_template", "mfa_phone_template")
+    @classmethod
+    def _sms_template(cls, value: str) -> str:
+        if value:
+            compile_template(value, html=False, name="SMS template")
+        return value
+
+    @field_validator("sms_twilio_api_base_url")
+    @classmethod
+    def _twilio_base_url(cls, value: str) -> str:
+        return check_http_url(value).rstrip("/")
+
+    @field_validator("internal_http_timeout")
+    @classmethod
+    def _http_timeout(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("must be a positive duration such as 10s")
+        return value
+
     @field_validator("rate_limit_email_sent", mode="before")
     @classmethod
     def _email_rate(cls, value: Any) -> Any:
@@ -360,6 +417,10 @@ class Settings(BaseSettings):
     def database(self) -> DatabaseURL:
         """``DATABASE_URL``, read: the backend and the URL every connection uses."""
         return parse_database_url(self.database_url)
+
+    def hook_secrets(self, hook: str) -> list[str]:
+        """The ``whsec_...`` secrets of ``hook`` (``"send_email"``, ``"send_sms"``)."""
+        return parse_hook_secrets(getattr(self, f"hook_{hook}_secrets"))
 
     @property
     def delivery(self) -> Delivery:
@@ -490,11 +551,40 @@ def load_settings(
             raise ConfigError(f"{name}: {exc}, got {value!r}") from None
     if settings.smtp_pass and not settings.smtp_user:
         raise ConfigError("GOTRUE_SMTP_PASS: set without GOTRUE_SMTP_USER (AUTH needs both)")
+    try:
+        check_sms_settings(settings)
+    except ValueError as exc:  # its message starts with the variable's name
+        raise ConfigError(str(exc)) from None
     if settings.smtp_host and not settings.smtp_admin_email:
         raise ConfigError(
             "GOTRUE_SMTP_ADMIN_EMAIL: required when GOTRUE_SMTP_HOST is set (the From address)"
         )
+    for hook in HOOKS:
+        _check_hook(settings, hook)
     return settings
+
+
+HOOKS = ("send_email", "send_sms")
+"""The hooks the service calls: GOTRUE_HOOK_<NAME>_ENABLED / _URI / _SECRETS."""
+
+
+def _check_hook(settings: Settings, hook: str) -> None:
+    """An enabled hook needs a URI we can call and secrets to sign with (GoTrue's checks,
+    stricter: see :func:`~apitask_auth.config_parsers.parse_hook_secrets`)."""
+    if not getattr(settings, f"hook_{hook}_enabled"):
+        return
+    prefix = f"GOTRUE_HOOK_{hook.upper()}"
+    uri = getattr(settings, f"hook_{hook}_uri")
+    if not uri:
+        raise ConfigError(f"{prefix}_URI: required when {prefix}_ENABLED is true")
+    try:
+        check_hook_uri(uri)
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}_URI: {exc}") from None
+    try:
+        settings.hook_secrets(hook)
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}_SECRETS: {exc}") from None
 
 
 def _mail_templates(settings: Settings, env_file: str | None, overrides: dict[str, Any]) -> None:

@@ -16,19 +16,23 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator
 from pydantic_settings import NoDecode
 
 import apitask
 from apitask.mail import InvalidMessageError, check_header
+from apitask.webhooks import InvalidWebhookError, parse_secret
 
 __all__ = [
     "CommaList",
     "Duration",
     "EmailRateLimit",
     "check_http_url",
+    "check_hook_uri",
     "parse_duration",
+    "parse_hook_secrets",
     "parse_smtp_headers",
 ]
 
@@ -64,6 +68,60 @@ def check_http_url(value: str) -> str:
     if not _HTTP_URL.match(value):
         raise ValueError("expected an http(s) URL")
     return value
+
+
+# GoTrue lets an http:// hook reach only these hosts (a dev machine, a container's host).
+_HTTP_HOOK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "host.docker.internal"})
+
+
+def check_hook_uri(uri: str) -> str:
+    """Return a hook's URI if we can call it: ``https://``, or ``http://`` to a local host.
+
+    GoTrue also takes ``pg-functions://`` (a database function); we do not.
+
+    Raises:
+        ValueError: another scheme, a malformed URL, or http to another host.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme == "pg-functions":
+        raise ValueError("pg-functions hooks are not supported: use an http(s) endpoint")
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("expected an https:// URL (http:// for localhost)")
+    if parts.scheme == "http" and parts.hostname not in _HTTP_HOOK_HOSTS:
+        raise ValueError("only localhost, 127.0.0.1, and ::1 are supported with http")
+    check_http_url(uri)
+    return uri
+
+
+def parse_hook_secrets(raw: str) -> list[str]:
+    """A hook's secrets: ``v1,whsec_<base64>`` values separated by ``|`` (GoTrue's syntax).
+
+    Returns the ``whsec_...`` part of each. GoTrue also accepts asymmetric
+    ``v1a,whpk_...`` keys (and then cannot sign with them); we refuse them, and
+    we require at least one secret: an unsigned hook cannot be told from a forgery.
+
+    Raises:
+        ValueError: none given, or one that is not a valid ``v1,whsec_`` secret
+            (the message never repeats a secret).
+    """
+    secrets = [item.strip() for item in raw.split("|") if item.strip()]
+    if not secrets:
+        raise ValueError("at least one secret is required (v1,whsec_<base64>, '|' between)")
+    keys: list[str] = []
+    for number, secret in enumerate(secrets, 1):
+        version, _, key = secret.partition(",")
+        if version == "v1a":
+            raise ValueError(
+                f"secret {number}: asymmetric (v1a,whpk_...) secrets are not supported"
+            )
+        if version != "v1":
+            raise ValueError(f"secret {number}: expected v1,whsec_<base64>")
+        try:
+            parse_secret(key)
+        except InvalidWebhookError as exc:
+            raise ValueError(f"secret {number}: {exc}") from None
+        keys.append(key)
+    return keys
 
 
 # RFC 9110's token: the characters a header name may have.

@@ -13,7 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apitask_auth.accounts.audit import audit
-from apitask_auth.accounts.flows import before_send, check_interval, deliver, issue_one_time_token
+from apitask_auth.accounts.flows import (
+    before_send,
+    check_interval,
+    deliver_email_change,
+    issue_one_time_token,
+)
 from apitask_auth.accounts.users import (
     TOKEN_COLUMNS,
     User,
@@ -89,6 +94,7 @@ async def send_email_change(
             pkce=pkce,
         )
         mails.append((address, otp, stored))
+    outgoing: list[tuple[str, MailData]] = []
     for address, otp, stored in mails:
         link = action_link(
             settings,
@@ -108,7 +114,8 @@ async def send_email_change(
             redirect_to=redirect,
             data=user["raw_user_meta_data"],
         )
-        await deliver(conn, mailer, "email_change", address, data)
+        outgoing.append((address, data))
+    await deliver_email_change(conn, mailer, outgoing, user=user)
     return user
 
 

@@ -6,6 +6,7 @@ Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read i
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from apitask_auth.storage.rows import FlowState, flow_state_row
 from apitask_auth.storage.tables import flow_state, new_id, now
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from fastapi import Request
     from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,6 +48,7 @@ __all__ = [
     "create_email_user",
     "create_flow_state",
     "deliver",
+    "deliver_email_change",
     "issue_one_time_token",
     "latest_flow_state",
     "send_token_mail",
@@ -307,7 +311,7 @@ async def send_token_mail(
         redirect_to=redirect,
         data=user["raw_user_meta_data"],
     )
-    await deliver(conn, mailer, kind.template, email, data)
+    await deliver(conn, mailer, kind.template, email, data, user=user)
     return user
 
 
@@ -342,11 +346,34 @@ async def before_send(
 
 
 async def deliver(
-    conn: AsyncConnection, mailer: Mailer, template: Template, to: str, data: MailData
+    conn: AsyncConnection,
+    mailer: Mailer,
+    template: Template,
+    to: str,
+    data: MailData,
+    *,
+    user: User,
 ) -> None:
-    """Hand one mail to the mailer; a failure is GoTrue's 500 "Error sending ... email"."""
+    """Hand one mail about ``user`` to the mailer; a failure is GoTrue's 500 "Error
+    sending ... email"."""
+    with _send_errors(template):
+        await mailer.send(template, to, data, connection=conn, user=user)
+
+
+async def deliver_email_change(
+    conn: AsyncConnection, mailer: Mailer, mails: list[tuple[str, MailData]], *, user: User
+) -> None:
+    """Hand the mails of one e-mail change to the mailer, as :func:`deliver` does one."""
+    with _send_errors("email_change"):
+        await mailer.send_email_change(mails, connection=conn, user=user)
+
+
+@contextlib.contextmanager
+def _send_errors(template: Template) -> Iterator[None]:
+    """GoTrue's answers to a failed send: its own API errors (a hook's answer), the
+    validating client's refusals, else 500 "Error sending ... email"."""
     try:
-        await mailer.send(template, to, data, connection=conn)
+        yield
     except APIError:
         raise
     except InvalidAddressError as exc:  # refused by the validating client (§4.6)

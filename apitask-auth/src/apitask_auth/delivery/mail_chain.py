@@ -8,24 +8,10 @@ What a handler's :meth:`MailChain.send` goes through, in the request::
                       service when configured (refusals: 400 in the request)
     BackgroundClient  apitask.run(MailTask(message, transport))
 
-and where that task runs is the delivery mode, set up here once:
-
-* ``inline``: no request scope, so ``apitask.run`` sends in the handler and
-  raises the send's error (the flow maps it to GoTrue's 500).
-* ``request``: :class:`apitask.asgi.TaskMiddleware` opens a scope per request;
-  the send runs concurrently and the response is held until it is done
-  (``before_response``, as GoTrue's middleware waits before returning).
-* ``pool``: the same middleware, bound to a :class:`apitask.WorkerPool`: the
-  response waits for nothing; the pool drains on shutdown, and what its
-  deadline leaves is spilled to the outbox (same database), which an outbox
-  worker sends later.
-* ``outbox``: the send is declared in the flow's transaction
-  (:meth:`apitask.outbox.Outbox.transaction`): the job row commits with the
-  user's token or not at all, with the request's id (the same middleware,
-  bound to the outbox, opens the scope that carries it); an outbox worker
-  in this process (and any ``apitask-auth worker``) sends it. The in-process
-  worker runs in pool mode too, for the spilled mail
-  (``GOTRUE_OUTBOX_WORKER_ENABLED``).
+and where that task runs is the delivery mode, set up once for every chain
+of the service by :class:`~apitask_auth.delivery.runtime.DeliveryRuntime`
+(one pool, one outbox, one in-process outbox worker). The chain registers
+the ``"mailer."`` task prefix with it, so the worker sends stored mail.
 
 The transport is an :class:`SMTPClient` to ``GOTRUE_SMTP_HOST``, to the dev
 inbox (dev mode without an SMTP host), or a no-op client (GoTrue's behaviour
@@ -36,16 +22,12 @@ Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
 from email.utils import formataddr
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from apitask import Outcome, TaskCounters, WorkerPool
-from apitask.asgi import TaskMiddleware
+from apitask import Outcome, TaskCounters
 from apitask.mail import (
     BackgroundClient,
     MailTask,
@@ -56,17 +38,21 @@ from apitask.mail import (
     TemplateReloader,
     ValidatingClient,
 )
-from apitask.outbox import Outbox, TaskRegistry, open_store
-from apitask_auth.config import Delivery, Settings, parse_smtp_headers
+from apitask.outbox import TaskRegistry
+from apitask_auth.config import Settings, parse_smtp_headers
 from apitask_auth.delivery.devinbox import DevInbox
+from apitask_auth.delivery.runtime import DeliveryRuntime
+from apitask_auth.delivery.send_hooks import send_hook
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from apitask import WorkerPool
     from apitask.mail import MailClient, Message
-    from apitask.outbox import Worker
+    from apitask.outbox import Outbox, Worker
     from apitask_auth.delivery.mailer import MailData, Template
+    from apitask_auth.storage.rows import User
 
 __all__ = ["CountingClient", "MailChain", "mail_registry", "transport_for"]
 
@@ -175,33 +161,32 @@ class MailChain:
         settings: the configuration.
         transport: deliver through this client instead of SMTP / the dev
             inbox / the no-op client (tests pass a recording client).
+        runtime: the service's shared delivery runtime; the app starts it
+            after this chain and closes it before. Without one the chain
+            makes its own and starts, installs and closes it itself.
     """
 
-    def __init__(self, settings: Settings, *, transport: MailClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: MailClient | None = None,
+        runtime: DeliveryRuntime | None = None,
+    ) -> None:
         self.settings = settings
         self.delivery = settings.delivery
         self._given = transport
+        # The dev inbox catches mail without an SMTP host, and texts without
+        # an SMS provider (it is shared: the SMS chain sends there too).
+        self._to_inbox = settings.dev and not settings.smtp_host and transport is None
         self.inbox: DevInbox | None = None
-        if settings.dev and not settings.smtp_host and transport is None:
+        if self._to_inbox or (settings.dev and not settings.sms_provider):
             self.inbox = DevInbox()
-        # The outbox: where outbox mode writes its jobs, and where pool mode
-        # spills what its drain could not send in time (sent by an outbox worker).
-        self.outbox: Outbox | None = None
-        if self.delivery in {Delivery.POOL, Delivery.OUTBOX}:
-            self.outbox = Outbox(open_store(settings.database.url))
-        self.pool: WorkerPool | None = None
-        if self.delivery is Delivery.POOL:
-            self.pool = WorkerPool(
-                per_cpu=settings.worker_count_per_cpu,
-                queue_size=settings.worker_queue_size,
-                # A full queue must not send inline: the handler is inside the
-                # flow's transaction (on SQLite, holding the write lock). The
-                # overflow becomes an outbox job in that transaction instead.
-                when_full="spill",
-                shutdown_timeout=settings.worker_shutdown_duration.total_seconds(),
-                spill=self.outbox.sink if self.outbox is not None else None,
-            )
+        self._owns_runtime = runtime is None
+        self.runtime = runtime if runtime is not None else DeliveryRuntime(settings)
         self.transport: MailClient | None = None
+        # GoTrue's send-email hook: when enabled it replaces rendering and SMTP (§4.7).
+        self.email_hook = send_hook(settings, "send_email")
         # Built now, so a bad subject or header fails the start; it gets its
         # client (validation -> background -> transport) in start().
         self.templates = TemplateMailer(
@@ -225,31 +210,35 @@ class MailChain:
             )
         # Mails handed to the chain, by type: GoTrue's send operations (§4.8).
         self.operations = TaskCounters()
-        self._worker: Worker | None = None
-        self._worker_run: asyncio.Task[None] | None = None
+
+    @property
+    def pool(self) -> WorkerPool | None:
+        """The runtime's worker pool (pool mode), where mail is sent."""
+        return self.runtime.pool
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The runtime's outbox (pool and outbox modes)."""
+        return self.runtime.outbox
 
     @property
     def worker(self) -> Worker | None:
         """The in-process outbox worker, once started (None when there is none)."""
-        return self._worker
+        return self.runtime.worker
 
     def install(self, app: FastAPI) -> None:
-        """Add the request-scope middleware the mode needs, and the dev inbox's pages."""
-        if self.delivery is Delivery.REQUEST:
-            app.add_middleware(TaskMiddleware, wait="before_response")
-        elif self.pool is not None:
-            app.add_middleware(TaskMiddleware, sink=self.pool)
-        elif self.outbox is not None:
-            # A scope per request: the job row gets the request's id, and the
-            # worker that sends the mail logs with it.
-            app.add_middleware(TaskMiddleware, sink=self.outbox.sink)
+        """Add the dev inbox's pages (and the runtime's middleware, when the chain owns it)."""
+        if self._owns_runtime:
+            self.runtime.install(app)
         if self.inbox is not None:
             app.include_router(self.inbox.router)
 
     async def start(self) -> None:
-        """Start the dev inbox, the transport, the pool or the outbox and its worker."""
+        """Start the dev inbox and the transport, and register the ``mailer.`` tasks."""
         address = await self.inbox.start() if self.inbox is not None else None
-        self.transport = self._given or transport_for(self.settings, address)
+        self.transport = self._given or transport_for(
+            self.settings, address if self._to_inbox else None
+        )
         self.templates.client = CountingClient(
             ValidatingClient(
                 BackgroundClient(self.transport),
@@ -262,66 +251,74 @@ class MailChain:
         )
         if self.reloader is not None:
             self.reloader.start()
-        if self.outbox is not None:
-            self.outbox.registry.register_prefix("mailer.", MailTask.factory(self.transport))
-            await self.outbox.store.open()
-            if self.settings.outbox_worker_enabled:
-                self._start_worker(self.outbox)
-        if self.pool is not None:
-            await self.pool.start()
-
-    def _start_worker(self, outbox: Outbox) -> None:
-        self._worker = outbox.worker(
-            concurrency=(os.cpu_count() or 1) * self.settings.worker_count_per_cpu,
-            shutdown_timeout=self.settings.worker_shutdown_duration.total_seconds(),
-            lease=self.settings.outbox_worker_lease.total_seconds(),
-        )
-        self._worker_run = asyncio.get_running_loop().create_task(self._worker.run())
-        self._worker_run.add_done_callback(_report_worker_end)
+        self.runtime.register("mailer.", MailTask.factory(self.transport))
+        if self.email_hook is not None:
+            self.email_hook.register_with(self.runtime)
+        if self._owns_runtime:
+            await self.runtime.start()
 
     async def aclose(self) -> None:
-        """Drain what is queued, close the transport, then stop the inbox (in that order,
-        so mail still in flight reaches the inbox)."""
-        if self._worker is not None and self._worker_run is not None:
-            self._worker.stop()
-            with contextlib.suppress(Exception):  # already logged by _report_worker_end
-                await self._worker_run
-        if self.pool is not None:
-            # Leftovers at the deadline are spilled to the outbox (still open here).
-            await self.pool.aclose()
-        if self.outbox is not None:
-            await self.outbox.aclose()
+        """Close the transport, then stop the inbox (in that order, so mail still in
+        flight reaches the inbox); an owned runtime is drained first."""
+        if self._owns_runtime:
+            await self.runtime.aclose()
         if self.reloader is not None:
             await self.reloader.aclose()
         if self.transport is not None:
             await aclose(self.transport)
+        if self.email_hook is not None:
+            await self.email_hook.aclose()
         if self.inbox is not None:
             await self.inbox.stop()
 
     async def send(
-        self, template: Template, to: str, data: MailData, *, connection: AsyncConnection
+        self,
+        template: Template,
+        to: str,
+        data: MailData,
+        *,
+        connection: AsyncConnection,
+        user: User,
     ) -> None:
         """Render and validate now; deliver as the mode says (see the module docstring).
+
+        With the send-email hook enabled, call the hook instead (about ``user``).
 
         Raises:
             TemplateError, InvalidMessageError: the mail cannot be rendered or
                 sent safely; ``InvalidAddressError``: the recipient was refused.
             MailError: ``inline`` only: the mail server refused it.
+            APIError: ``inline`` only: the send-email hook failed (GoTrue's answer).
             RuntimeError: the chain was not started (the app's lifespan did not run).
         """
-        if self.outbox is not None:
-            # Outbox mode writes the job here; pool mode only when its queue is full.
-            async with self.outbox.transaction(connection):
-                await self.templates.send(template, to, data)
-        else:
+        if self.email_hook is not None:
+            await self.email_hook.send_email(
+                connection, user, template, [data], settings=self.settings, runtime=self.runtime
+            )
+            return
+        # Outbox mode writes the job in the flow's transaction; pool mode only
+        # when its queue is full.
+        async with self.runtime.declared_in(connection):
             await self.templates.send(template, to, data)
+
+    async def send_email_change(
+        self, mails: list[tuple[str, MailData]], *, connection: AsyncConnection, user: User
+    ) -> None:
+        """The mails of one e-mail change: one hook call for all, else one mail each."""
+        if self.email_hook is not None:
+            await self.email_hook.send_email(
+                connection,
+                user,
+                "email_change",
+                [data for _, data in mails],
+                settings=self.settings,
+                runtime=self.runtime,
+            )
+            return
+        for to, data in mails:
+            await self.send("email_change", to, data, connection=connection, user=user)
 
 
 class _NotStarted:
     async def send(self, message: Message) -> None:
         raise RuntimeError("the mail chain is not started: run the app's lifespan")
-
-
-def _report_worker_end(run: asyncio.Task[None]) -> None:
-    if not run.cancelled() and (error := run.exception()) is not None:
-        logger.error("the in-process outbox worker stopped: %s", error, exc_info=error)

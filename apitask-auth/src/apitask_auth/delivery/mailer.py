@@ -23,6 +23,8 @@ from apitask.mail import MailData
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from apitask_auth.storage.rows import User
+
 
 __all__ = [
     "MailData",
@@ -47,11 +49,29 @@ class Mailer(Protocol):
     """What the handlers need from mail."""
 
     async def send(
-        self, template: Template, to: str, data: MailData, *, connection: AsyncConnection
+        self,
+        template: Template,
+        to: str,
+        data: MailData,
+        *,
+        connection: AsyncConnection,
+        user: User,
     ) -> None:
         """Render the ``template`` mail for ``to`` now and deliver it per the delivery mode.
 
-        ``connection`` is the flow's open transaction: the outbox writes its job there.
+        ``connection`` is the flow's open transaction: the outbox writes its job
+        there. ``user`` is the account the mail is about: the send-email hook,
+        when enabled, receives it instead of a rendered mail (§4.7).
+        """
+        ...
+
+    async def send_email_change(
+        self, mails: list[tuple[str, MailData]], *, connection: AsyncConnection, user: User
+    ) -> None:
+        """Send the one or two mails of an e-mail change (the current address's first).
+
+        One send for the rate limits and for the send-email hook, which gets
+        both codes in one call (§4.7); otherwise each mail as :meth:`send` does.
         """
         ...
 

@@ -14,14 +14,16 @@ from apitask_auth.delivery.mailer import MailData
 if TYPE_CHECKING:
     from apitask_auth.delivery.mailer import Template
     from apitask_auth.http.deps import Service
+    from apitask_auth.storage.rows import User
 
 __all__ = ["notification_data", "notify"]
 
 logger = logging.getLogger("apitask_auth")
 
 
-async def notify(svc: Service, template: Template, to: str, data: MailData) -> None:
-    """Send a notification mail in a transaction of its own, after the change committed.
+async def notify(svc: Service, template: Template, to: str, data: MailData, *, user: User) -> None:
+    """Send a notification mail about ``user`` in a transaction of its own, after the
+    change committed.
 
     As in GoTrue, any failure (the address not authorized, the global e-mail
     limit, delivery) is logged and the request still succeeds.
@@ -29,7 +31,7 @@ async def notify(svc: Service, template: Template, to: str, data: MailData) -> N
     try:
         async with svc.engine.begin() as conn:
             await before_send(conn, svc.settings, [to])
-            await deliver(conn, svc.mailer, template, to, data)
+            await deliver(conn, svc.mailer, template, to, data, user=user)
     except Exception:
         # The domain, never the address: logs are kept longer than the account may be.
         domain = to.rpartition("@")[2]

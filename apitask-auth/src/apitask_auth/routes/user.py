@@ -239,7 +239,7 @@ async def update_current_user(
     notice = settings.mailer_notifications_password_changed_enabled
     if params.password is not None and notice and fresh["email"]:
         data = notification_data(svc, fresh["email"], fresh["raw_user_meta_data"])
-        await notify(svc, "password_changed_notification", fresh["email"], data)
+        await notify(svc, "password_changed_notification", fresh["email"], data, user=fresh)
     return JSONResponse(body.model_dump())
 
 

@@ -286,7 +286,7 @@ async def _notify_email_changed(svc: Service, user: User, old_email: str | None)
     """GoTrue's email_changed notification, to the old address, when switched on."""
     if svc.settings.mailer_notifications_email_changed_enabled and old_email:
         data = notification_data(svc, user["email"] or "", user["raw_user_meta_data"], old_email)
-        await notify(svc, "email_changed_notification", old_email, data)
+        await notify(svc, "email_changed_notification", old_email, data, user=user)
 
 
 async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Response:

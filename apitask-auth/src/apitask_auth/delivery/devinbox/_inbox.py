@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP
 from ._message import CaughtMessage, parse_message
 from ._router import build_router
 from ._store import MessageStore
+from ._text import CaughtText
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -73,14 +74,18 @@ class DevInbox:
             raise ValueError(f"max_message_size must be positive, got {max_message_size}")
         if not prefix.startswith("/") or prefix.endswith("/"):
             raise ValueError(f"prefix must start with '/' and not end with one, got {prefix!r}")
-        self._store = MessageStore(max_messages)
+        self._store: MessageStore[CaughtMessage] = MessageStore(max_messages)
+        # Texts beside the mail: what the SMS chain sends in dev mode without a provider.
+        self._texts: MessageStore[CaughtText] = MessageStore(max_messages)
         self._host = host
         self._port = port
         self._max_message_size = max_message_size
         self._server: asyncio.Server | None = None
         self._address: tuple[str, int] | None = None
         self._connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
-        self.router: APIRouter = build_router(self._store, lambda: self._address, prefix=prefix)
+        self.router: APIRouter = build_router(
+            self._store, self._texts, lambda: self._address, prefix=prefix
+        )
         """FastAPI router with the inbox page and JSON API; include it only in dev mode."""
 
     @property
@@ -155,8 +160,8 @@ class DevInbox:
         return self._store.get(message_id)
 
     def clear(self) -> int:
-        """Forget every caught message; return how many there were."""
-        return self._store.clear()
+        """Forget every caught message and text; return how many there were."""
+        return self._store.clear() + self._texts.clear()
 
     def add(
         self, raw: bytes, *, envelope_from: str = "", envelope_to: Sequence[str] = ()
@@ -165,6 +170,27 @@ class DevInbox:
         message = parse_message(raw, envelope_from=envelope_from, envelope_to=envelope_to)
         self._store.add(message)
         return message
+
+    def add_text(self, to: str, text: str, *, channel: str = "sms") -> CaughtText:
+        """Store a text message (``to``: E.164 with or without its ``+``); return it."""
+        caught = CaughtText(to=f"+{to.removeprefix('+')}", text=text, channel=channel)
+        self._texts.add(caught)
+        return caught
+
+    def texts(self, *, to: str | None = None) -> list[CaughtText]:
+        """Caught texts, newest first; ``to`` keeps those for one number."""
+        return self._texts.select(to=to)
+
+    async def wait_for_text(self, *, to: str | None = None, timeout: float = 10.0) -> CaughtText:
+        """The newest text (for ``to``, when given) once one is there.
+
+        Raises:
+            TimeoutError: None arrived within ``timeout`` seconds.
+        """
+        found = await self._texts.wait_for(lambda: self._texts.select(to=to), timeout)
+        if not found:
+            raise TimeoutError(f"no text for {to or 'anyone'} within {timeout} s")
+        return found[0]
 
     async def wait_for(self, *, to: str | None = None, timeout: float = 10.0) -> CaughtMessage:
         """The newest message (for ``to``, when given) once one is there.
@@ -181,7 +207,7 @@ class DevInbox:
 class _CatchingHandler:
     """aiosmtpd handler: accept every recipient, parse and store every message."""
 
-    def __init__(self, store: MessageStore) -> None:
+    def __init__(self, store: MessageStore[CaughtMessage]) -> None:
         self._store = store
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 if TYPE_CHECKING:
     from ._message import CaughtMessage
+    from ._text import CaughtText
 
 __all__ = ["BODY_CSP", "PAGE_CSP", "render_inbox"]
 
@@ -74,6 +75,10 @@ iframe{width:100%;height:50vh;border:1px solid var(--line);border-radius:6px;bac
 pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);
   border:1px solid var(--line);border-radius:6px;padding:10px;margin:0}
 .empty{color:var(--muted);padding:40px;text-align:center}
+.texts{border-bottom:2px solid var(--line)}
+.texts h3{font-size:13px;margin:0;padding:8px 16px;background:var(--bg)}
+.texts .text{padding:8px 16px;border-top:1px solid var(--line)}
+.texts .channel{color:var(--muted);font-size:11px}
 """
 
 
@@ -86,8 +91,9 @@ def render_inbox(
     to_filter: str | None,
     total: int,
     capacity: int,
+    texts: list[CaughtText] | None = None,
 ) -> str:
-    """The whole inbox page: toolbar, message list and (when chosen) one message."""
+    """The whole inbox page: toolbar, text messages, mail list and (when chosen) one mail."""
     refresh = "" if selected is not None else '<meta http-equiv="refresh" content="5">'
     listening = (
         f"SMTP on {escape(smtp_address[0])}:{smtp_address[1]}"
@@ -114,7 +120,8 @@ value="{escape(to_filter or "")}" aria-label="Filter by recipient">
 <button class="danger" id="clear" type="submit">Clear all</button></form>
 </header>
 <main>
-<nav aria-label="Messages">{_render_list(messages, selected, prefix, to_filter)}</nav>
+<nav aria-label="Messages">{_render_texts(texts or [])}\
+{_render_list(messages, selected, prefix, to_filter)}</nav>
 <section>{_render_message(selected, prefix) if selected is not None else _placeholder(messages)}\
 </section>
 </main>
@@ -153,6 +160,21 @@ def _render_list(
             f'<div class="subject">{escape(message.subject or "(no subject)")}</div></a>'
         )
     return "".join(items)
+
+
+def _render_texts(texts: list[CaughtText]) -> str:
+    # Short and whole: a text is shown in the list itself, code and all.
+    if not texts:
+        return ""
+    items = "".join(
+        f'<div class="text" data-id="{escape(text.id)}">'
+        f'<div class="row"><span class="to">{escape(text.to)}</span>'
+        f"{_time(text.received_at)}</div>"
+        f'<div class="channel">{escape(text.channel.upper())}</div>'
+        f"<pre>{escape(text.text)}</pre></div>"
+        for text in texts
+    )
+    return f'<div class="texts"><h3>Text messages ({len(texts)})</h3>{items}</div>'
 
 
 def _time(moment: datetime) -> str:

@@ -6,7 +6,7 @@ not part of the GoTrue-compatible API.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -17,21 +17,24 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._message import CaughtMessage
-    from ._store import MessageStore
+    from ._store import Caught, MessageStore
+    from ._text import CaughtText
 
 __all__ = ["build_router"]
 
 MAX_WAIT_SECONDS = 30.0
+_T = TypeVar("_T", bound="Caught")
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def build_router(
-    store: MessageStore,
+    store: MessageStore[CaughtMessage],
+    texts: MessageStore[CaughtText],
     smtp_address: Callable[[], tuple[str, int] | None],
     *,
     prefix: str,
 ) -> APIRouter:
-    """Routes under ``prefix`` that read and clear ``store``."""
+    """Routes under ``prefix`` that read and clear ``store`` (mail) and ``texts``."""
     router = APIRouter(prefix=prefix, include_in_schema=False)
 
     def find(message_id: str) -> CaughtMessage:
@@ -55,6 +58,7 @@ def build_router(
             to_filter=to,
             total=len(store),
             capacity=store.max_messages,
+            texts=texts.select(to=to),
         )
         headers = {
             **_NO_STORE,
@@ -69,6 +73,7 @@ def build_router(
         if request.headers.get("sec-fetch-site", "same-origin") == "cross-site":
             raise HTTPException(403, "cross-site request refused")
         store.clear()
+        texts.clear()
         return RedirectResponse(prefix, status_code=303)
 
     @router.get("/messages")
@@ -79,16 +84,22 @@ def build_router(
     ) -> JSONResponse:
         """Messages newest first; ``to`` filters by recipient; ``wait`` long-polls
         up to that many seconds until at least ``count`` messages match."""
+        found = await _select(store, to, wait, count)
+        return _json([message.to_json() for message in found])
 
-        def enough() -> list[CaughtMessage]:
-            matching = store.select(to=to)
-            return matching if len(matching) >= count else []
+    @router.get("/texts")
+    async def list_texts(
+        to: Annotated[str | None, Query(max_length=32)] = None,
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0,
+        count: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    ) -> JSONResponse:
+        """Text messages newest first, as ``/messages`` serves mail (``to``: the number)."""
+        found = await _select(texts, to, wait, count)
+        return _json([text.to_json() for text in found])
 
-        if wait > 0:
-            messages = await store.wait_for(enough, wait) or store.select(to=to)
-        else:
-            messages = store.select(to=to)
-        return _json([message.to_json() for message in messages])
+    @router.delete("/texts")
+    async def clear_texts() -> JSONResponse:
+        return _json({"deleted": texts.clear()})
 
     @router.delete("/messages")
     async def clear_messages() -> JSONResponse:
@@ -117,6 +128,16 @@ def build_router(
         return Response(raw, media_type="text/plain; charset=utf-8", headers=_NO_STORE)
 
     return router
+
+
+async def _select(store: MessageStore[_T], to: str | None, wait: float, count: int) -> list[_T]:
+    def enough() -> list[_T]:
+        matching = store.select(to=to)
+        return matching if len(matching) >= count else []
+
+    if wait > 0:
+        return await store.wait_for(enough, wait) or store.select(to=to)
+    return store.select(to=to)
 
 
 def _json(content: Any) -> JSONResponse:

@@ -11,18 +11,32 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._message import CaughtMessage
-
-__all__ = ["MessageStore"]
+__all__ = ["Caught", "MessageStore"]
 
 
-class MessageStore:
-    """Keeps the newest ``max_messages`` messages; the oldest fall off."""
+class Caught(Protocol):
+    """What the store keeps: a caught mail or a caught text."""
+
+    @property
+    def id(self) -> str:
+        """The inbox's id for it."""
+        ...
+
+    def recipients(self) -> set[str]:
+        """Whom it was for, lower-cased (addresses, numbers)."""
+        ...
+
+
+CaughtMessage = TypeVar("CaughtMessage", bound=Caught)
+
+
+class MessageStore(Generic[CaughtMessage]):
+    """Keeps the newest ``max_messages`` messages (mails or texts); the oldest fall off."""
 
     def __init__(self, max_messages: int) -> None:
         if isinstance(max_messages, bool) or not isinstance(max_messages, int):

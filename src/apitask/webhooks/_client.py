@@ -1,0 +1,209 @@
+"""The HTTP client that POSTs signed webhooks (needs the ``webhooks`` extra: httpx).
+
+One :class:`httpx.AsyncClient` per client object, so connections to a
+receiver are pooled and reused across webhooks. Every step has a deadline:
+connecting, writing, waiting for the answer, reading it, waiting for a free
+pooled connection, and the whole attempt. Redirects are not followed (a
+signed body is for the URL that was configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import httpx
+
+from ._errors import (
+    InvalidWebhookError,
+    PermanentWebhookError,
+    TransientWebhookError,
+    WebhookTimeoutError,
+)
+from ._signing import parse_secret, signature_headers
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ._webhook import Webhook
+
+__all__ = ["HTTPWebhookClient", "WebhookResponse"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_MESSAGE_CHARS = 300  # of the receiver's answer, in an error message and so in logs
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResponse:
+    """A receiver's 2xx answer.
+
+    Attributes:
+        status: the HTTP status.
+        content_type: the ``Content-Type`` header, or ``""``.
+        body: the answer's bytes (at most the client's ``max_response_size``).
+    """
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class HTTPWebhookClient:
+    """Sign and POST :class:`~apitask.webhooks.Webhook` s with httpx.
+
+    Each :meth:`send` is one attempt: it signs with the current time and
+    every secret, and classifies the outcome by type, so that a pool or an
+    outbox running a :class:`~apitask.webhooks.WebhookTask` retries exactly
+    what may pass:
+
+    * 2xx: delivered (then ``check``, if given, reads the answer);
+    * 408, 429, 5xx, a timeout, a refused or dropped connection:
+      :class:`~apitask.webhooks.TransientWebhookError` (with ``Retry-After``);
+    * any other status: :class:`~apitask.webhooks.PermanentWebhookError`
+      with the status and the start of the receiver's answer.
+
+    Args:
+        secrets: the ``whsec_...`` secrets to sign with (several during a
+            rotation: one signature each).
+        timeout: seconds for each step (connect, write, read, pool wait) and
+            for the whole attempt.
+        max_connections: connections kept open per client.
+        max_response_size: bytes of an answer read; a longer 2xx answer is a
+            permanent error (GoTrue's limit: 200 KiB).
+        check: called with every 2xx answer; it may raise (a receiver that
+            reports failure in a 200's body).
+        user_agent: the ``User-Agent`` header.
+        clock: seconds since the epoch (tests pass a fixed clock).
+
+    Raises:
+        InvalidWebhookError: no secret, or a malformed one.
+        ValueError: a non-positive timeout or size.
+    """
+
+    def __init__(
+        self,
+        secrets: Sequence[str],
+        *,
+        timeout: float = 5.0,
+        max_connections: int = 10,
+        max_response_size: int = 200 * 1024,
+        check: Callable[[WebhookResponse], None] | None = None,
+        user_agent: str = "apitask-webhooks",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not secrets:
+            raise InvalidWebhookError("at least one webhook secret is needed to sign")
+        if timeout <= 0 or max_connections < 1 or max_response_size < 1:
+            raise ValueError("timeout, max_connections and max_response_size must be positive")
+        self._keys = [parse_secret(secret) for secret in secrets]
+        self.timeout = timeout
+        self.max_response_size = max_response_size
+        self.check = check
+        self.user_agent = user_agent
+        self.clock = clock
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            follow_redirects=False,
+            trust_env=False,  # no proxy from the environment between us and the receiver
+        )
+
+    def __repr__(self) -> str:
+        return f"<HTTPWebhookClient with {len(self._keys)} secret(s), timeout {self.timeout:g}s>"
+
+    async def send(self, webhook: Webhook) -> WebhookResponse:
+        """POST ``webhook`` once, signed now; return the receiver's 2xx answer.
+
+        Raises:
+            WebhookTimeoutError: an attempt step or the whole attempt took too long.
+            TransientWebhookError: 408, 429, 5xx, or the connection failed.
+            PermanentWebhookError: any other status, or an answer over the size limit.
+        """
+        content = webhook.content()
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": self.user_agent,
+            **signature_headers(self._keys, webhook.id, int(self.clock()), content),
+        }
+        where = f"webhook {webhook.name} to {webhook.host}"
+        try:
+            async with asyncio.timeout(self.timeout):
+                request = self._http.build_request(
+                    "POST", webhook.url, headers=headers, content=content
+                )
+                response = await self._http.send(request, stream=True)
+                try:
+                    body, complete = await self._read(response)
+                finally:
+                    await response.aclose()
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise WebhookTimeoutError(f"{where}: no answer within {self.timeout:g}s") from exc
+        except httpx.TransportError as exc:
+            raise TransientWebhookError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        return self._classify(where, response, body, complete)
+
+    async def _read(self, response: httpx.Response) -> tuple[bytes, bool]:
+        """Up to ``max_response_size`` bytes of the answer, and whether that was all of it."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self.max_response_size:
+                return b"".join(chunks)[: self.max_response_size], False
+        return b"".join(chunks), True
+
+    def _classify(
+        self, where: str, response: httpx.Response, body: bytes, complete: bool
+    ) -> WebhookResponse:
+        status = response.status_code
+        if 200 <= status < 300:
+            if not complete:
+                raise PermanentWebhookError(
+                    f"{where}: the answer is over {self.max_response_size} bytes", status=status
+                )
+            answer = WebhookResponse(status, response.headers.get("content-type", ""), body)
+            if self.check is not None:
+                self.check(answer)
+            return answer
+        said = _message(body)
+        text = f"{where}: HTTP {status}" + (f": {said}" if said else "")
+        if status in {408, 429} or status >= 500:
+            raise TransientWebhookError(
+                text, status=status, retry_after=_retry_after(response.headers.get("retry-after"))
+            )
+        raise PermanentWebhookError(text, status=status)
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+
+def _message(body: bytes) -> str:
+    """The start of a receiver's answer, on one line, for an error message."""
+    text = _CONTROL.sub(" ", body.decode("utf-8", "replace")).strip()
+    return text[:_MESSAGE_CHARS] + ("..." if len(text) > _MESSAGE_CHARS else "")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: a number of seconds or an HTTP date; else ``None``."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
