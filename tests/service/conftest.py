@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from apitask.mail import MailClient, Message
+    from apitask_auth.delivery.texter import Texter
 
 SECRET = "service-test-secret-at-least-32-bytes"
 NEW_FORMAT = {"X-Supabase-Api-Version": "2024-01-01"}
@@ -108,11 +109,15 @@ async def make_service(database_url: str) -> AsyncIterator[Callable[..., Any]]:
     """Build services with extra settings, their lifespans running; all are shut
     down at the end of the test. Mail is recorded unless ``record=False`` (then
     the settings choose the transport: the dev inbox in dev mode), or sent
-    through ``transport``."""
+    through ``transport``; texts go to ``texter`` (none configured: refused)."""
     async with contextlib.AsyncExitStack() as stack:
 
         async def make(
-            *, record: bool = True, transport: MailClient | None = None, **overrides: Any
+            *,
+            record: bool = True,
+            transport: MailClient | None = None,
+            texter: Texter | None = None,
+            **overrides: Any,
         ) -> Service:
             settings = load_settings(
                 env_file=None,
@@ -126,7 +131,7 @@ async def make_service(database_url: str) -> AsyncIterator[Callable[..., Any]]:
             if transport is None and record:
                 transport = mail
             # Building the engine touches the file system (SQLite paths): off the loop.
-            app = await asyncio.to_thread(create_app, settings, transport=transport)
+            app = await asyncio.to_thread(create_app, settings, transport=transport, texter=texter)
             if settings.delivery in {Delivery.POOL, Delivery.OUTBOX}:
                 await migrate_all(app.state.service.engine, database_url)
             else:  # no outbox: spare the shared PostgreSQL server the outbox's connections
