@@ -11,9 +11,12 @@ import pytest
 from sqlalchemy import select, update
 
 from apitask_auth.http.ratelimit import SMS_ALLOWANCE, take_sms_allowance
+from apitask_auth.http.timing import NOTHING_SENT, SENT, ResponseTimeMiddleware
+from apitask_auth.routes.phone import SIGNED_UP as PHONE_SIGNED_UP
 from apitask_auth.storage.tables import email_rate_limits, now, users
 
 from ._phones import PASSWORD, PhoneService, phone, phone_service
+from .test_timing import FakeTime, _client
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -256,3 +259,42 @@ async def test_the_sms_allowance_as_a_bucket(make_service: Callable[..., Any]) -
             await take_sms_allowance(conn, settings, at=at + 60)
     async with engine.begin() as conn:
         await take_sms_allowance(conn, settings, at=at + 3600)
+
+
+async def test_phone_answers_teach_and_wait_for_one_deadline(
+    make_service: Callable[..., Any],
+) -> None:
+    """Response-time matching (timing.py) covers the phone flows as it covers mail:
+    each answer that could have texted marks its outcome, known and unknown numbers
+    alike, and is held to its path's deadline; GoTrue's own refusals teach nothing."""
+    phones = await phone_service(make_service, security_match_response_times=False)
+    known, _ = await phones.signed_up()
+    pending = phone()
+    await phones.http.post("/signup", json={"phone": pending, "password": PASSWORD})
+    fake = FakeTime()
+    middleware = ResponseTimeMiddleware(phones.svc.app, sleep_until=fake.sleep_until)
+    async with _client(middleware) as http:
+        for number in (phone(), known):
+            body = {"phone": number, "password": PASSWORD}
+            assert (await http.post("/signup", json=body)).status_code == 200
+        for number in (known, phone()):
+            assert (await http.post("/otp", json={"phone": number})).status_code == 200
+        for number in (pending, phone()):
+            answer = await http.post("/resend", json={"type": "sms", "phone": number})
+            assert answer.status_code == 200
+        for number in (known, phone()):
+            body = {"type": "sms", "phone": number, "token": "000000"}
+            assert (await http.post("/verify", json=body)).status_code == 403
+        refused = await http.post("/otp", json={"phone": phone(), "create_user": False})
+        assert refused.status_code == 422
+    learned = {
+        path: {outcome: len(w.recent) for outcome, w in outcomes.items()}
+        for path, outcomes in middleware.deadlines.paths.items()
+    }
+    assert learned == {
+        "/signup": {SENT: 1, NOTHING_SENT: 1},
+        "/otp": {SENT: 1, PHONE_SIGNED_UP: 1},
+        "/resend": {SENT: 1, NOTHING_SENT: 1},
+        "/verify": {SENT: 1, NOTHING_SENT: 1},
+    }
+    assert len(fake.deadlines) == 8
