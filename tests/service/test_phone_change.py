@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 TAKEN = "Phone number already registered by another user"
 E164 = "Invalid phone number format (E.164 required)"
+E164_FULL = (400, "validation_failed", E164)
+NOT_EMAIL = (400, "validation_failed", "Invalid email verification type")
+NOT_SMS = (400, "validation_failed", "Invalid sms verification type")
+EXPIRED = (403, "otp_expired", "Token has expired or is invalid")
 
 
 def _error(response: httpx.Response) -> tuple[int, str, str]:
@@ -130,3 +134,44 @@ async def test_sms_autoconfirm_changes_the_number_at_once(
     response = await phones.http.put("/user", json={"phone": new}, headers=_bearer(session))
     assert response.status_code == 200
     assert response.json()["phone"] == new and phones.texter.texts == []
+
+
+async def test_a_number_taken_before_the_change_is_confirmed(phones: PhoneService) -> None:
+    """Someone else signs the number up and confirms it between the request and the
+    code: the change is 422 phone_exists (the unique index decides), nothing changes."""
+    mine, session = await phones.signed_up()
+    wanted = phone()
+    await phones.http.put("/user", json={"phone": wanted}, headers=_bearer(session))
+    code = phones.texter.code(wanted)
+    await phones.signed_up(wanted)
+    late = await phones.http.post(
+        "/verify", json={"type": "phone_change", "phone": wanted, "token": code}
+    )
+    assert _error(late) == (422, "phone_exists", TAKEN)
+    me = await phones.http.get("/user", headers=_bearer(session))
+    assert (me.json()["phone"], me.json()["new_phone"]) == (mine, wanted)
+
+
+async def test_verify_refusals_of_phone_types(phones: PhoneService) -> None:
+    """A banned user's right code (403 user_banned), a token hash with a phone type,
+    a phone with an e-mail type, an address with a phone type."""
+    number = phone()
+    signup = await phones.http.post("/signup", json={"phone": number, "password": "p4ssword!"})
+    user_id = signup.json()["id"]
+    banned = await phones.http.put(
+        f"/admin/users/{user_id}",
+        json={"ban_duration": "1h"},
+        headers=phones.svc.admin_headers(),
+    )
+    assert banned.status_code == 200, banned.text
+    answer = await phones.http.post(
+        "/verify", json={"type": "sms", "phone": number, "token": phones.texter.code(number)}
+    )
+    assert _error(answer) == (403, "user_banned", "User is banned")
+    for body, expected in (
+        ({"type": "sms", "token_hash": "0" * 56}, NOT_EMAIL),
+        ({"type": "signup", "phone": number, "token": "123456"}, NOT_SMS),
+        ({"type": "sms", "email": "a@example.com", "token": "123456"}, EXPIRED),
+        ({"type": "sms", "phone": "12345678901234567", "token": "1"}, E164_FULL),
+    ):  # fmt: skip
+        assert _error(await phones.http.post("/verify", json=body)) == expected, body
