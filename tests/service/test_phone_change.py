@@ -11,7 +11,7 @@ import pytest
 from apitask_auth.accounts.phones import INVALID_CHANNEL
 
 from ._accounts import PASSWORD as EMAIL_PASSWORD
-from ._accounts import signed_in
+from ._accounts import age_session, signed_in
 from ._phones import PhoneService, phone, phone_service
 
 if TYPE_CHECKING:
@@ -175,3 +175,29 @@ async def test_verify_refusals_of_phone_types(phones: PhoneService) -> None:
         ({"type": "sms", "phone": "12345678901234567", "token": "1"}, E164_FULL),
     ):  # fmt: skip
         assert _error(await phones.http.post("/verify", json=body)) == expected, body
+
+
+async def test_a_phone_user_reauthenticates_by_text(make_service: Callable[..., Any]) -> None:
+    """GET /reauthenticate for a user with no address texts the nonce (GoTrue's
+    phoneReauthenticationOtp); PUT /user takes it for a password change."""
+    phones = await phone_service(
+        make_service, security_update_password_require_reauthentication=True
+    )
+    number, session = await phones.signed_up()
+    await age_session(phones.svc, session, 25)
+    sent = await phones.http.get("/reauthenticate", headers=_bearer(session))
+    assert (sent.status_code, sent.json()) == (200, {})
+    nonce = phones.texter.code(number)
+    wrong = await phones.http.put(
+        "/user", json={"password": "new-password-1", "nonce": "000000"}, headers=_bearer(session)
+    )
+    if nonce != "000000":
+        assert _error(wrong)[:2] == (422, "reauthentication_not_valid")
+    changed = await phones.http.put(
+        "/user", json={"password": "new-password-1", "nonce": nonce}, headers=_bearer(session)
+    )
+    assert changed.status_code == 200, changed.text
+    signed_in = await phones.http.post(
+        "/token?grant_type=password", json={"phone": number, "password": "new-password-1"}
+    )
+    assert signed_in.status_code == 200

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PHONE_CODES", "PhoneCode", "PhoneCodeKind", "confirm_phone", "send_phone_code"]
 
-PhoneCodeKind = Literal["confirmation", "phone_change"]
-"""GoTrue's ``otpType`` of a text: a sign-up or sign-in code, or a phone change's."""
+PhoneCodeKind = Literal["confirmation", "phone_change", "reauthentication"]
+"""GoTrue's ``otpType`` of a text: a sign-up or sign-in code, a phone change's, or
+the nonce of ``/reauthenticate`` for a user with no address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class PhoneCode:
 PHONE_CODES: dict[PhoneCodeKind, PhoneCode] = {
     "confirmation": PhoneCode("confirmation_token", "confirmation_sent_at"),
     "phone_change": PhoneCode("phone_change_token", "phone_change_sent_at"),
+    "reauthentication": PhoneCode("reauthentication_token", "reauthentication_sent_at"),
 }
 
 

@@ -88,7 +88,9 @@ async def _check_nonce(conn: AsyncConnection, settings: Settings, user: User, no
     assert current is not None  # the caller's own row, inside this transaction
     stored = current["reauthentication_token"]  # None once dropped at its last try
     sent_at = current["reauthentication_sent_at"]
-    expected = token_hash(current["email"] or "", nonce, settings.jwt_secret)
+    # The nonce was hashed with where it went: the address, or the number (by text).
+    sent_to = current["email"] or current["phone"] or ""
+    expected = token_hash(sent_to, nonce, settings.jwt_secret)
     if (
         not stored
         or sent_at is None
@@ -292,8 +294,22 @@ async def _change_phone(
     )
 
 
+async def _reauthenticate_by_text(request: Request, svc: Service, user: User) -> Response:
+    """GoTrue's reauthentication of a user with a number and no address: the nonce
+    goes by text (hashed with the number, which :func:`_check_nonce` then uses)."""
+    check_phone_enabled(svc.settings, "Phone logins are disabled")
+    phone = user["phone"] or ""
+    if user["phone_confirmed_at"] is None:
+        raise unprocessable(ErrorCode.PHONE_NOT_CONFIRMED, "Please verify your phone first.")
+    async with svc.engine.begin() as conn:
+        await audit(conn, request, user["id"], phone, "user_reauthenticate_requested")
+        await send_phone_code(conn, svc.settings, svc.texter, user, phone, "reauthentication")
+    return JSONResponse({})
+
+
 async def reauthenticate(request: Request, caller: Auth, svc: Svc) -> Response:
-    """Mail a code that authorizes a password change (``nonce`` on PUT /user)."""
+    """Mail (or text, to a user with no address) a code that authorizes a password
+    change (``nonce`` on PUT /user)."""
     user = caller.user
     if not user["email"] and not user["phone"]:
         raise bad_request(
@@ -301,7 +317,7 @@ async def reauthenticate(request: Request, caller: Auth, svc: Svc) -> Response:
             "Reauthentication requires the user to have an email or a phone number",
         )
     if not user["email"]:
-        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
+        return await _reauthenticate_by_text(request, svc, user)
     if user["email_confirmed_at"] is None:
         raise unprocessable(ErrorCode.EMAIL_NOT_CONFIRMED, "Please verify your email first.")
     async with svc.engine.begin() as conn:
