@@ -232,6 +232,9 @@ async def test_a_lower_step_merged_later_is_still_applied(
 
         steps = [step for step in MIGRATIONS if step[0] != 5] + [(5, "late", late_step)]
         monkeypatch.setattr(migrations, "MIGRATIONS", sorted(steps))
+        status = await migrations.schema_status(engine, url)
+        assert status["auth"] == (4, MIGRATIONS[-1][0])  # not current: 5 is missing
         assert await migrate(engine) == [5]
+        assert (await migrations.schema_status(engine, url))["auth"][0] == MIGRATIONS[-1][0]
         assert ran == [5]
         assert await migrate(engine) == []

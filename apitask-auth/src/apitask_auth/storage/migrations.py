@@ -159,14 +159,21 @@ async def schema_status(engine: AsyncEngine, database_url: str) -> dict[str, tup
 
     Returns:
         ``(applied, latest)`` versions by schema (``"auth"``, ``"outbox"``);
-        0 applied for a schema never migrated.
+        0 applied for a schema never migrated. For ``"auth"``, ``applied`` is the
+        last step before the first one missing: a database that has 6 but not 5
+        (merged later) is at 4, so it is not reported current.
     """
 
     def _read(sync: Connection) -> int:
         if not inspect(sync).has_table("schema_migrations"):
             return 0
-        versions = sync.execute(text("SELECT version FROM schema_migrations")).scalars().all()
-        return max(versions, default=0)
+        done = set(sync.execute(text("SELECT version FROM schema_migrations")).scalars())
+        through = 0
+        for version, _name, _step in MIGRATIONS:
+            if version not in done:
+                break
+            through = version
+        return through
 
     async with engine.connect() as connection:
         auth = await connection.run_sync(_read)
