@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select, update
 
+from apitask_auth.config import ConfigError, load_settings
 from apitask_auth.http.ratelimit import SMS_ALLOWANCE, take_sms_allowance
 from apitask_auth.http.timing import NOTHING_SENT, SENT, ResponseTimeMiddleware
 from apitask_auth.routes.phone import SIGNED_UP as PHONE_SIGNED_UP
@@ -298,3 +299,27 @@ async def test_phone_answers_teach_and_wait_for_one_deadline(
         "/verify": {SENT: 1, NOTHING_SENT: 1},
     }
     assert len(fake.deadlines) == 8
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"sms_test_otp": "15550100"}, "GOTRUE_SMS_TEST_OTP"),
+        ({"sms_test_otp": "015550100:123456"}, "GOTRUE_SMS_TEST_OTP"),
+        ({"sms_test_otp": "15550100:12ab"}, "GOTRUE_SMS_TEST_OTP"),
+        ({"sms_test_otp_valid_until": "tomorrow"}, "GOTRUE_SMS_TEST_OTP_VALID_UNTIL"),
+        ({"sms_test_otp_valid_until": "2030-01-01T00:00:00"}, "GOTRUE_SMS_TEST_OTP_VALID_UNTIL"),
+        ({"rate_limit_sms_sent": "ten"}, "GOTRUE_RATE_LIMIT_SMS_SENT"),
+        ({"sms_max_frequency": "-1s"}, "GOTRUE_SMS_MAX_FREQUENCY"),
+        ({"sms_otp_exp": -1}, "GOTRUE_SMS_OTP_EXP"),
+    ],
+)
+def test_phone_settings_are_checked_at_start(overrides: dict[str, Any], variable: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable}: "):
+        load_settings(
+            env_file=None,
+            site_url="http://localhost:3000",
+            api_external_url="http://auth.test",
+            jwt_secret="secret",
+            **overrides,
+        )
