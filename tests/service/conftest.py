@@ -109,7 +109,7 @@ async def make_service(database_url: str) -> AsyncIterator[Callable[..., Any]]:
     """Build services with extra settings, their lifespans running; all are shut
     down at the end of the test. Mail is recorded unless ``record=False`` (then
     the settings choose the transport: the dev inbox in dev mode), or sent
-    through ``transport``."""
+    through ``transport``; texts go to ``texter`` (none configured: refused)."""
     async with contextlib.AsyncExitStack() as stack:
 
         async def make(

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateIndex
 
 from apitask_auth.accounts.addresses import RESOLVE_DUPLICATES, DuplicateAddressesError
 from apitask_auth.cli import main
+from apitask_auth.storage import migrations
 from apitask_auth.storage.migrations import MIGRATIONS, migrate, schema_migrations, schema_version
 from apitask_auth.storage.tables import metadata, now, users, users_email_partial_key
 
@@ -20,6 +22,7 @@ from ._schema import engine_for, fresh_database, snapshot, user_row
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from sqlalchemy import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -180,3 +183,58 @@ def test_duplicates_message_names_twenty_and_counts_the_rest() -> None:
     assert "a19@example.com" in message
     assert "a20@example.com" not in message
     assert "and 3 more" in message
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_migration_6_keeps_users_and_allows_one_account_per_number(
+    kind: str, tmp_path: Path, server: str | None
+) -> None:
+    before = [version for version, _, _ in MIGRATIONS if version < 6]
+    async with fresh_database(kind, tmp_path, server) as url, engine_for(url) as engine:
+        async with engine.begin() as conn:
+            await conn.run_sync(schema_migrations.create)
+            for version, _name, step in MIGRATIONS:
+                if version in before:
+                    await conn.run_sync(step)
+                    await conn.execute(
+                        schema_migrations.insert().values(version=version, applied_at=now())
+                    )
+            first = user_row("a@example.com")
+            await conn.execute(users.insert().values(first))
+        assert 6 in await migrate(engine)
+        async with engine.begin() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == first["id"]))).one()
+            assert (row.email, row.phone_change, row.phone_change_token) == (
+                "a@example.com",
+                None,
+                None,
+            )
+            await conn.execute(users.update().values(phone="15550100"))
+        second = user_row("b@example.com") | {"phone": "15550100"}
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(users.insert().values(second))
+        async with engine.begin() as conn:  # another audience may have the number
+            await conn.execute(users.insert().values(second | {"aud": "other"}))
+
+
+async def test_a_lower_step_merged_later_is_still_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps written on parallel branches (MFA's 5, this 6): a database that has 6
+    still gets 5 once it ships."""
+    async with fresh_database("sqlite", tmp_path, None) as url, engine_for(url) as engine:
+        assert await migrate(engine) == [version for version, _, _ in MIGRATIONS]
+        ran: list[int] = []
+
+        def late_step(connection: Connection) -> None:
+            ran.append(5)
+
+        steps = [step for step in MIGRATIONS if step[0] != 5] + [(5, "late", late_step)]
+        monkeypatch.setattr(migrations, "MIGRATIONS", sorted(steps))
+        status = await migrations.schema_status(engine, url)
+        assert status["auth"] == (4, MIGRATIONS[-1][0])  # not current: 5 is missing
+        assert await migrate(engine) == [5]
+        assert (await migrations.schema_status(engine, url))["auth"][0] == MIGRATIONS[-1][0]
+        assert ran == [5]
+        assert await migrate(engine) == []

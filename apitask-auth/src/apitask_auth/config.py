@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, get_args
 
@@ -44,6 +44,7 @@ from apitask_auth.config_parsers import (
     parse_duration,
     parse_hook_secrets,
     parse_smtp_headers,
+    parse_test_otps,
 )
 from apitask_auth.config_sms import check_sms_provider, check_sms_settings
 from apitask_auth.storage.database_url import DatabaseURL, parse_database_url
@@ -111,6 +112,7 @@ class Settings(BaseSettings):
     external_email_magic_link_enabled: bool = True
     external_email_authorized_addresses: CommaList = []
     external_anonymous_users_enabled: bool = False
+    external_phone_enabled: bool = False
     external_flow_state_expiry_duration: Duration = timedelta(seconds=300)
     password_min_length: int = Field(6, ge=0)
     password_required_characters: str = ""
@@ -190,6 +192,15 @@ class Settings(BaseSettings):
     sms_twilio_api_base_url: str = "https://api.twilio.com"
     # GoTrue's timeout on calls to providers; ours applies it to every step too.
     internal_http_timeout: Duration = timedelta(seconds=10)
+    # SMS (the phone flows; the provider and the template belong to the SMS chain)
+    sms_autoconfirm: bool = False
+    sms_otp_exp: int = Field(60, ge=0)
+    sms_otp_length: int = 6
+    sms_max_frequency: Duration = timedelta(minutes=1)
+    # number:code pairs; the numbers get the code, and no text is sent to them.
+    sms_test_otp: str = ""
+    # RFC 3339; the test codes stop working then ("" = no end).
+    sms_test_otp_valid_until: str = ""
 
     # apitask worker pool and outbox
     worker_enabled: bool = False
@@ -222,6 +233,8 @@ class Settings(BaseSettings):
     rate_limit_token_refresh: float = Field(150, ge=0)
     rate_limit_anonymous_users: float = Field(30, ge=0)
     rate_limit_email_sent: Annotated[EmailRateLimit, NoDecode] = EmailRateLimit(30)
+    # The same syntax as the e-mail allowance (GoTrue reads both as a Rate).
+    rate_limit_sms_sent: Annotated[EmailRateLimit, NoDecode] = EmailRateLimit(30)
 
     # MFA (docs/gotrue.md §3.18): TOTP on, phone off, as GoTrue's defaults.
     mfa_totp_enroll_enabled: bool = True
@@ -284,6 +297,7 @@ class Settings(BaseSettings):
         "external_flow_state_expiry_duration",
         "smtp_max_frequency",
         "mfa_phone_max_frequency",
+        "sms_max_frequency",
         "worker_shutdown_duration",
     )
     @classmethod
@@ -400,7 +414,19 @@ class Settings(BaseSettings):
             raise ValueError("must be a positive duration such as 10s")
         return value
 
-    @field_validator("rate_limit_email_sent", mode="before")
+    @field_validator("sms_test_otp")
+    @classmethod
+    def _test_otps(cls, value: str) -> str:
+        parse_test_otps(value)
+        return value
+
+    @field_validator("sms_test_otp_valid_until")
+    @classmethod
+    def _valid_until(cls, value: str) -> str:
+        _rfc3339(value)
+        return value
+
+    @field_validator("rate_limit_email_sent", "rate_limit_sms_sent", mode="before")
     @classmethod
     def _email_rate(cls, value: Any) -> Any:
         if isinstance(value, str | int | float) and not isinstance(value, bool):
@@ -464,9 +490,49 @@ class Settings(BaseSettings):
         return self.mfa_phone_max_frequency or timedelta(minutes=1)
 
     @property
+    def sms_code_length(self) -> int:
+        """``GOTRUE_SMS_OTP_LENGTH``, where values outside 6..10 become 6, as GoTrue does."""
+        return self.sms_otp_length if 6 <= self.sms_otp_length <= 10 else 6
+
+    @property
+    def sms_code_exp(self) -> timedelta:
+        """``GOTRUE_SMS_OTP_EXP`` in seconds (0 means GoTrue's default, a minute)."""
+        return timedelta(seconds=self.sms_otp_exp or 60)
+
+    @property
+    def sms_interval(self) -> timedelta:
+        """The per-user interval between texts (0 means the default, a minute)."""
+        return self.sms_max_frequency or timedelta(minutes=1)
+
+    def test_otp(self, phone: str, at: datetime) -> str | None:
+        """``GOTRUE_SMS_TEST_OTP``'s code for ``phone`` while the codes are valid, else None."""
+        until = _rfc3339(self.sms_test_otp_valid_until)
+        if until is not None and at >= until:
+            return None
+        return _test_otps(self.sms_test_otp).get(phone)
+
+    @property
     def flow_state_expiry(self) -> timedelta:
         """PKCE flow-state lifetime; GoTrue never goes below five minutes."""
         return max(self.external_flow_state_expiry_duration, timedelta(seconds=300))
+
+
+@functools.lru_cache(maxsize=8)
+def _test_otps(raw: str) -> dict[str, str]:
+    return parse_test_otps(raw)
+
+
+def _rfc3339(value: str) -> datetime | None:
+    """An RFC 3339 time (aware; ``Z`` allowed), None for ""; ValueError otherwise."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("expected an RFC 3339 time such as 2030-01-01T00:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError("expected an RFC 3339 time with its offset (Z or +hh:mm)")
+    return parsed
 
 
 def _variable(settings_type: type[Settings], loc: tuple[int | str, ...]) -> str:

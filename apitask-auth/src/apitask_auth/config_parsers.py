@@ -24,6 +24,7 @@ from pydantic_settings import NoDecode
 import apitask
 from apitask.mail import InvalidMessageError, check_header
 from apitask.webhooks import InvalidWebhookError, parse_secret
+from apitask_auth.accounts.phones import format_phone, is_e164
 
 __all__ = [
     "CommaList",
@@ -34,6 +35,7 @@ __all__ = [
     "parse_duration",
     "parse_hook_secrets",
     "parse_smtp_headers",
+    "parse_test_otps",
 ]
 
 
@@ -189,6 +191,29 @@ def _json_value(raw: str, kind: type[dict[str, Any]] | type[list[Any]], expected
         if not isinstance(strings, list) or not all(isinstance(v, str) for v in strings):
             raise ValueError(f"expected {expected}")
     return value
+
+
+def parse_test_otps(raw: str) -> dict[str, str]:
+    """``GOTRUE_SMS_TEST_OTP``: ``number:code`` pairs, comma-separated (Go's map syntax).
+
+    A number is kept in GoTrue's stored form (one leading ``+`` and spaces
+    dropped), since that is the form the flows look it up by; it must then be
+    E.164 digits, and a code must be digits, or the start fails (GoTrue would
+    keep a pair no request can ever match).
+    """
+    found: dict[str, str] = {}
+    for pair in (item.strip() for item in raw.split(",")):
+        if not pair:
+            continue
+        number, colon, code = pair.partition(":")
+        number = format_phone(number.strip())
+        code = code.strip()
+        if not colon or not is_e164(number):
+            raise ValueError(f"expected number:code pairs with E.164 numbers, got {pair!r}")
+        if not re.fullmatch(r"[0-9]{1,20}", code):
+            raise ValueError(f"expected a code of digits for {number}, got {code!r}")
+        found[number] = code
+    return found
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]

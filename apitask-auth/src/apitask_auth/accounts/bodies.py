@@ -94,6 +94,8 @@ class UserBody(BaseModel):
     recovery_sent_at: Timestamp | None = _OMITTED_WHEN_EMPTY
     new_email: str | None = _OMITTED_WHEN_EMPTY
     email_change_sent_at: Timestamp | None = _OMITTED_WHEN_EMPTY
+    new_phone: str | None = _OMITTED_WHEN_EMPTY
+    phone_change_sent_at: Timestamp | None = _OMITTED_WHEN_EMPTY
     reauthentication_sent_at: Timestamp | None = _OMITTED_WHEN_EMPTY
     last_sign_in_at: Timestamp | None = _OMITTED_WHEN_EMPTY
     app_metadata: dict[str, Any]

@@ -213,16 +213,25 @@ class _TokenMail:
     per_user_interval: bool = True
 
 
-def check_interval(settings: Settings, user: User, sent_at_column: SentAtColumn) -> None:
-    """GoTrue's per-user minimum interval between mails (``GOTRUE_SMTP_MAX_FREQUENCY``)."""
+def check_interval(
+    settings: Settings,
+    user: User,
+    sent_at_column: SentAtColumn,
+    *,
+    sms: bool = False,
+) -> None:
+    """GoTrue's per-user minimum interval between mails (``GOTRUE_SMTP_MAX_FREQUENCY``),
+    or between texts with ``sms`` (``GOTRUE_SMS_MAX_FREQUENCY``, 429
+    ``over_sms_send_rate_limit``)."""
     sent_at = user[sent_at_column]
     if sent_at is None:
         return
-    remaining = sent_at + settings.max_frequency - now()
+    interval = settings.sms_interval if sms else settings.max_frequency
+    remaining = sent_at + interval - now()
     if remaining.total_seconds() > 0:
         seconds = int(remaining.total_seconds()) + (remaining.total_seconds() % 1 > 0)
         raise too_many_requests(
-            ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT,
+            ErrorCode.OVER_SMS_SEND_RATE_LIMIT if sms else ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT,
             f"For security purposes, you can only request this after {seconds} seconds.",
         )
 

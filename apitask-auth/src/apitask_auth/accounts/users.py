@@ -28,6 +28,7 @@ from apitask_auth.storage.tables import (
     one_time_tokens,
     users,
     users_email_partial_key,
+    users_phone_partial_key,
     verify_attempts,
 )
 
@@ -43,21 +44,26 @@ if TYPE_CHECKING:
 __all__ = [
     "TOKEN_COLUMNS",
     "AddressTakenError",
+    "PhoneTakenError",
     "SentAtColumn",
     "User",
     "clear_one_time_token",
     "clear_one_time_tokens",
     "create_email_identity",
+    "create_phone_identity",
     "confirm_email",
     "create_user",
     "find_token",
     "find_user_by_email",
+    "find_user_by_phone",
+    "find_user_by_phone_change",
     "get_user",
     "is_confirmed",
     "iso",
     "list_identities",
     "providers_metadata",
     "retry_if_taken",
+    "sanitized_user",
     "set_email_identity",
     "set_one_time_token",
     "update_user",
@@ -88,6 +94,20 @@ class AddressTakenError(APIError):
         )
 
 
+class PhoneTakenError(APIError):
+    """The database refused a second account for a number (``users_phone_partial_key``).
+
+    The phone counterpart of :class:`AddressTakenError`: a sign-up that lost a
+    race runs again through :func:`retry_if_taken`; a phone change that lost
+    one is GoTrue's answer to a taken number (422 ``phone_exists``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            422, ErrorCode.PHONE_EXISTS, "Phone number already registered by another user"
+        )
+
+
 async def retry_if_taken(attempt: Callable[[], Awaitable[_T]]) -> _T:
     """Run ``attempt`` (one whole transaction); once more if it lost a race for an address.
 
@@ -96,13 +116,17 @@ async def retry_if_taken(attempt: Callable[[], Awaitable[_T]]) -> _T:
     """
     try:
         return await attempt()
-    except AddressTakenError:
+    except (AddressTakenError, PhoneTakenError):
         return await attempt()
 
 
 # The users columns recording when a token mail was last sent.
 SentAtColumn = Literal[
-    "confirmation_sent_at", "recovery_sent_at", "email_change_sent_at", "reauthentication_sent_at"
+    "confirmation_sent_at",
+    "recovery_sent_at",
+    "email_change_sent_at",
+    "reauthentication_sent_at",
+    "phone_change_sent_at",
 ]
 
 # one_time_tokens.token_type -> the users column holding the same token.
@@ -112,6 +136,7 @@ TOKEN_COLUMNS = {
     "reauthentication_token": "reauthentication_token",
     "email_change_token_new": "email_change_token_new",
     "email_change_token_current": "email_change_token_current",
+    "phone_change_token": "phone_change_token",
 }
 
 
@@ -144,6 +169,13 @@ async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
 # statistics on a partial index's expression, so with "ORDER BY created_at LIMIT 1"
 # it walked users_aud_created_at_idx backwards through the whole audience (852 ms at
 # 1M users) instead of reading the one entry.
+_BY_PHONE = (
+    select(users)
+    .where(users.c.phone == bindparam("phone"))
+    .where(users.c.aud == bindparam("aud"))
+    .where(NOT_SSO)
+    .limit(1)
+)
 _BY_EMAIL = (
     select(users)
     .where(func.lower(users.c.email) == bindparam("email"))
@@ -171,9 +203,27 @@ def _user_insert(on: Backend) -> Executable:
 _USER_INSERT = {on: _user_insert(on) for on in BACKENDS}
 
 
-def _is_taken(exc: IntegrityError) -> bool:
-    # PostgreSQL names the index in its message, SQLite as "index '<name>'".
-    return str(users_email_partial_key.name) in str(exc.orig)
+def _phone_user_insert(on: Backend) -> Executable:
+    # As _user_insert, decided by the unique number index (a phone user has no address).
+    return (
+        upsert(on, users)
+        .on_conflict_do_nothing(index_elements=[users.c.phone, users.c.aud], index_where=NOT_SSO)
+        .returning(users.c.id)
+    )
+
+
+_PHONE_USER_INSERT = {on: _phone_user_insert(on) for on in BACKENDS}
+
+
+def _taken_error(exc: IntegrityError) -> APIError | None:
+    # PostgreSQL names the index in its message, SQLite as "index '<name>'"; SQLite's
+    # "UNIQUE constraint failed: users.phone, users.aud" names the columns.
+    message = str(exc.orig)
+    if str(users_email_partial_key.name) in message:
+        return AddressTakenError()
+    if str(users_phone_partial_key.name) in message or "users.phone, users.aud" in message:
+        return PhoneTakenError()
+    return None
 
 
 def _token_upsert(on: Backend) -> Executable:
@@ -202,6 +252,26 @@ async def find_user_by_email(conn: AsyncConnection, email: str, aud: str) -> Use
     return user_row(row) if row is not None else None
 
 
+async def find_user_by_phone(conn: AsyncConnection, phone: str, aud: str) -> User | None:
+    """The (non-SSO) user of audience ``aud`` with this number (stored form, no ``+``)."""
+    row = (await conn.execute(_BY_PHONE, {"phone": phone, "aud": aud})).first()
+    return user_row(row) if row is not None else None
+
+
+async def find_user_by_phone_change(conn: AsyncConnection, phone: str, aud: str) -> User | None:
+    """The user of audience ``aud`` changing to this number (GoTrue's
+    ``FindUserByPhoneChangeAndAudience``); the newest if several asked for it."""
+    row = (
+        await conn.execute(
+            select(users)
+            .where(users.c.phone_change == phone, users.c.aud == aud, NOT_SSO)
+            .order_by(users.c.phone_change_sent_at.desc())
+            .limit(1)
+        )
+    ).first()
+    return user_row(row) if row is not None else None
+
+
 async def create_user(
     conn: AsyncConnection,
     *,
@@ -214,17 +284,21 @@ async def create_user(
     user_id: str | None = None,
     confirmed: bool = False,
     anonymous: bool = False,
+    phone: str | None = None,
 ) -> User:
-    """Insert a user (and its e-mail identity when it has an address) and return it.
+    """Insert a user (and its e-mail or phone identity) and return it.
 
-    An ``anonymous`` user has no address, no identity and, as in GoTrue, an
-    empty ``app_metadata``: its providers come with its first identity
-    (:func:`providers_metadata`).
+    A ``phone`` user (no address) gets a ``phone`` identity and ``phone`` as
+    its provider, as GoTrue's phone sign-up does. An ``anonymous`` user has no
+    address, no identity and, as in GoTrue, an empty ``app_metadata``: its
+    providers come with its first identity (:func:`providers_metadata`).
 
     Raises:
         AddressTakenError: another transaction holds an account with this address.
+        PhoneTakenError: another transaction holds an account with this number.
     """
     at = now()
+    provider = "phone" if phone and not email else "email"
     values: dict[str, Any] = {
         "id": user_id or new_id(),
         "aud": aud,
@@ -233,19 +307,24 @@ async def create_user(
         "encrypted_password": encrypted_password,
         "raw_app_meta_data": {}
         if anonymous
-        else {"provider": "email", "providers": ["email"]} | (app_metadata or {}),
+        else {"provider": provider, "providers": [provider]} | (app_metadata or {}),
         "raw_user_meta_data": dict(user_metadata),
-        "email_confirmed_at": at if confirmed else None,
+        "email_confirmed_at": at if confirmed and email else None,
+        "phone": phone,
+        "phone_confirmed_at": at if confirmed and phone else None,
         "email_change_confirm_status": 0,
         "is_anonymous": anonymous,
         "is_sso_user": False,
         "created_at": at,
         "updated_at": at,
     }
-    if (await conn.execute(_USER_INSERT[backend(conn)], values)).first() is None:
-        raise AddressTakenError
+    insert = _PHONE_USER_INSERT if provider == "phone" else _USER_INSERT
+    if (await conn.execute(insert[backend(conn)], values)).first() is None:
+        raise PhoneTakenError if provider == "phone" else AddressTakenError
     if email:
         await create_email_identity(conn, values["id"], email, user_metadata, verified=confirmed)
+    elif phone:
+        await create_phone_identity(conn, values["id"], phone, user_metadata, verified=confirmed)
     user = await get_user(conn, values["id"])
     assert user is not None
     return user
@@ -260,13 +339,36 @@ async def create_email_identity(
     verified: bool,
 ) -> None:
     """The ``email`` identity: provider id = user id, identity data as GoTrue builds it."""
+    claims = {"sub": user_id, "email": email, "email_verified": verified, "phone_verified": False}
+    await _create_identity(conn, user_id, "email", claims, data, email=email)
+
+
+async def create_phone_identity(
+    conn: AsyncConnection,
+    user_id: str,
+    phone: str,
+    data: dict[str, Any],
+    *,
+    verified: bool,
+) -> None:
+    """The ``phone`` identity: provider id = user id; ``identity_data`` is
+    ``{sub, phone, email_verified, phone_verified}`` plus the sign-up's ``data``."""
+    claims = {"sub": user_id, "phone": phone, "email_verified": False, "phone_verified": verified}
+    await _create_identity(conn, user_id, "phone", claims, data)
+
+
+async def _create_identity(
+    conn: AsyncConnection,
+    user_id: str,
+    provider: str,
+    claims: dict[str, Any],
+    data: dict[str, Any],
+    *,
+    email: str | None = None,
+) -> None:
+    """Insert an identity whose data is ``claims`` plus the ``data`` keys it lacks."""
     at = now()
-    identity_data: dict[str, Any] = {
-        "sub": user_id,
-        "email": email,
-        "email_verified": verified,
-        "phone_verified": False,
-    }
+    identity_data = dict(claims)
     for key, value in data.items():
         identity_data.setdefault(key, value)
     await conn.execute(
@@ -275,7 +377,7 @@ async def create_email_identity(
             provider_id=user_id,
             user_id=user_id,
             identity_data=identity_data,
-            provider="email",
+            provider=provider,
             email=email,
             created_at=at,
             updated_at=at,
@@ -289,9 +391,10 @@ async def update_user(conn: AsyncConnection, user_id: str, **values: Any) -> Use
     params = {"updated_at": now(), **values, "user_id_": user_id}
     try:
         return user_row((await conn.execute(_UPDATE, params)).one())
-    except IntegrityError as exc:  # a new address another account took meanwhile
-        if _is_taken(exc):
-            raise AddressTakenError from exc
+    except IntegrityError as exc:  # a new address or number another account took meanwhile
+        taken = _taken_error(exc)
+        if taken is not None:
+            raise taken from exc
         raise
 
 
@@ -469,6 +572,35 @@ def factor_json(factor: Factor) -> FactorBody:
     )
 
 
+def sanitized_user(
+    user: User, provider: str, identifier: str, aud: str, data: dict[str, Any]
+) -> UserBody:
+    """GoTrue's ``sanitizeUser``: the answer to a sign-up of a confirmed address or
+    number (``identifier``, of ``provider``), which must not tell that it has an
+    account (§3.1): a new id, no role, no identities, the request's data, the
+    other identifier blanked; other fields leak through as in GoTrue."""
+    at = now()
+    fake: User = {
+        **user,
+        "id": new_id(),
+        "role": "",
+        "aud": aud,
+        "email": identifier if provider == "email" else None,
+        "phone": identifier if provider == "phone" else None,
+        "created_at": at,
+        "updated_at": at,
+        "confirmation_sent_at": at,
+        "email_confirmed_at": None,
+        "phone_confirmed_at": None,
+        "last_sign_in_at": None,
+        "email_change_sent_at": None,
+        "email_change": None,
+        "raw_user_meta_data": data,
+        "raw_app_meta_data": {"provider": provider, "providers": [provider]},
+    }
+    return user_json(fake, [])
+
+
 def user_json(
     user: User, user_identities: list[Identity], factors: list[FactorBody] | None = None
 ) -> UserBody:
@@ -491,6 +623,8 @@ def user_json(
         recovery_sent_at=iso(user["recovery_sent_at"]),
         new_email=user["email_change"],
         email_change_sent_at=iso(user["email_change_sent_at"]),
+        new_phone=user["phone_change"],
+        phone_change_sent_at=iso(user["phone_change_sent_at"]),
         reauthentication_sent_at=iso(user["reauthentication_sent_at"]),
         last_sign_in_at=iso(user["last_sign_in_at"]),
         app_metadata=user["raw_app_meta_data"],

@@ -47,6 +47,9 @@ class ErrorCode(enum.StrEnum):
     # -- accounts, passwords, codes
     INVALID_CREDENTIALS = "invalid_credentials"
     EMAIL_EXISTS = "email_exists"
+    PHONE_EXISTS = "phone_exists"
+    PHONE_NOT_CONFIRMED = "phone_not_confirmed"
+    SMS_SEND_FAILED = "sms_send_failed"
     USER_ALREADY_EXISTS = "user_already_exists"
     EMAIL_NOT_CONFIRMED = "email_not_confirmed"
     EMAIL_ADDRESS_INVALID = "email_address_invalid"
@@ -64,6 +67,7 @@ class ErrorCode(enum.StrEnum):
     # -- rate limits
     OVER_REQUEST_RATE_LIMIT = "over_request_rate_limit"
     OVER_EMAIL_SEND_RATE_LIMIT = "over_email_send_rate_limit"
+    OVER_SMS_SEND_RATE_LIMIT = "over_sms_send_rate_limit"
 
     # -- what is switched off (routes/disabled.py answers most of these)
     SIGNUP_DISABLED = "signup_disabled"

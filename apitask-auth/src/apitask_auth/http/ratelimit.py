@@ -1,11 +1,12 @@
-"""GoTrue's rate limits (§1.7): the global e-mail allowance and the per-IP request limits.
+"""GoTrue's rate limits (§1.7): the global send allowances and the per-IP request limits.
 
-The e-mail allowance (``GOTRUE_RATE_LIMIT_EMAIL_SENT``) is a row in the
-database, taken with one atomic ``UPDATE ... RETURNING``: every process that
-shares the database draws from the same allowance, where GoTrue keeps one per
-process. A plain ``N`` is N per hour in fixed windows (aligned to whole hours
-since the epoch, so all processes agree on the window); ``N/duration`` is a
-token bucket of N refilled one token per duration.
+The e-mail allowance (``GOTRUE_RATE_LIMIT_EMAIL_SENT``) and the SMS allowance
+(``GOTRUE_RATE_LIMIT_SMS_SENT``) are each a row in the database, taken with
+one atomic ``UPDATE ... RETURNING``: every process that shares the database
+draws from the same allowance, where GoTrue keeps one per process. A plain
+``N`` is N per hour in fixed windows (aligned to whole hours since the epoch,
+so all processes agree on the window); ``N/duration`` is a token bucket of N
+refilled one token per duration. :class:`Allowance` names one of them.
 
 The per-IP limits only apply when ``GOTRUE_RATE_LIMIT_HEADER`` names the header
 that carries the client's address, as in GoTrue; they are kept in memory, per
@@ -46,8 +47,13 @@ __all__ = [
     "RequestLimits",
     "TokenBucket",
     "client_key",
+    "Allowance",
+    "EMAIL_ALLOWANCE",
+    "SMS_ALLOWANCE",
     "dispose_allowance",
+    "take_allowance",
     "take_email_allowance",
+    "take_sms_allowance",
 ]
 
 _HOUR = 3600.0
@@ -64,26 +70,50 @@ def _over_email_limit(request: Request | None) -> APIError:
     return too_many_requests(ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT, "email rate limit exceeded")
 
 
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """One global send allowance: its rows' names (one per kind of limit) and its refusal."""
+
+    window_row: str
+    bucket_row: str
+    refusal: Callable[[Request | None], APIError]
+
+
+EMAIL_ALLOWANCE = Allowance("window", "bucket", _over_email_limit)
+"""``GOTRUE_RATE_LIMIT_EMAIL_SENT`` (its rows kept the names they had before SMS)."""
+
+SMS_ALLOWANCE = Allowance(
+    "sms_window",
+    "sms_bucket",
+    lambda _request: too_many_requests(
+        ErrorCode.OVER_SMS_SEND_RATE_LIMIT, "SMS rate limit exceeded"
+    ),
+)
+"""``GOTRUE_RATE_LIMIT_SMS_SENT``: GoTrue's answer, 429 ``over_sms_send_rate_limit``."""
+
+
 def _take_statement(on: Backend, bucket: bool) -> Executable:
     """Take one unit in one statement: create the row spent by one, or spend one from it.
 
     An upsert whose update has a condition: the row comes back (RETURNING)
-    exactly when a unit was taken. Parameters: ``at`` (seconds since the
-    epoch), ``count``, and ``window`` (the hour's number) or ``every`` (seconds).
+    exactly when a unit was taken. Parameters: ``name`` (the row), ``at``
+    (seconds since the epoch), ``count``, and ``window`` (the hour's number)
+    or ``every`` (seconds).
     """
     table = email_rate_limits
+    name = bindparam("name", type_=table.c.name.type)
     at, count = bindparam("at", type_=Float), bindparam("count", type_=Float)
     if bucket:
         refilled = table.c.amount + (at - table.c.updated_at) / bindparam("every", type_=Float)
         available = case((refilled > count, count), else_=refilled)
         # A new bucket starts full, less this unit.
-        fresh = {"name": "bucket", "window_id": 0, "amount": count - 1, "updated_at": at}
+        fresh = {"name": name, "window_id": 0, "amount": count - 1, "updated_at": at}
         spend = {"amount": available - 1, "updated_at": at}
         allowed = available >= 1
     else:
         window = bindparam("window", type_=BigInteger)
         fresh_window = table.c.window_id != window
-        fresh = {"name": "window", "window_id": window, "amount": 1.0, "updated_at": at}
+        fresh = {"name": name, "window_id": window, "amount": 1.0, "updated_at": at}
         spend = {
             "window_id": window,
             "amount": case((fresh_window, 1.0), else_=table.c.amount + 1),
@@ -102,15 +132,19 @@ def _take_statement(on: Backend, bucket: bool) -> Executable:
 _TAKE = {(on, bucket): _take_statement(on, bucket) for on in BACKENDS for bucket in (False, True)}
 
 
-async def _take(conn: AsyncConnection, limit: EmailRateLimit, at: float) -> bool:
-    """Take one mail from the allowance; False when there is none left.
+async def _take(
+    conn: AsyncConnection, allowance: Allowance, limit: EmailRateLimit, at: float
+) -> bool:
+    """Take one send from the allowance; False when there is none left.
 
     The caller has refused a ``count`` below 1, which the statements assume.
     """
-    params: dict[str, float] = {"at": at, "count": limit.count}
+    params: dict[str, float | str] = {"at": at, "count": limit.count}
     if limit.every is None:
+        params["name"] = allowance.window_row
         params["window"] = int(at // _HOUR)
     else:
+        params["name"] = allowance.bucket_row
         params["every"] = limit.every.total_seconds()
     taken = await conn.execute(_TAKE[backend(conn), limit.every is not None], params)
     return taken.first() is not None
@@ -150,36 +184,79 @@ async def take_email_allowance(
     """Spend one unit of ``GOTRUE_RATE_LIMIT_EMAIL_SENT`` for one send (§1.7).
 
     0 refuses every send; otherwise the limit is skipped under autoconfirm, as
-    GoTrue does. On PostgreSQL the unit is taken in a statement of its own, on
-    a connection of its own, so the row lock is not held while the flow (and
-    an inline mail) runs. That connection comes from a small pool of its own,
-    outside the service's pool: a flow holding a pooled connection while
-    waiting for a second one from the same pool could wait forever once every
-    pooled connection is held that way; an allowance connection is held for
-    one statement only. SQLite has one writer anyway, so the flow's own
-    transaction is used. A refusal is counted for /metrics under ``request``'s
-    path (not counted without a request).
+    GoTrue does. A refusal is counted for /metrics under ``request``'s path
+    (not counted without a request). See :func:`take_allowance`.
 
     Raises:
         APIError: 429 ``over_email_send_rate_limit`` when the allowance is spent.
     """
     limit = settings.rate_limit_email_sent
     if limit.count == 0:
-        raise _over_email_limit(request)
+        raise EMAIL_ALLOWANCE.refusal(request)
     if settings.mailer_autoconfirm:
         return
-    if limit.count < 1:  # a fraction of a mail: no whole unit can ever be taken
-        raise _over_email_limit(request)
+    await take_allowance(conn, EMAIL_ALLOWANCE, limit, request=request, at=at)
+
+
+async def take_sms_allowance(
+    conn: AsyncConnection,
+    settings: Settings,
+    *,
+    request: Request | None = None,
+    at: float | None = None,
+) -> None:
+    """Spend one unit of ``GOTRUE_RATE_LIMIT_SMS_SENT`` for one phone request.
+
+    GoTrue takes it in a middleware, for each request to a sending endpoint
+    whose body names a phone, unless ``GOTRUE_SMS_AUTOCONFIRM`` is on; so do
+    the phone flows, before they look the number up, so that a known and an
+    unknown number spend alike. See :func:`take_allowance`.
+
+    Raises:
+        APIError: 429 ``over_sms_send_rate_limit`` when the allowance is spent.
+    """
+    if settings.sms_autoconfirm:
+        return
+    await take_allowance(conn, SMS_ALLOWANCE, settings.rate_limit_sms_sent, request=request, at=at)
+
+
+async def take_allowance(
+    conn: AsyncConnection,
+    allowance: Allowance,
+    limit: EmailRateLimit,
+    *,
+    request: Request | None = None,
+    at: float | None = None,
+) -> None:
+    """Spend one unit of ``allowance`` (``limit`` says how much it holds).
+
+    On PostgreSQL the unit is taken in a statement of its own, on a
+    connection of its own, so the row lock is not held while the flow (and
+    an inline send) runs. That connection comes from a small pool of its own,
+    outside the service's pool: a flow holding a pooled connection while
+    waiting for a second one from the same pool could wait forever once every
+    pooled connection is held that way; an allowance connection is held for
+    one statement only. SQLite has one writer anyway, so the flow's own
+    transaction is used.
+
+    Raises:
+        APIError: the allowance's refusal when nothing is left (always for
+            a ``count`` below 1).
+    """
+    if limit.count < 1:  # 0, or a fraction of a send: no whole unit can ever be taken
+        raise allowance.refusal(request)
     now = time.time() if at is None else at
     if backend(conn) == "postgresql":
-        allowed = await _take_on_own_connection(_allowance_engine(conn.engine), limit, now)
+        taken = await _take_on_own_connection(_allowance_engine(conn.engine), allowance, limit, now)
     else:
-        allowed = await _take(conn, limit, now)
-    if not allowed:
-        raise _over_email_limit(request)
+        taken = await _take(conn, allowance, limit, now)
+    if not taken:
+        raise allowance.refusal(request)
 
 
-async def _take_on_own_connection(engine: AsyncEngine, limit: EmailRateLimit, at: float) -> bool:
+async def _take_on_own_connection(
+    engine: AsyncEngine, allowance: Allowance, limit: EmailRateLimit, at: float
+) -> bool:
     """:func:`_take` on a pooled connection, once more on a fresh one if that one was dead.
 
     A pooled connection can have died since its last use (a server restart,
@@ -189,12 +266,12 @@ async def _take_on_own_connection(engine: AsyncEngine, limit: EmailRateLimit, at
     """
     try:
         async with engine.connect() as own:
-            return await _take(own, limit, at)
+            return await _take(own, allowance, limit, at)
     except DBAPIError as error:
         if not error.connection_invalidated:
             raise
     async with engine.connect() as own:
-        return await _take(own, limit, at)
+        return await _take(own, allowance, limit, at)
 
 
 @dataclass(slots=True)

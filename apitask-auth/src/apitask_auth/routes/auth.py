@@ -6,7 +6,7 @@ Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read i
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,6 +22,7 @@ from apitask_auth.accounts.flows import (
     validate_email,
     validate_pkce,
 )
+from apitask_auth.accounts.phones import format_phone, is_e164, validate_channel, validate_phone
 from apitask_auth.accounts.security import check_password, hash_password, pkce_matches
 from apitask_auth.accounts.sessions import (
     RefreshTokenReusedError,
@@ -37,11 +38,12 @@ from apitask_auth.accounts.users import (
     confirm_email,
     create_user,
     find_user_by_email,
+    find_user_by_phone,
     get_user,
     is_confirmed,
     retry_if_taken,
+    sanitized_user,
     user_body,
-    user_json,
 )
 from apitask_auth.errors import APIError, ErrorCode, bad_request, not_found, unprocessable
 from apitask_auth.http.deps import Auth, Svc, request_aud
@@ -49,12 +51,13 @@ from apitask_auth.http.models import SignupParams, TokenParams
 from apitask_auth.http.redirects import redirect_to
 from apitask_auth.http.timing import mark_nothing_sent, mark_sent
 from apitask_auth.routes.disabled import refuse_grant
-from apitask_auth.storage.tables import flow_state, new_id, now
+from apitask_auth.routes.phone import check_phone_enabled, register_phone
+from apitask_auth.storage.tables import flow_state, now
 
 if TYPE_CHECKING:
     from fastapi.params import Depends as Dependency
 
-    from apitask_auth.accounts.bodies import SessionBody, UserBody
+    from apitask_auth.accounts.bodies import SessionBody
     from apitask_auth.config import Settings
 
 __all__ = [
@@ -69,30 +72,6 @@ __all__ = [
 
 # The refresh tokens we issue: 12 characters of lowercase letters and digits.
 _REFRESH_TOKEN = re.compile(r"[a-z0-9]{12}")
-
-
-def _fake_user(email: str, aud: str, data: dict[str, Any], user: User) -> UserBody:
-    """The anti-enumeration answer for a confirmed address (§3.1)."""
-    at = now()
-    fake: User = {
-        **user,
-        "id": new_id(),
-        "role": "",
-        "aud": aud,
-        "email": email,
-        "phone": None,
-        "created_at": at,
-        "updated_at": at,
-        "confirmation_sent_at": at,
-        "email_confirmed_at": None,
-        "phone_confirmed_at": None,
-        "last_sign_in_at": None,
-        "email_change_sent_at": None,
-        "email_change": None,
-        "raw_user_meta_data": data,
-        "raw_app_meta_data": {"provider": "email", "providers": ["email"]},
-    }
-    return user_json(fake, [])
 
 
 def is_anonymous_signup(params: SignupParams) -> bool:
@@ -154,8 +133,8 @@ async def _signup_anonymously(request: Request, svc: Svc, params: SignupParams) 
 
 
 async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
-    """Register with e-mail and password (confirm by mail unless autoconfirm is on),
-    or anonymously when neither address nor phone is given."""
+    """Register with e-mail or phone and a password (confirm by mail or text unless
+    autoconfirm is on), or anonymously when neither address nor phone is given."""
     settings = svc.settings
     if is_anonymous_signup(params):
         if not settings.external_anonymous_users_enabled:
@@ -173,9 +152,15 @@ async def signup(params: SignupParams, request: Request, svc: Svc) -> Response:
             ErrorCode.VALIDATION_FAILED,
             "Only an email address or phone number should be provided on signup.",
         )
-    validate_pkce(params.code_challenge, params.code_challenge_method)
     if params.phone:
-        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone signups are disabled")
+        channel = validate_channel(params.channel)
+        if params.code_challenge:  # a phone sign-up's session comes in the body
+            raise bad_request(ErrorCode.VALIDATION_FAILED, "PKCE not supported for phone signups")
+        check_phone_enabled(settings, "Phone signups are disabled")
+        phone = validate_phone(params.phone)
+        password_hash = await hash_password(params.password)
+        return await register_phone(request, svc, phone, password_hash, params.data or {}, channel)
+    validate_pkce(params.code_challenge, params.code_challenge_method)
     if not settings.external_email_enabled:
         raise bad_request(ErrorCode.EMAIL_PROVIDER_DISABLED, "Email signups are disabled")
     return await register_email(request, svc, params, await hash_password(params.password))
@@ -208,7 +193,7 @@ async def register_email(
                 if settings.mailer_autoconfirm:
                     raise unprocessable(ErrorCode.USER_ALREADY_EXISTS, "User already registered")
                 mark_nothing_sent(request)
-                return JSONResponse(_fake_user(email, aud, data, user).model_dump())
+                return JSONResponse(sanitized_user(user, "email", email, aud, data).model_dump())
             if user is None:
                 user = await create_email_user(
                     conn,
@@ -281,18 +266,11 @@ async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Re
     if not params.email and not params.phone:
         raise bad_request(ErrorCode.VALIDATION_FAILED, "missing email or phone")
     if params.phone:
-        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
-    if not settings.external_email_enabled:
+        check_phone_enabled(settings, "Phone logins are disabled")
+    elif not settings.external_email_enabled:
         raise unprocessable(ErrorCode.EMAIL_PROVIDER_DISABLED, "Email logins are disabled")
     invalid = bad_request(ErrorCode.INVALID_CREDENTIALS, "Invalid login credentials")
-    try:
-        email = validate_email(params.email)
-    except APIError:
-        email = ""  # no account can have it: answered as an unknown address
-    user = None
-    if email:
-        async with svc.engine.connect() as conn:
-            user = await find_user_by_email(conn, email, request_aud(settings, request))
+    user = await _password_user(request, svc, params)
     # One bcrypt check whether or not the user exists: the time tells nothing.
     matches = await check_password(
         params.password or "", user["encrypted_password"] if user else None
@@ -301,12 +279,36 @@ async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Re
         raise invalid
     if user["banned_until"] is not None and user["banned_until"] > now():
         raise bad_request(ErrorCode.USER_BANNED, "User is banned")
-    if not is_confirmed(user):
+    if params.phone and user["phone_confirmed_at"] is None:
+        raise bad_request(ErrorCode.PHONE_NOT_CONFIRMED, "Phone not confirmed")
+    if not params.phone and not is_confirmed(user):
         raise bad_request(ErrorCode.EMAIL_NOT_CONFIRMED, "Email not confirmed")
     async with svc.engine.begin() as conn:
         body = await issue_session(conn, settings, user, "password")
-        await audit(conn, request, user["id"], user["email"] or "", "login")
+        await audit(conn, request, user["id"], user["email"] or user["phone"] or "", "login")
     return _session_response(body)
+
+
+async def _password_user(request: Request, svc: Svc, params: TokenParams) -> User | None:
+    """The account a password grant names by address or by number, if any.
+
+    A number is only formatted (GoTrue's ``formatPhoneNumber``), not validated:
+    one that is not E.164 has no account and is answered as an unknown one,
+    like an address that is not one.
+    """
+    aud = request_aud(svc.settings, request)
+    if params.phone:
+        phone = format_phone(params.phone)
+        if not is_e164(phone):
+            return None
+        async with svc.engine.connect() as conn:
+            return await find_user_by_phone(conn, phone, aud)
+    try:
+        email = validate_email(params.email)
+    except APIError:
+        return None  # no account can have it: answered as an unknown address
+    async with svc.engine.connect() as conn:
+        return await find_user_by_email(conn, email, aud)
 
 
 async def _refresh_grant(request: Request, svc: Svc, params: TokenParams) -> Response:

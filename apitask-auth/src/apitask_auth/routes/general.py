@@ -59,11 +59,13 @@ async def public_settings(request: Request) -> dict[str, Any]:
     external = dict.fromkeys(_PROVIDERS, False)
     external["email"] = settings.external_email_enabled
     external["anonymous_users"] = settings.external_anonymous_users_enabled
+    external["phone"] = settings.external_phone_enabled
     return {
         "external": external,
         "disable_signup": settings.disable_signup,
         "mailer_autoconfirm": settings.mailer_autoconfirm,
-        "phone_autoconfirm": False,
+        "phone_autoconfirm": settings.sms_autoconfirm,
+        # GOTRUE_SMS_PROVIDER's name, once the SMS chain reads it.
         "sms_provider": "",
         "saml_enabled": False,
         "saml_private_key_next_configured": False,

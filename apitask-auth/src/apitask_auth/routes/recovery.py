@@ -1,4 +1,5 @@
-"""Mail-only sign-in and recovery: /recover, /magiclink, /otp, /resend (§3.2-§3.5).
+"""Sign-in and recovery by code: /recover, /magiclink, /otp, /resend (§3.2-§3.5);
+the phone side of /otp and /resend is routes/phone.py's (§11).
 
 Unknown addresses get the answers GoTrue gives them, so the status and body
 do not tell whether an account exists (where GoTrue leaks, e.g.
@@ -23,7 +24,9 @@ from apitask_auth.accounts.flows import (
     validate_email,
     validate_pkce,
 )
-from apitask_auth.accounts.users import find_user_by_email
+from apitask_auth.accounts.phone_codes import send_phone_code
+from apitask_auth.accounts.phones import validate_channel, validate_phone
+from apitask_auth.accounts.users import find_user_by_email, find_user_by_phone
 from apitask_auth.errors import APIError, ErrorCode, bad_request, unprocessable
 from apitask_auth.http.deps import Svc, request_aud
 from apitask_auth.http.models import (
@@ -33,9 +36,11 @@ from apitask_auth.http.models import (
     ResendParams,
     SignupParams,
 )
+from apitask_auth.http.ratelimit import take_sms_allowance
 from apitask_auth.http.redirects import redirect_to
 from apitask_auth.http.timing import mark_nothing_sent, mark_outcome, mark_sent
 from apitask_auth.routes.auth import register_email
+from apitask_auth.routes.phone import check_phone_enabled, sms_otp
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -198,16 +203,21 @@ async def otp(params: OtpParams, request: Request, svc: Svc) -> Response:
         )
     validate_pkce(params.code_challenge, params.code_challenge_method)
     if not params.create_user and (params.email or params.phone):
-        # GoTrue answers otp_disabled for an invalid address here too.
+        # GoTrue answers otp_disabled for an invalid address here too, but
+        # validation_failed for an invalid number.
         known = False
-        if params.email and not params.phone:
+        aud = request_aud(svc.settings, request)
+        if params.phone:
+            phone = validate_phone(params.phone)
+            async with svc.engine.connect() as conn:
+                known = await find_user_by_phone(conn, phone, aud) is not None
+        else:
             try:
                 email = validate_email(params.email)
             except APIError:
                 email = ""
             if email:
                 async with svc.engine.connect() as conn:
-                    aud = request_aud(svc.settings, request)
                     known = await find_user_by_email(conn, email, aud) is not None
         if not known:
             raise unprocessable(ErrorCode.OTP_DISABLED, "Signups not allowed for otp")
@@ -223,15 +233,19 @@ async def otp(params: OtpParams, request: Request, svc: Svc) -> Response:
             ),
         )
     if params.phone:
-        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Unsupported phone provider")
+        check_phone_enabled(svc.settings, "Unsupported phone provider")
+        channel = validate_channel(params.channel)
+        phone = validate_phone(params.phone)
+        return await sms_otp(request, svc, phone, channel, params.data or {})
     raise bad_request(ErrorCode.VALIDATION_FAILED, "One of email or phone must be set")
 
 
 _RESEND_TYPES = ("signup", "email_change", "sms", "phone_change")
 
 
-def _check_resend(settings: Settings, params: ResendParams) -> tuple[str, PKCE | None]:
-    """GoTrue's resend validation, in its order; returns the address and any PKCE."""
+def _check_resend(settings: Settings, params: ResendParams) -> tuple[str, str, PKCE | None]:
+    """GoTrue's resend validation, in its order; returns the address or the
+    number (the other one ""), and any PKCE."""
     if params.type not in _RESEND_TYPES:
         raise bad_request(
             ErrorCode.VALIDATION_FAILED,
@@ -249,31 +263,50 @@ def _check_resend(settings: Settings, params: ResendParams) -> tuple[str, PKCE |
             ErrorCode.VALIDATION_FAILED, "Only an email address or phone number should be provided."
         )
     if params.phone:
-        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
+        check_phone_enabled(settings, "Phone logins are disabled")
+        return "", validate_phone(params.phone), pkce
     if not params.email:
         raise bad_request(ErrorCode.VALIDATION_FAILED, "Missing email address or phone number")
     if not settings.external_email_enabled:
         raise _email_logins_disabled(400)
-    return validate_email(params.email), pkce
+    return validate_email(params.email), "", pkce
+
+
+def _nothing_to_resend(user: User | None, kind: str | None) -> bool:
+    """No account, or nothing pending of that kind: answered as an unknown address."""
+    return (
+        user is None
+        or (kind == "signup" and user["email_confirmed_at"] is not None)
+        or (kind == "sms" and user["phone_confirmed_at"] is not None)
+        or (kind == "email_change" and not user["email_change"])
+        or (kind == "phone_change" and not user["phone_change"])
+    )
 
 
 async def resend(params: ResendParams, request: Request, svc: Svc) -> Response:
     """Send a sign-up confirmation or e-mail-change mail again; ``{}`` when there is none."""
     settings = svc.settings
-    email, pkce = _check_resend(settings, params)
+    email, phone, pkce = _check_resend(settings, params)
     redirect = redirect_to(settings, request)
+    aud = request_aud(settings, request)
     async with svc.engine.begin() as conn:
-        user = await find_user_by_email(conn, email, request_aud(settings, request))
+        if phone:
+            # Before the look-up: a known and an unknown number spend alike.
+            await take_sms_allowance(conn, settings, request=request)
+            user = await find_user_by_phone(conn, phone, aud)
+        else:
+            user = await find_user_by_email(conn, email, aud)
         # Nothing to resend answers exactly as an unknown address does.
-        if (
-            user is None
-            or params.type == "phone_change"  # no phone changes here: never one pending
-            or (params.type == "signup" and user["email_confirmed_at"] is not None)
-            or (params.type == "email_change" and not user["email_change"])
-        ):
+        if user is None or _nothing_to_resend(user, params.type):
             mark_nothing_sent(request)
             return JSONResponse({})
-        if params.type == "signup":
+        if params.type == "sms":
+            await audit(conn, request, user["id"], phone, "user_recovery_requested")
+            await send_phone_code(conn, settings, svc.texter, user, phone, "confirmation")
+        elif params.type == "phone_change":
+            new_phone = user["phone_change"] or ""
+            await send_phone_code(conn, settings, svc.texter, user, new_phone, "phone_change")
+        elif params.type == "signup":
             await _request_mail(
                 conn,
                 svc,

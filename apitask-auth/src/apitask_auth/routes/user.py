@@ -5,6 +5,7 @@ Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from apitask_auth.accounts.flows import (
     validate_pkce,
 )
 from apitask_auth.accounts.mfa import require_aal2_with_mfa
+from apitask_auth.accounts.phone_codes import confirm_phone, send_phone_code
+from apitask_auth.accounts.phones import validate_channel, validate_phone
 from apitask_auth.accounts.security import (
     check_password,
     constant_time_equal,
@@ -33,6 +36,7 @@ from apitask_auth.accounts.users import (
     User,
     clear_one_time_tokens,
     find_user_by_email,
+    find_user_by_phone,
     get_user,
     update_user,
     user_body,
@@ -41,14 +45,17 @@ from apitask_auth.delivery.notifications import notification_data, notify
 from apitask_auth.errors import ErrorCode, bad_request, forbidden, unprocessable
 from apitask_auth.http.deps import Auth, Svc, request_aud
 from apitask_auth.http.models import UserUpdateParams  # noqa: TC001 - read by FastAPI
+from apitask_auth.http.ratelimit import take_sms_allowance
 from apitask_auth.http.redirects import redirect_to
+from apitask_auth.routes.phone import check_phone_enabled
 from apitask_auth.storage.tables import now
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from apitask_auth.config import Settings
-    from apitask_auth.http.deps import AuthenticatedUser
+    from apitask_auth.delivery.texter import Channel
+    from apitask_auth.http.deps import AuthenticatedUser, Service
 
 __all__ = ["reauthenticate", "update_current_user"]
 
@@ -82,7 +89,9 @@ async def _check_nonce(conn: AsyncConnection, settings: Settings, user: User, no
     assert current is not None  # the caller's own row, inside this transaction
     stored = current["reauthentication_token"]  # None once dropped at its last try
     sent_at = current["reauthentication_sent_at"]
-    expected = token_hash(current["email"] or "", nonce, settings.jwt_secret)
+    # The nonce was hashed with where it went: the address, or the number (by text).
+    sent_to = current["email"] or current["phone"] or ""
+    expected = token_hash(sent_to, nonce, settings.jwt_secret)
     if (
         not stored
         or sent_at is None
@@ -155,11 +164,23 @@ async def _set_password(conn: AsyncConnection, caller: AuthenticatedUser, passwo
     return user
 
 
-def _validate(settings: Settings, caller: AuthenticatedUser, params: UserUpdateParams) -> str:
-    """The checks before any database work, in GoTrue's order; returns the new address."""
+@dataclass(frozen=True, slots=True)
+class _Changes:
+    """What a PUT /user asks to change: "" for an address or number it leaves as is."""
+
+    email: str
+    phone: str
+    channel: Channel
+
+
+def _validate(settings: Settings, caller: AuthenticatedUser, params: UserUpdateParams) -> _Changes:
+    """The checks before any database work, in GoTrue's order."""
     email = validate_email(params.email) if params.email else ""
+    phone, channel = "", validate_channel(params.channel if params.phone else None)
     if params.phone:
-        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
+        phone = validate_phone(params.phone)
+        # Ours: GoTrue would text the code even with phone sign-in off.
+        check_phone_enabled(settings, "Phone logins are disabled")
     if params.password is not None:
         check_password_strength(settings, params.password)
     user = caller.user
@@ -167,20 +188,26 @@ def _validate(settings: Settings, caller: AuthenticatedUser, params: UserUpdateP
         user["aud"] == settings.jwt_aud and user["role"] == settings.jwt_admin_group_name
     ):
         raise forbidden(ErrorCode.NOT_ADMIN, "Updating app_metadata requires admin privileges")
-    if user["is_anonymous"] and params.password and not email:
+    if user["is_anonymous"] and params.password and not email and not phone:
         raise unprocessable(
             ErrorCode.VALIDATION_FAILED,
             "Updating password of an anonymous user without an email or phone is not allowed",
         )
-    return email if email != (user["email"] or "") else ""
+    return _Changes(
+        email if email != (user["email"] or "") else "",
+        phone if phone != (user["phone"] or "") else "",
+        channel,
+    )
 
 
 async def update_current_user(
     params: UserUpdateParams, request: Request, caller: Auth, svc: Svc
 ) -> Response:
-    """Change the user's data, password or address (the address only once confirmed)."""
+    """Change the user's data, password, address or number (the address and the
+    number only once confirmed by a code)."""
     settings = svc.settings
-    new_email = _validate(settings, caller, params)
+    changes = _validate(settings, caller, params)
+    new_email, new_phone = changes.email, changes.phone
     # GoTrue only looks at the PKCE fields when a challenge is given.
     pkce = (
         validate_pkce(params.code_challenge, params.code_challenge_method)
@@ -199,6 +226,12 @@ async def update_current_user(
             raise unprocessable(
                 ErrorCode.EMAIL_EXISTS,
                 "A user with this email address has already been registered",
+            )
+        if new_phone and await find_user_by_phone(
+            conn, new_phone, request_aud(settings, request, caller.claims)
+        ):
+            raise unprocessable(
+                ErrorCode.PHONE_EXISTS, "Phone number already registered by another user"
             )
         if params.password is not None:
             await _check_password_change(conn, settings, caller, params)
@@ -232,6 +265,8 @@ async def update_current_user(
                 redirect,
                 pkce=pkce is not None,
             )
+        if new_phone:
+            user = await _change_phone(conn, svc, request, user, new_phone, changes.channel)
         await audit(conn, request, user["id"], user["email"] or "", "user_modified")
         fresh = await get_user(conn, user["id"])
         assert fresh is not None  # the caller's own row, inside this transaction
@@ -243,8 +278,41 @@ async def update_current_user(
     return JSONResponse(body.model_dump())
 
 
+async def _change_phone(
+    conn: AsyncConnection,
+    svc: Service,
+    request: Request,
+    user: User,
+    new_phone: str,
+    channel: Channel,
+) -> User:
+    """Text a code to the new number (it becomes ``new_phone``); under
+    ``GOTRUE_SMS_AUTOCONFIRM`` the number is the user's at once, as in GoTrue."""
+    await take_sms_allowance(conn, svc.settings, request=request)
+    if svc.settings.sms_autoconfirm:
+        user = await update_user(conn, user["id"], phone_change=new_phone)
+        return await confirm_phone(conn, request, user, "phone_change")
+    return await send_phone_code(
+        conn, svc.settings, svc.texter, user, new_phone, "phone_change", channel
+    )
+
+
+async def _reauthenticate_by_text(request: Request, svc: Service, user: User) -> Response:
+    """GoTrue's reauthentication of a user with a number and no address: the nonce
+    goes by text (hashed with the number, which :func:`_check_nonce` then uses)."""
+    check_phone_enabled(svc.settings, "Phone logins are disabled")
+    phone = user["phone"] or ""
+    if user["phone_confirmed_at"] is None:
+        raise unprocessable(ErrorCode.PHONE_NOT_CONFIRMED, "Please verify your phone first.")
+    async with svc.engine.begin() as conn:
+        await audit(conn, request, user["id"], phone, "user_reauthenticate_requested")
+        await send_phone_code(conn, svc.settings, svc.texter, user, phone, "reauthentication")
+    return JSONResponse({})
+
+
 async def reauthenticate(request: Request, caller: Auth, svc: Svc) -> Response:
-    """Mail a code that authorizes a password change (``nonce`` on PUT /user)."""
+    """Mail (or text, to a user with no address) a code that authorizes a password
+    change (``nonce`` on PUT /user)."""
     user = caller.user
     if not user["email"] and not user["phone"]:
         raise bad_request(
@@ -252,7 +320,7 @@ async def reauthenticate(request: Request, caller: Auth, svc: Svc) -> Response:
             "Reauthentication requires the user to have an email or a phone number",
         )
     if not user["email"]:
-        raise bad_request(ErrorCode.PHONE_PROVIDER_DISABLED, "Phone logins are disabled")
+        return await _reauthenticate_by_text(request, svc, user)
     if user["email_confirmed_at"] is None:
         raise unprocessable(ErrorCode.EMAIL_NOT_CONFIRMED, "Please verify your email first.")
     async with svc.engine.begin() as conn:

@@ -17,6 +17,7 @@ from apitask_auth.accounts.audit import audit
 from apitask_auth.accounts.bodies import SingleConfirmationBody
 from apitask_auth.accounts.email_change import SINGLE_CONFIRMATION, confirm_email_change
 from apitask_auth.accounts.flows import PKCE_TOKEN_PREFIX, latest_flow_state, validate_email
+from apitask_auth.accounts.phones import validate_phone
 from apitask_auth.accounts.security import token_hash
 from apitask_auth.accounts.sessions import issue_session
 from apitask_auth.accounts.users import (
@@ -35,6 +36,7 @@ from apitask_auth.http.deps import Service, Svc, request_aud
 from apitask_auth.http.models import VerifyParams  # noqa: TC001 - read by FastAPI
 from apitask_auth.http.redirects import redirect_to
 from apitask_auth.http.timing import mark_nothing_sent, mark_sent
+from apitask_auth.routes.phone import PHONE_VERIFY_TYPES, verify_phone
 from apitask_auth.storage.tables import flow_state, now, users
 
 if TYPE_CHECKING:
@@ -181,10 +183,11 @@ async def _apply_verification(
     return user
 
 
-def _check_type(kind: str | None) -> str:
+def _check_type(kind: str | None, *, phone_types: bool = False) -> str:
+    """The verification type, known to the endpoint (the link knows no phone types)."""
     if not kind:
         raise bad_request(ErrorCode.VALIDATION_FAILED, "Verify requires a verification type")
-    if kind not in _VERIFY_TYPES:
+    if kind not in _VERIFY_TYPES and not (phone_types and kind in PHONE_VERIFY_TYPES):
         raise bad_request(ErrorCode.VALIDATION_FAILED, f"Unsupported verification type {kind!r}")
     return kind
 
@@ -290,7 +293,7 @@ async def _notify_email_changed(svc: Service, user: User, old_email: str | None)
 
 
 async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Response:
-    """Verify an OTP (with its address) or a token hash; answers with a session."""
+    """Verify an OTP (with its address or number) or a token hash; answers with a session."""
     settings = svc.settings
     if bool(params.token) == bool(params.token_hash):
         raise bad_request(
@@ -305,9 +308,16 @@ async def verify_otp(params: VerifyParams, svc: Svc, request: Request) -> Respon
             ErrorCode.VALIDATION_FAILED,
             "Only an email address or phone number should be provided on verify",
         )
-    kind = _check_type(params.type)
-    if params.phone:
-        raise bad_request(ErrorCode.VALIDATION_FAILED, "Phone verification is not supported")
+    kind = _check_type(params.type, phone_types=True)
+    if params.phone and params.token:
+        if kind not in PHONE_VERIFY_TYPES:
+            raise bad_request(ErrorCode.VALIDATION_FAILED, "Invalid sms verification type")
+        return await verify_phone(request, svc, kind, validate_phone(params.phone), params.token)
+    if kind in PHONE_VERIFY_TYPES:
+        if params.token_hash:  # a hash only ever opens a mailed link
+            raise bad_request(ErrorCode.VALIDATION_FAILED, "Invalid email verification type")
+        # A text's code is hashed with its number: none was sent to an address.
+        raise forbidden(ErrorCode.OTP_EXPIRED, "Token has expired or is invalid")
     if params.token_hash:
         message = "Email link is invalid or has expired"
     else:

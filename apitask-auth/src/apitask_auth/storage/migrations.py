@@ -29,8 +29,11 @@ from apitask_auth.storage.tables import (
     refresh_tokens_parent_idx,
     sessions,
     sessions_factor_id_idx,
+    users,
     users_aud_created_at_idx,
     users_email_partial_key,
+    users_phone_change_idx,
+    users_phone_partial_key,
     verify_attempts,
 )
 
@@ -106,6 +109,19 @@ def _mfa(connection: Connection) -> None:
     connection.execute(CreateIndex(sessions_factor_id_idx))
 
 
+def _phone_changes(connection: Connection) -> None:
+    """The columns of a pending phone change, one account per number, and the look-ups.
+
+    No existing row can break the unique index: no earlier version stored a number.
+    """
+    for name in ("phone_change", "phone_change_token", "phone_change_sent_at"):
+        column = users.c[name]
+        kind = column.type.compile(dialect=connection.dialect)
+        connection.exec_driver_sql(f"ALTER TABLE users ADD COLUMN {name} {kind}")
+    for index in (users_phone_partial_key, users_phone_change_idx):
+        connection.execute(CreateIndex(index))
+
+
 # Append-only: a deployed step is never edited, later changes are new steps.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
@@ -113,16 +129,19 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "one account per address; an index under every look-up", _one_account_per_address),
     (4, "verify attempts per code", _verify_attempts),
     (5, "MFA factors and challenges; the factor behind a session", _mfa),
+    (6, "phone sign-in: pending phone changes, one account per number", _phone_changes),
 ]
 
 
 async def schema_version(connection: AsyncConnection) -> int:
     """The highest applied migration (0 for an empty database)."""
+    return max(await _applied(connection), default=0)
 
-    def _read(sync: Connection) -> int:
+
+async def _applied(connection: AsyncConnection) -> set[int]:
+    def _read(sync: Connection) -> set[int]:
         schema_migrations.create(sync, checkfirst=True)
-        versions = sync.execute(select(schema_migrations.c.version)).scalars().all()
-        return max(versions, default=0)
+        return set(sync.execute(select(schema_migrations.c.version)).scalars().all())
 
     return await connection.run_sync(_read)
 
@@ -135,9 +154,12 @@ async def migrate(engine: AsyncEngine) -> list[int]:
     """
     applied: list[int] = []
     async with engine.begin() as connection:
-        current = await schema_version(connection)
+        # By the set, not the highest: steps written on parallel branches may be
+        # merged after a later number was applied (a database at 1-4 and 6 still
+        # gets 5).
+        done = await _applied(connection)
         for version, _name, step in MIGRATIONS:
-            if version <= current:
+            if version in done:
                 continue
             await connection.run_sync(step)
             await connection.execute(
@@ -152,14 +174,21 @@ async def schema_status(engine: AsyncEngine, database_url: str) -> dict[str, tup
 
     Returns:
         ``(applied, latest)`` versions by schema (``"auth"``, ``"outbox"``);
-        0 applied for a schema never migrated.
+        0 applied for a schema never migrated. For ``"auth"``, ``applied`` is the
+        last step before the first one missing: a database that has 6 but not 5
+        (merged later) is at 4, so it is not reported current.
     """
 
     def _read(sync: Connection) -> int:
         if not inspect(sync).has_table("schema_migrations"):
             return 0
-        versions = sync.execute(text("SELECT version FROM schema_migrations")).scalars().all()
-        return max(versions, default=0)
+        done = set(sync.execute(text("SELECT version FROM schema_migrations")).scalars())
+        through = 0
+        for version, _name, _step in MIGRATIONS:
+            if version not in done:
+                break
+            through = version
+        return through
 
     async with engine.connect() as connection:
         auth = await connection.run_sync(_read)

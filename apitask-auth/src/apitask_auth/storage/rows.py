@@ -66,6 +66,9 @@ class User(TypedDict):
     deleted_at: datetime | None
     is_anonymous: bool
     is_sso_user: bool
+    phone_change: str | None
+    phone_change_token: str | None
+    phone_change_sent_at: datetime | None
 
 
 class Identity(TypedDict):

@@ -56,6 +56,8 @@ __all__ = [
     "users",
     "users_aud_created_at_idx",
     "users_email_partial_key",
+    "users_phone_change_idx",
+    "users_phone_partial_key",
     "verify_attempts",
 ]
 
@@ -125,6 +127,11 @@ users = Table(
     _ts("deleted_at"),
     Column("is_anonymous", Boolean, nullable=False, default=False),
     Column("is_sso_user", Boolean, nullable=False, default=False),
+    # A pending phone change (migration 6, which adds them last): the new number,
+    # its code's hash, when it was sent.
+    Column("phone_change", String(32)),
+    Column("phone_change_token", String(255)),
+    _ts("phone_change_sent_at"),
 )
 
 # One account per address (migration 3). GoTrue's users_email_partial_key, scoped
@@ -141,6 +148,19 @@ users_email_partial_key = Index(
     postgresql_where=NOT_SSO,
     sqlite_where=NOT_SSO,
 )
+# One account per number (migration 6), scoped as the address is: GoTrue's
+# users_phone_key, within one audience, among non-SSO users. It is also the
+# look-up by number (find_user_by_phone repeats its WHERE).
+users_phone_partial_key = Index(
+    "users_phone_partial_key",
+    users.c.phone,
+    users.c.aud,
+    unique=True,
+    postgresql_where=NOT_SSO,
+    sqlite_where=NOT_SSO,
+)
+# POST /verify {type: "phone_change"}: the user whose pending number this is.
+users_phone_change_idx = Index("users_phone_change_idx", users.c.phone_change)
 # GET /admin/users: one audience, newest first (the ORDER BY, column for column).
 users_aud_created_at_idx = Index(
     "users_aud_created_at_idx", users.c.aud, users.c.created_at.desc(), users.c.id
@@ -275,8 +295,9 @@ mfa_challenges = Table(
     Index("mfa_challenges_factor_id_idx", "factor_id"),
 )
 
-# The global e-mail limit (GOTRUE_RATE_LIMIT_EMAIL_SENT) as one row per mode,
-# so every process on the database draws from the same allowance. Times are
+# The global send limits (GOTRUE_RATE_LIMIT_EMAIL_SENT, GOTRUE_RATE_LIMIT_SMS_SENT)
+# as one row per allowance and mode (http/ratelimit.py names them), so every
+# process on the database draws from the same allowance. Times are
 # Unix seconds as floats: the same arithmetic on SQLite and PostgreSQL.
 email_rate_limits = Table(
     "email_rate_limits",
