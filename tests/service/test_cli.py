@@ -20,11 +20,11 @@ from apitask_auth.cli import main
 from apitask_auth.delivery.devinbox import DevInbox
 from apitask_auth.delivery.sms import SmsTask, TextMessage
 from apitask_auth.delivery.sms.devinbox import DevInboxProvider
+from apitask_auth.storage.migrations import MIGRATIONS
 from integration.webhooks.receiver import OTHER_SECRET, Receiver
 from integration.webhooks.receiver import SECRET as HOOK_SECRET
 
 from ._twilio import twilio_in_thread
-from apitask_auth.storage.migrations import MIGRATIONS
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -91,7 +91,6 @@ class ErrorCode(enum.StrEnum):
     MFA_PHONE_VERIFY_NOT_ENABLED = "mfa_phone_verify_not_enabled"
     TOO_MANY_ENROLLED_MFA_FACTORS = "too_many_enrolled_mfa_factors"
     INSUFFICIENT_AAL = "insufficient_aal"
-    OVER_SMS_SEND_RATE_LIMIT = "over_sms_send_rate_limit"
     MFA_TOTP_ENROLL_NOT_ENABLED = "mfa_totp_enroll_not_enabled"
     MFA_PHONE_ENROLL_NOT_ENABLED = "mfa_phone_enroll_not_enabled"
     MFA_WEBAUTHN_ENROLL_NOT_ENABLED = "mfa_webauthn_enroll_not_enabled"
