@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._exceptions import TaskError
 from .._request_id import current_request_id
-from .._scope import scope
+from .._scope import RequestScope, activate, current_scope, deactivate, scope
 from ._registry import TaskRegistry, encode_payload
 from ._store import NewJob
+from ._sync_enqueue import insert_sync_in
 from ._worker import Worker
 
 # Imported now, not in open_store: loading it reads the SQL files, which must
@@ -19,7 +20,7 @@ from ._worker import Worker
 from .sqlite import SQLiteStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
     from types import TracebackType
 
     from .._types import Task
@@ -32,6 +33,11 @@ __all__ = ["Outbox", "OutboxSink", "open_outbox", "open_store"]
 # (outbox, connection). The sink enqueues into it.
 _declared: contextvars.ContextVar[tuple[Outbox, object] | None] = contextvars.ContextVar(
     "apitask_outbox_transaction", default=None
+)
+# The same for sync code, declared with Outbox.transaction_sync(): kept apart
+# so that an async submit never meets a sync connection, nor the reverse.
+_declared_sync: contextvars.ContextVar[tuple[Outbox, object] | None] = contextvars.ContextVar(
+    "apitask_outbox_transaction_sync", default=None
 )
 
 
@@ -155,10 +161,64 @@ class Outbox:
             OutboxError: the database refused the insert or could not be
                 reached (the driver's exception is its ``__cause__``).
         """
-        if delay < 0:
-            raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
-        job = NewJob(task.type, encode_payload(task), idempotency_key, delay, current_request_id())
-        return await self.store.insert(conn, job)
+        return await self.store.insert(conn, _new_job(task, idempotency_key, delay))
+
+    def enqueue_sync(
+        self,
+        conn: object | None,
+        task: Task,
+        idempotency_key: str | None = None,
+        *,
+        delay: float = 0.0,
+        allow_autocommit: bool = False,
+    ) -> int | None:
+        """:meth:`enqueue` for sync code: write ``task`` in the transaction open on ``conn``.
+
+        The same job row as :meth:`enqueue` (the same table, the same JSON),
+        so async workers run jobs that sync code wrote. Nothing is committed
+        here: the caller's commit publishes the job, with its other writes;
+        a rollback drops it. On PostgreSQL the commit also wakes listening
+        workers (a ``NOTIFY`` sent in the transaction).
+
+        Args:
+            conn: the connection whose transaction the job joins:
+
+                * a SQLAlchemy ``Connection`` or ``Session`` (sync; a
+                  ``scoped_session`` such as Flask-SQLAlchemy's ``db.session``
+                  too), over ``sqlite3`` or psycopg 3;
+                * a ``sqlite3.Connection`` or a psycopg 3 ``Connection``;
+                * Django's ``connection`` (recognised by its ``cursor()``,
+                  ``vendor``, ``in_atomic_block`` and ``get_autocommit()``:
+                  apitask does not import Django), inside
+                  ``transaction.atomic()``.
+
+                ``None`` writes the job in a transaction of the outbox's own,
+                committed before this returns.
+            task: a :class:`~apitask.DurableTask`.
+            idempotency_key: a repeated key is a no-op (see :meth:`enqueue`).
+            delay: seconds before the job is due.
+            allow_autocommit: on a connection in autocommit mode with no
+                transaction open, commit the job at once on its own instead
+                of raising (Django outside ``atomic()``, say).
+
+        Returns:
+            The job id, or ``None`` when ``idempotency_key`` was already used.
+
+        Raises:
+            ValueError: ``delay`` is negative.
+            TypeError: ``task`` is not durable, its payload is not
+                JSON-serialisable, or ``conn`` is none of the connections
+                above, is async, or is to another kind of database than the
+                outbox's.
+            OutboxError: ``conn`` is in autocommit mode with no transaction
+                open (and ``allow_autocommit`` is false), or the database
+                refused the insert (the driver's exception is its
+                ``__cause__``; Django's exceptions are raised as they are).
+        """
+        job = _new_job(task, idempotency_key, delay)
+        if conn is None:
+            return self.store.insert_sync(job)
+        return insert_sync_in(self.store, conn, job, allow_autocommit=allow_autocommit)
 
     @contextlib.asynccontextmanager
     async def transaction(self, conn: object) -> AsyncIterator[None]:
@@ -182,6 +242,35 @@ class Outbox:
                 yield
         finally:
             _declared.reset(token)
+
+    @contextlib.contextmanager
+    def transaction_sync(self, conn: object) -> Iterator[None]:
+        """:meth:`transaction` for sync code: ``apitask.run_sync`` enqueues in ``conn``'s.
+
+        Inside the block, tasks handed to :attr:`sink` (by
+        :func:`apitask.run_sync` in a scope bound to it, such as a WSGI
+        request under ``TaskMiddleware(sink=outbox.sink)``) are written with
+        :meth:`enqueue_sync` into the transaction open on ``conn``. If no
+        request scope is open, one bound to :attr:`sink` is opened for the
+        block. The block neither begins nor commits the transaction.
+
+        Example::
+
+            with outbox.transaction_sync(db.session):
+                db.session.add(user)
+                apitask.run_sync(mailer.confirmation(user, token))
+            db.session.commit()
+        """
+        token = _declared_sync.set((self, conn))
+        opened = None
+        if current_scope() is None:
+            opened = activate(RequestScope(sink=self.sink))
+        try:
+            yield
+        finally:
+            if opened is not None:
+                deactivate(opened)
+            _declared_sync.reset(token)
 
     def worker(self, **options: Any) -> Worker:
         """A :class:`Worker` on this outbox (options: see :class:`Worker`)."""
@@ -230,7 +319,7 @@ class OutboxSink:
 
     def _job(self, task: Task) -> NewJob:
         try:
-            return NewJob(task.type, encode_payload(task), request_id=current_request_id())
+            return _new_job(task, None, 0.0)
         except TypeError as exc:
             raise TaskError(f"the outbox cannot take task {task.type!r}: {exc}") from exc
 
@@ -247,8 +336,31 @@ class OutboxSink:
         await self.outbox.store.insert(conn, job)
 
     def submit_sync(self, task: Task) -> None:
-        """Enqueue ``task`` in a transaction of its own, from a thread with no loop."""
-        self.outbox.store.insert_sync(self._job(task))
+        """Enqueue ``task`` from a thread with no loop: in the transaction declared
+        with :meth:`Outbox.transaction_sync`, or in one of its own.
+
+        Raises:
+            TaskError: the task is not durable (has no JSON payload).
+            TypeError, OutboxError: as :meth:`Outbox.enqueue_sync` raises them.
+        """
+        job = self._job(task)
+        declared = _declared_sync.get()
+        if declared is not None and declared[0] is self.outbox:
+            insert_sync_in(self.outbox.store, declared[1], job, allow_autocommit=False)
+        else:
+            self.outbox.store.insert_sync(job)
+
+
+def _new_job(task: Task, idempotency_key: str | None, delay: float) -> NewJob:
+    """The row for ``task``, with the id of the request it is enqueued for.
+
+    Raises:
+        ValueError: ``delay`` is negative.
+        TypeError: ``task`` is not durable or its payload is not JSON.
+    """
+    if delay < 0:
+        raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
+    return NewJob(task.type, encode_payload(task), idempotency_key, delay, current_request_id())
 
 
 def open_outbox(

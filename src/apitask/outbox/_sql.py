@@ -21,6 +21,7 @@ __all__ = [
     "load_schema",
     "numbered",
     "parse_migrations",
+    "pyformat",
     "split_statements",
 ]
 
@@ -107,3 +108,11 @@ def numbered(query: str) -> tuple[LiteralString, tuple[str, ...]]:
         return f"${order.index(name) + 1}"
 
     return _PARAM.sub(number, query), tuple(order)
+
+
+def pyformat(query: str) -> LiteralString:
+    """Rewrite ``:name`` parameters as ``%(name)s`` (psycopg, Django's cursors).
+
+    A ``%`` already in the text is doubled first, as that style requires.
+    """
+    return _PARAM.sub(r"%(\1)s", query.replace("%", "%%"))

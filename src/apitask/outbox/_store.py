@@ -64,6 +64,15 @@ class Store(Protocol):
     def insert_sync(self, job: NewJob) -> int | None:
         """:meth:`insert` in a transaction of its own, from a thread with no loop."""
 
+    def insert_statement(self, job: NewJob) -> tuple[str, dict[str, object]]:
+        """The SQL (parameters written ``:name``) and parameters that insert ``job``,
+        for a connection of the caller's (:meth:`Outbox.enqueue_sync`).
+
+        The statement returns one row, the job's id, or none when the
+        idempotency key was already taken; on PostgreSQL it also notifies
+        listening workers, on commit.
+        """
+
     async def claim(self, worker: str, limit: int, lease: float) -> list[Job]:
         """Lease up to ``limit`` due jobs to ``worker`` for ``lease`` seconds."""
 

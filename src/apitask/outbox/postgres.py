@@ -97,6 +97,7 @@ class PostgresStore:
         self._insert_pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._q = {name: _Query(self.qualify(sql)) for name, sql in _QUERIES.items()}
+        self._insert_text = self.qualify(_QUERIES["insert"])
 
     def __repr__(self) -> str:
         return f"<PostgresStore schema={self.schema!r}>"
@@ -229,6 +230,10 @@ class PostgresStore:
         with translate_errors("enqueue the job", *_DRIVER_ERRORS):
             row = await conn.fetchrow(query.sql, *query.args(params))
         return None if row is None else int(row["id"])
+
+    def insert_statement(self, job: NewJob) -> tuple[str, dict[str, object]]:
+        """The insert (and its NOTIFY) for the caller's own connection, ``:name`` style."""
+        return self._insert_text, self._params(job)
 
     def insert_sync(self, job: NewJob) -> int | None:
         """Insert in a transaction of its own over a one-off connection (no loop here)."""

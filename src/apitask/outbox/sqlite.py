@@ -287,6 +287,14 @@ class SQLiteStore:
                 row = await cursor.fetchone()
         return None if row is None else int(row[0])
 
+    def insert_statement(self, job: NewJob) -> tuple[str, dict[str, object]]:
+        """The insert for the caller's own connection, ``:name`` style.
+
+        No wake-up goes with it: workers in other processes poll, and a
+        worker in this process is woken by its next poll too.
+        """
+        return _Q["insert"], self._params(job)
+
     def insert_sync(self, job: NewJob) -> int | None:
         """Insert in a transaction of its own, from a thread with no event loop.
 

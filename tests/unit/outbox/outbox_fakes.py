@@ -62,6 +62,9 @@ class FakeStore:
     def insert_sync(self, job: NewJob) -> int | None:
         return self.add(job.type, job.payload)
 
+    def insert_statement(self, job: NewJob) -> tuple[str, dict[str, object]]:
+        raise NotImplementedError("the fake store has no SQL")
+
     async def claim(self, worker: str, limit: int, lease: float) -> list[Job]:
         self._enter("claim")
         due = [j for j in self.jobs.values() if j.state in (JobState.QUEUED, JobState.RETRYING)]
