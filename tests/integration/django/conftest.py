@@ -30,6 +30,7 @@ def django_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     db = tmp_path_factory.mktemp("djsite") / "site.db"
     os.environ["DJSITE_DATABASE"] = f"sqlite:///{db}"
+    os.environ["DJSITE_OTHER_DATABASE"] = f"sqlite:///{db}.other"
     os.environ["DJANGO_SETTINGS_MODULE"] = "djsite.settings"
     django.setup()
     call_command("migrate", verbosity=0)

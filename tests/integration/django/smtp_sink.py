@@ -1,9 +1,9 @@
 """A real SMTP server (aiosmtpd) for sync tests: in a thread, or as its own process.
 
 In-process: ``with Sink() as sink:`` serves on a free port of 127.0.0.1 and
-keeps every accepted envelope; ``sink.fail_next(code)`` answers the next
-DATA with that reply instead. As a process (``python smtp_sink.py [--delay S]``)
-it prints ``ready PORT``, then ``accepted MESSAGE-ID RCPT`` per recipient of
+keeps every accepted envelope; ``sink.fail_next(reply)`` answers the next
+DATA with that reply instead (``DROP``: closes the connection). As a
+process (``python smtp_sink.py [--delay S]``) it prints ``ready PORT``, then ``accepted MESSAGE-ID RCPT`` per recipient of
 each accepted mail, flushed, for tests and the benchmark in other processes.
 ``--delay`` stands for a slow provider (the wait is the workload).
 """
@@ -47,7 +47,10 @@ class Handler:
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.failures:
-            return self.failures.popleft()
+            reply = self.failures.popleft()
+            if reply == "DROP":  # close the connection instead of answering
+                server.transport.close()
+            return reply
         with self.changed:
             self.envelopes.append(envelope)
             self.changed.notify_all()

@@ -356,3 +356,238 @@ def test_send_failures_are_told_apart_and_a_kept_connection_is_renewed(
     assert len({m.split(b"Message-ID: ")[1].split(b"\r\n")[0] for m in sink.messages}) == 1
     with override_settings(EMAIL_PORT=1), pytest.raises(TransientError, match="sending failed"):
         asyncio.run(job.run())  # nothing listens on port 1
+
+
+# -- the backend: send_mail in the caller's transaction ------------------------------
+
+
+def queued_mail() -> list[tuple[str, str]]:
+    """(subject, recipients) of each queued django.mail job, oldest first."""
+    import base64
+    import json
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT payload FROM apitask_jobs WHERE type = 'django.mail' ORDER BY id")
+        payloads = [json.loads(row[0]) for row in cursor.fetchall()]
+    found = []
+    for payload in payloads:
+        parsed = email.message_from_bytes(
+            base64.b64decode(payload["mime"]), policy=email.policy.default
+        )
+        found.append((str(parsed["Subject"]), ",".join(payload["to"])))
+    return found
+
+
+def test_send_mail_joins_the_atomic_block_or_commits_alone(django_db: Path) -> None:
+    """Committed atomic: queued. Rolled back: not. Autocommit: queued at once. Every
+    Django way in: send_mail, EmailMessage.send(), send_mass_mail, mail_admins."""
+    from django.core.mail import EmailMessage, mail_admins, send_mail, send_mass_mail
+    from django.db import transaction
+    from djsite.signups.models import Signup
+
+    with transaction.atomic():
+        Signup.objects.create(email="kept@example.test")
+        assert send_mail("kept", "b", None, ["kept@example.test"]) == 1
+    with transaction.atomic():
+        Signup.objects.create(email="gone@example.test")
+        send_mail("gone", "b", None, ["gone@example.test"])
+        assert queued_mail()[-1] == ("gone", "gone@example.test")  # seen inside
+        transaction.set_rollback(True)
+    assert EmailMessage("alone", "b", None, ["alone@example.test"]).send() == 1
+    assert EmailMessage("nobody", "b", None, []).send() == 0
+    messages = [
+        ("mass 1", "b", None, ["m1@example.test"]),
+        ("mass 2", "b", None, ["m2@example.test"]),
+    ]
+    assert send_mass_mail(messages) == 2
+    mail_admins("disk full", "b")
+    assert queued_mail() == [
+        ("kept", "kept@example.test"),
+        ("alone", "alone@example.test"),
+        ("mass 1", "m1@example.test"),
+        ("mass 2", "m2@example.test"),
+        ("[Django] disk full", "ops@djsite.test"),
+    ]
+    assert list(Signup.objects.values_list("email", flat=True)) == ["kept@example.test"]
+
+
+def test_a_failed_enqueue_raises_unless_fail_silently(django_db: Path) -> None:
+    from django.core.mail import get_connection, send_mail
+    from django.db import DatabaseError, connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE apitask_jobs RENAME TO apitask_jobs_away")
+    try:
+        with pytest.raises(DatabaseError, match="apitask_jobs"):
+            send_mail("s", "b", None, ["x@example.test"])
+        assert send_mail("s", "b", None, ["x@example.test"], fail_silently=True) == 0
+        assert get_connection().send_messages([]) == 0
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE apitask_jobs_away RENAME TO apitask_jobs")
+
+
+# -- the management commands and ORM tasks ------------------------------------------
+
+
+def outbox_command(*args: str) -> str:
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("apitask_outbox", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_the_outbox_command_lists_counts_retries_and_purges(django_db: Path, sink: Sink) -> None:
+    """A mail refused for good is dead; ``retry`` queues it again and the worker sends
+    it; ``purge`` deletes the succeeded jobs; ``stats`` and ``list`` show each step."""
+    from django.core.mail import send_mail
+    from django.test import override_settings
+
+    send_mail("s", "b", None, ["refused@example.test"])
+    sink.handler.refuse["refused@example.test"] = "550 5.1.1 no such user"
+    with override_settings(EMAIL_PORT=sink.port):
+        run_worker()
+        listing = outbox_command("list", "--state", "dead")
+        assert "django.mail" in listing and "every recipient refused" in listing
+        assert outbox_command("stats").splitlines()[1].split() == [
+            "django.mail",
+            "0",
+            "0",
+            "0",
+            "0",
+            "1",
+            "1",
+        ]
+        del sink.handler.refuse["refused@example.test"]
+        assert outbox_command("retry", "--all") == "queued 1 dead job(s) again\n"
+        run_worker("--retention", "1h")
+    assert len(sink.messages) == 1
+    assert outbox_command("purge") == "purged 1 succeeded job(s)\n"
+    assert outbox_command("list") == (
+        "ID  TYPE  STATE  ATTEMPTS  RUN AT  CREATED  REQUEST  LAST ERROR\n"
+    )
+
+
+def test_the_commands_name_what_to_do(django_db: Path, tmp_path: Path) -> None:
+    """migrate belongs to Django here; an unreachable database and a schema behind
+    are errors naming the fix; a bad worker option stops the worker with an error."""
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=r"run `manage\.py migrate`"):
+        outbox_command("migrate")
+    nowhere = f"sqlite:///{tmp_path}/no/such/dir.db"
+    with pytest.raises(CommandError, match="the outbox command failed"):
+        outbox_command("stats", "--url", nowhere)
+    with pytest.raises(CommandError, match="unable to open"):
+        run_worker("--url", nowhere)
+    empty = f"sqlite:///{tmp_path}/empty.db"
+    with pytest.raises(CommandError, match=r"lack migrations \[1, 2, 3\]: run `manage.py migrate"):
+        run_worker("--url", empty, "--no-migrate")
+    run_worker("--url", empty)  # the worker may migrate it itself
+    with pytest.raises(CommandError, match="the worker stopped on an error"):
+        run_worker("--batch-size", "0")
+
+
+def test_an_orm_task_runs_in_a_thread_of_its_own(django_db: Path) -> None:
+    """The project's task marks the row through the ORM; the worker's event loop thread
+    never opens a Django connection (close_old_connections runs in the task's thread)."""
+    import threading
+
+    from django.db import transaction
+    from djsite.signups.models import Signup
+    from djsite.tasks import Welcome
+
+    from apitask.contrib.django import get_outbox
+
+    with transaction.atomic():
+        Signup.objects.create(email="w@example.test")
+        get_outbox().enqueue_sync(transaction.get_connection(), Welcome("w@example.test"))
+    seen: list[str] = []
+    original = Welcome.run
+
+    async def spy(self: Welcome) -> None:
+        from apitask.contrib.django import in_thread
+
+        seen.append(await in_thread(lambda: threading.current_thread().name))
+        await original(self)
+
+    Welcome.run = spy  # type: ignore[method-assign]
+    try:
+        run_worker()
+    finally:
+        Welcome.run = original  # type: ignore[method-assign]
+    assert Signup.objects.get(email="w@example.test").welcomed
+    assert seen and seen[0].startswith("apitask-django")
+
+
+def test_django_migrate_gives_the_tables_to_the_apitask_database_only(django_db: Path) -> None:
+    """The other alias gets no outbox tables (and unmigrating it drops none); the
+    outbox's migrations, run again on its own database, find nothing to do."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    from apitask.contrib.django._schema import apply_outbox_migrations
+
+    call_command("migrate", database="other", verbosity=0)
+    call_command("migrate", "apitask", "zero", database="other", verbosity=0)
+    other = sqlite3.connect(f"{django_db}.other")
+    assert not [
+        row for row in other.execute("SELECT name FROM sqlite_master") if "apitask_" in row[0]
+    ]
+    other.close()
+    assert describe_sqlite(django_db, create=False)[0]  # type: ignore[index]
+    assert apply_outbox_migrations(connection, upto=3) == []
+
+
+def test_other_backends_get_the_frozen_message(django_db: Path) -> None:
+    """Through locmem (tests) and console: the frozen bytes, subject readable."""
+    from django.core import mail
+    from django.core.mail import send_mail
+    from django.test import override_settings
+
+    send_mail("Hi there", "body é", None, ["x@example.test"])
+    send_mail("Again", "body", None, ["y@example.test"])
+    with override_settings(
+        APITASK={"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
+    ):
+        mail.outbox = []
+        run_worker("--concurrency", "1")
+        assert sorted(m.subject for m in mail.outbox) == ["Again", "Hi there"]
+        assert mail.outbox[0].message()["To"] in ("x@example.test", "y@example.test")
+        assert mail.outbox[0].message()["To"] == mail.outbox[0].message()["To"]  # parsed once
+    send_mail("On the console", "body", None, ["z@example.test"])
+    console = StringIO()
+    with override_settings(
+        APITASK={"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    ):
+        import sys
+
+        stdout, sys.stdout = sys.stdout, console
+        try:
+            run_worker("--concurrency", "1")
+        finally:
+            sys.stdout = stdout
+    assert "Subject: On the console" in console.getvalue()
+
+
+def test_a_dropped_fresh_connection_is_transient_and_no_recipient_queues_nothing(
+    django_db: Path, sink: Sink
+) -> None:
+    import asyncio
+
+    from django.core.mail import EmailMessage, get_connection
+    from django.test import override_settings
+
+    from apitask import TransientError
+    from apitask.contrib.django._mail import freeze
+
+    job = freeze(EmailMessage("s", "b", "a@djsite.test", ["to@example.test"]))
+    assert job is not None
+    with override_settings(EMAIL_PORT=sink.port):
+        sink.fail_next("DROP")
+        with pytest.raises(TransientError, match="closed the connection"):
+            asyncio.run(job.run())
+    assert get_connection().send_messages([EmailMessage("s", "b", None, [])]) == 0

@@ -133,8 +133,8 @@ class _Rendered:
     def as_bytes(self, unixfrom: bool = False, linesep: str = "\n") -> bytes:
         return self.data
 
-    def as_string(self, unixfrom: bool = False, linesep: str = "\n") -> str:
-        return self.data.decode("utf-8", "surrogateescape")
+    def get_charset(self) -> None:
+        return None  # the console and file backends then decode as UTF-8
 
     def __getitem__(self, name: str) -> Any:
         # For backends and tests that read a header (locmem users do).
@@ -247,7 +247,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
             if job is None:
                 continue
             try:
-                outbox.enqueue_sync(conn, job, allow_autocommit=True)  # type: ignore[attr-defined]
+                outbox.enqueue_sync(conn, job, allow_autocommit=True)
             except Exception:
                 if not self.fail_silently:
                     raise

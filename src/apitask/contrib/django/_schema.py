@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ...outbox._sql import _PARAM, load_migrations, load_queries
+from ...outbox._sql import load_migrations, load_queries, pyformat
 from ._database import dialect_of
 from ._settings import load_settings
 
@@ -22,12 +22,6 @@ __all__ = ["apply_outbox_migrations", "drop_outbox_tables", "ours"]
 def ours(connection: Any) -> bool:
     """True for the database of ``APITASK["DATABASE"]``: the only one given the tables."""
     return bool(connection.alias == load_settings().database)
-
-
-def _pyformat(query: str) -> str:
-    # The outbox's queries name parameters ":name"; Django's cursors (psycopg's
-    # and its SQLite wrapper) take "%(name)s".
-    return _PARAM.sub(r"%(\1)s", query)
 
 
 def apply_outbox_migrations(connection: Any, upto: int) -> list[int]:
@@ -46,7 +40,8 @@ def apply_outbox_migrations(connection: Any, upto: int) -> list[int]:
             for statement in migration.statements:
                 cursor.execute(statement)
             params = {"version": migration.version, "name": migration.name, "now": time.time()}
-            cursor.execute(_pyformat(queries["record_migration"]), params)
+            # Django's cursors take "%(name)s" on every backend.
+            cursor.execute(pyformat(queries["record_migration"]), params)
             applied.append(migration.version)
     return applied
 

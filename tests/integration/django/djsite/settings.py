@@ -42,7 +42,11 @@ def _database(url: str) -> dict[str, object]:
     }
 
 
-DATABASES = {"default": _database(os.environ.get("DJSITE_DATABASE", "sqlite:////tmp/djsite.db"))}
+DATABASES = {
+    "default": _database(os.environ.get("DJSITE_DATABASE", "sqlite:////tmp/djsite.db")),
+    # A second database, never given the outbox tables (APITASK["DATABASE"] is default).
+    "other": _database(os.environ.get("DJSITE_OTHER_DATABASE", "sqlite:////tmp/djsite-other.db")),
+}
 EMAIL_BACKEND = os.environ.get("DJSITE_EMAIL_BACKEND", "apitask.contrib.django.EmailBackend")
 EMAIL_HOST = "127.0.0.1"
 EMAIL_PORT = int(os.environ.get("DJSITE_SMTP_PORT", "25"))
