@@ -3,8 +3,9 @@
 In-process: ``with Sink() as sink:`` serves on a free port of 127.0.0.1 and
 keeps every accepted envelope; ``sink.fail_next(reply)`` answers the next
 DATA with that reply instead (``DROP``: closes the connection). As a
-process (``python smtp_sink.py [--delay S]``) it prints ``ready PORT``, then ``accepted MESSAGE-ID RCPT`` per recipient of
-each accepted mail, flushed, for tests and the benchmark in other processes.
+process (``python smtp_sink.py [--delay S]``) it prints ``ready PORT``, then
+``accepted MESSAGE-ID RCPT`` per recipient of each accepted mail, flushed,
+for tests and the benchmark in other processes.
 ``--delay`` stands for a slow provider (the wait is the workload).
 """
 

@@ -514,11 +514,11 @@ def test_an_orm_task_runs_in_a_thread_of_its_own(django_db: Path) -> None:
         seen.append(await in_thread(lambda: threading.current_thread().name))
         await original(self)
 
-    Welcome.run = spy  # type: ignore[method-assign]
+    Welcome.run = spy
     try:
         run_worker()
     finally:
-        Welcome.run = original  # type: ignore[method-assign]
+        Welcome.run = original
     assert Signup.objects.get(email="w@example.test").welcomed
     assert seen and seen[0].startswith("apitask-django")
 
