@@ -4,22 +4,21 @@ running it in others (manage.py, gunicorn) on SQLite or a fresh PostgreSQL datab
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from .project import HERE, drop_postgres_database, fresh_postgres_database, manage
+
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from smtp_sink import Sink  # noqa: E402 - needs the path above
+from smtp_sink import Sink
 
 
 @pytest.fixture(scope="session")
@@ -59,40 +58,21 @@ def sink() -> Iterator[Sink]:
         yield server
 
 
-def fresh_postgres_database(admin_url: str) -> tuple[str, str]:
-    """Create a database of our own on the test server; return (its URL, its name)."""
-    import psycopg
-
-    name = f"apitask_dj_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = admin_url.rpartition("/")
-    return f"{base}/{name}", name
-
-
-def drop_postgres_database(admin_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def project_env(database: str, **extra: str) -> dict[str, str]:
-    """The environment of a process running the test project."""
-    env = dict(os.environ)
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    env.update(DJSITE_DATABASE=database, PYTHONPATH=str(HERE), **extra)
-    return env
-
-
-def manage(database: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    """Run ``manage.py args`` of the test project in its own process."""
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=HERE,
-        env=project_env(database, **extra),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def project_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database for the project in other processes: a SQLite file, or a
+    PostgreSQL database of the test's own (dropped after)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/site.db"
+        migrated = manage(url, "migrate", DJSITE_OTHER_DATABASE=f"sqlite:///{tmp_path}/o.db")
+        assert migrated.returncode == 0, migrated.stderr
+        yield url
+        return
+    admin = request.getfixturevalue("postgres_url")
+    url, name = fresh_postgres_database(admin)
+    try:
+        migrated = manage(url, "migrate", DJSITE_OTHER_DATABASE=f"sqlite:///{tmp_path}/o.db")
+        assert migrated.returncode == 0, migrated.stderr
+        yield url
+    finally:
+        drop_postgres_database(admin, name)

@@ -35,6 +35,8 @@ class Handler:
         self.refuse: dict[str, str] = {}
         """Recipient address -> the RCPT reply refusing it."""
         self.changed = threading.Condition()
+        self.data_started = threading.Event()
+        """Set when a DATA command arrives (before any delay)."""
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -45,6 +47,7 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.data_started.set()
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.failures:

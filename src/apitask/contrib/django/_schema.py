@@ -27,7 +27,8 @@ def ours(connection: Any) -> bool:
 def apply_outbox_migrations(connection: Any, upto: int) -> list[int]:
     """Apply the outbox migrations up to version ``upto`` that ``connection``'s
     database lacks, in its current transaction; return the versions applied."""
-    dialect = dialect_of(connection.alias)
+    # The outbox's SQL folders: "sqlite" and "postgres".
+    dialect = dialect_of(connection.alias).replace("postgresql", "postgres")
     queries = load_queries(dialect)
     applied = []
     with connection.cursor() as cursor:
