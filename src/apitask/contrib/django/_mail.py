@@ -148,10 +148,18 @@ class FrozenEmail(EmailMessage):  # type: ignore[misc]  # Django ships no types
     """An ``EmailMessage`` whose MIME was rendered at enqueue time."""
 
     def __init__(self, job: MailJob) -> None:
-        super().__init__(from_email=job.sender, to=job.recipients)
         self.job = job
         self._rendered = _Rendered(job.data)
-        self.subject = str(self._rendered["Subject"] or "")
+        super().__init__(from_email=job.sender, to=job.recipients)
+
+    @property
+    def subject(self) -> str:
+        """Read from the frozen bytes when asked (parsing them costs more than a send)."""
+        return str(self._rendered["Subject"] or "")
+
+    @subject.setter
+    def subject(self, value: str) -> None:
+        pass  # EmailMessage.__init__ sets it; the frozen bytes already carry it
 
     def message(self, *, policy: Any = None) -> _Rendered:
         return self._rendered

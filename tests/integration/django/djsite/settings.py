@@ -26,6 +26,8 @@ INSTALLED_APPS = [
 if os.environ.get("DJSITE_POST_OFFICE"):
     INSTALLED_APPS.append("post_office")
 MIDDLEWARE: list[str] = []
+# post-office renders every subject and body as a template, even without one.
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 
 
 def _database(url: str) -> dict[str, object]:
@@ -58,5 +60,8 @@ APITASK = {
     "REGISTRY": "djsite.tasks:registry",
     **json.loads(os.environ.get("DJSITE_APITASK", "{}")),
 }
-POST_OFFICE = {"BACKENDS": {"default": "django.core.mail.backends.smtp.EmailBackend"}}
+POST_OFFICE = {
+    "BACKENDS": {"default": "django.core.mail.backends.smtp.EmailBackend"},
+    "THREADS_PER_PROCESS": int(os.environ.get("DJSITE_POST_OFFICE_THREADS", "5")),
+}
 LOGGING_CONFIG = None
