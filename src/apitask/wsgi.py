@@ -8,6 +8,11 @@
 Handlers hand tasks over with :func:`apitask.run_sync`. Async tasks run on
 apitask's background event loop (one per process); sync functions run in a
 worker thread of that loop; the request's thread only waits for them.
+
+Bound to an outbox (``TaskMiddleware(app, sink=outbox.sink)``), each task is
+written as a durable job instead: in the handler's own transaction inside
+``with outbox.transaction_sync(conn):``, else in one of the outbox's own
+(see :meth:`apitask.outbox.Outbox.transaction_sync`).
 """
 
 from __future__ import annotations

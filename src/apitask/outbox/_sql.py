@@ -6,6 +6,7 @@ The text comes from files in this package, never from input, so it is typed
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -110,6 +111,7 @@ def numbered(query: str) -> tuple[LiteralString, tuple[str, ...]]:
     return _PARAM.sub(number, query), tuple(order)
 
 
+@functools.cache  # a handful of statements, rewritten once each
 def pyformat(query: str) -> LiteralString:
     """Rewrite ``:name`` parameters as ``%(name)s`` (psycopg, Django's cursors).
 

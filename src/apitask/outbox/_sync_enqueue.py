@@ -76,7 +76,7 @@ def _refuse_autocommit(conn: object, fix: str) -> OutboxError:
     )
 
 
-def _check_dialect(store: Store, dialect: str | None, conn: object) -> None:
+def _check_dialect(store: Store, dialect: str, conn: object) -> None:
     if dialect != store.dialect:
         raise TypeError(
             f"enqueue_sync() got {conn!r}, a {dialect} connection, but this outbox is on "
@@ -97,12 +97,12 @@ def insert_sync_in(
             ``allow_autocommit`` is false), or the database refused the insert.
     """
     sql, params = store.insert_statement(job)
-    if type(conn).__module__.startswith("sqlalchemy."):
-        return _insert_sqlalchemy(store, conn, sql, params, allow_autocommit)
-    if _is_django(conn):
-        return _insert_django(store, conn, sql, params, allow_autocommit)
-    dialect = _dialect_of(conn)
+    dialect = _dialect_of(conn)  # the driver's own connections first: the cheapest test
     if dialect is None:
+        if type(conn).__module__.startswith("sqlalchemy."):
+            return _insert_sqlalchemy(store, conn, sql, params, allow_autocommit)
+        if _is_django(conn):
+            return _insert_django(store, conn, sql, params, allow_autocommit)
         raise TypeError(f"enqueue_sync() needs {_SUPPORTED}, got {conn!r}")
     _check_dialect(store, dialect, conn)
     if not allow_autocommit and _no_transaction(conn):
@@ -123,9 +123,9 @@ def _insert_sqlalchemy(
     store: Store, conn: Any, sql: str, params: dict[str, object], allow_autocommit: bool
 ) -> int | None:
     from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_scoped_session
 
-    if isinstance(conn, AsyncConnection | AsyncSession | async_scoped_session):
+    # AsyncConnection, AsyncSession, async_scoped_session (no import needed to tell).
+    if type(conn).__module__.startswith("sqlalchemy.ext.asyncio."):
         raise TypeError(
             f"enqueue_sync() got {conn!r}, an async connection: "
             "await outbox.enqueue(conn, task) instead"
@@ -135,8 +135,19 @@ def _insert_sqlalchemy(
             # A Session or scoped_session: the connection of its transaction,
             # begun if it has none (as any statement on the session would).
             conn = conn.connection()
+        elif not conn.in_transaction():
+            # Begun now, not by the insert: the check below must see the
+            # transaction (SQLAlchemy's pysqlite recipe emits BEGIN on this).
+            conn.begin()
         driver = conn.connection.dbapi_connection
-        _check_dialect(store, _dialect_of(driver), conn)
+        dialect = _dialect_of(driver)
+        if dialect is None:
+            raise TypeError(
+                "enqueue_sync() drives SQLAlchemy over sqlite3 or psycopg 3, not "
+                f"{type(driver).__module__}.{type(driver).__qualname__}: use a "
+                "sqlite:// or postgresql+psycopg:// URL"
+            )
+        _check_dialect(store, dialect, conn)
         if not allow_autocommit and _no_transaction(driver):
             raise _refuse_autocommit(
                 conn, "Remove isolation_level='AUTOCOMMIT' from this engine or connection"

@@ -163,6 +163,31 @@ def test_sqlalchemy_connection(db: Database) -> None:
     assert db.texts() == [payload("kept")]
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_sqlalchemy_pysqlite_with_driver_autocommit_and_an_emitted_begin(db: Database) -> None:
+    """SQLAlchemy's recipe for SAVEPOINTs on SQLite: the driver in autocommit, BEGIN
+    emitted by SQLAlchemy's ``begin`` event. That transaction is a transaction."""
+    engine = db.engine()
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _driver_autocommit(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _emit_begin(conn: sqlalchemy.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    try:
+        with engine.connect() as conn:
+            db.outbox.enqueue_sync(conn, Note("rolled back"))
+            conn.rollback()
+            db.outbox.enqueue_sync(conn, Note("committed"))
+            conn.commit()
+    finally:
+        engine.dispose()
+    assert db.texts() == [payload("committed")]
+
+
 def test_sqlalchemy_session_and_scoped_session(db: Database) -> None:
     """A Session joins (or begins) its transaction; scoped_session is Flask-SQLAlchemy's."""
     engine = db.engine()
@@ -266,10 +291,11 @@ def test_commit_notifies_listening_workers_and_rollback_does_not(db: Database) -
         conn.rollback()
         db.outbox.enqueue_sync(conn, Note("kept"))
         conn.commit()
-        notes = list(listener.notifies(timeout=5, stop_after=1))
-        assert [n.channel for n in notes] == [channel]
-        # Only the committed enqueue notified: nothing else is waiting.
-        assert list(listener.notifies(timeout=0.2)) == []
+        # A marker sent after both: what arrives before it is all they sent.
+        conn.execute("SELECT pg_notify(%s, 'end')", (channel,))
+        conn.commit()
+        notes = [n.payload for n in listener.notifies(timeout=10, stop_after=2)]
+        assert notes == ["", "end"]  # one wake-up: the commit's, none from the rollback
 
 
 # -- Django's connection, by its shape ----------------------------------------------
@@ -377,6 +403,31 @@ def test_unsupported_and_async_connections_are_refused(db: Database, tmp_path: P
             await async_engine.dispose()
 
     asyncio.run(with_async_connection())
+
+
+class OtherDriver:
+    """A DB-API connection of a driver enqueue_sync does not drive (it forwards to sqlite3)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_sqlalchemy_over_another_driver_is_refused_naming_the_urls(
+    db: Database, tmp_path: Path
+) -> None:
+    path = tmp_path / "other.db"
+    engine = sqlalchemy.create_engine(
+        "sqlite://", creator=lambda: OtherDriver(sqlite3.connect(path))
+    )
+    try:
+        with engine.connect() as conn, pytest.raises(TypeError, match="OtherDriver: use a"):
+            db.outbox.enqueue_sync(conn, Note("x"))
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.postgres
