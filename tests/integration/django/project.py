@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,7 @@ class Gunicorn:
             env=project_env(database, **env),
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group: kill() reaches every worker
         )
         assert self.process.stderr is not None
         for line in self.process.stderr:
@@ -88,6 +90,13 @@ class Gunicorn:
             booted += "Booting worker" in line
             if booted == workers:
                 break
+
+    def kill(self) -> None:
+        """SIGKILL the master and its workers at once (a crash, not a shutdown)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
 
     def stop(self) -> None:
         self.process.terminate()
