@@ -18,10 +18,8 @@ import smtplib
 import threading
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
-from django.core.mail.message import sanitize_address
 from django.db import connections
 
 from ..._exceptions import TransientError
@@ -109,15 +107,18 @@ class MailJob:
 
 
 def freeze(message: EmailMessage) -> MailJob | None:
-    """Render ``message`` once, as Django would on the wire; ``None`` without recipients."""
+    """Render ``message`` once, as Django would on the wire; ``None`` without recipients.
+
+    The addresses are kept as given: the backend that sends cleans them, as it
+    would have inline (Django's SMTP backend runs ``sanitize_address``).
+    """
     recipients = message.recipients()
     if not recipients:
         return None
-    encoding = message.encoding or settings.DEFAULT_CHARSET
     mime = message.message()  # adds a Message-ID and a Date unless the message has them
     return MailJob(
-        sanitize_address(message.from_email, encoding),
-        [sanitize_address(address, encoding) for address in recipients],
+        str(message.from_email),
+        [str(address) for address in recipients],  # lazy translations become text
         mime.as_bytes(linesep="\r\n"),
         str(mime["Message-ID"]),
     )
