@@ -1,0 +1,1 @@
+"""Integrations with web frameworks: each sub-package needs its framework installed."""

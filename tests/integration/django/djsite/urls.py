@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.urls import path
+from djsite import views
+
+urlpatterns = [
+    path("signup", views.signup),
+    path("mail", views.mail_only),
+    path("bare", views.bare),
+]

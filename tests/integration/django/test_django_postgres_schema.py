@@ -1,0 +1,56 @@
+"""On PostgreSQL, Django's ``migrate`` makes exactly the outbox's declared schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from apitask.outbox._sql import load_schema
+
+from .project import drop_postgres_database, fresh_postgres_database, manage
+
+pytestmark = pytest.mark.postgres
+
+
+def describe(conn: object, schema: str) -> object:
+    """Columns (with defaults), indexes and constraints of ``schema``.apitask_jobs."""
+    run = conn.execute  # type: ignore[attr-defined]
+    columns = run(
+        "SELECT column_name, data_type, is_nullable, column_default "
+        "FROM information_schema.columns WHERE table_schema = %s "
+        "AND table_name = 'apitask_jobs' ORDER BY ordinal_position",
+        (schema,),
+    ).fetchall()
+    indexes = run(
+        "SELECT indexname, replace(indexdef, %s, 'S') FROM pg_indexes "
+        "WHERE schemaname = %s AND tablename = 'apitask_jobs' ORDER BY indexname",
+        (f"{schema}.", schema),
+    ).fetchall()
+    constraints = run(
+        "SELECT conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "JOIN pg_namespace n ON n.oid = c.connamespace JOIN pg_class t ON t.oid = c.conrelid "
+        "WHERE n.nspname = %s AND t.relname = 'apitask_jobs' ORDER BY conname",
+        (schema,),
+    ).fetchall()
+    defaults = [(c[0], c[1], c[2], (c[3] or "").replace(f"{schema}.", "")) for c in columns]
+    return defaults, indexes, constraints
+
+
+def test_django_migrate_makes_the_declared_postgres_schema(postgres_url: str) -> None:
+    import psycopg
+
+    url, name = fresh_postgres_database(postgres_url)
+    try:
+        migrated = manage(url, "migrate", "apitask")
+        assert migrated.returncode == 0, migrated.stderr
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA declared")
+            conn.execute("SET search_path TO declared")
+            for statement in load_schema("postgres"):
+                conn.execute(statement)
+            applied = conn.execute("SELECT version FROM public.apitask_migrations ORDER BY 1")
+            assert [row[0] for row in applied] == [1, 2, 3]
+            by_django = describe(conn, "public")
+            assert by_django == describe(conn, "declared")
+            assert by_django[0]  # type: ignore[index]
+    finally:
+        drop_postgres_database(postgres_url, name)
