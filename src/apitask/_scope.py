@@ -24,6 +24,7 @@ from ._exceptions import TaskError
 from ._options import check_sink, check_timeout
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from types import TracebackType
 
     from ._types import Task, TaskSink
@@ -83,6 +84,14 @@ class WaitReport:
     abandoned: tuple[str, ...] = ()
 
 
+# Enum members read on every request, bound once: on Python 3.11 reading a
+# member off its class (ScopeState.OPEN) runs the enum's attribute lookup,
+# several times a module global's cost (issue 19, bench/middleware.py).
+_OPEN = ScopeState.OPEN
+_CLOSED = ScopeState.CLOSED
+_SUCCEEDED = Outcome.SUCCEEDED
+
+
 class RequestScope:
     """The tasks started by one request (or any unit of work).
 
@@ -125,7 +134,7 @@ class RequestScope:
         self.request_id = request_id
         self.sink = sink
         self._loop = loop
-        self._state = ScopeState.OPEN
+        self._state = _OPEN
         # asyncio.Task -> the apitask Task it runs. Holding the asyncio task
         # here is also what keeps it from being garbage-collected mid-flight.
         self._tasks: dict[asyncio.Task[None], Task] = {}
@@ -157,7 +166,7 @@ class RequestScope:
 
     def ensure_open(self, task: Task) -> None:
         """Raise :class:`TaskError` if the scope no longer accepts tasks."""
-        if self._state is not ScopeState.OPEN:
+        if self._state is not _OPEN:
             raise TaskError(
                 f"cannot run task {task.type!r}: its request scope was already waited; "
                 "the task was not run"
@@ -180,7 +189,7 @@ class RequestScope:
     ) -> None:
         # Runs on the scope's loop only, so state, the task table and the
         # idle event are only ever touched from one thread: no lock needed.
-        if self._state is not ScopeState.OPEN:
+        if self._state is not _OPEN:
             self.ensure_open(task)  # raises
         if self._loop is not loop:
             if self._loop is not None:
@@ -255,7 +264,8 @@ class RequestScope:
         else:
             self._succeeded += 1
             tally = self._succeeded_by_type
-            tally[task.type] = tally.get(task.type, 0) + 1
+            type = task.type
+            tally[type] = tally.get(type, 0) + 1
         finally:
             self._release(slot[0])
 
@@ -276,13 +286,14 @@ class RequestScope:
                     _wake(waiters)
 
     def _flush_counts(self) -> None:
-        for type, n in self._succeeded_by_type.items():
-            scope_counters.add(type, Outcome.SUCCEEDED, n)
-        self._succeeded_by_type.clear()
+        tally = self._succeeded_by_type
+        if tally:
+            scope_counters.add_all(tally, _SUCCEEDED)
+            tally.clear()
 
     def close(self) -> None:
         """Stop accepting tasks; the ones already started go on (``wait`` closes first)."""
-        self._state = ScopeState.CLOSED
+        self._state = _CLOSED
 
     async def wait(self, timeout: float | None = None) -> WaitReport:
         """Close the scope to new tasks and wait for every task in it.
@@ -306,14 +317,7 @@ class RequestScope:
         abandoned: tuple[str, ...] = ()
         if self._tasks:
             # A task is pending, so the scope is bound to its loop, this one.
-            idle = cast("asyncio.AbstractEventLoop", self._loop).create_future()
-            waiters = self._waiters
-            if waiters is None:
-                self._waiters = idle
-            elif isinstance(waiters, list):
-                waiters.append(idle)
-            else:
-                self._waiters = [waiters, idle]
+            idle = self._idle_waiter(cast("asyncio.AbstractEventLoop", self._loop))
             if timeout is None:  # the common case, without a timer to arm and disarm
                 await idle
             else:
@@ -323,6 +327,37 @@ class RequestScope:
                 except TimeoutError:
                     cancelled, abandoned = await self._cancel_stragglers(timeout)
         return WaitReport(self._succeeded, self._failed, cancelled, abandoned)
+
+    def _idle_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        # A future resolved when the last task ends. Only called with a task
+        # pending, so the scope is bound to its loop (given), the running one.
+        idle = loop.create_future()
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = idle
+        elif isinstance(waiters, list):
+            waiters.append(idle)
+        else:
+            self._waiters = [waiters, idle]
+        return idle
+
+    def settle(self, timeout: float | None = None) -> Awaitable[object] | None:
+        """Close the scope; return what to await for its tasks, or None when none is left.
+
+        For integrations (the ASGI middleware): :meth:`wait` without its
+        report. With no timeout, on the scope's own loop, the awaitable is a
+        bare future rather than a coroutine: no frame and no report built
+        per request (bench/middleware.py, issue 19). Otherwise it is
+        :meth:`wait`'s coroutine, with every rule of :meth:`wait`.
+        """
+        if not self._tasks:
+            self._state = _CLOSED
+            return None
+        loop = self._loop
+        if timeout is None and loop is asyncio.get_running_loop():
+            self._state = _CLOSED
+            return self._idle_waiter(loop)
+        return self.wait(timeout)
 
     async def drain(self, timeout: float | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Deprecated alias of :meth:`wait`: returns its report's ``(cancelled, abandoned)``.
