@@ -295,8 +295,7 @@ def pipelining(repeat: int, quick: bool) -> dict[str, float]:
         f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}..{max(ratios):.2f}] "
         "(target >= 2x; 4 round trips -> 2)"
     )
-    for row in [limit, *rows.values(), *slow.values()]:
-        RAW.append(row)
+    RAW.extend([limit, *rows.values(), *slow.values()])
     return {"share_of_sink_limit": share, "latency_ratio": statistics.median(ratios)}
 
 
