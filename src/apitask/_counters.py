@@ -5,10 +5,6 @@ from __future__ import annotations
 import enum
 import threading
 from collections import Counter
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 __all__ = ["Outcome", "TaskCounters"]
 
@@ -42,13 +38,6 @@ class TaskCounters:
         """Count ``n`` tasks of ``type`` with ``outcome``."""
         with self._lock:
             self._counts[type, outcome] += n
-
-    def add_all(self, counts: Mapping[str, int], outcome: Outcome) -> None:
-        """Count ``counts[type]`` tasks of each type with ``outcome``, under one lock."""
-        with self._lock:
-            table = self._counts
-            for type, n in counts.items():
-                table[type, outcome] += n
 
     def get(self, type: str, outcome: Outcome) -> int:
         """How many tasks of ``type`` had ``outcome`` so far."""

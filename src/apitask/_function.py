@@ -50,9 +50,7 @@ class FunctionTask(Generic[P]):
         not two.
         """
         if self.is_async:
-            # Typed by assignment, not typing.cast: no function call per task.
-            coro: Coroutine[Any, Any, None] = self._fn(*self._args, **self._kwargs)  # type: ignore[assignment]
-            return coro
+            return cast("Coroutine[Any, Any, None]", self._fn(*self._args, **self._kwargs))
         fn = cast("Callable[P, None]", self._fn)
         return asyncio.to_thread(fn, *self._args, **self._kwargs)
 
@@ -71,15 +69,12 @@ class FunctionTask(Generic[P]):
         return f"<FunctionTask {self.type!r} {name}>"
 
 
-_CO_COROUTINE = inspect.CO_COROUTINE  # a global read, not a module attribute, per task
-
-
 def _is_async(fn: object) -> bool:
     # An `async def` function or method first: inspect.iscoroutinefunction
     # costs microseconds, and task() is on every request's path. (Sync ones
     # take the slow path, which is nothing next to their thread hop.)
     code = getattr(fn, "__code__", None)  # bound methods pass __code__ through
-    if code is not None and code.co_flags & _CO_COROUTINE:
+    if code is not None and code.co_flags & inspect.CO_COROUTINE:
         return True
     # Partials, marked or decorated callables, objects with an async __call__.
     call = getattr(fn, "__call__", None)  # noqa: B004

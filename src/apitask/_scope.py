@@ -84,14 +84,6 @@ class WaitReport:
     abandoned: tuple[str, ...] = ()
 
 
-# Enum members read on every request, bound once: on Python 3.11 reading a
-# member off its class (ScopeState.OPEN) runs the enum's attribute lookup,
-# several times a module global's cost (issue 19, bench/middleware.py).
-_OPEN = ScopeState.OPEN
-_CLOSED = ScopeState.CLOSED
-_SUCCEEDED = Outcome.SUCCEEDED
-
-
 class RequestScope:
     """The tasks started by one request (or any unit of work).
 
@@ -134,7 +126,7 @@ class RequestScope:
         self.request_id = request_id
         self.sink = sink
         self._loop = loop
-        self._state = _OPEN
+        self._state = ScopeState.OPEN
         # asyncio.Task -> the apitask Task it runs. Holding the asyncio task
         # here is also what keeps it from being garbage-collected mid-flight.
         self._tasks: dict[asyncio.Task[None], Task] = {}
@@ -166,7 +158,7 @@ class RequestScope:
 
     def ensure_open(self, task: Task) -> None:
         """Raise :class:`TaskError` if the scope no longer accepts tasks."""
-        if self._state is not _OPEN:
+        if self._state is not ScopeState.OPEN:
             raise TaskError(
                 f"cannot run task {task.type!r}: its request scope was already waited; "
                 "the task was not run"
@@ -189,7 +181,7 @@ class RequestScope:
     ) -> None:
         # Runs on the scope's loop only, so state, the task table and the
         # idle event are only ever touched from one thread: no lock needed.
-        if self._state is not _OPEN:
+        if self._state is not ScopeState.OPEN:
             self.ensure_open(task)  # raises
         if self._loop is not loop:
             if self._loop is not None:
@@ -264,8 +256,7 @@ class RequestScope:
         else:
             self._succeeded += 1
             tally = self._succeeded_by_type
-            type = task.type
-            tally[type] = tally.get(type, 0) + 1
+            tally[task.type] = tally.get(task.type, 0) + 1
         finally:
             self._release(slot[0])
 
@@ -286,14 +277,13 @@ class RequestScope:
                     _wake(waiters)
 
     def _flush_counts(self) -> None:
-        tally = self._succeeded_by_type
-        if tally:
-            scope_counters.add_all(tally, _SUCCEEDED)
-            tally.clear()
+        for type, n in self._succeeded_by_type.items():
+            scope_counters.add(type, Outcome.SUCCEEDED, n)
+        self._succeeded_by_type.clear()
 
     def close(self) -> None:
         """Stop accepting tasks; the ones already started go on (``wait`` closes first)."""
-        self._state = _CLOSED
+        self._state = ScopeState.CLOSED
 
     async def wait(self, timeout: float | None = None) -> WaitReport:
         """Close the scope to new tasks and wait for every task in it.
@@ -351,11 +341,11 @@ class RequestScope:
         :meth:`wait`'s coroutine, with every rule of :meth:`wait`.
         """
         if not self._tasks:
-            self._state = _CLOSED
+            self._state = ScopeState.CLOSED
             return None
         loop = self._loop
         if timeout is None and loop is asyncio.get_running_loop():
-            self._state = _CLOSED
+            self._state = ScopeState.CLOSED
             return self._idle_waiter(loop)
         return self.wait(timeout)
 
