@@ -255,3 +255,20 @@ async def test_smtp_sink_without_pipelining_gets_one_command_at_a_time(
     client = await sink_client("-p")  # -p: smtp-sink does not offer PIPELINING
     await client.send(Message(to="user@example.org", subject="s", text="t"))
     assert client.counters.sent == 1
+
+
+def test_pipelining_on_uvloop() -> None:
+    """uvloop's transports are asyncio transports in duck type only (not subclasses)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        server = await start_server(pipelining="require")
+        try:
+            async with client_for(server, timeout=2.0) as client:
+                for n in range(3):
+                    await client.send(message(n))
+            assert (server.connections, len(server.messages)) == (1, 3)
+        finally:
+            await server.close()
+
+    uvloop.run(main())

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import aiosmtplib
 
@@ -151,8 +151,8 @@ async def send_pipelined(
     """
     protocol = smtp.protocol
     assert protocol is not None  # the pool hands out connected connections only
-    transport = protocol.transport
-    assert isinstance(transport, asyncio.WriteTransport)
+    # An asyncio.Transport in duck type only: uvloop's does not subclass it.
+    transport = cast("asyncio.Transport", protocol.transport)
     encoding = "utf-8" if envelope.smtputf8 else "ascii"
     head = " ".join([f"MAIL FROM:<{envelope.sender}>", *options])
     group = f"{head}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n".encode(encoding)
@@ -185,7 +185,7 @@ async def send_pipelined(
 
 async def _check_group(
     smtp: aiosmtplib.SMTP,
-    transport: asyncio.WriteTransport,
+    transport: asyncio.Transport,
     reader: _ReplyReader,
     envelope: Envelope,
     *,
