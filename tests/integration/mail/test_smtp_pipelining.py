@@ -142,8 +142,11 @@ async def test_flow_control_reaches_aiosmtplibs_protocol() -> None:
 # ------------------------------------------------------------------ smtp-sink
 
 SMTP_SINK = shutil.which("smtp-sink", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+# CI (.ci/run) installs it and sets APITASK_REQUIRE_SMTP_SINK=1: there a missing
+# smtp-sink fails these tests instead of skipping them.
 needs_sink = pytest.mark.skipif(
-    SMTP_SINK is None, reason="Postfix's smtp-sink is missing: run scripts/install-smtp-sink"
+    SMTP_SINK is None and os.environ.get("APITASK_REQUIRE_SMTP_SINK") != "1",
+    reason="Postfix's smtp-sink is missing: run scripts/install-smtp-sink",
 )
 
 
