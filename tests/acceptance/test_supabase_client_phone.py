@@ -8,8 +8,9 @@ read from the texts that server delivered, waiting for them, so the modes
 that send after the response (pool, outbox) need no sleeps. Flows:
 sign_up with a phone then verify_otp sms, sign_in_with_password with the
 phone, sign_in_with_otp, resend sms, update_user phone then resend and
-verify_otp phone_change, and a phone MFA factor enrolled, challenged and
-verified with the texted code.
+verify_otp phone_change, reauthenticate (the nonce texted to a user with no
+address) before a password change, an admin-created phone user, and a phone
+MFA factor enrolled, challenged and verified with the texted code.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import jwt
 import pytest
-from supabase_auth import SyncGoTrueClient
+from supabase_auth import SyncGoTrueAdminAPI, SyncGoTrueClient
 from supabase_auth.errors import AuthApiError
 
 from service._twilio import SENDER, TwilioServer, twilio_in_thread
@@ -157,6 +158,42 @@ def test_resend_then_change_the_number(phone_server: PhoneServer) -> None:
         assert current is not None and current.user.phone == new_stored
     # The change went to the new number only: the old one got its two sign-up texts.
     assert len(phone_server.twilio.texts_to(f"+{stored}")) == 2
+
+
+def test_reauthenticate_by_text_then_change_the_password(phone_server: PhoneServer) -> None:
+    """A user with a number and no address gets the reauthentication nonce by text;
+    with it the password changes, and the new one signs in."""
+    number = _number()
+    stored = number.removeprefix("+")
+    with SyncGoTrueClient(url=phone_server.url, auto_refresh_token=False) as gotrue:
+        gotrue.sign_up({"phone": number, "password": PASSWORD})
+        code = phone_server.code_for(stored, 1)
+        gotrue.verify_otp({"phone": number, "token": code, "type": "sms"})
+        gotrue.reauthenticate()
+        nonce = phone_server.code_for(stored, 2)
+        gotrue.update_user({"password": "phone-secret-10", "nonce": nonce})
+        gotrue.sign_out()
+        again = gotrue.sign_in_with_password({"phone": number, "password": "phone-secret-10"})
+        assert again.user is not None and again.user.phone == stored
+
+
+def test_admin_created_phone_user_signs_in(phone_server: PhoneServer) -> None:
+    """The admin API creates a confirmed phone user (no text sent); the phone and
+    password sign in, and an OTP sign-in texts that number."""
+    number = _number()
+    stored = number.removeprefix("+")
+    headers = {"Authorization": f"Bearer {phone_server.server.service_key}"}
+    with SyncGoTrueAdminAPI(url=phone_server.url, headers=headers) as admin:
+        created = admin.create_user({"phone": number, "password": PASSWORD, "phone_confirm": True})
+    assert created.user.phone == stored and created.user.phone_confirmed_at is not None
+    with SyncGoTrueClient(url=phone_server.url, auto_refresh_token=False) as gotrue:
+        signed_in = gotrue.sign_in_with_password({"phone": number, "password": PASSWORD})
+        assert signed_in.user is not None and signed_in.user.id == created.user.id
+        gotrue.sign_out()
+        gotrue.sign_in_with_otp({"phone": number, "options": {"should_create_user": False}})
+        code = phone_server.code_for(stored, 1)
+        by_code = gotrue.verify_otp({"phone": number, "token": code, "type": "sms"})
+        assert by_code.user is not None and by_code.user.id == created.user.id
 
 
 def test_phone_factor_enrolled_challenged_and_verified_with_the_texted_code(
