@@ -6,9 +6,9 @@ with a password, ``getClaims()`` with an ES256 key set made by ``apitask-auth ke
 generate``, an anonymous sign-in converted to a permanent user, and a TOTP factor
 enrolled, challenged and verified (codes from the ``otpauth`` package), and the
 phone flows (sign-up with a phone and a password, resend, verify; OTP sign-in;
-a phone change) with the codes texted through the real SMS chain into the dev
-inbox and read from its JSON API, in each delivery mode. It prints one JSON line
-per step; a failure here names the step and its error.
+a phone change; a phone MFA factor) with the codes texted through the real SMS
+chain into the dev inbox and read from its JSON API, in each delivery mode. It
+prints one JSON line per step; a failure here names the step and its error.
 Without Node locally the test skips; in CI (APITASK_REQUIRE_NODE=1) it fails.
 """
 
@@ -41,6 +41,7 @@ STEPS = (
     "phone_signup",
     "phone_otp",
     "phone_change",
+    "phone_mfa",
 )
 SCRIPT_TIMEOUT = 180.0
 JWKS_REQUEST = '"GET /.well-known/jwks.json HTTP/1.1" 200'
@@ -73,6 +74,8 @@ def target(
         "GOTRUE_EXTERNAL_PHONE_ENABLED": "true",
         # The phone steps text one number more than once; the interval is not under test.
         "GOTRUE_SMS_MAX_FREQUENCY": "1us",
+        "GOTRUE_MFA_PHONE_ENROLL_ENABLED": "true",
+        "GOTRUE_MFA_PHONE_VERIFY_ENABLED": "true",
     }
     process = ServerProcess(SERVE_DEV, env=environment, cwd=tmp)
     try:
@@ -130,3 +133,5 @@ def test_supabase_js_email_anonymous_totp_and_phone_flows(target: JsTarget) -> N
     assert results["phone_otp"]["amr"] == ["otp"]
     changed = results["phone_change"]
     assert changed["user_id"] == phone["user_id"] and changed["phone"] != phone["phone"]
+    phone_mfa = results["phone_mfa"]
+    assert (phone_mfa["aal"], phone_mfa["amr"][0]) == ("aal2", "mfa/phone")

@@ -2,7 +2,7 @@
 // running `apitask-auth serve --dev` (started by tests/acceptance/test_supabase_js.py).
 //
 // Usage: node supabase_flows.mjs STEP...
-//   (steps: signup signin claims anonymous totp phone_signup phone_otp phone_change)
+//   (steps: signup signin claims anonymous totp phone_signup phone_otp phone_change phone_mfa)
 // Environment: AUTH_URL (the service's base URL), ANON_KEY (the project's anon key,
 // an HS256 JWT with the service's secret).
 //
@@ -293,6 +293,27 @@ const steps = {
     const { data: current } = await client.auth.getUser()
     check(current.user?.phone === phone.slice(1), 'GET /user shows another phone', current.user)
     return { user_id: changed.user.id, phone: changed.user.phone }
+  },
+
+  /** mfa.enroll a phone factor, challenge it (a texted code), verify with the code:
+   * the session is raised to aal2 with mfa/phone first in its amr. */
+  async phone_mfa() {
+    const client = state.phoneClient
+    const phone = uniquePhone()
+    const enrolled = ok(await client.auth.mfa.enroll({ factorType: 'phone', phone }), 'mfa.enroll(phone)')
+    check(enrolled.type === 'phone', 'enrolled another factor type', enrolled)
+    const challenge = ok(await client.auth.mfa.challenge({ factorId: enrolled.id, channel: 'sms' }), 'mfa.challenge')
+    const code = await textedCode(phone, 1)
+    const verified = ok(
+      await client.auth.mfa.verify({ factorId: enrolled.id, challengeId: challenge.id, code }),
+      'mfa.verify',
+    )
+    const { payload } = jwtParts(verified.access_token)
+    check(payload.aal === 'aal2', 'the session is not aal2', payload)
+    const factors = ok(await client.auth.mfa.listFactors(), 'mfa.listFactors')
+    const listed = factors.phone.find((factor) => factor.id === enrolled.id)
+    check(listed?.status === 'verified', 'the factor is not verified', factors)
+    return { factor_id: enrolled.id, aal: payload.aal, amr: payload.amr.map((entry) => entry.method) }
   },
 }
 
