@@ -7,6 +7,10 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
+from apitask_auth.accounts.users import PhoneTakenError, create_user
+
 from .conftest import email
 
 if TYPE_CHECKING:
@@ -122,3 +126,24 @@ async def test_admin_sets_and_confirms_a_users_number(make_service: Callable[...
         f"/admin/users/{other['id']}", json={"phone": number}, headers=headers
     )
     assert same.status_code == 200, same.text
+
+
+async def test_a_user_with_an_address_and_a_taken_number_loses_to_the_index(
+    make_service: Callable[..., Any],
+) -> None:
+    """The race the look-up cannot see: the number's unique index refuses the row
+    and the writer gets :class:`PhoneTakenError` (the admin route's retry then
+    answers 422 ``phone_exists``), not an IntegrityError (a 500)."""
+    svc = await _phone_service(make_service)
+    holder = await _created(svc, {"phone": _number()})
+    async with svc.app.state.service.engine.begin() as conn:
+        with pytest.raises(PhoneTakenError):
+            await create_user(
+                conn,
+                email=email(),
+                phone=holder["phone"],
+                aud=holder["aud"],
+                role="authenticated",
+                encrypted_password=None,
+                user_metadata={},
+            )
