@@ -352,7 +352,7 @@ def _ban(value: str) -> Any:
 async def create_admin_user(
     params: AdminUserParams, request: Request, svc: Svc, admin: Admin
 ) -> Response:
-    """Create a user directly (no mail)."""
+    """Create a user with an address, a number or both, directly (no mail, no text)."""
     settings = svc.settings
     if not params.email and not params.phone:
         raise bad_request(
@@ -424,7 +424,7 @@ async def get_admin_user(user_id: str, svc: Svc) -> Response:
 async def update_admin_user(
     user_id: str, params: AdminUserParams, request: Request, svc: Svc, admin: Admin
 ) -> Response:
-    """Change a user directly: address, password, confirmation, metadata, ban."""
+    """Change a user directly: address, number, password, confirmation, metadata, ban."""
     settings = svc.settings
     if params.password is not None:
         check_password_strength(settings, params.password)
