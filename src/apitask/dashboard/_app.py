@@ -1,0 +1,341 @@
+"""The dashboard's ASGI app: pages, the JSON summary, and the POST actions."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qs, urlencode
+
+import jinja2
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from ..outbox import JobFilter, JobState
+from ._present import Sample, age, chart, pretty, visible
+from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf, identify
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from .._histogram import Histogram
+    from .._pool import WorkerPool
+    from ..outbox import BrowsableStore, Job, Outbox
+    from ._security import Auth
+
+__all__ = ["Dashboard"]
+
+logger = logging.getLogger("apitask.dashboard")
+
+PAGE_SIZE = 50
+RETRY_LIMIT = 10_000  # jobs one "retry all matching" touches at most
+_MAX_TEXT = 200  # longest type or request id a filter takes
+_SECURITY_HEADERS = {
+    # Nothing inline runs: the script and the style are files of this app.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
+        " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class BadInput(ValueError):
+    """A query or form field the dashboard cannot take (a 400 page)."""
+
+
+def _one(values: dict[str, list[str]], name: str) -> str | None:
+    found = values.get(name)
+    return found[-1].strip() or None if found else None
+
+
+def _text(values: dict[str, list[str]], name: str) -> str | None:
+    value = _one(values, name)
+    if value is not None and (len(value) > _MAX_TEXT or not value.isprintable()):
+        raise BadInput(f"{name}: at most {_MAX_TEXT} printable characters")
+    return value
+
+
+def _number(values: dict[str, list[str]], name: str) -> int | None:
+    value = _one(values, name)
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise BadInput(f"{name}: expected a whole number")
+    return int(value)
+
+
+def parse_filter(values: dict[str, list[str]]) -> JobFilter:
+    """The job filter a query string or form names.
+
+    Raises:
+        BadInput: a field is malformed.
+    """
+    state = _one(values, "state")
+    if state is not None and state not in JobState.__members__.values():
+        raise BadInput(f"state: expected one of {', '.join(JobState)}")
+    domain = _text(values, "domain")
+    try:
+        return JobFilter(
+            state=None if state is None else JobState(state),
+            type=_text(values, "type"),
+            request_id=_text(values, "request_id"),
+            domain=None if domain is None else domain.lower(),
+        )
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def filter_query(where: JobFilter, **extra: object) -> str:
+    """``where`` as a query string (for links that keep the filter)."""
+    pairs = {
+        "state": where.state,
+        "type": where.type,
+        "request_id": where.request_id,
+        "domain": where.domain,
+        **extra,
+    }
+    return urlencode({k: v for k, v in pairs.items() if v is not None})
+
+
+@dataclass
+class Dashboard:
+    """The state one mounted dashboard keeps: its sources, its policy, its chart."""
+
+    outbox: Outbox
+    pool: WorkerPool | None
+    auth: Auth | None
+    allow_anonymous: bool
+    read_only: bool
+    smtp_latency: Histogram | None
+    csrf: Csrf
+    sample_every: float = 5.0
+    samples: collections.deque[Sample] = field(
+        default_factory=lambda: collections.deque(maxlen=120)
+    )
+    templates: jinja2.Environment = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("apitask.dashboard", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.templates.globals.update(age=age, filter_query=filter_query, JobFilter=JobFilter)
+
+    @property
+    def store(self) -> BrowsableStore:
+        return cast("BrowsableStore", self.outbox.store)
+
+    # -- plumbing -------------------------------------------------------------------
+
+    async def who(self, request: Request) -> Any:
+        """The identity of the request's user; ``"anonymous"`` when allowed; else None."""
+        identity = await identify(self.auth, request)
+        if identity is None and self.auth is None and self.allow_anonymous:
+            return "anonymous"
+        return identity
+
+    def render(
+        self, request: Request, template: str, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        cookie = request.cookies.get(CSRF_COOKIE) or Csrf.new_cookie()
+        base = request.scope.get("root_path", "")
+        html = self.templates.get_template(template).render(
+            base=base,
+            read_only=self.read_only,
+            csrf_field=CSRF_FIELD,
+            csrf=self.csrf.field(cookie),
+            identity=context.pop("identity", None),
+            **context,
+        )
+        response = HTMLResponse(html, status, headers=_SECURITY_HEADERS)
+        if CSRF_COOKIE not in request.cookies:
+            response.set_cookie(
+                CSRF_COOKIE,
+                cookie,
+                path=base or "/",
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+            )
+        return response
+
+    async def summary(self) -> dict[str, Any]:
+        """Counts by state and type, the queue's age, the pool and the workers."""
+        stats = await self.outbox.stats()
+        totals = {state.value: stats.total(state) for state in JobState}
+        now = time.time()
+        if not self.samples or now - self.samples[-1].at >= self.sample_every:
+            self.samples.append(Sample(now, totals))
+        oldest = await self.store.oldest_due()
+        workers = await self.store.workers()
+        return {
+            "totals": totals,
+            "by_type": {
+                type: {state.value: n for state, n in by_state.items()}
+                for type, by_state in stats.counts.items()
+            },
+            "oldest_due": age(oldest) if oldest else None,
+            "oldest_due_seconds": (
+                (datetime.now(UTC) - oldest).total_seconds() if oldest else None
+            ),
+            "pool": self.pool_gauges(),
+            "workers": [
+                {
+                    "worker": w.worker,
+                    "jobs": w.jobs,
+                    "lease_until": w.lease_until.isoformat(timespec="seconds"),
+                    "oldest_lease_until": w.oldest_lease_until.isoformat(timespec="seconds"),
+                    "expired": w.oldest_lease_until < datetime.now(UTC),
+                }
+                for w in workers
+            ],
+        }
+
+    def pool_gauges(self) -> dict[str, Any] | None:
+        pool = self.pool
+        if pool is None:
+            return None
+        report = pool.report
+        return {
+            "state": pool.state.value,
+            "queued": pool.queue_depth,
+            "running": pool.running,
+            "retrying": pool.retrying,
+            "oldest_queued_seconds": round(pool.oldest_queued_age, 3),
+            "drain": None
+            if report is None
+            else {
+                "complete": report.complete,
+                "timed_out": report.timed_out,
+                "leftovers": len(report.leftovers),
+                "spilled": len(report.spilled),
+            },
+        }
+
+    def latency(self) -> list[tuple[str, int]] | None:
+        """The SMTP send latency histogram: (upper bound, sends in that bucket)."""
+        if self.smtp_latency is None:
+            return None
+        buckets, below = [], 0
+        for bound, total in self.smtp_latency.cumulative():
+            buckets.append((bound, total - below))
+            below = total
+        return buckets
+
+    # -- pages ------------------------------------------------------------------
+
+    async def index(self, request: Request, identity: Any) -> Response:
+        values = parse_qs(request.url.query)
+        where = parse_filter(values)
+        before = _number(values, "before")
+        jobs = await self.store.search(where, before, PAGE_SIZE + 1)
+        more = len(jobs) > PAGE_SIZE
+        jobs = jobs[:PAGE_SIZE]
+        summary = await self.summary()
+        return self.render(
+            request,
+            "index.html",
+            identity=identity,
+            where=where,
+            states=[s.value for s in JobState],
+            jobs=jobs,
+            next_before=jobs[-1].id if more else None,
+            summary=summary,
+            lines=chart(self.samples),
+            latency=self.latency(),
+            notice=_text(values, "done"),
+        )
+
+    async def job_page(self, request: Request, identity: Any, *, reveal: bool = False) -> Response:
+        job = await self._job(request)
+        if job is None:
+            return self.render(
+                request, "error.html", 404, identity=identity, message="No such job."
+            )
+        return self.render(
+            request,
+            "job.html",
+            identity=identity,
+            job=job,
+            shown=visible(job),
+            payload=pretty(job.payload) if reveal else None,
+            pending=job.state in (JobState.QUEUED, JobState.RETRYING),
+            notice=_text(parse_qs(request.url.query), "done"),
+        )
+
+    async def _job(self, request: Request) -> Job | None:
+        raw = str(request.path_params["job_id"])
+        if not raw.isdigit() or len(raw) > 18:
+            raise BadInput("job id: expected a whole number")
+        return await self.store.job(int(raw))
+
+    async def api_summary(self, request: Request, identity: Any) -> Response:
+        data = await self.summary()
+        data["chart"] = [
+            {"state": line.state, "points": line.points, "last": line.last}
+            for line in chart(self.samples)
+        ]
+        return JSONResponse(data, headers=_SECURITY_HEADERS)
+
+    # -- actions ----------------------------------------------------------------
+
+    def done(self, request: Request, path: str, message: str) -> Response:
+        base = request.scope.get("root_path", "")
+        query = urlencode({"done": message})
+        return RedirectResponse(f"{base}{path}?{query}", status_code=303)
+
+    async def retry_one(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
+        job = await self._job(request)
+        n = 0 if job is None else await self.outbox.retry([job.id])
+        logger.warning("dashboard: %s retried dead job %s (%d retried)", who, job and job.id, n)
+        return self.done(request, f"/jobs/{request.path_params['job_id']}", f"{n} job retried")
+
+    async def cancel_one(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
+        job = await self._job(request)
+        n = 0
+        if job is not None:
+            n = await self.store.cancel([job.id], f"cancelled by {who} on the dashboard")
+        logger.warning("dashboard: %s cancelled job %s (%d cancelled)", who, job and job.id, n)
+        return self.done(request, f"/jobs/{request.path_params['job_id']}", f"{n} job cancelled")
+
+    async def reveal(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
+        logger.warning(
+            "dashboard: %s revealed the payload of job %s", who, request.path_params["job_id"]
+        )
+        return await self.job_page(request, who, reveal=True)
+
+    async def retry_matching(
+        self, request: Request, who: Any, form: dict[str, list[str]]
+    ) -> Response:
+        where = parse_filter(form)
+        where = JobFilter(JobState.DEAD, where.type, where.request_id, where.domain)
+        ids: list[int] = []
+        before = None
+        while len(ids) < RETRY_LIMIT:
+            page = await self.store.search(where, before, 500)
+            ids.extend(job.id for job in page)
+            if len(page) < 500:
+                break
+            before = page[-1].id
+        n = await self.outbox.retry(ids[:RETRY_LIMIT]) if ids else 0
+        logger.warning(
+            "dashboard: %s retried %d dead job(s) matching %s", who, n, filter_query(where)
+        )
+        return self.done(request, "/", f"{n} dead job(s) retried")
+
+    async def purge(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
+        state = _one(form, "state")
+        if state not in (JobState.SUCCEEDED, JobState.DEAD):
+            raise BadInput("state: only succeeded or dead jobs can be purged")
+        older_than = _number(form, "older_than") or 0
+        n = await self.outbox.purge(JobState(state), float(older_than))
+        logger.warning(
+            "dashboard: %s purged %d %s job(s) finished over %d s ago", who, n, state, older_than
+        )
+        return self.done(request, "/", f"{n} {state} job(s) purged")
