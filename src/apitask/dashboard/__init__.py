@@ -17,7 +17,6 @@ Needs the ``dashboard`` extra (Starlette and Jinja2). See docs/dashboard.md.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -25,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._app import BadInput, Dashboard
+from ._app import STATIC, BadInput, Dashboard
 from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf
 
 if TYPE_CHECKING:
@@ -89,10 +88,9 @@ def app(
         smtp_latency=smtp_latency,
         csrf=Csrf(csrf_key),
     )
-    static = resources.files(__package__).joinpath("static")
     files = {
-        "dashboard.js": (static.joinpath("dashboard.js").read_bytes(), "text/javascript"),
-        "dashboard.css": (static.joinpath("dashboard.css").read_bytes(), "text/css"),
+        "dashboard.js": (STATIC["dashboard.js"], "text/javascript"),
+        "dashboard.css": (STATIC["dashboard.css"], "text/css"),
     }
 
     def refused(request: Request, status: int, message: str, identity: Any = None) -> Response:

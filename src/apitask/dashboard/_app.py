@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlencode
 
@@ -31,6 +32,7 @@ logger = logging.getLogger("apitask.dashboard")
 
 PAGE_SIZE = 50
 RETRY_LIMIT = 10_000  # jobs one "retry all matching" touches at most
+RETRY_PAGE = 500  # ids read per query while collecting them
 _MAX_TEXT = 200  # longest type or request id a filter takes
 _SECURITY_HEADERS = {
     # Nothing inline runs: the script and the style are files of this app.
@@ -42,6 +44,16 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+def _read(folder: str) -> dict[str, str]:
+    files = resources.files(__package__).joinpath(folder)
+    return {f.name: f.read_text("utf-8") for f in files.iterdir() if f.is_file()}
+
+
+# Read at import, like the outbox's SQL: never a file read on the event loop.
+TEMPLATES = _read("templates")
+STATIC = _read("static")
 
 
 class BadInput(ValueError):
@@ -121,7 +133,8 @@ class Dashboard:
 
     def __post_init__(self) -> None:
         self.templates = jinja2.Environment(
-            loader=jinja2.PackageLoader("apitask.dashboard", "templates"),
+            loader=jinja2.DictLoader(TEMPLATES),
+            # Every template is .html: escape every value put in one.
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
@@ -290,19 +303,23 @@ class Dashboard:
         query = urlencode({"done": message})
         return RedirectResponse(f"{base}{path}?{query}", status_code=303)
 
-    async def retry_one(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
+    async def _existing(self, request: Request) -> Job:
         job = await self._job(request)
-        n = 0 if job is None else await self.outbox.retry([job.id])
-        logger.warning("dashboard: %s retried dead job %s (%d retried)", who, job and job.id, n)
-        return self.done(request, f"/jobs/{request.path_params['job_id']}", f"{n} job retried")
+        if job is None:
+            raise BadInput("no such job")
+        return job
+
+    async def retry_one(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
+        job = await self._existing(request)
+        n = await self.outbox.retry([job.id])
+        logger.warning("dashboard: %s retried dead job %s (%d retried)", who, job.id, n)
+        return self.done(request, f"/jobs/{job.id}", f"{n} job retried")
 
     async def cancel_one(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
-        job = await self._job(request)
-        n = 0
-        if job is not None:
-            n = await self.store.cancel([job.id], f"cancelled by {who} on the dashboard")
-        logger.warning("dashboard: %s cancelled job %s (%d cancelled)", who, job and job.id, n)
-        return self.done(request, f"/jobs/{request.path_params['job_id']}", f"{n} job cancelled")
+        job = await self._existing(request)
+        n = await self.store.cancel([job.id], f"cancelled by {who} on the dashboard")
+        logger.warning("dashboard: %s cancelled job %s (%d cancelled)", who, job.id, n)
+        return self.done(request, f"/jobs/{job.id}", f"{n} job cancelled")
 
     async def reveal(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
         logger.warning(
@@ -317,13 +334,14 @@ class Dashboard:
         where = JobFilter(JobState.DEAD, where.type, where.request_id, where.domain)
         ids: list[int] = []
         before = None
-        while len(ids) < RETRY_LIMIT:
-            page = await self.store.search(where, before, 500)
+        while True:  # keyset pages of the matching dead jobs, up to RETRY_LIMIT
+            page = await self.store.search(where, before, RETRY_PAGE)
             ids.extend(job.id for job in page)
-            if len(page) < 500:
+            if len(page) < RETRY_PAGE or len(ids) >= RETRY_LIMIT:
                 break
             before = page[-1].id
-        n = await self.outbox.retry(ids[:RETRY_LIMIT]) if ids else 0
+        # Never "every dead job" (ids=None) by accident: an empty list retries none.
+        n = await self.outbox.retry(ids[:RETRY_LIMIT])
         logger.warning(
             "dashboard: %s retried %d dead job(s) matching %s", who, n, filter_query(where)
         )
