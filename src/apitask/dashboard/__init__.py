@@ -53,7 +53,7 @@ def app(
     auth: Auth | None = None,
     allow_anonymous: bool = False,
     read_only: bool = False,
-    smtp_latency: Histogram | None = None,
+    smtp_latency: Histogram | Callable[[], Histogram | None] | None = None,
     csrf_key: bytes | None = None,
 ) -> Starlette:
     """The dashboard as an ASGI app, to mount under a path of yours.
@@ -68,7 +68,8 @@ def app(
             ``"anonymous"``). Without either, every request is refused.
         read_only: show, but refuse every action (and never show a payload).
         smtp_latency: a histogram to draw, e.g.
-            ``smtp_client.counters.send_latency``.
+            ``smtp_client.counters.send_latency``, or a function returning
+            it (or ``None``) when the client is made later than the app.
         csrf_key: the key signing form tokens; the same on every process
             serving the dashboard (random per process by default).
 

@@ -19,6 +19,8 @@ from ._present import Sample, age, chart, pretty, visible
 from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf, identify
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.requests import Request
 
     from .._histogram import Histogram
@@ -123,7 +125,7 @@ class Dashboard:
     auth: Auth | None
     allow_anonymous: bool
     read_only: bool
-    smtp_latency: Histogram | None
+    smtp_latency: Histogram | Callable[[], Histogram | None] | None
     csrf: Csrf
     sample_every: float = 5.0
     samples: collections.deque[Sample] = field(
@@ -233,10 +235,13 @@ class Dashboard:
 
     def latency(self) -> list[tuple[str, int]] | None:
         """The SMTP send latency histogram: (upper bound, sends in that bucket)."""
-        if self.smtp_latency is None:
+        histogram = self.smtp_latency
+        if callable(histogram):
+            histogram = histogram()
+        if histogram is None:
             return None
         buckets, below = [], 0
-        for bound, total in self.smtp_latency.cumulative():
+        for bound, total in histogram.cumulative():
             buckets.append((bound, total - below))
             below = total
         return buckets

@@ -34,7 +34,7 @@ async def test_pool_gauges_and_drain(outbox: Outbox) -> None:
     latency = Histogram()
     for seconds in (0.003, 0.004, 0.2):
         latency.observe(seconds)
-    app = dashboard.app(outbox, pool, allow_anonymous=True, smtp_latency=latency)
+    app = dashboard.app(outbox, pool, allow_anonymous=True, smtp_latency=lambda: latency)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://dash.test") as client:
         await pool.start()
@@ -55,3 +55,13 @@ async def test_pool_gauges_and_drain(outbox: Outbox) -> None:
         page = await client.get("/")
     assert drained == {"complete": True, "timed_out": False, "leftovers": 0, "spilled": 0}
     assert "drain: complete" in page.text
+
+
+async def test_no_histogram_yet(outbox: Outbox) -> None:
+    """A latency function that has no histogram yet (no SMTP client) shows no section."""
+    app = dashboard.app(outbox, allow_anonymous=True, smtp_latency=lambda: None)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dash.test") as client:
+        page = await client.get("/")
+    assert page.status_code == 200
+    assert "SMTP send latency" not in page.text
