@@ -55,6 +55,7 @@ def app(
     read_only: bool = False,
     smtp_latency: Histogram | Callable[[], Histogram | None] | None = None,
     csrf_key: bytes | None = None,
+    refresh: float = 5.0,
 ) -> Starlette:
     """The dashboard as an ASGI app, to mount under a path of yours.
 
@@ -72,6 +73,8 @@ def app(
             it (or ``None``) when the client is made later than the app.
         csrf_key: the key signing form tokens; the same on every process
             serving the dashboard (random per process by default).
+        refresh: read the database's counts at most this often (seconds),
+            however many pages are open; each read is a point of the chart.
 
     Raises:
         ValueError: both ``auth`` and ``allow_anonymous`` were given.
@@ -80,6 +83,8 @@ def app(
         raise ValueError("allow_anonymous: give it or auth, not both")
     if csrf_key is not None and len(csrf_key) < 16:
         raise ValueError("csrf_key: at least 16 bytes")
+    if not refresh >= 0:
+        raise ValueError(f"refresh: expected seconds >= 0, got {refresh!r}")
     board = Dashboard(
         outbox=outbox,
         pool=pool,
@@ -88,6 +93,7 @@ def app(
         read_only=read_only,
         smtp_latency=smtp_latency,
         csrf=Csrf(csrf_key),
+        refresh=refresh,
     )
     files = {
         "dashboard.js": (STATIC["dashboard.js"], "text/javascript"),

@@ -83,6 +83,8 @@ def test_bad_arguments(outbox: Outbox) -> None:
         dashboard.app(outbox, auth=admin, allow_anonymous=True)
     with pytest.raises(ValueError, match="csrf_key"):
         dashboard.app(outbox, allow_anonymous=True, csrf_key=b"short")
+    with pytest.raises(ValueError, match="refresh"):
+        dashboard.app(outbox, allow_anonymous=True, refresh=-1)
 
 
 # -- reading -----------------------------------------------------------------------
@@ -299,3 +301,31 @@ async def test_static_assets(outbox: Outbox) -> None:
     assert js.headers["content-type"].startswith("text/javascript")
     assert "api/summary" in js.text
     assert css.headers["content-type"].startswith("text/css")
+
+
+async def test_counts_are_read_once_per_refresh_and_after_an_action(outbox: Outbox) -> None:
+    """Many polling pages cost one count per period; an action's effect shows at once."""
+    [dead] = await dead_flaky(outbox, "x")
+    app = dashboard.app(outbox, allow_anonymous=True, refresh=3600)
+    async with client_for(app) as client:
+        first = (await client.get("/api/summary")).json()
+        await outbox.enqueue(None, Flaky("unseen"), delay=3600)
+        cached = (await client.get("/api/summary")).json()
+        token = await csrf_token(client)
+        await client.post(f"/jobs/{dead}/retry", data=form(token))
+        fresh = (await client.get("/api/summary")).json()
+    assert (first["totals"]["queued"], first["totals"]["dead"]) == (0, 1)
+    assert cached["totals"] == first["totals"]
+    assert (fresh["totals"]["queued"], fresh["totals"]["dead"]) == (2, 0)
+    assert len(fresh["chart"]) == 5  # two reads: a line per state
+
+
+async def test_chart_draws_the_counts_over_time(outbox: Outbox) -> None:
+    app = dashboard.app(outbox, allow_anonymous=True, refresh=0)
+    async with client_for(app) as client:
+        await client.get("/")
+        await outbox.enqueue(None, Flaky("one"), delay=3600)
+        page = await client.get("/")
+    assert '<svg class="chart"' in page.text
+    assert 'data-state="queued"' in page.text
+    assert "<title>queued: 1</title>" in page.text

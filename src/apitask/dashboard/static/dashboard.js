@@ -57,5 +57,5 @@
     }
   }
   refresh();
-  setInterval(refresh, 5000);
+  setInterval(refresh, 5000)  // the server reads the database at most every `refresh` seconds anyway;
 })();
