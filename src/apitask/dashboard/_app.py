@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +82,16 @@ def _number(values: dict[str, list[str]], name: str) -> int | None:
     if not value.isdigit() or len(value) > 18:
         raise BadInput(f"{name}: expected a whole number")
     return int(value)
+
+
+# What an action's redirect reports ("3 dead job(s) retried"): the page shows a
+# notice only in this shape, so a crafted link cannot put other words on it.
+_NOTICE = re.compile(r"^\d+ [a-z() ]{1,40}$")
+
+
+def _notice(values: dict[str, list[str]]) -> str | None:
+    value = _one(values, "done")
+    return value if value is not None and _NOTICE.match(value) else None
 
 
 def parse_filter(values: dict[str, list[str]]) -> JobFilter:
@@ -275,7 +286,7 @@ class Dashboard:
             summary=summary,
             lines=chart(self.samples),
             latency=self.latency(),
-            notice=_text(values, "done"),
+            notice=_notice(values),
         )
 
     async def job_page(self, request: Request, identity: Any, *, reveal: bool = False) -> Response:
@@ -292,7 +303,7 @@ class Dashboard:
             shown=visible(job),
             payload=pretty(job.payload) if reveal else None,
             pending=job.state in (JobState.QUEUED, JobState.RETRYING),
-            notice=_text(parse_qs(request.url.query), "done"),
+            notice=_notice(parse_qs(request.url.query)),
         )
 
     async def _job(self, request: Request) -> Job | None:

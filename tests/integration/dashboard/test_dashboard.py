@@ -200,6 +200,8 @@ async def test_retry_a_dead_job_and_it_succeeds(
     assert Flaky.ran == ["retry-me"]
     page = await client.get(done.headers["location"])
     assert "1 job retried" in page.text
+    crafted = await client.get(f"/jobs/{job_id}?done=Session+expired:+sign+in+at+evil.example")
+    assert "evil.example" not in crafted.text
 
 
 async def test_retry_all_matching_and_purge(outbox: Outbox, client: httpx.AsyncClient) -> None:
@@ -267,7 +269,10 @@ async def test_read_only_refuses_actions(outbox: Outbox) -> None:
         assert '<form method="post"' not in page.text
         token = "0" * 64
         refused = await client.post(f"/jobs/{job_id}/retry", data=form(token))
+        reveal = await client.post(f"/jobs/{job_id}/reveal", data=form(token))
     assert refused.status_code == 403
+    assert reveal.status_code == 403
+    assert '"name": "stays"' not in reveal.text
     assert (await outbox.stats()).total(JobState.DEAD) == 1
 
 
