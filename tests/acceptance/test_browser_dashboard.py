@@ -60,6 +60,8 @@ async def test_browser_filter_retry_and_purge(chromium: Path, tmp_path: Path) ->
                     }, 20);
                 })"""
             )
+            # The script drew the chart from the page's read and its own.
+            assert await page.evaluate("document.querySelectorAll('svg.chart polyline').length")
             await page.screenshot(tmp_path / "dashboard-overview.png")
 
             # Filter: dead mail to one domain.

@@ -285,6 +285,10 @@ class Dashboard:
             next_before=jobs[-1].id if more else None,
             summary=summary,
             lines=chart(self.samples),
+            age_of_chart=age(
+                datetime.fromtimestamp(self.samples[0].at, UTC),
+                datetime.fromtimestamp(self.samples[-1].at, UTC),
+            ),
             latency=self.latency(),
             notice=_notice(values),
         )

@@ -93,6 +93,8 @@ class Sample:
     counts: Mapping[str, int]
 
 
+_PAD = 4
+
 _COLOURS = {
     "queued": "#1f6feb",
     "running": "#8250df",
@@ -118,11 +120,12 @@ def chart(samples: Sequence[Sample], width: int = 600, height: int = 120) -> lis
         return []
     start, span = samples[0].at, (samples[-1].at - samples[0].at) or 1.0
     top = max((max(s.counts.values(), default=0) for s in samples), default=0) or 1
+    inner = height - 2 * _PAD  # the stroke of a line at 0 or at the top stays inside
     lines = []
     for state, colour in _COLOURS.items():
         points = " ".join(
             f"{(s.at - start) / span * width:.1f},"
-            f"{height - s.counts.get(state, 0) / top * height:.1f}"
+            f"{_PAD + inner - s.counts.get(state, 0) / top * inner:.1f}"
             for s in samples
         )
         lines.append(Line(state, colour, points, samples[-1].counts.get(state, 0)))

@@ -76,10 +76,10 @@ def test_chart_scales_to_the_largest_count() -> None:
     assert chart([Sample(0.0, {"dead": 1})]) == []
     lines = chart([Sample(10.0, {"dead": 0}), Sample(20.0, {"dead": 4, "queued": 2})], 100, 40)
     dead = next(line for line in lines if line.state == "dead")
-    assert dead.points == "0.0,40.0 100.0,0.0"
+    assert dead.points == "0.0,36.0 100.0,4.0"
     assert dead.last == 4
     flat = chart([Sample(5.0, {}), Sample(5.0, {})], 100, 40)
-    assert flat[0].points == "0.0,40.0 0.0,40.0"
+    assert flat[0].points == "0.0,36.0 0.0,36.0"
 
 
 def test_csrf_tokens() -> None:

@@ -17,6 +17,15 @@
       svg.setAttribute("width", "600");
       svg.setAttribute("height", "120");
       document.getElementById("counts").querySelector("ul").after(svg);
+      const legend = document.createElement("p");
+      legend.className = "legend";
+      for (const line of lines) {
+        const key = document.createElement("span");
+        key.className = "key key-" + line.state;
+        key.textContent = line.state + " ";
+        legend.appendChild(key);
+      }
+      svg.after(legend);
     }
     const colours = {queued: "#1f6feb", running: "#8250df", retrying: "#bf8700", dead: "#cf222e", succeeded: "#1a7f37"};
     for (const line of lines) {
