@@ -56,6 +56,7 @@ def app(
     smtp_latency: Histogram | Callable[[], Histogram | None] | None = None,
     csrf_key: bytes | None = None,
     refresh: float = 5.0,
+    lease: float | None = None,
 ) -> Starlette:
     """The dashboard as an ASGI app, to mount under a path of yours.
 
@@ -75,6 +76,9 @@ def app(
             serving the dashboard (random per process by default).
         refresh: read the database's counts at most this often (seconds),
             however many pages are open; each read is a point of the chart.
+        lease: the workers' lease length (``Worker(lease=...)``), if they all
+            share one: each worker's last heartbeat is then shown (its
+            latest lease's end minus the lease length).
 
     Raises:
         ValueError: both ``auth`` and ``allow_anonymous`` were given.
@@ -85,6 +89,8 @@ def app(
         raise ValueError("csrf_key: at least 16 bytes")
     if not refresh >= 0:
         raise ValueError(f"refresh: expected seconds >= 0, got {refresh!r}")
+    if lease is not None and not lease > 0:
+        raise ValueError(f"lease: expected seconds > 0, got {lease!r}")
     board = Dashboard(
         outbox=outbox,
         pool=pool,
@@ -94,6 +100,7 @@ def app(
         smtp_latency=smtp_latency,
         csrf=Csrf(csrf_key),
         refresh=refresh,
+        lease=lease,
     )
     files = {
         "dashboard.js": (STATIC["dashboard.js"], "text/javascript"),

@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlencode
@@ -139,6 +139,7 @@ class Dashboard:
     smtp_latency: Histogram | Callable[[], Histogram | None] | None
     csrf: Csrf
     refresh: float = 5.0
+    lease: float | None = None
     samples: collections.deque[Sample] = field(
         default_factory=lambda: collections.deque(maxlen=120)
     )
@@ -226,6 +227,10 @@ class Dashboard:
                     "lease_until": w.lease_until.isoformat(timespec="seconds"),
                     "oldest_lease_until": w.oldest_lease_until.isoformat(timespec="seconds"),
                     "expired": w.oldest_lease_until < now,
+                    # A heartbeat (or the claim) sets a lease to now + lease.
+                    "last_heartbeat": None
+                    if self.lease is None
+                    else age(w.lease_until - timedelta(seconds=self.lease), now),
                 }
                 for w in workers
             ],

@@ -85,6 +85,8 @@ def test_bad_arguments(outbox: Outbox) -> None:
         dashboard.app(outbox, allow_anonymous=True, csrf_key=b"short")
     with pytest.raises(ValueError, match="refresh"):
         dashboard.app(outbox, allow_anonymous=True, refresh=-1)
+    with pytest.raises(ValueError, match="lease"):
+        dashboard.app(outbox, allow_anonymous=True, lease=0)
 
 
 # -- reading -----------------------------------------------------------------------
@@ -295,7 +297,14 @@ async def test_summary_json_workers_and_chart(outbox: Outbox) -> None:
     assert first["totals"]["running"] == 1
     assert [w["worker"] for w in first["workers"]] == ["worker-7"]
     assert first["workers"][0]["expired"] is False
+    assert first["workers"][0]["last_heartbeat"] is None  # the lease length is not known
     assert "worker-7" in page.text
+    with_lease = dashboard.app(outbox, allow_anonymous=True, lease=60.0)
+    async with client_for(with_lease) as client:
+        workers = (await client.get("/api/summary")).json()["workers"]
+        page = await client.get("/")
+    assert workers[0]["last_heartbeat"] in ("0 s", "1 s")  # claimed just now
+    assert f"<td>{workers[0]['last_heartbeat']} ago</td>" in page.text
     assert page.headers["content-security-policy"].startswith("default-src 'none'")
 
 

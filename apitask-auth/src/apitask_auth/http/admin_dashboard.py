@@ -89,7 +89,14 @@ def install_dashboard(
     )
     app.mount(
         DASHBOARD_PATH,
-        dashboard.app(runtime.outbox, runtime.pool, auth=auth, smtp_latency=latency, csrf_key=key),
+        dashboard.app(
+            runtime.outbox,
+            runtime.pool,
+            auth=auth,
+            smtp_latency=latency,
+            csrf_key=key,
+            lease=settings.outbox_worker_lease.total_seconds(),
+        ),
     )
 
     async def sign_in_form(request: Request) -> Response:
