@@ -24,7 +24,8 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._app import STATIC, BadInput, Dashboard
+from ..outbox import OutboxError
+from ._app import STATIC, BadInput, Dashboard, logger
 from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf
 
 if TYPE_CHECKING:
@@ -110,6 +111,12 @@ def app(
     def refused(request: Request, status: int, message: str, identity: Any = None) -> Response:
         return board.render(request, "error.html", status, identity=identity, message=message)
 
+    def unavailable(request: Request, exc: OutboxError, identity: Any) -> Response:
+        logger.error("dashboard: the outbox's database failed: %s", exc)
+        # The driver's message stays in the log: it may name hosts and tables.
+        message = "The outbox's database did not answer; see the server's log."
+        return refused(request, 503, message, identity)
+
     def page(handler: Page) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             identity = await board.who(request)
@@ -119,6 +126,8 @@ def app(
                 return await handler(request, identity)
             except BadInput as exc:
                 return refused(request, 400, str(exc), identity)
+            except OutboxError as exc:
+                return unavailable(request, exc, identity)
 
         return endpoint
 
@@ -148,6 +157,8 @@ def app(
                 return await handler(request, identity, form)
             except BadInput as exc:
                 return refused(request, 400, str(exc), identity)
+            except OutboxError as exc:
+                return unavailable(request, exc, identity)
 
         return endpoint
 

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import sqlite3
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from apitask import dashboard
-from apitask.outbox import JobState
+from apitask.outbox import JobState, Outbox, open_store
 
 from .conftest import Flaky, Mail, csrf_token, form, run_jobs
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
     from starlette.applications import Starlette
     from starlette.requests import Request
-
-    from apitask.outbox import Outbox
 
 
 def client_for(app: Starlette) -> httpx.AsyncClient:
@@ -343,3 +345,26 @@ async def test_chart_draws_the_counts_over_time(outbox: Outbox) -> None:
     assert '<svg class="chart"' in page.text
     assert 'data-state="queued"' in page.text
     assert "<title>queued: 1</title>" in page.text
+
+
+async def test_a_database_error_is_a_503_page(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The jobs table gone: pages and actions say the database failed, not a 500."""
+    path = tmp_path / "outbox.db"
+
+    def drop_the_table() -> None:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("DROP TABLE apitask_jobs")
+
+    async with Outbox(open_store(f"sqlite:///{path}")) as box:
+        await box.migrate()
+        async with client_for(dashboard.app(box, allow_anonymous=True)) as client:
+            token = await csrf_token(client)
+            await asyncio.to_thread(drop_the_table)
+            page = await client.get("/")
+            action = await client.post("/purge", data=form(token, state="dead"))
+    assert (page.status_code, action.status_code) == (503, 503)
+    assert "did not answer" in page.text
+    assert "no such table" not in page.text
+    assert "no such table" in caplog.text
