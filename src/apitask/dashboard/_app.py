@@ -182,7 +182,7 @@ class Dashboard:
             **context,
         )
         response = HTMLResponse(html, status, headers=_SECURITY_HEADERS)
-        if CSRF_COOKIE not in request.cookies:
+        if request.cookies.get(CSRF_COOKIE) != cookie:  # none yet (or an empty one)
             response.set_cookie(
                 CSRF_COOKIE,
                 cookie,
