@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from _service import HERE, LineWatcher, service, wait_delivered
+from _service import HERE, LineWatcher, postgres_database, service, wait_delivered
 
 sys.path.insert(0, str(HERE.parent / "tests"))
 from service._twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER
@@ -87,9 +87,12 @@ def otp_latencies(
 
 
 def measure_phone_otp(
-    mode: str, n: int, delay: float, warmup: int = 10
+    mode: str, n: int, delay: float, warmup: int = 10, postgres: str | None = None
 ) -> tuple[list[float], list[float]]:
     """One round in ``mode``: latencies (ms) with the slow and the 0 ms provider.
+
+    Each service has a fresh SQLite file, or with ``postgres`` a fresh
+    database of its own on that server.
 
     Fails loudly unless both providers received every text: a mode that lost
     texts would look fast for the wrong reason.
@@ -98,11 +101,13 @@ def measure_phone_otp(
     with (
         tempfile.TemporaryDirectory(prefix="apitask-bench-slow-") as slow_tmp,
         tempfile.TemporaryDirectory(prefix="apitask-bench-fast-") as fast_tmp,
+        postgres_database(postgres) if postgres else contextlib.nullcontext() as slow_db,
+        postgres_database(postgres) if postgres else contextlib.nullcontext() as fast_db,
         slow_twilio(delay) as (slow_url, slow_watch),
         slow_twilio(0.0) as (fast_url, fast_watch),
         # SMTP is not used by /otp {phone}; the port only has to be valid.
-        service(Path(slow_tmp), mode, 9, **phone_settings(slow_url)) as slow_api,
-        service(Path(fast_tmp), mode, 9, **phone_settings(fast_url)) as fast_api,
+        service(Path(slow_tmp), mode, 9, slow_db, **phone_settings(slow_url)) as slow_api,
+        service(Path(fast_tmp), mode, 9, fast_db, **phone_settings(fast_url)) as fast_api,
         httpx.Client(base_url=slow_api, timeout=60) as slow,
         httpx.Client(base_url=fast_api, timeout=60) as fast,
     ):

@@ -27,7 +27,7 @@ requests alternating between them (bench/_phone.py), in ``--phone-rounds``
 rounds per mode with the modes in turn. Target: in ``pool`` and ``outbox``,
 p50 at most 1.1x the 0 ms case; ``inline`` and ``request`` (fewer requests:
 each takes the second) show the provider's time. Results go to
-bench/results/latency-phone.{md,json}.
+bench/results/latency-phone.{md,json} (``-postgres`` with ``--postgres``).
 
 Run: ``.venv/bin/python bench/latency.py [--n 300] [--modes pool,outbox] [--postgres URL]``
 or ``.venv/bin/python bench/latency.py --phone [--n 150] [--phone-rounds 3]``
@@ -77,7 +77,9 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def phone(n: int, contrast_n: int, rounds: int, delay: float, modes: list[str]) -> None:
+def phone(
+    n: int, contrast_n: int, rounds: int, delay: float, modes: list[str], postgres: str | None
+) -> None:
     """The phone case (see the module docstring): print and save per-round ratios."""
     per_round: dict[str, list[tuple[float, float, float, float, str]]] = {m: [] for m in modes}
     # Every round's values together: a service process's luck (its core, its
@@ -91,7 +93,7 @@ def phone(n: int, contrast_n: int, rounds: int, delay: float, modes: list[str]) 
                 continue  # contrast only: one round shows the second on the request
             count = n if mode in {"pool", "outbox"} else contrast_n
             before = load()
-            slow, fast = measure_phone_otp(mode, count, delay)
+            slow, fast = measure_phone_otp(mode, count, delay, postgres=postgres)
             row = (
                 percentile(slow, 50),
                 percentile(fast, 50),
@@ -143,8 +145,12 @@ def phone(n: int, contrast_n: int, rounds: int, delay: float, modes: list[str]) 
     report = "\n".join(lines + summary)
     print(report)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latency-phone.md").write_text(report + "\n")
-    saved = save("latency-phone", rows, n=n, contrast_n=contrast_n, rounds=rounds, delay=delay)
+    name = "latency-phone-postgres" if postgres else "latency-phone"
+    (RESULTS / f"{name}.md").write_text(report + "\n")
+    database = "postgresql" if postgres else "sqlite"
+    saved = save(
+        name, rows, n=n, contrast_n=contrast_n, rounds=rounds, delay=delay, database=database
+    )
     print(f"results: {saved}")
 
 
@@ -173,7 +179,7 @@ def main() -> None:
     if args.phone:
         modes = args.modes.split(",") if args.modes != ",".join(MODES) else list(PHONE_MODES)
         delay = args.delay if args.delay != 0.3 else 1.0
-        phone(args.n, args.contrast_n, args.phone_rounds, delay, modes)
+        phone(args.n, args.contrast_n, args.phone_rounds, delay, modes, args.postgres)
         return
     if args.replot:
         saved = json.loads((RESULTS / "latency.json").read_text())
