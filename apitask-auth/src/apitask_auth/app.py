@@ -61,7 +61,7 @@ def create_app(
     mailer = MailChain(settings, transport=transport, runtime=runtime)
     # Twilio, the dev inbox (dev mode without a provider) or the refusing texter.
     texts: Texter = texter if texter is not None else texter_for(settings, runtime, mailer.inbox)
-    metrics = ServiceMetrics(mailer) if settings.metrics_enabled else None
+    metrics = ServiceMetrics(mailer, texts) if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
