@@ -1,7 +1,7 @@
 """Django mail: apitask's EmailBackend vs django-post-office vs Django's SMTP backend inline.
 
 One run, one database, one SMTP sink (aiosmtpd in its own process), the test
-project of tests/integration/django (djsite). Two figures per contender:
+project of tests/integration/contrib_django (djsite). Two figures per contender:
 
 * **request cost**: what one ``send_mail`` adds to a sign-up request, in µs:
   the median time of the ``send_mail`` call inside
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PROJECT = HERE.parent / "tests" / "integration" / "django"
+PROJECT = HERE.parent / "tests" / "integration" / "contrib_django"
 BACKENDS = {
     "apitask": "apitask.contrib.django.EmailBackend",
     "post-office": "post_office.EmailBackend",
