@@ -20,7 +20,17 @@ With ``--postgres URL`` the service runs on a fresh database of that
 PostgreSQL server instead of SQLite; results then go to
 bench/results/latency-postgres.* and the plot is left alone.
 
+With ``--phone`` it measures the phone case instead (issue 17): ``POST /otp
+{phone}`` with a Twilio-speaking provider that takes 1 s per message against
+the same request with a 0 ms provider, both services up at once and the
+requests alternating between them (bench/_phone.py), in ``--phone-rounds``
+rounds per mode with the modes in turn. Target: in ``pool`` and ``outbox``,
+p50 at most 1.1x the 0 ms case; ``inline`` and ``request`` (fewer requests:
+each takes the second) show the provider's time. Results go to
+bench/results/latency-phone.{md,json} (``-postgres`` with ``--postgres``).
+
 Run: ``.venv/bin/python bench/latency.py [--n 300] [--modes pool,outbox] [--postgres URL]``
+or ``.venv/bin/python bench/latency.py --phone [--n 150] [--phone-rounds 3]``
 """
 
 from __future__ import annotations
@@ -35,8 +45,10 @@ matplotlib.use("Agg")  # no screen here
 import matplotlib.pyplot as plt
 
 from _common import RESULTS, Series, save
+from _phone import measure_phone_otp
 from _service import MODES, measure_recover, percentile
 
+PHONE_MODES = ("pool", "outbox", "inline", "request")
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "latency.png"
 
 
@@ -60,6 +72,88 @@ def plot(data: dict[str, tuple[list[float], list[float]]], delay: float, n: int)
     print(f"plot: {PLOT}")
 
 
+def load() -> str:
+    """The machine's 1-, 5- and 15-minute load averages (it is shared)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def phone(
+    n: int, contrast_n: int, rounds: int, delay: float, modes: list[str], postgres: str | None
+) -> None:
+    """The phone case (see the module docstring): print and save per-round ratios."""
+    per_round: dict[str, list[tuple[float, float, float, float, str]]] = {m: [] for m in modes}
+    # Every round's values together: a service process's luck (its core, its
+    # neighbours) is one round's, and pooling rounds dilutes it.
+    pooled: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in modes}
+    rows: list[Series] = []
+    for round in range(rounds):
+        # Rotate the order so that no mode always runs first (or last) in a round.
+        for mode in modes[round % len(modes) :] + modes[: round % len(modes)]:
+            if mode in {"inline", "request"} and round > 0:
+                continue  # contrast only: one round shows the second on the request
+            count = n if mode in {"pool", "outbox"} else contrast_n
+            before = load()
+            slow, fast = measure_phone_otp(mode, count, delay, postgres=postgres)
+            row = (
+                percentile(slow, 50),
+                percentile(fast, 50),
+                percentile(slow, 99),
+                percentile(fast, 99),
+                f"{before} -> {load()}",
+            )
+            per_round[mode].append(row)
+            pooled[mode][0].extend(slow)
+            pooled[mode][1].extend(fast)
+            print(
+                f"round {round + 1} {mode}: p50 {row[0]:.1f} vs {row[1]:.1f} ms "
+                f"({row[0] / row[1]:.2f}x), p99 {row[2]:.1f} vs {row[3]:.1f} ms, load {row[4]}",
+                flush=True,
+            )
+            rows += [
+                Series(f"{mode} round {round + 1} {delay * 1000:.0f} ms provider", "ms", slow),
+                Series(f"{mode} round {round + 1} 0 ms provider", "ms", fast),
+            ]
+    lines = [
+        f"| mode | round | p50, {delay * 1000:.0f} ms provider | p50, 0 ms provider "
+        "| p50 ratio | p99 ratio | load (1/5/15 min, before -> after) |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    summary = [
+        "",
+        "| mode | rounds | p50 ratio, median of rounds | min - max | p50 ratio, rounds pooled |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for mode, results in per_round.items():
+        for i, (p50, q50, p99, q99, during) in enumerate(results, 1):
+            lines.append(
+                f"| {mode} | {i} | {p50:.1f} | {q50:.1f} | {p50 / q50:.2f}x "
+                f"| {p99 / q99:.2f}x | {during} |"
+            )
+        ratios = sorted(p50 / q50 for p50, q50, *_ in results)
+        if ratios:
+            middle = (
+                ratios[len(ratios) // 2]
+                if len(ratios) % 2
+                else ((ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2)
+            )
+            slow_all, fast_all = pooled[mode]
+            whole = percentile(slow_all, 50) / percentile(fast_all, 50)
+            summary.append(
+                f"| {mode} | {len(ratios)} | {middle:.2f}x | {ratios[0]:.2f}x - {ratios[-1]:.2f}x "
+                f"| {whole:.2f}x |"
+            )
+    report = "\n".join(lines + summary)
+    print(report)
+    RESULTS.mkdir(exist_ok=True)
+    name = "latency-phone-postgres" if postgres else "latency-phone"
+    (RESULTS / f"{name}.md").write_text(report + "\n")
+    database = "postgresql" if postgres else "sqlite"
+    saved = save(
+        name, rows, n=n, contrast_n=contrast_n, rounds=rounds, delay=delay, database=database
+    )
+    print(f"results: {saved}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=300, help="requests per group")
@@ -76,7 +170,17 @@ def main() -> None:
     parser.add_argument(
         "--replot", action="store_true", help="redraw the plot from bench/results/latency.json"
     )
+    parser.add_argument("--phone", action="store_true", help="the phone case instead (issue 17)")
+    parser.add_argument("--phone-rounds", type=int, default=3, help="rounds per mode (--phone)")
+    parser.add_argument(
+        "--contrast-n", type=int, default=15, help="requests in inline and request (--phone)"
+    )
     args = parser.parse_args()
+    if args.phone:
+        modes = args.modes.split(",") if args.modes != ",".join(MODES) else list(PHONE_MODES)
+        delay = args.delay if args.delay != 0.3 else 1.0
+        phone(args.n, args.contrast_n, args.phone_rounds, delay, modes, args.postgres)
+        return
     if args.replot:
         saved = json.loads((RESULTS / "latency.json").read_text())
         values = {case["name"]: case["values"] for case in saved["cases"]}

@@ -2,9 +2,14 @@
 
 Each case is its own uvicorn process (uvloop + httptools, one worker, access
 log off) on 127.0.0.1; wrk loads them in turn, interleaved and repeated, and
-the table prints medians with the ratio to the plain app. Target
-(DESIGN.md): TaskMiddleware running one no-op task per request keeps at
-least 0.9x the requests/s of the plain app.
+the table prints medians with the ratio to the plain app, then the ratios
+of issue 19 (P8): TaskMiddleware running one no-op task against the floor
+(TaskMiddleware + one bare ``create_task``, what any concurrent task costs)
+and against the peer (Starlette's own ``BackgroundTask``). Each ratio is
+taken round by round (the cases of one round ran back to back), and its
+median and range over the rounds are printed. Targets: requests/s at least
+0.95x the floor's with ``after_response`` and 0.9x with ``before_response``;
+server CPU per request at most 1.1x the floor's in both.
 
     .venv/bin/python bench/middleware.py [--seconds 3] [--repeat 5] [--connections 32]
 
@@ -23,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -60,6 +67,11 @@ async def hello_with_bare_task(request: Request) -> PlainTextResponse:
     return PlainTextResponse("Hello, world!")
 
 
+async def hello_with_starlette_task(request: Request) -> PlainTextResponse:
+    # The peer: Starlette's own BackgroundTask, run after the response is sent.
+    return PlainTextResponse("Hello, world!", background=BackgroundTask(noop))
+
+
 async def hello_with_task(request: Request) -> PlainTextResponse:
     await apitask.run(apitask.task("bench.noop", noop))
     return PlainTextResponse("Hello, world!")
@@ -72,6 +84,7 @@ def build(endpoint: object, *middleware: Middleware) -> Starlette:
 # The served apps, one per case (uvicorn bench/middleware:<name>).
 plain = build(hello)
 bare_task = build(hello_with_bare_task)
+starlette_task = build(hello_with_starlette_task)
 middleware_only = build(hello, Middleware(TaskMiddleware))
 # The floor for "a request scope and one task": the middleware's own cost
 # plus one asyncio task's loop round trip, without apitask's task bookkeeping.
@@ -82,6 +95,7 @@ one_task_after = build(hello_with_task, Middleware(TaskMiddleware, wait="after_r
 CASES = {
     "plain Starlette (baseline)": "plain",
     "bare asyncio task per request (reference)": "bare_task",
+    "Starlette BackgroundTask, no-op (peer)": "starlette_task",
     "+ TaskMiddleware, no task": "middleware_only",
     "+ TaskMiddleware, bare asyncio task (floor)": "middleware_bare_task",
     "+ TaskMiddleware, 1 no-op task (before_response)": "one_task",
@@ -161,6 +175,39 @@ def load(wrk: str, url: str, pid: int, seconds: int, connections: int) -> tuple[
     return float(rate.group(1)), cpu / int(count.group(1)) * 1e6
 
 
+FLOOR = "+ TaskMiddleware, bare asyncio task (floor)"
+PEER = "Starlette BackgroundTask, no-op (peer)"
+# (case, requests/s target vs the floor, CPU/request target vs the floor)
+TARGETS = {
+    "+ TaskMiddleware, 1 no-op task (before_response)": (0.9, 1.1),
+    "+ TaskMiddleware, 1 no-op task (after_response)": (0.95, 1.1),
+}
+
+
+def paired(ours: Series, reference: Series) -> tuple[float, float, float]:
+    """Median, min and max over the rounds of ours / reference, round by round."""
+    ratios = [a / b for a, b in zip(ours.values, reference.values, strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def verdicts(rates: dict[str, Series], costs: dict[str, Series]) -> list[str]:
+    """The lines of issue 19's ratio table, each with its target and whether it is met."""
+    lines = [f"{'case':<50} {'vs':<6} {'req/s ratio [range]':>24} {'CPU ratio [range]':>24}"]
+    for name, (rate_target, cpu_target) in TARGETS.items():
+        for label, reference in (("floor", FLOOR), ("peer", PEER)):
+            rate, rate_lo, rate_hi = paired(rates[name], rates[reference])
+            cpu, cpu_lo, cpu_hi = paired(costs[name], costs[reference])
+            line = (
+                f"{name:<50} {label:<6} {rate:>8.3f}x [{rate_lo:.2f}..{rate_hi:.2f}]"
+                f" {cpu:>12.3f}x [{cpu_lo:.2f}..{cpu_hi:.2f}]"
+            )
+            if label == "floor":
+                met = rate >= rate_target and cpu <= cpu_target
+                line += f"  target >={rate_target}x, <={cpu_target}x: {'met' if met else 'MISSED'}"
+            lines.append(line)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=3)
@@ -168,6 +215,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     wrk = ensure_wrk()
+    load_before = os.getloadavg()
     rates = {name: Series(name, "/s") for name in CASES}
     costs = {name: Series(name, "us") for name in CASES}
     with contextlib.ExitStack() as stack:
@@ -189,8 +237,19 @@ def main() -> None:
     # steadier measure of what the middleware costs.
     print("server CPU µs per request:")
     print(table(list(costs.values()), costs["plain Starlette (baseline)"]))
+    print("issue 19 (P8): ours against the floor and the peer, ratios round by round")
+    print("\n".join(verdicts(rates, costs)))
+    load_after = os.getloadavg()
+    print(f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}")
     rows = [*rates.values(), *costs.values()]
-    path = save("middleware", rows, seconds=args.seconds, connections=args.connections)
+    path = save(
+        "middleware",
+        rows,
+        seconds=args.seconds,
+        connections=args.connections,
+        load_before=load_before,
+        load_after=load_after,
+    )
     print(f"raw: {path}")
 
 

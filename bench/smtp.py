@@ -23,6 +23,15 @@ its PID.
    Target: (c) at least 3x (a).
 2. Against ``smtp-sink -w 1`` (every DATA reply delayed by 1 s): messages/s
    with pool_size N and N sends in flight. Target: at least 0.8 x N msg/s.
+3. ESMTP PIPELINING (issue 19, P5), interleaved rounds, before = the same
+   client with ``pipelining=False``:
+   (a) the sink's limit: Postfix's own ``smtp-source`` (C) with 32 sessions
+       reusing their connections (``-d``), 2 KB messages; ours with
+       pipelining off and on, pool_size 1, 4, 8, as a share of that limit.
+       Target: at least 25%.
+   (b) behind ``_latency_proxy.py`` (every byte the sink sends delivered
+       20 ms late, as over a distant link), pool_size 1, one send at a time:
+       msg/s per connection, on / off. Target: at least 2x.
 """
 
 from __future__ import annotations
@@ -35,7 +44,9 @@ import shutil
 import signal
 import smtplib
 import socket
+import statistics
 import subprocess
+import sys
 import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -160,7 +171,7 @@ def smtplib_per_message(port: int, n: int) -> float:
     return time.perf_counter() - start
 
 
-async def ours(port: int, n: int, pool_size: int) -> float:
+async def ours(port: int, n: int, pool_size: int, *, pipelining: bool = True) -> float:
     """Seconds for n messages: Message + SMTPClient(pool_size) with pool_size in flight."""
     left = n
 
@@ -179,6 +190,7 @@ async def ours(port: int, n: int, pool_size: int) -> float:
         tls="none",
         local_hostname="bench.example",
         max_messages_per_connection=10_000,
+        pipelining=pipelining,
     )
     async with client:
         start = time.perf_counter()
@@ -204,11 +216,105 @@ def build_cost(n: int = 2000) -> tuple[float, float, int]:
     return stdlib_us, ours_us, len(data)
 
 
+def smtp_source_rate(port: int, n: int, sessions: int = 32) -> float:
+    """Msg/s of Postfix's smtp-source: ``sessions`` reused connections, 2 KB messages."""
+    source = smtp_sink().replace("smtp-sink", "smtp-source")
+    start = time.perf_counter()
+    subprocess.run(
+        [source, "-s", str(sessions), "-m", str(n), "-l", "2048", "-d",
+         "-f", "no-reply@acme.example", "-t", RECIPIENT, f"127.0.0.1:{port}"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return n / (time.perf_counter() - start)
+
+
+def start_latency_proxy(target: int, delay: float) -> tuple[subprocess.Popen[str], int]:
+    """_latency_proxy.py in front of 127.0.0.1:target, ready; its process and port."""
+    port = free_port()
+    here = os.path.dirname(os.path.abspath(__file__))
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(here, "_latency_proxy.py"), str(port), str(target),
+         str(delay)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "ready":
+        stop(process)  # type: ignore[arg-type]
+        raise SystemExit("the latency proxy did not start")
+    return process, port
+
+
+def pipelining(repeat: int, quick: bool) -> dict[str, float]:
+    """Section 3 of the docstring: print it, return its ratios."""
+    n_ours, n_source = (1000, 5000) if quick else (4000, 20000)
+    limit = Series("(a) smtp-source -s 32 -d (the sink's limit)", "msg/s")
+    rows = {
+        (size, on): Series(
+            f"(a) ours, pool_size={size}, pipelining {'on' if on else 'off'}", "msg/s"
+        )
+        for size in POOL_SIZES
+        for on in (False, True)
+    }
+    sink, port = start_sink()
+    try:
+        for _ in range(repeat):  # interleaved rounds: drift hits every case alike
+            limit.values.append(smtp_source_rate(port, n_source))
+            for (size, on), row in rows.items():
+                gc.collect()
+                row.values.append(n_ours / asyncio.run(ours(port, n_ours, size, pipelining=on)))
+    finally:
+        stop(sink)
+    print("\n3. ESMTP PIPELINING (issue 19)")
+    print(table([limit, *rows.values()], limit, higher_is_better=True))
+    best_on = max(rows[size, True].median for size in POOL_SIZES)
+    best_off = max(rows[size, False].median for size in POOL_SIZES)
+    share = best_on / limit.median
+    print(
+        f"best of ours / the sink's limit: pipelining on {share:.0%}, off "
+        f"{best_off / limit.median:.0%} (target >= 25%)"
+    )
+
+    delay = 0.020
+    slow = {on: Series(f"(b) +20 ms replies, pool_size=1, pipelining {'on' if on else 'off'}",
+                       "msg/s") for on in (False, True)}  # fmt: skip
+    ratios: list[float] = []
+    sink, sink_port = start_sink()
+    proxy, port = start_latency_proxy(sink_port, delay)
+    try:
+        count = 25 if quick else 60
+        for _ in range(repeat):
+            for on in (False, True):
+                slow[on].values.append(count / asyncio.run(ours(port, count, 1, pipelining=on)))
+            ratios.append(slow[True].values[-1] / slow[False].values[-1])
+    finally:
+        stop(proxy)  # type: ignore[arg-type]
+        stop(sink)
+    print(table(list(slow.values()), slow[False], higher_is_better=True))
+    print(
+        f"pipelining on / off per connection, round by round: median "
+        f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}..{max(ratios):.2f}] "
+        "(target >= 2x; 4 round trips -> 2)"
+    )
+    RAW.extend([limit, *rows.values(), *slow.values()])
+    return {"share_of_sink_limit": share, "latency_ratio": statistics.median(ratios)}
+
+
+RAW: list[Series] = []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer messages, one run")
+    parser.add_argument("--only-pipelining", action="store_true", help="section 3 alone (issue 19)")
     args = parser.parse_args()
+    if args.only_pipelining:
+        load = os.getloadavg()
+        figures = pipelining(1 if args.quick else args.repeat, args.quick)
+        print(f"load average (1 min) at the start: {load[0]:.1f}")
+        path = save("smtp_pipelining", RAW, load_before=load, **figures)
+        print(f"raw: {path}")
+        return
     repeat = 1 if args.quick else args.repeat
     n_base, n_ours = (200, 600) if args.quick else (1000, 4000)
 
@@ -253,10 +359,12 @@ def main() -> None:
     for row, size in zip(slow, SLOW_POOL_SIZES, strict=True):
         print(f"{row.name:<44} {row.median:>10.2f} msg/s = {row.median / size:.2f} x N")
 
+    figures = pipelining(repeat, args.quick)
     ratio = max(row.median for row in pooled) / baseline.median
     path = save(
         "smtp",
-        rows + slow,
+        rows + slow + RAW,
+        **figures,
         build_us={"stdlib": stdlib_us, "ours": ours_us},
         message_bytes=message_bytes,
         best_ratio_vs_a=ratio,

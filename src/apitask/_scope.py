@@ -24,6 +24,7 @@ from ._exceptions import TaskError
 from ._options import check_sink, check_timeout
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from types import TracebackType
 
     from ._types import Task, TaskSink
@@ -306,14 +307,7 @@ class RequestScope:
         abandoned: tuple[str, ...] = ()
         if self._tasks:
             # A task is pending, so the scope is bound to its loop, this one.
-            idle = cast("asyncio.AbstractEventLoop", self._loop).create_future()
-            waiters = self._waiters
-            if waiters is None:
-                self._waiters = idle
-            elif isinstance(waiters, list):
-                waiters.append(idle)
-            else:
-                self._waiters = [waiters, idle]
+            idle = self._idle_waiter(cast("asyncio.AbstractEventLoop", self._loop))
             if timeout is None:  # the common case, without a timer to arm and disarm
                 await idle
             else:
@@ -323,6 +317,37 @@ class RequestScope:
                 except TimeoutError:
                     cancelled, abandoned = await self._cancel_stragglers(timeout)
         return WaitReport(self._succeeded, self._failed, cancelled, abandoned)
+
+    def _idle_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        # A future resolved when the last task ends. Only called with a task
+        # pending, so the scope is bound to its loop (given), the running one.
+        idle = loop.create_future()
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = idle
+        elif isinstance(waiters, list):
+            waiters.append(idle)
+        else:
+            self._waiters = [waiters, idle]
+        return idle
+
+    def settle(self, timeout: float | None = None) -> Awaitable[object] | None:
+        """Close the scope; return what to await for its tasks, or None when none is left.
+
+        For integrations (the ASGI middleware): :meth:`wait` without its
+        report. With no timeout, on the scope's own loop, the awaitable is a
+        bare future rather than a coroutine: no frame and no report built
+        per request (bench/middleware.py, issue 19). Otherwise it is
+        :meth:`wait`'s coroutine, with every rule of :meth:`wait`.
+        """
+        if not self._tasks:
+            self._state = ScopeState.CLOSED
+            return None
+        loop = self._loop
+        if timeout is None and loop is asyncio.get_running_loop():
+            self._state = ScopeState.CLOSED
+            return self._idle_waiter(loop)
+        return self.wait(timeout)
 
     async def drain(self, timeout: float | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Deprecated alias of :meth:`wait`: returns its report's ``(cancelled, abandoned)``.

@@ -86,10 +86,9 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
                 # Also the path of a handler that raised or never finished
                 # its response, and of a client that went away. Most requests
                 # have no task left by now: close without a wait to await.
-                if request_scope.pending:
-                    await request_scope.wait(self.timeout)
-                else:
-                    request_scope.close()
+                settling = request_scope.settle(self.timeout)
+                if settling is not None:
+                    await settling
             finally:
                 if token is not None:
                     deactivate(token)
@@ -110,10 +109,9 @@ def _holding_the_end(send: Send, request_scope: RequestScope, timeout: float | N
             # With trailers announced, only the last trailers message ends it.
             and (not trailers or kind == "http.response.trailers")
         ):
-            if request_scope.pending:
-                await request_scope.wait(timeout)
-            else:
-                request_scope.close()
+            settling = request_scope.settle(timeout)
+            if settling is not None:
+                await settling
         await send(message)
 
     return send_after_tasks

@@ -4,8 +4,11 @@ tests/js/supabase_flows.mjs drives supabase-js (pinned by tests/js/package-lock.
 installed by scripts/install-node-deps) through sign-up with the mailed code, sign-in
 with a password, ``getClaims()`` with an ES256 key set made by ``apitask-auth keys
 generate``, an anonymous sign-in converted to a permanent user, and a TOTP factor
-enrolled, challenged and verified (codes from the ``otpauth`` package), in each
-delivery mode. It prints one JSON line per step; a failure here names the step and its error.
+enrolled, challenged and verified (codes from the ``otpauth`` package), and the
+phone flows (sign-up with a phone and a password, resend, verify; OTP sign-in;
+a phone change; a phone MFA factor) with the codes texted through the real SMS
+chain into the dev inbox and read from its JSON API, in each delivery mode. It
+prints one JSON line per step; a failure here names the step and its error.
 Without Node locally the test skips; in CI (APITASK_REQUIRE_NODE=1) it fails.
 """
 
@@ -29,7 +32,17 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 # In the order the script runs them: later steps use the user and session of earlier ones.
-STEPS = ("signup", "signin", "claims", "anonymous", "totp")
+STEPS = (
+    "signup",
+    "signin",
+    "claims",
+    "anonymous",
+    "totp",
+    "phone_signup",
+    "phone_otp",
+    "phone_change",
+    "phone_mfa",
+)
 SCRIPT_TIMEOUT = 180.0
 JWKS_REQUEST = '"GET /.well-known/jwks.json HTTP/1.1" 200'
 
@@ -47,7 +60,8 @@ class JsTarget:
 def target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[JsTarget]:
-    """Autoconfirm off, anonymous sign-ins on, tokens signed by a generated ES256 key."""
+    """Autoconfirm off, anonymous and phone sign-ins on, tokens signed by a generated
+    ES256 key; no SMS provider, so dev mode texts into its inbox."""
     node = require_node()  # skip (or fail in CI) before starting anything
     keys = generated_keys("ES256")
     [key] = json.loads(keys)
@@ -57,6 +71,11 @@ def target(
         "GOTRUE_MAILER_DELIVERY": request.param,
         "GOTRUE_JWT_KEYS": keys,
         "GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED": "true",
+        "GOTRUE_EXTERNAL_PHONE_ENABLED": "true",
+        # The phone steps text one number more than once; the interval is not under test.
+        "GOTRUE_SMS_MAX_FREQUENCY": "1us",
+        "GOTRUE_MFA_PHONE_ENROLL_ENABLED": "true",
+        "GOTRUE_MFA_PHONE_VERIFY_ENABLED": "true",
     }
     process = ServerProcess(SERVE_DEV, env=environment, cwd=tmp)
     try:
@@ -92,9 +111,7 @@ def run_steps(target: JsTarget, steps: tuple[str, ...]) -> dict[str, dict[str, A
     return results
 
 
-def test_supabase_js_signs_up_signs_in_verifies_claims_converts_anonymous_and_enrols_totp(
-    target: JsTarget,
-) -> None:
+def test_supabase_js_email_anonymous_totp_and_phone_flows(target: JsTarget) -> None:
     results = run_steps(target, STEPS)
     signed_in = results["signin"]
     assert (signed_in["alg"], signed_in["kid"]) == ("ES256", target.key["kid"])
@@ -108,3 +125,13 @@ def test_supabase_js_signs_up_signs_in_verifies_claims_converts_anonymous_and_en
     # The verified factor raised the signed-in session: aal2, with totp in its amr.
     totp = results["totp"]
     assert (totp["aal"], totp["amr"][0]) == ("aal2", "totp")
+    # The phone user is its own (not the e-mail one), signed in again by a texted
+    # code (amr "otp"), then moved to a new number.
+    phone = results["phone_signup"]
+    assert phone["user_id"] not in {results["signup"]["user_id"], results["anonymous"]["user_id"]}
+    assert results["phone_otp"]["user_id"] == phone["user_id"]
+    assert results["phone_otp"]["amr"] == ["otp"]
+    changed = results["phone_change"]
+    assert changed["user_id"] == phone["user_id"] and changed["phone"] != phone["phone"]
+    phone_mfa = results["phone_mfa"]
+    assert (phone_mfa["aal"], phone_mfa["amr"][0]) == ("aal2", "mfa/phone")

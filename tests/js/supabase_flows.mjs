@@ -1,7 +1,8 @@
 // supabase-js, unmodified, through the flows apps use right after sign-up, against a
 // running `apitask-auth serve --dev` (started by tests/acceptance/test_supabase_js.py).
 //
-// Usage: node supabase_flows.mjs STEP...   (steps: signup signin claims anonymous totp)
+// Usage: node supabase_flows.mjs STEP...
+//   (steps: signup signin claims anonymous totp phone_signup phone_otp phone_change phone_mfa)
 // Environment: AUTH_URL (the service's base URL), ANON_KEY (the project's anon key,
 // an HS256 JWT with the service's secret).
 //
@@ -13,7 +14,7 @@
 // gateway strips /auth/v1 before GoTrue sees the request; the fetch given to
 // createClient does the same (and notes every request, so the claims step can
 // tell whether getClaims asked the JWKS endpoint or fell back to GET /user).
-// Mail is read back from the service's dev inbox, long-polling.
+// Mail and texts are read back from the service's dev inbox, long-polling.
 
 import { createClient } from '@supabase/supabase-js'
 import * as OTPAuth from 'otpauth'
@@ -94,6 +95,22 @@ async function mailedCode(address, count = 1) {
   return { code: found[1], subject: messages[0].subject }
 }
 
+function uniquePhone() {
+  return `+1555${String(Math.floor(Math.random() * 1e7)).padStart(7, '0')}`
+}
+
+/** The code in the newest of `count` texts to `phone` ("Your code is 123456"). */
+async function textedCode(phone, count = 1) {
+  const query = new URLSearchParams({ to: phone, wait: String(MAIL_WAIT_SECONDS), count: String(count) })
+  const response = await fetch(`${AUTH_URL}/_dev/inbox/texts?${query}`)
+  check(response.ok, `dev inbox answered ${response.status}`)
+  const texts = await response.json()
+  check(texts.length === count, `${texts.length} text(s) to ${phone}, not ${count}`, texts)
+  const found = /^Your code is (\d{6,10})$/.exec(texts[0].text)
+  check(found !== null, 'no code in the text', texts[0].text)
+  return found[1]
+}
+
 function decodePart(part) {
   return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'))
 }
@@ -104,7 +121,7 @@ function jwtParts(token) {
 }
 
 // State shared by the steps, in the order they run.
-const state = { email: unique('js'), userId: null, client: null }
+const state = { email: unique('js'), userId: null, client: null, phone: uniquePhone(), phoneUserId: null, phoneClient: null }
 
 const steps = {
   /** signUp with autoconfirm off mails a code; verifyOtp with it gives a session. */
@@ -216,6 +233,85 @@ const steps = {
     check(level.currentLevel === 'aal2', 'the client does not see aal2', level)
     const factors = ok(await client.auth.mfa.listFactors(), 'mfa.listFactors')
     const listed = factors.totp.find((factor) => factor.id === enrolled.id)
+    check(listed?.status === 'verified', 'the factor is not verified', factors)
+    return { factor_id: enrolled.id, aal: payload.aal, amr: payload.amr.map((entry) => entry.method) }
+  },
+
+  /** signUp with a phone and a password texts a code; resend({type: 'sms'}) texts a
+   * new one; verifyOtp({type: 'sms'}) with it confirms the phone and gives a session;
+   * the phone and the password then sign in. */
+  async phone_signup() {
+    const client = newClient()
+    const phone = state.phone
+    const stored = phone.slice(1)
+    const signedUp = ok(await client.auth.signUp({ phone, password: PASSWORD }), 'signUp(phone)')
+    check(signedUp.user?.phone === stored, 'signUp returned another user', signedUp.user)
+    check(signedUp.session === null, 'signUp gave a session before the code')
+    const first = await textedCode(phone, 1)
+    ok(await client.auth.resend({ type: 'sms', phone }), 'resend(sms)')
+    const code = await textedCode(phone, 2)
+    check(code !== first, 'resend texted the same code again')
+    const verified = ok(await client.auth.verifyOtp({ phone, token: code, type: 'sms' }), 'verifyOtp(sms)')
+    check(verified.session?.user?.id === signedUp.user.id, 'verifyOtp gave no session for the user')
+    check(Boolean(verified.user.phone_confirmed_at), 'the phone is not confirmed after verifyOtp')
+    const again = ok(
+      await newClient().auth.signInWithPassword({ phone, password: PASSWORD }),
+      'signInWithPassword(phone)',
+    )
+    check(again.user.id === signedUp.user.id, 'the password signs in another user')
+    state.phoneUserId = signedUp.user.id
+    return { user_id: state.phoneUserId, phone: stored }
+  },
+
+  /** signInWithOtp({phone}) texts a code; verifyOtp({type: 'sms'}) signs in with it. */
+  async phone_otp() {
+    const client = newClient()
+    const phone = state.phone
+    const sent = ok(await client.auth.signInWithOtp({ phone }), 'signInWithOtp(phone)')
+    check(sent.user === null && sent.session === null, 'signInWithOtp answered a user or session', sent)
+    const code = await textedCode(phone, 3)
+    const signedIn = ok(await client.auth.verifyOtp({ phone, token: code, type: 'sms' }), 'verifyOtp(sms)')
+    check(signedIn.user.id === state.phoneUserId, 'the code signed in another user')
+    const { payload } = jwtParts(signedIn.session.access_token)
+    state.phoneClient = client
+    return { user_id: signedIn.user.id, amr: payload.amr.map((entry) => entry.method) }
+  },
+
+  /** updateUser({phone}) texts the new number; verifyOtp({type: 'phone_change'})
+   * moves the user to it. */
+  async phone_change() {
+    const client = state.phoneClient
+    const phone = uniquePhone()
+    const updated = ok(await client.auth.updateUser({ phone }), 'updateUser(phone)')
+    check(updated.user.new_phone === phone.slice(1), 'updateUser did not set new_phone', updated.user)
+    const code = await textedCode(phone, 1)
+    const changed = ok(
+      await client.auth.verifyOtp({ phone, token: code, type: 'phone_change' }),
+      'verifyOtp(phone_change)',
+    )
+    check(changed.user.phone === phone.slice(1), 'the phone did not change', changed.user)
+    const { data: current } = await client.auth.getUser()
+    check(current.user?.phone === phone.slice(1), 'GET /user shows another phone', current.user)
+    return { user_id: changed.user.id, phone: changed.user.phone }
+  },
+
+  /** mfa.enroll a phone factor, challenge it (a texted code), verify with the code:
+   * the session is raised to aal2 with mfa/phone first in its amr. */
+  async phone_mfa() {
+    const client = state.phoneClient
+    const phone = uniquePhone()
+    const enrolled = ok(await client.auth.mfa.enroll({ factorType: 'phone', phone }), 'mfa.enroll(phone)')
+    check(enrolled.type === 'phone', 'enrolled another factor type', enrolled)
+    const challenge = ok(await client.auth.mfa.challenge({ factorId: enrolled.id, channel: 'sms' }), 'mfa.challenge')
+    const code = await textedCode(phone, 1)
+    const verified = ok(
+      await client.auth.mfa.verify({ factorId: enrolled.id, challengeId: challenge.id, code }),
+      'mfa.verify',
+    )
+    const { payload } = jwtParts(verified.access_token)
+    check(payload.aal === 'aal2', 'the session is not aal2', payload)
+    const factors = ok(await client.auth.mfa.listFactors(), 'mfa.listFactors')
+    const listed = factors.phone.find((factor) => factor.id === enrolled.id)
     check(listed?.status === 'verified', 'the factor is not verified', factors)
     return { factor_id: enrolled.id, aal: payload.aal, amr: payload.amr.map((entry) => entry.method) }
   },

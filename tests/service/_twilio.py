@@ -68,12 +68,14 @@ class TwilioServer:
     _server: asyncio.Server | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _rng: random.Random = field(init=False)
+    _loop: asyncio.AbstractEventLoop | None = None
     url: str = ""
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
     async def __aenter__(self) -> TwilioServer:
+        self._loop = asyncio.get_running_loop()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -99,6 +101,18 @@ class TwilioServer:
         """Until ``count`` messages in all were delivered."""
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: len(self.delivered) >= count)
+
+    async def wait_texts_to(self, number: str, count: int, timeout: float = 30.0) -> list[str]:
+        """Until ``count`` messages were delivered to ``number``; their bodies, oldest first."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.texts_to(number)) >= count)
+        return self.texts_to(number)
+
+    def texts_to_threadsafe(self, number: str, count: int, timeout: float = 30.0) -> list[str]:
+        """:meth:`wait_texts_to` from another thread (a server of :func:`twilio_in_thread`)."""
+        assert self._loop is not None, "the server is not running"
+        waiting = self.wait_texts_to(number, count, timeout)
+        return asyncio.run_coroutine_threadsafe(waiting, self._loop).result(timeout + 5)
 
     def settings(self, **more: Any) -> dict[str, Any]:
         """Service settings that send through this server."""

@@ -253,6 +253,18 @@ def test_dev_mode_urls_follow_the_port(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.site_url == settings.api_external_url == "http://localhost:8123"
 
 
+def test_dev_mode_turns_phone_sign_in_on_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dev mode: phone sign-in is on (texts go to the dev inbox); an explicit
+    GOTRUE_EXTERNAL_PHONE_ENABLED=false wins, and outside dev mode it stays off."""
+    assert load_settings(dev=True, env_file=None).external_phone_enabled
+    _env(monkeypatch)
+    assert not load_settings(env_file=None).external_phone_enabled
+    monkeypatch.setenv("GOTRUE_EXTERNAL_PHONE_ENABLED", "false")
+    assert not load_settings(dev=True, env_file=None).external_phone_enabled
+
+
 def test_dev_mode_defaults(caplog: pytest.LogCaptureFixture) -> None:
     """Dev mode: local URLs, the SQLite file, and the dev secret with a loud warning."""
     settings = load_settings(dev=True, env_file=None)

@@ -1,9 +1,10 @@
-"""GET /metrics: a real app is scraped after it sent mail, in each delivery mode."""
+"""GET /metrics: a real app is scraped after it sent mail, texts and hook calls."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,7 +14,9 @@ from apitask.mail import Message, PermanentMailError, RecordingClient
 from apitask_auth.config import ConfigError, load_settings
 from apitask_auth.routes import metrics as service_metrics
 from integration.mail.smtp_server import MailServer, client_for, start_server
+from integration.webhooks.receiver import SECRET, Answer, Receiver
 
+from ._twilio import TwilioServer
 from .conftest import email
 
 if TYPE_CHECKING:
@@ -94,11 +97,11 @@ async def test_sent_mail_moves_gotrue_and_apitask_counters(
     assert moved(before, after, "apitask_mail_sent_total", **confirmation) == 3
     assert moved(before, after, "global_auth_email_send_errors_total", **confirmation) == 0
     if mode == "pool":
-        source = {"source": "pool:mail", "type": "mailer.confirmation"}
+        source = {"source": "pool:delivery", "type": "mailer.confirmation"}
         assert moved(before, after, "apitask_tasks_total", **source, outcome="succeeded") == 3
-        assert after[key("apitask_pool_queue_depth", pool="mail")] == 0
-        assert after[key("apitask_pool_oldest_queued_age_seconds", pool="mail")] == 0
-        assert after[key("apitask_pool_state", pool="mail", state="running")] == 1
+        assert after[key("apitask_pool_queue_depth", pool="delivery")] == 0
+        assert after[key("apitask_pool_oldest_queued_age_seconds", pool="delivery")] == 0
+        assert after[key("apitask_pool_state", pool="delivery", state="running")] == 1
         # The outbox (for spills) was counted once at start: nothing is in it.
         assert key("apitask_outbox_stats_age_seconds") in after
     elif mode == "request":
@@ -220,3 +223,115 @@ def test_observability_settings_are_checked(setting: str, value: str, message: s
     overrides: dict[str, Any] = {setting: value}
     with pytest.raises(ConfigError, match=message):
         load_settings(env_file=None, jwt_secret="s" * 32, **overrides)
+
+
+# -- texts and send-hook calls, counted as mail is ----------------------------------------
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioServer]:
+    async with TwilioServer() as server:
+        yield server
+
+
+def _phone() -> str:
+    return "+1555" + str(secrets.randbelow(10**7)).zfill(7)
+
+
+async def _otp(svc: Service, phone: str) -> int:
+    return (await svc.http.post("/otp", json={"phone": phone})).status_code
+
+
+async def test_texts_move_the_sms_counters(
+    make_service: Callable[..., Any], twilio: TwilioServer
+) -> None:
+    """Request mode (the response waits for the text): one delivered, one refused by
+    the provider (a permanent 400): handed 2, sent 1, errors 1, by purpose."""
+    svc: Service = await make_service(
+        **twilio.settings(),
+        external_phone_enabled=True,
+        mailer_delivery="request",
+        metrics_enabled=True,
+    )
+    before = await scrape(svc)
+    twilio.script(201, 400)
+    assert [await _otp(svc, _phone()) for _ in range(2)] == [200, 200]
+    after = await scrape(svc)
+    otp = {"purpose": "otp"}
+    assert moved(before, after, "apitask_sms_send_operations_total", **otp) == 2
+    assert moved(before, after, "apitask_sms_sent_total", **otp) == 1
+    assert moved(before, after, "apitask_sms_send_errors_total", **otp) == 1
+    source = {"source": "scope", "type": "sms.otp"}
+    assert moved(before, after, "apitask_tasks_total", **source, outcome="succeeded") == 1
+    # No mail went anywhere: the mail counters did not move.
+    assert moved(before, after, "global_auth_email_send_operations_total", type="otp") == 0
+
+
+async def test_the_shared_pool_is_labelled_delivery_and_runs_texts(
+    make_service: Callable[..., Any], twilio: TwilioServer
+) -> None:
+    """Pool mode: a text held by the provider is running on the one pool, which
+    is labelled "delivery" (it used to be "mail"), and counted as started there."""
+    svc: Service = await make_service(
+        **twilio.settings(),
+        external_phone_enabled=True,
+        mailer_delivery="pool",
+        metrics_enabled=True,
+    )
+    before = await scrape(svc)
+    twilio.script("hold")
+    assert await _otp(svc, _phone()) == 200
+    await twilio.arrived.wait()
+    during = await scrape(svc)
+    source = {"source": "pool:delivery", "type": "sms.otp"}
+    assert moved(before, during, "apitask_tasks_total", **source, outcome="started") == 1
+    assert during[key("apitask_pool_running", pool="delivery")] == 1
+    assert key("apitask_pool_running", pool="mail") not in during
+    assert moved(before, during, "apitask_sms_send_operations_total", purpose="otp") == 1
+    twilio.release.set()
+    await twilio.wait_delivered(1)
+
+
+def _hooked(hook: str, receiver: Receiver) -> dict[str, Any]:
+    """Settings: request mode (the response waits for the call), metrics and ``hook`` on."""
+    return {
+        "external_phone_enabled": True,
+        "mailer_delivery": "request",
+        "metrics_enabled": True,
+        f"hook_{hook}_enabled": True,
+        f"hook_{hook}_uri": receiver.url,
+        f"hook_{hook}_secrets": f"v1,{SECRET}",
+    }
+
+
+async def test_send_email_hook_calls_move_the_hook_counters_not_the_mail_ones(
+    make_service: Callable[..., Any],
+) -> None:
+    """The send-email hook replaces the mailer: its calls are counted as hook sends
+    (one accepted, one refused for good), and GoTrue's mail operations stay put."""
+    answers = [Answer(204), Answer(400, b"no")]
+    async with Receiver(script=lambda n, request: answers[n]) as receiver:
+        svc: Service = await make_service(**_hooked("send_email", receiver))
+        before = await scrape(svc)
+        assert [await _signup(svc, email()) for _ in range(2)] == [200, 200]
+        after = await scrape(svc)
+    hook = {"hook": "send-email"}
+    assert moved(before, after, "apitask_hook_send_operations_total", **hook) == 2
+    assert moved(before, after, "apitask_hook_sent_total", **hook) == 1
+    assert moved(before, after, "apitask_hook_send_errors_total", **hook) == 1
+    confirmation = {"type": "confirmation"}
+    assert moved(before, after, "global_auth_email_send_operations_total", **confirmation) == 0
+
+
+async def test_send_sms_hook_calls_are_counted_as_hook_sends(
+    make_service: Callable[..., Any],
+) -> None:
+    async with Receiver() as receiver:
+        svc: Service = await make_service(**_hooked("send_sms", receiver))
+        before = await scrape(svc)
+        assert await _otp(svc, _phone()) == 200
+        after = await scrape(svc)
+    hook = {"hook": "send-sms"}
+    assert moved(before, after, "apitask_hook_send_operations_total", **hook) == 1
+    assert moved(before, after, "apitask_hook_sent_total", **hook) == 1
+    assert moved(before, after, "apitask_sms_send_operations_total", purpose="otp") == 0

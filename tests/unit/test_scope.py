@@ -584,3 +584,42 @@ async def test_drain_is_a_deprecated_wait() -> None:
         assert await request_scope.drain() == ((), ())
     assert counter.n == 1
     assert request_scope.state is ScopeState.CLOSED and request_scope.pending == 0
+
+
+async def test_settle_closes_and_gives_what_to_await_for_the_tasks() -> None:
+    release = asyncio.Event()
+    done: list[str] = []
+
+    async def job() -> None:
+        await release.wait()
+        done.append("job")
+
+    scope = apitask.RequestScope(loop=asyncio.get_running_loop())
+    token = activate(scope)
+    try:
+        await apitask.run(apitask.task("t.job", job))
+        settling = scope.settle()
+        assert scope.state is ScopeState.CLOSED
+        assert isinstance(settling, asyncio.Future)  # a bare future: no coroutine per request
+        release.set()
+        await settling
+        assert done == ["job"] and scope.pending == 0
+        assert scope.settle() is None  # nothing left: nothing to await
+    finally:
+        deactivate(token)
+
+
+async def test_settle_with_a_timeout_is_wait() -> None:
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    scope = apitask.RequestScope(loop=asyncio.get_running_loop())
+    token = activate(scope)
+    try:
+        await apitask.run(apitask.task("t.stuck", stuck))
+        settling = scope.settle(0.01)
+        assert settling is not None
+        report = await settling
+        assert report == apitask.WaitReport(cancelled=("t.stuck",))
+    finally:
+        deactivate(token)

@@ -15,6 +15,7 @@ from apitask_auth.delivery.mail_chain import MailChain
 from apitask_auth.delivery.runtime import DeliveryRuntime
 from apitask_auth.delivery.sms import texter_for
 from apitask_auth.errors import install_error_handlers
+from apitask_auth.http.admin_dashboard import install_dashboard
 from apitask_auth.http.cors import install_cors
 from apitask_auth.http.deps import Service
 from apitask_auth.http.inputs import reject_unstorable_input
@@ -60,7 +61,7 @@ def create_app(
     mailer = MailChain(settings, transport=transport, runtime=runtime)
     # Twilio, the dev inbox (dev mode without a provider) or the refusing texter.
     texts: Texter = texter if texter is not None else texter_for(settings, runtime, mailer.inbox)
-    metrics = ServiceMetrics(mailer) if settings.metrics_enabled else None
+    metrics = ServiceMetrics(mailer, texts) if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +104,8 @@ def create_app(
     app.include_router(api_routes(settings))
     runtime.install(app)
     mailer.install(app)
+    # apitask's operations page at /admin/apitask, for admin tokens only.
+    install_dashboard(app, settings, runtime, mailer)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(HeadLimitMiddleware)
     # Outermost but for CORS, so the time it matches includes everything else.

@@ -558,7 +558,8 @@ def load_settings(
 
     Args:
         dev: dev mode: fill in local defaults for the site URL, the API URL and
-            the JWT secret (with a warning), so ``scripts/serve`` needs nothing.
+            the JWT secret (with a warning), and turn phone sign-in on unless
+            set, so ``scripts/serve`` needs nothing.
         env_file: the dotenv file read after the environment (None: none).
         **overrides: field values that win over both (used by tests).
 
@@ -594,6 +595,10 @@ def load_settings(
         # A person reads dev logs: text lines, unless GOTRUE_LOG_FORMAT says otherwise.
         if "log_format" not in settings.model_fields_set:
             settings.log_format = "text"
+        # Phone sign-in works with no account anywhere: without a provider the
+        # texts land in the dev inbox. GOTRUE_EXTERNAL_PHONE_ENABLED=false still wins.
+        if "external_phone_enabled" not in settings.model_fields_set:
+            settings.external_phone_enabled = True
         if not settings.jwt_secret:
             settings.jwt_secret = DEV_JWT_SECRET
             logger.warning(

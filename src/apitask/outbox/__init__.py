@@ -16,6 +16,7 @@ import typing
 import warnings
 
 from .._exports import show_public_paths as _show_public_paths
+from ._browse import BrowsableStore, JobFilter, WorkerLeases
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
 from ._records import Job, JobState, JobTimeoutError, OutboxError, SchemaStatus, Stats
 from ._registry import JobDecodeError, TaskFactory, TaskRegistry
@@ -37,6 +38,9 @@ __all__ = [
     "Stats",
     "SchemaStatus",
     "Store",
+    "BrowsableStore",
+    "JobFilter",
+    "WorkerLeases",
     "NewJob",
     "OutboxError",
     "JobDecodeError",

@@ -18,14 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from ._browse import WorkerLeases, search_sql
 from ._records import Job, JobState, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries, numbered
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import Awaitable, Callable, Mapping, Sequence
     from datetime import datetime
 
+    from ._browse import JobFilter
     from ._records import Finish
 
 __all__ = ["PostgresStore"]
@@ -98,6 +101,7 @@ class PostgresStore:
         self._opening = asyncio.Lock()
         self._q = {name: _Query(self.qualify(sql)) for name, sql in _QUERIES.items()}
         self._insert_text = self.qualify(_QUERIES["insert"])
+        self._search: dict[str, _Query] = {}
 
     def __repr__(self) -> str:
         return f"<PostgresStore schema={self.schema!r}>"
@@ -335,6 +339,42 @@ class PostgresStore:
         for row in await self._fetch("count jobs", "stats"):
             table.setdefault(row["type"], {})[JobState(row["state"])] = row["jobs"]
         return Stats(table)
+
+    # -- browsing (apitask.dashboard) ----------------------------------------------
+
+    async def search(self, where: JobFilter, before: int | None, limit: int) -> builtins.list[Job]:
+        """One page of jobs matching ``where``, newest first, ids below ``before``."""
+        sql, params = search_sql(self.dialect, where, before, limit)
+        query = self._search.get(sql)
+        if query is None:  # one per combination of filters: at most 32
+            query = self._search[sql] = _Query(self.qualify(sql))
+        pool = await self._pool_ready()
+        with translate_errors("search jobs", *_DRIVER_ERRORS):
+            rows = await pool.fetch(query.sql, *query.args(params))
+        return [_job(row) for row in rows]
+
+    async def job(self, job_id: int) -> Job | None:
+        """The job with id ``job_id``, if there is one."""
+        rows = await self._fetch("read a job", "job", id=job_id)
+        return _job(rows[0]) if rows else None
+
+    async def cancel(self, ids: Sequence[int], reason: str) -> int:
+        """Move pending (queued or retrying) jobs to dead with ``reason``; return how many."""
+        return await self._execute("cancel jobs", "cancel", ids=list(ids), reason=reason)
+
+    async def oldest_due(self) -> datetime | None:
+        """When the longest-waiting due job became due, or ``None`` when none waits."""
+        rows = await self._fetch("read the queue's age", "oldest_due")
+        value: datetime | None = rows[0]["run_at"]
+        return value
+
+    async def workers(self) -> builtins.list[WorkerLeases]:
+        """The workers holding leases now, with their lease times."""
+        rows = await self._fetch("list workers", "workers")
+        return [
+            WorkerLeases(r["worker"], r["jobs"], r["lease_until"], r["oldest_lease_until"])
+            for r in rows
+        ]
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

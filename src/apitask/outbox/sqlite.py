@@ -21,14 +21,17 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from ._browse import WorkerLeases, search_sql
 from ._records import Job, JobState, OutboxError, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
 from ._store_thread import StoreThread
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import Awaitable, Callable, Sequence
 
+    from ._browse import JobFilter
     from ._records import Finish
     from ._store_thread import ItemResult
 
@@ -407,3 +410,54 @@ class SQLiteStore:
             return Stats(table)
 
         return await self._call("count jobs", count)
+
+    # -- browsing (apitask.dashboard) ----------------------------------------------
+
+    async def search(self, where: JobFilter, before: int | None, limit: int) -> builtins.list[Job]:
+        """One page of jobs matching ``where``, newest first, ids below ``before``."""
+        sql, params = search_sql(self.dialect, where, before, limit)
+        return await self._call(
+            "search jobs", lambda c: [_job(row) for row in c.execute(sql, params)]
+        )
+
+    async def job(self, job_id: int) -> Job | None:
+        """The job with id ``job_id``, if there is one."""
+
+        def read(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(_Q["job"], {"id": job_id}).fetchone()
+            return None if row is None else _job(row)
+
+        return await self._call("read a job", read)
+
+    async def cancel(self, ids: Sequence[int], reason: str) -> int:
+        """Move pending (queued or retrying) jobs to dead with ``reason``; return how many."""
+        params = {"ids": json.dumps(list(ids)), "reason": reason}
+        return await self._call(
+            "cancel jobs",
+            lambda c: c.execute(_Q["cancel"], params | {"now": time.time()}).rowcount,
+        )
+
+    async def oldest_due(self) -> datetime | None:
+        """When the longest-waiting due job became due, or ``None`` when none waits."""
+
+        def read(conn: sqlite3.Connection) -> datetime | None:
+            value = conn.execute(_Q["oldest_due"], {"now": time.time()}).fetchone()["run_at"]
+            return None if value is None else _when(value)
+
+        return await self._call("read the queue's age", read)
+
+    async def workers(self) -> builtins.list[WorkerLeases]:
+        """The workers holding leases now, with their lease times."""
+
+        def read(conn: sqlite3.Connection) -> builtins.list[WorkerLeases]:
+            return [
+                WorkerLeases(
+                    row["worker"],
+                    row["jobs"],
+                    _when(row["lease_until"]),
+                    _when(row["oldest_lease_until"]),
+                )
+                for row in conn.execute(_Q["workers"])
+            ]
+
+        return await self._call("list workers", read)

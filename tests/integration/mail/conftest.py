@@ -37,12 +37,21 @@ def client_tls(tls_ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-@pytest.fixture
-async def mail_server() -> AsyncIterator[Callable[..., Awaitable[MailServer]]]:
-    """Start aiosmtpd servers: ``await mail_server(ssl=ctx, **smtp_options)``."""
+@pytest.fixture(params=[None, "require"], ids=["plain", "pipelined"])
+async def mail_server(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[..., Awaitable[MailServer]]]:
+    """Start aiosmtpd servers: ``await mail_server(ssl=ctx, **smtp_options)``.
+
+    Every test runs twice: against aiosmtpd as it is (no PIPELINING), and
+    against one that offers PIPELINING and answers MAIL and RCPT only with
+    DATA (so the client must pipeline): the error classes and the retry
+    rules are the same either way.
+    """
     servers: list[MailServer] = []
 
     async def start(ssl: ssl.SSLContext | None = None, **options: Any) -> MailServer:
+        options.setdefault("pipelining", request.param)
         servers.append(await start_server(ssl, **options))
         return servers[-1]
 

@@ -143,12 +143,57 @@ class MailServer:
         await self.server.wait_closed()
 
 
-async def start_server(ssl: ssl.SSLContext | None = None, **options: Any) -> MailServer:
-    """Start aiosmtpd on a free port of 127.0.0.1 (``ssl`` = implicit TLS)."""
+async def start_server(
+    ssl: ssl.SSLContext | None = None, pipelining: str | None = None, **options: Any
+) -> MailServer:
+    """Start aiosmtpd on a free port of 127.0.0.1 (``ssl`` = implicit TLS).
+
+    aiosmtpd reads pipelined commands but does not say so. ``pipelining``:
+    ``"offer"`` adds PIPELINING to its EHLO reply; ``"require"`` also holds
+    the replies to MAIL and RCPT until DATA is answered, then sends them
+    together, as a server may (RFC 2920): a client that waits for each reply
+    before its next command gets none. ``"careless"``: as ``"require"``,
+    and DATA is taken (354) even when every recipient was refused.
+
+    Besides the scripts of :class:`Handler`, ``"DATA command"`` scripts the
+    reply to the DATA command itself (the reply after the message is
+    ``"DATA"``'s).
+    """
     handler = Handler()
     state = MailServer("127.0.0.1", 0, handler)
 
     class Counted(SMTP):
+        _held: list[str] | None = None
+        _answering_data = False
+
+        async def push(self, status: Any) -> None:
+            if pipelining and status == "250 HELP":  # the last line of the EHLO reply
+                await super().push("250-PIPELINING")
+            if self._held is None:
+                await super().push(status)
+                return
+            self._held.append(status)
+            if self._answering_data:
+                held, self._held, self._answering_data = self._held, None, False
+                for line in held:
+                    await super().push(line)
+
+        async def smtp_MAIL(self, arg: str) -> None:
+            if pipelining in ("require", "careless"):
+                self._held = []
+            await super().smtp_MAIL(arg)
+
+        async def smtp_DATA(self, arg: str) -> None:
+            self._answering_data = self._held is not None
+            refusal = handler.scripts["DATA command"]
+            if refusal:
+                await self.push(refusal.popleft())
+                return
+            assert self.envelope is not None
+            if pipelining == "careless" and not self.envelope.rcpt_tos:
+                self.envelope.rcpt_tos.append("nobody@mx.test")
+            await super().smtp_DATA(arg)
+
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
             state.connections += 1

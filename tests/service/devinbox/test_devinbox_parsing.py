@@ -97,7 +97,7 @@ def caught(n: int, to: str = "a@example.com") -> CaughtMessage:
 
 def test_store_from_many_threads_stays_bounded_and_whole() -> None:
     """Four threads adding 200 messages each leave exactly the newest 50, no errors."""
-    store = MessageStore(50)
+    store: MessageStore[CaughtMessage] = MessageStore(50)
     ready = threading.Barrier(4)
     message = caught(0)
 
@@ -119,7 +119,7 @@ def test_store_from_many_threads_stays_bounded_and_whole() -> None:
 
 async def test_waiter_is_not_fooled_by_other_mail_and_wakes_from_another_thread() -> None:
     """wait_for re-checks after each add (from any thread) until its predicate holds."""
-    store = MessageStore(5)
+    store: MessageStore[CaughtMessage] = MessageStore(5)
     checks: list[int] = []
     checked = [asyncio.Event(), asyncio.Event()]
 
@@ -142,7 +142,7 @@ async def test_waiter_is_not_fooled_by_other_mail_and_wakes_from_another_thread(
 
 def test_get_finds_kept_messages_only() -> None:
     """get() returns a kept message; one that fell off the end is gone."""
-    store = MessageStore(1)
+    store: MessageStore[CaughtMessage] = MessageStore(1)
     first, second = caught(1), caught(2)
     store.add(first)
     store.add(second)
@@ -152,7 +152,7 @@ def test_get_finds_kept_messages_only() -> None:
 
 async def test_waking_a_waiter_that_already_gave_up_is_harmless() -> None:
     """An add racing a timed-out (cancelled) waiter does not raise InvalidStateError."""
-    store = MessageStore(1)
+    store: MessageStore[CaughtMessage] = MessageStore(1)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[None] = loop.create_future()
     future.cancel()

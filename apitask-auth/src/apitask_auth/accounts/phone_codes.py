@@ -22,13 +22,13 @@ from apitask_auth.accounts.security import generate_otp, token_hash
 from apitask_auth.accounts.users import (
     User,
     clear_one_time_tokens,
-    create_phone_identity,
     providers_metadata,
     set_one_time_token,
+    set_phone_identity,
     update_user,
 )
 from apitask_auth.errors import APIError, ErrorCode, unprocessable
-from apitask_auth.storage.tables import identities, now
+from apitask_auth.storage.tables import now
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -126,7 +126,7 @@ async def confirm_phone(
     else:
         new_phone = user["phone_change"] or ""
         await audit(conn, request, user["id"], user["phone"] or "", "user_modified")
-        await _point_phone_identity(conn, user, new_phone)
+        await set_phone_identity(conn, user, new_phone, verified=True)
         user = await update_user(
             conn,
             user["id"],
@@ -138,22 +138,3 @@ async def confirm_phone(
     await clear_one_time_tokens(conn, user["id"])
     app_metadata = await providers_metadata(conn, user)
     return await update_user(conn, user["id"], is_anonymous=False, raw_app_meta_data=app_metadata)
-
-
-async def _point_phone_identity(conn: AsyncConnection, user: User, phone: str) -> None:
-    row = (
-        await conn.execute(
-            identities.select().where(
-                identities.c.user_id == user["id"], identities.c.provider == "phone"
-            )
-        )
-    ).first()
-    if row is None:
-        await create_phone_identity(conn, user["id"], phone, {}, verified=True)
-        return
-    data = dict(row.identity_data) | {"phone": phone}
-    await conn.execute(
-        identities.update()
-        .where(identities.c.id == row.id)
-        .values(identity_data=data, updated_at=now())
-    )

@@ -65,6 +65,7 @@ __all__ = [
     "retry_if_taken",
     "sanitized_user",
     "set_email_identity",
+    "set_phone_identity",
     "set_one_time_token",
     "update_user",
     "user_body",
@@ -298,7 +299,9 @@ async def create_user(
         PhoneTakenError: another transaction holds an account with this number.
     """
     at = now()
-    provider = "phone" if phone and not email else "email"
+    # GoTrue's order: the address's provider first (an admin may give both).
+    providers = [name for name, given in (("email", email), ("phone", phone)) if given]
+    provider = providers[0] if providers else "email"
     values: dict[str, Any] = {
         "id": user_id or new_id(),
         "aud": aud,
@@ -307,7 +310,7 @@ async def create_user(
         "encrypted_password": encrypted_password,
         "raw_app_meta_data": {}
         if anonymous
-        else {"provider": provider, "providers": [provider]} | (app_metadata or {}),
+        else {"provider": provider, "providers": providers or [provider]} | (app_metadata or {}),
         "raw_user_meta_data": dict(user_metadata),
         "email_confirmed_at": at if confirmed and email else None,
         "phone": phone,
@@ -319,11 +322,18 @@ async def create_user(
         "updated_at": at,
     }
     insert = _PHONE_USER_INSERT if provider == "phone" else _USER_INSERT
-    if (await conn.execute(insert[backend(conn)], values)).first() is None:
+    try:
+        inserted = (await conn.execute(insert[backend(conn)], values)).first()
+    except IntegrityError as exc:  # an address and a number: the number's index refused it
+        taken = _taken_error(exc)
+        if taken is None:
+            raise
+        raise taken from exc
+    if inserted is None:
         raise PhoneTakenError if provider == "phone" else AddressTakenError
     if email:
         await create_email_identity(conn, values["id"], email, user_metadata, verified=confirmed)
-    elif phone:
+    if phone:
         await create_phone_identity(conn, values["id"], phone, user_metadata, verified=confirmed)
     user = await get_user(conn, values["id"])
     assert user is not None
@@ -502,6 +512,29 @@ async def set_email_identity(
         identities.update()
         .where(identities.c.id == row.id)
         .values(identity_data=data, email=email, updated_at=now())
+    )
+
+
+async def set_phone_identity(
+    conn: AsyncConnection, user: User, phone: str, *, verified: bool
+) -> None:
+    """Point the user's ``phone`` identity at ``phone`` (creating it, ``phone_verified``
+    as ``verified``, if missing), as GoTrue does when a number is set or changed."""
+    row = (
+        await conn.execute(
+            identities.select().where(
+                identities.c.user_id == user["id"], identities.c.provider == "phone"
+            )
+        )
+    ).first()
+    if row is None:
+        await create_phone_identity(conn, user["id"], phone, {}, verified=verified)
+        return
+    data = dict(row.identity_data) | {"phone": phone}
+    await conn.execute(
+        identities.update()
+        .where(identities.c.id == row.id)
+        .values(identity_data=data, updated_at=now())
     )
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import apitask
+from apitask import Outcome, TaskCounters
 from apitask.webhooks import (
     HTTPWebhookClient,
     PermanentWebhookError,
@@ -136,6 +137,8 @@ class SendHook:
         self.name = name
         self.uri = uri
         self.client = HTTPWebhookClient(secrets, timeout=timeout, check=check_answer)
+        # Calls handed to apitask, by hook name (what /metrics counts as send operations).
+        self.operations = TaskCounters()
 
     @property
     def task_type(self) -> str:
@@ -163,6 +166,7 @@ class SendHook:
         Raises:
             APIError: ``inline`` only: the hook failed (see :meth:`api_error`).
         """
+        self.operations.add(self.name, Outcome.SUBMITTED)
         webhook_id = str(uuid.uuid4())
         body = {
             "metadata": {

@@ -65,8 +65,9 @@ async def public_settings(request: Request) -> dict[str, Any]:
         "disable_signup": settings.disable_signup,
         "mailer_autoconfirm": settings.mailer_autoconfirm,
         "phone_autoconfirm": settings.sms_autoconfirm,
-        # GOTRUE_SMS_PROVIDER's name, once the SMS chain reads it.
-        "sms_provider": "",
+        # GOTRUE_SMS_PROVIDER as configured, as GoTrue reports it ("" with none,
+        # even when dev mode catches texts in the dev inbox).
+        "sms_provider": settings.sms_provider,
         "saml_enabled": False,
         "saml_private_key_next_configured": False,
         "passkeys_enabled": False,

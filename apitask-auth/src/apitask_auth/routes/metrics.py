@@ -7,7 +7,9 @@ What is exported (docs/metrics.md lists every metric):
   counts, read every :data:`REFRESH_SECONDS` by a task of the lifespan; the
   in-process outbox worker's counters; the SMTP client's sends and latency.
 * GoTrue's mail metrics (§4.8) under GoTrue's names, and the mails delivered
-  by type, which GoTrue does not count.
+  by type, which GoTrue does not count; texts and send-hook calls counted
+  the same way under our names (:mod:`.send_metrics`).
+* The one worker pool every kind of message shares, as ``pool="delivery"``.
 
 Each app has a registry of its own (tests build many apps in one process);
 the mail counters are the process's (:data:`apitask.mail.mail_counters`).
@@ -28,23 +30,31 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from apitask import Outcome, TaskCounters
 from apitask.mail import SMTPClient, mail_counters
 from apitask.prometheus import ApitaskCollector
+from apitask_auth.delivery.send_hooks import SmsHookTexter
+from apitask_auth.delivery.sms import SmsChain
+from apitask_auth.routes.send_metrics import SendCounters, SendMetrics, send_families
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
     from prometheus_client.metrics_core import Metric
 
+    from apitask import TaskCounters
     from apitask_auth.delivery.mail_chain import MailChain
+    from apitask_auth.delivery.texter import Texter
 
-__all__ = ["REFRESH_SECONDS", "MailMetrics", "ServiceMetrics", "scrape"]
+__all__ = ["POOL_NAME", "REFRESH_SECONDS", "MailMetrics", "ServiceMetrics", "scrape"]
 
 logger = logging.getLogger("apitask_auth")
 
 REFRESH_SECONDS = 15.0
 """How often the outbox's job counts are read for /metrics."""
+
+POOL_NAME = "delivery"
+"""The ``pool`` label of the service's one worker pool, shared by mail, texts and
+hook calls (``source="pool:delivery"`` in ``apitask_tasks_total``)."""
 
 
 class MailMetrics(Collector):
@@ -58,27 +68,17 @@ class MailMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Render the mail metrics (called on a scrape)."""
-        operations = CounterMetricFamily(
-            "global_auth_email_send_operations",
-            "Mails handed to the mailer, after the rate limits (GoTrue's name).",
-            labels=["type"],
+        yield from send_families(
+            SendCounters(
+                "global_auth_email_send_operations",
+                "global_auth_email_send_errors",
+                "apitask_mail_sent",
+                "type",
+                "Mails (GoTrue's names for the first two counters)",
+                (self.operations,),
+                self.mails,
+            )
         )
-        for type, outcomes in self.operations.snapshot().items():
-            operations.add_metric([type], outcomes.get(Outcome.SUBMITTED, 0))
-        errors = CounterMetricFamily(
-            "global_auth_email_send_errors",
-            "Send attempts that failed, in the request or the background, and "
-            "refused addresses (GoTrue's name).",
-            labels=["type"],
-        )
-        sent = CounterMetricFamily(
-            "apitask_mail_sent",
-            "Mails delivered (or dropped by the no-op client).",
-            labels=["type"],
-        )
-        for type, outcomes in self.mails.snapshot().items():
-            errors.add_metric([type], outcomes.get(Outcome.FAILED, 0))
-            sent.add_metric([type], outcomes.get(Outcome.SUCCEEDED, 0))
         limited = CounterMetricFamily(
             "gotrue_email_rate_limit_counter",
             "Sends refused by GOTRUE_RATE_LIMIT_EMAIL_SENT, by request path (GoTrue's name).",
@@ -86,7 +86,7 @@ class MailMetrics(Collector):
         )
         for path, count in self.rate_limited.items():
             limited.add_metric([path], count)
-        yield from (operations, errors, sent, limited)
+        yield limited
 
 
 async def scrape(request: Request) -> Response:
@@ -96,19 +96,34 @@ async def scrape(request: Request) -> Response:
 
 
 class ServiceMetrics:
-    """The service's registry and its refresh task."""
+    """The service's registry and its refresh task.
 
-    def __init__(self, chain: MailChain) -> None:
+    Args:
+        chain: the mail chain (its runtime holds the pool and the outbox every
+            kind of message shares).
+        texter: the service's texter: the SMS chain's and the send-SMS hook's
+            operations are counted (none for a refusing or a test's texter).
+    """
+
+    def __init__(self, chain: MailChain, texter: Texter | None = None) -> None:
         self.chain = chain
         self.mail = MailMetrics(chain.operations)
+        hooks = [chain.email_hook] if chain.email_hook is not None else []
+        if isinstance(texter, SmsHookTexter):
+            hooks.append(texter.hook)
+        self.sends = SendMetrics(
+            [texter.operations] if isinstance(texter, SmsChain) else [],
+            [hook.operations for hook in hooks],
+        )
         self.tasks = ApitaskCollector()
         if chain.pool is not None:
-            self.tasks.add_pool("mail", chain.pool)
+            self.tasks.add_pool(POOL_NAME, chain.pool)
         if chain.outbox is not None:
             self.tasks.add_outbox(chain.outbox)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.tasks)
         self.registry.register(self.mail)
+        self.registry.register(self.sends)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

@@ -25,6 +25,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import apitask
+from apitask import Outcome, TaskCounters
 from apitask_auth.delivery.send_hooks import SmsHookTexter, send_hook
 from apitask_auth.delivery.texter import UnconfiguredTexter
 
@@ -85,6 +86,9 @@ class SmsChain:
         # stored text must carry it; otherwise it never leaves the text.
         self.code_apart = bool(settings.sms_twilio_content_sid)
         runtime.register("sms.", SmsTask.factory(provider))
+        # Texts handed to the chain, by purpose: what /metrics counts as send
+        # operations (as GoTrue counts mails handed to its mailer).
+        self.operations = TaskCounters()
 
     def task(self, phone: str, otp: str, channel: Channel, purpose: Purpose) -> SmsTask:
         """The task that sends ``otp`` to ``phone``, rendered now.
@@ -119,6 +123,7 @@ class SmsChain:
             SmsError: ``inline`` only: the provider refused it or failed.
             TaskError: the pool or the scope refused the task (it was not sent).
         """
+        self.operations.add(purpose, Outcome.SUBMITTED)
         task = self.task(phone, otp, channel, purpose)
         # Outbox mode writes the job in the flow's transaction; pool mode only
         # when its queue is full.

@@ -129,3 +129,27 @@ SELECT version FROM apitask_migrations
 
 -- name: record_migration
 INSERT INTO apitask_migrations (version, name) VALUES (:version, :name)
+
+-- name: job
+SELECT id, type, payload, state, attempts, run_at, created_at, finished_at,
+    idempotency_key, last_error, request_id
+FROM apitask_jobs WHERE id = :id
+
+-- name: cancel
+-- A pending job an operator calls off: dead, with who and why as its reason, so it
+-- stays visible (and can be retried); a job a worker holds is not touched.
+UPDATE apitask_jobs
+SET state = 'dead', finished_at = now(), last_error = :reason
+WHERE id = ANY(:ids::bigint[]) AND state IN ('queued', 'retrying')
+
+-- name: oldest_due
+-- The claim index (run_at, id) answers it with one entry.
+SELECT min(run_at) AS run_at FROM apitask_jobs
+WHERE state IN ('queued', 'retrying') AND run_at <= now()
+
+-- name: workers
+-- The lease index (locked_until WHERE state = 'running') holds every row read.
+SELECT locked_by AS worker, count(*) AS jobs, max(locked_until) AS lease_until,
+    min(locked_until) AS oldest_lease_until
+FROM apitask_jobs WHERE state = 'running'
+GROUP BY locked_by ORDER BY locked_by
