@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,12 +14,37 @@ from apitask.mail import (
     TransientMailError,
 )
 
-from .smtp_server import DROP, STALL, MailServer, client_for, message
+from .smtp_server import DROP, STALL, MailServer, client_for, message, start_server
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     StartServer = Callable[..., Awaitable[MailServer]]
+
+
+@pytest.fixture
+async def mail_server() -> AsyncIterator[StartServer]:
+    """Servers that answer each command (send_raw does not pipeline yet, so the
+    package's server that holds MAIL and RCPT replies until DATA is left out)."""
+    servers: list[MailServer] = []
+
+    async def start(**options: Any) -> MailServer:
+        servers.append(await start_server(**options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+async def test_a_server_offering_pipelining_gets_one_command_at_a_time(
+    mail_server: StartServer,
+) -> None:
+    server = await mail_server(pipelining="offer")
+    async with client_for(server) as client:
+        assert await client.send_raw("o@example.org", ["a@example.org"], DATA) == {}
+    assert server.messages == [DATA]
+
 
 DATA = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <1@x>\r\n\r\nline\r\n.dot\r\n"
 
