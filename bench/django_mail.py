@@ -10,9 +10,14 @@ project of tests/integration/contrib_django (djsite). Two figures per contender:
   measured with a sink that answers at once and with one that takes 300 ms;
 * **worker throughput**: mails/s from the first to the last mail the sink
   accepts, ``--mails`` queued beforehand, sent by ``manage.py apitask_worker``
-  (apitask) or ``manage.py send_queued_mail`` (post-office) with the same
-  number of concurrent sends (post-office's THREADS_PER_PROCESS), on the
-  instant sink and on one that takes 50 ms per mail (a provider's latency).
+  (apitask, through Django's SMTP backend in threads, the default, and through
+  apitask's pooled ``SMTPClient``: ``APITASK["EMAIL_BACKEND"] =
+  "apitask.mail.SMTPClient"``) or ``manage.py send_queued_mail`` (post-office)
+  with the same number of concurrent sends (post-office's
+  THREADS_PER_PROCESS), on the instant sink and on one that takes 50 ms per
+  mail (a provider's latency). Each round runs the three workers one after
+  the other (interleaved), ``--rounds`` times; the medians are printed, and
+  the load average.
 
 Usage: ``python bench/django_mail.py [--database postgresql://...|sqlite] [--mails 2000]``
 (default: the PostgreSQL at $APITASK_TEST_POSTGRES_URL if set, else a SQLite file).
@@ -40,6 +45,8 @@ BACKENDS = {
     "django smtp (inline)": "django.core.mail.backends.smtp.EmailBackend",
 }
 CONCURRENCIES = (5, 25)
+POOLED = json.dumps({"EMAIL_BACKEND": "apitask.mail.SMTPClient"})
+WORKERS = ("apitask", "apitask (SMTPClient)", "post-office")
 
 
 class SinkProcess:
@@ -75,10 +82,13 @@ class SinkProcess:
         self.process.wait()
 
 
-def env(database: str, backend: str, port: int, threads: int = 5) -> dict[str, str]:
+def env(
+    database: str, backend: str, port: int, threads: int = 5, apitask: str = "{}"
+) -> dict[str, str]:
     return {
         "DJSITE_POST_OFFICE_THREADS": str(threads),
         **os.environ,
+        "DJSITE_APITASK": apitask,
         "PYTHONPATH": str(PROJECT),
         "DJANGO_SETTINGS_MODULE": "djsite.settings",
         "DJSITE_DATABASE": database,
@@ -89,11 +99,13 @@ def env(database: str, backend: str, port: int, threads: int = 5) -> dict[str, s
     }
 
 
-def run(database: str, backend: str, port: int, *args: str, threads: int = 5) -> str:
+def run(
+    database: str, backend: str, port: int, *args: str, threads: int = 5, apitask: str = "{}"
+) -> str:
     done = subprocess.run(
         args,
         cwd=PROJECT,
-        env=env(database, backend, port, threads),
+        env=env(database, backend, port, threads, apitask),
         capture_output=True,
         text=True,
     )
@@ -102,8 +114,19 @@ def run(database: str, backend: str, port: int, *args: str, threads: int = 5) ->
     return done.stdout
 
 
-def manage(database: str, backend: str, port: int, *args: str, threads: int = 5) -> str:
-    return run(database, backend, port, sys.executable, "manage.py", *args, threads=threads)
+def manage(
+    database: str, backend: str, port: int, *args: str, threads: int = 5, apitask: str = "{}"
+) -> str:
+    return run(
+        database,
+        backend,
+        port,
+        sys.executable,
+        "manage.py",
+        *args,
+        threads=threads,
+        apitask=apitask,
+    )
 
 
 def child(mode: str, count: int) -> None:
@@ -156,7 +179,8 @@ def request_cost(database: str, backend: str, port: int, count: int) -> dict[str
 
 
 def throughput(database: str, name: str, sink: SinkProcess, mails: int, concurrency: int) -> float:
-    backend = BACKENDS[name]
+    """mails/s of one worker: ``name`` is one of WORKERS."""
+    backend = BACKENDS[name.split()[0]]
     run(
         database,
         backend,
@@ -169,7 +193,7 @@ def throughput(database: str, name: str, sink: SinkProcess, mails: int, concurre
         str(mails),
     )
     before = len(sink.times)
-    if name == "apitask":
+    if name.startswith("apitask"):
         manage(
             database,
             backend,
@@ -180,6 +204,7 @@ def throughput(database: str, name: str, sink: SinkProcess, mails: int, concurre
             str(concurrency),
             "--retention",
             "0",
+            apitask=POOLED if name == "apitask (SMTPClient)" else "{}",
         )
     else:
         manage(
@@ -216,6 +241,7 @@ def main() -> None:
     parser.add_argument("--database", help="postgresql://... (a database is created) or sqlite")
     parser.add_argument("--mails", type=int, default=2000, help="mails per throughput run")
     parser.add_argument("--requests", type=int, default=300, help="requests per cost run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
     parser.add_argument("--child", choices=["request", "queue"], help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -244,20 +270,41 @@ def main() -> None:
                 f"{name:22} {cost['cost_us']:>15,.0f} {slow_cost['cost_us']:>17,.0f} "
                 f"{cost['request_us']:>13,.0f}"
             )
-        print(f"\n{'worker mails/s':32} {'apitask':>9} {'post-office':>12} {'ratio':>6}")
-        rates = {}
+        print(
+            f"\nworker mails/s, median of {args.rounds} interleaved rounds "
+            "(ratios: each apitask worker / post-office, median of the rounds' ratios)"
+        )
+        print(
+            f"{'':32} {'apitask':>9} {'SMTPClient':>11} {'post-office':>12} "
+            f"{'ratio':>6} {'ratio':>6} {'load':>5}"
+        )
         for sink, label, mails in (
             (fast, "instant", args.mails),
             (provider, "50 ms", args.mails // 4),
         ):
             for concurrency in CONCURRENCIES:
-                ours = throughput(database, "apitask", sink, mails, concurrency)
-                theirs = throughput(database, "post-office", sink, mails, concurrency)
-                rates[label, concurrency] = ours / theirs
+                rates: dict[str, list[float]] = {name: [] for name in WORKERS}
+                loads = []
+                for _ in range(args.rounds):
+                    for name in WORKERS:
+                        rates[name].append(throughput(database, name, sink, mails, concurrency))
+                    loads.append(os.getloadavg()[0])
+                theirs = rates["post-office"]
+                ratios = [
+                    statistics.median(a / b for a, b in zip(rates[name], theirs, strict=True))
+                    for name in WORKERS[:2]
+                ]
+                median = {name: statistics.median(values) for name, values in rates.items()}
                 print(
                     f"{label + ' SMTP, ' + str(concurrency) + ' concurrent sends':32} "
-                    f"{ours:>9,.0f} {theirs:>12,.0f} {ours / theirs:>5.2f}x"
+                    f"{median['apitask']:>9,.0f} {median['apitask (SMTPClient)']:>11,.0f} "
+                    f"{median['post-office']:>12,.0f} {ratios[0]:>5.2f}x {ratios[1]:>5.2f}x "
+                    f"{statistics.mean(loads):>5.1f}"
                 )
+                spread = ", ".join(
+                    f"{name} {min(v):,.0f}-{max(v):,.0f}" for name, v in rates.items()
+                )
+                print(f"{'':32} range: {spread}")
         print(
             f"\nrequest cost apitask / post-office: {costs['apitask'] / costs['post-office']:.2f}x"
         )

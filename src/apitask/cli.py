@@ -88,6 +88,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     _add_database_arguments(parser)
     parser.add_argument("--concurrency", "-c", type=int, default=10, help="jobs run at once")
     parser.add_argument("--batch-size", type=int, help="jobs claimed per query")
+    parser.add_argument(
+        "--prefetch", type=int, help="jobs claimed ahead of free slots (default: batch size)"
+    )
     parser.add_argument("--lease", type=_duration_option, default=30.0, help="claim lease (30s)")
     parser.add_argument("--poll-interval", type=_duration_option, default=1.0, help="idle poll")
     parser.add_argument("--max-attempts", type=int, default=5, help="attempts before dead")
@@ -153,6 +156,7 @@ def run_worker_command(
                     until_empty=args.until_empty,
                     concurrency=args.concurrency,
                     batch_size=args.batch_size,
+                    prefetch=args.prefetch,
                     lease=args.lease,
                     poll_interval=args.poll_interval,
                     backoff=policy,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
 import os
@@ -72,6 +73,12 @@ class Worker:
         registry: rebuilds tasks from stored jobs.
         concurrency: jobs run at the same time.
         batch_size: jobs claimed per query (default: ``concurrency``).
+        prefetch: jobs claimed ahead, held (leased, heartbeated) until a slot
+            frees (default: ``batch_size``; 0: claim only for free slots). A
+            busy worker then claims in batches while its slots are full,
+            instead of one job per freed slot, and a freed slot starts the
+            next job without a query. A stop releases the jobs held ahead
+            (due again at once, their attempt not counted).
         lease: seconds a claim is valid without a heartbeat; a worker that
             dies loses its jobs to the others after this long.
         poll_interval: seconds between claims when idle (LISTEN wakes earlier).
@@ -95,6 +102,7 @@ class Worker:
         *,
         concurrency: int = 10,
         batch_size: int | None = None,
+        prefetch: int | None = None,
         lease: float = 30.0,
         poll_interval: float = 1.0,
         backoff: Backoff | None = None,
@@ -112,6 +120,8 @@ class Worker:
         ):
             if value < 1:
                 raise ValueError(f"{param} must be >= 1, got {value!r}")
+        if prefetch is not None and prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {prefetch!r}")
         for param, number in (
             ("lease", lease),
             ("poll_interval", poll_interval),
@@ -131,6 +141,7 @@ class Worker:
         self.registry = registry
         self.concurrency = concurrency
         self.batch_size = batch_size or concurrency
+        self.prefetch = self.batch_size if prefetch is None else prefetch
         self.lease = lease
         self.poll_interval = poll_interval
         self.backoff = backoff or Backoff()
@@ -147,6 +158,7 @@ class Worker:
         self._stopping = False
         self._until_empty = False
         self._running: dict[asyncio.Task[None], Job] = {}
+        self._ready: collections.deque[Job] = collections.deque()  # claimed ahead
         self._outcomes: list[Finish] = []
         self._unwritten: set[int] = set()  # ids of jobs whose outcome is not written yet
         self._wake = asyncio.Event()
@@ -242,11 +254,15 @@ class Worker:
     async def _claim_loop(self) -> None:
         while not self._stopping:
             free = self.concurrency - len(self._running)
-            if free <= 0:
+            # Jobs wanted in hand: every slot busy and `prefetch` more held ahead.
+            room = free + self.prefetch - len(self._ready)
+            # With every slot busy, claim only once a good part of a batch fits:
+            # one claim per freed slot would cost a transaction per job.
+            if free <= 0 and room < max(1, (self.batch_size + 1) // 2):
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            wanted = min(free, self.batch_size)
+            wanted = min(room, self.batch_size)
             self._wake.clear()
             self._slot_freed.clear()
             # Nothing running and every outcome written before this claim: an
@@ -262,7 +278,8 @@ class Worker:
                     # the database (a busy SQLite file can hold writes for seconds):
                     # the claim renewed the lease; running it again would repeat it.
                     continue
-                self._start(job)
+                self._ready.append(job)
+            self._start_ready()
             if len(jobs) < wanted:
                 if self._until_empty and not jobs and not self._running:
                     if settled:
@@ -289,13 +306,17 @@ class Worker:
         await self._pause(self._stopped, self.poll_interval)
         return None
 
-    def _start(self, job: Job) -> None:
-        task = asyncio.get_running_loop().create_task(self._attempt(job))
-        self._running[task] = job
-        task.add_done_callback(self._finished)
+    def _start_ready(self) -> None:
+        """Start jobs held ahead while slots are free (not once a stop began)."""
+        while self._ready and len(self._running) < self.concurrency and not self._stopping:
+            job = self._ready.popleft()
+            task = asyncio.get_running_loop().create_task(self._attempt(job))
+            self._running[task] = job
+            task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         del self._running[task]
+        self._start_ready()  # the next job held ahead takes the slot at once
         self._slot_freed.set()
 
     # -- one attempt ------------------------------------------------------------
@@ -416,7 +437,8 @@ class Worker:
     def _held(self) -> set[int]:
         """The jobs this worker holds: running, or run with the outcome not yet written
         (outcomes being written count too: a write that fails keeps them ours)."""
-        return self._unwritten.union(job.id for job in self._running.values())
+        held = self._unwritten.union(job.id for job in self._running.values())
+        return held.union(job.id for job in self._ready)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -446,6 +468,14 @@ class Worker:
 
     async def _drain(self) -> None:
         self._state = WorkerState.DRAINING
+        if self._ready:
+            # Claimed ahead, never started: due again at once, the attempt not counted.
+            for job in self._ready:
+                self._outcomes.append(Finish(job.id, Verdict.RELEASED))
+                self._unwritten.add(job.id)
+            self._ready.clear()
+            self._written.clear()
+            self._flush_wanted.set()
         if not self._running:
             return
         _, pending = await asyncio.wait(list(self._running), timeout=self.shutdown_timeout)

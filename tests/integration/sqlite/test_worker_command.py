@@ -31,3 +31,17 @@ def test_cleanup_runs_on_the_workers_loop_whatever_the_outcome(tmp_path: Path, u
     assert status == (0 if "missing" not in url else 1)
     assert len(loops) == 1
     assert loops[0].is_closed()  # it was the command's own loop, now finished
+
+
+@pytest.mark.no_blockbuster  # the command runs its own event loop
+def test_prefetch_is_an_option_checked_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_worker_arguments(parser)
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    args = parser.parse_args(["--url", url, "--until-empty", "--prefetch", "-1"])
+    assert run_worker_command(args, TaskRegistry()) == 1
+    assert "prefetch must be >= 0, got -1" in capsys.readouterr().err
+    args = parser.parse_args(["--url", url, "--until-empty", "--prefetch", "0"])
+    assert run_worker_command(args, TaskRegistry()) == 0

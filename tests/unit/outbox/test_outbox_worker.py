@@ -12,7 +12,7 @@ from outbox_fakes import FakeStore
 
 from apitask import Backoff, TransientError
 from apitask.outbox import JobState, TaskRegistry, Worker, WorkerState
-from apitask.outbox._records import Verdict
+from apitask.outbox._records import Job, Verdict
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -175,6 +175,48 @@ async def test_stop_lets_running_jobs_finish_within_the_timeout(
     assert store.jobs[job_id].state is JobState.SUCCEEDED
 
 
+async def _claimed(store: FakeStore, log: Log, claimed: int, started: int) -> None:
+    """Wait (yielding, no timing) until ``claimed`` jobs are leased and ``started`` ran."""
+    async with asyncio.timeout(5):
+        while (  # noqa: ASYNC110 - yields to the worker, never sleeps
+            sum(j.state is JobState.RUNNING for j in store.jobs.values()) < claimed
+            or len(log.runs) < started
+        ):
+            await asyncio.sleep(0)
+
+
+async def test_a_busy_worker_claims_ahead_and_a_stop_releases_what_it_held(
+    registry: TaskRegistry, log: Log
+) -> None:
+    """With every slot busy the worker claims a batch ahead (one query for many jobs,
+    not one per freed slot); a freed slot starts a held job; a stop gives the held
+    jobs back, due at once with the attempt uncounted."""
+    store = FakeStore()
+    ids = [store.add("t.x", '{"do": "gate"}') for _ in range(10)]
+    sizes: list[int] = []
+    claim = store.claim
+
+    async def counted(worker: str, limit: int, lease: float) -> list[Job]:
+        sizes.append(limit)
+        return await claim(worker, limit, lease)
+
+    store.claim = counted  # type: ignore[method-assign]
+    worker = make(
+        store, registry, concurrency=2, batch_size=2, batch_window=0.0, shutdown_timeout=5.0
+    )
+    async with worker:
+        await _claimed(store, log, claimed=4, started=2)  # two running, two held ahead
+        assert (len(log.runs), sizes) == (2, [2, 2])
+        worker.stop()
+        while worker.state is not WorkerState.DRAINING:  # noqa: ASYNC110 - yields, never sleeps
+            await asyncio.sleep(0)
+        log.gate.set()
+    assert len(log.runs) == 2  # a stop starts nothing more
+    states = [(store.jobs[i].state, store.jobs[i].attempts) for i in ids[:4]]
+    assert states == [(JobState.SUCCEEDED, 1)] * 2 + [(JobState.QUEUED, 0)] * 2
+    assert worker.counters.get("t.x", "cancelled") == 0  # type: ignore[arg-type]
+
+
 async def test_full_concurrency_waits_for_a_free_slot(registry: TaskRegistry) -> None:
     """With every slot busy the worker claims nothing until one frees."""
     store = FakeStore()
@@ -283,6 +325,7 @@ async def test_a_worker_runs_once() -> None:
     [
         ("concurrency", 0),
         ("batch_size", 0),
+        ("prefetch", -1),
         ("lease", 0.0),
         ("poll_interval", -1.0),
         ("job_timeout", 0.0),

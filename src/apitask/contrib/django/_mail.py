@@ -14,6 +14,7 @@ import binascii
 import contextlib
 import email
 import email.policy
+import logging
 import smtplib
 import threading
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connections
 
 from ..._exceptions import TransientError
+from ._pooled import POOLED_BACKEND, pooled_client
 from ._settings import load_settings
 from ._threads import in_thread
 
@@ -41,6 +43,8 @@ __all__ = [
 ]
 
 MAIL_TYPE = "django.mail"
+
+logger = logging.getLogger("apitask.contrib.django")
 
 
 class MailRefusedError(Exception):
@@ -97,13 +101,31 @@ class MailJob:
         return cls(sender, [str(r) for r in recipients], data, message_id)
 
     async def run(self) -> None:
-        """Send through ``APITASK["EMAIL_BACKEND"]``, in one of apitask's threads.
+        """Send through ``APITASK["EMAIL_BACKEND"]``: a Django backend in one of
+        apitask's threads, or apitask's pooled SMTP client on the worker's loop.
 
         Raises:
             TransientError: a 4xx reply, a dropped connection, a network error.
-            MailRefusedError: a 5xx reply (no retry can help).
+            MailRefusedError: a 5xx reply (no retry can help), from a Django backend.
+            PermanentMailError: a 5xx reply, from apitask's client.
         """
-        await in_thread(_send, self)
+        if load_settings().email_backend == POOLED_BACKEND:
+            await _send_pooled(self)
+        else:
+            await in_thread(_send, self)
+
+
+async def _send_pooled(job: MailJob) -> None:
+    refused = await pooled_client().send_raw(job.sender, job.recipients, job.data)
+    if refused:
+        # As Django's SMTP backend does: the others have the mail, so no retry.
+        logger.warning(
+            "apitask: mail %s: %d of %d recipients refused: %s",
+            job.message_id,
+            len(refused),
+            len(job.recipients),
+            "; ".join(str(error) for error in refused.values()),
+        )
 
 
 def freeze(message: EmailMessage) -> MailJob | None:

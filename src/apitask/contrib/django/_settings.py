@@ -20,8 +20,10 @@ class Settings:
 
     Attributes:
         database: the alias in ``DATABASES`` holding the outbox tables.
-        email_backend: the backend the worker sends mail through (a Django
-            backend's dotted path).
+        email_backend: the backend the worker sends mail through: a Django
+            backend's dotted path, or ``"apitask.mail.SMTPClient"`` for
+            apitask's pooled client, configured by Django's ``EMAIL_*``
+            settings (see ``_pooled``).
         registry: ``module:attribute`` of a TaskRegistry with the project's
             own durable tasks, or ``None``.
         threads: threads that run blocking work (mail sends, ORM tasks).

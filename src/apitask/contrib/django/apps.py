@@ -17,9 +17,11 @@ class ApitaskConfig(AppConfig):  # type: ignore[misc]  # Django ships no types
         # typo in APITASK stops the project with a message naming the key.
         from django.core.signals import setting_changed
 
+        from ._pooled import POOLED_BACKEND, smtp_options
         from ._settings import load_settings
 
-        load_settings()
+        if load_settings().email_backend == POOLED_BACKEND:
+            smtp_options()  # the EMAIL_* settings it reads, checked now too
         setting_changed.connect(_settings_changed, dispatch_uid="apitask.contrib.django")
 
 

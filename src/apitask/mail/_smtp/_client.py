@@ -21,34 +21,40 @@ recognise a duplicate.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import aiosmtplib
 
 from ..._histogram import Histogram
 from .._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
 from .._task import log_fields
-from ._errors import is_drop, raise_mail_error
+from ._errors import is_drop, mail_error, raise_mail_error
 from ._mime import parse_sender, render
 from ._pipeline import Steps, send_pipelined
 from ._pool import ConnectionPool
+from ._raw import raw_envelope
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
     from types import TracebackType
 
     from .._message import Message
     from ._mime import Envelope
     from ._pool import Connection
+    from ._raw import RawEnvelope
 
 __all__ = ["SMTPClient", "SMTPCounters", "TLSMode"]
 
 TLSMode = Literal["auto", "starttls", "implicit", "none"]
 """How the client secures its connections (see :class:`SMTPClient`)."""
+
+T = TypeVar("T")
 
 _TLS_MODES = ("auto", "starttls", "implicit", "none")
 _DEFAULT_PORTS = {"implicit": 465, "starttls": 587}
@@ -216,12 +222,58 @@ class SMTPClient:
         except InvalidMessageError:
             self.counters.invalid += 1
             raise
+        await self._counted(functools.partial(self._deliver, envelope))
+        if self._log_sends:
+            # GoTrue's line names the recipient (mail_to); this one names the domain.
+            self._logger.info("mail.send", extra=log_fields(message, mail_from=self.sender))
+
+    async def send_raw(
+        self, sender: str, recipients: Sequence[str], data: bytes
+    ) -> dict[str, MailError]:
+        """Deliver prepared message bytes to ``recipients``, in one mail transaction.
+
+        For mail rendered elsewhere (Django's ``EmailMessage``, a stored
+        MIME file): ``data`` goes out as it is (CRLF or LF line endings;
+        dot-stuffing is done here), its headers are the caller's. ``sender``
+        is the envelope sender (``MAIL FROM``, not this client's
+        ``sender``); a display name in an address (``Name <addr>``) is
+        dropped. Pooling, timeouts, the one retry after an early drop and the
+        error classes are those of :meth:`send`.
+
+        A recipient the server refuses while others are accepted does not
+        fail the send (resending would repeat the mail to the others): its
+        error is returned, by address, as smtplib and Django's SMTP backend do.
+
+        Returns:
+            The refused recipients (as given) and why; empty when every one was accepted.
+
+        Raises:
+            InvalidMessageError: no recipient, no bytes, or an address that
+                cannot be written (no I/O done).
+            TransientMailError: a 4xx reply, a drop or a timeout; or every
+                recipient refused and at least one of them with a 4xx reply.
+            PermanentMailError: a 5xx reply, every recipient refused for good,
+                or the server lacks SMTPUTF8 that an address needs.
+            MailError: the client is closed.
+        """
+        if self._closing:
+            raise MailError("the SMTP client is closed")
+        try:
+            envelope = raw_envelope(sender, recipients, data)
+        except InvalidMessageError:
+            self.counters.invalid += 1
+            raise
+        refused = await self._counted(functools.partial(self._deliver_raw, envelope))
+        return {recipients[i]: error for i, error in refused.items()}
+
+    async def _counted(self, delivery: Callable[[], Awaitable[T]]) -> T:
+        """Run ``delivery`` in a pool slot, counted and timed, with aclose waiting for it."""
         started = time.perf_counter()
         self._in_flight += 1
         self._drained.clear()
         try:
             async with self._pool.slots:
-                await self._deliver(envelope)
+                result = await delivery()
         except TransientMailError:
             self.counters.transient += 1
             raise
@@ -236,9 +288,7 @@ class SMTPClient:
         took = time.perf_counter() - started
         self.counters.send_seconds += took
         self.counters.send_latency.observe(took)
-        if self._log_sends:
-            # GoTrue's line names the recipient (mail_to); this one names the domain.
-            self._logger.info("mail.send", extra=log_fields(message, mail_from=self.sender))
+        return result
 
     async def aclose(self, timeout: float = 30.0) -> None:
         """Stop taking mail, let sends in progress finish, QUIT every connection.
@@ -314,6 +364,57 @@ class SMTPClient:
             return
         self._pool.discard(connection)
 
+    async def _deliver_raw(self, envelope: RawEnvelope) -> dict[int, MailError]:
+        """:meth:`_deliver` for several recipients: the refused ones, by index, or raise."""
+        encoding = "utf-8" if envelope.smtputf8 else "ascii"
+        retried = False
+        while True:
+            connection = await self._pool.checkout()
+            smtp = connection.smtp
+            if envelope.smtputf8 and not smtp.supports_extension("smtputf8"):
+                self._pool.checkin(connection)
+                raise PermanentMailError(
+                    f"an envelope address needs SMTPUTF8, which {self.host}:{self.port} "
+                    "does not offer"
+                )
+            options = [f"SIZE={len(envelope.data)}"] if smtp.supports_extension("size") else []
+            if envelope.smtputf8:
+                options.append("SMTPUTF8")
+            step, recipient = "MAIL FROM", None
+            refused: dict[int, MailError] = {}
+            try:
+                await smtp.mail(envelope.sender, options=options, encoding=encoding)
+                step = "RCPT TO"
+                for index, recipient in enumerate(envelope.recipients):
+                    try:
+                        await smtp.rcpt(recipient, encoding=encoding)
+                    except aiosmtplib.SMTPRecipientRefused as exc:
+                        if is_drop(exc):
+                            raise  # 421: the server is closing the connection
+                        refused[index] = mail_error(exc, step, recipient)
+                        refusal = exc
+                if len(refused) == len(envelope.recipients):
+                    await self._recover(connection, refusal)  # RSET: the connection is fine
+                    raise _all_refused(refused)
+                step, recipient = "DATA", None
+                await smtp.data(envelope.data)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                await self._recover(connection, exc)
+                if not retried and step != "DATA" and is_drop(exc) and not self._closing:
+                    retried = True
+                    self.counters.retries += 1
+                    self._logger.info("SMTP connection dropped at %s; retrying once", step)
+                    continue
+                raise_mail_error(exc, step, recipient)
+            except MailError:
+                raise
+            except BaseException:
+                self._pool.discard(connection)  # cancelled mid-transaction: state unknown
+                raise
+            connection.messages += 1
+            self._pool.checkin(connection)
+            return refused
+
     async def _open(self) -> aiosmtplib.SMTP:
         """A new connection, greeted, secured and authenticated as configured."""
         if self._local_hostname is None:
@@ -340,3 +441,11 @@ class SMTPClient:
             smtp.close()
             raise_mail_error(exc, f"connecting to {self.host}:{self.port}")
         return smtp
+
+
+def _all_refused(refused: dict[int, MailError]) -> MailError:
+    """One error for a mail every recipient refused: transient if any refusal may pass."""
+    errors = list(refused.values())
+    first = next((e for e in errors if isinstance(e, TransientMailError)), errors[0])
+    kind = TransientMailError if isinstance(first, TransientMailError) else PermanentMailError
+    return kind(f"every recipient refused ({len(errors)}); first: {first}", code=first.code)

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apitask.cli import add_worker_arguments, run_worker_command
 from apitask.contrib.django._database import database_url
 from apitask.contrib.django._outbox import get_registry
+from apitask.contrib.django._pooled import close_client, set_pool_size
 from apitask.contrib.django._settings import load_settings
 from apitask.contrib.django._threads import shutdown_threads, start_threads
 from apitask.outbox import OutboxError, open_outbox
@@ -44,8 +45,10 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no types
             )
         registry = get_registry()
         start_threads(namespace.concurrency)
+        set_pool_size(namespace.concurrency)
 
         async def cleanup() -> None:
+            await close_client()
             await asyncio.to_thread(shutdown_threads)
 
         if run_worker_command(namespace, registry, cleanup=cleanup):
