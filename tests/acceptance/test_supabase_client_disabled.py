@@ -11,10 +11,23 @@ import pytest
 from supabase_auth import SyncGoTrueAdminAPI, SyncGoTrueClient
 from supabase_auth.errors import AuthApiError
 
+from .conftest import start_server
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .conftest import Server
+
+
+@pytest.fixture(scope="module")
+def autoconfirm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A dev server with autoconfirm on and phone sign-in off: dev mode turns it
+    on, GoTrue's default (and every deployment that does not ask for it) is off."""
+    yield from start_server(
+        tmp_path_factory.mktemp("auth-features-off"),
+        GOTRUE_MAILER_AUTOCONFIRM="true",
+        GOTRUE_EXTERNAL_PHONE_ENABLED="false",
+    )
 
 
 @pytest.fixture
