@@ -3,7 +3,8 @@
     .venv/bin/python bench/dashboard_plans.py [postgresql://postgres@127.0.0.1:5432/test]
 
 Fills a fresh outbox with 1,000,000 jobs (90% succeeded with erased payloads,
-5% dead mail jobs, 4% queued, 1% running under 4 workers), then prints, for
+5% dead mail jobs, 4% queued, 1% running under 4 workers,
+10 retrying), then prints, for
 each query the dashboard runs, its plan (EXPLAIN QUERY PLAN / EXPLAIN ANALYZE)
 and its median time over 5 runs. The PostgreSQL schema is dropped at the end.
 """
@@ -11,6 +12,7 @@ and its median time over 5 runs. The PostgreSQL schema is dropped at the end.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sqlite3
 import statistics
@@ -25,7 +27,7 @@ from apitask.outbox import JobFilter, JobState, open_store
 from apitask.outbox._browse import search_sql
 from apitask.outbox._sql import load_queries, numbered
 
-ROWS = 1_000_000
+ROWS = int(os.environ.get("ROWS", "1000000"))
 MAIL = (
     '{"message":{"to":"u@acme.example","subject":"s","html":"h","text":"t",'
     '"headers":{},"type":"signup","message_id":"<m@x>","date":"d"}}'
@@ -34,6 +36,8 @@ CASES = [
     ("newest page", JobFilter(), None),
     ("dead letters", JobFilter(JobState.DEAD), None),
     ("dead of one type", JobFilter(JobState.DEAD, type="mailer.signup"), None),
+    ("a rare state (10 retrying)", JobFilter(JobState.RETRYING), None),
+    ("running", JobFilter(JobState.RUNNING), None),
     ("one request id", JobFilter(request_id="req-777"), None),
     ("dead mail to a domain", JobFilter(JobState.DEAD, domain="acme.example"), None),
     ("a page deep down (keyset)", JobFilter(), 500_000),
@@ -44,7 +48,8 @@ NAMED = ["oldest_due", "workers", "stats", "job"]
 def state_sql(n: str) -> str:
     """The SQL expression giving the n-th row its state (the same mix on both databases)."""
     return (
-        f"CASE WHEN {n} % 100 < 90 THEN 'succeeded' WHEN {n} % 100 < 95 THEN 'dead'"
+        f"CASE WHEN {n} % 100000 = 0 THEN 'retrying'"
+        f" WHEN {n} % 100 < 90 THEN 'succeeded' WHEN {n} % 100 < 95 THEN 'dead'"
         f" WHEN {n} % 100 < 99 THEN 'queued' ELSE 'running' END"
     )
 

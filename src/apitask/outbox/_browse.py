@@ -30,9 +30,21 @@ JOB_COLUMNS: LiteralString = (
 # A DNS name, lower case: no LIKE wildcard ("%", "_") can get in.
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
-_RECIPIENT: dict[str, LiteralString] = {
-    "sqlite": "lower(json_extract(payload, '$.message.to'))",
-    "postgresql": "lower(payload::jsonb #>> '{message,to}')",
+# Mail jobs to a recipient at a domain. On PostgreSQL the domain is cut out and
+# compared whole: the planner has no statistics on the expression and guesses
+# an equality matches 0.5% of rows, so it walks the failures index newest
+# first and stops after a page; a LIKE '%@domain' there is guessed to match
+# almost nothing, and the planner read and sorted every dead job instead
+# (0.14 s at 50k). The CASE leaves other jobs' payloads unparsed.
+_DOMAIN_TERM: dict[str, LiteralString] = {
+    "sqlite": (
+        "type LIKE 'mailer.%' AND lower(json_extract(payload, '$.message.to')) LIKE :domain"
+    ),
+    "postgresql": (
+        "(CASE WHEN type LIKE 'mailer.%'"
+        " THEN substring(lower(payload::jsonb #>> '{message,to}') FROM '@([^@]*)$') END)"
+        " = :domain"
+    ),
 }
 
 
@@ -113,8 +125,8 @@ def search_sql(
         terms.append("request_id = :request_id")
         params["request_id"] = where.request_id
     if where.domain is not None:
-        terms.append("type LIKE 'mailer.%' AND " + _RECIPIENT[dialect] + " LIKE :recipient")
-        params["recipient"] = "%@" + where.domain
+        terms.append(_DOMAIN_TERM[dialect])
+        params["domain"] = "%@" + where.domain if dialect == "sqlite" else where.domain
     if before is not None:
         terms.append("id < :before")
         params["before"] = before

@@ -39,7 +39,8 @@ def test_scripts_split_into_statements_without_comments() -> None:
 
 def test_migrations_are_ordered_and_well_named() -> None:
     """Versions come from NNNN_ prefixes; bad names and duplicates are refused."""
-    assert [m.version for m in load_migrations("sqlite")] == [1, 2, 3]
+    assert [m.version for m in load_migrations("sqlite")] == [1, 2, 3, 4]
+    assert [m.version for m in load_migrations("postgres")] == [1, 2, 3, 4]
     parsed = parse_migrations([("0002_b.sql", "SELECT 2"), ("0001_a.sql", "SELECT 1")])
     assert [(m.version, m.name, m.statements) for m in parsed] == [
         (1, "a", ("SELECT 1",)),

@@ -29,3 +29,8 @@ CREATE INDEX apitask_jobs_ready ON apitask_jobs (run_at, id) WHERE state IN ('qu
 CREATE INDEX apitask_jobs_leased ON apitask_jobs (locked_until) WHERE state = 'running';
 -- Retention: finished jobs by age.
 CREATE INDEX apitask_jobs_finished ON apitask_jobs (finished_at) WHERE state IN ('succeeded', 'dead');
+-- Searches (migration 4): one request's jobs, and failed jobs by state.
+CREATE INDEX apitask_jobs_request_id ON apitask_jobs (request_id, id)
+    WHERE request_id IS NOT NULL;
+CREATE INDEX apitask_jobs_failures ON apitask_jobs (state, id)
+    WHERE state = 'retrying' OR state = 'dead';
