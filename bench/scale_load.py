@@ -294,6 +294,11 @@ def load_curves(args: argparse.Namespace, tmp: Path, database_url: str) -> dict[
 # --- report ------------------------------------------------------------------------------------
 
 
+def cpu_ms(runs: list[dict[str, Any]]) -> str:
+    values = [r["server_cpu_ms_per_signup"] for r in runs]
+    return f"{min(values):.0f}-{max(values):.0f}"
+
+
 def report(results: dict[str, Any]) -> str:
     lines = [f"PostgreSQL, {results['users']:,} users, {results['clients']} clients", ""]
     for mode, p in results.get("processes", {}).items():
@@ -301,9 +306,12 @@ def report(results: dict[str, Any]) -> str:
             f"{mode}: one process {p['one_per_s']:.1f} sign-ups/s using "
             f"{p['one_server_cores']:.2f} cores; two processes {p['two_per_s']:.1f}/s using "
             f"{p['two_server_cores']:.2f} cores: two/one {p['two_over_one']:.2f}x",
-            f"  bcrypt floor (2 hashing processes, same run) {p['floor_per_s']:.1f}/s "
-            f"(CPU-time floor {p['idle_floor_per_s']:.1f}/s): floor/one "
-            f"{p['floor_over_one']:.2f}x, the most two processes could add",
+            f"  bcrypt floor, same run: {p['idle_floor_per_s']:.1f}/s by CPU time (cores / "
+            f"one hash's CPU), {p['floor_per_s']:.1f}/s by wall clock (2 hashing processes "
+            f"among the neighbours); the most a second process can add is the CPU-time "
+            f"floor / one process on a quiet machine (docs/benchmarks.md)",
+            f"  server CPU per sign-up: one process {cpu_ms(p['runs']['1'])}, "
+            f"two {cpu_ms(p['runs']['2'])} ms",
         ]
         for count in ("1", "2"):
             for r in p["runs"][count]:
@@ -396,11 +404,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--profile-n", type=int, default=100)
     parser.add_argument("--parts", default="processes,load,profile")
     parser.add_argument("--out", default="scale-load")
-    parser.add_argument("--replot", action="store_true")
+    parser.add_argument(
+        "--replot", action="store_true", help="only print the report and redraw from the results"
+    )
     args = parser.parse_args(argv)
     path = RESULTS / f"{args.out}.json"
     if args.replot:
-        plot(json.loads(path.read_text()))
+        saved = json.loads(path.read_text())
+        print(report(saved))
+        if "load" in saved:
+            plot(saved)
         return
     if not args.postgres:
         parser.error("--postgres URL is needed")
