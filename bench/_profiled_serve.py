@@ -3,8 +3,10 @@
 ``python bench/_profiled_serve.py OUT [serve arguments]`` wraps, before the
 app is built, the functions the sign-up endpoint calls (bcrypt, the user
 look-up, the inserts, the allowance, the token, the mail hand-off, the audit
-entry, the response body), the database's commit, every SQL statement and
-the JSON rendering, then runs ``apitask-auth serve``. Only time spent for a
+entry, the response body), the database's commit, every SQL statement,
+the JSON rendering, the router (inside every middleware: the whole request
+less the router is the middleware stack's own time) and the response-time
+matching's wait for its deadline, then runs ``apitask-auth serve``. Only time spent for a
 ``POST /signup`` request counts (a context variable set around the request:
 it follows the request into SQLAlchemy's greenlets and bcrypt's thread), so
 the outbox worker's own statements are left out. At exit it writes
