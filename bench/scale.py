@@ -76,6 +76,7 @@ from apitask_auth.storage.tables import identities, users
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
+    from matplotlib.figure import Figure
     from sqlalchemy import Table
 
 PLOT = HERE.parent / "docs" / "img" / "scale.png"
@@ -662,6 +663,14 @@ def breakdown_rest(p: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def save_figure(figure: Figure, path: Path) -> None:
+    """Lay ``figure`` out and write it to ``path`` (docs/img)."""
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    print(f"plot: {path}")
+
+
 def plot(runs: list[dict[str, Any]]) -> None:
     """p50 and p99 of sign-up and /recover against users in the table.
 
@@ -707,10 +716,7 @@ def plot(runs: list[dict[str, Any]]) -> None:
             axis.legend(fontsize=7)
             if row == 1:
                 axis.set_xlabel("users in the table")
-    figure.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(PLOT, dpi=100)
-    print(f"plot: {PLOT}")
+    save_figure(figure, PLOT)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
