@@ -30,7 +30,7 @@ each takes the second) show the provider's time. Results go to
 bench/results/latency-phone.{md,json} (``-postgres`` with ``--postgres``).
 
 Run: ``.venv/bin/python bench/latency.py [--n 300] [--modes pool,outbox] [--postgres URL]``
-or ``.venv/bin/python bench/latency.py --phone [--n 150] [--phone-rounds 3]``
+or ``.venv/bin/python bench/latency.py --phone [--n 150] [--phone-rounds 3] [--phone-pause 0.03]``
 """
 
 from __future__ import annotations
@@ -78,7 +78,13 @@ def load() -> str:
 
 
 def phone(
-    n: int, contrast_n: int, rounds: int, delay: float, modes: list[str], postgres: str | None
+    n: int,
+    contrast_n: int,
+    rounds: int,
+    delay: float,
+    modes: list[str],
+    postgres: str | None,
+    pause: float = 0.0,
 ) -> None:
     """The phone case (see the module docstring): print and save per-round ratios."""
     per_round: dict[str, list[tuple[float, float, float, float, str]]] = {m: [] for m in modes}
@@ -93,7 +99,7 @@ def phone(
                 continue  # contrast only: one round shows the second on the request
             count = n if mode in {"pool", "outbox"} else contrast_n
             before = load()
-            slow, fast = measure_phone_otp(mode, count, delay, postgres=postgres)
+            slow, fast = measure_phone_otp(mode, count, delay, postgres=postgres, pause=pause)
             row = (
                 percentile(slow, 50),
                 percentile(fast, 50),
@@ -175,11 +181,25 @@ def main() -> None:
     parser.add_argument(
         "--contrast-n", type=int, default=15, help="requests in inline and request (--phone)"
     )
+    parser.add_argument(
+        "--phone-pause",
+        type=float,
+        default=0.0,
+        help="seconds the client waits before each request (--phone; see docs/benchmarks.md)",
+    )
     args = parser.parse_args()
     if args.phone:
         modes = args.modes.split(",") if args.modes != ",".join(MODES) else list(PHONE_MODES)
         delay = args.delay if args.delay != 0.3 else 1.0
-        phone(args.n, args.contrast_n, args.phone_rounds, delay, modes, args.postgres)
+        phone(
+            args.n,
+            args.contrast_n,
+            args.phone_rounds,
+            delay,
+            modes,
+            args.postgres,
+            args.phone_pause,
+        )
         return
     if args.replot:
         saved = json.loads((RESULTS / "latency.json").read_text())

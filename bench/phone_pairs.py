@@ -1,0 +1,57 @@
+"""Control for the phone case: does a service's latency depend on its pair's provider?
+
+``bench/latency.py --phone`` compares two services whose requests alternate:
+one texting through a 1 s provider, one through a 0 ms provider. This runs
+the same rounds (outbox mode, SQLite) with the pair's providers as
+(1 s, 0 ms), (0 ms, 0 ms) and (1 s, 1 s), in turn. If a service's p50
+depended only on its own provider, the first would be the ratio the issue
+asks about and the other two 1.0x; see docs/benchmarks.md, phone section.
+
+Run: ``.venv/bin/python bench/phone_pairs.py [--n 200] [--rounds 3] [--mode outbox]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import _phone
+from _service import percentile
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+PAIRS = {"1 s vs 0 ms": (1.0, 0.0), "0 ms vs 0 ms": (0.0, 0.0), "1 s vs 1 s": (1.0, 1.0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=200, help="requests per service and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mode", default="outbox")
+    args = parser.parse_args()
+    stand_in = _phone.slow_twilio
+    for round in range(args.rounds):
+        for name, delays in PAIRS.items():
+            # measure_phone_otp starts the first service's stand-in, then the second's.
+            order = iter(delays)
+
+            @contextlib.contextmanager
+            def paired(_delay: float, order: Iterator[float] = order) -> Iterator[object]:
+                with stand_in(next(order)) as started:
+                    yield started
+
+            _phone.slow_twilio = paired  # type: ignore[assignment]
+            load = Path("/proc/loadavg").read_text().split()[0]
+            first, second = _phone.measure_phone_otp(args.mode, args.n, max(*delays, 0.05))
+            a, b = percentile(first, 50), percentile(second, 50)
+            print(
+                f"round {round + 1} {name}: p50 {a:.2f} vs {b:.2f} ms ({a / b:.2f}x), load {load}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
