@@ -28,14 +28,20 @@ from ._errors import (
 from ._signing import parse_secret, signature_headers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
+    from .._types import JSONValue
     from ._webhook import Webhook
 
 __all__ = ["HTTPWebhookClient", "WebhookResponse"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MESSAGE_CHARS = 300  # of the receiver's answer, in an error message and so in logs
+_REDACTED = "***"
+# The body's strings at least this long are taken out of a receiver's answer: the
+# service's one-time codes have 6 or more characters; shorter values (ids like
+# "u1", empty fields) would blank out ordinary letters of the answer.
+_MIN_ECHOED = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +154,7 @@ class HTTPWebhookClient:
             raise WebhookTimeoutError(f"{where}: no answer within {self.timeout:g}s") from exc
         except httpx.TransportError as exc:
             raise TransientWebhookError(f"{where}: {type(exc).__name__}: {exc}") from exc
-        return self._classify(where, response, body, complete)
+        return self._classify(webhook, where, response, body, complete)
 
     async def _read(self, response: httpx.Response) -> tuple[bytes, bool]:
         """Up to ``max_response_size`` bytes of the answer, and whether that was all of it."""
@@ -162,7 +168,7 @@ class HTTPWebhookClient:
         return b"".join(chunks), True
 
     def _classify(
-        self, where: str, response: httpx.Response, body: bytes, complete: bool
+        self, webhook: Webhook, where: str, response: httpx.Response, body: bytes, complete: bool
     ) -> WebhookResponse:
         status = response.status_code
         if 200 <= status < 300:
@@ -174,7 +180,7 @@ class HTTPWebhookClient:
             if self.check is not None:
                 self.check(answer)
             return answer
-        said = _message(body)
+        said = _message(body, webhook.body)
         text = f"{where}: HTTP {status}" + (f": {said}" if said else "")
         if status in {408, 429} or status >= 500:
             raise TransientWebhookError(
@@ -187,10 +193,35 @@ class HTTPWebhookClient:
         await self._http.aclose()
 
 
-def _message(body: bytes) -> str:
-    """The start of a receiver's answer, on one line, for an error message."""
-    text = _CONTROL.sub(" ", body.decode("utf-8", "replace")).strip()
+def _message(answer: bytes, sent: Mapping[str, JSONValue]) -> str:
+    """The start of a receiver's answer, on one line, for an error message.
+
+    The error's text is logged and stored (an outbox job's ``last_error``),
+    and a receiver may echo what it was sent (a 422 listing the fields it
+    refused, with their values): every string of the ``sent`` body is taken
+    out of it, since the body holds the task's data (a one-time code, a
+    token hash, an address), as :func:`~apitask.mail.redact_addresses` does
+    for an SMTP reply.
+    """
+    text = _CONTROL.sub(" ", answer.decode("utf-8", "replace")).strip()
+    # Longest first, so that a value holding another is taken out whole.
+    for value in sorted(
+        {v for v in _strings(sent) if len(v) >= _MIN_ECHOED}, key=len, reverse=True
+    ):
+        text = text.replace(value, _REDACTED)
     return text[:_MESSAGE_CHARS] + ("..." if len(text) > _MESSAGE_CHARS else "")
+
+
+def _strings(value: JSONValue | Mapping[str, JSONValue]) -> Iterator[str]:
+    """Every string in a JSON value, at any depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _retry_after(value: str | None) -> float | None:

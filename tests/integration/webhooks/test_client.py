@@ -27,6 +27,8 @@ from .receiver import OTHER_SECRET, SECRET, Answer, Received, Receiver
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from apitask import JSONValue
+
 
 def hook(url: str, name: str = "send-email") -> Webhook:
     return Webhook.create(name, url, {"user": {"id": "u1"}, "email_data": {"token": "123456"}})
@@ -100,6 +102,27 @@ async def test_a_wrong_secret_is_refused_by_the_receiver_as_permanent() -> None:
     assert raised.value.status == 401
     port = receiver.url.split(":")[2].split("/")[0]
     assert str(raised.value) == f"webhook send-email to 127.0.0.1:{port}: HTTP 401: bad sig"
+
+
+async def test_a_receiver_echoing_the_body_leaves_its_values_out_of_the_error(
+    client: HTTPWebhookClient,
+) -> None:
+    """A 422 that repeats what it was sent does not put the one-time code in the
+    error's text (logged, and stored as an outbox job's last_error)."""
+    body: dict[str, JSONValue] = {
+        "user": {"id": "u1", "phone": "15550001111", "factors": [{"secret": "abcdef"}], "ok": True},
+        "sms": {"otp": "123456"},
+    }
+    async with serve(lambda n, r: Answer(422, b"invalid input: " + r.body)) as receiver:
+        with pytest.raises(PermanentWebhookError) as raised:
+            await client.send(Webhook.create("send-sms", receiver.url, body))
+    said = str(raised.value)
+    assert "123456" not in said
+    assert "15550001111" not in said
+    assert said.endswith(
+        'HTTP 422: invalid input: {"user":{"id":"u1","phone":"***",'
+        '"factors":[{"secret":"***"}],"ok":true},"sms":{"otp":"***"}}'
+    )
 
 
 async def test_check_reads_a_2xx_answer_and_may_refuse_it() -> None:
