@@ -222,7 +222,7 @@ class SMTPClient:
         except InvalidMessageError:
             self.counters.invalid += 1
             raise
-        await self._counted(functools.partial(self._deliver, envelope))
+        await self._counted(envelope, functools.partial(self._mail_one, envelope))
         if self._log_sends:
             # GoTrue's line names the recipient (mail_to); this one names the domain.
             self._logger.info("mail.send", extra=log_fields(message, mail_from=self.sender))
@@ -263,17 +263,21 @@ class SMTPClient:
         except InvalidMessageError:
             self.counters.invalid += 1
             raise
-        refused = await self._counted(functools.partial(self._deliver_raw, envelope))
+        refused = await self._counted(envelope, functools.partial(self._mail_many, envelope))
         return {recipients[i]: error for i, error in refused.items()}
 
-    async def _counted(self, delivery: Callable[[], Awaitable[T]]) -> T:
-        """Run ``delivery`` in a pool slot, counted and timed, with aclose waiting for it."""
+    async def _counted(
+        self,
+        envelope: Envelope | RawEnvelope,
+        mail: Callable[[Connection, list[str], Steps], Awaitable[T]],
+    ) -> T:
+        """:meth:`_transaction` in a pool slot, counted and timed, with aclose waiting for it."""
         started = time.perf_counter()
         self._in_flight += 1
         self._drained.clear()
         try:
             async with self._pool.slots:
-                result = await delivery()
+                result = await self._transaction(envelope, mail)
         except TransientMailError:
             self.counters.transient += 1
             raise
@@ -306,19 +310,28 @@ class SMTPClient:
             await self._drained.wait()
         await self._pool.wait_closed()
 
-    async def _deliver(self, envelope: Envelope) -> None:
-        """One mail transaction, retried once on a fresh connection after an early drop."""
-        encoding = "utf-8" if envelope.smtputf8 else "ascii"
+    async def _transaction(
+        self,
+        envelope: Envelope | RawEnvelope,
+        mail: Callable[[Connection, list[str], Steps], Awaitable[T]],
+    ) -> T:
+        """One mail transaction, retried once on a fresh connection after an early drop.
+
+        ``mail`` sends MAIL, RCPT and DATA on the connection, with the
+        ``MAIL FROM`` options, and keeps ``steps`` up to date (the step and
+        the recipient an error names). A :class:`MailError` it raises has
+        already settled the connection.
+        """
         retried = False
         while True:
             connection = await self._pool.checkout()
             smtp = connection.smtp
             if envelope.smtputf8 and not smtp.supports_extension("smtputf8"):
                 self._pool.checkin(connection)
-                # Which of the two needs it is not said: the recipient's address stays out
+                # Which address needs it is not said: a recipient's address stays out
                 # of the error's text (it is logged and stored).
                 raise PermanentMailError(
-                    f"the recipient or the sender needs SMTPUTF8, which {self.host}:{self.port} "
+                    f"an envelope address needs SMTPUTF8, which {self.host}:{self.port} "
                     "does not offer"
                 )
             options = [f"SIZE={len(envelope.data)}"] if smtp.supports_extension("size") else []
@@ -326,16 +339,7 @@ class SMTPClient:
                 options.append("SMTPUTF8")
             steps = Steps()
             try:
-                if self._pipelining and smtp.supports_extension("pipelining"):
-                    await send_pipelined(
-                        smtp, envelope, options, timeout=self._timeout, steps=steps
-                    )
-                else:
-                    await smtp.mail(envelope.sender, options=options, encoding=encoding)
-                    steps.now = "RCPT TO"
-                    await smtp.rcpt(envelope.recipient, encoding=encoding)
-                    steps.now = "DATA"
-                    await smtp.data(envelope.data)
+                result = await mail(connection, options, steps)
             except (aiosmtplib.SMTPException, OSError) as exc:
                 await self._recover(connection, exc)
                 step = steps.now
@@ -344,13 +348,62 @@ class SMTPClient:
                     self.counters.retries += 1
                     self._logger.info("SMTP connection dropped at %s; retrying once", step)
                     continue
-                raise_mail_error(exc, step, envelope.recipient)
+                raise_mail_error(exc, step, steps.recipient)
+            except MailError:
+                raise
             except BaseException:
                 self._pool.discard(connection)  # cancelled mid-transaction: state unknown
                 raise
             connection.messages += 1
             self._pool.checkin(connection)
+            return result
+
+    async def _mail_one(
+        self, envelope: Envelope, connection: Connection, options: list[str], steps: Steps
+    ) -> None:
+        """MAIL, RCPT, DATA for one recipient, pipelined if the server offers it."""
+        smtp = connection.smtp
+        steps.recipient = envelope.recipient  # out of every reply, whatever the step
+        if self._pipelining and smtp.supports_extension("pipelining"):
+            await send_pipelined(smtp, envelope, options, timeout=self._timeout, steps=steps)
             return
+        encoding = "utf-8" if envelope.smtputf8 else "ascii"
+        await smtp.mail(envelope.sender, options=options, encoding=encoding)
+        steps.now = "RCPT TO"
+        await smtp.rcpt(envelope.recipient, encoding=encoding)
+        steps.now = "DATA"
+        await smtp.data(envelope.data)
+
+    async def _mail_many(
+        self, envelope: RawEnvelope, connection: Connection, options: list[str], steps: Steps
+    ) -> dict[int, MailError]:
+        """MAIL, a RCPT per recipient, DATA unless every recipient was refused.
+
+        Returns the refused recipients' errors, by index.
+
+        Raises:
+            MailError: every recipient was refused (the connection is RSET and kept).
+        """
+        smtp = connection.smtp
+        encoding = "utf-8" if envelope.smtputf8 else "ascii"
+        refused: dict[int, MailError] = {}
+        await smtp.mail(envelope.sender, options=options, encoding=encoding)
+        steps.now = "RCPT TO"
+        for index, recipient in enumerate(envelope.recipients):
+            steps.recipient = recipient
+            try:
+                await smtp.rcpt(recipient, encoding=encoding)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                if is_drop(exc):
+                    raise  # 421: the server is closing the connection
+                refused[index] = mail_error(exc, steps.now, recipient)
+                refusal = exc
+        if len(refused) == len(envelope.recipients):
+            await self._recover(connection, refusal)  # RSET: the connection is fine
+            raise _all_refused(refused)
+        steps.now, steps.recipient = "DATA", None
+        await smtp.data(envelope.data)
+        return refused
 
     async def _recover(self, connection: Connection, exc: BaseException) -> None:
         """After a refusal, RSET and keep the connection; after anything else, drop it."""
@@ -363,57 +416,6 @@ class SMTPClient:
                 self._pool.checkin(connection)
             return
         self._pool.discard(connection)
-
-    async def _deliver_raw(self, envelope: RawEnvelope) -> dict[int, MailError]:
-        """:meth:`_deliver` for several recipients: the refused ones, by index, or raise."""
-        encoding = "utf-8" if envelope.smtputf8 else "ascii"
-        retried = False
-        while True:
-            connection = await self._pool.checkout()
-            smtp = connection.smtp
-            if envelope.smtputf8 and not smtp.supports_extension("smtputf8"):
-                self._pool.checkin(connection)
-                raise PermanentMailError(
-                    f"an envelope address needs SMTPUTF8, which {self.host}:{self.port} "
-                    "does not offer"
-                )
-            options = [f"SIZE={len(envelope.data)}"] if smtp.supports_extension("size") else []
-            if envelope.smtputf8:
-                options.append("SMTPUTF8")
-            step, recipient = "MAIL FROM", None
-            refused: dict[int, MailError] = {}
-            try:
-                await smtp.mail(envelope.sender, options=options, encoding=encoding)
-                step = "RCPT TO"
-                for index, recipient in enumerate(envelope.recipients):
-                    try:
-                        await smtp.rcpt(recipient, encoding=encoding)
-                    except aiosmtplib.SMTPRecipientRefused as exc:
-                        if is_drop(exc):
-                            raise  # 421: the server is closing the connection
-                        refused[index] = mail_error(exc, step, recipient)
-                        refusal = exc
-                if len(refused) == len(envelope.recipients):
-                    await self._recover(connection, refusal)  # RSET: the connection is fine
-                    raise _all_refused(refused)
-                step, recipient = "DATA", None
-                await smtp.data(envelope.data)
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                await self._recover(connection, exc)
-                if not retried and step != "DATA" and is_drop(exc) and not self._closing:
-                    retried = True
-                    self.counters.retries += 1
-                    self._logger.info("SMTP connection dropped at %s; retrying once", step)
-                    continue
-                raise_mail_error(exc, step, recipient)
-            except MailError:
-                raise
-            except BaseException:
-                self._pool.discard(connection)  # cancelled mid-transaction: state unknown
-                raise
-            connection.messages += 1
-            self._pool.checkin(connection)
-            return refused
 
     async def _open(self) -> aiosmtplib.SMTP:
         """A new connection, greeted, secured and authenticated as configured."""

@@ -41,12 +41,16 @@ _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
 class Steps:
-    """Which command's reply a transaction waits for (names the step of an error)."""
+    """Which command's reply a transaction waits for, and for which recipient.
 
-    __slots__ = ("now",)
+    An error names the step; the recipient's local part is kept out of its text.
+    """
+
+    __slots__ = ("now", "recipient")
 
     def __init__(self) -> None:
         self.now = "MAIL FROM"
+        self.recipient: str | None = None
 
 
 class _ReplyReader(asyncio.Protocol):
