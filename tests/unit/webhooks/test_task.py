@@ -131,7 +131,8 @@ def test_a_bad_payload_is_a_job_decode_error(
 
 
 async def test_an_outbox_worker_delivers_the_stored_webhook(tmp_path: Path) -> None:
-    """Stored in SQLite without a secret, rebuilt by the factory, delivered by a worker."""
+    """Stored in SQLite without a secret, rebuilt by the factory, delivered by a worker;
+    once delivered, the stored body (its one-time code) is erased."""
     client = Recording()
     registry = TaskRegistry()
     registry.register("webhook.send-sms", WebhookTask.factory(client))
@@ -142,3 +143,5 @@ async def test_an_outbox_worker_delivers_the_stored_webhook(tmp_path: Path) -> N
         await outbox.worker().run(until_empty=True)
         assert client.sent == [webhook]
         assert await outbox.list(JobState.DEAD) == []
+        [job] = await outbox.list(JobState.SUCCEEDED)
+        assert (job.type, job.payload) == ("webhook.send-sms", "{}")
