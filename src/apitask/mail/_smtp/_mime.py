@@ -44,7 +44,7 @@ from .._headers import check_bare_address, check_header_text
 if TYPE_CHECKING:
     from .._message import Message
 
-__all__ = ["Envelope", "Sender", "parse_sender", "render"]
+__all__ = ["Envelope", "Sender", "parse_sender", "render", "split_mailbox"]
 
 # Printable ASCII words separated by single spaces: safe to write verbatim.
 _PLAIN = re.compile(r"[!-~]+(?: [!-~]+)*")
@@ -109,19 +109,28 @@ def parse_sender(sender: str) -> Sender:
     Raises:
         InvalidMessageError: the sender is not one safe address.
     """
-    check_header_text("sender", sender)
-    name, address = "", sender.strip()
-    if address.endswith(">") and "<" in address:
-        start = address.rindex("<")
-        name, address = address[:start].strip(), address[start + 1 : -1]
-        if len(name) >= 2 and name[0] == name[-1] == '"':
-            name = re.sub(r"\\(.)", r"\1", name[1:-1])
-        # A display name is a phrase: a run of white space in it means one
-        # space (parsers read it so, Python's included), so say that here, once.
-        name = " ".join(name.split())
+    name, address = split_mailbox("sender", sender)
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    # A display name is a phrase: a run of white space in it means one
+    # space (parsers read it so, Python's included), so say that here, once.
+    name = " ".join(name.split())
     wire, smtputf8 = _wire_address("sender", address)
     header = f"From: {_mailbox(name, wire)}\r\n"
     return Sender(address=wire, name=name, header=header, smtputf8=smtputf8)
+
+
+def split_mailbox(field: str, text: str) -> tuple[str, str]:
+    """The display name (as written, or ``""``) and the address of ``addr`` or ``Name <addr>``.
+
+    Raises:
+        InvalidMessageError: a control character (a line break) anywhere in ``text``.
+    """
+    address = check_header_text(field, text).strip()
+    if address.endswith(">") and "<" in address:
+        start = address.rindex("<")
+        return address[:start].strip(), address[start + 1 : -1]
+    return "", address
 
 
 def render(message: Message, sender: Sender) -> Envelope:

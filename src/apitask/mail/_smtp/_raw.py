@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._errors import InvalidMessageError
-from .._headers import check_header_text
-from ._mime import _wire_address
+from ._mime import _wire_address, split_mailbox
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -33,14 +32,6 @@ class RawEnvelope:
     smtputf8: bool
 
 
-def _bare(field: str, text: str) -> str:
-    """The address of ``addr`` or ``Name <addr>``; a line break anywhere is refused."""
-    text = check_header_text(field, text).strip()
-    if text.endswith(">") and "<" in text:
-        return text[text.rindex("<") + 1 : -1]
-    return text
-
-
 def raw_envelope(sender: str, recipients: Sequence[str], data: bytes) -> RawEnvelope:
     """Check and normalise the envelope of ``data``.
 
@@ -54,10 +45,10 @@ def raw_envelope(sender: str, recipients: Sequence[str], data: bytes) -> RawEnve
         raise InvalidMessageError("a mail needs at least one recipient")
     if not data:
         raise InvalidMessageError("the message bytes are empty")
-    wire_sender, smtputf8 = _wire_address("sender", _bare("sender", sender))
+    wire_sender, smtputf8 = _wire_address("sender", split_mailbox("sender", sender)[1])
     wire: list[str] = []
     for recipient in recipients:
-        address, needs = _wire_address("recipient", _bare("recipient", recipient))
+        address, needs = _wire_address("recipient", split_mailbox("recipient", recipient)[1])
         wire.append(address)
         smtputf8 = smtputf8 or needs
     return RawEnvelope(wire_sender, tuple(wire), bytes(data), smtputf8)
