@@ -1,10 +1,17 @@
 """The HTTP client that POSTs signed webhooks (needs the ``webhooks`` extra: httpx).
 
-One :class:`httpx.AsyncClient` per client object, so connections to a
-receiver are pooled and reused across webhooks. Every step has a deadline:
-connecting, writing, waiting for the answer, reading it, waiting for a free
-pooled connection, and the whole attempt. Redirects are not followed (a
-signed body is for the URL that was configured).
+One httpx transport per client object, so connections to a receiver are
+pooled and reused across webhooks. Every step has a deadline: connecting,
+writing, waiting for the answer, reading it, waiting for a free pooled
+connection, and the whole attempt. Redirects are not followed (a signed
+body is for the URL that was configured).
+
+Requests go to the transport, not through an :class:`httpx.AsyncClient`:
+the client logs every request's full URL at INFO (``HTTP Request: POST
+https://user:pass@host/path?key=...``), and a receiver's URL may hold a
+credential in any of those parts, which is why our own lines name only its
+host. The client's other work is not wanted here either: redirects, and a
+cookie jar that would send a receiver's cookies back with later webhooks.
 """
 
 from __future__ import annotations
@@ -112,13 +119,12 @@ class HTTPWebhookClient:
         self.check = check
         self.user_agent = user_agent
         self.clock = clock
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
+        self._timeouts = httpx.Timeout(timeout).as_dict()
+        self._transport = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            follow_redirects=False,
-            trust_env=False,  # no proxy from the environment between us and the receiver
+            trust_env=False,  # no TLS settings from the environment
         )
 
     def __repr__(self) -> str:
@@ -142,10 +148,14 @@ class HTTPWebhookClient:
         where = f"webhook {webhook.name} to {webhook.host}"
         try:
             async with asyncio.timeout(self.timeout):
-                request = self._http.build_request(
-                    "POST", webhook.url, headers=headers, content=content
+                request = httpx.Request(
+                    "POST",
+                    webhook.url,
+                    headers=headers,
+                    content=content,
+                    extensions={"timeout": self._timeouts},
                 )
-                response = await self._http.send(request, stream=True)
+                response = await self._transport.handle_async_request(request)
                 try:
                     body, complete = await self._read(response)
                 finally:
@@ -190,7 +200,7 @@ class HTTPWebhookClient:
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._http.aclose()
+        await self._transport.aclose()
 
 
 def _message(answer: bytes, sent: Mapping[str, JSONValue]) -> str:

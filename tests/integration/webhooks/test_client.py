@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -102,6 +103,19 @@ async def test_a_wrong_secret_is_refused_by_the_receiver_as_permanent() -> None:
     assert raised.value.status == 401
     port = receiver.url.split(":")[2].split("/")[0]
     assert str(raised.value) == f"webhook send-email to 127.0.0.1:{port}: HTTP 401: bad sig"
+
+
+async def test_no_log_line_names_the_receivers_url(
+    client: HTTPWebhookClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The URL's path and query may hold a credential: httpx's client logs the whole
+    URL of every request at INFO, so the webhook client does not go through it."""
+    async with serve() as receiver:
+        with caplog.at_level(logging.DEBUG):
+            await client.send(hook(receiver.url + "?key=k-secret"))
+    assert [r.verified for r in receiver.requests] == [True]
+    assert caplog.records  # httpcore's DEBUG lines: the capture works
+    assert not [r for r in caplog.records if "k-secret" in r.getMessage()]
 
 
 async def test_a_receiver_echoing_the_body_leaves_its_values_out_of_the_error(
