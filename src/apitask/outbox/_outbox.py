@@ -216,8 +216,6 @@ class Outbox:
                 ``__cause__``; Django's exceptions are raised as they are).
         """
         job = _new_job(task, idempotency_key, delay)
-        if conn is None:
-            return self.store.insert_sync(job)
         return insert_sync_in(self.store, conn, job, allow_autocommit=allow_autocommit)
 
     @contextlib.asynccontextmanager
@@ -317,6 +315,13 @@ class OutboxSink:
     def __repr__(self) -> str:
         return f"<OutboxSink {self.outbox.store!r}>"
 
+    def _declared_conn(
+        self, declared: contextvars.ContextVar[tuple[Outbox, object] | None]
+    ) -> object | None:
+        """The connection declared to this sink's outbox in ``declared``, if any."""
+        pair = declared.get()
+        return pair[1] if pair is not None and pair[0] is self.outbox else None
+
     def _job(self, task: Task) -> NewJob:
         try:
             return _new_job(task, None, 0.0)
@@ -331,9 +336,7 @@ class OutboxSink:
             OutboxError: the database refused the insert.
         """
         job = self._job(task)
-        declared = _declared.get()
-        conn = declared[1] if declared is not None and declared[0] is self.outbox else None
-        await self.outbox.store.insert(conn, job)
+        await self.outbox.store.insert(self._declared_conn(_declared), job)
 
     def submit_sync(self, task: Task) -> None:
         """Enqueue ``task`` from a thread with no loop: in the transaction declared
@@ -344,11 +347,8 @@ class OutboxSink:
             TypeError, OutboxError: as :meth:`Outbox.enqueue_sync` raises them.
         """
         job = self._job(task)
-        declared = _declared_sync.get()
-        if declared is not None and declared[0] is self.outbox:
-            insert_sync_in(self.outbox.store, declared[1], job, allow_autocommit=False)
-        else:
-            self.outbox.store.insert_sync(job)
+        conn = self._declared_conn(_declared_sync)
+        insert_sync_in(self.outbox.store, conn, job, allow_autocommit=False)
 
 
 def _new_job(task: Task, idempotency_key: str | None, delay: float) -> NewJob:

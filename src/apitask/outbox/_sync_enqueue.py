@@ -85,10 +85,11 @@ def _check_dialect(store: Store, dialect: str, conn: object) -> None:
 
 
 def insert_sync_in(
-    store: Store, conn: object, job: NewJob, *, allow_autocommit: bool
+    store: Store, conn: object | None, job: NewJob, *, allow_autocommit: bool
 ) -> int | None:
-    """Insert ``job`` in the transaction open on ``conn``; return the id, or ``None``
-    when its idempotency key was taken.
+    """Insert ``job`` in the transaction open on ``conn``, or in one of the store's
+    own when ``conn`` is ``None``; return the id, or ``None`` when its idempotency
+    key was taken.
 
     Raises:
         TypeError: ``conn`` is not a connection this function drives, or is
@@ -96,6 +97,8 @@ def insert_sync_in(
         OutboxError: ``conn`` has no transaction open (and
             ``allow_autocommit`` is false), or the database refused the insert.
     """
+    if conn is None:
+        return store.insert_sync(job)
     sql, params = store.insert_statement(job)
     dialect = _dialect_of(conn)  # the driver's own connections first: the cheapest test
     if dialect is None:

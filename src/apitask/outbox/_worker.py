@@ -397,8 +397,12 @@ class Worker:
         self.counters.add(job.type, outcome)
         if finish.verdict is Verdict.DEAD:
             logger.error('apitask.outbox: job %d "%s" is dead: %s', job.id, job.type, finish.error)
+        self._write_back(finish)
+
+    def _write_back(self, finish: Finish) -> None:
+        """Queue ``finish`` for the flusher; the job stays ours until it is written."""
         self._outcomes.append(finish)
-        self._unwritten.add(job.id)
+        self._unwritten.add(finish.job_id)
         self._written.clear()
         self._flush_wanted.set()
 
@@ -468,14 +472,9 @@ class Worker:
 
     async def _drain(self) -> None:
         self._state = WorkerState.DRAINING
-        if self._ready:
-            # Claimed ahead, never started: due again at once, the attempt not counted.
-            for job in self._ready:
-                self._outcomes.append(Finish(job.id, Verdict.RELEASED))
-                self._unwritten.add(job.id)
-            self._ready.clear()
-            self._written.clear()
-            self._flush_wanted.set()
+        # Claimed ahead, never started: due again at once, the attempt not counted.
+        while self._ready:
+            self._write_back(Finish(self._ready.popleft().id, Verdict.RELEASED))
         if not self._running:
             return
         _, pending = await asyncio.wait(list(self._running), timeout=self.shutdown_timeout)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ._browse import WorkerLeases, search_sql
+from ._browse import JobFilter, WorkerLeases, search_sql
 from ._records import Job, JobState, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries, numbered
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
     from datetime import datetime
 
-    from ._browse import JobFilter
     from ._records import Finish
 
 __all__ = ["PostgresStore"]
@@ -329,9 +328,8 @@ class PostgresStore:
         )
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:
-        """The newest ``limit`` jobs, in ``state`` if given."""
-        value = None if state is None else state.value
-        return [_job(r) for r in await self._fetch("list jobs", "list", state=value, limit=limit)]
+        """The newest ``limit`` jobs, in ``state`` if given (:meth:`search`'s first page)."""
+        return await self.search(JobFilter(state=state), None, limit)
 
     async def stats(self) -> Stats:
         """Counts by type and state."""

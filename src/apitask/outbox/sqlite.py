@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._browse import WorkerLeases, search_sql
+from ._browse import JobFilter, WorkerLeases, search_sql
 from ._records import Job, JobState, OutboxError, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     import builtins
     from collections.abc import Awaitable, Callable, Sequence
 
-    from ._browse import JobFilter
     from ._records import Finish
     from ._store_thread import ItemResult
 
@@ -394,11 +393,8 @@ class SQLiteStore:
         )
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:
-        """The newest ``limit`` jobs, in ``state`` if given."""
-        params = {"state": None if state is None else state.value, "limit": limit}
-        return await self._call(
-            "list jobs", lambda c: [_job(row) for row in c.execute(_Q["list"], params)]
-        )
+        """The newest ``limit`` jobs, in ``state`` if given (:meth:`search`'s first page)."""
+        return await self.search(JobFilter(state=state), None, limit)
 
     async def stats(self) -> Stats:
         """Counts by type and state."""

@@ -89,12 +89,15 @@ class Database:
             return sqlite3.connect(self.url.removeprefix("sqlite:///"), **options)
         return psycopg.connect(self.url, **options)
 
-    def engine(self, **options: Any) -> sqlalchemy.Engine:
-        if self.dialect == "sqlite":
-            return sqlalchemy.create_engine(self.url, **options)
-        return sqlalchemy.create_engine(
-            self.url.replace("postgresql://", "postgresql+psycopg://"), **options
-        )
+    @contextlib.contextmanager
+    def engine(self, **options: Any) -> Iterator[sqlalchemy.Engine]:
+        """A SQLAlchemy engine over the same driver, disposed when the block ends."""
+        url = self.url.replace("postgresql://", "postgresql+psycopg://")
+        engine = sqlalchemy.create_engine(url, **options)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -151,15 +154,12 @@ def test_driver_connection(db: Database) -> None:
 
 
 def test_sqlalchemy_connection(db: Database) -> None:
-    engine = db.engine()
-    try:
+    with db.engine() as engine:
         with engine.begin() as conn:
             db.outbox.enqueue_sync(conn, Note("kept"))
         with pytest.raises(RuntimeError), engine.begin() as conn:
             db.outbox.enqueue_sync(conn, Note("dropped"))
             raise RuntimeError("the business transaction fails")
-    finally:
-        engine.dispose()
     assert db.texts() == [payload("kept")]
 
 
@@ -167,31 +167,27 @@ def test_sqlalchemy_connection(db: Database) -> None:
 def test_sqlalchemy_pysqlite_with_driver_autocommit_and_an_emitted_begin(db: Database) -> None:
     """SQLAlchemy's recipe for SAVEPOINTs on SQLite: the driver in autocommit, BEGIN
     emitted by SQLAlchemy's ``begin`` event. That transaction is a transaction."""
-    engine = db.engine()
+    with db.engine() as engine:
 
-    @sqlalchemy.event.listens_for(engine, "connect")
-    def _driver_autocommit(dbapi_connection: Any, record: Any) -> None:
-        dbapi_connection.isolation_level = None
+        @sqlalchemy.event.listens_for(engine, "connect")
+        def _driver_autocommit(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None
 
-    @sqlalchemy.event.listens_for(engine, "begin")
-    def _emit_begin(conn: sqlalchemy.Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        @sqlalchemy.event.listens_for(engine, "begin")
+        def _emit_begin(conn: sqlalchemy.Connection) -> None:
+            conn.exec_driver_sql("BEGIN")
 
-    try:
         with engine.connect() as conn:
             db.outbox.enqueue_sync(conn, Note("rolled back"))
             conn.rollback()
             db.outbox.enqueue_sync(conn, Note("committed"))
             conn.commit()
-    finally:
-        engine.dispose()
     assert db.texts() == [payload("committed")]
 
 
 def test_sqlalchemy_session_and_scoped_session(db: Database) -> None:
     """A Session joins (or begins) its transaction; scoped_session is Flask-SQLAlchemy's."""
-    engine = db.engine()
-    try:
+    with db.engine() as engine:
         with Session(engine) as session:
             db.outbox.enqueue_sync(session, Note("rolled back"))
             session.rollback()
@@ -201,23 +197,19 @@ def test_sqlalchemy_session_and_scoped_session(db: Database) -> None:
         db.outbox.enqueue_sync(scoped, Note("scoped"))
         scoped.commit()
         scoped.remove()
-    finally:
-        engine.dispose()
     assert db.texts() == [payload("committed"), payload("scoped")]
 
 
 def test_idempotency_key_and_delay(db: Database) -> None:
-    engine = db.engine()
+    with db.engine() as engine, engine.begin() as sa:
+        assert db.outbox.enqueue_sync(sa, Note("a"), "key-a", delay=3600) is not None
+        assert db.outbox.enqueue_sync(sa, Note("again"), "key-a") is None
     conn = db.driver()
     try:
-        with engine.begin() as sa:
-            assert db.outbox.enqueue_sync(sa, Note("a"), "key-a", delay=3600) is not None
-            assert db.outbox.enqueue_sync(sa, Note("again"), "key-a") is None
         assert db.outbox.enqueue_sync(conn, Note("b again"), "key-a") is None
         conn.commit()
     finally:
         conn.close()
-        engine.dispose()
     (job,) = db.jobs()
     assert (job.payload, job.idempotency_key) == (payload("a"), "key-a")
     assert (job.run_at - job.created_at).total_seconds() == pytest.approx(3600, abs=5)
@@ -235,12 +227,8 @@ def test_no_connection_commits_on_its_own(db: Database) -> None:
 def test_sync_and_async_enqueue_write_the_same_row_and_a_worker_runs_both(
     db: Database,
 ) -> None:
-    engine = db.engine()
-    try:
-        with engine.begin() as conn, request("req-sync"):
-            db.outbox.enqueue_sync(conn, Note("from sync"))
-    finally:
-        engine.dispose()
+    with db.engine() as engine, engine.begin() as conn, request("req-sync"):
+        db.outbox.enqueue_sync(conn, Note("from sync"))
 
     # Made off the loop: the engine resolves the SQLite path (a blocking call).
     async_engine = create_async_engine(
@@ -362,12 +350,12 @@ def test_autocommit_connections_are_refused_unless_allowed(db: Database) -> None
         conn.execute("ROLLBACK")
     finally:
         conn.close()
-    engine = db.engine(isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as sa, pytest.raises(OutboxError, match="AUTOCOMMIT"):
-            db.outbox.enqueue_sync(sa, Note("refused"))
-    finally:
-        engine.dispose()
+    with (
+        db.engine(isolation_level="AUTOCOMMIT") as engine,
+        engine.connect() as sa,
+        pytest.raises(OutboxError, match="AUTOCOMMIT"),
+    ):
+        db.outbox.enqueue_sync(sa, Note("refused"))
     assert db.texts() == [payload("on purpose")]
 
 
@@ -439,15 +427,17 @@ def test_a_connection_to_another_kind_of_database_is_refused(
     else:
         other = Database("sqlite", f"sqlite:///{tmp_path / 'other.db'}", None)
     conn = other.driver()
-    engine = other.engine()
     try:
         with pytest.raises(TypeError, match=f"this outbox is on {db.dialect}"):
             db.outbox.enqueue_sync(conn, Note("x"))
-        with engine.connect() as sa, pytest.raises(TypeError, match=f"on {db.dialect}"):
-            db.outbox.enqueue_sync(sa, Note("x"))
     finally:
         conn.close()
-        engine.dispose()
+    with (
+        other.engine() as engine,
+        engine.connect() as sa,
+        pytest.raises(TypeError, match=f"on {db.dialect}"),
+    ):
+        db.outbox.enqueue_sync(sa, Note("x"))
 
 
 def test_database_errors_are_outbox_errors(db: Database, tmp_path: Path) -> None:
@@ -457,16 +447,18 @@ def test_database_errors_are_outbox_errors(db: Database, tmp_path: Path) -> None
     else:
         empty = Database("postgresql", db.url, "apitask_sync_never_migrated")
     conn = empty.driver()
-    engine = empty.engine()
     try:
         with pytest.raises(OutboxError, match="could not enqueue the job") as raised:
             empty.outbox.enqueue_sync(conn, Note("x"))
         assert isinstance(raised.value.__cause__, (sqlite3.Error, psycopg.Error))
-        with engine.connect() as sa, pytest.raises(OutboxError, match="could not enqueue"):
-            empty.outbox.enqueue_sync(sa, Note("x"))
     finally:
         conn.close()
-        engine.dispose()
+    with (
+        empty.engine() as engine,
+        engine.connect() as sa,
+        pytest.raises(OutboxError, match="could not enqueue"),
+    ):
+        empty.outbox.enqueue_sync(sa, Note("x"))
 
 
 @pytest.mark.postgres

@@ -79,14 +79,6 @@ UPDATE apitask_jobs
 SET state = 'queued', attempts = 0, run_at = :now, finished_at = NULL
 WHERE state = 'dead' AND (:all_dead OR id IN (SELECT value FROM json_each(:ids)))
 
--- name: list
-SELECT id, type, payload, state, attempts, run_at, created_at, finished_at,
-    idempotency_key, last_error, request_id
-FROM apitask_jobs
-WHERE (:state IS NULL OR state = :state)
-ORDER BY id DESC
-LIMIT :limit
-
 -- name: stats
 SELECT type, state, count(*) AS jobs FROM apitask_jobs GROUP BY type, state ORDER BY type, state
 
