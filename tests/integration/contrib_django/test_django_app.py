@@ -360,6 +360,39 @@ def test_send_failures_are_told_apart_and_a_kept_connection_is_renewed(
         asyncio.run(job.run())  # nothing listens on port 1
 
 
+def test_send_errors_keep_no_address(django_db: Path, sink: Sink) -> None:
+    """A reply that echoes an address, and an address Django's sanitize_address cannot
+    write (found by the worker: the backend stores addresses as given), become errors
+    (the job's last_error, the worker's log line) without the local parts."""
+    import asyncio
+
+    from django.core.mail import EmailMessage
+    from django.test import override_settings
+
+    from apitask import TransientError
+    from apitask.contrib.django._mail import MailRefusedError, freeze
+    from apitask.contrib.django._threads import shutdown_threads
+
+    job = freeze(EmailMessage("s", "b", "a@djsite.test", ["to@example.test"]))
+    two_in_one = freeze(EmailMessage("s", "b", "a@djsite.test", ["ann@example.test, bo@x.test"]))
+    assert job is not None and two_in_one is not None
+    with override_settings(EMAIL_PORT=sink.port):
+        sink.fail_next("550 5.1.1 <to@example.test>: Recipient address rejected")
+        with pytest.raises(MailRefusedError) as refused:
+            asyncio.run(job.run())
+        sink.fail_next("452 4.2.2 to@example.test: mailbox full")
+        with pytest.raises(TransientError) as deferred:
+            asyncio.run(job.run())
+        with pytest.raises(MailRefusedError, match=r"^invalid: Invalid address") as invalid:
+            asyncio.run(two_in_one.run())
+        shutdown_threads()  # QUIT the connection kept after the refused address
+    assert str(refused.value) == "SMTP 550: 5.1.1 <***@example.test>: Recipient address rejected"
+    assert str(deferred.value) == "SMTP 452: 4.2.2 ***@example.test: mailbox full"
+    assert "ann@" not in str(invalid.value) and "bo@" not in str(invalid.value)
+    assert refused.value.__cause__ is None and invalid.value.__suppress_context__
+    assert not sink.messages
+
+
 # -- the backend: send_mail in the caller's transaction ------------------------------
 
 

@@ -24,6 +24,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connections
 
 from ..._exceptions import TransientError
+from ...mail import redact_addresses
 from ._pooled import POOLED_BACKEND, pooled_client
 from ._settings import load_settings
 from ._threads import in_thread
@@ -48,7 +49,8 @@ logger = logging.getLogger("apitask.contrib.django")
 
 
 class MailRefusedError(Exception):
-    """The SMTP server refused the mail for good (a 5xx reply): the job goes dead."""
+    """The mail cannot go, whatever the retries (a 5xx reply, an address the
+    backend cannot write): the job goes dead."""
 
 
 class MailJob:
@@ -228,6 +230,10 @@ def close_backends() -> None:
 
 
 def _send(job: MailJob) -> None:
+    # The errors raised here become the job's last_error and the worker's log
+    # lines: their text goes through redact_addresses (servers echo addresses
+    # in replies, Django's sanitize_address in its ValueError), and the
+    # original exception, which holds the text as it was, is not chained.
     fresh = getattr(_local, "backend", None) is None
     try:
         _backend().send_messages([FrozenEmail(job)])
@@ -239,7 +245,9 @@ def _send(job: MailJob) -> None:
         _send(job)
     except smtplib.SMTPResponseException as exc:
         _discard()
-        reason = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
+        reply = exc.smtp_error
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        reason = f"SMTP {exc.smtp_code}: {redact_addresses(text)}"
         if 500 <= exc.smtp_code < 600:
             raise MailRefusedError(reason) from None
         raise TransientError(reason) from None
@@ -252,7 +260,9 @@ def _send(job: MailJob) -> None:
         raise TransientError(reason) from None
     except (smtplib.SMTPException, OSError) as exc:
         _discard()
-        raise TransientError(f"sending failed: {exc!r}") from None
+        raise TransientError(f"sending failed: {redact_addresses(repr(exc))}") from None
+    except ValueError as exc:  # an address sanitize_address cannot write: no retry helps
+        raise MailRefusedError(f"invalid: {redact_addresses(str(exc))}") from None
 
 
 class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no types
