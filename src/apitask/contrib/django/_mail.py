@@ -14,6 +14,7 @@ import binascii
 import contextlib
 import email
 import email.policy
+import functools
 import logging
 import smtplib
 import threading
@@ -153,7 +154,6 @@ class _Rendered:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-        self._parsed: email.message.EmailMessage | None = None
 
     def as_bytes(self, unixfrom: bool = False, linesep: str = "\n") -> bytes:
         return self.data
@@ -161,11 +161,12 @@ class _Rendered:
     def get_charset(self) -> None:
         return None  # the console and file backends then decode as UTF-8
 
+    @functools.cached_property
+    def _parsed(self) -> email.message.EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
     def __getitem__(self, name: str) -> Any:
         # For backends and tests that read a header (locmem users do).
-        if self._parsed is None:
-            self._parsed = email.message_from_bytes(self.data, policy=email.policy.default)
-        assert self._parsed is not None
         return self._parsed[name]
 
 
