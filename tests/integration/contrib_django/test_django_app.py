@@ -16,9 +16,13 @@ import pytest
 from apitask.outbox._sql import load_migrations, load_schema
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from smtp_sink import Sink
+
+    from apitask import JSONValue, Task
+    from apitask.outbox import TaskRegistry
 
 VERSIONS = [migration.version for migration in load_migrations("sqlite")]
 
@@ -132,9 +136,22 @@ def test_a_registry_that_cannot_load_is_named(django_db: Path) -> None:
         get_registry()
 
 
+def own_mail_factory(type: str, payload: Mapping[str, JSONValue]) -> Task:  # pragma: no cover
+    raise AssertionError("only compared, never called")
+
+
+def own_mail_registry() -> TaskRegistry:
+    """A project registry that handles django.mail itself."""
+    from apitask.outbox import TaskRegistry
+
+    registry = TaskRegistry()
+    registry.register("django.mail", own_mail_factory)
+    return registry
+
+
 def test_the_project_registry_keeps_its_own_mail_factory(django_db: Path) -> None:
-    """A registry that already handles django.mail keeps its factory; the default one
-    gets the backend's."""
+    """A registry that already handles django.mail keeps its factory; the project's
+    and the default one get the backend's."""
     from django.test import override_settings
 
     from apitask.contrib.django import get_registry
@@ -144,6 +161,8 @@ def test_the_project_registry_keeps_its_own_mail_factory(django_db: Path) -> Non
     with override_settings(APITASK={}):
         assert get_registry().factory_for(MAIL_TYPE) == MailJob.from_payload
         assert get_registry().factory_for("signups.welcome") is None
+    with override_settings(APITASK={"REGISTRY": f"{__name__}:own_mail_registry"}):
+        assert get_registry().factory_for(MAIL_TYPE) is own_mail_factory
 
 
 def test_the_lazy_package_names_only_its_exports() -> None:
