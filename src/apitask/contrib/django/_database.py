@@ -10,23 +10,23 @@ from django.db import connections
 
 __all__ = ["database_url", "dialect_of", "url_for"]
 
-_VENDORS = {"sqlite": "sqlite", "postgresql": "postgresql"}
+# Django's vendor names are the outbox's dialect names.
+_DIALECTS = ("sqlite", "postgresql")
 
 
-def dialect_of(alias: str, vendor: str | None = None) -> str:
-    """``"sqlite"`` or ``"postgresql"``: the outbox dialect of the database at ``alias``.
+def dialect_of(alias: str, vendor: str) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the outbox dialect of ``DATABASES[alias]``,
+    a ``vendor`` database (Django's ``connection.vendor``).
 
     Raises:
         ImproperlyConfigured: the database is neither (MySQL, Oracle...).
     """
-    vendor = vendor or connections[alias].vendor
-    dialect = _VENDORS.get(vendor)
-    if dialect is None:
+    if vendor not in _DIALECTS:
         raise ImproperlyConfigured(
             f"DATABASES[{alias!r}] is {vendor}; the apitask outbox runs on SQLite or "
             "PostgreSQL: point APITASK['DATABASE'] at one of those"
         )
-    return dialect
+    return vendor
 
 
 def url_for(alias: str, vendor: str, config: dict[str, Any]) -> str:
