@@ -181,6 +181,14 @@ def test_the_lazy_package_names_only_its_exports() -> None:
         ),
         ({"NAME": "app", "USER": "u", "HOST": "db"}, "postgresql://u@db/app"),
         ({"NAME": "app"}, "postgresql:///app"),
+        (
+            {"NAME": "app", "USER": "u", "HOST": "/run/postgresql"},
+            "postgresql://u@/app?host=%2Frun%2Fpostgresql",
+        ),
+        (
+            {"NAME": "app", "HOST": "/tmp", "PORT": "5433"},
+            "postgresql:///app?host=%2Ftmp&port=5433",
+        ),
     ],
 )
 def test_postgres_settings_become_an_outbox_url(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -50,8 +50,12 @@ def url_for(alias: str, vendor: str, config: dict[str, Any]) -> str:
     credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
     host = str(config.get("HOST") or "")
     port = str(config.get("PORT") or "")
+    database = quote(name, safe="")
+    if host.startswith("/"):  # a Unix socket's directory: no URL host, a query parameter
+        query = urlencode({"host": host, "port": port} if port else {"host": host})
+        return f"postgresql://{credentials}/{database}?{query}"
     where = f"{host}:{port}" if port else host
-    return f"postgresql://{credentials}{where}/{quote(name, safe='')}"
+    return f"postgresql://{credentials}{where}/{database}"
 
 
 def database_url(alias: str) -> str:
