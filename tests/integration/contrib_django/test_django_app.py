@@ -16,9 +16,13 @@ import pytest
 from apitask.outbox._sql import load_migrations, load_schema
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from smtp_sink import Sink
+
+    from apitask import JSONValue, Task
+    from apitask.outbox import TaskRegistry
 
 VERSIONS = [migration.version for migration in load_migrations("sqlite")]
 
@@ -132,9 +136,22 @@ def test_a_registry_that_cannot_load_is_named(django_db: Path) -> None:
         get_registry()
 
 
+def own_mail_factory(type: str, payload: Mapping[str, JSONValue]) -> Task:  # pragma: no cover
+    raise AssertionError("only compared, never called")
+
+
+def own_mail_registry() -> TaskRegistry:
+    """A project registry that handles django.mail itself."""
+    from apitask.outbox import TaskRegistry
+
+    registry = TaskRegistry()
+    registry.register("django.mail", own_mail_factory)
+    return registry
+
+
 def test_the_project_registry_keeps_its_own_mail_factory(django_db: Path) -> None:
-    """A registry that already handles django.mail keeps its factory; the default one
-    gets the backend's."""
+    """A registry that already handles django.mail keeps its factory; the project's
+    and the default one get the backend's."""
     from django.test import override_settings
 
     from apitask.contrib.django import get_registry
@@ -144,6 +161,8 @@ def test_the_project_registry_keeps_its_own_mail_factory(django_db: Path) -> Non
     with override_settings(APITASK={}):
         assert get_registry().factory_for(MAIL_TYPE) == MailJob.from_payload
         assert get_registry().factory_for("signups.welcome") is None
+    with override_settings(APITASK={"REGISTRY": f"{__name__}:own_mail_registry"}):
+        assert get_registry().factory_for(MAIL_TYPE) is own_mail_factory
 
 
 def test_the_lazy_package_names_only_its_exports() -> None:
@@ -162,6 +181,14 @@ def test_the_lazy_package_names_only_its_exports() -> None:
         ),
         ({"NAME": "app", "USER": "u", "HOST": "db"}, "postgresql://u@db/app"),
         ({"NAME": "app"}, "postgresql:///app"),
+        (
+            {"NAME": "app", "USER": "u", "HOST": "/run/postgresql"},
+            "postgresql://u@/app?host=%2Frun%2Fpostgresql",
+        ),
+        (
+            {"NAME": "app", "HOST": "/tmp", "PORT": "5433"},
+            "postgresql:///app?host=%2Ftmp&port=5433",
+        ),
     ],
 )
 def test_postgres_settings_become_an_outbox_url(
@@ -358,6 +385,39 @@ def test_send_failures_are_told_apart_and_a_kept_connection_is_renewed(
     assert len({m.split(b"Message-ID: ")[1].split(b"\r\n")[0] for m in sink.messages}) == 1
     with override_settings(EMAIL_PORT=1), pytest.raises(TransientError, match="sending failed"):
         asyncio.run(job.run())  # nothing listens on port 1
+
+
+def test_send_errors_keep_no_address(django_db: Path, sink: Sink) -> None:
+    """A reply that echoes an address, and an address Django's sanitize_address cannot
+    write (found by the worker: the backend stores addresses as given), become errors
+    (the job's last_error, the worker's log line) without the local parts."""
+    import asyncio
+
+    from django.core.mail import EmailMessage
+    from django.test import override_settings
+
+    from apitask import TransientError
+    from apitask.contrib.django._mail import MailRefusedError, freeze
+    from apitask.contrib.django._threads import shutdown_threads
+
+    job = freeze(EmailMessage("s", "b", "a@djsite.test", ["to@example.test"]))
+    two_in_one = freeze(EmailMessage("s", "b", "a@djsite.test", ["ann@example.test, bo@x.test"]))
+    assert job is not None and two_in_one is not None
+    with override_settings(EMAIL_PORT=sink.port):
+        sink.fail_next("550 5.1.1 <to@example.test>: Recipient address rejected")
+        with pytest.raises(MailRefusedError) as refused:
+            asyncio.run(job.run())
+        sink.fail_next("452 4.2.2 to@example.test: mailbox full")
+        with pytest.raises(TransientError) as deferred:
+            asyncio.run(job.run())
+        with pytest.raises(MailRefusedError, match=r"^invalid: Invalid address") as invalid:
+            asyncio.run(two_in_one.run())
+        shutdown_threads()  # QUIT the connection kept after the refused address
+    assert str(refused.value) == "SMTP 550: 5.1.1 <***@example.test>: Recipient address rejected"
+    assert str(deferred.value) == "SMTP 452: 4.2.2 ***@example.test: mailbox full"
+    assert "ann@" not in str(invalid.value) and "bo@" not in str(invalid.value)
+    assert refused.value.__cause__ is None and invalid.value.__suppress_context__
+    assert not sink.messages
 
 
 # -- the backend: send_mail in the caller's transaction ------------------------------
@@ -559,8 +619,11 @@ def test_other_backends_get_the_frozen_message(django_db: Path) -> None:
         mail.outbox = []
         run_worker("--concurrency", "1")
         assert sorted(m.subject for m in mail.outbox) == ["Again", "Hi there"]
-        assert mail.outbox[0].message()["To"] in ("x@example.test", "y@example.test")
-        assert mail.outbox[0].message()["To"] == mail.outbox[0].message()["To"]  # parsed once
+        rendered = mail.outbox[0].message()
+        assert rendered is mail.outbox[0].message()  # the stored bytes, not rendered again
+        assert rendered["To"] in ("x@example.test", "y@example.test")
+        parsed = vars(rendered)["_parsed"]
+        assert rendered["Subject"] and vars(rendered)["_parsed"] is parsed  # parsed once
     send_mail("On the console", "body", None, ["z@example.test"])
     console = StringIO()
     with override_settings(

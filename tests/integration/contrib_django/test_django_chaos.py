@@ -17,18 +17,9 @@ import httpx
 import psycopg
 import pytest
 
-from .project import (
-    HERE,
-    Gunicorn,
-    drop_postgres_database,
-    fresh_postgres_database,
-    manage,
-    project_env,
-)
+from .project import HERE, Gunicorn, manage, project_env
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from smtp_sink import Sink
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -58,18 +49,8 @@ def start_worker(database: str, port: int) -> subprocess.Popen[str]:
     )
 
 
-@pytest.fixture
-def project_database(postgres_url: str) -> Iterator[str]:
-    """A migrated PostgreSQL database of the test's own (many writers at once)."""
-    url, name = fresh_postgres_database(postgres_url)
-    try:
-        migrated = manage(url, "migrate")
-        assert migrated.returncode == 0, migrated.stderr
-        yield url
-    finally:
-        drop_postgres_database(postgres_url, name)
-
-
+# PostgreSQL only (many writers at once): conftest's database of the test's own.
+@pytest.mark.parametrize("project_database", ["postgres"], indirect=True)
 def test_killed_gunicorn_and_worker_lose_no_committed_mail(
     project_database: str, sink: Sink
 ) -> None:

@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 __all__ = ["database_url", "dialect_of", "url_for"]
 
-_VENDORS = {"sqlite": "sqlite", "postgresql": "postgresql"}
+# Django's vendor names are the outbox's dialect names.
+_DIALECTS = ("sqlite", "postgresql")
 
 
-def dialect_of(alias: str, vendor: str | None = None) -> str:
-    """``"sqlite"`` or ``"postgresql"``: the outbox dialect of the database at ``alias``.
+def dialect_of(alias: str, vendor: str) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the outbox dialect of ``DATABASES[alias]``,
+    a ``vendor`` database (Django's ``connection.vendor``).
 
     Raises:
         ImproperlyConfigured: the database is neither (MySQL, Oracle...).
     """
-    vendor = vendor or connections[alias].vendor
-    dialect = _VENDORS.get(vendor)
-    if dialect is None:
+    if vendor not in _DIALECTS:
         raise ImproperlyConfigured(
             f"DATABASES[{alias!r}] is {vendor}; the apitask outbox runs on SQLite or "
             "PostgreSQL: point APITASK['DATABASE'] at one of those"
         )
-    return dialect
+    return vendor
 
 
 def url_for(alias: str, vendor: str, config: dict[str, Any]) -> str:
@@ -50,8 +50,12 @@ def url_for(alias: str, vendor: str, config: dict[str, Any]) -> str:
     credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
     host = str(config.get("HOST") or "")
     port = str(config.get("PORT") or "")
+    database = quote(name, safe="")
+    if host.startswith("/"):  # a Unix socket's directory: no URL host, a query parameter
+        query = urlencode({"host": host, "port": port} if port else {"host": host})
+        return f"postgresql://{credentials}/{database}?{query}"
     where = f"{host}:{port}" if port else host
-    return f"postgresql://{credentials}{where}/{quote(name, safe='')}"
+    return f"postgresql://{credentials}{where}/{database}"
 
 
 def database_url(alias: str) -> str:

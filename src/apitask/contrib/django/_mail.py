@@ -14,6 +14,7 @@ import binascii
 import contextlib
 import email
 import email.policy
+import functools
 import logging
 import smtplib
 import threading
@@ -24,6 +25,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connections
 
 from ..._exceptions import TransientError
+from ...mail import redact_addresses
 from ._pooled import POOLED_BACKEND, pooled_client
 from ._settings import load_settings
 from ._threads import in_thread
@@ -48,7 +50,8 @@ logger = logging.getLogger("apitask.contrib.django")
 
 
 class MailRefusedError(Exception):
-    """The SMTP server refused the mail for good (a 5xx reply): the job goes dead."""
+    """The mail cannot go, whatever the retries (a 5xx reply, an address the
+    backend cannot write): the job goes dead."""
 
 
 class MailJob:
@@ -151,7 +154,6 @@ class _Rendered:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-        self._parsed: email.message.EmailMessage | None = None
 
     def as_bytes(self, unixfrom: bool = False, linesep: str = "\n") -> bytes:
         return self.data
@@ -159,11 +161,12 @@ class _Rendered:
     def get_charset(self) -> None:
         return None  # the console and file backends then decode as UTF-8
 
+    @functools.cached_property
+    def _parsed(self) -> email.message.EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
     def __getitem__(self, name: str) -> Any:
         # For backends and tests that read a header (locmem users do).
-        if self._parsed is None:
-            self._parsed = email.message_from_bytes(self.data, policy=email.policy.default)
-        assert self._parsed is not None
         return self._parsed[name]
 
 
@@ -228,6 +231,10 @@ def close_backends() -> None:
 
 
 def _send(job: MailJob) -> None:
+    # The errors raised here become the job's last_error and the worker's log
+    # lines: their text goes through redact_addresses (servers echo addresses
+    # in replies, Django's sanitize_address in its ValueError), and the
+    # original exception, which holds the text as it was, is not chained.
     fresh = getattr(_local, "backend", None) is None
     try:
         _backend().send_messages([FrozenEmail(job)])
@@ -239,7 +246,9 @@ def _send(job: MailJob) -> None:
         _send(job)
     except smtplib.SMTPResponseException as exc:
         _discard()
-        reason = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
+        reply = exc.smtp_error
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        reason = f"SMTP {exc.smtp_code}: {redact_addresses(text)}"
         if 500 <= exc.smtp_code < 600:
             raise MailRefusedError(reason) from None
         raise TransientError(reason) from None
@@ -252,7 +261,9 @@ def _send(job: MailJob) -> None:
         raise TransientError(reason) from None
     except (smtplib.SMTPException, OSError) as exc:
         _discard()
-        raise TransientError(f"sending failed: {exc!r}") from None
+        raise TransientError(f"sending failed: {redact_addresses(repr(exc))}") from None
+    except ValueError as exc:  # an address sanitize_address cannot write: no retry helps
+        raise MailRefusedError(f"invalid: {redact_addresses(str(exc))}") from None
 
 
 class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no types

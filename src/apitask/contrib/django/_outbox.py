@@ -47,6 +47,7 @@ def get_outbox() -> Outbox:
 
 
 def reset() -> None:
-    """Forget the outbox and registry (the settings changed: tests)."""
+    """Forget the settings, the outbox and the registry (the settings changed: tests)."""
+    load_settings.cache_clear()
     get_outbox.cache_clear()
     get_registry.cache_clear()

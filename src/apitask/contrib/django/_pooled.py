@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import logging
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -29,7 +28,6 @@ __all__ = ["POOLED_BACKEND", "close_client", "pooled_client", "set_pool_size", "
 POOLED_BACKEND = "apitask.mail.SMTPClient"
 _DEFAULT_TIMEOUT = 30.0  # EMAIL_TIMEOUT None means no limit in Django; ours needs one
 
-logger = logging.getLogger("apitask.contrib.django")
 _pool_size: int | None = None
 _client: tuple[asyncio.AbstractEventLoop, SMTPClient] | None = None
 

@@ -28,7 +28,7 @@ def apply_outbox_migrations(connection: Any, upto: int) -> list[int]:
     """Apply the outbox migrations up to version ``upto`` that ``connection``'s
     database lacks, in its current transaction; return the versions applied."""
     # The outbox's SQL folders: "sqlite" and "postgres".
-    dialect = dialect_of(connection.alias).replace("postgresql", "postgres")
+    dialect = dialect_of(connection.alias, connection.vendor).replace("postgresql", "postgres")
     queries = load_queries(dialect)
     applied = []
     with connection.cursor() as cursor:

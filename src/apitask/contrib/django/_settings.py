@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +46,12 @@ def _text(config: dict[str, Any], key: str, default: str | None) -> str | None:
     return value
 
 
+@functools.cache
 def load_settings() -> Settings:
-    """Read ``settings.APITASK`` (absent: every default).
+    """Read ``settings.APITASK`` (absent: every default), once: each mail asks.
+
+    ``override_settings(APITASK=..., DATABASES=...)`` makes it read them again
+    (the app's ``setting_changed`` receiver clears it).
 
     Raises:
         ImproperlyConfigured: not a dict, an unknown key, or a bad value; the

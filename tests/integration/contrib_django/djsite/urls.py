@@ -5,6 +5,4 @@ from djsite import views
 
 urlpatterns = [
     path("signup", views.signup),
-    path("mail", views.mail_only),
-    path("bare", views.bare),
 ]

@@ -25,15 +25,3 @@ def signup(request: HttpRequest) -> HttpResponse:
             transaction.set_rollback(True)
             return HttpResponse("rolled back", status=409)
     return HttpResponse("ok")
-
-
-@csrf_exempt  # type: ignore[untyped-decorator]
-def mail_only(request: HttpRequest) -> HttpResponse:
-    """Only ``send_mail`` (autocommit): what one mail adds to a request (the benchmark)."""
-    send_mail("Hello", "A short body.", None, [request.POST["to"]])
-    return HttpResponse("ok")
-
-
-def bare(request: HttpRequest) -> HttpResponse:
-    """The same request with no mail: the benchmark's baseline."""
-    return HttpResponse("ok")
