@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
-import jwt
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from apitask import dashboard
+from apitask_auth.errors import APIError
+from apitask_auth.http.deps import admin_claims
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -44,17 +45,14 @@ _LOGIN = """<!doctype html>
 
 
 def _identity(settings: Settings, token: str | None) -> str | None:
-    """``role:sub`` of an admin token, or None (refused)."""
+    """``role:sub`` of an admin token (the admin API's check), or None (refused)."""
     if not token:
         return None
     try:
-        claims: dict[str, Any] = settings.jwt_keyset.verify(token)
-    except jwt.InvalidTokenError:
+        claims = admin_claims(settings, token)
+    except APIError:
         return None
-    role = claims.get("role")
-    if role not in settings.jwt_admin_roles:
-        return None
-    return f"{role}:{claims.get('sub') or '-'}"
+    return f"{claims['role']}:{claims.get('sub') or '-'}"
 
 
 def _token(request: Request) -> str | None:
