@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import re
@@ -144,6 +145,8 @@ class Dashboard:
         default_factory=lambda: collections.deque(maxlen=120)
     )
     cached: dict[str, Any] | None = None
+    # Pages that poll while the counts are stale wait for one read, not one each.
+    reading: asyncio.Lock = field(default_factory=asyncio.Lock)
     templates: jinja2.Environment = field(init=False)
 
     def __post_init__(self) -> None:
@@ -201,10 +204,11 @@ class Dashboard:
         PostgreSQL, 1.2 s on SQLite at 1M jobs, docs/dashboard.md). Each read
         is a point of the chart. An action reads it afresh.
         """
-        now = time.time()
-        if self.cached is None or now - self.samples[-1].at >= self.refresh:
-            self.cached = await self.read_counts()
-            self.samples.append(Sample(now, self.cached["totals"]))
+        async with self.reading:
+            now = time.time()
+            if self.cached is None or now - self.samples[-1].at >= self.refresh:
+                self.cached = await self.read_counts()
+                self.samples.append(Sample(now, self.cached["totals"]))
         return {**self.cached, "pool": self.pool_gauges()}
 
     async def read_counts(self) -> dict[str, Any]:
