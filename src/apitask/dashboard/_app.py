@@ -328,7 +328,7 @@ class Dashboard:
     async def api_summary(self, request: Request, identity: Any) -> Response:
         data = await self.summary()
         data["chart"] = [
-            {"state": line.state, "points": line.points, "last": line.last}
+            {"state": line.state, "colour": line.colour, "points": line.points, "last": line.last}
             for line in chart(self.samples)
         ]
         return JSONResponse(data, headers=_SECURITY_HEADERS)

@@ -336,6 +336,7 @@ async def test_counts_are_read_once_per_refresh_and_after_an_action(outbox: Outb
     assert cached["totals"] == first["totals"]
     assert (fresh["totals"]["queued"], fresh["totals"]["dead"]) == (2, 0)
     assert len(fresh["chart"]) == 5  # two reads: a line per state
+    assert {line["state"]: line["colour"] for line in fresh["chart"]}["dead"] == "#cf222e"
 
 
 async def test_pages_polling_at_once_share_one_read(
