@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from apitask import dashboard
+from apitask.mail import SMTPClient
 from apitask_auth.errors import APIError
 from apitask_auth.http.deps import admin_claims
 
@@ -73,17 +74,16 @@ def install_dashboard(
         return _identity(settings, _token(request))
 
     def latency() -> Histogram | None:
-        counters = getattr(getattr(mailer, "transport", None), "counters", None)
-        histogram: Histogram | None = getattr(counters, "send_latency", None)
-        return histogram
+        # The transport exists once the chain starts; /metrics takes the same one.
+        transport = mailer.transport
+        return transport.counters.send_latency if isinstance(transport, SMTPClient) else None
 
     # Form tokens signed with a key derived from the JWT secret: every process
     # of the service accepts the forms any of them served.
-    secret = settings.jwt_secret.encode() or None
     key = (
-        None
-        if secret is None
-        else hmac.new(secret, b"apitask-dashboard-csrf", hashlib.sha256).digest()
+        hmac.new(settings.jwt_secret.encode(), b"apitask-dashboard-csrf", hashlib.sha256).digest()
+        if settings.jwt_secret
+        else None
     )
     app.mount(
         DASHBOARD_PATH,
