@@ -308,6 +308,8 @@ class Dashboard:
             return self.render(
                 request, "error.html", 404, identity=identity, message="No such job."
             )
+        if reveal:
+            logger.warning("dashboard: %s revealed the payload of job %s", identity, job.id)
         return self.render(
             request,
             "job.html",
@@ -360,10 +362,7 @@ class Dashboard:
         return self.done(request, f"/jobs/{job.id}", f"{n} job cancelled")
 
     async def reveal(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
-        logger.warning(
-            "dashboard: %s revealed the payload of job %s", who, request.path_params["job_id"]
-        )
-        return await self.job_page(request, who, reveal=True)
+        return await self.job_page(request, who, reveal=True)  # logged there, if the job is
 
     async def retry_matching(
         self, request: Request, who: Any, form: dict[str, list[str]]

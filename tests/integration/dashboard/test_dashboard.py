@@ -170,6 +170,10 @@ async def test_reveal_needs_a_post_with_the_token_and_is_logged(
     assert forged.status_code == 403
     assert "739164" not in forged.text
     with caplog.at_level(logging.INFO, logger="apitask.dashboard"):
+        missing = await client.post("/jobs/424242/reveal", data={"csrf": token})
+        malformed = await client.post("/jobs/4%0Ax/reveal", data={"csrf": token})
+        assert (missing.status_code, malformed.status_code) == (404, 400)
+        assert "revealed" not in caplog.text  # nothing was
         shown = await client.post(f"/jobs/{job_id}/reveal", data={"csrf": token})
     assert shown.status_code == 200
     assert "Your code is 739164" in shown.text
