@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import re
 import time
@@ -18,7 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from ..outbox import JobFilter, JobState
 from ._present import Sample, age, chart, pretty, visible
-from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf, identify
+from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -165,10 +166,12 @@ class Dashboard:
     # -- plumbing -------------------------------------------------------------------
 
     async def who(self, request: Request) -> Any:
-        """The identity of the request's user; ``"anonymous"`` when allowed; else None."""
-        identity = await identify(self.auth, request)
-        if identity is None and self.auth is None and self.allow_anonymous:
-            return "anonymous"
+        """What ``auth`` says of the request's user; ``"anonymous"`` when allowed; else None."""
+        if self.auth is None:
+            return "anonymous" if self.allow_anonymous else None
+        identity = self.auth(request)
+        if inspect.isawaitable(identity):
+            identity = await identity
         return identity
 
     def render(
