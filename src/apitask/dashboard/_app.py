@@ -8,7 +8,7 @@ import inspect
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
@@ -119,13 +119,7 @@ def parse_filter(values: dict[str, list[str]]) -> JobFilter:
 
 def filter_query(where: JobFilter, **extra: object) -> str:
     """``where`` as a query string (for links that keep the filter)."""
-    pairs = {
-        "state": where.state,
-        "type": where.type,
-        "request_id": where.request_id,
-        "domain": where.domain,
-        **extra,
-    }
+    pairs = {**asdict(where), **extra}
     return urlencode({k: v for k, v in pairs.items() if v is not None})
 
 
@@ -370,8 +364,7 @@ class Dashboard:
     async def retry_matching(
         self, request: Request, who: Any, form: dict[str, list[str]]
     ) -> Response:
-        where = parse_filter(form)
-        where = JobFilter(JobState.DEAD, where.type, where.request_id, where.domain)
+        where = replace(parse_filter(form), state=JobState.DEAD)
         ids: list[int] = []
         before = None
         while True:  # keyset pages of the matching dead jobs, up to RETRY_LIMIT
