@@ -80,3 +80,14 @@ async def test_not_mounted_without_an_outbox(make_service: Callable[..., Any]) -
     svc: Service = await make_service(mailer_delivery="inline")
     response = await svc.http.get("/admin/apitask/", headers=svc.admin_headers())
     assert response.status_code == 404
+
+
+async def test_the_smtp_clients_latency_is_drawn(make_service: Callable[..., Any]) -> None:
+    """An SMTP transport's send latency is drawn (the dev inbox's); a test's recorder has none."""
+    dev: Service = await make_service(record=False, dev=True, mailer_delivery="pool")
+    page = await dev.http.get("/admin/apitask/", headers=dev.admin_headers())
+    assert "SMTP send latency" in page.text
+    recorded: Service = await make_service(mailer_delivery="pool")
+    page = await recorded.http.get("/admin/apitask/", headers=recorded.admin_headers())
+    assert page.status_code == 200
+    assert "SMTP send latency" not in page.text

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import inspect
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
@@ -17,7 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from ..outbox import JobFilter, JobState
 from ._present import Sample, age, chart, pretty, visible
-from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf, identify
+from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -117,13 +119,7 @@ def parse_filter(values: dict[str, list[str]]) -> JobFilter:
 
 def filter_query(where: JobFilter, **extra: object) -> str:
     """``where`` as a query string (for links that keep the filter)."""
-    pairs = {
-        "state": where.state,
-        "type": where.type,
-        "request_id": where.request_id,
-        "domain": where.domain,
-        **extra,
-    }
+    pairs = {**asdict(where), **extra}
     return urlencode({k: v for k, v in pairs.items() if v is not None})
 
 
@@ -144,6 +140,8 @@ class Dashboard:
         default_factory=lambda: collections.deque(maxlen=120)
     )
     cached: dict[str, Any] | None = None
+    # Pages that poll while the counts are stale wait for one read, not one each.
+    reading: asyncio.Lock = field(default_factory=asyncio.Lock)
     templates: jinja2.Environment = field(init=False)
 
     def __post_init__(self) -> None:
@@ -162,10 +160,12 @@ class Dashboard:
     # -- plumbing -------------------------------------------------------------------
 
     async def who(self, request: Request) -> Any:
-        """The identity of the request's user; ``"anonymous"`` when allowed; else None."""
-        identity = await identify(self.auth, request)
-        if identity is None and self.auth is None and self.allow_anonymous:
-            return "anonymous"
+        """What ``auth`` says of the request's user; ``"anonymous"`` when allowed; else None."""
+        if self.auth is None:
+            return "anonymous" if self.allow_anonymous else None
+        identity = self.auth(request)
+        if inspect.isawaitable(identity):
+            identity = await identity
         return identity
 
     def render(
@@ -201,10 +201,11 @@ class Dashboard:
         PostgreSQL, 1.2 s on SQLite at 1M jobs, docs/dashboard.md). Each read
         is a point of the chart. An action reads it afresh.
         """
-        now = time.time()
-        if self.cached is None or now - self.samples[-1].at >= self.refresh:
-            self.cached = await self.read_counts()
-            self.samples.append(Sample(now, self.cached["totals"]))
+        async with self.reading:
+            now = time.time()
+            if self.cached is None or now - self.samples[-1].at >= self.refresh:
+                self.cached = await self.read_counts()
+                self.samples.append(Sample(now, self.cached["totals"]))
         return {**self.cached, "pool": self.pool_gauges()}
 
     async def read_counts(self) -> dict[str, Any]:
@@ -304,6 +305,8 @@ class Dashboard:
             return self.render(
                 request, "error.html", 404, identity=identity, message="No such job."
             )
+        if reveal:
+            logger.warning("dashboard: %s revealed the payload of job %s", identity, job.id)
         return self.render(
             request,
             "job.html",
@@ -324,7 +327,7 @@ class Dashboard:
     async def api_summary(self, request: Request, identity: Any) -> Response:
         data = await self.summary()
         data["chart"] = [
-            {"state": line.state, "points": line.points, "last": line.last}
+            {"state": line.state, "colour": line.colour, "points": line.points, "last": line.last}
             for line in chart(self.samples)
         ]
         return JSONResponse(data, headers=_SECURITY_HEADERS)
@@ -356,16 +359,12 @@ class Dashboard:
         return self.done(request, f"/jobs/{job.id}", f"{n} job cancelled")
 
     async def reveal(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
-        logger.warning(
-            "dashboard: %s revealed the payload of job %s", who, request.path_params["job_id"]
-        )
-        return await self.job_page(request, who, reveal=True)
+        return await self.job_page(request, who, reveal=True)  # logged there, if the job is
 
     async def retry_matching(
         self, request: Request, who: Any, form: dict[str, list[str]]
     ) -> Response:
-        where = parse_filter(form)
-        where = JobFilter(JobState.DEAD, where.type, where.request_id, where.domain)
+        where = replace(parse_filter(form), state=JobState.DEAD)
         ids: list[int] = []
         before = None
         while True:  # keyset pages of the matching dead jobs, up to RETRY_LIMIT

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import inspect
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -22,20 +21,10 @@ if TYPE_CHECKING:
 
     Auth = Callable[[Request], Any | Awaitable[Any]]
 
-__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "Csrf", "identify"]
+__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "Csrf"]
 
 CSRF_COOKIE = "apitask_dashboard_csrf"
 CSRF_FIELD = "csrf"
-
-
-async def identify(auth: Auth | None, request: Request) -> Any:
-    """The identity ``auth`` gives ``request`` (``None``: refused)."""
-    if auth is None:
-        return None
-    identity = auth(request)
-    if inspect.isawaitable(identity):
-        identity = await identity
-    return identity
 
 
 class Csrf:

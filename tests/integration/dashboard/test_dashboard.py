@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
 
+    from apitask.outbox import Stats
+
 
 def client_for(app: Starlette) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dash.test")
@@ -168,6 +170,10 @@ async def test_reveal_needs_a_post_with_the_token_and_is_logged(
     assert forged.status_code == 403
     assert "739164" not in forged.text
     with caplog.at_level(logging.INFO, logger="apitask.dashboard"):
+        missing = await client.post("/jobs/424242/reveal", data={"csrf": token})
+        malformed = await client.post("/jobs/4%0Ax/reveal", data={"csrf": token})
+        assert (missing.status_code, malformed.status_code) == (404, 400)
+        assert "revealed" not in caplog.text  # nothing was
         shown = await client.post(f"/jobs/{job_id}/reveal", data={"csrf": token})
     assert shown.status_code == 200
     assert "Your code is 739164" in shown.text
@@ -334,6 +340,39 @@ async def test_counts_are_read_once_per_refresh_and_after_an_action(outbox: Outb
     assert cached["totals"] == first["totals"]
     assert (fresh["totals"]["queued"], fresh["totals"]["dead"]) == (2, 0)
     assert len(fresh["chart"]) == 5  # two reads: a line per state
+    assert {line["state"]: line["colour"] for line in fresh["chart"]}["dead"] == "#cf222e"
+
+
+async def test_pages_polling_at_once_share_one_read(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stale counts and five polls at once: one count of the table, not five."""
+    reads, arrived = 0, 0
+    all_in, release = asyncio.Event(), asyncio.Event()
+    stats = outbox.stats
+
+    async def held_stats() -> Stats:
+        nonlocal reads
+        reads += 1
+        await release.wait()
+        return await stats()
+
+    async def auth(request: Request) -> str:
+        # After the last poll's auth, nothing yields before the read (or the lock).
+        nonlocal arrived
+        arrived += 1
+        if arrived == 5:
+            all_in.set()
+        return "ops@example.test"
+
+    monkeypatch.setattr(outbox, "stats", held_stats)
+    async with client_for(dashboard.app(outbox, auth=auth, refresh=3600)) as client:
+        polls = [asyncio.create_task(client.get("/api/summary")) for _ in range(5)]
+        await all_in.wait()
+        release.set()
+        answers = await asyncio.gather(*polls)
+    assert [answer.status_code for answer in answers] == [200] * 5
+    assert reads == 1
 
 
 async def test_chart_draws_the_counts_over_time(outbox: Outbox) -> None:

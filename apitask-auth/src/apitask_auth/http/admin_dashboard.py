@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
-import jwt
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from apitask import dashboard
+from apitask.mail import SMTPClient
+from apitask_auth.errors import APIError
+from apitask_auth.http.deps import admin_claims
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -44,17 +46,14 @@ _LOGIN = """<!doctype html>
 
 
 def _identity(settings: Settings, token: str | None) -> str | None:
-    """``role:sub`` of an admin token, or None (refused)."""
+    """``role:sub`` of an admin token (the admin API's check), or None (refused)."""
     if not token:
         return None
     try:
-        claims: dict[str, Any] = settings.jwt_keyset.verify(token)
-    except jwt.InvalidTokenError:
+        claims = admin_claims(settings, token)
+    except APIError:
         return None
-    role = claims.get("role")
-    if role not in settings.jwt_admin_roles:
-        return None
-    return f"{role}:{claims.get('sub') or '-'}"
+    return f"{claims['role']}:{claims.get('sub') or '-'}"
 
 
 def _token(request: Request) -> str | None:
@@ -75,17 +74,16 @@ def install_dashboard(
         return _identity(settings, _token(request))
 
     def latency() -> Histogram | None:
-        counters = getattr(getattr(mailer, "transport", None), "counters", None)
-        histogram: Histogram | None = getattr(counters, "send_latency", None)
-        return histogram
+        # The transport exists once the chain starts; /metrics takes the same one.
+        transport = mailer.transport
+        return transport.counters.send_latency if isinstance(transport, SMTPClient) else None
 
     # Form tokens signed with a key derived from the JWT secret: every process
     # of the service accepts the forms any of them served.
-    secret = settings.jwt_secret.encode() or None
     key = (
-        None
-        if secret is None
-        else hmac.new(secret, b"apitask-dashboard-csrf", hashlib.sha256).digest()
+        hmac.new(settings.jwt_secret.encode(), b"apitask-dashboard-csrf", hashlib.sha256).digest()
+        if settings.jwt_secret
+        else None
     )
     app.mount(
         DASHBOARD_PATH,

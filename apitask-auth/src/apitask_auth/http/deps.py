@@ -36,6 +36,7 @@ __all__ = [
     "AuthenticatedUser",
     "Service",
     "Svc",
+    "admin_claims",
     "request_aud",
     "require_admin_credentials",
     "require_authentication",
@@ -70,9 +71,9 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def _claims(service: Service, token: str) -> dict[str, Any]:
+def _claims(settings: Settings, token: str) -> dict[str, Any]:
     try:
-        return service.settings.jwt_keyset.verify(token)
+        return settings.jwt_keyset.verify(token)
     except jwt.InvalidTokenError as exc:
         raise forbidden(
             ErrorCode.BAD_JWT, f"invalid JWT: unable to parse or verify signature, {exc}"
@@ -103,7 +104,7 @@ class AuthenticatedUser:
 
 
 async def _authenticated(request: Request, service: Svc) -> AuthenticatedUser:
-    claims = _claims(service, _bearer(request))
+    claims = _claims(service.settings, _bearer(request))
     sub = claims.get("sub")
     if not sub or not isinstance(sub, str):
         raise forbidden(ErrorCode.BAD_JWT, "invalid claim: missing sub claim")
@@ -128,11 +129,24 @@ async def _authenticated(request: Request, service: Svc) -> AuthenticatedUser:
     return AuthenticatedUser(user, claims, session_id)
 
 
-async def _admin(request: Request, service: Svc) -> dict[str, Any]:
-    claims = _claims(service, _bearer(request))
-    if claims.get("role") not in service.settings.jwt_admin_roles:
+def admin_claims(settings: Settings, token: str) -> dict[str, Any]:
+    """The claims of ``token``, a verified JWT whose role is an admin role (§1.3).
+
+    The one check of "is this an admin": the admin API's dependency and the
+    apitask dashboard (:mod:`apitask_auth.http.admin_dashboard`) both call it.
+
+    Raises:
+        APIError: 403, the token is not verified (``bad_jwt``) or not an
+            admin's (``not_admin``).
+    """
+    claims = _claims(settings, token)
+    if claims.get("role") not in settings.jwt_admin_roles:
         raise forbidden(ErrorCode.NOT_ADMIN, "User not allowed")
     return claims
+
+
+async def _admin(request: Request, service: Svc) -> dict[str, Any]:
+    return admin_claims(service.settings, _bearer(request))
 
 
 require_authentication = Depends(_authenticated)

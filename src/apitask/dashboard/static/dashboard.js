@@ -27,13 +27,12 @@
       }
       svg.after(legend);
     }
-    const colours = {queued: "#1f6feb", running: "#8250df", retrying: "#bf8700", dead: "#cf222e", succeeded: "#1a7f37"};
     for (const line of lines) {
       let poly = svg.querySelector('polyline[data-state="' + line.state + '"]');
       if (!poly) {
         poly = document.createElementNS(svgNS, "polyline");
         poly.setAttribute("fill", "none");
-        poly.setAttribute("stroke", colours[line.state] || "#57606a");
+        poly.setAttribute("stroke", line.colour);  // the server's, as on the SVG it draws
         poly.setAttribute("stroke-width", "2");
         poly.dataset.state = line.state;
         svg.appendChild(poly);
@@ -66,5 +65,5 @@
     }
   }
   refresh();
-  setInterval(refresh, 5000)  // the server reads the database at most every `refresh` seconds anyway;
+  setInterval(refresh, 5000);  // the server reads the database at most every `refresh` seconds anyway
 })();
