@@ -12,7 +12,6 @@ the slow provider still costs the request.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from _service import HERE, LineWatcher, postgres_database, service, wait_delivered
+from _service import HERE, LineWatcher, helper_process, postgres_database, service, wait_delivered
 
 sys.path.insert(0, str(HERE.parent / "tests"))
 from service._twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER
@@ -33,18 +32,8 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def slow_twilio(delay: float) -> Iterator[tuple[str, LineWatcher]]:
     """A Twilio stand-in process taking ``delay`` s per message: (its URL, its output)."""
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "_slow_twilio.py"), str(delay)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    watcher = LineWatcher(proc.stdout)
-    try:
-        url = watcher.wait_for("ready", 30).split()[-1]
-        yield url, watcher
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with helper_process("_slow_twilio.py", delay) as (ready, watcher):
+        yield ready.split()[-1], watcher
 
 
 def phone_settings(twilio_url: str) -> dict[str, str]:

@@ -46,7 +46,6 @@ import smtplib
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -54,6 +53,7 @@ from email.utils import formatdate, make_msgid
 import aiosmtplib
 
 from _common import Series, save, table
+from _service import helper_process
 from apitask.mail import Message, SMTPClient
 
 SENDER = "Acme <no-reply@acme.example>"
@@ -228,22 +228,6 @@ def smtp_source_rate(port: int, n: int, sessions: int = 32) -> float:
     return n / (time.perf_counter() - start)
 
 
-def start_latency_proxy(target: int, delay: float) -> tuple[subprocess.Popen[str], int]:
-    """_latency_proxy.py in front of 127.0.0.1:target, ready; its process and port."""
-    port = free_port()
-    here = os.path.dirname(os.path.abspath(__file__))
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(here, "_latency_proxy.py"), str(port), str(target),
-         str(delay)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    if process.stdout.readline().strip() != "ready":
-        stop(process)  # type: ignore[arg-type]
-        raise SystemExit("the latency proxy did not start")
-    return process, port
-
-
 def pipelining(repeat: int, quick: bool) -> dict[str, float]:
     """Section 3 of the docstring: print it, return its ratios."""
     n_ours, n_source = (1000, 5000) if quick else (4000, 20000)
@@ -279,15 +263,16 @@ def pipelining(repeat: int, quick: bool) -> dict[str, float]:
                        "msg/s") for on in (False, True)}  # fmt: skip
     ratios: list[float] = []
     sink, sink_port = start_sink()
-    proxy, port = start_latency_proxy(sink_port, delay)
+    port = free_port()
     try:
-        count = 25 if quick else 60
-        for _ in range(repeat):
-            for on in (False, True):
-                slow[on].values.append(count / asyncio.run(ours(port, count, 1, pipelining=on)))
-            ratios.append(slow[True].values[-1] / slow[False].values[-1])
+        with helper_process("_latency_proxy.py", port, sink_port, delay):
+            count = 25 if quick else 60
+            for _ in range(repeat):
+                for on in (False, True):
+                    rate = count / asyncio.run(ours(port, count, 1, pipelining=on))
+                    slow[on].values.append(rate)
+                ratios.append(slow[True].values[-1] / slow[False].values[-1])
     finally:
-        stop(proxy)  # type: ignore[arg-type]
         stop(sink)
     print(table(list(slow.values()), slow[False], higher_is_better=True))
     print(
