@@ -228,8 +228,8 @@ def smtp_source_rate(port: int, n: int, sessions: int = 32) -> float:
     return n / (time.perf_counter() - start)
 
 
-def pipelining(repeat: int, quick: bool) -> dict[str, float]:
-    """Section 3 of the docstring: print it, return its ratios."""
+def pipelining(repeat: int, quick: bool) -> tuple[list[Series], dict[str, float]]:
+    """Section 3 of the docstring: print it, return its series and its ratios."""
     n_ours, n_source = (1000, 5000) if quick else (4000, 20000)
     limit = Series("(a) smtp-source -s 32 -d (the sink's limit)", "msg/s")
     rows = {
@@ -280,11 +280,8 @@ def pipelining(repeat: int, quick: bool) -> dict[str, float]:
         f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}..{max(ratios):.2f}] "
         "(target >= 2x; 4 round trips -> 2)"
     )
-    RAW.extend([limit, *rows.values(), *slow.values()])
-    return {"share_of_sink_limit": share, "latency_ratio": statistics.median(ratios)}
-
-
-RAW: list[Series] = []
+    series = [limit, *rows.values(), *slow.values()]
+    return series, {"share_of_sink_limit": share, "latency_ratio": statistics.median(ratios)}
 
 
 def main() -> None:
@@ -295,9 +292,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.only_pipelining:
         load = os.getloadavg()
-        figures = pipelining(1 if args.quick else args.repeat, args.quick)
+        series, figures = pipelining(1 if args.quick else args.repeat, args.quick)
         print(f"load average (1 min) at the start: {load[0]:.1f}")
-        path = save("smtp_pipelining", RAW, load_before=load, **figures)
+        path = save("smtp_pipelining", series, load_before=load, **figures)
         print(f"raw: {path}")
         return
     repeat = 1 if args.quick else args.repeat
@@ -344,11 +341,11 @@ def main() -> None:
     for row, size in zip(slow, SLOW_POOL_SIZES, strict=True):
         print(f"{row.name:<44} {row.median:>10.2f} msg/s = {row.median / size:.2f} x N")
 
-    figures = pipelining(repeat, args.quick)
+    series, figures = pipelining(repeat, args.quick)
     ratio = max(row.median for row in pooled) / baseline.median
     path = save(
         "smtp",
-        rows + slow + RAW,
+        rows + slow + series,
         **figures,
         build_us={"stdlib": stdlib_us, "ours": ours_us},
         message_bytes=message_bytes,
