@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -137,11 +138,7 @@ def phone(
             )
         ratios = sorted(p50 / q50 for p50, q50, *_ in results)
         if ratios:
-            middle = (
-                ratios[len(ratios) // 2]
-                if len(ratios) % 2
-                else ((ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2)
-            )
+            middle = statistics.median(ratios)
             slow_all, fast_all = pooled[mode]
             whole = percentile(slow_all, 50) / percentile(fast_all, 50)
             summary.append(
