@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def load_average() -> str:
+    """The machine's 1-, 5- and 15-minute load averages (it is shared)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 @dataclass
 class Series:
     """Repeated measurements of one case (lower is better unless said)."""

@@ -45,7 +45,7 @@ import matplotlib
 matplotlib.use("Agg")  # no screen here
 import matplotlib.pyplot as plt
 
-from _common import RESULTS, Series, save
+from _common import RESULTS, Series, load_average, save
 from _phone import measure_phone_otp
 from _service import MODES, measure_recover, percentile
 
@@ -73,11 +73,6 @@ def plot(data: dict[str, tuple[list[float], list[float]]], delay: float, n: int)
     print(f"plot: {PLOT}")
 
 
-def load() -> str:
-    """The machine's 1-, 5- and 15-minute load averages (it is shared)."""
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def phone(
     n: int,
     contrast_n: int,
@@ -99,14 +94,14 @@ def phone(
             if mode in {"inline", "request"} and round > 0:
                 continue  # contrast only: one round shows the second on the request
             count = n if mode in {"pool", "outbox"} else contrast_n
-            before = load()
+            before = load_average()
             slow, fast = measure_phone_otp(mode, count, delay, postgres=postgres, pause=pause)
             row = (
                 percentile(slow, 50),
                 percentile(fast, 50),
                 percentile(slow, 99),
                 percentile(fast, 99),
-                f"{before} -> {load()}",
+                f"{before} -> {load_average()}",
             )
             per_round[mode].append(row)
             pooled[mode][0].extend(slow)

@@ -7,14 +7,15 @@ the same rounds (outbox mode, SQLite) with the pair's providers as
 depended only on its own provider, the first would be the ratio the issue
 asks about and the other two 1.0x; see docs/benchmarks.md, phone section.
 
-Run: ``.venv/bin/python bench/phone_pairs.py [--n 200] [--rounds 3] [--mode outbox]``
+Run: ``.venv/bin/python bench/phone_pairs.py [--n 200] [--rounds 3] [--mode outbox]``;
+the printed lines are kept in bench/results/phone-pairs.txt.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from _common import RESULTS, load_average
 from _phone import measure_phone_otp
 from _service import percentile
 
@@ -27,17 +28,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mode", default="outbox")
     args = parser.parse_args()
+    lines = [f"mode {args.mode}, {args.n} requests per service and round, p50 ms"]
     for round in range(args.rounds):
         for name, (first_delay, second_delay) in PAIRS.items():
-            load = Path("/proc/loadavg").read_text().split()[0]
+            before = load_average()
             first, second = measure_phone_otp(
                 args.mode, args.n, first_delay, fast_delay=second_delay
             )
             a, b = percentile(first, 50), percentile(second, 50)
-            print(
-                f"round {round + 1} {name}: p50 {a:.2f} vs {b:.2f} ms ({a / b:.2f}x), load {load}",
-                flush=True,
+            lines.append(
+                f"round {round + 1} {name}: p50 {a:.2f} vs {b:.2f} ms ({a / b:.2f}x), "
+                f"load {before} -> {load_average()}"
             )
+            print(lines[-1], flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    saved = RESULTS / "phone-pairs.txt"
+    saved.write_text("\n".join(lines) + "\n")
+    print(f"results: {saved}")
 
 
 if __name__ == "__main__":
