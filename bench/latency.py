@@ -27,7 +27,8 @@ requests alternating between them (bench/_phone.py), in ``--phone-rounds``
 rounds per mode with the modes in turn. Target: in ``pool`` and ``outbox``,
 p50 at most 1.1x the 0 ms case; ``inline`` and ``request`` (fewer requests:
 each takes the second) show the provider's time. Results go to
-bench/results/latency-phone.{md,json} (``-postgres`` with ``--postgres``).
+bench/results/latency-phone.{md,json} (``-postgres`` with ``--postgres``, then
+``-pause`` with ``--phone-pause``).
 
 Run: ``.venv/bin/python bench/latency.py [--n 300] [--modes pool,outbox] [--postgres URL]``
 or ``.venv/bin/python bench/latency.py --phone [--n 150] [--phone-rounds 3] [--phone-pause 0.03]``
@@ -143,7 +144,8 @@ def phone(
     report = "\n".join(lines + summary)
     print(report)
     RESULTS.mkdir(exist_ok=True)
-    name = "latency-phone-postgres" if postgres else "latency-phone"
+    # A paused client's run is a different experiment: it must not replace the table.
+    name = "latency-phone" + ("-postgres" if postgres else "") + ("-pause" if pause else "")
     (RESULTS / f"{name}.md").write_text(report + "\n")
     database = "postgresql" if postgres else "sqlite"
     saved = save(
