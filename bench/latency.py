@@ -46,7 +46,7 @@ import matplotlib
 matplotlib.use("Agg")  # no screen here
 import matplotlib.pyplot as plt
 
-from _common import RESULTS, Series, load_average, save
+from _common import RESULTS, Series, load_text, save
 from _phone import measure_phone_otp
 from _service import MODES, measure_recover, percentile
 
@@ -95,14 +95,14 @@ def phone(
             if mode in {"inline", "request"} and round > 0:
                 continue  # contrast only: one round shows the second on the request
             count = n if mode in {"pool", "outbox"} else contrast_n
-            before = load_average()
+            before = load_text()
             slow, fast = measure_phone_otp(mode, count, delay, postgres=postgres, pause=pause)
             row = (
                 percentile(slow, 50),
                 percentile(fast, 50),
                 percentile(slow, 99),
                 percentile(fast, 99),
-                f"{before} -> {load_average()}",
+                f"{before} -> {load_text()}",
             )
             per_round[mode].append(row)
             pooled[mode][0].extend(slow)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from _common import RESULTS, load_average
+from _common import RESULTS, load_text
 from _phone import measure_phone_otp
 from _service import percentile
 
@@ -31,14 +31,14 @@ def main() -> None:
     lines = [f"mode {args.mode}, {args.n} requests per service and round, p50 ms"]
     for round in range(args.rounds):
         for name, (first_delay, second_delay) in PAIRS.items():
-            before = load_average()
+            before = load_text()
             first, second = measure_phone_otp(
                 args.mode, args.n, first_delay, fast_delay=second_delay
             )
             a, b = percentile(first, 50), percentile(second, 50)
             lines.append(
                 f"round {round + 1} {name}: p50 {a:.2f} vs {b:.2f} ms ({a / b:.2f}x), "
-                f"load {before} -> {load_average()}"
+                f"load {before} -> {load_text()}"
             )
             print(lines[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)
