@@ -8,6 +8,7 @@ as a ratio to it: absolute numbers drift between machines and runs (see
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -19,6 +20,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load_average() -> list[float]:
+    """The machine's 1-, 5- and 15-minute load averages (it is shared)."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def load_text() -> str:
+    """:func:`load_average` as a table cell: ``"5.37 4.56 5.16"``."""
+    return " ".join(f"{v:.2f}" for v in load_average())
 
 
 @dataclass

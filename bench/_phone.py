@@ -12,7 +12,6 @@ the slow provider still costs the request.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from _service import HERE, LineWatcher, postgres_database, service, wait_delivered
+from _service import HERE, LineWatcher, helper_process, postgres_database, service, wait_delivered
 
 sys.path.insert(0, str(HERE.parent / "tests"))
 from service._twilio import ACCOUNT_SID, AUTH_TOKEN, SENDER
@@ -33,18 +32,8 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def slow_twilio(delay: float) -> Iterator[tuple[str, LineWatcher]]:
     """A Twilio stand-in process taking ``delay`` s per message: (its URL, its output)."""
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "_slow_twilio.py"), str(delay)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    watcher = LineWatcher(proc.stdout)
-    try:
-        url = watcher.wait_for("ready", 30).split()[-1]
-        yield url, watcher
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with helper_process("_slow_twilio.py", delay) as (ready, watcher):
+        yield ready.split()[-1], watcher
 
 
 def phone_settings(twilio_url: str) -> dict[str, str]:
@@ -100,8 +89,12 @@ def measure_phone_otp(
     warmup: int = 10,
     postgres: str | None = None,
     pause: float = 0.0,
+    fast_delay: float = 0.0,
 ) -> tuple[list[float], list[float]]:
     """One round in ``mode``: latencies (ms) with the slow and the 0 ms provider.
+
+    ``fast_delay`` gives the second provider a delay too (bench/phone_pairs.py's
+    control pairs); the results are still (first service, second service).
 
     Each service has a fresh SQLite file, or with ``postgres`` a fresh
     database of its own on that server.
@@ -116,7 +109,7 @@ def measure_phone_otp(
         postgres_database(postgres) if postgres else contextlib.nullcontext() as slow_db,
         postgres_database(postgres) if postgres else contextlib.nullcontext() as fast_db,
         slow_twilio(delay) as (slow_url, slow_watch),
-        slow_twilio(0.0) as (fast_url, fast_watch),
+        slow_twilio(fast_delay) as (fast_url, fast_watch),
         # SMTP is not used by /otp {phone}; the port only has to be valid.
         service(Path(slow_tmp), mode, 9, slow_db, **phone_settings(slow_url)) as slow_api,
         service(Path(fast_tmp), mode, 9, fast_db, **phone_settings(fast_url)) as fast_api,
@@ -124,8 +117,8 @@ def measure_phone_otp(
         httpx.Client(base_url=fast_api, timeout=60) as fast,
     ):
         slow_ms, fast_ms = otp_latencies(slow, fast, n, warmup, pause)
-        for name, watcher in (("slow", slow_watch), ("0 ms", fast_watch)):
-            got = wait_delivered(watcher, total, timeout=total * delay + 120)
+        for name, watcher in (("first", slow_watch), ("second", fast_watch)):
+            got = wait_delivered(watcher, total, timeout=total * max(delay, fast_delay) + 120)
             if got != total:
                 raise RuntimeError(f"{mode}: the {name} provider received {got} of {total} texts")
     return slow_ms, fast_ms

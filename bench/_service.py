@@ -84,21 +84,27 @@ class LineWatcher:
 
 
 @contextlib.contextmanager
-def slow_smtp(delay: float) -> Iterator[tuple[int, LineWatcher]]:
-    """A slow SMTP server process on a free port: (port, its output)."""
-    port = free_port()
+def helper_process(script: str, *args: object) -> Iterator[tuple[str, LineWatcher]]:
+    """``python bench/SCRIPT ARGS...`` until the block ends: (its ``ready`` line, its output)."""
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "_slow_smtp.py"), str(port), str(delay)],
+        [sys.executable, str(HERE / script), *map(str, args)],
         stdout=subprocess.PIPE,
         text=True,
     )
     watcher = LineWatcher(proc.stdout)
     try:
-        watcher.wait_for("ready", 30)
-        yield port, watcher
+        yield watcher.wait_for("ready", 30), watcher
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextlib.contextmanager
+def slow_smtp(delay: float) -> Iterator[tuple[int, LineWatcher]]:
+    """A slow SMTP server process on a free port: (port, its output)."""
+    port = free_port()
+    with helper_process("_slow_smtp.py", port, delay) as (_ready, watcher):
+        yield port, watcher
 
 
 def service_command() -> list[str]:

@@ -27,7 +27,8 @@ requests alternating between them (bench/_phone.py), in ``--phone-rounds``
 rounds per mode with the modes in turn. Target: in ``pool`` and ``outbox``,
 p50 at most 1.1x the 0 ms case; ``inline`` and ``request`` (fewer requests:
 each takes the second) show the provider's time. Results go to
-bench/results/latency-phone.{md,json} (``-postgres`` with ``--postgres``).
+bench/results/latency-phone.{md,json} (``-postgres`` with ``--postgres``, then
+``-pause`` with ``--phone-pause``).
 
 Run: ``.venv/bin/python bench/latency.py [--n 300] [--modes pool,outbox] [--postgres URL]``
 or ``.venv/bin/python bench/latency.py --phone [--n 150] [--phone-rounds 3] [--phone-pause 0.03]``
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -44,7 +46,7 @@ import matplotlib
 matplotlib.use("Agg")  # no screen here
 import matplotlib.pyplot as plt
 
-from _common import RESULTS, Series, save
+from _common import RESULTS, Series, load_text, save
 from _phone import measure_phone_otp
 from _service import MODES, measure_recover, percentile
 
@@ -72,11 +74,6 @@ def plot(data: dict[str, tuple[list[float], list[float]]], delay: float, n: int)
     print(f"plot: {PLOT}")
 
 
-def load() -> str:
-    """The machine's 1-, 5- and 15-minute load averages (it is shared)."""
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def phone(
     n: int,
     contrast_n: int,
@@ -98,14 +95,14 @@ def phone(
             if mode in {"inline", "request"} and round > 0:
                 continue  # contrast only: one round shows the second on the request
             count = n if mode in {"pool", "outbox"} else contrast_n
-            before = load()
+            before = load_text()
             slow, fast = measure_phone_otp(mode, count, delay, postgres=postgres, pause=pause)
             row = (
                 percentile(slow, 50),
                 percentile(fast, 50),
                 percentile(slow, 99),
                 percentile(fast, 99),
-                f"{before} -> {load()}",
+                f"{before} -> {load_text()}",
             )
             per_round[mode].append(row)
             pooled[mode][0].extend(slow)
@@ -137,11 +134,7 @@ def phone(
             )
         ratios = sorted(p50 / q50 for p50, q50, *_ in results)
         if ratios:
-            middle = (
-                ratios[len(ratios) // 2]
-                if len(ratios) % 2
-                else ((ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2)
-            )
+            middle = statistics.median(ratios)
             slow_all, fast_all = pooled[mode]
             whole = percentile(slow_all, 50) / percentile(fast_all, 50)
             summary.append(
@@ -151,7 +144,8 @@ def phone(
     report = "\n".join(lines + summary)
     print(report)
     RESULTS.mkdir(exist_ok=True)
-    name = "latency-phone-postgres" if postgres else "latency-phone"
+    # A paused client's run is a different experiment: it must not replace the table.
+    name = "latency-phone" + ("-postgres" if postgres else "") + ("-pause" if pause else "")
     (RESULTS / f"{name}.md").write_text(report + "\n")
     database = "postgresql" if postgres else "sqlite"
     saved = save(

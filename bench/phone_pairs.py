@@ -7,21 +7,17 @@ the same rounds (outbox mode, SQLite) with the pair's providers as
 depended only on its own provider, the first would be the ratio the issue
 asks about and the other two 1.0x; see docs/benchmarks.md, phone section.
 
-Run: ``.venv/bin/python bench/phone_pairs.py [--n 200] [--rounds 3] [--mode outbox]``
+Run: ``.venv/bin/python bench/phone_pairs.py [--n 200] [--rounds 3] [--mode outbox]``;
+the printed lines are kept in bench/results/phone-pairs.txt.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-import _phone
+from _common import RESULTS, load_text
+from _phone import measure_phone_otp
 from _service import percentile
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 PAIRS = {"1 s vs 0 ms": (1.0, 0.0), "0 ms vs 0 ms": (0.0, 0.0), "1 s vs 1 s": (1.0, 1.0)}
 
@@ -32,25 +28,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mode", default="outbox")
     args = parser.parse_args()
-    stand_in = _phone.slow_twilio
+    lines = [f"mode {args.mode}, {args.n} requests per service and round, p50 ms"]
     for round in range(args.rounds):
-        for name, delays in PAIRS.items():
-            # measure_phone_otp starts the first service's stand-in, then the second's.
-            order = iter(delays)
-
-            @contextlib.contextmanager
-            def paired(_delay: float, order: Iterator[float] = order) -> Iterator[object]:
-                with stand_in(next(order)) as started:
-                    yield started
-
-            _phone.slow_twilio = paired  # type: ignore[assignment]
-            load = Path("/proc/loadavg").read_text().split()[0]
-            first, second = _phone.measure_phone_otp(args.mode, args.n, max(*delays, 0.05))
-            a, b = percentile(first, 50), percentile(second, 50)
-            print(
-                f"round {round + 1} {name}: p50 {a:.2f} vs {b:.2f} ms ({a / b:.2f}x), load {load}",
-                flush=True,
+        for name, (first_delay, second_delay) in PAIRS.items():
+            before = load_text()
+            first, second = measure_phone_otp(
+                args.mode, args.n, first_delay, fast_delay=second_delay
             )
+            a, b = percentile(first, 50), percentile(second, 50)
+            lines.append(
+                f"round {round + 1} {name}: p50 {a:.2f} vs {b:.2f} ms ({a / b:.2f}x), "
+                f"load {before} -> {load_text()}"
+            )
+            print(lines[-1], flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    saved = RESULTS / "phone-pairs.txt"
+    saved.write_text("\n".join(lines) + "\n")
+    print(f"results: {saved}")
 
 
 if __name__ == "__main__":

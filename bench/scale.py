@@ -67,7 +67,7 @@ import bcrypt
 import httpx
 from sqlalchemy.dialects.sqlite import pysqlite
 
-from _common import RESULTS
+from _common import RESULTS, load_average
 from _profiled_serve import HEADER as PROFILED
 from _service import HERE, percentile, postgres_database, service_process, slow_smtp
 from apitask_auth.accounts.security import BCRYPT_COST
@@ -412,10 +412,6 @@ def can_sign_in(client: httpx.Client, size: int) -> None:
     _check(response, "sign-in of a seeded user")
 
 
-def load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
-
-
 # --- one database ---------------------------------------------------------------------------
 
 
@@ -442,7 +438,7 @@ def measure_size(
     tag: str,
     used: set[int],
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {"size": size, "load_start": load()}
+    result: dict[str, Any] = {"size": size, "load_start": load_average()}
     log: list[str] = []
     with (
         slow_smtp(0.0) as (smtp_port, _smtp),
@@ -492,7 +488,7 @@ def measure_size(
         print("\n".join(result["server_log"]), flush=True)
     if args.profile and size == max(int(s) for s in args.sizes.split(",")):
         result["profile"] = profile(args, tmp, database_url, tag)
-    result["load_end"] = load()
+    result["load_end"] = load_average()
     return result
 
 
@@ -760,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "autoconfirm": False,
         "n": args.n,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "load_start": load(),
+        "load_start": load_average(),
     }
     results["floor"] = bcrypt_floor(args.floor_seconds)
     print(f"floor: {results['floor']}", flush=True)
@@ -770,7 +766,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         RESULTS.mkdir(exist_ok=True)
         path.write_text(json.dumps(results, indent=1))  # what is done so far survives a crash
     results["floor_end"] = bcrypt_floor(args.floor_seconds)
-    results["load_end"] = load()
+    results["load_end"] = load_average()
     path.write_text(json.dumps(results, indent=1))
     print(report(results))
     print(f"results: {path}")

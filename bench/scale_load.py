@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import bcrypt
 import httpx
 
-from _common import RESULTS
+from _common import RESULTS, load_average
 from _service import HERE, percentile, postgres_database, service_process, slow_smtp
 from apitask_auth.accounts.security import BCRYPT_COST
 from scale import (
@@ -58,7 +58,6 @@ from scale import (
     _signup_body,
     bcrypt_floor,
     breakdown_rest,
-    load,
     profile,
     run_migrate,
     save_figure,
@@ -159,7 +158,7 @@ def one_run(
             * 1000,
             "postgres_backends_cores": cpus[0]["postgres_backends_cpu"] / wall,
             "machine_cores": cpus[0]["machine_cpu"] / wall,
-            "load": load(),
+            "load": load_average(),
         }
     )
     print(
@@ -279,7 +278,7 @@ def load_curves(args: argparse.Namespace, tmp: Path, database_url: str) -> dict[
         ):
             for rate in (float(r) for r in rates.split(",")):
                 result = asyncio.run(open_loop(url, rate, args.load_seconds, make))
-                result["load"] = load()
+                result["load"] = load_average()
                 out[kind].append(result)
                 print(
                     f"open loop {kind} offered {rate:g}/s: achieved "
@@ -422,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "users": args.users,
         "clients": args.clients,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "load_start": load(),
+        "load_start": load_average(),
         "bcrypt_cost": BCRYPT_COST,
     }
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
@@ -445,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ns = argparse.Namespace(mode=mode, profile_n=args.profile_n)
                 results["profiles"][mode] = profile(ns, tmp, database_url, f"pr{mode[-3:]}")
                 path.write_text(json.dumps(results, indent=1))
-    results["load_end"] = load()
+    results["load_end"] = load_average()
     path.write_text(json.dumps(results, indent=1))
     print(report(results))
     print(f"results: {path}")

@@ -46,7 +46,6 @@ import smtplib
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -54,6 +53,7 @@ from email.utils import formatdate, make_msgid
 import aiosmtplib
 
 from _common import Series, save, table
+from _service import helper_process
 from apitask.mail import Message, SMTPClient
 
 SENDER = "Acme <no-reply@acme.example>"
@@ -228,24 +228,8 @@ def smtp_source_rate(port: int, n: int, sessions: int = 32) -> float:
     return n / (time.perf_counter() - start)
 
 
-def start_latency_proxy(target: int, delay: float) -> tuple[subprocess.Popen[str], int]:
-    """_latency_proxy.py in front of 127.0.0.1:target, ready; its process and port."""
-    port = free_port()
-    here = os.path.dirname(os.path.abspath(__file__))
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(here, "_latency_proxy.py"), str(port), str(target),
-         str(delay)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    if process.stdout.readline().strip() != "ready":
-        stop(process)  # type: ignore[arg-type]
-        raise SystemExit("the latency proxy did not start")
-    return process, port
-
-
-def pipelining(repeat: int, quick: bool) -> dict[str, float]:
-    """Section 3 of the docstring: print it, return its ratios."""
+def pipelining(repeat: int, quick: bool) -> tuple[list[Series], dict[str, float]]:
+    """Section 3 of the docstring: print it, return its series and its ratios."""
     n_ours, n_source = (1000, 5000) if quick else (4000, 20000)
     limit = Series("(a) smtp-source -s 32 -d (the sink's limit)", "msg/s")
     rows = {
@@ -279,15 +263,16 @@ def pipelining(repeat: int, quick: bool) -> dict[str, float]:
                        "msg/s") for on in (False, True)}  # fmt: skip
     ratios: list[float] = []
     sink, sink_port = start_sink()
-    proxy, port = start_latency_proxy(sink_port, delay)
+    port = free_port()
     try:
-        count = 25 if quick else 60
-        for _ in range(repeat):
-            for on in (False, True):
-                slow[on].values.append(count / asyncio.run(ours(port, count, 1, pipelining=on)))
-            ratios.append(slow[True].values[-1] / slow[False].values[-1])
+        with helper_process("_latency_proxy.py", port, sink_port, delay):
+            count = 25 if quick else 60
+            for _ in range(repeat):
+                for on in (False, True):
+                    rate = count / asyncio.run(ours(port, count, 1, pipelining=on))
+                    slow[on].values.append(rate)
+                ratios.append(slow[True].values[-1] / slow[False].values[-1])
     finally:
-        stop(proxy)  # type: ignore[arg-type]
         stop(sink)
     print(table(list(slow.values()), slow[False], higher_is_better=True))
     print(
@@ -295,11 +280,8 @@ def pipelining(repeat: int, quick: bool) -> dict[str, float]:
         f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}..{max(ratios):.2f}] "
         "(target >= 2x; 4 round trips -> 2)"
     )
-    RAW.extend([limit, *rows.values(), *slow.values()])
-    return {"share_of_sink_limit": share, "latency_ratio": statistics.median(ratios)}
-
-
-RAW: list[Series] = []
+    series = [limit, *rows.values(), *slow.values()]
+    return series, {"share_of_sink_limit": share, "latency_ratio": statistics.median(ratios)}
 
 
 def main() -> None:
@@ -310,9 +292,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.only_pipelining:
         load = os.getloadavg()
-        figures = pipelining(1 if args.quick else args.repeat, args.quick)
+        series, figures = pipelining(1 if args.quick else args.repeat, args.quick)
         print(f"load average (1 min) at the start: {load[0]:.1f}")
-        path = save("smtp_pipelining", RAW, load_before=load, **figures)
+        path = save("smtp_pipelining", series, load_before=load, **figures)
         print(f"raw: {path}")
         return
     repeat = 1 if args.quick else args.repeat
@@ -359,11 +341,11 @@ def main() -> None:
     for row, size in zip(slow, SLOW_POOL_SIZES, strict=True):
         print(f"{row.name:<44} {row.median:>10.2f} msg/s = {row.median / size:.2f} x N")
 
-    figures = pipelining(repeat, args.quick)
+    series, figures = pipelining(repeat, args.quick)
     ratio = max(row.median for row in pooled) / baseline.median
     path = save(
         "smtp",
-        rows + slow + RAW,
+        rows + slow + series,
         **figures,
         build_us={"stdlib": stdlib_us, "ours": ours_us},
         message_bytes=message_bytes,

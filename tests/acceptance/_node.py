@@ -18,10 +18,15 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "js"
 MINIMUM = (20, 19)
 
 
-def _problem() -> str | None:
+class _Missing(Exception):
+    """What stops the supabase-js tests from running here."""
+
+
+def _node() -> str:
+    """The ``node`` binary, recent enough, with tests/js's packages installed."""
     node = shutil.which("node")
     if node is None:
-        return (
+        raise _Missing(
             "node not found on PATH: install Node.js 20.19 or newer, then scripts/install-node-deps"
         )
     version = subprocess.run(
@@ -29,20 +34,20 @@ def _problem() -> str | None:
     ).stdout.strip()
     major, minor, *_ = (int(part) for part in version.lstrip("v").split("."))
     if (major, minor) < MINIMUM:
-        return f"Node.js {version} is too old: 20.19 or newer is needed"
+        raise _Missing(f"Node.js {version} is too old: 20.19 or newer is needed")
     if not (SCRIPTS / "node_modules" / ".installed").is_file():
-        return f"{SCRIPTS / 'node_modules'} is not installed: run scripts/install-node-deps"
-    return None
+        raise _Missing(
+            f"{SCRIPTS / 'node_modules'} is not installed: run scripts/install-node-deps"
+        )
+    return node
 
 
 def require_node() -> str:
     """The ``node`` binary with tests/js's packages installed, or skip (locally) /
     fail (CI: APITASK_REQUIRE_NODE=1)."""
-    problem = _problem()
-    if problem is None:
-        found = shutil.which("node")
-        assert found is not None
-        return found
-    if os.environ.get("APITASK_REQUIRE_NODE") == "1":
-        pytest.fail(f"{problem}; CI requires it (APITASK_REQUIRE_NODE=1)")
-    pytest.skip(problem)
+    try:
+        return _node()
+    except _Missing as missing:
+        if os.environ.get("APITASK_REQUIRE_NODE") == "1":
+            pytest.fail(f"{missing}; CI requires it (APITASK_REQUIRE_NODE=1)")
+        pytest.skip(str(missing))

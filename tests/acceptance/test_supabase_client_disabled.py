@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="module")
-def autoconfirm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def features_off_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A dev server with autoconfirm on and phone sign-in off: dev mode turns it
     on, GoTrue's default (and every deployment that does not ask for it) is off."""
     yield from start_server(
@@ -31,9 +31,9 @@ def autoconfirm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 
 
 @pytest.fixture
-def signed_in(autoconfirm_server: Server) -> Iterator[SyncGoTrueClient]:
+def signed_in(features_off_server: Server) -> Iterator[SyncGoTrueClient]:
     """A client with a session (autoconfirm on: sign-up signs in)."""
-    with SyncGoTrueClient(url=autoconfirm_server.url, auto_refresh_token=False) as gotrue:
+    with SyncGoTrueClient(url=features_off_server.url, auto_refresh_token=False) as gotrue:
         gotrue.sign_up(
             {"email": f"off-{uuid.uuid4().hex[:10]}@example.com", "password": "correct-horse-9"}
         )
@@ -48,9 +48,9 @@ def _raised(call: object) -> AuthApiError:
 
 
 def test_anonymous_and_phone_sign_ins_raise_gotrue_s_disabled_errors(
-    autoconfirm_server: Server,
+    features_off_server: Server,
 ) -> None:
-    with SyncGoTrueClient(url=autoconfirm_server.url, auto_refresh_token=False) as gotrue:
+    with SyncGoTrueClient(url=features_off_server.url, auto_refresh_token=False) as gotrue:
         error = _raised(gotrue.sign_in_anonymously)
         assert (error.status, error.code) == (422, "anonymous_provider_disabled")
         assert error.message == "Anonymous sign-ins are disabled"
@@ -104,9 +104,9 @@ def test_mfa_and_identity_linking_answer_as_gotrue_with_them_off(
     )
 
 
-def test_admin_factors_are_an_empty_list(autoconfirm_server: Server) -> None:
-    headers = {"Authorization": f"Bearer {autoconfirm_server.service_key}"}
-    with SyncGoTrueAdminAPI(url=autoconfirm_server.url, headers=headers) as admin:
+def test_admin_factors_are_an_empty_list(features_off_server: Server) -> None:
+    headers = {"Authorization": f"Bearer {features_off_server.service_key}"}
+    with SyncGoTrueAdminAPI(url=features_off_server.url, headers=headers) as admin:
         user = admin.create_user(
             {"email": f"adm-{uuid.uuid4().hex[:10]}@example.com", "email_confirm": True}
         ).user
