@@ -402,11 +402,7 @@ async def unenroll(conn: AsyncConnection, session: Session, factor: Factor) -> N
 async def remove_factor(conn: AsyncConnection, factor: Factor) -> None:
     """Delete the factor (its challenges and try count with it) and lower its sessions."""
     await conn.execute(delete(mfa_factors).where(mfa_factors.c.id == factor["id"]))
-    await conn.execute(
-        delete(verify_attempts)
-        .where(verify_attempts.c.user_id == factor["user_id"])
-        .where(verify_attempts.c.token_type == _tries_key(factor["id"]))
-    )
+    await forget_tries(conn, factor["user_id"], [_tries_key(factor["id"])])
     method = SIGN_IN_METHOD[factor["factor_type"]]
     await lower_sessions_of_factor(conn, factor["user_id"], factor["id"], method)
 
