@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from apitask_auth.accounts.security import token_hash
 from apitask_auth.storage.tables import mfa_challenges, mfa_factors
 
 from ._accounts import bearer, signed_in
 from ._mfa import RecordingTexter, claims, error, methods, verify
+from .conftest import SECRET
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,6 +33,13 @@ async def _phone_service(make_service: Callable[..., Any], **overrides: Any) -> 
 def _texter(svc: Service) -> RecordingTexter:
     texter: RecordingTexter = svc.app.state.service.texter
     return texter
+
+
+async def _stored_hash(svc: Service, challenge_id: str) -> str:
+    async with svc.app.state.service.engine.connect() as conn:
+        query = select(mfa_challenges.c.otp_code).where(mfa_challenges.c.id == challenge_id)
+        stored: str = (await conn.execute(query)).scalar_one()
+    return stored
 
 
 async def _enroll_phone(svc: Service, session: dict[str, Any], phone: str) -> dict[str, Any]:
@@ -75,13 +84,7 @@ async def test_phone_factor_is_texted_its_code_and_raises_the_session(
         "mfa",
         "sms",
     )
-    async with svc.app.state.service.engine.connect() as conn:
-        stored = (
-            await conn.execute(
-                select(mfa_challenges.c.otp_code).where(mfa_challenges.c.id == challenge["id"])
-            )
-        ).scalar_one()
-    assert stored and code not in stored
+    assert await _stored_hash(svc, challenge["id"]) == token_hash(challenge["id"], code, SECRET)
 
     wrong = str((int(code) + 1) % 10**8).zfill(8)
     refused = await verify(svc, session, factor["id"], challenge["id"], wrong)
@@ -92,6 +95,7 @@ async def test_phone_factor_is_texted_its_code_and_raises_the_session(
         "aal2",
         ["mfa/phone", "password"],
     )
+    assert await _stored_hash(svc, challenge["id"]) == ""  # spent: nothing of the code kept
 
 
 async def test_phone_challenges_are_spaced_and_checked(make_service: Callable[..., Any]) -> None:

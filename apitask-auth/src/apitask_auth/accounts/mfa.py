@@ -369,8 +369,11 @@ async def verify_factor(
         raise CountedRefusal(422, ErrorCode.MFA_VERIFICATION_FAILED, wrong)
     await forget_tries(conn, user["id"], [key])
     at = now()
+    # Spent: ``verified_at`` refuses it again; its code's hash has no use left.
     await conn.execute(
-        update(mfa_challenges).where(mfa_challenges.c.id == challenge.id).values(verified_at=at)
+        update(mfa_challenges)
+        .where(mfa_challenges.c.id == challenge.id)
+        .values(verified_at=at, otp_code="")
     )
     if factor["status"] != "verified":
         await conn.execute(

@@ -280,7 +280,7 @@ mfa_factors = Table(
 )
 
 # One row per challenge; ``otp_code`` is the keyed hash of a phone challenge's code
-# (security.token_hash), empty for TOTP. ``verified_at`` set: spent.
+# (security.token_hash), empty for TOTP. ``verified_at`` set: spent (its hash blanked).
 mfa_challenges = Table(
     "mfa_challenges",
     metadata,
