@@ -11,7 +11,8 @@ from apitask_auth.accounts.security import token_hash
 from apitask_auth.storage.tables import mfa_challenges, mfa_factors
 
 from ._accounts import bearer, signed_in
-from ._mfa import RecordingTexter, claims, error, methods, verify
+from ._mfa import claims, error, methods, verify
+from ._texts import RecordingTexter
 from .conftest import SECRET
 
 if TYPE_CHECKING:
@@ -76,8 +77,9 @@ async def test_phone_factor_is_texted_its_code_and_raises_the_session(
     assert response.status_code == 200, response.text
     challenge = response.json()
     assert challenge["type"] == "phone"
-    [(phone, code, purpose, channel)] = _texter(svc).sent
-    assert (phone, len(code), code.isdigit(), purpose, channel) == (
+    [text] = _texter(svc).texts
+    code = text.otp
+    assert (text.phone, len(code), code.isdigit(), text.purpose, text.channel) == (
         "14155552671",
         8,
         True,
@@ -116,7 +118,7 @@ async def test_phone_challenges_are_spaced_and_checked(make_service: Callable[..
     status, code, message = error(again)
     assert (status, code) == (429, "over_sms_send_rate_limit")
     assert message.startswith("For security purposes, you can only request this after ")
-    assert len(_texter(svc).sent) == 1
+    assert len(_texter(svc).texts) == 1
 
 
 async def test_phone_enrolment_rules(make_service: Callable[..., Any]) -> None:
@@ -146,7 +148,7 @@ async def test_phone_enrolment_rules(make_service: Callable[..., Any]) -> None:
 
     factor_id = replaced.json()["id"]
     challenged = await svc.http.post(f"/factors/{factor_id}/challenge", headers=auth)
-    code = _texter(svc).sent[-1][1]
+    code = _texter(svc).code("14155552671")
     raised = (await verify(svc, session, factor_id, challenged.json()["id"], code)).json()
     again = await svc.http.post(
         "/factors",
