@@ -201,6 +201,9 @@ async def test_challenge_expiry_and_reuse(make_service: Callable[..., Any]) -> N
     assert body["type"] == "totp"
     assert before + 300 <= body["expires_at"] <= int(time.time()) + 300
     await age_challenge(svc, body["id"], 299)
+    wrong = "000000" if totp_code(factor) != "000000" else "111111"
+    alive = await verify(svc, session, factor["id"], body["id"], wrong)
+    assert error(alive)[:2] == (422, "mfa_verification_failed")  # compared: not expired yet
     await age_challenge(svc, body["id"], 301)
     expired = await verify(svc, session, factor["id"], body["id"], totp_code(factor))
     assert error(expired) == (
