@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import select
 
-from apitask_auth.storage.tables import mfa_factors, sessions
+from apitask_auth.storage.tables import mfa_factors, sessions, verify_attempts
 
 from ._accounts import PASSWORD, bearer, signed_in
 from ._mfa import (
@@ -35,6 +35,11 @@ async def _refresh(svc: Service, session: dict[str, Any]) -> Any:
     return await svc.http.post(
         "/token?grant_type=refresh_token", json={"refresh_token": session["refresh_token"]}
     )
+
+
+async def _try_counts(svc: Service) -> list[str]:
+    async with svc.app.state.service.engine.connect() as conn:
+        return list((await conn.execute(select(verify_attempts.c.token_type))).scalars())
 
 
 async def _sign_in(svc: Service, address: str) -> dict[str, Any]:
@@ -160,7 +165,7 @@ async def test_the_count_lapses_after_a_challenge_lifetime(
 
     from sqlalchemy import update
 
-    from apitask_auth.storage.tables import now, verify_attempts
+    from apitask_auth.storage.tables import now
 
     svc: Service = await make_service(security_max_verify_attempts=1)
     _, session = await signed_in(svc)
@@ -196,6 +201,9 @@ async def test_challenge_expiry_and_reuse(make_service: Callable[..., Any]) -> N
     assert body["type"] == "totp"
     assert before + 300 <= body["expires_at"] <= int(time.time()) + 300
     await age_challenge(svc, body["id"], 299)
+    wrong = "000000" if totp_code(factor) != "000000" else "111111"
+    alive = await verify(svc, session, factor["id"], body["id"], wrong)
+    assert error(alive)[:2] == (422, "mfa_verification_failed")  # compared: not expired yet
     await age_challenge(svc, body["id"], 301)
     expired = await verify(svc, session, factor["id"], body["id"], totp_code(factor))
     assert error(expired) == (
@@ -331,8 +339,13 @@ async def test_unenrol(svc: Service) -> None:
     its sessions fall back to aal1 without its amr method."""
     address, session = await signed_in(svc)
     loose = await enroll(svc, session, friendly_name="loose")
+    tried = await challenge(svc, session, loose["id"])
+    wrong = "000000" if totp_code(loose) != "000000" else "111111"
+    assert (await verify(svc, session, loose["id"], tried, wrong)).status_code == 422
+    assert f"mfa:{loose['id']}" in await _try_counts(svc)
     response = await svc.http.delete(f"/factors/{loose['id']}", headers=bearer(session))
     assert (response.status_code, response.json()) == (200, {"id": loose["id"]})
+    assert f"mfa:{loose['id']}" not in await _try_counts(svc)  # gone with its factor
 
     factor, raised = await verified_totp(svc, session)
     aal1 = await _sign_in(svc, address)

@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from apitask_auth.accounts.security import token_hash
 from apitask_auth.storage.tables import mfa_challenges, mfa_factors
 
 from ._accounts import bearer, signed_in
-from ._mfa import RecordingTexter, claims, error, methods, verify
+from ._mfa import claims, error, methods, verify
+from ._texts import RecordingTexter
+from .conftest import SECRET
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,6 +34,13 @@ async def _phone_service(make_service: Callable[..., Any], **overrides: Any) -> 
 def _texter(svc: Service) -> RecordingTexter:
     texter: RecordingTexter = svc.app.state.service.texter
     return texter
+
+
+async def _stored_hash(svc: Service, challenge_id: str) -> str:
+    async with svc.app.state.service.engine.connect() as conn:
+        query = select(mfa_challenges.c.otp_code).where(mfa_challenges.c.id == challenge_id)
+        stored: str = (await conn.execute(query)).scalar_one()
+    return stored
 
 
 async def _enroll_phone(svc: Service, session: dict[str, Any], phone: str) -> dict[str, Any]:
@@ -67,21 +77,16 @@ async def test_phone_factor_is_texted_its_code_and_raises_the_session(
     assert response.status_code == 200, response.text
     challenge = response.json()
     assert challenge["type"] == "phone"
-    [(phone, code, purpose, channel)] = _texter(svc).sent
-    assert (phone, len(code), code.isdigit(), purpose, channel) == (
+    [text] = _texter(svc).texts
+    code = text.otp
+    assert (text.phone, len(code), code.isdigit(), text.purpose, text.channel) == (
         "14155552671",
         8,
         True,
         "mfa",
         "sms",
     )
-    async with svc.app.state.service.engine.connect() as conn:
-        stored = (
-            await conn.execute(
-                select(mfa_challenges.c.otp_code).where(mfa_challenges.c.id == challenge["id"])
-            )
-        ).scalar_one()
-    assert stored and code not in stored
+    assert await _stored_hash(svc, challenge["id"]) == token_hash(challenge["id"], code, SECRET)
 
     wrong = str((int(code) + 1) % 10**8).zfill(8)
     refused = await verify(svc, session, factor["id"], challenge["id"], wrong)
@@ -92,6 +97,7 @@ async def test_phone_factor_is_texted_its_code_and_raises_the_session(
         "aal2",
         ["mfa/phone", "password"],
     )
+    assert await _stored_hash(svc, challenge["id"]) == ""  # spent: nothing of the code kept
 
 
 async def test_phone_challenges_are_spaced_and_checked(make_service: Callable[..., Any]) -> None:
@@ -112,7 +118,7 @@ async def test_phone_challenges_are_spaced_and_checked(make_service: Callable[..
     status, code, message = error(again)
     assert (status, code) == (429, "over_sms_send_rate_limit")
     assert message.startswith("For security purposes, you can only request this after ")
-    assert len(_texter(svc).sent) == 1
+    assert len(_texter(svc).texts) == 1
 
 
 async def test_phone_enrolment_rules(make_service: Callable[..., Any]) -> None:
@@ -142,7 +148,7 @@ async def test_phone_enrolment_rules(make_service: Callable[..., Any]) -> None:
 
     factor_id = replaced.json()["id"]
     challenged = await svc.http.post(f"/factors/{factor_id}/challenge", headers=auth)
-    code = _texter(svc).sent[-1][1]
+    code = _texter(svc).code("14155552671")
     raised = (await verify(svc, session, factor_id, challenged.json()["id"], code)).json()
     again = await svc.http.post(
         "/factors",

@@ -11,6 +11,7 @@ is not compared, and its answer is the same as a wrong code's (403
 ``otp_expired``, or 422 for a re-authentication nonce). The count lives in the database, so it
 holds across processes and restarts; sending a new code, or proving one right,
 removes it (``users.set_one_time_token``, ``users.clear_one_time_token(s)``).
+MFA counts a factor's tries here too (:mod:`.mfa`, token type ``mfa:<factor id>``).
 
 The caller counts in the transaction that compares the code and must commit it
 when the code is wrong (the count is the point): it falls through rather than

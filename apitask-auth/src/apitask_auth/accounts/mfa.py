@@ -369,8 +369,11 @@ async def verify_factor(
         raise CountedRefusal(422, ErrorCode.MFA_VERIFICATION_FAILED, wrong)
     await forget_tries(conn, user["id"], [key])
     at = now()
+    # Spent: ``verified_at`` refuses it again; its code's hash has no use left.
     await conn.execute(
-        update(mfa_challenges).where(mfa_challenges.c.id == challenge.id).values(verified_at=at)
+        update(mfa_challenges)
+        .where(mfa_challenges.c.id == challenge.id)
+        .values(verified_at=at, otp_code="")
     )
     if factor["status"] != "verified":
         await conn.execute(
@@ -402,11 +405,7 @@ async def unenroll(conn: AsyncConnection, session: Session, factor: Factor) -> N
 async def remove_factor(conn: AsyncConnection, factor: Factor) -> None:
     """Delete the factor (its challenges and try count with it) and lower its sessions."""
     await conn.execute(delete(mfa_factors).where(mfa_factors.c.id == factor["id"]))
-    await conn.execute(
-        delete(verify_attempts)
-        .where(verify_attempts.c.user_id == factor["user_id"])
-        .where(verify_attempts.c.token_type == _tries_key(factor["id"]))
-    )
+    await forget_tries(conn, factor["user_id"], [_tries_key(factor["id"])])
     method = SIGN_IN_METHOD[factor["factor_type"]]
     await lower_sessions_of_factor(conn, factor["user_id"], factor["id"], method)
 

@@ -29,6 +29,7 @@ from apitask_auth.storage.tables import new_id, now, refresh_tokens, sessions
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from sqlalchemy import Row
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from apitask_auth.config import Settings
@@ -136,6 +137,18 @@ async def _insert_refresh_token(
     return token
 
 
+async def _active_token(conn: AsyncConnection, session_id: str) -> Row[int, str, str | None] | None:
+    """The session's newest unrevoked refresh token (id, token, parent), if any."""
+    query = (
+        select(refresh_tokens.c.id, refresh_tokens.c.token, refresh_tokens.c.parent)
+        .where(refresh_tokens.c.session_id == session_id)
+        .where(refresh_tokens.c.revoked.is_(False))
+        .order_by(refresh_tokens.c.id.desc())
+        .limit(1)
+    )
+    return (await conn.execute(query)).first()
+
+
 async def issue_session(
     conn: AsyncConnection, settings: Settings, user: User, method: str
 ) -> SessionBody:
@@ -198,15 +211,7 @@ async def refresh_session(
     if row.revoked:
         # GoTrue's order (internal/tokens/service.go): the session's active token first,
         # then the reuse interval; rotation on or off only decides what reuse costs.
-        active = (
-            await conn.execute(
-                select(refresh_tokens.c.token, refresh_tokens.c.parent)
-                .where(refresh_tokens.c.session_id == session["id"])
-                .where(refresh_tokens.c.revoked.is_(False))
-                .order_by(refresh_tokens.c.id.desc())
-                .limit(1)
-            )
-        ).first()
+        active = await _active_token(conn, session["id"])
         reuse_window = timedelta(seconds=settings.security_refresh_token_reuse_interval)
         if active is not None and active.parent == token:
             # The client lost the answer that carried the active token: hand it out again.
@@ -276,15 +281,7 @@ async def add_method(
 async def rotate_refresh_token(conn: AsyncConnection, user_id: str, session_id: str) -> str:
     """A new refresh token for the session, the active one revoked as its parent
     (GoTrue's GrantRefreshTokenSwap): the client holds the raised session's token."""
-    active = (
-        await conn.execute(
-            select(refresh_tokens.c.id, refresh_tokens.c.token)
-            .where(refresh_tokens.c.session_id == session_id)
-            .where(refresh_tokens.c.revoked.is_(False))
-            .order_by(refresh_tokens.c.id.desc())
-            .limit(1)
-        )
-    ).first()
+    active = await _active_token(conn, session_id)
     parent = None
     if active is not None:
         await conn.execute(

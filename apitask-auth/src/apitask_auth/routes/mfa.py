@@ -20,7 +20,7 @@ from apitask_auth.accounts.attempts import keeping_tries
 from apitask_auth.accounts.audit import audit
 from apitask_auth.accounts.factors import find_factor, list_factors
 from apitask_auth.accounts.sessions import get_session, session_response
-from apitask_auth.accounts.users import factor_json, get_user
+from apitask_auth.accounts.users import factor_json
 from apitask_auth.errors import ErrorCode, bad_request, forbidden, unprocessable
 from apitask_auth.http.deps import Admin, Auth, Svc  # noqa: TC001 - read by FastAPI
 from apitask_auth.http.models import (
@@ -158,9 +158,10 @@ async def verify(
 ) -> Response:
     """Prove the factor with a challenge's code: the session becomes aal2 and a new
     access and refresh token are issued."""
+    user = caller.user  # verifying changes the session, not the user row
     async with keeping_tries(svc.engine) as conn:
         # The factor first, then the body: GoTrue's loadFactor runs before the handler.
-        factor = await find_factor(conn, caller.user["id"], factor_id, lock=True)
+        factor = await find_factor(conn, user["id"], factor_id, lock=True)
         params = _sent(params)
         code = params.code or ""
         if not code:
@@ -169,9 +170,8 @@ async def verify(
         mfa.check_type_enabled(svc.settings, factor["factor_type"], "verify")
         session = await _session(conn, caller)
         raised, token = await mfa.verify_factor(
-            conn, svc.settings, caller.user, session, factor, challenge_id, code, _ip(request)
+            conn, svc.settings, user, session, factor, challenge_id, code, _ip(request)
         )
-        user = await get_user(conn, caller.user["id"]) or caller.user
         traits = {
             "factor_id": factor["id"],
             "challenge_id": challenge_id,

@@ -7,7 +7,7 @@ then the apitask outbox's own. Step 1 builds the frozen copy in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, select, text
 from sqlalchemy.schema import CreateIndex
@@ -98,14 +98,17 @@ def _one_account_per_address(connection: Connection) -> None:
         connection.execute(CreateIndex(index, if_not_exists=True))
 
 
+def _add_column(connection: Connection, column: Column[Any]) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for a live (nullable) column, typed by the backend."""
+    kind = column.type.compile(dialect=connection.dialect)
+    connection.exec_driver_sql(f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {kind}")
+
+
 def _mfa(connection: Connection) -> None:
     """MFA factors and their challenges, and the factor that raised a session."""
     mfa_factors.create(connection, checkfirst=False)
     mfa_challenges.create(connection, checkfirst=False)
-    # Built from the live column so both backends get their own type for it.
-    column = sessions.c.factor_id
-    kind = column.type.compile(dialect=connection.dialect)
-    connection.exec_driver_sql(f"ALTER TABLE sessions ADD COLUMN {column.name} {kind}")
+    _add_column(connection, sessions.c.factor_id)
     connection.execute(CreateIndex(sessions_factor_id_idx))
 
 
@@ -115,9 +118,7 @@ def _phone_changes(connection: Connection) -> None:
     No existing row can break the unique index: no earlier version stored a number.
     """
     for name in ("phone_change", "phone_change_token", "phone_change_sent_at"):
-        column = users.c[name]
-        kind = column.type.compile(dialect=connection.dialect)
-        connection.exec_driver_sql(f"ALTER TABLE users ADD COLUMN {name} {kind}")
+        _add_column(connection, users.c[name])
     for index in (users_phone_partial_key, users_phone_change_idx):
         connection.execute(CreateIndex(index))
 

@@ -280,7 +280,7 @@ mfa_factors = Table(
 )
 
 # One row per challenge; ``otp_code`` is the keyed hash of a phone challenge's code
-# (security.token_hash), empty for TOTP. ``verified_at`` set: spent.
+# (security.token_hash), empty for TOTP. ``verified_at`` set: spent (its hash blanked).
 mfa_challenges = Table(
     "mfa_challenges",
     metadata,
@@ -311,7 +311,9 @@ email_rate_limits = Table(
 )
 
 # Tries of each user's mailed code, by one_time_tokens.token_type (attempts.py):
-# counted when a try starts, dropped when a code is sent or proven right.
+# counted when a try starts, dropped when a code is sent or proven right. An MFA
+# factor's tries share the table as token_type "mfa:<factor id>" (accounts/mfa.py:
+# dropped when proven right, with the factor, or after a challenge's lifetime idle).
 verify_attempts = Table(
     "verify_attempts",
     metadata,
