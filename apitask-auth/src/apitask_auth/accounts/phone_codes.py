@@ -47,9 +47,10 @@ the nonce of ``/reauthenticate`` for a user with no address."""
 
 @dataclass(frozen=True, slots=True)
 class PhoneCode:
-    """Where one kind of phone code is stored."""
+    """Where one kind of phone code is stored: its ``one_time_tokens`` type, which
+    is also the name of the users column that holds it, and its sent-at column."""
 
-    token_type: str
+    token_type: Literal["confirmation_token", "phone_change_token", "reauthentication_token"]
     sent_at: SentAtColumn
 
 

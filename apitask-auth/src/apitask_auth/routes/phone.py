@@ -58,7 +58,10 @@ __all__ = [
     "verify_phone",
 ]
 
-PHONE_VERIFY_TYPES = {"sms": "confirmation", "phone_change": "phone_change"}
+PHONE_VERIFY_TYPES: dict[str, PhoneCodeKind] = {
+    "sms": "confirmation",
+    "phone_change": "phone_change",
+}
 """POST /verify's phone types, and the kind of code each one checks."""
 
 SIGNED_UP = "signed up by phone"
@@ -219,7 +222,7 @@ async def _right_code(
     if tries.allowed(user_id, stored_as.token_type):
         fixed = settings.test_otp(phone, now())
         right = fixed is not None and constant_time_equal(code, fixed)
-        stored = current["phone_change_token" if kind == "phone_change" else "confirmation_token"]
+        stored = current[stored_as.token_type]
         sent_at = current[stored_as.sent_at]
         right = right or (
             bool(stored)
@@ -245,7 +248,7 @@ async def verify_phone(
     try commits its count first (attempts.py).
     """
     settings = svc.settings
-    kind: PhoneCodeKind = "phone_change" if verify_type == "phone_change" else "confirmation"
+    kind = PHONE_VERIFY_TYPES[verify_type]
     aud = request_aud(settings, request)
     outcome: Response | None = None
     async with svc.engine.begin() as conn:
