@@ -89,13 +89,16 @@ async def _check_nonce(conn: AsyncConnection, settings: Settings, user: User, no
     assert current is not None  # the caller's own row, inside this transaction
     stored = current["reauthentication_token"]  # None once dropped at its last try
     sent_at = current["reauthentication_sent_at"]
-    # The nonce was hashed with where it went: the address, or the number (by text).
-    sent_to = current["email"] or current["phone"] or ""
+    # The nonce was hashed with where it went, and lives as long as a code sent there
+    # does: the address (a mail), or the number (a text), as in GoTrue.
+    sent_to, lifetime = current["email"], settings.otp_exp
+    if not sent_to:
+        sent_to, lifetime = current["phone"] or "", settings.sms_code_exp
     expected = token_hash(sent_to, nonce, settings.jwt_secret)
     if (
         not stored
         or sent_at is None
-        or sent_at + settings.otp_exp < now()
+        or sent_at + lifetime < now()
         or not constant_time_equal(stored, expected)
     ):
         await drop_spent(conn, tries.spent)
