@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from apitask_auth.accounts.attempts import count_try, drop_spent, forget_tries
 from apitask_auth.accounts.audit import audit
 from apitask_auth.accounts.phone_codes import PHONE_CODES, confirm_phone, send_phone_code
-from apitask_auth.accounts.security import constant_time_equal, token_hash
+from apitask_auth.accounts.security import constant_time_equal, otp_is_valid, token_hash
 from apitask_auth.accounts.sessions import issue_session
 from apitask_auth.accounts.users import (
     create_user,
@@ -220,15 +220,14 @@ async def _right_code(
     assert current is not None  # found in this transaction
     right = False
     if tries.allowed(user_id, stored_as.token_type):
-        fixed = settings.test_otp(phone, now())
-        right = fixed is not None and constant_time_equal(code, fixed)
-        stored = current[stored_as.token_type]
-        sent_at = current[stored_as.sent_at]
-        right = right or (
-            bool(stored)
-            and sent_at is not None
-            and sent_at + settings.sms_code_exp >= now()
-            and constant_time_equal(stored or "", token_hash(phone, code, settings.jwt_secret))
+        at = now()
+        fixed = settings.test_otp(phone, at)
+        right = (fixed is not None and constant_time_equal(code, fixed)) or otp_is_valid(
+            token_hash(phone, code, settings.jwt_secret),
+            current[stored_as.token_type],
+            current[stored_as.sent_at],
+            settings.sms_code_exp,
+            at,
         )
     if not right:
         await drop_spent(conn, tries.spent)
