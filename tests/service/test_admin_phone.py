@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from apitask_auth.accounts.users import PhoneTakenError, create_user
+from apitask_auth.accounts.users import PhoneTakenError, create_user, find_user_by_phone
+from apitask_auth.routes import admin as admin_routes
 
 from .conftest import email
 
@@ -75,16 +76,26 @@ async def test_admin_creates_a_user_with_an_address_and_a_number(
 
 
 async def test_admin_create_refuses_a_taken_or_invalid_number(
-    make_service: Callable[..., Any],
+    make_service: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A taken number is refused by the first look-up: not run again as a lost race."""
     svc = await _phone_service(make_service)
     headers = svc.admin_headers()
     number = _number()
     await _created(svc, {"phone": number})
+    look_ups: list[str] = []
+
+    async def counted(conn: Any, phone: str, aud: str) -> Any:
+        look_ups.append(phone)
+        return await find_user_by_phone(conn, phone, aud)
+
+    monkeypatch.setattr(admin_routes, "find_user_by_phone", counted)
     for body in ({"phone": number}, {"email": email(), "phone": number.removeprefix("+")}):
+        look_ups.clear()
         taken = await svc.http.post("/admin/users", json=body, headers=headers)
         assert (taken.status_code, taken.json()["error_code"]) == (422, "phone_exists"), body
         assert taken.json()["msg"] == "Phone number already registered by another user"
+        assert len(look_ups) == 1, body
     invalid = await svc.http.post("/admin/users", json={"phone": "+0123"}, headers=headers)
     assert (invalid.status_code, invalid.json()["msg"]) == (
         400,

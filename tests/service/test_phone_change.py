@@ -4,11 +4,14 @@ verify.go's smsVerify)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlalchemy import update
 
 from apitask_auth.accounts.phones import INVALID_CHANNEL
+from apitask_auth.storage.tables import now, users
 
 from ._accounts import PASSWORD as EMAIL_PASSWORD
 from ._accounts import age_session, signed_in
@@ -188,11 +191,11 @@ async def test_a_phone_user_reauthenticates_by_text(make_service: Callable[..., 
     sent = await phones.http.get("/reauthenticate", headers=_bearer(session))
     assert (sent.status_code, sent.json()) == (200, {})
     nonce = phones.texter.code(number)
+    not_it = "000000" if nonce != "000000" else "111111"
     wrong = await phones.http.put(
-        "/user", json={"password": "new-password-1", "nonce": "000000"}, headers=_bearer(session)
+        "/user", json={"password": "new-password-1", "nonce": not_it}, headers=_bearer(session)
     )
-    if nonce != "000000":
-        assert _error(wrong)[:2] == (422, "reauthentication_not_valid")
+    assert _error(wrong)[:2] == (422, "reauthentication_not_valid")
     changed = await phones.http.put(
         "/user", json={"password": "new-password-1", "nonce": nonce}, headers=_bearer(session)
     )
@@ -201,3 +204,28 @@ async def test_a_phone_user_reauthenticates_by_text(make_service: Callable[..., 
         "/token?grant_type=password", json={"phone": number, "password": "new-password-1"}
     )
     assert signed_in.status_code == 200
+
+
+async def test_a_texted_nonce_lives_as_long_as_a_texted_code(
+    make_service: Callable[..., Any],
+) -> None:
+    """GoTrue's verifyReauthentication: a nonce sent by text expires after
+    GOTRUE_SMS_OTP_EXP, not the mailed codes' GOTRUE_MAILER_OTP_EXP (a day)."""
+    phones = await phone_service(
+        make_service, security_update_password_require_reauthentication=True, sms_otp_exp=30
+    )
+    number, session = await phones.signed_up()
+    await age_session(phones.svc, session, 25)
+    await phones.http.get("/reauthenticate", headers=_bearer(session))
+    async with phones.svc.app.state.service.engine.begin() as conn:
+        await conn.execute(
+            update(users)
+            .where(users.c.phone == number)
+            .values(reauthentication_sent_at=now() - timedelta(seconds=31))
+        )
+    late = await phones.http.put(
+        "/user",
+        json={"password": "new-password-1", "nonce": phones.texter.code(number)},
+        headers=_bearer(session),
+    )
+    assert _error(late) == (422, "reauthentication_not_valid", "Nonce has expired or is invalid")

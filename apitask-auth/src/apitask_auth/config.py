@@ -461,8 +461,8 @@ class Settings(BaseSettings):
 
     @property
     def otp_length(self) -> int:
-        """``GOTRUE_MAILER_OTP_LENGTH``, where values outside 6..10 become 6 (§2)."""
-        return self.mailer_otp_length if 6 <= self.mailer_otp_length <= 10 else 6
+        """``GOTRUE_MAILER_OTP_LENGTH``, read by :func:`_code_length` (§2)."""
+        return _code_length(self.mailer_otp_length)
 
     @property
     def otp_exp(self) -> timedelta:
@@ -481,8 +481,8 @@ class Settings(BaseSettings):
 
     @property
     def mfa_phone_code_length(self) -> int:
-        """``GOTRUE_MFA_PHONE_OTP_LENGTH``, where values outside 6..10 become 6 (as GoTrue)."""
-        return self.mfa_phone_otp_length if 6 <= self.mfa_phone_otp_length <= 10 else 6
+        """``GOTRUE_MFA_PHONE_OTP_LENGTH``, read by :func:`_code_length`."""
+        return _code_length(self.mfa_phone_otp_length)
 
     @property
     def mfa_phone_interval(self) -> timedelta:
@@ -491,8 +491,8 @@ class Settings(BaseSettings):
 
     @property
     def sms_code_length(self) -> int:
-        """``GOTRUE_SMS_OTP_LENGTH``, where values outside 6..10 become 6, as GoTrue does."""
-        return self.sms_otp_length if 6 <= self.sms_otp_length <= 10 else 6
+        """``GOTRUE_SMS_OTP_LENGTH``, read by :func:`_code_length`."""
+        return _code_length(self.sms_otp_length)
 
     @property
     def sms_code_exp(self) -> timedelta:
@@ -518,6 +518,11 @@ class Settings(BaseSettings):
 
 
 @functools.lru_cache(maxsize=8)
+def _code_length(configured: int) -> int:
+    """A code length setting as GoTrue reads each: values outside 6..10 become 6."""
+    return configured if 6 <= configured <= 10 else 6
+
+
 def _test_otps(raw: str) -> dict[str, str]:
     return parse_test_otps(raw)
 

@@ -268,15 +268,18 @@ async def issue_one_time_token(
     *,
     sent_at_column: SentAtColumn,
     pkce: bool = False,
+    otp: str | None = None,
 ) -> tuple[User, str, str]:
-    """Store the hash of a fresh OTP as ``user``'s ``token_type`` token for ``address``.
+    """Store the hash of a fresh OTP (or of ``otp``) as ``user``'s ``token_type``
+    token for ``address`` (an address, or a number for a texted code).
 
     Returns:
         The user as now stored, the OTP (for the mail) and the stored hash (for
         the link). A PKCE flow's hash carries :data:`PKCE_TOKEN_PREFIX`, by which
         verification tells the flow apart (§2).
     """
-    otp = generate_otp(settings.otp_length)
+    if otp is None:
+        otp = generate_otp(settings.otp_length)
     stored = (PKCE_TOKEN_PREFIX if pkce else "") + token_hash(address, otp, settings.jwt_secret)
     user = await set_one_time_token(
         conn, user, token_type, stored, address, sent_at_column=sent_at_column

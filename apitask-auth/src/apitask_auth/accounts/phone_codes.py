@@ -1,8 +1,9 @@
 """The phone flows' codes: texting one, and what a right one does (§11).
 
-A code is stored as GoTrue stores it: its hash (:func:`~.security.token_hash`
-of the number and the code) on the user's column and as the user's one
-``one_time_tokens`` row of that type, ``relates_to`` the number. A sign-up
+A code is stored as GoTrue stores it, by :func:`~.flows.issue_one_time_token` as a
+mailed one is: its hash (:func:`~.security.token_hash` of the number and the
+code) on the user's column and as the user's one ``one_time_tokens`` row of
+that type, ``relates_to`` the number. A sign-up
 or sign-in code is a ``confirmation_token`` (``confirmation_sent_at``), a
 phone change's is a ``phone_change_token`` (``phone_change_sent_at``),
 exactly GoTrue's columns. Its tries are counted like a mailed code's
@@ -17,13 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from apitask_auth.accounts.audit import audit
-from apitask_auth.accounts.flows import check_interval
-from apitask_auth.accounts.security import generate_otp, token_hash
+from apitask_auth.accounts.flows import check_interval, issue_one_time_token
+from apitask_auth.accounts.security import generate_otp
 from apitask_auth.accounts.users import (
     User,
     clear_one_time_tokens,
     providers_metadata,
-    set_one_time_token,
     set_phone_identity,
     update_user,
 )
@@ -47,9 +47,10 @@ the nonce of ``/reauthenticate`` for a user with no address."""
 
 @dataclass(frozen=True, slots=True)
 class PhoneCode:
-    """Where one kind of phone code is stored."""
+    """Where one kind of phone code is stored: its ``one_time_tokens`` type, which
+    is also the name of the users column that holds it, and its sent-at column."""
 
-    token_type: str
+    token_type: Literal["confirmation_token", "phone_change_token", "reauthentication_token"]
     sent_at: SentAtColumn
 
 
@@ -85,13 +86,8 @@ async def send_phone_code(
     otp = fixed if fixed is not None else generate_otp(settings.sms_code_length)
     if kind == "phone_change":
         user = await update_user(conn, user["id"], phone_change=phone)
-    user = await set_one_time_token(
-        conn,
-        user,
-        code.token_type,
-        token_hash(phone, otp, settings.jwt_secret),
-        phone,
-        sent_at_column=code.sent_at,
+    user, _, _ = await issue_one_time_token(
+        conn, settings, user, code.token_type, phone, sent_at_column=code.sent_at, otp=otp
     )
     if fixed is None:
         try:

@@ -14,8 +14,12 @@ import hashlib
 import hmac
 import secrets
 import string
+from typing import TYPE_CHECKING
 
 import bcrypt
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
 
 __all__ = [
     "check_password",
@@ -23,6 +27,7 @@ __all__ = [
     "generate_otp",
     "hash_password",
     "new_refresh_token",
+    "otp_is_valid",
     "pkce_matches",
     "random_password",
     "token_hash",
@@ -52,6 +57,16 @@ def token_hash(email: str, otp: str, key: str) -> str:
 def constant_time_equal(a: str, b: str) -> bool:
     """Compare two secrets without leaking where they differ."""
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+def otp_is_valid(
+    expected: str, stored: str | None, sent_at: datetime | None, lifetime: timedelta, at: datetime
+) -> bool:
+    """GoTrue's ``isOtpValid``: a code is ``stored``, was sent no more than ``lifetime``
+    before ``at``, and ``expected`` (the hash of the code tried) is it."""
+    if not stored or sent_at is None or sent_at + lifetime < at:
+        return False
+    return constant_time_equal(stored, expected)
 
 
 # GoTrue hashes with Go's bcrypt.DefaultCost.

@@ -83,6 +83,13 @@ def _email_exists() -> APIError:
     )
 
 
+def _phone_exists() -> APIError:
+    """:class:`PhoneTakenError`'s answer, for a number a look-up found taken: not that
+    error, which :func:`retry_if_taken` would take for a lost race and run again."""
+    taken = PhoneTakenError()
+    return APIError(taken.status, taken.code, taken.message)
+
+
 async def _invitee(
     conn: AsyncConnection, settings: Settings, email: str, aud: str, data: dict[str, Any]
 ) -> User:
@@ -388,7 +395,7 @@ async def create_admin_user(
             if email and await find_user_by_email(conn, email, aud) is not None:
                 raise _email_exists()
             if phone and await find_user_by_phone(conn, phone, aud) is not None:
-                raise PhoneTakenError
+                raise _phone_exists()
             if user_id is not None and await get_user(conn, user_id) is not None:
                 raise unprocessable(ErrorCode.USER_ALREADY_EXISTS, "User already registered")
             user = await create_user(

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from apitask_auth.accounts.attempts import count_try, drop_spent, forget_tries
 from apitask_auth.accounts.audit import audit
 from apitask_auth.accounts.phone_codes import PHONE_CODES, confirm_phone, send_phone_code
-from apitask_auth.accounts.security import constant_time_equal, token_hash
+from apitask_auth.accounts.security import constant_time_equal, otp_is_valid, token_hash
 from apitask_auth.accounts.sessions import issue_session
 from apitask_auth.accounts.users import (
     create_user,
@@ -58,7 +58,10 @@ __all__ = [
     "verify_phone",
 ]
 
-PHONE_VERIFY_TYPES = {"sms": "confirmation", "phone_change": "phone_change"}
+PHONE_VERIFY_TYPES: dict[str, PhoneCodeKind] = {
+    "sms": "confirmation",
+    "phone_change": "phone_change",
+}
 """POST /verify's phone types, and the kind of code each one checks."""
 
 SIGNED_UP = "signed up by phone"
@@ -217,15 +220,14 @@ async def _right_code(
     assert current is not None  # found in this transaction
     right = False
     if tries.allowed(user_id, stored_as.token_type):
-        fixed = settings.test_otp(phone, now())
-        right = fixed is not None and constant_time_equal(code, fixed)
-        stored = current["phone_change_token" if kind == "phone_change" else "confirmation_token"]
-        sent_at = current[stored_as.sent_at]
-        right = right or (
-            bool(stored)
-            and sent_at is not None
-            and sent_at + settings.sms_code_exp >= now()
-            and constant_time_equal(stored or "", token_hash(phone, code, settings.jwt_secret))
+        at = now()
+        fixed = settings.test_otp(phone, at)
+        right = (fixed is not None and constant_time_equal(code, fixed)) or otp_is_valid(
+            token_hash(phone, code, settings.jwt_secret),
+            current[stored_as.token_type],
+            current[stored_as.sent_at],
+            settings.sms_code_exp,
+            at,
         )
     if not right:
         await drop_spent(conn, tries.spent)
@@ -245,7 +247,7 @@ async def verify_phone(
     try commits its count first (attempts.py).
     """
     settings = svc.settings
-    kind: PhoneCodeKind = "phone_change" if verify_type == "phone_change" else "confirmation"
+    kind = PHONE_VERIFY_TYPES[verify_type]
     aud = request_aud(settings, request)
     outcome: Response | None = None
     async with svc.engine.begin() as conn:

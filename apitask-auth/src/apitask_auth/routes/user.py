@@ -27,8 +27,8 @@ from apitask_auth.accounts.phone_codes import confirm_phone, send_phone_code
 from apitask_auth.accounts.phones import validate_channel, validate_phone
 from apitask_auth.accounts.security import (
     check_password,
-    constant_time_equal,
     hash_password,
+    otp_is_valid,
     token_hash,
 )
 from apitask_auth.accounts.sessions import delete_sessions, get_session
@@ -87,16 +87,17 @@ async def _check_nonce(conn: AsyncConnection, settings: Settings, user: User, no
     tries = await count_try(conn, limit, [user["id"]], [_NONCE])
     current = await get_user(conn, user["id"])
     assert current is not None  # the caller's own row, inside this transaction
-    stored = current["reauthentication_token"]  # None once dropped at its last try
-    sent_at = current["reauthentication_sent_at"]
-    # The nonce was hashed with where it went: the address, or the number (by text).
-    sent_to = current["email"] or current["phone"] or ""
-    expected = token_hash(sent_to, nonce, settings.jwt_secret)
-    if (
-        not stored
-        or sent_at is None
-        or sent_at + settings.otp_exp < now()
-        or not constant_time_equal(stored, expected)
+    # The nonce was hashed with where it went, and lives as long as a code sent there
+    # does: the address (a mail), or the number (a text), as in GoTrue.
+    sent_to, lifetime = current["email"], settings.otp_exp
+    if not sent_to:
+        sent_to, lifetime = current["phone"] or "", settings.sms_code_exp
+    if not otp_is_valid(
+        token_hash(sent_to, nonce, settings.jwt_secret),
+        current["reauthentication_token"],  # None once dropped at its last try
+        current["reauthentication_sent_at"],
+        lifetime,
+        now(),
     ):
         await drop_spent(conn, tries.spent)
         raise CountedRefusal(
