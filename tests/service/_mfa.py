@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,35 +15,7 @@ from ._accounts import bearer
 from .conftest import SECRET
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
-
-    from apitask_auth.delivery.texter import Channel, Purpose
-    from apitask_auth.storage.rows import User
-
     from .conftest import Service
-
-
-@dataclass
-class RecordingTexter:
-    """A texter that keeps what it was asked to send: (phone, code, purpose, channel)."""
-
-    sent: list[tuple[str, str, str, str]] = field(default_factory=list)
-
-    async def send(
-        self,
-        phone: str,
-        otp: str,
-        *,
-        user: User,
-        channel: Channel = "sms",
-        purpose: Purpose = "otp",
-        connection: AsyncConnection,
-    ) -> None:
-        """Record the text."""
-        self.sent.append((phone, otp, purpose, channel))
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
 
 
 def claims(session: dict[str, Any]) -> dict[str, Any]:

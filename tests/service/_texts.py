@@ -1,4 +1,4 @@
-"""A texter that records what it is asked to send, for the phone-flow tests.
+"""A texter that records what it is asked to send, for the phone-flow and MFA tests.
 
 It stands where the SMS chain stands (``create_app(texter=...)``): the flows'
 side of the door is under test, not the delivery. It can be told to fail
@@ -54,6 +54,11 @@ class RecordingTexter:
     async def aclose(self) -> None:
         """Nothing to finish."""
         self.closed = True
+
+    @property
+    def sent(self) -> list[tuple[str, str, str, str]]:
+        """Every text as ``(phone, code, purpose, channel)``, oldest first (the MFA tests' view)."""
+        return [(text.phone, text.otp, text.purpose, text.channel) for text in self.texts]
 
     def to(self, phone: str) -> list[Text]:
         """The texts sent to ``phone`` (stored form), oldest first."""

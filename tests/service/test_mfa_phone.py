@@ -10,7 +10,8 @@ from sqlalchemy import select
 from apitask_auth.storage.tables import mfa_challenges, mfa_factors
 
 from ._accounts import bearer, signed_in
-from ._mfa import RecordingTexter, claims, error, methods, verify
+from ._mfa import claims, error, methods, verify
+from ._texts import RecordingTexter
 
 if TYPE_CHECKING:
     from collections.abc import Callable
