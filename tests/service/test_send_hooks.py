@@ -54,7 +54,7 @@ async def signup(svc: Service, address: str) -> Any:
 
 
 async def outbox_payloads(svc: Service) -> list[str]:
-    outbox = svc.app.state.service.mailer.outbox
+    outbox = svc.app.state.service.mailer.runtime.outbox
     return [job.payload for job in await outbox.list(limit=1000)] if outbox else []
 
 
@@ -393,7 +393,7 @@ async def test_in_outbox_mode_the_call_commits_with_the_flow(
             )
             assert answer.status_code == 200
         await asyncio.to_thread(receiver.wait_accepted, 1)
-        jobs = await svc.app.state.service.mailer.outbox.list(limit=1000)
+        jobs = await svc.app.state.service.mailer.runtime.outbox.list(limit=1000)
     # This user's jobs (PostgreSQL tests share a database): none for the rollback.
     [job] = [job for job in jobs if job.type == "webhook.send-sms" and user_id in job.payload]
     assert "222222" in job.payload
