@@ -213,10 +213,9 @@ class MailChain:
 
     async def start(self) -> None:
         """Start the dev inbox and the transport, and register the ``mailer.`` tasks."""
-        address = await self.inbox.start() if self.inbox is not None else None
-        self.transport = self._given or transport_for(
-            self.settings, address if self._to_inbox else None
-        )
+        # The inbox listens for SMTP only when the mail goes there: it may hold texts only.
+        address = await self.inbox.start() if self._to_inbox and self.inbox is not None else None
+        self.transport = self._given or transport_for(self.settings, address)
         self.templates.client = CountingClient(
             ValidatingClient(
                 BackgroundClient(self.transport),
