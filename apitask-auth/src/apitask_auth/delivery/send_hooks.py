@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import apitask
 from apitask import Outcome, TaskCounters
 from apitask.webhooks import (
     HTTPWebhookClient,
@@ -179,10 +178,7 @@ class SendHook:
         }
         task = WebhookTask(Webhook.create(self.name, self.uri, body, id=webhook_id), self.client)
         try:
-            # Outbox mode writes the job in the flow's transaction; pool mode only
-            # when its queue is full.
-            async with runtime.declared_in(connection):
-                await apitask.run(task)
+            await runtime.run(task, connection)
         except WebhookError as exc:  # inline: the call ran in the handler
             raise self.api_error(exc) from exc
 
