@@ -230,7 +230,7 @@ class MailChain:
             self.reloader.start()
         self.runtime.register("mailer.", MailTask.factory(self.transport))
         if self.email_hook is not None:
-            self.email_hook.register_with(self.runtime)
+            self.email_hook.register(self.runtime)
 
     async def aclose(self) -> None:
         """Close the transport, then stop the inbox (in that order, so mail still in

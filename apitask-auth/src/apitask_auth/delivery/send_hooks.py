@@ -144,13 +144,10 @@ class SendHook:
         """The outbox task type of this hook's calls."""
         return f"webhook.{self.name}"
 
-    def register(self, registry: TaskRegistry) -> None:
-        """Make an outbox worker deliver this hook's stored calls, signed by this client."""
+    def register(self, registry: TaskRegistry | DeliveryRuntime) -> None:
+        """Make an outbox worker deliver this hook's stored calls, signed by this client:
+        a worker command's ``registry``, or the service's runtime (its in-process worker)."""
         registry.register(self.task_type, WebhookTask.factory(self.client))
-
-    def register_with(self, runtime: DeliveryRuntime) -> None:
-        """:meth:`register`, in the service's own delivery runtime (its in-process worker)."""
-        runtime.register(self.task_type, WebhookTask.factory(self.client))
 
     async def call(
         self,
@@ -258,7 +255,7 @@ class SmsHookTexter:
     def __init__(self, hook: SendHook, runtime: DeliveryRuntime) -> None:
         self.hook = hook
         self.runtime = runtime
-        hook.register_with(runtime)
+        hook.register(runtime)
 
     async def send(
         self,
