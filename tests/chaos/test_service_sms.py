@@ -145,12 +145,14 @@ async def test_sigkill_in_outbox_mode_every_committed_code_texted(
                 if started is not None:
                     await started.reap()
 
-    def read() -> tuple[set[int], int]:
+    def read() -> tuple[set[int], int, int]:
         with sqlite3.connect(db) as conn:
             ids = {row[0] for row in conn.execute("SELECT id FROM signins")}
-            return ids, conn.execute("SELECT count(*) FROM apitask_jobs").fetchone()[0]
+            jobs = conn.execute("SELECT count(*) FROM apitask_jobs").fetchone()[0]
+            kept = conn.execute("SELECT count(*) FROM apitask_jobs WHERE payload <> '{}'")
+            return ids, jobs, kept.fetchone()[0]
 
-    committed, jobs = await asyncio.to_thread(read)
+    committed, jobs, with_payload = await asyncio.to_thread(read)
     refused = {i for i in range(TEXTS) if rolled_back(i)}
     cut_short = TEXTS - len(committed) - len(refused)
     deliveries = _delivered(twilio)
@@ -165,5 +167,6 @@ async def test_sigkill_in_outbox_mode_every_committed_code_texted(
     assert not refused & committed  # a rolled-back sign-in left no row...
     assert (tally.lost, tally.unexpected) == (0, set())  # ...and no text
     assert jobs == len(committed)  # one job per committed code, none for the others
+    assert with_payload == 0  # every succeeded job's number and code are erased
     for i in committed:
         assert f"Your code is {i:06d}" in twilio.texts_to(phone(i))

@@ -1,4 +1,4 @@
-"""A texter that records what it is asked to send, for the phone-flow tests.
+"""A texter that records what it is asked to send, for the phone-flow and MFA tests.
 
 It stands where the SMS chain stands (``create_app(texter=...)``): the flows'
 side of the door is under test, not the delivery. It can be told to fail

@@ -164,7 +164,7 @@ async def test_pool_spills_what_the_drain_could_not_send_to_the_outbox(
         response = await http.post("/signup", json={"email": address, "password": PASSWORD})
         assert response.status_code == 200
         await stuck.entered.wait()
-    report = app.state.service.mailer.pool.report
+    report = app.state.service.mailer.runtime.pool.report
     assert [leftover.spilled for leftover in report.leftovers] == [True]
 
     later = RecordingClient()
@@ -191,7 +191,7 @@ async def test_outbox_job_row_commits_with_the_sign_up(
 ) -> None:
     """Outbox: the sign-up's transaction holds the job row; it is the final message."""
     svc: Service = await make_service(mailer_delivery="outbox", outbox_worker_enabled=False)
-    outbox = svc.app.state.service.mailer.outbox
+    outbox = svc.app.state.service.mailer.runtime.outbox
     address = email()
     assert (await _signup(svc, address)).status_code == 200
     (stored,) = await _jobs_for(outbox, address)
@@ -205,7 +205,7 @@ async def test_outbox_rollback_drops_the_job_with_the_user(
 ) -> None:
     """Outbox: a failure after the enqueue rolls back the user, the token and the job."""
     svc: Service = await make_service(mailer_delivery="outbox", outbox_worker_enabled=False)
-    outbox = svc.app.state.service.mailer.outbox
+    outbox = svc.app.state.service.mailer.runtime.outbox
     address = email()
 
     async def audit_fails(*args: object, **kwargs: object) -> None:
@@ -225,7 +225,7 @@ async def test_outbox_worker_in_process_sends_the_mail(
     """Outbox with the in-process worker (the default): the mail is sent after commit;
     the worker's claims last GOTRUE_OUTBOX_WORKER_LEASE."""
     svc: Service = await make_service(mailer_delivery="outbox", outbox_worker_lease="7s")
-    worker = svc.app.state.service.mailer.worker
+    worker = svc.app.state.service.mailer.runtime.worker
     assert worker is not None
     assert worker.lease == 7.0
     address = email()
@@ -240,7 +240,7 @@ async def test_a_sent_mail_job_keeps_its_metadata_not_the_mail(
     """Outbox: once the mail is sent, its job row no longer holds the address, the code
     or the link; its type, attempts, times and request id stay."""
     svc: Service = await make_service(mailer_delivery="outbox", outbox_worker_enabled=False)
-    outbox = svc.app.state.service.mailer.outbox
+    outbox = svc.app.state.service.mailer.runtime.outbox
     address = email()
     request_id = f"req-{address}"  # PostgreSQL tests share one database: find ours
     response = await svc.http.post(
@@ -283,12 +283,12 @@ async def test_pool_overflow_goes_to_the_outbox_in_the_flows_transaction(
         worker_queue_size=1,
         outbox_worker_enabled=False,
     )
-    workers = svc.app.state.service.mailer.pool.workers
+    workers = svc.app.state.service.mailer.runtime.pool.workers
     addresses = [email() for _ in range(2 * workers + 4)]
     for address in addresses:
         assert (await _signup(svc, address)).status_code == 200
     assert gate.messages == []  # nothing was sent inline: every send is still held
-    outbox = svc.app.state.service.mailer.outbox
+    outbox = svc.app.state.service.mailer.runtime.outbox
     stored = {address for address in addresses if await _jobs_for(outbox, address)}
     # At most one per worker plus the one queue slot stayed in the pool.
     assert len(stored) >= len(addresses) - (workers + 1)

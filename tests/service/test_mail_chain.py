@@ -12,6 +12,7 @@ from apitask.mail import MailData, Message, SMTPClient
 from apitask_auth.config import load_settings
 from apitask_auth.delivery.devinbox import DevInbox
 from apitask_auth.delivery.mail_chain import MailChain, message_id_domain, sender, transport_for
+from apitask_auth.delivery.runtime import DeliveryRuntime
 
 from .conftest import email
 
@@ -47,7 +48,7 @@ async def test_the_message_id_domain_is_the_from_domain() -> None:
     for settings, domain in ((admin, "mail.example.com"), (dev, "auth.example.com")):
         assert message_id_domain(settings) == domain
         assert sender(settings).rstrip(">").endswith(f"@{domain}")
-        chain = MailChain(settings)
+        chain = MailChain(settings, runtime=DeliveryRuntime(settings))
         message = await chain.templates.render("invite", email(), MailData(email=email()))
         assert message.message_id.endswith(f"@{domain}>")
 
@@ -110,7 +111,8 @@ async def test_smtp_headers_are_added_with_the_message_type(
 
 async def test_sending_before_the_lifespan_started_is_a_clear_error() -> None:
     """The chain starts with the app's lifespan; a send before that says so."""
-    chain = MailChain(load_settings(env_file=None, **BASE))
+    settings = load_settings(env_file=None, **BASE)
+    chain = MailChain(settings, runtime=DeliveryRuntime(settings))
     data = MailData(email="a@example.com")
     with pytest.raises(RuntimeError, match="mail chain is not started"):
         await chain.send("confirmation", "a@example.com", data, connection=None, user=None)  # type: ignore[arg-type]

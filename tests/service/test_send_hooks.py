@@ -14,7 +14,7 @@ import pytest
 from fastapi import Request  # noqa: TC002  # FastAPI reads the annotation at runtime
 from fastapi.responses import JSONResponse
 
-from apitask.outbox import TaskRegistry
+from apitask.outbox import JobState, TaskRegistry
 from apitask.webhooks import WebhookResponse
 from apitask_auth.accounts.users import get_user
 from apitask_auth.config import ConfigError, load_settings
@@ -54,7 +54,7 @@ async def signup(svc: Service, address: str) -> Any:
 
 
 async def outbox_payloads(svc: Service) -> list[str]:
-    outbox = svc.app.state.service.mailer.outbox
+    outbox = svc.app.state.service.mailer.runtime.outbox
     return [job.payload for job in await outbox.list(limit=1000)] if outbox else []
 
 
@@ -378,9 +378,12 @@ async def test_a_text_calls_the_sms_hook_instead_of_a_provider(
 async def test_in_outbox_mode_the_call_commits_with_the_flow(
     make_service: Callable[..., Any],
 ) -> None:
-    """A rolled-back flow leaves no call behind; a committed one is delivered."""
+    """A rolled-back flow leaves no call behind; a committed one is delivered, and its
+    job keeps no code once it succeeded."""
     async with Receiver() as receiver:
-        svc, user_id = await texting(make_service, receiver, mailer_delivery="outbox")
+        svc, user_id = await texting(
+            make_service, receiver, mailer_delivery="outbox", outbox_worker_enabled=False
+        )
         for code, rollback in (("111111", True), ("222222", False)):
             answer = await svc.http.post(
                 "/_test/text",
@@ -392,13 +395,20 @@ async def test_in_outbox_mode_the_call_commits_with_the_flow(
                 },
             )
             assert answer.status_code == 200
+        outbox = svc.app.state.service.mailer.runtime.outbox
+        # This user's jobs (PostgreSQL tests share a database): none for the rollback.
+        [job] = [
+            job
+            for job in await outbox.list(limit=1000)
+            if job.type == "webhook.send-sms" and user_id in job.payload
+        ]
+        assert "222222" in job.payload
+        assert SECRET[6:] not in job.payload and OTHER_SECRET[6:] not in job.payload
+        await outbox.worker(poll_interval=0.01).run(until_empty=True)
         await asyncio.to_thread(receiver.wait_accepted, 1)
-        jobs = await svc.app.state.service.mailer.outbox.list(limit=1000)
-    # This user's jobs (PostgreSQL tests share a database): none for the rollback.
-    [job] = [job for job in jobs if job.type == "webhook.send-sms" and user_id in job.payload]
-    assert "222222" in job.payload
-    assert SECRET[6:] not in job.payload and OTHER_SECRET[6:] not in job.payload
+        [done] = [found for found in await outbox.list(limit=1000) if found.id == job.id]
     assert [r.json()["sms"]["otp"] for r in receiver.requests] == ["222222"]
+    assert (done.state, done.payload) == (JobState.SUCCEEDED, "{}")  # the code is erased
 
 
 async def test_inline_a_failing_sms_hook_answers_goTrues_500(

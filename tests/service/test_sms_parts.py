@@ -121,19 +121,25 @@ async def test_the_dev_inbox_keeps_texts_beside_the_mail() -> None:
     assert inbox.clear() == 1
 
 
-def test_the_runtime_takes_registrations_only_before_it_starts(tmp_path: Any) -> None:
+async def test_the_runtime_takes_registrations_only_while_it_is_stopped(tmp_path: Any) -> None:
+    """Before start, and again after aclose (a lifespan run again brings new clients)."""
     settings = load_settings(
         env_file=None,
         site_url="http://localhost:3000",
         api_external_url="http://auth.test",
         jwt_secret="s" * 32,
         database_url=f"sqlite:///{tmp_path / 'auth.db'}",
+        mailer_delivery="inline",
     )
+    factory = SmsTask.factory(DevInboxProvider(DevInbox()))
     runtime = DeliveryRuntime(settings)
-    runtime.register("sms.", SmsTask.factory(DevInboxProvider(DevInbox())))
-    runtime._started = True  # as start() leaves it
+    runtime.register("sms.", factory)
+    await runtime.start()
     with pytest.raises(RuntimeError, match="before the delivery runtime starts"):
-        runtime.register("hook.", SmsTask.factory(DevInboxProvider(DevInbox())))
+        runtime.register("hook.", factory)
+    await runtime.aclose()
+    runtime.register("hook.", factory)
+    assert set(runtime.prefixes) == {"sms.", "hook."}
 
 
 async def test_a_worker_that_stops_on_an_error_is_logged(

@@ -41,17 +41,15 @@ from apitask.mail import (
 from apitask.outbox import TaskRegistry
 from apitask_auth.config import Settings, parse_smtp_headers
 from apitask_auth.delivery.devinbox import DevInbox
-from apitask_auth.delivery.runtime import DeliveryRuntime
 from apitask_auth.delivery.send_hooks import send_hook
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from apitask import WorkerPool
     from apitask.mail import MailClient, Message
-    from apitask.outbox import Outbox, Worker
     from apitask_auth.delivery.mailer import MailData, Template
+    from apitask_auth.delivery.runtime import DeliveryRuntime
     from apitask_auth.storage.rows import User
 
 __all__ = ["CountingClient", "MailChain", "mail_registry", "transport_for"]
@@ -161,20 +159,18 @@ class MailChain:
         settings: the configuration.
         transport: deliver through this client instead of SMTP / the dev
             inbox / the no-op client (tests pass a recording client).
-        runtime: the service's shared delivery runtime; the app starts it
-            after this chain and closes it before. Without one the chain
-            makes its own and starts, installs and closes it itself.
+        runtime: the service's shared delivery runtime; the app installs it,
+            starts it after this chain and closes it before.
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
+        runtime: DeliveryRuntime,
         transport: MailClient | None = None,
-        runtime: DeliveryRuntime | None = None,
     ) -> None:
         self.settings = settings
-        self.delivery = settings.delivery
         self._given = transport
         # The dev inbox catches mail without an SMTP host, and texts without
         # an SMS provider (it is shared: the SMS chain sends there too).
@@ -182,8 +178,7 @@ class MailChain:
         self.inbox: DevInbox | None = None
         if self._to_inbox or (settings.dev and not settings.sms_provider):
             self.inbox = DevInbox()
-        self._owns_runtime = runtime is None
-        self.runtime = runtime if runtime is not None else DeliveryRuntime(settings)
+        self.runtime = runtime
         self.transport: MailClient | None = None
         # GoTrue's send-email hook: when enabled it replaces rendering and SMTP (§4.7).
         self.email_hook = send_hook(settings, "send_email")
@@ -211,34 +206,16 @@ class MailChain:
         # Mails handed to the chain, by type: GoTrue's send operations (§4.8).
         self.operations = TaskCounters()
 
-    @property
-    def pool(self) -> WorkerPool | None:
-        """The runtime's worker pool (pool mode), where mail is sent."""
-        return self.runtime.pool
-
-    @property
-    def outbox(self) -> Outbox | None:
-        """The runtime's outbox (pool and outbox modes)."""
-        return self.runtime.outbox
-
-    @property
-    def worker(self) -> Worker | None:
-        """The in-process outbox worker, once started (None when there is none)."""
-        return self.runtime.worker
-
     def install(self, app: FastAPI) -> None:
-        """Add the dev inbox's pages (and the runtime's middleware, when the chain owns it)."""
-        if self._owns_runtime:
-            self.runtime.install(app)
+        """Add the dev inbox's pages."""
         if self.inbox is not None:
             app.include_router(self.inbox.router)
 
     async def start(self) -> None:
         """Start the dev inbox and the transport, and register the ``mailer.`` tasks."""
-        address = await self.inbox.start() if self.inbox is not None else None
-        self.transport = self._given or transport_for(
-            self.settings, address if self._to_inbox else None
-        )
+        # The inbox listens for SMTP only when the mail goes there: it may hold texts only.
+        address = await self.inbox.start() if self._to_inbox and self.inbox is not None else None
+        self.transport = self._given or transport_for(self.settings, address)
         self.templates.client = CountingClient(
             ValidatingClient(
                 BackgroundClient(self.transport),
@@ -253,15 +230,11 @@ class MailChain:
             self.reloader.start()
         self.runtime.register("mailer.", MailTask.factory(self.transport))
         if self.email_hook is not None:
-            self.email_hook.register_with(self.runtime)
-        if self._owns_runtime:
-            await self.runtime.start()
+            self.email_hook.register(self.runtime)
 
     async def aclose(self) -> None:
         """Close the transport, then stop the inbox (in that order, so mail still in
-        flight reaches the inbox); an owned runtime is drained first."""
-        if self._owns_runtime:
-            await self.runtime.aclose()
+        flight reaches the inbox); the runtime has drained before."""
         if self.reloader is not None:
             await self.reloader.aclose()
         if self.transport is not None:

@@ -37,6 +37,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+import apitask
 from apitask import WorkerPool
 from apitask.asgi import TaskMiddleware
 from apitask.outbox import Outbox, TaskRegistry, open_store
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from apitask import Backoff
+    from apitask import Backoff, Task
     from apitask.outbox import TaskFactory, Worker
     from apitask_auth.config import Settings
 
@@ -136,6 +137,16 @@ class DeliveryRuntime:
             return
         async with self.outbox.transaction(connection):
             yield
+
+    async def run(self, task: Task, connection: AsyncConnection) -> None:
+        """``apitask.run(task)`` as the mode says, :meth:`declared_in` ``connection``.
+
+        Raises:
+            Exception: ``inline`` only: the task's own error.
+            TaskError: the pool or the scope refused the task.
+        """
+        async with self.declared_in(connection):
+            await apitask.run(task)
 
     async def start(self) -> None:
         """Open the outbox, start its in-process worker, then the pool."""

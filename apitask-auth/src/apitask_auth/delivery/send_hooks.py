@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import apitask
 from apitask import Outcome, TaskCounters
 from apitask.webhooks import (
     HTTPWebhookClient,
@@ -145,13 +144,10 @@ class SendHook:
         """The outbox task type of this hook's calls."""
         return f"webhook.{self.name}"
 
-    def register(self, registry: TaskRegistry) -> None:
-        """Make an outbox worker deliver this hook's stored calls, signed by this client."""
+    def register(self, registry: TaskRegistry | DeliveryRuntime) -> None:
+        """Make an outbox worker deliver this hook's stored calls, signed by this client:
+        a worker command's ``registry``, or the service's runtime (its in-process worker)."""
         registry.register(self.task_type, WebhookTask.factory(self.client))
-
-    def register_with(self, runtime: DeliveryRuntime) -> None:
-        """:meth:`register`, in the service's own delivery runtime (its in-process worker)."""
-        runtime.register(self.task_type, WebhookTask.factory(self.client))
 
     async def call(
         self,
@@ -179,10 +175,7 @@ class SendHook:
         }
         task = WebhookTask(Webhook.create(self.name, self.uri, body, id=webhook_id), self.client)
         try:
-            # Outbox mode writes the job in the flow's transaction; pool mode only
-            # when its queue is full.
-            async with runtime.declared_in(connection):
-                await apitask.run(task)
+            await runtime.run(task, connection)
         except WebhookError as exc:  # inline: the call ran in the handler
             raise self.api_error(exc) from exc
 
@@ -262,7 +255,7 @@ class SmsHookTexter:
     def __init__(self, hook: SendHook, runtime: DeliveryRuntime) -> None:
         self.hook = hook
         self.runtime = runtime
-        hook.register_with(runtime)
+        hook.register(runtime)
 
     async def send(
         self,

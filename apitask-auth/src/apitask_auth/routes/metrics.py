@@ -116,10 +116,11 @@ class ServiceMetrics:
             [hook.operations for hook in hooks],
         )
         self.tasks = ApitaskCollector()
-        if chain.pool is not None:
-            self.tasks.add_pool(POOL_NAME, chain.pool)
-        if chain.outbox is not None:
-            self.tasks.add_outbox(chain.outbox)
+        runtime = chain.runtime
+        if runtime.pool is not None:
+            self.tasks.add_pool(POOL_NAME, runtime.pool)
+        if runtime.outbox is not None:
+            self.tasks.add_outbox(runtime.outbox)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.tasks)
         self.registry.register(self.mail)
@@ -131,11 +132,11 @@ class ServiceMetrics:
         transport = self.chain.transport
         if isinstance(transport, SMTPClient):
             self.tasks.add_smtp("default", transport.counters)
-        worker = self.chain.worker
+        worker = self.chain.runtime.worker
         if worker is not None:
             self.tasks.add_counters("outbox-worker", worker.counters)
         refresher = None
-        if self.chain.outbox is not None:
+        if self.chain.runtime.outbox is not None:
             await self.tasks.refresh()
             refresher = asyncio.get_running_loop().create_task(self._refresh())
         try:

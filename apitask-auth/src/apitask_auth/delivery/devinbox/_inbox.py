@@ -20,7 +20,7 @@ from aiosmtpd.smtp import SMTP
 
 from ._message import CaughtMessage, parse_message
 from ._router import build_router
-from ._store import MessageStore
+from ._store import CaughtT, MessageStore
 from ._text import CaughtText
 
 if TYPE_CHECKING:
@@ -187,10 +187,7 @@ class DevInbox:
         Raises:
             TimeoutError: None arrived within ``timeout`` seconds.
         """
-        found = await self._texts.wait_for(lambda: self._texts.select(to=to), timeout)
-        if not found:
-            raise TimeoutError(f"no text for {to or 'anyone'} within {timeout} s")
-        return found[0]
+        return await _newest(self._texts, to, timeout, "text")
 
     async def wait_for(self, *, to: str | None = None, timeout: float = 10.0) -> CaughtMessage:
         """The newest message (for ``to``, when given) once one is there.
@@ -198,10 +195,17 @@ class DevInbox:
         Raises:
             TimeoutError: None arrived within ``timeout`` seconds.
         """
-        found = await self._store.wait_for(lambda: self._store.select(to=to), timeout)
-        if not found:
-            raise TimeoutError(f"no message for {to or 'anyone'} within {timeout} s")
-        return found[0]
+        return await _newest(self._store, to, timeout, "message")
+
+
+async def _newest(
+    store: MessageStore[CaughtT], to: str | None, timeout: float, what: str
+) -> CaughtT:
+    """The newest of ``store`` (for ``to``) once one is there, else TimeoutError."""
+    found = await store.wait_for(lambda: store.select(to=to), timeout)
+    if not found:
+        raise TimeoutError(f"no {what} for {to or 'anyone'} within {timeout} s")
+    return found[0]
 
 
 class _CatchingHandler:

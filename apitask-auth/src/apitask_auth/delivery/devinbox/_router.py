@@ -6,7 +6,7 @@ not part of the GoTrue-compatible API.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -17,13 +17,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._message import CaughtMessage
-    from ._store import Caught, MessageStore
+    from ._store import CaughtT, MessageStore
     from ._text import CaughtText
 
 __all__ = ["build_router"]
 
 MAX_WAIT_SECONDS = 30.0
-_T = TypeVar("_T", bound="Caught")
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -130,8 +129,10 @@ def build_router(
     return router
 
 
-async def _select(store: MessageStore[_T], to: str | None, wait: float, count: int) -> list[_T]:
-    def enough() -> list[_T]:
+async def _select(
+    store: MessageStore[CaughtT], to: str | None, wait: float, count: int
+) -> list[CaughtT]:
+    def enough() -> list[CaughtT]:
         matching = store.select(to=to)
         return matching if len(matching) >= count else []
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Caught", "MessageStore"]
+__all__ = ["Caught", "CaughtT", "MessageStore"]
 
 
 class Caught(Protocol):
@@ -32,10 +32,11 @@ class Caught(Protocol):
         ...
 
 
-CaughtMessage = TypeVar("CaughtMessage", bound=Caught)
+# What one store holds: caught mail (CaughtMessage) or caught texts (CaughtText).
+CaughtT = TypeVar("CaughtT", bound=Caught)
 
 
-class MessageStore(Generic[CaughtMessage]):
+class MessageStore(Generic[CaughtT]):
     """Keeps the newest ``max_messages`` messages (mails or texts); the oldest fall off."""
 
     def __init__(self, max_messages: int) -> None:
@@ -45,10 +46,10 @@ class MessageStore(Generic[CaughtMessage]):
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
         self.max_messages = max_messages
         self._lock = threading.Lock()
-        self._messages: deque[CaughtMessage] = deque(maxlen=max_messages)
+        self._messages: deque[CaughtT] = deque(maxlen=max_messages)
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
 
-    def add(self, message: CaughtMessage) -> None:
+    def add(self, message: CaughtT) -> None:
         """Store a message (dropping the oldest when full) and wake every waiter."""
         with self._lock:
             self._messages.append(message)
@@ -56,7 +57,7 @@ class MessageStore(Generic[CaughtMessage]):
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future)
 
-    def select(self, *, to: str | None = None) -> list[CaughtMessage]:
+    def select(self, *, to: str | None = None) -> list[CaughtT]:
         """Messages newest first, optionally only those for address ``to``."""
         with self._lock:
             messages = list(reversed(self._messages))
@@ -65,7 +66,7 @@ class MessageStore(Generic[CaughtMessage]):
         wanted = to.strip().lower()
         return [message for message in messages if wanted in message.recipients()]
 
-    def get(self, message_id: str) -> CaughtMessage | None:
+    def get(self, message_id: str) -> CaughtT | None:
         """The message with this id, or None when unknown or already dropped."""
         with self._lock:
             return next((m for m in self._messages if m.id == message_id), None)
@@ -82,8 +83,8 @@ class MessageStore(Generic[CaughtMessage]):
             return len(self._messages)
 
     async def wait_for(
-        self, predicate: Callable[[], list[CaughtMessage]], timeout: float
-    ) -> list[CaughtMessage]:
+        self, predicate: Callable[[], list[CaughtT]], timeout: float
+    ) -> list[CaughtT]:
         """Return ``predicate()`` once it is non-empty, or its empty result after ``timeout`` s.
 
         The predicate is re-evaluated after every ``add``; registering the waiter

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import apitask
 from apitask import Outcome, TaskCounters
 from apitask_auth.delivery.send_hooks import SmsHookTexter, send_hook
 from apitask_auth.delivery.texter import UnconfiguredTexter
@@ -124,11 +123,7 @@ class SmsChain:
             TaskError: the pool or the scope refused the task (it was not sent).
         """
         self.operations.add(purpose, Outcome.SUBMITTED)
-        task = self.task(phone, otp, channel, purpose)
-        # Outbox mode writes the job in the flow's transaction; pool mode only
-        # when its queue is full.
-        async with self.runtime.declared_in(connection):
-            await apitask.run(task)
+        await self.runtime.run(self.task(phone, otp, channel, purpose), connection)
 
     async def aclose(self) -> None:
         """Close the provider's connections (after the runtime has drained)."""
