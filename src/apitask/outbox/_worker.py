@@ -256,9 +256,10 @@ class Worker:
             free = self.concurrency - len(self._running)
             # Jobs wanted in hand: every slot busy and `prefetch` more held ahead.
             room = free + self.prefetch - len(self._ready)
-            # With every slot busy, claim only once a good part of a batch fits:
-            # one claim per freed slot would cost a transaction per job.
-            if free <= 0 and room < max(1, (self.batch_size + 1) // 2):
+            # With every slot busy, claim only once a good part of a batch fits
+            # (half a batch, or all of a smaller prefetch): one claim per freed
+            # slot would cost a transaction per job.
+            if free <= 0 and room < max(1, min(self.prefetch, (self.batch_size + 1) // 2)):
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue

@@ -217,6 +217,32 @@ async def test_a_busy_worker_claims_ahead_and_a_stop_releases_what_it_held(
     assert worker.counters.get("t.x", "cancelled") == 0  # type: ignore[arg-type]
 
 
+async def test_a_prefetch_below_half_a_batch_still_claims_ahead(
+    registry: TaskRegistry, log: Log
+) -> None:
+    """A prefetch smaller than half a batch is claimed ahead too (the threshold was
+    half a batch, which such a prefetch never reaches: it claimed nothing ahead)."""
+    store = FakeStore()
+    store.add("t.x", '{"do": "ok"}')
+    for _ in range(9):
+        store.add("t.x", '{"do": "gate"}')
+    worker = make(
+        store,
+        registry,
+        concurrency=2,
+        batch_size=8,
+        prefetch=1,
+        batch_window=0.0,
+        shutdown_timeout=5.0,
+    )
+    async with worker:
+        # The first claim takes ok + gate + one held; ok's slot starts the held
+        # gate, and with both slots busy the worker claims one more ahead.
+        await _claimed(store, log, claimed=3, started=3)
+        assert log.runs == ["ok", "gate", "gate"]
+        log.gate.set()
+
+
 async def test_full_concurrency_waits_for_a_free_slot(registry: TaskRegistry) -> None:
     """With every slot busy the worker claims nothing until one frees."""
     store = FakeStore()
