@@ -7,6 +7,7 @@ Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read i
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from apitask_auth.storage.tables import flow_state, new_id, now
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from datetime import datetime, timedelta
 
     from fastapi import Request
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -45,6 +47,7 @@ __all__ = [
     "before_send",
     "check_password_strength",
     "check_interval",
+    "check_resend_interval",
     "create_email_user",
     "create_flow_state",
     "deliver",
@@ -223,16 +226,24 @@ def check_interval(
     """GoTrue's per-user minimum interval between mails (``GOTRUE_SMTP_MAX_FREQUENCY``),
     or between texts with ``sms`` (``GOTRUE_SMS_MAX_FREQUENCY``, 429
     ``over_sms_send_rate_limit``)."""
-    sent_at = user[sent_at_column]
+    check_resend_interval(
+        user[sent_at_column],
+        settings.sms_interval if sms else settings.max_frequency,
+        ErrorCode.OVER_SMS_SEND_RATE_LIMIT if sms else ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT,
+    )
+
+
+def check_resend_interval(sent_at: datetime | None, interval: timedelta, code: ErrorCode) -> None:
+    """GoTrue's "too soon" refusal: a 429 ``code`` naming the whole seconds left
+    (rounded up) while ``sent_at + interval`` is still ahead; nothing before a first send."""
     if sent_at is None:
         return
-    interval = settings.sms_interval if sms else settings.max_frequency
-    remaining = sent_at + interval - now()
-    if remaining.total_seconds() > 0:
-        seconds = int(remaining.total_seconds()) + (remaining.total_seconds() % 1 > 0)
+    remaining = (sent_at + interval - now()).total_seconds()
+    if remaining > 0:
         raise too_many_requests(
-            ErrorCode.OVER_SMS_SEND_RATE_LIMIT if sms else ErrorCode.OVER_EMAIL_SEND_RATE_LIMIT,
-            f"For security purposes, you can only request this after {seconds} seconds.",
+            code,
+            "For security purposes, you can only request this after "
+            f"{math.ceil(remaining)} seconds.",
         )
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import delete, select, update
 
 from apitask_auth.accounts.attempts import CountedRefusal, Tries, count_try, forget_tries
 from apitask_auth.accounts.factors import SIGN_IN_METHOD, list_factors
+from apitask_auth.accounts.flows import check_resend_interval
 from apitask_auth.accounts.security import constant_time_equal, generate_otp, token_hash
 from apitask_auth.accounts.sessions import (
     add_method,
@@ -38,7 +39,6 @@ from apitask_auth.errors import (
     ErrorCode,
     bad_request,
     forbidden,
-    too_many_requests,
     unauthorized,
     unprocessable,
 )
@@ -253,14 +253,11 @@ async def challenge_factor(
                 ErrorCode.VALIDATION_FAILED,
                 "Invalid channel, supported values are 'sms' or 'whatsapp'",
             )
-        last = factor["last_challenged_at"]
-        if last is not None and last + settings.mfa_phone_interval > at:
-            remaining = (last + settings.mfa_phone_interval - at).total_seconds()
-            seconds = int(remaining) + (remaining % 1 > 0)
-            raise too_many_requests(
-                ErrorCode.OVER_SMS_SEND_RATE_LIMIT,
-                f"For security purposes, you can only request this after {seconds} seconds.",
-            )
+        check_resend_interval(
+            factor["last_challenged_at"],
+            settings.mfa_phone_interval,
+            ErrorCode.OVER_SMS_SEND_RATE_LIMIT,
+        )
         code = generate_otp(settings.mfa_phone_code_length)
         code_hash = token_hash(challenge_id, code, settings.jwt_secret)
     await conn.execute(
