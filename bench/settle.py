@@ -26,7 +26,7 @@ import asyncio
 import json
 import statistics
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 SETTLE = RequestScope.settle
 CASES = ("with", "without", "floor")
+Wait = Literal["before_response", "after_response"]
+WAITS: tuple[Wait, ...] = ("before_response", "after_response")
 _background: set[asyncio.Task[None]] = set()
 
 
@@ -71,7 +73,7 @@ async def _floor(request: Request) -> Response:
     return PlainTextResponse("hi")
 
 
-def _app(case: str, wait: str) -> Any:
+def _app(case: str, wait: Wait) -> Any:
     endpoint = _floor if case == "floor" else _ours
     return TaskMiddleware(Starlette(routes=[Route("/", endpoint)]), wait=wait)
 
@@ -106,7 +108,7 @@ async def _cpu_us_per_request(app: Callable[..., Awaitable[None]], requests: int
     return (time.process_time() - start) / requests * 1e6
 
 
-def _measure(case: str, wait: str, requests: int) -> float:
+def _measure(case: str, wait: Wait, requests: int) -> float:
     RequestScope.settle = SETTLE if case != "without" else _settle_before  # type: ignore[method-assign]
     try:
         return asyncio.run(_cpu_us_per_request(_app(case, wait), requests))
@@ -120,7 +122,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     results: dict[str, Any] = {"requests": args.requests, "load_before": load_text()}
-    for wait in ("before_response", "after_response"):
+    for wait in WAITS:
         rows: dict[str, list[float]] = {case: [] for case in CASES}
         for _ in range(args.rounds):
             for case in CASES:
