@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._backoff import Backoff
 from ._counters import Outcome, TaskCounters
+from ._delivery import DeliveryTask
 from ._duration import parse_duration
 from ._exceptions import ApitaskError, PoolClosedError, QueueFullError, TaskError, TransientError
 from ._exports import show_public_paths as _show_public_paths
@@ -61,6 +62,7 @@ __all__ = [
     "parse_duration",
     # extension points
     "DurableTask",
+    "DeliveryTask",
     "JSONValue",
     "TaskSink",
     # errors

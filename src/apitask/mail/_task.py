@@ -12,16 +12,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .._counters import Outcome, TaskCounters
-from .._exceptions import TransientError
+from .._counters import TaskCounters
+from .._delivery import DeliveryTask
 from ._errors import InvalidMessageError
 from ._message import Message
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .._types import JSONValue, Task
-    from ..outbox._registry import TaskFactory
+    from .._types import JSONValue
     from ._client import MailClient
 
 __all__ = ["MailTask", "log_fields", "mail_counters"]
@@ -50,12 +49,13 @@ def log_fields(message: Message, **more: str) -> dict[str, str]:
     }
 
 
-class MailTask:
+class MailTask(DeliveryTask[Message, "MailClient"]):
     """Send one :class:`Message` through a :class:`MailClient`, as an apitask task.
 
-    It is a :class:`~apitask.DurableTask`: ``type`` is ``"mailer.<message
-    type>"`` (GoTrue's task name), ``payload()`` is ``{"message": ...}``, and
-    :meth:`factory` rebuilds it in an outbox worker or from a pool's spill.
+    A :class:`~apitask.DeliveryTask` (so a :class:`~apitask.DurableTask`):
+    ``type`` is ``"mailer.<message type>"`` (GoTrue's task name),
+    ``payload()`` is ``{"message": ...}``, and :meth:`factory` rebuilds it in
+    an outbox worker or from a pool's spill.
 
     A failing send is logged at ERROR on the ``apitask.mail`` logger with the
     mail type, the recipient's domain and the Message-ID, counted as
@@ -63,13 +63,25 @@ class MailTask:
     :class:`~apitask.mail.TransientMailError` is retried by a pool or an
     outbox, anything else is final.
 
+    ``MailTask.factory(client, counters=...)`` raises
+    :class:`~apitask.mail.InvalidMessageError` when the payload has no message
+    object, when the message fails its checks again, or when the stored type
+    does not match the message's type; the worker dead-letters such a job.
+
     Args:
         message: the mail to send.
         client: what sends it (an SMTP client, a no-op client...).
         counters: where outcomes are counted, by mail type.
     """
 
-    __slots__ = ("client", "counters", "message", "type")
+    type_prefix = "mailer."
+    payload_key = "message"
+    default_counters = mail_counters
+    channel = "mail"
+    logger = logger
+    invalid_error = InvalidMessageError
+
+    __slots__ = ()
 
     def __init__(
         self,
@@ -78,63 +90,39 @@ class MailTask:
         *,
         counters: TaskCounters = mail_counters,
     ) -> None:
-        self.message = message
-        self.client = client
-        self.counters = counters
-        self.type = f"mailer.{message.type}"
+        super().__init__(message, client, counters=counters)
 
-    def __repr__(self) -> str:
-        return f"<MailTask {self.type} to a recipient at {self.message.domain}>"
+    @property
+    def message(self) -> Message:
+        """The mail this task sends."""
+        return self.item
 
-    def payload(self) -> Mapping[str, JSONValue]:
-        """The stored form: ``{"message": message.to_dict()}``."""
-        return {"message": self.message.to_dict()}
+    @property
+    def client(self) -> MailClient:
+        """What sends it."""
+        return self.sender
 
-    async def run(self) -> None:
-        """Send the message; log, count and re-raise a failure."""
-        message = self.message
-        try:
-            await self.client.send(message)
-        except Exception as exc:
-            self.counters.add(message.type, Outcome.FAILED)
-            logger.error(
-                "mail: %s mail to a recipient at %s not sent (%s): %s",
-                message.type,
-                message.domain,
-                "transient, may be retried" if isinstance(exc, TransientError) else "final",
-                exc,
-                extra=log_fields(message, task_type=self.type),
-            )
-            raise
-        self.counters.add(message.type, Outcome.SUCCEEDED)
+    @property
+    def label(self) -> str:
+        """The mail type (``"recovery"``)."""
+        return self.item.type
 
     @classmethod
-    def factory(cls, client: MailClient, *, counters: TaskCounters = mail_counters) -> TaskFactory:
-        """A :class:`~apitask.outbox.TaskRegistry` factory that rebuilds mail tasks.
+    def decode(cls, data: Mapping[str, JSONValue]) -> Message:
+        """:meth:`Message.from_dict`: the stored message, checked again."""
+        return Message.from_dict(data)
 
-        ``registry.register_prefix("mailer.", MailTask.factory(smtp))`` makes
-        an outbox worker send every stored mail through ``smtp``.
+    def describe(self) -> str:
+        """``"recovery mail to a recipient at example.org"``: the domain, not the address."""
+        return f"{self.item.type} mail to a recipient at {self.item.domain}"
 
-        The factory raises :class:`~apitask.mail.InvalidMessageError` when
-        the payload has no message object, when the message fails its checks
-        again, or when the stored type does not match the message's type.
-        The registry turns that into a ``JobDecodeError``, and the worker
-        moves the job to the dead-letter state with the reason: retrying
-        cannot repair a stored payload.
-        """
+    def log_fields(self) -> dict[str, str]:
+        """The mail type, the recipient's domain and the Message-ID (:func:`log_fields`)."""
+        return log_fields(self.item)
 
-        def build(type: str, payload: Mapping[str, JSONValue]) -> Task:
-            data = payload.get("message")
-            if not isinstance(data, dict):
-                raise InvalidMessageError(
-                    f"stored mail task {type!r} has no 'message' object in its payload"
-                )
-            task = cls(Message.from_dict(data), client, counters=counters)
-            if task.type != type:
-                raise InvalidMessageError(
-                    f"stored mail task {type!r} holds a message of type "
-                    f"{task.message.type!r} (task type {task.type!r})"
-                )
-            return task
+    def held(self) -> str:
+        """The stored message's type, when it does not match the stored task type."""
+        return f"a message of type {self.item.type!r} (task type {self.type!r})"
 
-        return build
+    def __repr__(self) -> str:
+        return f"<MailTask {self.type} to a recipient at {self.item.domain}>"

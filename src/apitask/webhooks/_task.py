@@ -11,16 +11,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from .._counters import Outcome, TaskCounters
-from .._exceptions import TransientError
+from .._counters import TaskCounters
+from .._delivery import DeliveryTask
 from ._errors import InvalidWebhookError
 from ._webhook import Webhook
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .._types import JSONValue, Task
-    from ..outbox._registry import TaskFactory
+    from .._types import JSONValue
 
 __all__ = ["TASK_PREFIX", "WebhookClient", "WebhookTask", "webhook_counters"]
 
@@ -45,13 +44,14 @@ class WebhookClient(Protocol):
         ...
 
 
-class WebhookTask:
+class WebhookTask(DeliveryTask[Webhook, WebhookClient]):
     """Deliver one :class:`Webhook` through a :class:`WebhookClient`, as an apitask task.
 
-    It is a :class:`~apitask.DurableTask`: ``type`` is ``"webhook.<name>"``,
-    ``payload()`` is ``{"webhook": ...}`` (name, URL, id and body: no
-    secret), and :meth:`factory` rebuilds it in an outbox worker or from a
-    pool's spill. Every attempt reuses the webhook's id.
+    A :class:`~apitask.DeliveryTask` (so a :class:`~apitask.DurableTask`):
+    ``type`` is ``"webhook.<name>"``, ``payload()`` is ``{"webhook": ...}``
+    (name, URL, id and body: no secret), and :meth:`factory` rebuilds it in
+    an outbox worker or from a pool's spill. Every attempt reuses the
+    webhook's id.
 
     A failing attempt is logged at ERROR on the ``apitask.webhooks`` logger
     with the name, the receiver's host and the webhook id, counted as
@@ -59,13 +59,29 @@ class WebhookTask:
     :class:`~apitask.webhooks.TransientWebhookError` is retried by a pool
     or an outbox, anything else is final.
 
+    ``registry.register("webhook.send-email", WebhookTask.factory(client))``
+    makes an outbox worker deliver every stored ``send-email`` webhook through
+    ``client``, which holds the secrets; register one factory per webhook name
+    whose secrets differ. The factory raises
+    :class:`~apitask.webhooks.InvalidWebhookError` when the payload has no
+    webhook object, when it fails its checks again, or when the stored type
+    does not match its name; the worker then dead-letters the job.
+
     Args:
         webhook: what to deliver.
         client: what delivers it (an :class:`~apitask.webhooks.HTTPWebhookClient`).
         counters: where outcomes are counted, by webhook name.
     """
 
-    __slots__ = ("client", "counters", "type", "webhook")
+    type_prefix = TASK_PREFIX
+    payload_key = "webhook"
+    default_counters = webhook_counters
+    channel = "webhook"
+    verb = "delivered"
+    logger = logger
+    invalid_error = InvalidWebhookError
+
+    __slots__ = ()
 
     def __init__(
         self,
@@ -74,71 +90,40 @@ class WebhookTask:
         *,
         counters: TaskCounters = webhook_counters,
     ) -> None:
-        self.webhook = webhook
-        self.client = client
-        self.counters = counters
-        self.type = TASK_PREFIX + webhook.name
+        super().__init__(webhook, client, counters=counters)
 
-    def __repr__(self) -> str:
-        return f"<WebhookTask {self.type} {self.webhook.id} to {self.webhook.host}>"
+    @property
+    def webhook(self) -> Webhook:
+        """The webhook this task delivers."""
+        return self.item
 
-    def payload(self) -> Mapping[str, JSONValue]:
-        """The stored form: ``{"webhook": webhook.to_dict()}``."""
-        return {"webhook": self.webhook.to_dict()}
+    @property
+    def client(self) -> WebhookClient:
+        """What delivers it (and signs it)."""
+        return self.sender
 
-    async def run(self) -> None:
-        """Deliver the webhook; log, count and re-raise a failure."""
-        webhook = self.webhook
-        try:
-            await self.client.send(webhook)
-        except Exception as exc:
-            self.counters.add(webhook.name, Outcome.FAILED)
-            logger.error(
-                "webhook: %s %s to %s not delivered (%s): %s",
-                webhook.name,
-                webhook.id,
-                webhook.host,
-                "transient, may be retried" if isinstance(exc, TransientError) else "final",
-                exc,
-                extra={
-                    "action": "webhook",
-                    "webhook": webhook.name,
-                    "webhook_id": webhook.id,
-                    "host": webhook.host,
-                    "task_type": self.type,
-                },
-            )
-            raise
-        self.counters.add(webhook.name, Outcome.SUCCEEDED)
+    @property
+    def label(self) -> str:
+        """The webhook's name (``"send-email"``)."""
+        return self.item.name
 
     @classmethod
-    def factory(
-        cls, client: WebhookClient, *, counters: TaskCounters = webhook_counters
-    ) -> TaskFactory:
-        """A :class:`~apitask.outbox.TaskRegistry` factory that rebuilds webhook tasks.
+    def decode(cls, data: Mapping[str, JSONValue]) -> Webhook:
+        """:meth:`Webhook.from_dict`: the stored webhook, checked again."""
+        return Webhook.from_dict(data)
 
-        ``registry.register("webhook.send-email", WebhookTask.factory(client))``
-        makes an outbox worker deliver every stored ``send-email`` webhook
-        through ``client``, which holds the secrets; register one factory per
-        webhook name whose secrets differ.
+    def describe(self) -> str:
+        """``"send-sms <id> to hooks.example.com"``: the host, not the URL or body."""
+        return f"{self.item.name} {self.item.id} to {self.item.host}"
 
-        The factory raises :class:`~apitask.webhooks.InvalidWebhookError` when
-        the payload has no webhook object, when it fails its checks again, or
-        when the stored type does not match its name; the worker then
-        dead-letters the job with the reason.
-        """
+    def log_fields(self) -> dict[str, str]:
+        """The webhook's name, id and the receiver's host."""
+        webhook = self.item
+        return {"webhook": webhook.name, "webhook_id": webhook.id, "host": webhook.host}
 
-        def build(type: str, payload: Mapping[str, JSONValue]) -> Task:
-            data = payload.get("webhook")
-            if not isinstance(data, dict):
-                raise InvalidWebhookError(
-                    f"stored webhook task {type!r} has no 'webhook' object in its payload"
-                )
-            task = cls(Webhook.from_dict(data), client, counters=counters)
-            if task.type != type:
-                raise InvalidWebhookError(
-                    f"stored webhook task {type!r} holds a webhook named {task.webhook.name!r}"
-                )
-            return task
+    def held(self) -> str:
+        """The stored webhook's name, when it does not match the stored task type."""
+        return f"a webhook named {self.item.name!r}"
 
-        return build
+    def __repr__(self) -> str:
+        return f"<WebhookTask {self.type} {self.item.id} to {self.item.host}>"

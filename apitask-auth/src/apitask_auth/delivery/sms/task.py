@@ -13,15 +13,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from apitask import Outcome, TaskCounters, TransientError
+from apitask import DeliveryTask, TaskCounters
 
 from .message import TextMessage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from apitask import JSONValue, Task
-    from apitask.outbox import TaskFactory
+    from apitask import JSONValue
 
     from .provider import SmsProvider
 
@@ -33,13 +32,15 @@ sms_counters = TaskCounters()
 """Text outcomes in this process, keyed by purpose (``"otp"``, ``"mfa"``)."""
 
 
-class SmsTask:
+class SmsTask(DeliveryTask[TextMessage, "SmsProvider"]):
     """Send one :class:`TextMessage` through an :class:`SmsProvider`.
 
-    A :class:`~apitask.DurableTask`: ``type`` is ``"sms.<purpose>"``,
+    A :class:`~apitask.DeliveryTask`: ``type`` is ``"sms.<purpose>"``,
     ``payload()`` is ``{"sms": ...}`` (what is sent: number, text, channel),
     and :meth:`factory` rebuilds it in an outbox worker or from a pool's
-    spill. The outbox erases the payload once the task succeeded.
+    spill (a payload that is not a valid text, or whose purpose does not
+    match the stored type, raises ``ValueError``: the worker dead-letters
+    it). The outbox erases the payload once the task succeeded.
 
     Args:
         message: the text to send.
@@ -47,7 +48,14 @@ class SmsTask:
         counters: where outcomes are counted, by purpose.
     """
 
-    __slots__ = ("counters", "message", "provider", "type")
+    type_prefix = "sms."
+    payload_key = "sms"
+    default_counters = sms_counters
+    channel = "sms"
+    noun = "text"
+    logger = logger
+
+    __slots__ = ()
 
     def __init__(
         self,
@@ -56,60 +64,44 @@ class SmsTask:
         *,
         counters: TaskCounters = sms_counters,
     ) -> None:
-        self.message = message
-        self.provider = provider
-        self.counters = counters
-        self.type = f"sms.{message.purpose}"
+        super().__init__(message, provider, counters=counters)
 
-    def __repr__(self) -> str:
-        return f"<SmsTask {self.type} to {self.message.masked}>"
+    @property
+    def message(self) -> TextMessage:
+        """The text this task sends."""
+        return self.item
 
-    def payload(self) -> Mapping[str, JSONValue]:
-        """The stored form: ``{"sms": message.to_dict()}``."""
-        return {"sms": self.message.to_dict()}
+    @property
+    def provider(self) -> SmsProvider:
+        """What sends it."""
+        return self.sender
 
-    async def run(self) -> None:
-        """Send the text; log, count and re-raise a failure."""
-        message = self.message
-        try:
-            sid = await self.provider.send(message)
-        except Exception as exc:
-            self.counters.add(message.purpose, Outcome.FAILED)
-            logger.error(
-                "sms: %s text to %s not sent (%s): %s",
-                message.purpose,
-                message.masked,
-                "transient, may be retried" if isinstance(exc, TransientError) else "final",
-                exc,
-                extra={"action": "sms", "task_type": self.type, "channel": message.channel},
-            )
-            raise
-        self.counters.add(message.purpose, Outcome.SUCCEEDED)
-        logger.info(
-            "sms: %s text sent to %s",
-            message.purpose,
-            message.masked,
-            extra={"action": "sms", "task_type": self.type, "provider_id": sid},
-        )
+    @property
+    def label(self) -> str:
+        """The text's purpose (``"otp"``)."""
+        return self.item.purpose
 
     @classmethod
-    def factory(
-        cls, provider: SmsProvider, *, counters: TaskCounters = sms_counters
-    ) -> TaskFactory:
-        """A :class:`~apitask.outbox.TaskRegistry` factory for the ``"sms."`` prefix.
+    def decode(cls, data: Mapping[str, JSONValue]) -> TextMessage:
+        """:meth:`TextMessage.from_dict`: the stored text, checked again."""
+        return TextMessage.from_dict(data)
 
-        A payload that is not a valid text, or whose purpose does not match the
-        stored type, raises ``ValueError``: the registry makes it a decode
-        error and the worker dead-letters the job (retrying cannot repair it).
-        """
+    def describe(self) -> str:
+        """``"otp text to +15…67"``: a masked number, never the text (it holds the code)."""
+        return f"{self.item.purpose} text to {self.item.masked}"
 
-        def build(type: str, payload: Mapping[str, JSONValue]) -> Task:
-            data = payload.get("sms")
-            if not isinstance(data, dict):
-                raise ValueError(f"stored text task {type!r} has no 'sms' object in its payload")
-            task = cls(TextMessage.from_dict(data), provider, counters=counters)
-            if task.type != type:
-                raise ValueError(f"stored text task {type!r} holds a {task.type!r} text")
-            return task
+    def log_fields(self) -> dict[str, str]:
+        """The channel the text goes by (``"sms"``, ``"whatsapp"``)."""
+        return {"channel": self.item.channel}
 
-        return build
+    def delivered(self, result: object) -> None:
+        """Log the provider's id for the text (what its console searches by)."""
+        self.logger.info(
+            "sms: %s text sent to %s",
+            self.item.purpose,
+            self.item.masked,
+            extra={"action": "sms", "task_type": self.type, "provider_id": result},
+        )
+
+    def __repr__(self) -> str:
+        return f"<SmsTask {self.type} to {self.item.masked}>"
