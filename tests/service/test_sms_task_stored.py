@@ -31,7 +31,8 @@ def test_an_old_stored_text_still_decodes_and_encodes_the_same() -> None:
     registry = TaskRegistry()
     registry.register_prefix("sms.", SmsTask.factory(provider))
     task = registry.build("sms.otp", OLD_TEXT)
-    assert isinstance(task, SmsTask) and isinstance(task, DeliveryTask)
+    assert isinstance(task, DeliveryTask)
+    assert isinstance(task, SmsTask)
     assert (task.message.to, task.message.text, task.provider) == (
         "15551234567",
         "code 123456",
