@@ -20,7 +20,7 @@ import asyncio
 import email.utils
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -59,11 +59,25 @@ class WebhookResponse:
         status: the HTTP status.
         content_type: the ``Content-Type`` header, or ``""``.
         body: the answer's bytes (at most the client's ``max_response_size``).
+        sent: the body that was POSTed (not shown in ``repr``): what
+            :meth:`redact` takes out of a text.
     """
 
     status: int
     content_type: str
     body: bytes
+    sent: Mapping[str, JSONValue] = field(default_factory=dict, repr=False, compare=False)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every string of the sent body replaced by ``***``.
+
+        A ``check`` that raises on an answer which reports a failure builds
+        its error text from the answer; that text is logged and stored (an
+        outbox job's ``last_error``), and a receiver may echo what it was
+        sent (the address, the one-time code): pass what comes from the
+        answer through here first, as the client does for a non-2xx answer.
+        """
+        return _redact(text, self.sent)
 
 
 class HTTPWebhookClient:
@@ -186,7 +200,9 @@ class HTTPWebhookClient:
                 raise PermanentWebhookError(
                     f"{where}: the answer is over {self.max_response_size} bytes", status=status
                 )
-            answer = WebhookResponse(status, response.headers.get("content-type", ""), body)
+            answer = WebhookResponse(
+                status, response.headers.get("content-type", ""), body, webhook.body
+            )
             if self.check is not None:
                 self.check(answer)
             return answer
@@ -213,13 +229,18 @@ def _message(answer: bytes, sent: Mapping[str, JSONValue]) -> str:
     token hash, an address), as :func:`~apitask.mail.redact_addresses` does
     for an SMTP reply.
     """
-    text = _CONTROL.sub(" ", answer.decode("utf-8", "replace")).strip()
+    text = _redact(_CONTROL.sub(" ", answer.decode("utf-8", "replace")).strip(), sent)
+    return text[:_MESSAGE_CHARS] + ("..." if len(text) > _MESSAGE_CHARS else "")
+
+
+def _redact(text: str, sent: Mapping[str, JSONValue]) -> str:
+    """``text`` without any string of the ``sent`` body (of ``_MIN_ECHOED`` characters or more)."""
     # Longest first, so that a value holding another is taken out whole.
     for value in sorted(
         {v for v in _strings(sent) if len(v) >= _MIN_ECHOED}, key=len, reverse=True
     ):
         text = text.replace(value, _REDACTED)
-    return text[:_MESSAGE_CHARS] + ("..." if len(text) > _MESSAGE_CHARS else "")
+    return text
 
 
 def _strings(value: JSONValue | Mapping[str, JSONValue]) -> Iterator[str]:

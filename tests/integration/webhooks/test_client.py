@@ -161,6 +161,30 @@ async def test_check_reads_a_2xx_answer_and_may_refuse_it() -> None:
     assert answer == WebhookResponse(200, "application/json", b"{}")
 
 
+async def test_a_check_redacts_what_the_answer_echoes_of_the_body() -> None:
+    """A 2xx answer reporting a failure may quote the body: ``redact`` takes it out."""
+
+    def check(answer: WebhookResponse) -> None:
+        said = json.loads(answer.body)["error"]["message"]
+        raise PermanentWebhookError(answer.redact(said), status=answer.status)
+
+    def echo(n: int, request: Received) -> Answer:
+        token = request.json()["email_data"]["token"]
+        return Answer(200, json.dumps({"error": {"message": f"bad token {token}"}}).encode())
+
+    http = HTTPWebhookClient([SECRET], check=check)
+    sent = hook("http://127.0.0.1/")
+    try:
+        async with serve(echo) as rx:
+            with pytest.raises(PermanentWebhookError) as raised:
+                await http.send(Webhook.create(sent.name, rx.url, sent.body))
+    finally:
+        await http.aclose()
+    assert str(raised.value) == "bad token ***"
+    assert "123456" not in repr(WebhookResponse(200, "", b"", sent.body))
+    assert WebhookResponse(200, "", b"").redact("bad token 123456") == "bad token 123456"
+
+
 @pytest.mark.parametrize(
     ("answer", "kind", "retry_after", "said"),
     [

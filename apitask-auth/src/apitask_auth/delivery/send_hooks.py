@@ -83,7 +83,10 @@ class HookAnswerError(WebhookError):
 
     Attributes:
         http_code: the status the hook asked the request to fail with (500 if none).
-        message: the hook's message.
+        message: the hook's message, with every string the call sent (address,
+            phone, one-time code, token hash) replaced by ``***``: it is the
+            error's text, so it reaches logs, an outbox job's ``last_error``
+            and, inline, the request's answer.
     """
 
     def __init__(self, http_code: int, message: str, *, status: int) -> None:
@@ -115,7 +118,9 @@ def check_answer(answer: WebhookResponse) -> None:
         return
     code = error.get("http_code")
     http_code = code if isinstance(code, int) and 400 <= code <= 599 else 500
-    message = str(error.get("message") or "")
+    # A hook may echo what it was sent ("cannot send 123456 to ann@x"): the
+    # message becomes the error's text, logged and stored (WebhookResponse.redact).
+    message = answer.redact(str(error.get("message") or ""))
     kind = TransientHookAnswer if http_code == 429 or http_code >= 500 else PermanentHookAnswer
     raise kind(http_code, message, status=answer.status)
 
