@@ -4,17 +4,22 @@ A class written in ``apitask._pool`` is imported as ``apitask.WorkerPool``;
 its repr, tracebacks, pickles, ``help()`` and the API docs should say so.
 Every public package (``apitask``, ``apitask.mail``, ``apitask.outbox``)
 calls this at the end of its ``__init__``.
+
+Names a package loads only when first used (those needing an optional extra,
+or moved elsewhere) come from one module ``__getattr__``: :func:`lazy_names`.
 """
 
 from __future__ import annotations
 
+import importlib
 import types
-from typing import TYPE_CHECKING, TypeVar
+import warnings
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["show_public_path", "show_public_paths"]
+__all__ = ["lazy_names", "show_public_path", "show_public_paths"]
 
 T = TypeVar("T")
 
@@ -35,3 +40,54 @@ def show_public_paths(module: str, namespace: Mapping[str, object], names: Itera
     """:func:`show_public_path` for each of ``names`` in ``namespace`` (a package's globals)."""
     for name in names:
         show_public_path(module, namespace[name])
+
+
+def lazy_names(
+    package: str,
+    modules: Mapping[str, str],
+    *,
+    extra: str | None = None,
+    moved: bool = False,
+) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package``: each name of ``modules`` is imported
+    from its module (relative to ``package`` when it starts with a dot) when first used.
+
+    The value is shown under ``package`` (:func:`show_public_path`). Any other
+    name is an ``AttributeError``, as for a plain module.
+
+    Args:
+        package: the package's ``__name__``.
+        modules: the module each lazy name is defined in.
+        extra: the ``pip install apitask[<extra>]`` the names need: a missing
+            third-party module is then an ``ImportError`` that says so.
+        moved: the names moved to their module; each use warns
+            (``DeprecationWarning``) with the new place.
+    """
+
+    # Any, not object: the type checker reads a lazy name it sees no import for
+    # (Django's, below TYPE_CHECKING nowhere) through this signature.
+    def __getattr__(name: str) -> Any:
+        module = modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if moved:
+            warnings.warn(
+                f"{package}.{name} moved to {module}.{name}; the old name goes in the next release",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        try:
+            loaded = importlib.import_module(module, package)
+        except ModuleNotFoundError as exc:
+            # Only a missing third-party module is the extra's; a missing part of
+            # apitask itself is a bug to show as it is.
+            if extra is None or (exc.name or "apitask").partition(".")[0] == "apitask":
+                raise
+            raise ModuleNotFoundError(
+                f"{package}.{name} needs the {extra!r} extra: pip install 'apitask[{extra}]' "
+                f"({exc})",
+                name=exc.name,
+            ) from exc
+        return show_public_path(package, getattr(loaded, name))
+
+    return __getattr__

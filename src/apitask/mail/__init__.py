@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing as _typing
 
-from .._exports import show_public_path as _show_public_path
+from .._exports import lazy_names as _lazy_names
 from .._exports import show_public_paths as _show_public_paths
 from ._client import MailClient
 from ._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
@@ -79,13 +79,8 @@ __all__ = [
 _SMTP_NAMES = frozenset({"SMTPClient", "SMTPCounters", "TLSMode"})
 
 
-def __getattr__(name: str) -> object:
-    # Lazy, so that Message and the errors work without the mail extra.
-    if name in _SMTP_NAMES:
-        from ._smtp import _client
-
-        return _show_public_path(__name__, getattr(_client, name))
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Lazy, so that Message and the errors work without the mail extra.
+__getattr__ = _lazy_names(__name__, dict.fromkeys(_SMTP_NAMES, "._smtp._client"), extra="mail")
 
 
 # Reprs, tracebacks and the API docs show apitask.mail.Message, the path

@@ -12,9 +12,7 @@ Needs the ``sqlalchemy`` extra (SQLite) or the ``postgres`` extra.
 
 from __future__ import annotations
 
-import typing
-import warnings
-
+from .._exports import lazy_names as _lazy_names
 from .._exports import show_public_paths as _show_public_paths
 from ._browse import BrowsableStore, JobFilter, WorkerLeases
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
@@ -56,16 +54,4 @@ _show_public_paths(__name__, globals(), __all__)
 # Moved to apitask.cli (the command line's parts are not the outbox's API);
 # importable from here, with a DeprecationWarning, for one release.
 _MOVED_TO_CLI = ("add_worker_arguments", "load_registry", "run_worker_command")
-
-
-def __getattr__(name: str) -> typing.Any:
-    if name not in _MOVED_TO_CLI:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"apitask.outbox.{name} moved to apitask.cli.{name}; the old name goes in the next release",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    from .. import cli
-
-    return getattr(cli, name)
+__getattr__ = _lazy_names(__name__, dict.fromkeys(_MOVED_TO_CLI, "apitask.cli"), moved=True)

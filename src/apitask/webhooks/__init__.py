@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing as _typing
 
-from .._exports import show_public_path as _show_public_path
+from .._exports import lazy_names as _lazy_names
 from .._exports import show_public_paths as _show_public_paths
 from ._errors import (
     InvalidWebhookError,
@@ -48,13 +48,8 @@ __all__ = [
 _HTTP_NAMES = frozenset({"HTTPWebhookClient", "WebhookResponse"})
 
 
-def __getattr__(name: str) -> object:
-    # Lazy, so that the rest works without the webhooks extra (httpx).
-    if name in _HTTP_NAMES:
-        from . import _client
-
-        return _show_public_path(__name__, getattr(_client, name))
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Lazy, so that the rest works without the webhooks extra (httpx).
+__getattr__ = _lazy_names(__name__, dict.fromkeys(_HTTP_NAMES, "._client"), extra="webhooks")
 
 
 # Reprs, tracebacks and the API docs show apitask.webhooks.Webhook, the path

@@ -12,24 +12,19 @@ Needs Django (``pip install apitask[django]``).
 
 from __future__ import annotations
 
-import typing
+from ..._exports import lazy_names as _lazy_names
 
 __all__ = ["EmailBackend", "get_outbox", "get_registry", "in_thread"]
 
 # Lazy: Django imports this package (INSTALLED_APPS) before its settings and
 # apps are ready; the backend and the outbox are loaded when first named.
-_LAZY = {
-    "EmailBackend": "._mail",
-    "get_outbox": "._outbox",
-    "get_registry": "._outbox",
-    "in_thread": "._threads",
-}
-
-
-def __getattr__(name: str) -> typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module, __name__), name)
+__getattr__ = _lazy_names(
+    __name__,
+    {
+        "EmailBackend": "._mail",
+        "get_outbox": "._outbox",
+        "get_registry": "._outbox",
+        "in_thread": "._threads",
+    },
+    extra="django",
+)
