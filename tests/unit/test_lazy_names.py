@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +13,9 @@ import apitask.mail
 import apitask.outbox
 import apitask.webhooks
 from apitask._exports import lazy_names
+
+if TYPE_CHECKING:
+    import types
 
 
 @pytest.mark.parametrize(
@@ -56,7 +59,9 @@ def test_with_the_extra_the_name_loads_under_its_public_path() -> None:
 
 def test_a_missing_part_of_apitask_itself_is_not_blamed_on_the_extra() -> None:
     lazy = lazy_names("apitask.mail", {"Gone": "._no_such_module"}, extra="mail")
-    with pytest.raises(ModuleNotFoundError, match="No module named 'apitask.mail._no_such_module'"):
+    with pytest.raises(
+        ModuleNotFoundError, match=r"No module named 'apitask\.mail\._no_such_module'"
+    ):
         lazy("Gone")
 
 
