@@ -35,10 +35,11 @@ def wire(msg: Message) -> bytes:
     return render(msg, parse_sender(SENDER)).data
 
 
-def chunk_client(server: ChunkingServer, **options: Any) -> SMTPClient:
+def client_at(port: int, **options: Any) -> SMTPClient:
+    """A plain-text client for 127.0.0.1:``port``, 2 s per step; ``options`` win."""
     settings: dict[str, Any] = {
         "host": "127.0.0.1",
-        "port": server.port,
+        "port": port,
         "sender": SENDER,
         "tls": "none",
         "local_hostname": "client.test",
@@ -70,7 +71,7 @@ async def test_mail_rcpt_bdat_and_the_message_go_in_one_write(
     server holds MAIL's and RCPT's replies until it has answered BDAT)."""
     server = await chunking_server()
     messages = [message(n) for n in range(3)]
-    async with chunk_client(server) as client:
+    async with client_at(server.port) as client:
         for msg in messages:
             await client.send(msg)
         assert client.connections_opened == 1
@@ -84,7 +85,7 @@ async def test_chunking_false_sends_data_with_dot_stuffing(
     chunking_server: Callable[..., Awaitable[ChunkingServer]],
 ) -> None:
     server = await chunking_server()
-    async with chunk_client(server, chunking=False) as client:
+    async with client_at(server.port, chunking=False) as client:
         await client.send(FIRST)
     assert server.commands == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
     assert b"\r\n..leading dot\r\n" in server.data[0]  # stuffed on the wire
@@ -95,7 +96,7 @@ async def test_without_chunking_offered_the_client_sends_data(
     chunking_server: Callable[..., Awaitable[ChunkingServer]],
 ) -> None:
     server = await chunking_server(chunking=False)
-    async with chunk_client(server) as client:
+    async with client_at(server.port) as client:
         await client.send(FIRST)
     assert "BDAT" not in server.commands
     assert server.messages == [wire(FIRST)]
@@ -105,7 +106,7 @@ async def test_pipelining_false_sends_neither_bdat_nor_a_group(
     chunking_server: Callable[..., Awaitable[ChunkingServer]],
 ) -> None:
     server = await chunking_server(hold=False)
-    async with chunk_client(server, pipelining=False) as client:
+    async with client_at(server.port, pipelining=False) as client:
         await client.send(FIRST)
     assert server.commands == ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
 
@@ -145,7 +146,7 @@ async def test_a_refusal_keeps_its_class_and_the_connection_stays_in_step(
 ) -> None:
     server = await chunking_server()
     server.script(verb, reply)
-    async with chunk_client(server) as client:
+    async with client_at(server.port) as client:
         with pytest.raises(error, match=f"refused {step}: {reply[:3]}") as caught:
             await client.send(FIRST)
         assert caught.value.code == int(reply[:3])  # type: ignore[attr-defined]
@@ -173,7 +174,7 @@ async def test_a_421_to_mail_is_retried_once_on_a_fresh_connection(
     """The server said it closes before it took anything: resending is safe."""
     server = await chunking_server()
     server.script("MAIL", "421 4.3.2 shutting down")
-    async with chunk_client(server) as client:
+    async with client_at(server.port) as client:
         await client.send(FIRST)
         assert (client.counters.retries, client.connections_opened) == (1, 2)
     assert server.messages == [wire(FIRST)]
@@ -186,7 +187,7 @@ async def test_a_drop_after_the_chunk_went_out_is_not_resent(
     """Without a reply the client cannot know the server did not queue the mail."""
     server = await chunking_server()
     server.script(verb, action)
-    async with chunk_client(server) as client:
+    async with client_at(server.port) as client:
         with pytest.raises(TransientMailError, match="connection lost") as caught:
             await client.send(FIRST)
         assert caught.value.code is None
@@ -201,7 +202,7 @@ async def test_a_421_to_bdat_is_not_resent(
 ) -> None:
     server = await chunking_server()
     server.script("BDAT", "421 4.3.2 shutting down")
-    async with chunk_client(server) as client:
+    async with client_at(server.port) as client:
         with pytest.raises(TransientMailError, match="refused BDAT: 421"):
             await client.send(FIRST)
         assert client.counters.retries == 0
@@ -214,7 +215,7 @@ async def test_a_stalled_reply_times_out_and_is_not_resent(
 ) -> None:
     server = await chunking_server()  # holds MAIL's reply: nothing comes
     server.script("BDAT", STALL)
-    async with chunk_client(server, timeout=0.3) as client:
+    async with client_at(server.port, timeout=0.3) as client:
         with pytest.raises(TransientMailError, match="timed out during MAIL FROM"):
             await client.send(FIRST)
         assert client.counters.retries == 0
@@ -227,7 +228,7 @@ async def test_an_address_that_needs_smtputf8_goes_in_utf8(
 ) -> None:
     server = await chunking_server()
     msg = message(1, to="josé@example.org")
-    async with chunk_client(server) as client:
+    async with client_at(server.port) as client:
         await client.send(msg)
     assert server.commands == ["EHLO", "MAIL", "RCPT", "BDAT", "QUIT"]
     assert server.messages == [wire(msg)]
@@ -261,18 +262,6 @@ def postfix() -> Iterator[Postfix]:
     instance.stop()
 
 
-def postfix_client(port: int, **options: Any) -> SMTPClient:
-    settings: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": port,
-        "sender": SENDER,
-        "tls": "none",
-        "local_hostname": "client.test",
-        "timeout": 10.0,
-    }
-    return SMTPClient(**(settings | options))
-
-
 async def held(postfix: Postfix, msg: Message) -> bytes:
     """The held copy of ``msg`` as it was sent (CRLF), without Postfix's Received header."""
     subject = f"Subject: {msg.subject}\n".encode()
@@ -293,7 +282,7 @@ async def test_postfix_takes_the_mail_intact(postfix: Postfix, chunking: bool) -
         message(n, to="hold@example.org", subject=f"intact {chunking} {n}") for n in range(2)
     ]
     messages.append(message(9, to="hold@example.org", subject=f"big {chunking}", text=big))
-    async with postfix_client(port) as client:
+    async with client_at(port, timeout=10.0) as client:
         for msg in messages:
             await client.send(msg)
         assert client.connections_opened == 1
@@ -314,7 +303,7 @@ async def test_postfix_takes_the_mail_intact(postfix: Postfix, chunking: bool) -
 async def test_postfix_refusals_keep_their_class_and_the_connection_its_step(
     postfix: Postfix, fields: dict[str, str], error: type[Exception], code: int, step: str
 ) -> None:
-    async with postfix_client(postfix.port) as client:
+    async with client_at(postfix.port, timeout=10.0) as client:
         for _ in range(2):
             with pytest.raises(error, match=f"refused {step}: {code}") as caught:
                 await client.send(message(1, **fields))

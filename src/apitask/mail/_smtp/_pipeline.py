@@ -18,6 +18,9 @@ have.
 The replies fail as aiosmtplib's commands would have (the same exception
 classes, raised for the first reply that failed, in command order), so the
 client's classification and retry rules apply unchanged.
+
+``_chunking`` uses the same reader and group check for one round trip with
+BDAT when the server offers CHUNKING too.
 """
 
 from __future__ import annotations
