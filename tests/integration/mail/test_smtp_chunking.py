@@ -9,6 +9,7 @@ aiosmtpd, which offers neither, for the fallback.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -250,8 +251,10 @@ async def test_aiosmtpd_without_chunking_gets_the_message_byte_for_byte() -> Non
 
 # ------------------------------------------------------------ Postfix's smtpd
 
+# CI (.ci/run) sets APITASK_REQUIRE_POSTFIX=1: there these tests fail instead of skipping.
 needs_postfix = pytest.mark.skipif(
-    postfix_server.missing() is not None, reason=postfix_server.missing() or ""
+    postfix_server.missing() is not None and os.environ.get("APITASK_REQUIRE_POSTFIX") != "1",
+    reason=postfix_server.missing() or "",
 )
 
 
