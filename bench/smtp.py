@@ -32,6 +32,19 @@ its PID.
    (b) behind ``_latency_proxy.py`` (every byte the sink sends delivered
        20 ms late, as over a distant link), pool_size 1, one send at a time:
        msg/s per connection, on / off. Target: at least 2x.
+4. CHUNKING (RFC 3030) with PIPELINING: one round trip per mail (issue 19,
+   P5). smtp-sink does not offer CHUNKING (with it our client falls back to
+   section 3's path), so this runs against Postfix's own smtpd, a private
+   instance that throws the mail away (``discard``), started by
+   tests/integration/mail/postfix_server.py (root only). Interleaved rounds,
+   before = the same client with ``pipelining=False``:
+   (a) the server's limit: ``smtp-source -s 32 -d`` against that smtpd; ours
+       with CHUNKING, pool_size 1, 4, 8, and pool_size 8 with DATA
+       pipelined (``chunking=False``) and with pipelining off, as a share
+       of it;
+   (b) behind ``_latency_proxy.py`` (+20 ms per reply), pool_size 1, one
+       send at a time: msg/s per connection with CHUNKING, with DATA
+       pipelined, and with pipelining off. Target: CHUNKING / off >= 2x.
 """
 
 from __future__ import annotations
@@ -46,6 +59,7 @@ import smtplib
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -53,8 +67,11 @@ from email.utils import formatdate, make_msgid
 import aiosmtplib
 
 from _common import Series, save, table
-from _service import helper_process
+from _service import HERE, helper_process
 from apitask.mail import Message, SMTPClient
+
+sys.path.insert(0, str(HERE.parent / "tests"))
+from integration.mail import postfix_server
 
 SENDER = "Acme <no-reply@acme.example>"
 RECIPIENT = "user@example.org"
@@ -171,7 +188,9 @@ def smtplib_per_message(port: int, n: int) -> float:
     return time.perf_counter() - start
 
 
-async def ours(port: int, n: int, pool_size: int, *, pipelining: bool = True) -> float:
+async def ours(
+    port: int, n: int, pool_size: int, *, pipelining: bool = True, chunking: bool | None = None
+) -> float:
     """Seconds for n messages: Message + SMTPClient(pool_size) with pool_size in flight."""
     left = n
 
@@ -191,6 +210,7 @@ async def ours(port: int, n: int, pool_size: int, *, pipelining: bool = True) ->
         local_hostname="bench.example",
         max_messages_per_connection=10_000,
         pipelining=pipelining,
+        chunking=chunking,
     )
     async with client:
         start = time.perf_counter()
@@ -284,12 +304,92 @@ def pipelining(repeat: int, quick: bool) -> tuple[list[Series], dict[str, float]
     return series, {"share_of_sink_limit": share, "latency_ratio": statistics.median(ratios)}
 
 
+MODES = {
+    "CHUNKING": (True, True),
+    "DATA pipelined": (True, False),
+    "pipelining off": (False, False),
+}
+"""Section 4's clients: (pipelining, chunking)."""
+
+
+def chunking(repeat: int, quick: bool) -> tuple[list[Series], dict[str, float]]:
+    """Section 4 of the docstring: print it, return its series and its ratios."""
+    if (why := postfix_server.missing()) is not None:
+        raise SystemExit(f"section 4 needs a private Postfix: {why}")
+    n_ours, n_source = (500, 2000) if quick else (2000, 8000)
+    limit = Series("(a) smtp-source -s 32 -d on Postfix (its limit)", "msg/s")
+    cases = [("CHUNKING", size) for size in POOL_SIZES]
+    cases += [("DATA pipelined", 8), ("pipelining off", 8)]
+    rows = {
+        (mode, size): Series(f"(a) ours, pool_size={size}, {mode}", "msg/s") for mode, size in cases
+    }
+    delay = 0.020
+    slow = {mode: Series(f"(b) +20 ms replies, pool_size=1, {mode}", "msg/s") for mode in MODES}
+    ratios: dict[str, list[float]] = {
+        "CHUNKING / pipelining off": [],
+        "CHUNKING / DATA pipelined": [],
+    }
+    postfix = postfix_server.start()
+    proxy_port = free_port()
+    try:
+        for _ in range(repeat):  # interleaved rounds: drift hits every case alike
+            limit.values.append(smtp_source_rate(postfix.port, n_source))
+            for (mode, size), row in rows.items():
+                pipelining, chunked = MODES[mode]
+                gc.collect()
+                seconds = asyncio.run(
+                    ours(postfix.port, n_ours, size, pipelining=pipelining, chunking=chunked)
+                )
+                row.values.append(n_ours / seconds)
+        with helper_process("_latency_proxy.py", proxy_port, postfix.port, delay):
+            count = 25 if quick else 60
+            for _ in range(repeat):
+                for mode, (pipelining, chunked) in MODES.items():
+                    seconds = asyncio.run(
+                        ours(proxy_port, count, 1, pipelining=pipelining, chunking=chunked)
+                    )
+                    slow[mode].values.append(count / seconds)
+                on = slow["CHUNKING"].values[-1]
+                ratios["CHUNKING / pipelining off"].append(on / slow["pipelining off"].values[-1])
+                ratios["CHUNKING / DATA pipelined"].append(on / slow["DATA pipelined"].values[-1])
+    finally:
+        postfix.stop()
+    print("\n4. CHUNKING + PIPELINING against Postfix's smtpd (issue 19, P5)")
+    print(table([limit, *rows.values()], limit, higher_is_better=True))
+    best = max(rows["CHUNKING", size].median for size in POOL_SIZES)
+    share = best / limit.median
+    print(f"best of ours with CHUNKING / Postfix's limit: {share:.0%}")
+    print(table(list(slow.values()), slow["pipelining off"], higher_is_better=True))
+    figures: dict[str, float] = {"chunking_share_of_postfix_limit": share}
+    for name, values in ratios.items():
+        print(
+            f"{name} per connection, round by round: median {statistics.median(values):.2f}x "
+            f"[{min(values):.2f}..{max(values):.2f}]"
+        )
+        figures[name] = statistics.median(values)
+    print("target: CHUNKING / pipelining off >= 2x (4 round trips -> 1)")
+    return [limit, *rows.values(), *slow.values()], figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer messages, one run")
     parser.add_argument("--only-pipelining", action="store_true", help="section 3 alone (issue 19)")
+    parser.add_argument("--only-chunking", action="store_true", help="section 4 alone (issue 19)")
     args = parser.parse_args()
+    if args.only_chunking:
+        load = os.getloadavg()
+        series, figures = chunking(1 if args.quick else args.repeat, args.quick)
+        print(f"load average (1/5/15 min) at the start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+        print(
+            f"load average (1/5/15 min) at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+        )
+        path = save(
+            "smtp-chunking", series, load_before=load, load_after=os.getloadavg(), **figures
+        )
+        print(f"raw: {path}")
+        return
     if args.only_pipelining:
         load = os.getloadavg()
         series, figures = pipelining(1 if args.quick else args.repeat, args.quick)
@@ -342,6 +442,11 @@ def main() -> None:
         print(f"{row.name:<44} {row.median:>10.2f} msg/s = {row.median / size:.2f} x N")
 
     series, figures = pipelining(repeat, args.quick)
+    if postfix_server.missing() is None:
+        more, chunked = chunking(repeat, args.quick)
+        series, figures = series + more, figures | chunked
+    else:
+        print(f"\n4. CHUNKING skipped: {postfix_server.missing()}")
     ratio = max(row.median for row in pooled) / baseline.median
     path = save(
         "smtp",

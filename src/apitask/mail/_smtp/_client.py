@@ -2,7 +2,8 @@
 
 One send is one mail transaction (MAIL, RCPT, DATA) on a connection checked
 out of the pool (see ``_smtp_pool``), pipelined when the server offers it
-(see ``_pipeline``). Every step has a deadline of
+(see ``_pipeline``), and in one round trip with BDAT when it offers CHUNKING
+too (see ``_chunking``). Every step has a deadline of
 ``timeout`` seconds, which aiosmtplib applies to each of them: the TCP (and
 TLS) connect, the greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, RSET and
 QUIT. aiosmtplib closes a connection whose reply timed out; it is never
@@ -12,8 +13,9 @@ Retrying inside the client, and why only there: a connection that was idle
 may have been closed by the server in the meantime; that shows as a drop (or
 a 421 reply) at the first command. Before DATA the server has accepted
 nothing, so the send is retried once on a fresh connection. Once DATA has
-begun, a drop is ambiguous (the server may have queued the mail before the
-connection broke), so the client never resends: the error is transient, the
+begun, or a BDAT chunk has gone out, a drop is ambiguous (the server may have
+queued the mail before the connection broke), so the client never resends
+(see ``Steps.may_resend``): the error is transient, the
 caller's retry policy decides, and the fixed Message-ID lets a receiver
 recognise a duplicate.
 """
@@ -34,6 +36,7 @@ import aiosmtplib
 from ..._histogram import Histogram
 from .._errors import InvalidMessageError, MailError, PermanentMailError, TransientMailError
 from .._task import log_fields
+from ._chunking import send_chunked
 from ._errors import is_drop, mail_error, raise_mail_error
 from ._mime import parse_sender, render
 from ._pipeline import Steps, send_pipelined
@@ -117,10 +120,17 @@ class SMTPClient:
             send ``MAIL``, ``RCPT`` and ``DATA`` in one write (two round
             trips per mail instead of four); every reply is still checked,
             and errors and retries are the same. ``False`` never pipelines.
+        chunking: when the server offers CHUNKING (RFC 3030) as well as
+            PIPELINING, send ``MAIL``, ``RCPT`` and ``BDAT <size> LAST``
+            with the message in one write: one round trip per mail. Every
+            reply is still checked; a drop after the message went out is
+            not resent. By default as ``pipelining``; ``False`` sends with
+            DATA.
 
     Raises:
         InvalidMessageError: ``sender`` is not one safe address.
-        ValueError: a setting is out of range or contradicts another.
+        ValueError: a setting is out of range or contradicts another
+            (``chunking=True`` needs ``pipelining=True``).
     """
 
     def __init__(
@@ -141,6 +151,7 @@ class SMTPClient:
         logger: logging.Logger | None = None,
         log_sends: bool = False,
         pipelining: bool = True,
+        chunking: bool | None = None,
     ) -> None:
         if tls not in _TLS_MODES:
             raise ValueError(f"tls must be one of {', '.join(_TLS_MODES)}, not {tls!r}")
@@ -152,6 +163,13 @@ class SMTPClient:
             raise ValueError("a password needs a username")
         if tls == "none" and tls_context is not None:
             raise ValueError('tls_context is unused with tls="none"')
+        # Checked as booleans: a setting read from the environment as "false" is truthy.
+        switches: dict[str, object] = {"pipelining": pipelining, "chunking": chunking}
+        for name, value in switches.items():
+            if not isinstance(value, bool) and not (name == "chunking" and value is None):
+                raise ValueError(f"{name} must be True or False, not {value!r}")
+        if chunking and not pipelining:
+            raise ValueError("chunking=True needs pipelining=True (BDAT goes in the group)")
         self.host = host
         self.port = port if port is not None else _DEFAULT_PORTS.get(tls, 25)
         if tls == "auto" and self.port == 465:
@@ -166,6 +184,7 @@ class SMTPClient:
         self._logger = logger or logging.getLogger("apitask.mail.smtp")
         self._log_sends = log_sends
         self._pipelining = pipelining
+        self._chunking = pipelining if chunking is None else chunking
         self.counters = SMTPCounters()
         self._pool = ConnectionPool(
             self._open,
@@ -343,7 +362,7 @@ class SMTPClient:
             except (aiosmtplib.SMTPException, OSError) as exc:
                 await self._recover(connection, exc)
                 step = steps.now
-                if not retried and step != "DATA" and is_drop(exc) and not self._closing:
+                if not retried and is_drop(exc) and steps.may_resend(exc) and not self._closing:
                     retried = True
                     self.counters.retries += 1
                     self._logger.info("SMTP connection dropped at %s; retrying once", step)
@@ -361,11 +380,14 @@ class SMTPClient:
     async def _mail_one(
         self, envelope: Envelope, connection: Connection, options: list[str], steps: Steps
     ) -> None:
-        """MAIL, RCPT, DATA for one recipient, pipelined if the server offers it."""
+        """MAIL, RCPT, DATA (or BDAT) for one recipient, pipelined if the server offers it."""
         smtp = connection.smtp
         steps.recipient = envelope.recipient  # out of every reply, whatever the step
         if self._pipelining and smtp.supports_extension("pipelining"):
-            await send_pipelined(smtp, envelope, options, timeout=self._timeout, steps=steps)
+            send = send_pipelined
+            if self._chunking and smtp.supports_extension("chunking"):
+                send = send_chunked
+            await send(smtp, envelope, options, timeout=self._timeout, steps=steps)
             return
         encoding = "utf-8" if envelope.smtputf8 else "ascii"
         await smtp.mail(envelope.sender, options=options, encoding=encoding)

@@ -18,11 +18,15 @@ have.
 The replies fail as aiosmtplib's commands would have (the same exception
 classes, raised for the first reply that failed, in command order), so the
 client's classification and retry rules apply unchanged.
+
+``_chunking`` uses the same reader and group check for one round trip with
+BDAT when the server offers CHUNKING too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -30,11 +34,13 @@ from typing import TYPE_CHECKING, cast
 import aiosmtplib
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from aiosmtplib.protocol import SMTPProtocol
 
     from ._mime import Envelope
 
-__all__ = ["Steps", "send_pipelined"]
+__all__ = ["DATA_GROUP", "Steps", "check_group", "holding_replies", "send_pipelined"]
 
 _MAX_LINE = 8192  # bytes, as aiosmtplib allows for one reply line
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
@@ -44,13 +50,28 @@ class Steps:
     """Which command's reply a transaction waits for, and for which recipient.
 
     An error names the step; the recipient's local part is kept out of its text.
+    ``data_sent`` says the message's bytes are on the wire already (BDAT
+    writes them with MAIL and RCPT).
     """
 
-    __slots__ = ("now", "recipient")
+    __slots__ = ("data_sent", "now", "recipient")
 
     def __init__(self) -> None:
         self.now = "MAIL FROM"
         self.recipient: str | None = None
+        self.data_sent = False
+
+    def may_resend(self, exc: Exception) -> bool:
+        """Whether the server surely did not take the message, ``exc`` having ended the send.
+
+        Before the message's bytes go out it has nothing. Once they are out,
+        only a refusal of MAIL or RCPT says so: a drop with no reply may
+        come after the server queued the message, since a pipelining server
+        may hold every reply of a group until the BDAT chunk is in.
+        """
+        if self.now in ("DATA", "BDAT"):
+            return False
+        return not self.data_sent or isinstance(exc, aiosmtplib.SMTPResponseException)
 
 
 class _ReplyReader(asyncio.Protocol):
@@ -153,19 +174,13 @@ async def send_pipelined(
             would (``steps.now`` names the command whose reply failed); a
             lost connection, a timeout or a 421 also close ``smtp``.
     """
-    protocol = smtp.protocol
-    assert protocol is not None  # the pool hands out connected connections only
-    # An asyncio.Transport in duck type only: uvloop's does not subclass it.
-    transport = cast("asyncio.Transport", protocol.transport)
     encoding = "utf-8" if envelope.smtputf8 else "ascii"
     head = " ".join([f"MAIL FROM:<{envelope.sender}>", *options])
     group = f"{head}\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n".encode(encoding)
-    reader = _ReplyReader(protocol, asyncio.get_running_loop())
-    transport.set_protocol(reader)
-    try:
+    with holding_replies(smtp) as (transport, reader):
         transport.write(group)
-        refused = await _check_group(
-            smtp, transport, reader, envelope, timeout=timeout, steps=steps
+        refused = await check_group(
+            smtp, transport, reader, envelope, DATA_GROUP, timeout=timeout, steps=steps
         )
         if refused is not None:
             raise refused
@@ -175,6 +190,24 @@ async def send_pipelined(
         reply = await reader.next_reply(timeout)
         if reply.code != 250:
             raise _closing(smtp, aiosmtplib.SMTPDataError(reply.code, reply.message))
+
+
+@contextlib.contextmanager
+def holding_replies(smtp: aiosmtplib.SMTP) -> Iterator[tuple[asyncio.Transport, _ReplyReader]]:
+    """Hand ``smtp``'s transport to a :class:`_ReplyReader` for one transaction.
+
+    On the way out, a lost connection or a timeout closes ``smtp`` (the
+    replies may be out of step), as does an unreadable reply; otherwise
+    aiosmtplib's protocol gets the transport back.
+    """
+    protocol = smtp.protocol
+    assert protocol is not None  # the pool hands out connected connections only
+    # An asyncio.Transport in duck type only: uvloop's does not subclass it.
+    transport = cast("asyncio.Transport", protocol.transport)
+    reader = _ReplyReader(protocol, asyncio.get_running_loop())
+    transport.set_protocol(reader)
+    try:
+        yield transport, reader
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         smtp.close()  # as aiosmtplib does: the replies may be out of step now
         raise
@@ -187,16 +220,19 @@ async def send_pipelined(
             transport.set_protocol(protocol)
 
 
-async def _check_group(
+async def check_group(
     smtp: aiosmtplib.SMTP,
     transport: asyncio.Transport,
     reader: _ReplyReader,
     envelope: Envelope,
+    group: tuple[tuple[str, tuple[int, ...]], ...],
     *,
     timeout: float,
     steps: Steps,
 ) -> aiosmtplib.SMTPResponseException | None:
-    """Read the three replies of the group; return the first refusal, in command order.
+    """Read the replies to ``group`` (steps and their good codes); return the first refusal.
+
+    Refusals are judged in command order.
 
     Every reply is read before judging, so the connection stays in step for
     the RSET that follows a refusal. A DATA accepted after a refusal (a
@@ -204,12 +240,12 @@ async def _check_group(
     its reply is read too.
     """
     refused: aiosmtplib.SMTPResponseException | None = None
-    for step, good in _GROUP:
+    for step, good in group:
         if refused is None:
             steps.now = step
         try:
             reply = await reader.next_reply(timeout)
-            if refused is not None and reply.code == 354:  # DATA taken all the same
+            if refused is not None and step == "DATA" and reply.code == 354:  # taken all the same
                 transport.write(b".\r\n")  # end the unwanted message, empty
                 await reader.next_reply(timeout)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
@@ -225,13 +261,14 @@ async def _check_group(
     return refused
 
 
-_GROUP = (("MAIL FROM", (250,)), ("RCPT TO", (250, 251)), ("DATA", (354,)))
+DATA_GROUP = (("MAIL FROM", (250,)), ("RCPT TO", (250, 251)), ("DATA", (354,)))
+"""The commands written together before the message, and the replies that accept them."""
 
 
 def _refusal(
     step: str, reply: aiosmtplib.SMTPResponse, envelope: Envelope
 ) -> aiosmtplib.SMTPResponseException:
-    """The exception aiosmtplib raises when ``step`` gets ``reply``."""
+    """The exception aiosmtplib raises when ``step`` gets ``reply`` (BDAT's is DATA's)."""
     if step == "MAIL FROM":
         return aiosmtplib.SMTPSenderRefused(reply.code, reply.message, envelope.sender)
     if step == "RCPT TO":
