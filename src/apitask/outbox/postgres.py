@@ -271,7 +271,9 @@ class PostgresStore:
 
     async def reap(self, worker: str) -> int:
         """Make jobs with expired leases due again, except ``worker``'s."""
-        rows = await self._fetch("take over expired leases", "reap", worker=worker, keep=EVENTS_KEPT)
+        rows = await self._fetch(
+            "take over expired leases", "reap", worker=worker, keep=EVENTS_KEPT
+        )
         return len(rows)
 
     async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:

@@ -27,7 +27,8 @@ def describe(conn: object, schema: str) -> object:
         (f"{schema}.", schema, tables),
     ).fetchall()
     constraints = run(
-        "SELECT t.relname, conname, replace(pg_get_constraintdef(c.oid), %s, 'S.') "
+        # A foreign key names its table with the schema when it is off the search_path.
+        "SELECT t.relname, conname, replace(pg_get_constraintdef(c.oid), %s, '') "
         "FROM pg_constraint c "
         "JOIN pg_namespace n ON n.oid = c.connamespace JOIN pg_class t ON t.oid = c.conrelid "
         "WHERE n.nspname = %s AND t.relname = ANY(%s) ORDER BY t.relname, conname",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import importlib
 import json
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -649,12 +651,32 @@ def test_cli_list_stats_retry_purge(tmp_path: Path, capsys: pytest.CaptureFixtur
     set_state(tmp_path / "cli.db", 3, "dead")
     assert run_cli("outbox", "retry", "--url", url, "1") == 0
     assert "queued 1 dead job(s) again" in capsys.readouterr().out
+    # The job's history says who retried it, and from where.
+    conn = sqlite3.connect(tmp_path / "cli.db")
+    try:
+        [(detail,)] = conn.execute(
+            "SELECT detail FROM apitask_job_events WHERE job_id = 1 AND kind = 'retried'"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert detail == f"{getpass.getuser()}@{socket.gethostname()} with apitask outbox retry"
     assert run_cli("outbox", "retry", "--url", url, "--all") == 0
     assert "queued 2 dead job(s) again" in capsys.readouterr().out
     assert run_cli("outbox", "purge", "--url", url, "--state", "dead") == 0
     assert "purged 0 dead job(s)" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="give job ids"):
         run_cli("outbox", "retry", "--url", url)
+
+
+def test_cli_names_the_operator_without_a_login_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's uid may have no name anywhere: the history gets the uid."""
+    from apitask import cli
+
+    def no_name() -> str:
+        raise OSError("No username set in the environment")
+
+    monkeypatch.setattr(getpass, "getuser", no_name)
+    assert cli._operator().startswith(f"uid {os.getuid()}@")
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
