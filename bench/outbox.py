@@ -197,7 +197,8 @@ async def pg_cases(dsn: str, n: int, repeats: int) -> list[Series]:
             bare.values.append(a)
             with_job.values.append(b)
             extra.values.append(b - a)
-            await admin.execute(f'TRUNCATE "{schema}".apitask_jobs, "{schema}".users')
+            # CASCADE: the job history (migration 5) references the jobs.
+            await admin.execute(f'TRUNCATE "{schema}".apitask_jobs, "{schema}".users CASCADE')
     finally:
         await outbox.aclose()
         await engine.dispose()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import importlib
 import os
+import socket
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -216,6 +218,15 @@ def _add_outbox_commands(parser: argparse.ArgumentParser) -> None:
         _add_database_arguments(command)
 
 
+def _operator() -> str:
+    """Who runs this command, for a job's history (``retried`` events)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a container's uid)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()} with apitask outbox retry"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO) -> None:
     cells = [[str(c) for c in header], *([str(c) for c in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
@@ -262,7 +273,7 @@ async def _outbox_command(outbox: Outbox, args: argparse.Namespace, out: TextIO)
     elif command == "retry":
         if not args.ids and not args.all:
             raise SystemExit("retry: give job ids, or --all for every dead job")
-        count = await outbox.retry(None if args.all else args.ids)
+        count = await outbox.retry(None if args.all else args.ids, by=_operator())
         print(f"queued {count} dead job(s) again", file=out)
     else:  # purge
         count = await outbox.purge(JobState(args.state), args.older_than)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlencode
 import jinja2
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from ..outbox import JobFilter, JobState
+from ..outbox import EVENTS_KEPT, JobFilter, JobState
 from ._present import Sample, age, chart, pretty, visible
 from ._security import CSRF_COOKIE, CSRF_FIELD, Csrf
 
@@ -307,11 +307,16 @@ class Dashboard:
             )
         if reveal:
             logger.warning("dashboard: %s revealed the payload of job %s", identity, job.id)
+        # The history never holds payload contents: errors (as last_error keeps
+        # them), reasons, workers and operators.
+        events = await self.store.events(job.id, EVENTS_KEPT)
         return self.render(
             request,
             "job.html",
             identity=identity,
             job=job,
+            events=events,
+            events_kept=EVENTS_KEPT,
             shown=visible(job),
             payload=pretty(job.payload) if reveal else None,
             pending=job.state in (JobState.QUEUED, JobState.RETRYING),
@@ -348,7 +353,7 @@ class Dashboard:
 
     async def retry_one(self, request: Request, who: Any, form: dict[str, list[str]]) -> Response:
         job = await self._existing(request)
-        n = await self.outbox.retry([job.id])
+        n = await self.outbox.retry([job.id], by=f"{who} on the dashboard")
         logger.warning("dashboard: %s retried dead job %s (%d retried)", who, job.id, n)
         return self.done(request, f"/jobs/{job.id}", f"{n} job retried")
 
@@ -374,7 +379,7 @@ class Dashboard:
                 break
             before = page[-1].id
         # Never "every dead job" (ids=None) by accident: an empty list retries none.
-        n = await self.outbox.retry(ids[:RETRY_LIMIT])
+        n = await self.outbox.retry(ids[:RETRY_LIMIT], by=f"{who} on the dashboard")
         logger.warning(
             "dashboard: %s retried %d dead job(s) matching %s", who, n, filter_query(where)
         )

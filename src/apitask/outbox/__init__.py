@@ -16,7 +16,16 @@ from .._exports import lazy_names as _lazy_names
 from .._exports import show_public_paths as _show_public_paths
 from ._browse import BrowsableStore, JobFilter, WorkerLeases
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
-from ._records import Job, JobState, JobTimeoutError, OutboxError, SchemaStatus, Stats
+from ._records import (
+    EVENTS_KEPT,
+    Job,
+    JobEvent,
+    JobState,
+    JobTimeoutError,
+    OutboxError,
+    SchemaStatus,
+    Stats,
+)
 from ._registry import JobDecodeError, TaskFactory, TaskRegistry
 from ._store import NewJob, Store
 from ._worker import Worker, WorkerState, run_worker
@@ -32,6 +41,8 @@ __all__ = [
     "WorkerState",
     "run_worker",
     "Job",
+    "JobEvent",
+    "EVENTS_KEPT",
     "JobState",
     "Stats",
     "SchemaStatus",

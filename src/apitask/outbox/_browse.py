@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from ._records import Job, JobState
+    from ._records import Job, JobEvent, JobState
 
 __all__ = ["JOB_COLUMNS", "BrowsableStore", "JobFilter", "WorkerLeases", "search_sql"]
 
@@ -99,8 +99,13 @@ class BrowsableStore(Protocol):
     async def job(self, job_id: int) -> Job | None:
         """The job with id ``job_id``, if there is one."""
 
+    async def events(self, job_id: int, limit: int) -> list[JobEvent]:
+        """The newest ``limit`` events of job ``job_id``'s history, newest first."""
+
     async def cancel(self, ids: Sequence[int], reason: str) -> int:
-        """Move pending (queued or retrying) jobs to dead with ``reason``; return how many."""
+        """Move pending (queued or retrying) jobs to dead with ``reason``; return how many.
+
+        Each gets a ``cancelled`` event with ``reason`` as its detail."""
 
     async def oldest_due(self) -> datetime | None:
         """When the longest-waiting due job became due, or ``None`` when none waits."""

@@ -284,14 +284,18 @@ class Outbox:
         """Job counts by type and state."""
         return await self.store.stats()
 
-    async def retry(self, ids: Sequence[int] | None = None) -> int:
+    async def retry(self, ids: Sequence[int] | None = None, *, by: str | None = None) -> int:
         """Retry dead jobs: queue them again, attempts reset; return how many.
+
+        Each retried job's history gets a ``retried`` event (see
+        :class:`~apitask.outbox.JobEvent`) in the same transaction.
 
         Args:
             ids: the dead jobs to retry; ``None`` retries every dead job. Ids of
                 jobs that are not dead are skipped.
+            by: who asked, for the history (``"alice on the dashboard"``).
         """
-        return await self.store.retry_dead(ids)
+        return await self.store.retry_dead(ids, by)
 
     async def purge(self, state: JobState, older_than: float = 0.0) -> int:
         """Delete jobs in ``state`` finished over ``older_than`` seconds ago."""

@@ -13,8 +13,10 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 __all__ = [
+    "EVENTS_KEPT",
     "Finish",
     "Job",
+    "JobEvent",
     "JobState",
     "JobTimeoutError",
     "OutboxError",
@@ -119,6 +121,64 @@ class Job:
             idempotency_key=row["idempotency_key"],
             last_error=row["last_error"],
             request_id=row["request_id"],
+        )
+
+
+EVENTS_KEPT = 50
+"""Events kept per job: the newest. A job retried for ever keeps a bounded history."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One entry of a job's history (:meth:`BrowsableStore.events`), written in the
+    same transaction as the change of the job's row it records.
+
+    Kinds:
+
+    * ``failed``: an attempt failed and a retry is scheduled (``run_at``);
+      ``detail`` is the error, as stored in ``last_error``.
+    * ``dead``: the job was given up on; ``detail`` says why.
+    * ``lease_expired``: ``worker`` stopped heartbeating during ``attempt``;
+      another worker made the job due again (``run_at``).
+    * ``retried``: an operator queued the dead job again; ``detail`` says who.
+    * ``cancelled``: an operator called the pending job off; ``detail`` says who.
+
+    A success writes no event (the job's ``finished_at`` dates it), nor does a
+    claim: the hot path writes what it wrote before.
+
+    Attributes:
+        id: the event's id (events of a job are ordered by it).
+        job_id: the job.
+        at: when it happened (the database's clock on PostgreSQL).
+        kind: one of the kinds above (a later release may add kinds).
+        attempt: the job's attempt it concerns, if any.
+        worker: the worker that ran that attempt, if any.
+        run_at: when the job is due again, if the event left it pending.
+        detail: the error, reason or operator, as text.
+    """
+
+    id: int
+    job_id: int
+    at: datetime
+    kind: str
+    attempt: int | None = None
+    worker: str | None = None
+    run_at: datetime | None = None
+    detail: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any, when: Callable[[Any], datetime]) -> JobEvent:
+        """An event from a database row read by name; ``when`` reads a time column."""
+        run_at = row["run_at"]
+        return cls(
+            id=row["id"],
+            job_id=row["job_id"],
+            at=when(row["at"]),
+            kind=row["kind"],
+            attempt=row["attempt"],
+            worker=row["worker"],
+            run_at=None if run_at is None else when(run_at),
+            detail=row["detail"],
         )
 
 

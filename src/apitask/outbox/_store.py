@@ -82,6 +82,8 @@ class Store(Protocol):
     async def reap(self, worker: str) -> int:
         """Make jobs with expired leases due again, except ``worker``'s; return how many.
 
+        Each gets a ``lease_expired`` event naming the worker that lost it.
+
         A live worker knows what it runs: its own expired leases (heartbeats
         held up by a busy database) stay its own, so that an outcome it has
         yet to write is not lost and the job not run a second time.
@@ -89,7 +91,9 @@ class Store(Protocol):
 
     async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
         """Write back attempt outcomes: one statement per verdict (named queries
-        ``succeed``, ``schedule_retry``, ``dead_letter``, ``release``).
+        ``succeed``, ``schedule_retry``, ``dead_letter``, ``release``). A retry
+        or a dead letter adds a ``failed`` or ``dead`` event to the job's
+        history in the same transaction; a success or a release adds none.
 
         A succeeded row is deleted, or, with ``keep``, kept with its payload
         erased (``{}``): it never runs again, and the payload is the task's
@@ -97,11 +101,13 @@ class Store(Protocol):
         """
 
     async def purge(self, state: JobState, older_than: float) -> int:
-        """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""
+        """Delete jobs in ``state`` finished more than ``older_than`` seconds ago,
+        their events with them."""
 
-    async def retry_dead(self, ids: Sequence[int] | None) -> int:
+    async def retry_dead(self, ids: Sequence[int] | None, by: str | None = None) -> int:
         """Queue dead jobs again (``ids``, or all when ``None``), attempts reset;
-        return how many. What :meth:`Outbox.retry` and ``apitask outbox retry`` do."""
+        return how many. What :meth:`Outbox.retry` and ``apitask outbox retry`` do.
+        Each gets a ``retried`` event with ``by`` (who asked) as its detail."""
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:
         """The newest ``limit`` jobs, in ``state`` if given."""

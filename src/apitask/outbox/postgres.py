@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ._browse import JobFilter, WorkerLeases, search_sql
-from ._records import Job, JobState, SchemaStatus, Stats, Verdict
+from ._records import EVENTS_KEPT, Job, JobEvent, JobState, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries, numbered, pyformat
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
 
@@ -39,7 +39,7 @@ __all__ = ["PostgresStore"]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # The outbox tables, and the index a DROP INDEX names: CREATE INDEX puts an
 # index in its table's schema by itself, but DROP INDEX must be told the schema.
-_TABLES = re.compile(r"\bapitask_(jobs|migrations)\b|(?<=DROP INDEX )apitask_\w+")
+_TABLES = re.compile(r"\bapitask_(jobs|job_events|migrations)\b|(?<=DROP INDEX )apitask_\w+")
 _MIGRATIONS = load_migrations("postgres")
 _KNOWN = tuple(migration.version for migration in _MIGRATIONS)
 _QUERIES = load_queries("postgres")
@@ -338,21 +338,25 @@ class PostgresStore:
 
     async def reap(self, worker: str) -> int:
         """Make jobs with expired leases due again, except ``worker``'s."""
-        return len(await self._fetch("take over expired leases", "reap", worker=worker))
+        rows = await self._fetch(
+            "take over expired leases", "reap", worker=worker, keep=EVENTS_KEPT
+        )
+        return len(rows)
 
     async def finish(self, worker: str, outcomes: Sequence[Finish], *, keep: bool) -> None:
         """Write back the outcomes of attempts in one transaction."""
         succeeded = [o.job_id for o in outcomes if o.verdict is Verdict.SUCCEEDED]
         released = [o.job_id for o in outcomes if o.verdict is Verdict.RELEASED]
         retry = self._q["schedule_retry"]
+        failed = {"worker": worker, "keep": EVENTS_KEPT}
         retries = [
-            retry.args({"id": o.job_id, "worker": worker, "delay": o.delay, "error": o.error})
+            retry.args(failed | {"id": o.job_id, "delay": o.delay, "error": o.error})
             for o in outcomes
             if o.verdict is Verdict.RETRY
         ]
         dead_letter = self._q["dead_letter"]
         dead = [
-            dead_letter.args({"id": o.job_id, "worker": worker, "error": o.error})
+            dead_letter.args(failed | {"id": o.job_id, "error": o.error})
             for o in outcomes
             if o.verdict is Verdict.DEAD
         ]
@@ -388,11 +392,18 @@ class PostgresStore:
         """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""
         return await self._execute("purge jobs", "purge", state=state.value, age=float(older_than))
 
-    async def retry_dead(self, ids: Sequence[int] | None) -> int:
-        """Queue dead jobs again, with their attempts reset."""
-        return await self._execute(
-            "retry dead jobs", "retry_dead", all_dead=ids is None, ids=list(ids or ())
+    async def retry_dead(self, ids: Sequence[int] | None, by: str | None = None) -> int:
+        """Queue dead jobs again, with their attempts reset; each gets a ``retried`` event."""
+        rows = await self._fetch(
+            "retry dead jobs",
+            "retry_dead",
+            all_dead=ids is None,
+            ids=list(ids or ()),
+            by=by,
+            keep=EVENTS_KEPT,
         )
+        jobs: int = rows[0]["jobs"]
+        return jobs
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:
         """The newest ``limit`` jobs, in ``state`` if given (:meth:`search`'s first page)."""
@@ -425,7 +436,16 @@ class PostgresStore:
 
     async def cancel(self, ids: Sequence[int], reason: str) -> int:
         """Move pending (queued or retrying) jobs to dead with ``reason``; return how many."""
-        return await self._execute("cancel jobs", "cancel", ids=list(ids), reason=reason)
+        rows = await self._fetch(
+            "cancel jobs", "cancel", ids=list(ids), reason=reason, keep=EVENTS_KEPT
+        )
+        jobs: int = rows[0]["jobs"]
+        return jobs
+
+    async def events(self, job_id: int, limit: int) -> builtins.list[JobEvent]:
+        """The newest ``limit`` events of job ``job_id``'s history, newest first."""
+        rows = await self._fetch("read a job's history", "events", id=job_id, limit=limit)
+        return [JobEvent.from_row(row, _as_is) for row in rows]
 
     async def oldest_due(self) -> datetime | None:
         """When the longest-waiting due job became due, or ``None`` when none waits."""

@@ -22,7 +22,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._browse import JobFilter, WorkerLeases, search_sql
-from ._records import Job, JobState, OutboxError, SchemaStatus, Stats, Verdict
+from ._records import (
+    EVENTS_KEPT,
+    Job,
+    JobEvent,
+    JobState,
+    OutboxError,
+    SchemaStatus,
+    Stats,
+    Verdict,
+)
 from ._sql import load_migrations, load_queries
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
 from ._store_thread import StoreThread
@@ -50,6 +59,25 @@ def _when(epoch: float) -> datetime:
 
 def _job(row: sqlite3.Row) -> Job:
     return Job.from_row(row, _when)
+
+
+def _log(
+    conn: sqlite3.Connection,
+    ids: Sequence[int],
+    kind: str,
+    now: float,
+    *,
+    worker: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Add a ``kind`` event to the history of each job of ``ids`` (rows just changed
+    in this transaction), and keep only each one's newest :data:`EVENTS_KEPT`."""
+    if not ids:
+        return
+    listed = json.dumps(list(ids))
+    event = {"ids": listed, "now": now, "kind": kind, "worker": worker, "detail": detail}
+    conn.execute(_Q["log_events"], event)
+    conn.execute(_Q["trim_events"], {"ids": listed, "keep": EVENTS_KEPT})
 
 
 def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -337,7 +365,12 @@ class SQLiteStore:
         def reap(conn: sqlite3.Connection) -> int:
             # The time is read in the store's thread, when the reap runs.
             params = {"now": time.time(), "worker": worker}
-            return len(conn.execute(_Q["reap"], params).fetchall())
+            # The events first, while the rows still name the worker that lost them.
+            if not conn.execute(_Q["reap_events"], params).rowcount:
+                return 0
+            ids = [row[0] for row in conn.execute(_Q["reap"], params)]
+            conn.execute(_Q["trim_events"], {"ids": json.dumps(ids), "keep": EVENTS_KEPT})
+            return len(ids)
 
         return await self._call("take over expired leases", reap)
 
@@ -349,14 +382,20 @@ class SQLiteStore:
         def write(conn: sqlite3.Connection) -> None:
             now = time.time()
             base = {"worker": worker, "now": now}
+            if not keep and succeeded != "[]":
+                # Foreign keys are off here: the deleted jobs' events go by hand.
+                conn.execute(_Q["succeed_delete_events"], base | {"ids": succeeded})
             conn.execute(_Q["succeed" if keep else "succeed_delete"], base | {"ids": succeeded})
             conn.execute(_Q["release"], base | {"ids": released})
             for o in outcomes:
                 if o.verdict is Verdict.RETRY:
                     retry = {"id": o.job_id, "delay": o.delay, "error": o.error}
-                    conn.execute(_Q["schedule_retry"], base | retry)
+                    if conn.execute(_Q["schedule_retry"], base | retry).rowcount:
+                        _log(conn, [o.job_id], "failed", now, worker=worker, detail=o.error)
                 elif o.verdict is Verdict.DEAD:
-                    conn.execute(_Q["dead_letter"], base | {"id": o.job_id, "error": o.error})
+                    dead = {"id": o.job_id, "error": o.error}
+                    if conn.execute(_Q["dead_letter"], base | dead).rowcount:
+                        _log(conn, [o.job_id], "dead", now, worker=worker, detail=o.error)
 
         await self._call("record job outcomes", write)
 
@@ -379,18 +418,25 @@ class SQLiteStore:
     async def purge(self, state: JobState, older_than: float) -> int:
         """Delete jobs in ``state`` finished more than ``older_than`` seconds ago."""
         params = {"state": state.value, "age": older_than}
-        return await self._call(
-            "purge jobs",
-            lambda c: c.execute(_Q["purge"], params | {"now": time.time()}).rowcount,
-        )
 
-    async def retry_dead(self, ids: Sequence[int] | None) -> int:
-        """Queue dead jobs again, with their attempts reset."""
+        def purge(conn: sqlite3.Connection) -> int:
+            now = {"now": time.time()}  # one instant for both statements
+            conn.execute(_Q["purge_events"], params | now)
+            return conn.execute(_Q["purge"], params | now).rowcount
+
+        return await self._call("purge jobs", purge)
+
+    async def retry_dead(self, ids: Sequence[int] | None, by: str | None = None) -> int:
+        """Queue dead jobs again, with their attempts reset; each gets a ``retried`` event."""
         params = {"all_dead": ids is None, "ids": json.dumps(list(ids or ()))}
-        return await self._call(
-            "retry dead jobs",
-            lambda c: c.execute(_Q["retry_dead"], params | {"now": time.time()}).rowcount,
-        )
+
+        def retry(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            retried = [row[0] for row in conn.execute(_Q["retry_dead"], params | {"now": now})]
+            _log(conn, retried, "retried", now, detail=by)
+            return len(retried)
+
+        return await self._call("retry dead jobs", retry)
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:
         """The newest ``limit`` jobs, in ``state`` if given (:meth:`search`'s first page)."""
@@ -428,9 +474,21 @@ class SQLiteStore:
     async def cancel(self, ids: Sequence[int], reason: str) -> int:
         """Move pending (queued or retrying) jobs to dead with ``reason``; return how many."""
         params = {"ids": json.dumps(list(ids)), "reason": reason}
+
+        def cancel(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            cancelled = [row[0] for row in conn.execute(_Q["cancel"], params | {"now": now})]
+            _log(conn, cancelled, "cancelled", now, detail=reason)
+            return len(cancelled)
+
+        return await self._call("cancel jobs", cancel)
+
+    async def events(self, job_id: int, limit: int) -> builtins.list[JobEvent]:
+        """The newest ``limit`` events of job ``job_id``'s history, newest first."""
+        params = {"id": job_id, "limit": limit}
         return await self._call(
-            "cancel jobs",
-            lambda c: c.execute(_Q["cancel"], params | {"now": time.time()}).rowcount,
+            "read a job's history",
+            lambda c: [JobEvent.from_row(row, _when) for row in c.execute(_Q["events"], params)],
         )
 
     async def oldest_due(self) -> datetime | None:

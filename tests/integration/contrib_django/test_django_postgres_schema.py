@@ -12,26 +12,29 @@ pytestmark = pytest.mark.postgres
 
 
 def describe(conn: object, schema: str) -> object:
-    """Columns (with defaults), indexes and constraints of ``schema``.apitask_jobs."""
+    """Columns (with defaults), indexes and constraints of ``schema``'s outbox tables."""
     run = conn.execute  # type: ignore[attr-defined]
+    tables = ["apitask_jobs", "apitask_job_events"]
     columns = run(
-        "SELECT column_name, data_type, is_nullable, column_default "
+        "SELECT table_name, column_name, data_type, is_nullable, column_default "
         "FROM information_schema.columns WHERE table_schema = %s "
-        "AND table_name = 'apitask_jobs' ORDER BY ordinal_position",
-        (schema,),
+        "AND table_name = ANY(%s) ORDER BY table_name, ordinal_position",
+        (schema, tables),
     ).fetchall()
     indexes = run(
         "SELECT indexname, replace(indexdef, %s, 'S') FROM pg_indexes "
-        "WHERE schemaname = %s AND tablename = 'apitask_jobs' ORDER BY indexname",
-        (f"{schema}.", schema),
+        "WHERE schemaname = %s AND tablename = ANY(%s) ORDER BY indexname",
+        (f"{schema}.", schema, tables),
     ).fetchall()
     constraints = run(
-        "SELECT conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        # A foreign key names its table with the schema when it is off the search_path.
+        "SELECT t.relname, conname, replace(pg_get_constraintdef(c.oid), %s, '') "
+        "FROM pg_constraint c "
         "JOIN pg_namespace n ON n.oid = c.connamespace JOIN pg_class t ON t.oid = c.conrelid "
-        "WHERE n.nspname = %s AND t.relname = 'apitask_jobs' ORDER BY conname",
-        (schema,),
+        "WHERE n.nspname = %s AND t.relname = ANY(%s) ORDER BY t.relname, conname",
+        (f"{schema}.", schema, tables),
     ).fetchall()
-    defaults = [(c[0], c[1], c[2], (c[3] or "").replace(f"{schema}.", "")) for c in columns]
+    defaults = [(*c[:4], (c[4] or "").replace(f"{schema}.", "")) for c in columns]
     return defaults, indexes, constraints
 
 
@@ -51,6 +54,6 @@ def test_django_migrate_makes_the_declared_postgres_schema(postgres_url: str) ->
             assert [row[0] for row in applied] == [m.version for m in load_migrations("postgres")]
             by_django = describe(conn, "public")
             assert by_django == describe(conn, "declared")
-            assert by_django[0]  # type: ignore[index]
+            assert {c[0] for c in by_django[0]} == {"apitask_jobs", "apitask_job_events"}  # type: ignore[index]
     finally:
         drop_postgres_database(postgres_url, name)

@@ -323,31 +323,37 @@ async def test_migrated_schema_equals_declared_schema(
             await conn.execute(store.qualify(statement))
 
         async def describe(name: str) -> object:
+            tables = ["apitask_jobs", "apitask_job_events"]
             columns = await conn.fetch(
-                "SELECT column_name, data_type, is_nullable, column_default "
+                "SELECT table_name, column_name, data_type, is_nullable, column_default "
                 "FROM information_schema.columns WHERE table_schema = $1 "
-                "AND table_name = 'apitask_jobs' ORDER BY ordinal_position",
+                "AND table_name = ANY($2) ORDER BY table_name, ordinal_position",
                 name,
+                tables,
             )
             indexes = await conn.fetch(
                 "SELECT indexname, replace(indexdef, $1, 'S') FROM pg_indexes "
-                "WHERE schemaname = $2 AND tablename = 'apitask_jobs' ORDER BY indexname",
+                "WHERE schemaname = $2 AND tablename = ANY($3) ORDER BY indexname",
                 f'"{name}"' if name != name.lower() else name,
                 name,
+                tables,
             )
             constraints = await conn.fetch(
-                "SELECT conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "SELECT t.relname, conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
                 "JOIN pg_namespace n ON n.oid = c.connamespace "
                 "JOIN pg_class t ON t.oid = c.conrelid "
-                "WHERE n.nspname = $1 AND t.relname = 'apitask_jobs' ORDER BY conname",
+                "WHERE n.nspname = $1 AND t.relname = ANY($2) ORDER BY t.relname, conname",
                 name,
+                tables,
             )
-            defaults = [(c[0], c[1], c[2], (c[3] or "").replace(name, "S")) for c in columns]
-            return defaults, [tuple(i) for i in indexes], [tuple(c) for c in constraints]
+            defaults = [(*c[:4], (c[4] or "").replace(name, "S")) for c in columns]
+            # A foreign key names its table with the schema: the schema's name goes.
+            kept = [(c[0], c[1], c[2].replace(name, "S")) for c in constraints]
+            return defaults, [tuple(i) for i in indexes], kept
 
         migrated, wanted = await describe(schema), await describe(declared)
         assert migrated == wanted
-        assert migrated[0]  # type: ignore[index]
+        assert {column[0] for column in migrated[0]} == {"apitask_jobs", "apitask_job_events"}  # type: ignore[index]
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{declared}" CASCADE')
         await conn.close()
@@ -387,7 +393,7 @@ async def test_migration_3_renames_failed_jobs_retrying(
                 f"was {state}",
             )
         async with Outbox(store, registry) as outbox:
-            assert await outbox.migrate() == [3, 4]
+            assert await outbox.migrate() == [3, 4, 5]
             jobs = {job.id: job for job in await outbox.list()}
             assert {id: job.state.value for id, job in jobs.items()} == {
                 10: "queued", 11: "running", 12: "succeeded", 13: "retrying", 14: "dead",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import importlib
 import json
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -279,7 +281,7 @@ async def test_migrating_a_version_1_file_keeps_its_jobs(tmp_path: Path) -> None
 
     await asyncio.to_thread(make_v1)
     async with open_outbox(f"sqlite:///{path}") as upgraded:
-        assert await upgraded.migrate() == [2, 3, 4]
+        assert await upgraded.migrate() == [2, 3, 4, 5]
         [job] = await upgraded.list()
     assert (job.payload, job.state, job.request_id) == ('{"text":"old"}', JobState.QUEUED, None)
 
@@ -314,7 +316,7 @@ async def test_migration_3_renames_failed_jobs_retrying(
 
     await asyncio.to_thread(make_v2)
     async with open_outbox(f"sqlite:///{path}", registry) as upgraded:
-        assert await upgraded.migrate() == [3, 4]
+        assert await upgraded.migrate() == [3, 4, 5]
         jobs = {job.id: job for job in await upgraded.list()}
         assert {id: job.state.value for id, job in jobs.items()} == {
             10: "queued", 11: "running", 12: "succeeded", 13: "retrying", 14: "dead",
@@ -488,7 +490,8 @@ async def test_migrated_schema_equals_declared_schema(outbox: Outbox, tmp_path: 
                     conn.execute(statement)
             tables = {}
             for (name,) in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name='apitask_jobs'"
+                "SELECT name FROM sqlite_master WHERE type='table' "
+                "AND name IN ('apitask_jobs', 'apitask_job_events')"
             ):
                 tables[name] = (
                     conn.execute(f"PRAGMA table_xinfo({name})").fetchall(),
@@ -512,7 +515,7 @@ async def test_migrated_schema_equals_declared_schema(outbox: Outbox, tmp_path: 
 
     migrated = await asyncio.to_thread(describe, Path(outbox.store.path), False)  # type: ignore[attr-defined]
     assert migrated == await asyncio.to_thread(describe, declared, True)
-    assert migrated[0]  # type: ignore[index]
+    assert set(migrated[0]) == {"apitask_jobs", "apitask_job_events"}  # type: ignore[index]
 
 
 async def test_store_errors_and_settings(tmp_path: Path) -> None:
@@ -648,12 +651,32 @@ def test_cli_list_stats_retry_purge(tmp_path: Path, capsys: pytest.CaptureFixtur
     set_state(tmp_path / "cli.db", 3, "dead")
     assert run_cli("outbox", "retry", "--url", url, "1") == 0
     assert "queued 1 dead job(s) again" in capsys.readouterr().out
+    # The job's history says who retried it, and from where.
+    conn = sqlite3.connect(tmp_path / "cli.db")
+    try:
+        [(detail,)] = conn.execute(
+            "SELECT detail FROM apitask_job_events WHERE job_id = 1 AND kind = 'retried'"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert detail == f"{getpass.getuser()}@{socket.gethostname()} with apitask outbox retry"
     assert run_cli("outbox", "retry", "--url", url, "--all") == 0
     assert "queued 2 dead job(s) again" in capsys.readouterr().out
     assert run_cli("outbox", "purge", "--url", url, "--state", "dead") == 0
     assert "purged 0 dead job(s)" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="give job ids"):
         run_cli("outbox", "retry", "--url", url)
+
+
+def test_cli_names_the_operator_without_a_login_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's uid may have no name anywhere: the history gets the uid."""
+    from apitask import cli
+
+    def no_name() -> str:
+        raise OSError("No username set in the environment")
+
+    monkeypatch.setattr(getpass, "getuser", no_name)
+    assert cli._operator().startswith(f"uid {os.getuid()}@")
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -112,7 +112,7 @@ class FakeStore:
         self._enter(f"purge_{state.value}")
         return 0
 
-    async def retry_dead(self, ids: Sequence[int] | None) -> int:
+    async def retry_dead(self, ids: Sequence[int] | None, by: str | None = None) -> int:
         return 0
 
     async def list(self, state: JobState | None, limit: int) -> list[Job]:

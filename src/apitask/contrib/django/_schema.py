@@ -50,5 +50,7 @@ def apply_outbox_migrations(connection: Any, upto: int) -> list[int]:
 def drop_outbox_tables(connection: Any) -> None:
     """Undo :func:`apply_outbox_migrations` entirely (``migrate apitask zero``)."""
     with connection.cursor() as cursor:
+        # The events first: on PostgreSQL they reference the jobs.
+        cursor.execute("DROP TABLE IF EXISTS apitask_job_events")
         cursor.execute("DROP TABLE IF EXISTS apitask_jobs")
         cursor.execute("DROP TABLE IF EXISTS apitask_migrations")

@@ -38,17 +38,38 @@ WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
 -- Jobs whose worker stopped heartbeating: due again at once. The attempt the
 -- dead worker made still counts, so a job that kills its worker each time
 -- ends in the dead-letter state instead of looping. The reaping worker's own
--- leases are left alone: it is alive, and still owns them.
-UPDATE apitask_jobs AS j
-SET state = 'retrying', run_at = now(), locked_by = NULL, locked_until = NULL,
-    last_error = 'lease expired: worker ' || coalesce(j.locked_by, '?') || ' stopped heartbeating'
-FROM (
-    SELECT id FROM apitask_jobs
-    WHERE state = 'running' AND locked_until < now() AND locked_by IS DISTINCT FROM :worker
-    FOR UPDATE SKIP LOCKED
-) AS expired
-WHERE j.id = expired.id
-RETURNING j.id
+-- leases are left alone: it is alive, and still owns them. Each job's history
+-- gets a lease_expired event naming the worker that lost it.
+WITH job AS (
+    UPDATE apitask_jobs AS j
+    SET state = 'retrying', run_at = now(), locked_by = NULL, locked_until = NULL,
+        last_error = 'lease expired: worker ' || coalesce(expired.locked_by, '?')
+            || ' stopped heartbeating'
+    FROM (
+        SELECT id, locked_by FROM apitask_jobs
+        WHERE state = 'running' AND locked_until < now() AND locked_by IS DISTINCT FROM :worker
+        FOR UPDATE SKIP LOCKED
+    ) AS expired
+    WHERE j.id = expired.id
+    RETURNING j.id, j.attempts, j.run_at, expired.locked_by AS lost_by
+),
+    -- The bound per job: the statement sees the events before its own insert,
+    -- so keeping :keep - 1 of them leaves :keep with the new one.
+    trimmed AS (
+        DELETE FROM apitask_job_events AS e
+        WHERE e.job_id IN (SELECT id FROM job) AND e.id <= (
+            SELECT older.id FROM apitask_job_events AS older
+            WHERE older.job_id = e.job_id
+            ORDER BY older.id DESC OFFSET :keep::integer - 1 LIMIT 1
+        )
+    ),
+    logged AS (
+        INSERT INTO apitask_job_events (job_id, kind, attempt, worker, run_at, detail)
+        SELECT id, 'lease_expired', attempts, lost_by, run_at,
+            'lease expired; taken over by worker ' || :worker::text
+        FROM job
+    )
+SELECT id FROM job
 
 -- name: succeed
 -- The payload is erased: a succeeded job never runs again, and a payload is the
@@ -63,18 +84,49 @@ DELETE FROM apitask_jobs
 WHERE id = ANY(:ids::bigint[]) AND locked_by = :worker AND state = 'running'
 
 -- name: schedule_retry
--- Verdict.RETRY: the attempt failed and is to run again after :delay.
-UPDATE apitask_jobs
-SET state = 'retrying', run_at = now() + make_interval(secs => :delay), last_error = :error,
-    locked_by = NULL, locked_until = NULL
-WHERE id = :id AND locked_by = :worker AND state = 'running'
+-- Verdict.RETRY: the attempt failed and is to run again after :delay; the
+-- history gets a failed event in the same statement (no extra round trip).
+WITH job AS (
+    UPDATE apitask_jobs
+    SET state = 'retrying', run_at = now() + make_interval(secs => :delay), last_error = :error,
+        locked_by = NULL, locked_until = NULL
+    WHERE id = :id AND locked_by = :worker AND state = 'running'
+    RETURNING id, attempts, run_at
+),
+    -- The bound per job: the statement sees the events before its own insert,
+    -- so keeping :keep - 1 of them leaves :keep with the new one.
+    trimmed AS (
+        DELETE FROM apitask_job_events AS e
+        WHERE e.job_id IN (SELECT id FROM job) AND e.id <= (
+            SELECT older.id FROM apitask_job_events AS older
+            WHERE older.job_id = e.job_id
+            ORDER BY older.id DESC OFFSET :keep::integer - 1 LIMIT 1
+        )
+    )
+INSERT INTO apitask_job_events (job_id, kind, attempt, worker, run_at, detail)
+SELECT id, 'failed', attempts, :worker::text, run_at, :error::text FROM job
 
 -- name: dead_letter
 -- Verdict.DEAD: given up on, with the reason; kept for `apitask outbox retry`.
-UPDATE apitask_jobs
-SET state = 'dead', finished_at = now(), last_error = :error,
-    locked_by = NULL, locked_until = NULL
-WHERE id = :id AND locked_by = :worker AND state = 'running'
+WITH job AS (
+    UPDATE apitask_jobs
+    SET state = 'dead', finished_at = now(), last_error = :error,
+        locked_by = NULL, locked_until = NULL
+    WHERE id = :id AND locked_by = :worker AND state = 'running'
+    RETURNING id, attempts
+),
+    -- The bound per job: the statement sees the events before its own insert,
+    -- so keeping :keep - 1 of them leaves :keep with the new one.
+    trimmed AS (
+        DELETE FROM apitask_job_events AS e
+        WHERE e.job_id IN (SELECT id FROM job) AND e.id <= (
+            SELECT older.id FROM apitask_job_events AS older
+            WHERE older.job_id = e.job_id
+            ORDER BY older.id DESC OFFSET :keep::integer - 1 LIMIT 1
+        )
+    )
+INSERT INTO apitask_job_events (job_id, kind, attempt, worker, detail)
+SELECT id, 'dead', attempts, :worker::text, :error::text FROM job
 
 -- name: release
 -- A job cancelled by a shutdown: due again at once, and the interrupted
@@ -91,10 +143,29 @@ WHERE state = :state AND state IN ('succeeded', 'dead')
     AND finished_at < now() - make_interval(secs => :age)
 
 -- name: retry_dead
--- Outbox.retry (`apitask outbox retry`): dead jobs queued again, attempts reset.
-UPDATE apitask_jobs
-SET state = 'queued', attempts = 0, run_at = now(), finished_at = NULL
-WHERE state = 'dead' AND (:all_dead OR id = ANY(:ids::bigint[]))
+-- Outbox.retry (`apitask outbox retry`): dead jobs queued again, attempts reset;
+-- each gets a retried event saying who (:by). Returns how many.
+WITH job AS (
+    UPDATE apitask_jobs
+    SET state = 'queued', attempts = 0, run_at = now(), finished_at = NULL
+    WHERE state = 'dead' AND (:all_dead OR id = ANY(:ids::bigint[]))
+    RETURNING id, run_at
+),
+    -- The bound per job: the statement sees the events before its own insert,
+    -- so keeping :keep - 1 of them leaves :keep with the new one.
+    trimmed AS (
+        DELETE FROM apitask_job_events AS e
+        WHERE e.job_id IN (SELECT id FROM job) AND e.id <= (
+            SELECT older.id FROM apitask_job_events AS older
+            WHERE older.job_id = e.job_id
+            ORDER BY older.id DESC OFFSET :keep::integer - 1 LIMIT 1
+        )
+    ),
+    logged AS (
+        INSERT INTO apitask_job_events (job_id, kind, run_at, detail)
+        SELECT id, 'retried', run_at, :by::text FROM job
+    )
+SELECT count(*) AS jobs FROM job
 
 -- name: stats
 SELECT type, state, count(*) AS jobs FROM apitask_jobs GROUP BY type, state ORDER BY type, state
@@ -129,10 +200,29 @@ FROM apitask_jobs WHERE id = :id
 
 -- name: cancel
 -- A pending job an operator calls off: dead, with who and why as its reason, so it
--- stays visible (and can be retried); a job a worker holds is not touched.
-UPDATE apitask_jobs
-SET state = 'dead', finished_at = now(), last_error = :reason
-WHERE id = ANY(:ids::bigint[]) AND state IN ('queued', 'retrying')
+-- stays visible (and can be retried); a job a worker holds is not touched. Each
+-- gets a cancelled event. Returns how many.
+WITH job AS (
+    UPDATE apitask_jobs
+    SET state = 'dead', finished_at = now(), last_error = :reason
+    WHERE id = ANY(:ids::bigint[]) AND state IN ('queued', 'retrying')
+    RETURNING id, attempts
+),
+    -- The bound per job: the statement sees the events before its own insert,
+    -- so keeping :keep - 1 of them leaves :keep with the new one.
+    trimmed AS (
+        DELETE FROM apitask_job_events AS e
+        WHERE e.job_id IN (SELECT id FROM job) AND e.id <= (
+            SELECT older.id FROM apitask_job_events AS older
+            WHERE older.job_id = e.job_id
+            ORDER BY older.id DESC OFFSET :keep::integer - 1 LIMIT 1
+        )
+    ),
+    logged AS (
+        INSERT INTO apitask_job_events (job_id, kind, attempt, detail)
+        SELECT id, 'cancelled', nullif(attempts, 0), :reason::text FROM job
+    )
+SELECT count(*) AS jobs FROM job
 
 -- name: oldest_due
 -- The claim index (run_at, id) answers it with one entry.
@@ -145,3 +235,8 @@ SELECT locked_by AS worker, count(*) AS jobs, max(locked_until) AS lease_until,
     min(locked_until) AS oldest_lease_until
 FROM apitask_jobs WHERE state = 'running'
 GROUP BY locked_by ORDER BY locked_by
+
+-- name: events
+-- One job's history, newest first (the index (job_id, id) serves it).
+SELECT id, job_id, at, kind, attempt, worker, run_at, detail
+FROM apitask_job_events WHERE job_id = :id ORDER BY id DESC LIMIT :limit

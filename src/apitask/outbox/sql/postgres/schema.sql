@@ -35,3 +35,19 @@ CREATE INDEX apitask_jobs_request_id ON apitask_jobs (request_id, id)
     WHERE request_id IS NOT NULL;
 CREATE INDEX apitask_jobs_failures ON apitask_jobs (state, id)
     WHERE state = 'retrying' OR state = 'dead';
+
+-- One job's history (migration 5): failed attempts, dead letters, leases taken
+-- over, operator retries and cancels; at most 50 per job, deleted with the job.
+CREATE TABLE apitask_job_events (
+    id bigserial PRIMARY KEY,
+    job_id bigint NOT NULL REFERENCES apitask_jobs (id) ON DELETE CASCADE,
+    at timestamptz NOT NULL DEFAULT now(),
+    kind text NOT NULL,
+    attempt integer,
+    worker text,
+    run_at timestamptz,
+    detail text
+);
+
+-- One job's history, newest first; and the cascade when a job is deleted.
+CREATE INDEX apitask_job_events_job ON apitask_job_events (job_id, id);

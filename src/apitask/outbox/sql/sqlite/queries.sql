@@ -30,6 +30,14 @@ RETURNING id, type, payload, state, attempts, run_at, created_at, finished_at,
 UPDATE apitask_jobs SET locked_until = :now + :lease
 WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND state = 'running'
 
+-- name: reap_events
+-- Before reap, in its transaction (the same rows): the worker that lost each job.
+INSERT INTO apitask_job_events (job_id, at, kind, attempt, worker, run_at, detail)
+SELECT id, :now, 'lease_expired', attempts, locked_by, :now,
+    'lease expired; taken over by worker ' || :worker
+FROM apitask_jobs
+WHERE state = 'running' AND locked_until < :now AND locked_by IS NOT :worker
+
 -- name: reap
 UPDATE apitask_jobs
 SET state = 'retrying', run_at = :now, locked_by = NULL, locked_until = NULL,
@@ -44,6 +52,14 @@ UPDATE apitask_jobs
 SET state = 'succeeded', finished_at = :now, locked_by = NULL, locked_until = NULL,
     payload = '{}'
 WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND state = 'running'
+
+-- name: succeed_delete_events
+-- Before succeed_delete (foreign keys are off here): the events of the jobs it deletes.
+DELETE FROM apitask_job_events
+WHERE job_id IN (
+    SELECT id FROM apitask_jobs
+    WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND state = 'running'
+)
 
 -- name: succeed_delete
 DELETE FROM apitask_jobs
@@ -67,6 +83,14 @@ UPDATE apitask_jobs
 SET state = 'queued', attempts = attempts - 1, locked_by = NULL, locked_until = NULL
 WHERE id IN (SELECT value FROM json_each(:ids)) AND locked_by = :worker AND state = 'running'
 
+-- name: purge_events
+-- Before purge, with the same :now: the events of the jobs it deletes.
+DELETE FROM apitask_job_events
+WHERE job_id IN (
+    SELECT id FROM apitask_jobs
+    WHERE state = :state AND state IN ('succeeded', 'dead') AND finished_at < :now - :age
+)
+
 -- name: purge
 -- The IN term repeats the finished-jobs index's WHERE, so the index serves the
 -- delete (a bound :state alone cannot prove it); only those states are ever finished.
@@ -78,6 +102,7 @@ WHERE state = :state AND state IN ('succeeded', 'dead') AND finished_at < :now -
 UPDATE apitask_jobs
 SET state = 'queued', attempts = 0, run_at = :now, finished_at = NULL
 WHERE state = 'dead' AND (:all_dead OR id IN (SELECT value FROM json_each(:ids)))
+RETURNING id
 
 -- name: stats
 SELECT type, state, count(*) AS jobs FROM apitask_jobs GROUP BY type, state ORDER BY type, state
@@ -110,6 +135,7 @@ FROM apitask_jobs WHERE id = :id
 UPDATE apitask_jobs
 SET state = 'dead', finished_at = :now, last_error = :reason
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state IN ('queued', 'retrying')
+RETURNING id
 
 -- name: oldest_due
 -- The claim index (run_at, id) answers it with one entry.
@@ -122,3 +148,26 @@ SELECT locked_by AS worker, count(*) AS jobs, max(locked_until) AS lease_until,
     min(locked_until) AS oldest_lease_until
 FROM apitask_jobs WHERE state = 'running'
 GROUP BY locked_by ORDER BY locked_by
+
+-- name: log_events
+-- One event for each of :ids (a JSON array), read from the row just changed in
+-- the same transaction: its attempt (none once an operator reset it), and when
+-- it is due again if it is pending.
+INSERT INTO apitask_job_events (job_id, at, kind, attempt, worker, run_at, detail)
+SELECT id, :now, :kind, nullif(attempts, 0), :worker,
+    CASE WHEN state IN ('queued', 'retrying') THEN run_at END, :detail
+FROM apitask_jobs WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: trim_events
+-- The bound per job: only the newest :keep events of each of :ids stay.
+DELETE FROM apitask_job_events
+WHERE job_id IN (SELECT value FROM json_each(:ids)) AND id <= (
+    SELECT older.id FROM apitask_job_events AS older
+    WHERE older.job_id = apitask_job_events.job_id
+    ORDER BY older.id DESC LIMIT 1 OFFSET :keep
+)
+
+-- name: events
+-- One job's history, newest first (the index (job_id, id) serves it).
+SELECT id, job_id, at, kind, attempt, worker, run_at, detail
+FROM apitask_job_events WHERE job_id = :id ORDER BY id DESC LIMIT :limit

@@ -34,3 +34,19 @@ CREATE INDEX apitask_jobs_request_id ON apitask_jobs (request_id, id)
     WHERE request_id IS NOT NULL;
 CREATE INDEX apitask_jobs_failures ON apitask_jobs (state, id)
     WHERE state = 'retrying' OR state = 'dead';
+
+-- One job's history (migration 5): failed attempts, dead letters, leases taken
+-- over, operator retries and cancels; at most 50 per job, deleted with the job.
+CREATE TABLE apitask_job_events (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    attempt INTEGER,
+    worker TEXT,
+    run_at REAL,
+    detail TEXT
+);
+
+-- One job's history, newest first; and what a purge deletes with its jobs.
+CREATE INDEX apitask_job_events_job ON apitask_job_events (job_id, id);

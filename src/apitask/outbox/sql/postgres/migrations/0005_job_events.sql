@@ -1,0 +1,22 @@
+-- 0005: one job's history (apitask.dashboard's job page): a row per failed
+-- attempt, dead letter, lease taken over, and operator retry or cancel, written
+-- in the same statement as the change of the job's row it records. A success
+-- writes nothing here: the job's finished_at dates it.
+--
+-- Events go with their job (retention, purge): ON DELETE CASCADE, served by
+-- the index below. At most 50 events are kept per job (the statements that
+-- add one trim the oldest).
+
+CREATE TABLE apitask_job_events (
+    id bigserial PRIMARY KEY,
+    job_id bigint NOT NULL REFERENCES apitask_jobs (id) ON DELETE CASCADE,
+    at timestamptz NOT NULL DEFAULT now(),
+    kind text NOT NULL,
+    attempt integer,
+    worker text,
+    run_at timestamptz,
+    detail text
+);
+
+-- One job's history, newest first; and the cascade when a job is deleted.
+CREATE INDEX apitask_job_events_job ON apitask_job_events (job_id, id);

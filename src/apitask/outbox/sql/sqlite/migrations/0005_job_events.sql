@@ -1,0 +1,22 @@
+-- 0005: one job's history (apitask.dashboard's job page): a row per failed
+-- attempt, dead letter, lease taken over, and operator retry or cancel, written
+-- in the same transaction as the change of the job's row it records. A success
+-- writes nothing here: the job's finished_at dates it.
+--
+-- No foreign key: the store's connection runs with SQLite's foreign keys off,
+-- so the statements that delete jobs (retention, purge) delete their events in
+-- the same transaction themselves. At most 50 events are kept per job.
+
+CREATE TABLE apitask_job_events (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    attempt INTEGER,
+    worker TEXT,
+    run_at REAL,
+    detail TEXT
+);
+
+-- One job's history, newest first; and what a purge deletes with its jobs.
+CREATE INDEX apitask_job_events_job ON apitask_job_events (job_id, id);
