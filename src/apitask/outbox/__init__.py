@@ -16,7 +16,7 @@ import typing
 import warnings
 
 from .._exports import show_public_paths as _show_public_paths
-from ._browse import BrowsableStore, JobFilter, WorkerLeases
+from ._browse import BrowsableStore, JobFilter, StateCounts, WorkerLeases
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
 from ._records import Job, JobState, JobTimeoutError, OutboxError, SchemaStatus, Stats
 from ._registry import JobDecodeError, TaskFactory, TaskRegistry
@@ -40,6 +40,7 @@ __all__ = [
     "Store",
     "BrowsableStore",
     "JobFilter",
+    "StateCounts",
     "WorkerLeases",
     "NewJob",
     "OutboxError",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ._browse import JobFilter, WorkerLeases, search_sql
+from ._browse import JobFilter, StateCounts, WorkerLeases, search_sql, state_counts
 from ._records import Job, JobState, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries, numbered
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
@@ -339,6 +339,24 @@ class PostgresStore:
         return Stats(table)
 
     # -- browsing (apitask.dashboard) ----------------------------------------------
+
+    async def count_states(self, cap: int) -> StateCounts:
+        """Jobs by state and type, each state counted up to ``cap`` through an index;
+        a capped state's estimate from the planner's statistics."""
+        counts = dict((await self._fetch("count jobs", "count_states", cap=cap + 1))[0])
+        below = {state: 0 < jobs <= cap for state, jobs in counts.items()}
+        rows = await self._fetch("count jobs", "count_types", **below) if any(below.values()) else []
+        estimates: dict[str, int] = {}
+        if not all(jobs <= cap for jobs in counts.values()):  # the catalog, only when needed
+            stats = (await self._fetch("read the table's statistics", "state_estimates"))[0]
+            if stats["states"] is not None and stats["total"] > 0:
+                estimates = {
+                    state: round(stats["total"] * share)
+                    for state, share in zip(stats["states"], stats["shares"], strict=True)
+                }
+        return state_counts(
+            cap, counts, [(r["state"], r["type"], r["jobs"]) for r in rows], estimates
+        )
 
     async def search(self, where: JobFilter, before: int | None, limit: int) -> builtins.list[Job]:
         """One page of jobs matching ``where``, newest first, ids below ``before``."""

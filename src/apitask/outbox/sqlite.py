@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._browse import JobFilter, WorkerLeases, search_sql
+from ._browse import JobFilter, StateCounts, WorkerLeases, search_sql, state_counts
 from ._records import Job, JobState, OutboxError, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
@@ -408,6 +408,17 @@ class SQLiteStore:
         return await self._call("count jobs", count)
 
     # -- browsing (apitask.dashboard) ----------------------------------------------
+
+    async def count_states(self, cap: int) -> StateCounts:
+        """Jobs by state and type, each state counted up to ``cap`` through an index."""
+
+        def count(conn: sqlite3.Connection) -> StateCounts:
+            counts = dict(conn.execute(_Q["count_states"], {"cap": cap + 1}).fetchone())
+            below = {state: 0 < jobs <= cap for state, jobs in counts.items()}
+            rows = conn.execute(_Q["count_types"], below) if any(below.values()) else []
+            return state_counts(cap, counts, ((r["state"], r["type"], r["jobs"]) for r in rows))
+
+        return await self._call("count jobs", count)
 
     async def search(self, where: JobFilter, before: int | None, limit: int) -> builtins.list[Job]:
         """One page of jobs matching ``where``, newest first, ids below ``before``."""

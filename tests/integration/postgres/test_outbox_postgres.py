@@ -387,7 +387,7 @@ async def test_migration_3_renames_failed_jobs_retrying(
                 f"was {state}",
             )
         async with Outbox(store, registry) as outbox:
-            assert await outbox.migrate() == [3, 4]
+            assert await outbox.migrate() == [3, 4, 5]
             jobs = {job.id: job for job in await outbox.list()}
             assert {id: job.state.value for id, job in jobs.items()} == {
                 10: "queued", 11: "running", 12: "succeeded", 13: "retrying", 14: "dead",

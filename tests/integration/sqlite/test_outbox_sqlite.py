@@ -279,7 +279,7 @@ async def test_migrating_a_version_1_file_keeps_its_jobs(tmp_path: Path) -> None
 
     await asyncio.to_thread(make_v1)
     async with open_outbox(f"sqlite:///{path}") as upgraded:
-        assert await upgraded.migrate() == [2, 3, 4]
+        assert await upgraded.migrate() == [2, 3, 4, 5]
         [job] = await upgraded.list()
     assert (job.payload, job.state, job.request_id) == ('{"text":"old"}', JobState.QUEUED, None)
 
@@ -314,7 +314,7 @@ async def test_migration_3_renames_failed_jobs_retrying(
 
     await asyncio.to_thread(make_v2)
     async with open_outbox(f"sqlite:///{path}", registry) as upgraded:
-        assert await upgraded.migrate() == [3, 4]
+        assert await upgraded.migrate() == [3, 4, 5]
         jobs = {job.id: job for job in await upgraded.list()}
         assert {id: job.state.value for id, job in jobs.items()} == {
             10: "queued", 11: "running", 12: "succeeded", 13: "retrying", 14: "dead",
