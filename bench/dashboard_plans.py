@@ -69,10 +69,14 @@ EXACT = ["stats"]
 CAP = 10_000
 # count_types reads the states count_states found below the cap: in this mix,
 # running (10,000) and retrying (10).
-PARAMS = {
+PARAMS: dict[str, object] = {
     "id": 123_456,
     "cap": CAP + 1,
-    **{"queued": False, "running": True, "retrying": True, "dead": False, "succeeded": False},
+    "queued": False,
+    "running": True,
+    "retrying": True,
+    "dead": False,
+    "succeeded": False,
 }
 
 

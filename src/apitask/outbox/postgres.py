@@ -345,7 +345,9 @@ class PostgresStore:
         a capped state's estimate from the planner's statistics."""
         counts = dict((await self._fetch("count jobs", "count_states", cap=cap + 1))[0])
         below = {state: 0 < jobs <= cap for state, jobs in counts.items()}
-        rows = await self._fetch("count jobs", "count_types", **below) if any(below.values()) else []
+        rows = (
+            await self._fetch("count jobs", "count_types", **below) if any(below.values()) else []
+        )
         estimates: dict[str, int] = {}
         if not all(jobs <= cap for jobs in counts.values()):  # the catalog, only when needed
             stats = (await self._fetch("read the table's statistics", "state_estimates"))[0]

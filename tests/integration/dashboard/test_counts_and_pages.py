@@ -39,7 +39,7 @@ COLUMNS = (
 )
 
 
-def fill_sql(n: str, finished: str) -> str:
+def fill_sql(n: str, now: str, finished: str, later: str) -> str:
     """The n-th job: every 100th queued, the next running, every 1,000th (from 5)
     retrying, every 20th (from 3) dead, the rest succeeded; 4 of a rare type.
     Finished jobs finish in pairs (two at one time), the lowest ids last."""
@@ -47,9 +47,9 @@ def fill_sql(n: str, finished: str) -> str:
         f" SELECT CASE WHEN {n} % 1000 = 7 THEN 'webhook.rare' ELSE 'report' END, '{{}}',"
         f" CASE WHEN {n} % 100 = 0 THEN 'queued' WHEN {n} % 100 = 1 THEN 'running'"
         f" WHEN {n} % 1000 = 5 THEN 'retrying' WHEN {n} % 20 = 3 THEN 'dead'"
-        " ELSE 'succeeded' END, 1, {now}, {now},"
+        f" ELSE 'succeeded' END, 1, {now}, {now},"
         f" CASE WHEN {n} % 100 > 1 AND {n} % 1000 <> 5 THEN {finished} END,"
-        f" CASE WHEN {n} % 100 = 1 THEN 'w1' END, CASE WHEN {n} % 100 = 1 THEN {{later}} END,"
+        f" CASE WHEN {n} % 100 = 1 THEN 'w1' END, CASE WHEN {n} % 100 = 1 THEN {later} END,"
         f" 'req-' || {n}"
     )
 
@@ -85,7 +85,12 @@ async def store(database: str) -> AsyncIterator[Any]:
             await conn.execute(f'SET search_path TO "{schema}"')
             await conn.execute(
                 f"INSERT INTO apitask_jobs {COLUMNS}"
-                + fill_sql("g", f"now() + (({ROWS} - g) / 2) * interval '1 ms'").replace("{now}", "now()").replace("{later}", "now() + interval '1 hour'")
+                + fill_sql(
+                    "g",
+                    "now()",
+                    f"now() + (({ROWS} - g) / 2) * interval '1 ms'",
+                    "now() + interval '1 hour'",
+                )
                 + " FROM generate_series(1, $1) AS g",
                 ROWS,
             )
@@ -106,7 +111,7 @@ def fill_sqlite(path: str) -> None:
         conn.execute(
             "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ?)"
             f" INSERT INTO apitask_jobs {COLUMNS}"
-            + fill_sql("n", f"1.7e9 + ({ROWS} - n) / 2").replace("{now}", "1.7e9").replace("{later}", "2e9")
+            + fill_sql("n", "1.7e9", f"1.7e9 + ({ROWS} - n) / 2", "2e9")
             + " FROM c",
             (ROWS,),
         )
@@ -160,7 +165,9 @@ async def test_counts_of_an_empty_outbox(database: str) -> None:
     has none yet for a new table)."""
     schema = f"apitask_scale_empty_{secrets.token_hex(4)}"
     store: Any = (
-        open_store(database) if database.startswith("sqlite") else open_store(database, schema=schema)
+        open_store(database)
+        if database.startswith("sqlite")
+        else open_store(database, schema=schema)
     )
     try:
         await store.migrate()
@@ -328,7 +335,7 @@ async def test_every_filter_and_count_reads_an_index(store: Any, database: str) 
     assert all(index in plan for index in COUNT_INDEXES), plan
     assert_no_table_scan(plan, "count_states")
     # By type: the states below a cap of 100, as count_states(100) asks.
-    below = {"queued": True, "running": True, "retrying": True, "dead": False}
+    below: dict[str, object] = {"queued": True, "running": True, "retrying": True, "dead": False}
     plan = await plan_of(store, database, queries["count_types"], below | {"succeeded": False})
     assert all(index in plan for index in COUNT_INDEXES[:2]), plan
     assert_no_table_scan(plan, "count_types")

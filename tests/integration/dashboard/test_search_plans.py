@@ -135,8 +135,8 @@ async def postgres_plan(url: str, schema: str, sql: str, params: dict[str, objec
 async def test_migration_4_indexes_the_searches_of_an_outbox_at_version_3(
     store_at_3: Any, database: str
 ) -> None:
-    """Upgraded (by migrations 4 and 5), the outbox keeps every job; each search's plan then reads its
-    index and finds what it should (the old plans scanned the table or the key).
+    """Upgraded (migrations 4 and 5), the outbox keeps every job; each search's plan
+    then reads its index and finds what it should (the old plans scanned the table or the key).
     One index was built beforehand by an operator (concurrently on PostgreSQL):
     the migration keeps it."""
     prebuilt = (
