@@ -38,6 +38,9 @@ logger = logging.getLogger("apitask.dashboard")
 PAGE_SIZE = 50
 RETRY_LIMIT = 10_000  # jobs one "retry all matching" touches at most
 RETRY_PAGE = 500  # ids read per query while collecting them
+# States with at most this many jobs are also counted by type: a count reads an
+# index, a count by type a row per job (10,000 rows: 40 ms at 1M jobs).
+TYPE_CAP = 1_000
 _MAX_TEXT = 200  # longest type or request id a filter takes
 _SECURITY_HEADERS = {
     # Nothing inline runs: the script and the style are files of this app.
@@ -210,7 +213,8 @@ class Dashboard:
         return {**self.cached, "pool": self.pool_gauges()}
 
     async def read_counts(self) -> dict[str, Any]:
-        counts = await self.store.count_states(self.count_cap)
+        type_cap = min(self.count_cap, TYPE_CAP)
+        counts = await self.store.count_states(self.count_cap, type_cap)
         oldest = await self.store.oldest_due()
         workers = await self.store.workers()
         now = datetime.now(UTC)
@@ -220,6 +224,11 @@ class Dashboard:
             # What the page prints: "1,234", "10,000+" or "≈ 912,000".
             "shown": {state.value: counts.shown(state) for state in JobState},
             "capped": sorted(state.value for state in counts.capped),
+            # States with jobs, too many to count by type: their cells show "…".
+            "untyped": [
+                s.value for s in JobState if counts.counts.get(s) and s not in counts.typed
+            ],
+            "type_cap": type_cap,
             "cap": counts.cap,
             "by_type": {
                 type: {state.value: n for state, n in by_state.items()}

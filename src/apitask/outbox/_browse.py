@@ -35,6 +35,7 @@ __all__ = [
     "WorkerLeases",
     "search_sql",
     "state_counts",
+    "typed_states",
 ]
 
 JOB_COLUMNS: LiteralString = (
@@ -122,9 +123,12 @@ class StateCounts:
     Attributes:
         cap: counting stops past this many jobs of one state.
         counts: jobs in each state, up to ``cap + 1`` (more than ``cap``: capped).
-        by_type: ``{type: {state: jobs}}`` for the states below the cap only
+        by_type: ``{type: {state: jobs}}`` for the states in ``typed`` only
             (read right after ``counts``: jobs that moved in between may make
             a type's sum differ from ``counts`` by as many).
+        typed: the states counted by type: those with at most the
+            ``type_cap`` :meth:`BrowsableStore.count_states` was given (each
+            job counted by type is a row read, where a count reads an index).
         estimates: for capped states, the database's estimate of their jobs
             (the planner's statistics as of the last ``ANALYZE``), if it has one.
     """
@@ -133,6 +137,7 @@ class StateCounts:
     counts: dict[JobState, int]
     by_type: dict[str, dict[JobState, int]] = field(default_factory=dict)
     estimates: dict[JobState, int] = field(default_factory=dict)
+    typed: frozenset[JobState] = frozenset()
 
     @property
     def capped(self) -> frozenset[JobState]:
@@ -155,14 +160,21 @@ class StateCounts:
         return f"{self.cap:,}+"
 
 
+def typed_states(counts: Mapping[str, int], type_cap: int) -> dict[str, bool]:
+    """Which states to count by type (``{state: yes}``): those with jobs, at most ``type_cap``."""
+    return {state: 0 < jobs <= type_cap for state, jobs in counts.items()}
+
+
 def state_counts(
     cap: int,
     counts: Mapping[str, int],
     by_type: Iterable[tuple[str, str, int]] = (),
     estimates: Mapping[str, int] | None = None,
+    type_cap: int = 0,
 ) -> StateCounts:
     """:class:`StateCounts` from each state's count up to ``cap + 1``, ``(state,
-    type, jobs)`` rows, and the database's estimates (``{state: jobs}``).
+    type, jobs)`` rows of the states :func:`typed_states` chose with
+    ``type_cap``, and the database's estimates (``{state: jobs}``).
 
     An estimate is kept for a capped state only, and only above the cap (a
     stale one below it says less than the count does).
@@ -170,7 +182,10 @@ def state_counts(
     table: dict[str, dict[JobState, int]] = {}
     for state, type, jobs in by_type:
         table.setdefault(type, {})[JobState(state)] = jobs
-    result = StateCounts(cap, {JobState(state): jobs for state, jobs in counts.items()}, table)
+    typed = frozenset(JobState(s) for s, yes in typed_states(counts, type_cap).items() if yes)
+    result = StateCounts(
+        cap, {JobState(state): jobs for state, jobs in counts.items()}, table, typed=typed
+    )
     for state in result.capped:
         estimate = (estimates or {}).get(state.value, 0)
         if estimate > cap:
@@ -182,8 +197,9 @@ class BrowsableStore(Protocol):
     """What an operator's page reads from a store beyond :class:`Store`'s
     operations (both stores of this package have it)."""
 
-    async def count_states(self, cap: int) -> StateCounts:
-        """Jobs by state and type, each state counted up to ``cap`` through an index."""
+    async def count_states(self, cap: int, type_cap: int) -> StateCounts:
+        """Jobs in each state, counted up to ``cap`` through an index, and by type
+        for the states with at most ``type_cap`` jobs."""
 
     async def search(self, where: JobFilter, before: int | None, limit: int) -> list[Job]:
         """One page of jobs matching ``where``, newest first, ids below ``before``."""

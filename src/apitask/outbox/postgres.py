@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ._browse import JobFilter, StateCounts, WorkerLeases, search_sql, state_counts
+from ._browse import (
+    JobFilter,
+    StateCounts,
+    WorkerLeases,
+    search_sql,
+    state_counts,
+    typed_states,
+)
 from ._records import Job, JobState, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries, numbered
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
@@ -340,13 +347,14 @@ class PostgresStore:
 
     # -- browsing (apitask.dashboard) ----------------------------------------------
 
-    async def count_states(self, cap: int) -> StateCounts:
-        """Jobs by state and type, each state counted up to ``cap`` through an index;
-        a capped state's estimate from the planner's statistics."""
+    async def count_states(self, cap: int, type_cap: int) -> StateCounts:
+        """Jobs in each state, counted up to ``cap`` through an index, and by type
+        for the states with at most ``type_cap`` jobs; a capped state's estimate
+        from the planner's statistics."""
         counts = dict((await self._fetch("count jobs", "count_states", cap=cap + 1))[0])
-        below = {state: 0 < jobs <= cap for state, jobs in counts.items()}
+        typed = typed_states(counts, type_cap)
         rows = (
-            await self._fetch("count jobs", "count_types", **below) if any(below.values()) else []
+            await self._fetch("count jobs", "count_types", **typed) if any(typed.values()) else []
         )
         estimates: dict[str, int] = {}
         if not all(jobs <= cap for jobs in counts.values()):  # the catalog, only when needed
@@ -356,9 +364,8 @@ class PostgresStore:
                     state: round(stats["total"] * share)
                     for state, share in zip(stats["states"], stats["shares"], strict=True)
                 }
-        return state_counts(
-            cap, counts, [(r["state"], r["type"], r["jobs"]) for r in rows], estimates
-        )
+        by_type = [(r["state"], r["type"], r["jobs"]) for r in rows]
+        return state_counts(cap, counts, by_type, estimates, type_cap)
 
     async def search(self, where: JobFilter, before: int | None, limit: int) -> builtins.list[Job]:
         """One page of jobs matching ``where``, newest first, ids below ``before``."""

@@ -21,7 +21,14 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._browse import JobFilter, StateCounts, WorkerLeases, search_sql, state_counts
+from ._browse import (
+    JobFilter,
+    StateCounts,
+    WorkerLeases,
+    search_sql,
+    state_counts,
+    typed_states,
+)
 from ._records import Job, JobState, OutboxError, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
@@ -409,14 +416,16 @@ class SQLiteStore:
 
     # -- browsing (apitask.dashboard) ----------------------------------------------
 
-    async def count_states(self, cap: int) -> StateCounts:
-        """Jobs by state and type, each state counted up to ``cap`` through an index."""
+    async def count_states(self, cap: int, type_cap: int) -> StateCounts:
+        """Jobs in each state, counted up to ``cap`` through an index, and by type
+        for the states with at most ``type_cap`` jobs."""
 
         def count(conn: sqlite3.Connection) -> StateCounts:
             counts = dict(conn.execute(_Q["count_states"], {"cap": cap + 1}).fetchone())
-            below = {state: 0 < jobs <= cap for state, jobs in counts.items()}
-            rows = conn.execute(_Q["count_types"], below) if any(below.values()) else []
-            return state_counts(cap, counts, ((r["state"], r["type"], r["jobs"]) for r in rows))
+            typed = typed_states(counts, type_cap)
+            rows = conn.execute(_Q["count_types"], typed) if any(typed.values()) else []
+            by_type = [(r["state"], r["type"], r["jobs"]) for r in rows]
+            return state_counts(cap, counts, by_type, type_cap=type_cap)
 
         return await self._call("count jobs", count)
 

@@ -128,7 +128,7 @@ def dialect_of(store: Any) -> str:
 
 
 async def test_counts_are_exact_below_the_cap(store: Any) -> None:
-    counts: StateCounts = await store.count_states(10_000)
+    counts: StateCounts = await store.count_states(10_000, 10_000)
     jobs = [expected_state(n) for n in range(1, ROWS + 1)]
     assert counts.capped == frozenset()
     assert {state: counts.total(state) for state in JobState} == {
@@ -145,8 +145,9 @@ async def test_counts_above_the_cap_are_capped_or_estimated(store: Any) -> None:
     "100+"; PostgreSQL gives the planner's estimate (the table was analysed,
     every row sampled: the estimate is the count). The small states stay exact,
     and only they are counted by type."""
-    counts: StateCounts = await store.count_states(100)
+    counts: StateCounts = await store.count_states(100, 100)
     assert counts.capped == {JobState.DEAD, JobState.SUCCEEDED}
+    assert counts.typed == {JobState.QUEUED, JobState.RUNNING, JobState.RETRYING}
     small = (JobState.QUEUED, JobState.RUNNING, JobState.RETRYING)
     assert [counts.total(state) for state in small] == [40, 40, 4]
     assert {type: by_state.keys() for type, by_state in counts.by_type.items()} == {
@@ -171,13 +172,13 @@ async def test_counts_of_an_empty_outbox(database: str) -> None:
     )
     try:
         await store.migrate()
-        counts: StateCounts = await store.count_states(5)
+        counts: StateCounts = await store.count_states(5, 5)
         assert [counts.shown(s) for s in JobState] == ["0"] * 5
         assert counts.by_type == {}
         # Over the cap before any ANALYZE: the catalog has no estimate yet.
         for n in range(7):
             await store.insert(None, _new(f"t{n % 2}"))
-        fresh: StateCounts = await store.count_states(5)
+        fresh: StateCounts = await store.count_states(5, 5)
         assert fresh.shown(JobState.QUEUED) == "5+"
         assert fresh.estimates == {}
     finally:
@@ -194,6 +195,15 @@ def _new(type: str) -> Any:
     return NewJob(type, "{}")
 
 
+async def test_only_the_states_below_the_type_cap_are_counted_by_type(store: Any) -> None:
+    """Counting by type reads a row per job: only states with at most type_cap
+    jobs are (here the 4 retrying jobs, not the 40 queued or running)."""
+    counts: StateCounts = await store.count_states(100, 10)
+    assert counts.typed == {JobState.RETRYING}
+    assert counts.by_type == {"report": {JobState.RETRYING: 4}}
+    assert counts.total(JobState.QUEUED) == 40  # still counted, exactly
+
+
 def test_state_counts_keeps_only_estimates_above_the_cap() -> None:
     """A stale estimate below the cap says less than the count: it is dropped."""
     counts = state_counts(
@@ -201,7 +211,9 @@ def test_state_counts_keeps_only_estimates_above_the_cap() -> None:
         {"queued": 11, "succeeded": 11, "dead": 3},
         [("dead", "x", 3)],
         {"queued": 8, "succeeded": 5000, "dead": 2},
+        type_cap=5,
     )
+    assert counts.typed == {JobState.DEAD}
     assert counts.estimates == {JobState.SUCCEEDED: 5000}
     assert [counts.shown(s) for s in JobState] == ["10+", "0", "≈ 5,000", "0", "3"]
 
@@ -222,6 +234,9 @@ async def test_the_page_labels_capped_counts(store: Any, database: str) -> None:
     assert 'id="capped"' in page.text
     assert summary["shown"]["succeeded"] == over
     assert summary["capped"] == ["dead", "succeeded"]
+    assert summary["untyped"] == ["succeeded", "dead"]  # over the type cap (100 here)
+    assert 'id="untyped"' in page.text
+    assert "<td>…</td>" in page.text
     with pytest.raises(ValueError, match="count_cap"):
         dashboard.app(outbox, allow_anonymous=True, count_cap=0)
 

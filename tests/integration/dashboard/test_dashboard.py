@@ -352,11 +352,11 @@ async def test_pages_polling_at_once_share_one_read(
     store: Any = outbox.store
     count_states = store.count_states
 
-    async def held_counts(cap: int) -> StateCounts:
+    async def held_counts(cap: int, type_cap: int) -> StateCounts:
         nonlocal reads
         reads += 1
         await release.wait()
-        return cast("StateCounts", await count_states(cap))
+        return cast("StateCounts", await count_states(cap, type_cap))
 
     async def auth(request: Request) -> str:
         # After the last poll's auth, nothing yields before the read (or the lock).

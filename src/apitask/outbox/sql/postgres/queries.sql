@@ -168,9 +168,10 @@ SELECT
         ORDER BY finished_at DESC LIMIT :cap) AS c) AS succeeded
 
 -- name: count_types
--- The jobs of the states named true, by type: count_states found each of them
--- below the cap, so each part reads at most that many rows, through the same
--- indexes. A part whose flag is false is skipped before it reads anything.
+-- The jobs of the states named true, by type: count_states found few of each
+-- (at most the type cap, 1,000 on the dashboard), so each part reads at most
+-- that many rows, through the same indexes. A part whose flag is false is
+-- skipped before it reads anything.
 SELECT state, type, count(*) AS jobs FROM apitask_jobs
 WHERE state = 'queued' AND :queued GROUP BY state, type
 UNION ALL
