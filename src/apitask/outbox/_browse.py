@@ -183,14 +183,14 @@ def state_counts(
     for state, type, jobs in by_type:
         table.setdefault(type, {})[JobState(state)] = jobs
     typed = frozenset(JobState(s) for s, yes in typed_states(counts, type_cap).items() if yes)
-    result = StateCounts(
-        cap, {JobState(state): jobs for state, jobs in counts.items()}, table, typed=typed
+    kept = {
+        JobState(state): estimate
+        for state, estimate in (estimates or {}).items()
+        if estimate > cap and counts.get(state, 0) > cap
+    }
+    return StateCounts(
+        cap, {JobState(state): jobs for state, jobs in counts.items()}, table, kept, typed
     )
-    for state in result.capped:
-        estimate = (estimates or {}).get(state.value, 0)
-        if estimate > cap:
-            result.estimates[state] = estimate
-    return result
 
 
 class BrowsableStore(Protocol):
