@@ -1,16 +1,17 @@
-"""What outbox migration 4 (the dashboard's search indexes) costs the hot path.
+"""What an outbox migration adding indexes (4: the dashboard's searches, 5: its
+listing pages) costs the hot path.
 
     .venv/bin/python bench/search_indexes.py [postgresql://postgres@127.0.0.1:5432/test]
-        [--jobs 2000] [--rounds 6]
+        [--jobs 2000] [--rounds 6] [--versions 3,4]
 
-Each round makes two fresh outboxes, one at schema version 3 and one at
-version 4, each already holding 100,000 succeeded jobs with request ids, and
+Each round makes two fresh outboxes, one at the older schema version (3 by
+default) and one at the newer (4), each already holding 100,000 succeeded jobs with request ids, and
 times in each, one after the other (the order alternating between rounds):
 ``jobs`` enqueues of a job with a request id, one transaction each, then
 claiming them 10 at a time and finishing each as succeeded (kept, as with a
 retention period); then the same writes for 50,000 jobs in one statement
 each (the rows and index entries alone, no commit per job). Prints the
-median of each step per version and the ratio of version 4 to version 3 in
+median of each step per version and the ratio of the newer to the older in
 each round (median and range). SQLite (a file, WAL) always; PostgreSQL when
 a URL is given (schemas of their own, dropped at the end).
 """
@@ -128,10 +129,10 @@ async def bulk(url: str, where: str) -> tuple[float, float]:
     return marks[1] - marks[0], marks[3] - marks[1]
 
 
-async def run(url: str, jobs: int, rounds: int, folder: Path) -> None:
-    times: dict[int, list[tuple[float, ...]]] = {3: [], 4: []}
+async def run(url: str, jobs: int, rounds: int, folder: Path, old: int, new: int) -> None:
+    times: dict[int, list[tuple[float, ...]]] = {old: [], new: []}
     for round in range(rounds):
-        for version in (3, 4) if round % 2 == 0 else (4, 3):
+        for version in (old, new) if round % 2 == 0 else (new, old):
             store, where = await make(url, version, folder)
             try:
                 times[version].append((*await lifecycle(store, jobs), *await bulk(url, where)))
@@ -145,13 +146,14 @@ async def run(url: str, jobs: int, rounds: int, folder: Path) -> None:
     steps = [(0, "enqueue", jobs), (1, "claim + finish", jobs)]
     steps += [(2, "bulk insert", BULK), (3, "bulk claim + finish", BULK)]
     for step, label, count in steps:
-        v3, v4 = (statistics.median(t[step] for t in times[v]) for v in (3, 4))
+        a, b = (statistics.median(t[step] for t in times[v]) for v in (old, new))
         # The two outboxes of a round ran back to back: their ratio is the
         # least disturbed by the machine's other load.
-        ratios = [b[step] / a[step] for a, b in zip(times[3], times[4], strict=True)]
+        ratios = [y[step] / x[step] for x, y in zip(times[old], times[new], strict=True)]
         print(
-            f"{name} {label}: v3 {v3 / count * 1e6:.1f} us/job, v4 {v4 / count * 1e6:.1f} us/job"
-            f" (medians); v4/v3 per round: median {statistics.median(ratios):.3f},"
+            f"{name} {label}: v{old} {a / count * 1e6:.1f} us/job,"
+            f" v{new} {b / count * 1e6:.1f} us/job (medians);"
+            f" v{new}/v{old} per round: median {statistics.median(ratios):.3f},"
             f" range {min(ratios):.2f}-{max(ratios):.2f} ({rounds} rounds)"
         )
 
@@ -161,11 +163,14 @@ def main() -> None:
     parser.add_argument("url", nargs="?")
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--versions", default="3,4", help="the older and the newer version")
     args = parser.parse_args()
+    old, new = (int(v) for v in args.versions.split(","))
     with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(run(f"sqlite:///{folder}/x.db", args.jobs, args.rounds, Path(folder)))
+        sqlite = f"sqlite:///{folder}/x.db"
+        asyncio.run(run(sqlite, args.jobs, args.rounds, Path(folder), old, new))
     if args.url:
-        asyncio.run(run(args.url, args.jobs, args.rounds, Path(".")))
+        asyncio.run(run(args.url, args.jobs, args.rounds, Path("."), old, new))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def app(
     csrf_key: bytes | None = None,
     refresh: float = 5.0,
     lease: float | None = None,
+    count_cap: int = 10_000,
 ) -> Starlette:
     """The dashboard as an ASGI app, to mount under a path of yours.
 
@@ -80,6 +81,10 @@ def app(
         lease: the workers' lease length (``Worker(lease=...)``), if they all
             share one: each worker's last heartbeat is then shown (its
             latest lease's end minus the lease length).
+        count_cap: count the jobs of each state up to this many: each count
+            reads at most that many index entries. A state with more is shown
+            as "10,000+", or on PostgreSQL as the planner's estimate "≈ N"
+            (docs/dashboard.md).
 
     Raises:
         ValueError: both ``auth`` and ``allow_anonymous`` were given.
@@ -92,6 +97,8 @@ def app(
         raise ValueError(f"refresh: expected seconds >= 0, got {refresh!r}")
     if lease is not None and not lease > 0:
         raise ValueError(f"lease: expected seconds > 0, got {lease!r}")
+    if count_cap < 1:
+        raise ValueError(f"count_cap: expected a count >= 1, got {count_cap!r}")
     board = Dashboard(
         outbox=outbox,
         pool=pool,
@@ -102,6 +109,7 @@ def app(
         csrf=Csrf(csrf_key),
         refresh=refresh,
         lease=lease,
+        count_cap=count_cap,
     )
     files = {
         "dashboard.js": (STATIC["dashboard.js"], "text/javascript"),

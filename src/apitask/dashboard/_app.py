@@ -38,6 +38,9 @@ logger = logging.getLogger("apitask.dashboard")
 PAGE_SIZE = 50
 RETRY_LIMIT = 10_000  # jobs one "retry all matching" touches at most
 RETRY_PAGE = 500  # ids read per query while collecting them
+# States with at most this many jobs are also counted by type: a count reads an
+# index, a count by type a row per job (10,000 rows: 40 ms at 1M jobs).
+TYPE_CAP = 1_000
 _MAX_TEXT = 200  # longest type or request id a filter takes
 _SECURITY_HEADERS = {
     # Nothing inline runs: the script and the style are files of this app.
@@ -136,6 +139,7 @@ class Dashboard:
     csrf: Csrf
     refresh: float = 5.0
     lease: float | None = None
+    count_cap: int = 10_000
     samples: collections.deque[Sample] = field(
         default_factory=lambda: collections.deque(maxlen=120)
     )
@@ -197,9 +201,9 @@ class Dashboard:
         """Counts by state and type, the queue's age, the workers, and the pool's gauges.
 
         The database part is read at most once every ``refresh`` seconds, however
-        many pages poll: counting by state reads the whole table (0.2 s on
-        PostgreSQL, 1.2 s on SQLite at 1M jobs, docs/dashboard.md). Each read
-        is a point of the chart. An action reads it afresh.
+        many pages poll. Each state is counted up to ``count_cap`` through an
+        index (a few ms at 1M jobs, docs/dashboard.md), never by reading the
+        whole table. Each read is a point of the chart. An action reads it afresh.
         """
         async with self.reading:
             now = time.time()
@@ -209,15 +213,26 @@ class Dashboard:
         return {**self.cached, "pool": self.pool_gauges()}
 
     async def read_counts(self) -> dict[str, Any]:
-        stats = await self.outbox.stats()
+        type_cap = min(self.count_cap, TYPE_CAP)
+        counts = await self.store.count_states(self.count_cap, type_cap)
         oldest = await self.store.oldest_due()
         workers = await self.store.workers()
         now = datetime.now(UTC)
         return {
-            "totals": {state.value: stats.total(state) for state in JobState},
+            # Numbers for the chart: a capped state's estimate, or the cap.
+            "totals": {state.value: counts.total(state) for state in JobState},
+            # What the page prints: "1,234", "10,000+" or "≈ 912,000".
+            "shown": {state.value: counts.shown(state) for state in JobState},
+            "capped": sorted(state.value for state in counts.capped),
+            # States with jobs, too many to count by type: their cells show "…".
+            "untyped": [
+                s.value for s in JobState if counts.counts.get(s) and s not in counts.typed
+            ],
+            "type_cap": type_cap,
+            "cap": counts.cap,
             "by_type": {
                 type: {state.value: n for state, n in by_state.items()}
-                for type, by_state in stats.counts.items()
+                for type, by_state in sorted(counts.by_type.items())
             },
             "oldest_due": age(oldest, now) if oldest else None,
             "oldest_due_seconds": (now - oldest).total_seconds() if oldest else None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .._exports import lazy_names as _lazy_names
 from .._exports import show_public_paths as _show_public_paths
-from ._browse import BrowsableStore, JobFilter, WorkerLeases
+from ._browse import BrowsableStore, JobFilter, StateCounts, WorkerLeases
 from ._outbox import Outbox, OutboxSink, open_outbox, open_store
 from ._records import (
     EVENTS_KEPT,
@@ -49,6 +49,7 @@ __all__ = [
     "Store",
     "BrowsableStore",
     "JobFilter",
+    "StateCounts",
     "WorkerLeases",
     "NewJob",
     "OutboxError",

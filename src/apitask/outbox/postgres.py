@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ._browse import JobFilter, WorkerLeases, search_sql
+from ._browse import (
+    JobFilter,
+    StateCounts,
+    WorkerLeases,
+    search_sql,
+    state_counts,
+    typed_states,
+)
 from ._records import EVENTS_KEPT, Job, JobEvent, JobState, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries, numbered, pyformat
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
@@ -417,6 +424,26 @@ class PostgresStore:
         return Stats(table)
 
     # -- browsing (apitask.dashboard) ----------------------------------------------
+
+    async def count_states(self, cap: int, type_cap: int) -> StateCounts:
+        """Jobs in each state, counted up to ``cap`` through an index, and by type
+        for the states with at most ``type_cap`` jobs; a capped state's estimate
+        from the planner's statistics."""
+        counts = dict((await self._fetch("count jobs", "count_states", cap=cap + 1))[0])
+        typed = typed_states(counts, type_cap)
+        rows = (
+            await self._fetch("count jobs", "count_types", **typed) if any(typed.values()) else []
+        )
+        estimates: dict[str, int] = {}
+        if not all(jobs <= cap for jobs in counts.values()):  # the catalog, only when needed
+            stats = (await self._fetch("read the table's statistics", "state_estimates"))[0]
+            if stats["states"] is not None and stats["total"] > 0:
+                estimates = {
+                    state: round(stats["total"] * share)
+                    for state, share in zip(stats["states"], stats["shares"], strict=True)
+                }
+        by_type = [(r["state"], r["type"], r["jobs"]) for r in rows]
+        return state_counts(cap, counts, by_type, estimates, type_cap)
 
     async def search(self, where: JobFilter, before: int | None, limit: int) -> builtins.list[Job]:
         """One page of jobs matching ``where``, newest first, ids below ``before``."""

@@ -21,7 +21,14 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._browse import JobFilter, WorkerLeases, search_sql
+from ._browse import (
+    JobFilter,
+    StateCounts,
+    WorkerLeases,
+    search_sql,
+    state_counts,
+    typed_states,
+)
 from ._records import (
     EVENTS_KEPT,
     Job,
@@ -454,6 +461,19 @@ class SQLiteStore:
         return await self._call("count jobs", count)
 
     # -- browsing (apitask.dashboard) ----------------------------------------------
+
+    async def count_states(self, cap: int, type_cap: int) -> StateCounts:
+        """Jobs in each state, counted up to ``cap`` through an index, and by type
+        for the states with at most ``type_cap`` jobs."""
+
+        def count(conn: sqlite3.Connection) -> StateCounts:
+            counts = dict(conn.execute(_Q["count_states"], {"cap": cap + 1}).fetchone())
+            typed = typed_states(counts, type_cap)
+            rows = conn.execute(_Q["count_types"], typed) if any(typed.values()) else []
+            by_type = [(r["state"], r["type"], r["jobs"]) for r in rows]
+            return state_counts(cap, counts, by_type, type_cap=type_cap)
+
+        return await self._call("count jobs", count)
 
     async def search(self, where: JobFilter, before: int | None, limit: int) -> builtins.list[Job]:
         """One page of jobs matching ``where``, newest first, ids below ``before``."""

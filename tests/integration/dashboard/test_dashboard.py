@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import pytest
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
 
-    from apitask.outbox import Stats
+    from apitask.outbox import StateCounts
 
 
 def client_for(app: Starlette) -> httpx.AsyncClient:
@@ -346,16 +346,17 @@ async def test_counts_are_read_once_per_refresh_and_after_an_action(outbox: Outb
 async def test_pages_polling_at_once_share_one_read(
     outbox: Outbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Stale counts and five polls at once: one count of the table, not five."""
+    """Stale counts and five polls at once: one count of the jobs, not five."""
     reads, arrived = 0, 0
     all_in, release = asyncio.Event(), asyncio.Event()
-    stats = outbox.stats
+    store: Any = outbox.store
+    count_states = store.count_states
 
-    async def held_stats() -> Stats:
+    async def held_counts(cap: int, type_cap: int) -> StateCounts:
         nonlocal reads
         reads += 1
         await release.wait()
-        return await stats()
+        return cast("StateCounts", await count_states(cap, type_cap))
 
     async def auth(request: Request) -> str:
         # After the last poll's auth, nothing yields before the read (or the lock).
@@ -365,7 +366,7 @@ async def test_pages_polling_at_once_share_one_read(
             all_in.set()
         return "ops@example.test"
 
-    monkeypatch.setattr(outbox, "stats", held_stats)
+    monkeypatch.setattr(store, "count_states", held_counts)
     async with client_for(dashboard.app(outbox, auth=auth, refresh=3600)) as client:
         polls = [asyncio.create_task(client.get("/api/summary")) for _ in range(5)]
         await all_in.wait()

@@ -135,8 +135,8 @@ async def postgres_plan(url: str, schema: str, sql: str, params: dict[str, objec
 async def test_migration_4_indexes_the_searches_of_an_outbox_at_version_3(
     store_at_3: Any, database: str
 ) -> None:
-    """Upgraded alone, migration 4 keeps every job; each search's plan then reads its
-    index and finds what it should (the old plans scanned the table or the key).
+    """Upgraded (migrations 4 and 5), the outbox keeps every job; each search's plan
+    then reads its index and finds what it should (the old plans scanned the table or the key).
     One index was built beforehand by an operator (concurrently on PostgreSQL):
     the migration keeps it."""
     prebuilt = (
@@ -152,7 +152,7 @@ async def test_migration_4_indexes_the_searches_of_an_outbox_at_version_3(
         await admin.execute(f'SET search_path TO "{store_at_3.schema}"')
         await admin.execute(prebuilt.format(how="CONCURRENTLY"))
         await admin.close()
-    assert await store_at_3.migrate() == [4, 5]  # 5 (the job history) comes with it
+    assert await store_at_3.migrate() == [4, 5]  # 5 (job history, dashboard indexes) comes with it
     assert await store_at_3.migrate() == []
     dialect = "sqlite" if database.startswith("sqlite") else "postgresql"
     for title, (where, index) in SEARCHES.items():

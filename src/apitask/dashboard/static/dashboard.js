@@ -46,7 +46,7 @@
       const response = await fetch(base + "/api/summary", {credentials: "same-origin", headers: {Accept: "application/json"}});
       if (!response.ok) return;
       const data = await response.json();
-      for (const [state, n] of Object.entries(data.totals)) {
+      for (const [state, n] of Object.entries(data.shown)) {
         const el = document.querySelector('[data-total="' + state + '"]');
         if (el) el.textContent = String(n);
       }

@@ -35,6 +35,11 @@ CREATE INDEX apitask_jobs_request_id ON apitask_jobs (request_id, id)
     WHERE request_id IS NOT NULL;
 CREATE INDEX apitask_jobs_failures ON apitask_jobs (state, id)
     WHERE state = 'retrying' OR state = 'dead';
+-- The dashboard's listing pages (migration 5): queued and running jobs by
+-- state, and jobs of one type, newest first.
+CREATE INDEX apitask_jobs_active ON apitask_jobs (state, id)
+    WHERE state = 'queued' OR state = 'running';
+CREATE INDEX apitask_jobs_type ON apitask_jobs (type, id);
 
 -- One job's history (migration 5): failed attempts, dead letters, leases taken
 -- over, operator retries and cancels; at most 50 per job, deleted with the job.

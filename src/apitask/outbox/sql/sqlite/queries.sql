@@ -171,3 +171,48 @@ WHERE job_id IN (SELECT value FROM json_each(:ids)) AND id <= (
 -- One job's history, newest first (the index (job_id, id) serves it).
 SELECT id, job_id, at, kind, attempt, worker, run_at, detail
 FROM apitask_job_events WHERE job_id = :id ORDER BY id DESC LIMIT :limit
+
+-- name: count_states
+-- Jobs in each state for an operator's page, counted up to :cap: each count
+-- reads at most :cap entries of an index of that state (active, failures,
+-- finished), never the table, so a million succeeded jobs cost :cap entries.
+-- A count at the cap means "more" (StateCounts). The succeeded count repeats
+-- the finished index's WHERE, so that SQLite may use it, and orders by it,
+-- so that a common state is not read by scanning the table instead.
+SELECT
+    (SELECT count(*) FROM (
+        SELECT 1 FROM apitask_jobs WHERE state = 'queued' LIMIT :cap) AS c) AS queued,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM apitask_jobs WHERE state = 'running' LIMIT :cap) AS c) AS running,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM apitask_jobs WHERE state = 'retrying' LIMIT :cap) AS c) AS retrying,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM apitask_jobs WHERE state = 'dead' LIMIT :cap) AS c) AS dead,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM apitask_jobs
+        WHERE state = 'succeeded' AND state IN ('succeeded', 'dead')
+        ORDER BY finished_at DESC LIMIT :cap) AS c) AS succeeded
+
+-- name: count_types
+-- The jobs of the states named true, by type: count_states found few of each
+-- (at most the type cap, 1,000 on the dashboard), so each part reads at most
+-- that many rows, through the same indexes. A part whose flag is false is
+-- skipped before it reads anything.
+-- The succeeded part names the finished index: SQLite keeps no statistics of
+-- the state column, and a few succeeded jobs among many others must not be
+-- looked for by scanning the table.
+SELECT state, type, count(*) AS jobs FROM apitask_jobs
+WHERE state = 'queued' AND :queued GROUP BY state, type
+UNION ALL
+SELECT state, type, count(*) AS jobs FROM apitask_jobs
+WHERE state = 'running' AND :running GROUP BY state, type
+UNION ALL
+SELECT state, type, count(*) AS jobs FROM apitask_jobs
+WHERE state = 'retrying' AND :retrying GROUP BY state, type
+UNION ALL
+SELECT state, type, count(*) AS jobs FROM apitask_jobs
+WHERE state = 'dead' AND :dead GROUP BY state, type
+UNION ALL
+SELECT state, type, count(*) AS jobs FROM apitask_jobs INDEXED BY apitask_jobs_finished 
+WHERE state = 'succeeded' AND state IN ('succeeded', 'dead') AND :succeeded
+GROUP BY state, type

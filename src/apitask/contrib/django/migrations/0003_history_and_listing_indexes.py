@@ -1,4 +1,4 @@
-"""One job's history (outbox migration 5) in the project's database."""
+"""Outbox migration 5 (a job's history, the listing indexes) in the project's database."""
 
 from __future__ import annotations
 
@@ -16,5 +16,5 @@ def forward(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):  # type: ignore[misc]  # Django ships no types
     dependencies: ClassVar[list[tuple[str, str]]] = [("apitask", "0002_search_indexes")]
-    # Backwards: 0001's backward drops the tables, this one with them.
+    # Backwards: 0001's backward drops the tables, these with them.
     operations: ClassVar[list[Any]] = [migrations.RunPython(forward, migrations.RunPython.noop)]
