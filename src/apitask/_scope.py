@@ -360,7 +360,12 @@ class RequestScope:
         loop = self._loop
         if timeout is None and loop is asyncio.get_running_loop():
             self._state = _CLOSED
-            return self._idle_waiter(loop)
+            if self._waiters is not None:
+                return self._idle_waiter(loop)
+            # _idle_waiter inline for the one wait of every request (issue 19).
+            idle: asyncio.Future[None] = loop.create_future()
+            self._waiters = idle
+            return idle
         return self.wait(timeout)
 
     async def drain(self, timeout: float | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
