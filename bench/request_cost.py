@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import importlib.util
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +36,7 @@ from starlette.routing import Route
 
 import apitask
 import apitask.asgi
-from _common import load_text
+from _common import load_copy, load_text
 from middleware import BareWait, hello_starting_bare_task, hello_with_bare_task, noop
 
 if TYPE_CHECKING:
@@ -61,20 +59,6 @@ SCOPE: dict[str, Any] = {
     "client": ("127.0.0.1", 1),
     "server": ("bench", 80),
 }
-
-
-def load_copy(directory: Path) -> ModuleType:
-    """Import ``directory/apitask`` as the package ``apitask_before``."""
-    init = directory / "apitask" / "__init__.py"
-    spec = importlib.util.spec_from_file_location(
-        "apitask_before", init, submodule_search_locations=[str(init.parent)]
-    )
-    if spec is None or spec.loader is None:
-        sys.exit(f"no apitask package in {directory}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["apitask_before"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def apps(lib: ModuleType) -> dict[str, ASGIApp]:
