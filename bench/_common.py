@@ -7,10 +7,12 @@ as a ratio to it: absolute numbers drift between machines and runs (see
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import ModuleType
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -84,3 +87,17 @@ def save(name: str, rows: list[Series], **extra: object) -> Path:
     }
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def load_copy(directory: Path) -> ModuleType:
+    """Import ``directory/apitask`` as the package ``apitask_before``."""
+    init = directory / "apitask" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        "apitask_before", init, submodule_search_locations=[str(init.parent)]
+    )
+    if spec is None or spec.loader is None:
+        sys.exit(f"no apitask package in {directory}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["apitask_before"] = module
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,11 @@ same event loop, repeated; the table prints medians and the ratio to
 ``create_task + gather``. Target (DESIGN.md): scope + run + wait at most
 1.5x that baseline.
 
-    .venv/bin/python bench/core.py [--tasks 10000] [--repeat 15] [--uvloop]
+    .venv/bin/python bench/core.py [--tasks 10000] [--repeat 15] [--uvloop] [--against DIR]
+
+``--against DIR`` adds the scope case run on an older copy of the library
+(``DIR/apitask``, e.g. from ``git archive REV src/apitask | tar -x -C DIR
+--strip-components=1``), in the same rounds, and saves core-against-<loop>.json.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import asyncio
 import gc
 import statistics
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import apitask
-from _common import Series, save, table
+from _common import Series, load_copy, save, table
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -53,6 +58,17 @@ async def scope_prebuilt_case(n: int) -> None:
             await apitask.run(t)
 
 
+def copy_case(lib: Any) -> Callable[[int], Awaitable[None]]:
+    """``scope_case`` on another copy of the library (``--against``)."""
+
+    async def case(n: int) -> None:
+        async with lib.scope():
+            for _ in range(n):
+                await lib.run(lib.task("bench.noop", noop))
+
+    return case
+
+
 CASES: dict[str, Callable[[int], Awaitable[None]]] = {
     "create_task + gather": gather_case,
     "asyncio.TaskGroup": taskgroup_case,
@@ -80,7 +96,10 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=25)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument("--against", help="a directory holding an older apitask package")
     args = parser.parse_args()
+    if args.against:
+        CASES["  the same, the --against copy"] = copy_case(load_copy(Path(args.against)))
     if args.uvloop:
         import uvloop
 
@@ -96,7 +115,12 @@ def main() -> None:
     for row in rows[1:]:
         paired = statistics.median(v / b for v, b in zip(row.values, baseline, strict=True))
         print(f"paired ratio (median of per-run ratios), {row.name.strip()}: {paired:.2f}x")
-    path = save(f"core-{loop_name}", rows, tasks=args.tasks, repeat=args.repeat)
+    if args.against:
+        ours = rows[2].values
+        paired = statistics.median(v / o for v, o in zip(rows[-1].values, ours, strict=True))
+        print(f"paired ratio, the --against copy / this one (scope + run + wait): {paired:.2f}x")
+    name = f"core-against-{loop_name}" if args.against else f"core-{loop_name}"
+    path = save(name, rows, tasks=args.tasks, repeat=args.repeat)
     print(f"raw: {path}")
 
 

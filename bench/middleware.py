@@ -4,8 +4,13 @@ Each case is its own uvicorn process (uvloop + httptools, one worker, access
 log off) on 127.0.0.1; wrk loads them in turn, interleaved and repeated, and
 the table prints medians with the ratio to the plain app, then the ratios
 of issue 19 (P8): TaskMiddleware running one no-op task against the floor
-(TaskMiddleware + one bare ``create_task``, what any concurrent task costs)
-and against the peer (Starlette's own ``BackgroundTask``). Each ratio is
+(TaskMiddleware + one bare ``create_task`` awaited in the handler, what any
+concurrent task costs), against the floor of its wait mode ("mode": a bare
+task awaited where that mode waits, before the message that ends the
+response or after the app returned, by a bench-only ASGI wrapper) and
+against the peer (Starlette's own ``BackgroundTask``). The floors of the
+modes are also printed against the floor, with one more: the start held
+back to go out with the end, as the floor's response goes out. Each ratio is
 taken round by round (the cases of one round ran back to back), and its
 median and range over the rounds are printed. Targets: requests/s at least
 0.95x the floor's with ``after_response`` and 0.9x with ``before_response``;
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import os
 import re
 import shutil
@@ -49,6 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from starlette.requests import Request
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HERE = Path(__file__).resolve().parent
 
@@ -77,6 +84,59 @@ async def hello_with_task(request: Request) -> PlainTextResponse:
     return PlainTextResponse("Hello, world!")
 
 
+# The bare tasks a request started, for BareWait to await (the floors of the
+# two wait modes: the same waits as TaskMiddleware's, without apitask).
+_started: contextvars.ContextVar[list[asyncio.Task[None]]] = contextvars.ContextVar("started")
+
+
+async def hello_starting_bare_task(request: Request) -> PlainTextResponse:
+    _started.get().append(asyncio.get_running_loop().create_task(noop()))
+    return PlainTextResponse("Hello, world!")
+
+
+class BareWait:
+    """Await the request's bare tasks where a wait mode of TaskMiddleware waits.
+
+    ``"before"``: before the message that ends the response (the start goes
+    out at once); ``"before, start held"``: the same, holding the start too,
+    so both go out together as in the floor (what early headers cost);
+    ``"after"``: once the app returned. Plain bodies only: a bench fixture.
+    """
+
+    def __init__(self, app: ASGIApp, mode: str) -> None:
+        self.app = app
+        self.mode = mode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started: list[asyncio.Task[None]] = []
+        token = _started.set(started)
+        held: list[Message] = []
+
+        async def send_after_tasks(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.mode == "before, start held":
+                held.append(message)
+                return
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                while started:
+                    await started.pop()
+                for start in held:
+                    await send(start)
+            await send(message)
+
+        try:
+            if self.mode == "after":
+                await self.app(scope, receive, send)
+                while started:
+                    await started.pop()
+            else:
+                await self.app(scope, receive, send_after_tasks)
+        finally:
+            _started.reset(token)
+
+
 def build(endpoint: object, *middleware: Middleware) -> Starlette:
     return Starlette(routes=[Route("/", endpoint)], middleware=list(middleware))  # type: ignore[arg-type]
 
@@ -91,6 +151,11 @@ middleware_only = build(hello, Middleware(TaskMiddleware))
 middleware_bare_task = build(hello_with_bare_task, Middleware(TaskMiddleware))
 one_task = build(hello_with_task, Middleware(TaskMiddleware))
 one_task_after = build(hello_with_task, Middleware(TaskMiddleware, wait="after_response"))
+# The floors of the wait modes: TaskMiddleware (no task of its own) around a
+# bare task awaited where the mode waits, not in the handler.
+bare_before = TaskMiddleware(BareWait(build(hello_starting_bare_task), "before"))
+bare_before_held = TaskMiddleware(BareWait(build(hello_starting_bare_task), "before, start held"))
+bare_after = TaskMiddleware(BareWait(build(hello_starting_bare_task), "after"))
 
 CASES = {
     "plain Starlette (baseline)": "plain",
@@ -100,6 +165,9 @@ CASES = {
     "+ TaskMiddleware, bare asyncio task (floor)": "middleware_bare_task",
     "+ TaskMiddleware, 1 no-op task (before_response)": "one_task",
     "+ TaskMiddleware, 1 no-op task (after_response)": "one_task_after",
+    "+ TaskMiddleware, bare task awaited before the end": "bare_before",
+    "+ TaskMiddleware, bare task, start held to the end": "bare_before_held",
+    "+ TaskMiddleware, bare task awaited after the app": "bare_after",
 }
 
 
@@ -177,11 +245,26 @@ def load(wrk: str, url: str, pid: int, seconds: int, connections: int) -> tuple[
 
 FLOOR = "+ TaskMiddleware, bare asyncio task (floor)"
 PEER = "Starlette BackgroundTask, no-op (peer)"
-# (case, requests/s target vs the floor, CPU/request target vs the floor)
+# (case, requests/s target vs the floor, CPU/request target vs the floor,
+# the floor of its wait mode: a bare task awaited where that mode waits)
 TARGETS = {
-    "+ TaskMiddleware, 1 no-op task (before_response)": (0.9, 1.1),
-    "+ TaskMiddleware, 1 no-op task (after_response)": (0.95, 1.1),
+    "+ TaskMiddleware, 1 no-op task (before_response)": (
+        0.9,
+        1.1,
+        "+ TaskMiddleware, bare task awaited before the end",
+    ),
+    "+ TaskMiddleware, 1 no-op task (after_response)": (
+        0.95,
+        1.1,
+        "+ TaskMiddleware, bare task awaited after the app",
+    ),
 }
+# What the floor of each wait mode costs against the floor (no apitask in them).
+COMPOSITION = (
+    "+ TaskMiddleware, bare task awaited before the end",
+    "+ TaskMiddleware, bare task, start held to the end",
+    "+ TaskMiddleware, bare task awaited after the app",
+)
 
 
 def paired(ours: Series, reference: Series) -> tuple[float, float, float]:
@@ -193,18 +276,26 @@ def paired(ours: Series, reference: Series) -> tuple[float, float, float]:
 def verdicts(rates: dict[str, Series], costs: dict[str, Series]) -> list[str]:
     """The lines of issue 19's ratio table, each with its target and whether it is met."""
     lines = [f"{'case':<50} {'vs':<6} {'req/s ratio [range]':>24} {'CPU ratio [range]':>24}"]
-    for name, (rate_target, cpu_target) in TARGETS.items():
-        for label, reference in (("floor", FLOOR), ("peer", PEER)):
-            rate, rate_lo, rate_hi = paired(rates[name], rates[reference])
-            cpu, cpu_lo, cpu_hi = paired(costs[name], costs[reference])
-            line = (
-                f"{name:<50} {label:<6} {rate:>8.3f}x [{rate_lo:.2f}..{rate_hi:.2f}]"
-                f" {cpu:>12.3f}x [{cpu_lo:.2f}..{cpu_hi:.2f}]"
-            )
-            if label == "floor":
-                met = rate >= rate_target and cpu <= cpu_target
-                line += f"  target >={rate_target}x, <={cpu_target}x: {'met' if met else 'MISSED'}"
-            lines.append(line)
+
+    def ratio_line(name: str, label: str, reference: str) -> str:
+        rate, rate_lo, rate_hi = paired(rates[name], rates[reference])
+        cpu, cpu_lo, cpu_hi = paired(costs[name], costs[reference])
+        return (
+            f"{name:<50} {label:<6} {rate:>8.3f}x [{rate_lo:.2f}..{rate_hi:.2f}]"
+            f" {cpu:>12.3f}x [{cpu_lo:.2f}..{cpu_hi:.2f}]"
+        )
+
+    for name, (rate_target, cpu_target, mode_floor) in TARGETS.items():
+        rate, cpu = paired(rates[name], rates[FLOOR])[0], paired(costs[name], costs[FLOOR])[0]
+        met = rate >= rate_target and cpu <= cpu_target
+        lines.append(
+            ratio_line(name, "floor", FLOOR)
+            + f"  target >={rate_target}x, <={cpu_target}x: {'met' if met else 'MISSED'}"
+        )
+        lines.append(ratio_line(name, "mode", mode_floor))
+        lines.append(ratio_line(name, "peer", PEER))
+    lines.append("the floors of the wait modes (no apitask) against the floor:")
+    lines.extend(ratio_line(name, "floor", FLOOR) for name in COMPOSITION)
     return lines
 
 

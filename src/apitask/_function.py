@@ -40,7 +40,10 @@ class FunctionTask(Generic[P]):
         self._fn = fn
         self._args = args
         self._kwargs = kwargs
-        self.is_async = _is_async(fn)
+        # An `async def` function or method, told inline (task() is on every
+        # request's path: issue 19); anything else asks _is_async.
+        code = getattr(fn, "__code__", None)  # bound methods pass __code__ through
+        self.is_async = (code is not None and code.co_flags & _CO_COROUTINE != 0) or _is_async(fn)
 
     def run(self) -> Coroutine[Any, Any, None]:
         """Call the function: awaited if async, in a worker thread if sync.
@@ -69,13 +72,13 @@ class FunctionTask(Generic[P]):
         return f"<FunctionTask {self.type!r} {name}>"
 
 
+_CO_COROUTINE = inspect.CO_COROUTINE
+
+
 def _is_async(fn: object) -> bool:
-    # An `async def` function or method first: inspect.iscoroutinefunction
-    # costs microseconds, and task() is on every request's path. (Sync ones
-    # take the slow path, which is nothing next to their thread hop.)
-    code = getattr(fn, "__code__", None)  # bound methods pass __code__ through
-    if code is not None and code.co_flags & inspect.CO_COROUTINE:
-        return True
+    # What the inline test of an `async def` code object in FunctionTask
+    # left: inspect.iscoroutinefunction costs microseconds, so only these
+    # take it. (Sync ones take it too, which is nothing next to their thread hop.)
     # Partials, marked or decorated callables, objects with an async __call__.
     call = getattr(fn, "__call__", None)  # noqa: B004
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)

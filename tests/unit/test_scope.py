@@ -609,6 +609,26 @@ async def test_settle_closes_and_gives_what_to_await_for_the_tasks() -> None:
         deactivate(token)
 
 
+async def test_settle_beside_another_wait_gets_its_own_future_and_both_wake() -> None:
+    """A second wait on a scope (a settle while a wait is pending) is woken too."""
+    release = asyncio.Event()
+
+    async def job() -> None:
+        await release.wait()
+
+    scope = apitask.RequestScope(loop=asyncio.get_running_loop())
+    scope.start(apitask.task("t.job", job))
+    first = scope.settle()
+    second = scope.settle()
+    assert isinstance(first, asyncio.Future) and isinstance(second, asyncio.Future)
+    assert first is not second
+    release.set()
+    async with asyncio.timeout(5):
+        await first
+        await second
+    assert scope.pending == 0
+
+
 async def test_settle_with_a_timeout_is_wait() -> None:
     async def stuck() -> None:
         await asyncio.Event().wait()
