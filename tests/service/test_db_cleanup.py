@@ -24,6 +24,7 @@ from apitask import Outcome
 from apitask.mail import RecordingClient
 from apitask_auth.app import create_app
 from apitask_auth.config import load_settings
+from apitask_auth.http.db_cleanup import DatabaseCleanup
 from apitask_auth.storage.migrations import migrate
 from apitask_auth.storage.stale_rows import run_sweep, stale_row_sweeps
 from apitask_auth.storage.tables import (
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from apitask_auth.config import Settings
-    from apitask_auth.http.db_cleanup import DatabaseCleanup
+    from apitask_auth.storage.db import Backend
 
     from .conftest import Service
 
@@ -341,7 +342,7 @@ async def test_every_statement_finds_its_rows_by_an_index(fresh: AsyncEngine) ->
     to avoid sequential scans, finds a plan without one (so an index serves it)."""
     settings = _settings("sqlite:///unused.db")
     async with fresh.connect() as conn:
-        on = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
+        on: Backend = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
         explain = "EXPLAIN" if on == "postgresql" else "EXPLAIN QUERY PLAN"
         if on == "postgresql":
             await conn.exec_driver_sql("SET enable_seqscan = off")
@@ -430,6 +431,7 @@ async def test_a_failing_step_is_logged_and_never_fails_the_request(
         assert 'gotrue_cleanup_failures_total{table="flow_state"} 1.0' in (
             (await svc.http.get("/metrics")).text
         )
+        cleanup.interval = 0.0  # the next write's step at once
         assert (await svc.http.post("/recover", json={"email": "x@example.com"})).status_code == 200
         await asyncio.wait_for(cleanup.wait_steps(2), 10)
         assert cleanup.failed == {"flow_state": 1}  # the next statement ran, and passed
@@ -545,3 +547,30 @@ async def test_through_uvicorn_a_write_leads_to_a_step(database_url: str, tmp_pa
         await serving
         sock.close()
         await engine.dispose()
+
+
+async def test_a_write_after_shutdown_hands_over_nothing(fresh: AsyncEngine) -> None:
+    """A request that ends while the pool is closed (shutdown): no step, no error."""
+    cleanup = DatabaseCleanup(fresh, _settings("sqlite:///unused.db"))
+    await cleanup.after_request()  # the pool never started: refused, and forgotten
+    await cleanup.start()
+    await cleanup.aclose()
+    await cleanup.after_request()
+    assert cleanup.steps == 0 and not cleanup._in_flight
+
+
+async def test_steps_start_an_interval_apart(fresh: AsyncEngine) -> None:
+    """A write just after a step started hands over nothing, even once it finished."""
+    cleanup = DatabaseCleanup(fresh, _settings("sqlite:///unused.db"), interval=3600)
+    await cleanup.start()
+    try:
+        await cleanup.after_request()
+        await asyncio.wait_for(cleanup.wait_steps(1), 10)
+        await cleanup.after_request()  # an hour has not passed
+        assert cleanup.pool.counters.get(TYPE, Outcome.SUBMITTED) == 1
+        cleanup.interval = 0.0
+        cleanup._due = 0.0
+        await cleanup.after_request()
+        await asyncio.wait_for(cleanup.wait_steps(2), 10)
+    finally:
+        await cleanup.aclose()
