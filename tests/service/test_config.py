@@ -153,6 +153,7 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("GOTRUE_MAILER_TEMPLATE_RETRY_INTERVAL", "later"),
         ("GOTRUE_MAILER_TEMPLATE_RELOADING_ENABLED", "often"),
         ("GOTRUE_MAILER_TEMPLATE_RELOADING_MAX_IDLE", "-1m"),
+        ("GOTRUE_DB_CLEANUP_ENABLED", "sometimes"),
         ("GOTRUE_SECURITY_MAX_VERIFY_ATTEMPTS", "0"),
         ("GOTRUE_SECURITY_MAX_VERIFY_ATTEMPTS", "five"),
         ("GOTRUE_SECURITY_MAX_VERIFY_ATTEMPTS", "1001"),

@@ -17,6 +17,7 @@ from apitask_auth.delivery.sms import texter_for
 from apitask_auth.errors import install_error_handlers
 from apitask_auth.http.admin_dashboard import install_dashboard
 from apitask_auth.http.cors import install_cors
+from apitask_auth.http.db_cleanup import CleanupMiddleware, DatabaseCleanup
 from apitask_auth.http.deps import Service
 from apitask_auth.http.inputs import reject_unstorable_input
 from apitask_auth.http.limits import BodyLimitMiddleware, HeadLimitMiddleware
@@ -61,7 +62,9 @@ def create_app(
     mailer = MailChain(settings, transport=transport, runtime=runtime)
     # Twilio, the dev inbox (dev mode without a provider) or the refusing texter.
     texts: Texter = texter if texter is not None else texter_for(settings, runtime, mailer.inbox)
-    metrics = ServiceMetrics(mailer, texts) if settings.metrics_enabled else None
+    # GOTRUE_DB_CLEANUP_ENABLED: stale rows removed a step after each successful write.
+    cleanup = DatabaseCleanup(engine, settings) if settings.db_cleanup_enabled else None
+    metrics = ServiceMetrics(mailer, texts, cleanup) if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +77,8 @@ def create_app(
             # After the chains: their clients exist and their task prefixes
             # are registered before the outbox worker can pick a job.
             await runtime.start()
+            if cleanup is not None:
+                await cleanup.start()
             async with contextlib.AsyncExitStack() as stack:
                 if metrics is not None:
                     await stack.enter_async_context(metrics.running())
@@ -82,6 +87,9 @@ def create_app(
             # Drains the in-process outbox worker and the pool first (their
             # tasks still need the clients), then closes the clients (SMTP
             # connections, the texter's), and only then stops the dev inbox.
+            if cleanup is not None:
+                # Before the engine goes: a running step finishes (or is cancelled).
+                await cleanup.aclose()
             await runtime.aclose()
             await texts.aclose()
             await mailer.aclose()
@@ -98,6 +106,7 @@ def create_app(
     )
     app.state.service = Service(settings=settings, engine=engine, mailer=mailer, texter=texts)
     app.state.metrics = metrics
+    app.state.cleanup = cleanup
     # The e-mail limiter counts its refusals here (http/ratelimit.py).
     app.state.email_refusals = metrics.mail.rate_limited if metrics is not None else None
     install_error_handlers(app)
@@ -106,6 +115,9 @@ def create_app(
     mailer.install(app)
     # apitask's operations page at /admin/apitask, for admin tokens only.
     install_dashboard(app, settings, runtime, mailer)
+    if cleanup is not None:
+        # Outside the task scope: a step starts once the request's own tasks are done.
+        app.add_middleware(CleanupMiddleware, cleanup=cleanup)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(HeadLimitMiddleware)
     # Outermost but for CORS, so the time it matches includes everything else.

@@ -249,6 +249,10 @@ class Settings(BaseSettings):
     mfa_phone_otp_length: int = 6
     mfa_phone_max_frequency: Duration = timedelta(minutes=1)
 
+    # The stale-row cleanup after each successful mutating request
+    # (GoTrue's GOTRUE_DB_CLEANUP_ENABLED; on by default here, see docs/service.md).
+    db_cleanup_enabled: bool = True
+
     # Observability: /metrics (Prometheus text format) and the log lines
     metrics_enabled: bool = False
     metrics_exporter: str = "prometheus"

@@ -10,6 +10,8 @@ What is exported (docs/metrics.md lists every metric):
   by type, which GoTrue does not count; texts and send-hook calls counted
   the same way under our names (:mod:`.send_metrics`).
 * The one worker pool every kind of message shares, as ``pool="delivery"``.
+* The database cleanup's rows removed by table (GoTrue's
+  ``gotrue_cleanup_affected_rows``) and its pool, as ``pool="db_cleanup"``.
 
 Each app has a registry of its own (tests build many apps in one process);
 the mail counters are the process's (:data:`apitask.mail.mail_counters`).
@@ -34,6 +36,7 @@ from apitask.mail import SMTPClient, mail_counters
 from apitask.prometheus import ApitaskCollector
 from apitask_auth.delivery.send_hooks import SmsHookTexter
 from apitask_auth.delivery.sms import SmsChain
+from apitask_auth.http.db_cleanup import CleanupMetrics
 from apitask_auth.routes.send_metrics import SendCounters, SendMetrics, send_families
 
 if TYPE_CHECKING:
@@ -44,8 +47,16 @@ if TYPE_CHECKING:
     from apitask import TaskCounters
     from apitask_auth.delivery.mail_chain import MailChain
     from apitask_auth.delivery.texter import Texter
+    from apitask_auth.http.db_cleanup import DatabaseCleanup
 
-__all__ = ["POOL_NAME", "REFRESH_SECONDS", "MailMetrics", "ServiceMetrics", "scrape"]
+__all__ = [
+    "CLEANUP_POOL_NAME",
+    "POOL_NAME",
+    "REFRESH_SECONDS",
+    "MailMetrics",
+    "ServiceMetrics",
+    "scrape",
+]
 
 logger = logging.getLogger("apitask_auth")
 
@@ -55,6 +66,10 @@ REFRESH_SECONDS = 15.0
 POOL_NAME = "delivery"
 """The ``pool`` label of the service's one worker pool, shared by mail, texts and
 hook calls (``source="pool:delivery"`` in ``apitask_tasks_total``)."""
+
+
+CLEANUP_POOL_NAME = "db_cleanup"
+"""The ``pool`` label of the database cleanup's own one-worker pool."""
 
 
 class MailMetrics(Collector):
@@ -103,9 +118,16 @@ class ServiceMetrics:
             kind of message shares).
         texter: the service's texter: the SMS chain's and the send-SMS hook's
             operations are counted (none for a refusing or a test's texter).
+        cleanup: the database cleanup (``GOTRUE_DB_CLEANUP_ENABLED``): its rows
+            removed by table, and its pool as ``pool="db_cleanup"``.
     """
 
-    def __init__(self, chain: MailChain, texter: Texter | None = None) -> None:
+    def __init__(
+        self,
+        chain: MailChain,
+        texter: Texter | None = None,
+        cleanup: DatabaseCleanup | None = None,
+    ) -> None:
         self.chain = chain
         self.mail = MailMetrics(chain.operations)
         hooks = [chain.email_hook] if chain.email_hook is not None else []
@@ -125,6 +147,9 @@ class ServiceMetrics:
         self.registry.register(self.tasks)
         self.registry.register(self.mail)
         self.registry.register(self.sends)
+        if cleanup is not None:
+            self.tasks.add_pool(CLEANUP_POOL_NAME, cleanup.pool)
+            self.registry.register(CleanupMetrics(cleanup))
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

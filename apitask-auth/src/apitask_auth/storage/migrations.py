@@ -21,6 +21,7 @@ from apitask_auth.accounts import addresses
 from apitask_auth.storage import schema_v1
 from apitask_auth.storage.database_url import parse_database_url
 from apitask_auth.storage.tables import (
+    STALE_ROW_INDEXES,
     UTCDateTime,
     email_rate_limits,
     mfa_challenges,
@@ -123,6 +124,15 @@ def _phone_changes(connection: Connection) -> None:
         connection.execute(CreateIndex(index))
 
 
+def _stale_row_indexes(connection: Connection) -> None:
+    """An index under each statement of the stale-row cleanup (storage/stale_rows.py).
+
+    An index an operator built beforehand (CONCURRENTLY, docs/service.md) is kept.
+    """
+    for index in STALE_ROW_INDEXES:
+        connection.execute(CreateIndex(index, if_not_exists=True))
+
+
 # Append-only: a deployed step is never edited, later changes are new steps.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _initial_schema),
@@ -131,6 +141,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "verify attempts per code", _verify_attempts),
     (5, "MFA factors and challenges; the factor behind a session", _mfa),
     (6, "phone sign-in: pending phone changes, one account per number", _phone_changes),
+    (7, "an index under each statement of the stale-row cleanup", _stale_row_indexes),
 ]
 
 

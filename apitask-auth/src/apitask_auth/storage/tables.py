@@ -31,6 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    text,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NOT_SSO",
+    "STALE_ROW_INDEXES",
     "UTCDateTime",
     "audit_log_entries",
     "email_rate_limits",
@@ -321,4 +323,37 @@ verify_attempts = Table(
     Column("token_type", String(64), primary_key=True),
     Column("failures", Integer, nullable=False),
     _ts("updated_at", nullable=False),
+)
+
+
+# Under the stale-row cleanup (migration 7; storage/stale_rows.py): each of its
+# statements finds its rows by one of these, never by reading the table. The
+# partial ones index only the rows a statement looks for (most refresh tokens
+# are live; our sessions have no not_after), and a query uses a partial index
+# only when its WHERE repeats the index's, so the statements repeat these texts.
+REVOKED = {"postgresql": "revoked = true", "sqlite": "revoked = 1"}
+UNVERIFIED = "status = 'unverified'"
+STALE_ROW_INDEXES = (
+    Index(
+        "refresh_tokens_revoked_updated_at_idx",
+        refresh_tokens.c.updated_at,
+        postgresql_where=text(REVOKED["postgresql"]),
+        sqlite_where=text(REVOKED["sqlite"]),
+    ),
+    Index(
+        "sessions_not_after_idx",
+        sessions.c.not_after,
+        postgresql_where=sessions.c.not_after.is_not(None),
+        sqlite_where=sessions.c.not_after.is_not(None),
+    ),
+    Index("flow_state_created_at_idx", flow_state.c.created_at),
+    Index("mfa_challenges_created_at_idx", mfa_challenges.c.created_at),
+    Index(
+        "mfa_factors_unverified_created_at_idx",
+        mfa_factors.c.created_at,
+        postgresql_where=text(UNVERIFIED),
+        sqlite_where=text(UNVERIFIED),
+    ),
+    Index("verify_attempts_updated_at_idx", verify_attempts.c.updated_at),
+    Index("one_time_tokens_updated_at_idx", one_time_tokens.c.updated_at),
 )
