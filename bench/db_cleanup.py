@@ -137,12 +137,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="both servers with the cleanup off (A/A): the ratio the bench reads with no difference",
+    )
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp())
     urls = {kind: f"sqlite:///{tmp / f'{kind}.db'}" for kind in ("on", "off")}
     for url in urls.values():
         asyncio.run(_seed(url))
-    servers = {kind: _serve(url, kind == "on") for kind, url in urls.items()}
+    servers = {kind: _serve(url, kind == "on" and not args.control) for kind, url in urls.items()}
     try:
         clients = {kind: httpx.Client(base_url=base) for kind, (_, base) in servers.items()}
         for client in clients.values():
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
             process.wait()
     result: dict[str, Any] = {
         "backend": "sqlite",
+        "control": args.control,
         "rounds": args.rounds,
         "n": args.n,
         "stale_rows": STALE,
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         "removed_by_on_server": removed,
     }
     print(json.dumps(result, indent=2))
-    out = ROOT / "bench" / "results" / "db_cleanup.json"
+    out = ROOT / "bench" / "results" / f"db_cleanup{'-control' if args.control else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
 
 
