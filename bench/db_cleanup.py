@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--control",
         action="store_true",
-        help="both servers with the cleanup off (A/A): the ratio the bench reads with no difference",
+        help="both servers with the cleanup off (A/A): what the bench reads when nothing differs",
     )
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp())
