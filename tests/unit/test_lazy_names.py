@@ -42,7 +42,12 @@ def test_a_lazy_name_without_its_extra_says_which_to_install(
 ) -> None:
     """As when the extra is not installed: the dependency cannot be imported."""
     monkeypatch.delitem(sys.modules, module, raising=False)
-    monkeypatch.setitem(sys.modules, dependency, None)  # "import <dependency>" now fails
+    # "import <dependency>" now fails, and so does importing any of its submodules:
+    # one another test already loaded (django.core.mail, after the Django tests) is
+    # found in sys.modules without its parent package being looked at.
+    for loaded in [key for key in sys.modules if key.startswith(f"{dependency}.")]:
+        monkeypatch.setitem(sys.modules, loaded, None)
+    monkeypatch.setitem(sys.modules, dependency, None)
     with pytest.raises(ModuleNotFoundError) as raised:
         getattr(package, name)
     said = str(raised.value)
