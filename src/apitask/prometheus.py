@@ -64,9 +64,14 @@ class ApitaskCollector(Collector):
             raise ValueError(f"task counters named {source!r} are already exported")
         self._counters[source] = counters
 
-    def add_pool(self, name: str, pool: WorkerPool) -> None:
-        """Export ``pool``'s counters (``source="pool:<name>"``) and gauges."""
-        if name in self._pools:
+    def add_pool(self, name: str, pool: WorkerPool, *, replace: bool = False) -> None:
+        """Export ``pool``'s counters (``source="pool:<name>"``) and gauges.
+
+        ``replace=True`` exports ``pool`` in place of the one already under
+        ``name`` (an app whose lifespan runs again builds a new pool: a
+        closed pool cannot be started twice).
+        """
+        if name in self._pools and not replace:
             raise ValueError(f"a pool named {name!r} is already exported")
         self._pools[name] = pool
 

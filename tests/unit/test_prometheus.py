@@ -136,6 +136,16 @@ def test_other_counters_and_duplicate_names() -> None:
     collector.add_pool("p", WorkerPool(workers=1))
     with pytest.raises(ValueError, match="pool named 'p'"):
         collector.add_pool("p", WorkerPool(workers=1))
+    # An app whose lifespan runs again exports its new pool under the same name.
+    closed = WorkerPool(workers=1)
+    closed.start_sync()
+    closed.close_sync()
+    collector.add_pool("q", closed)
+    assert scrape(collector)[key("apitask_pool_state", pool="q", state="closed")] == 1
+    collector.add_pool("q", WorkerPool(workers=1), replace=True)
+    now = scrape(collector)
+    assert now[key("apitask_pool_state", pool="q", state="created")] == 1
+    assert now[key("apitask_pool_state", pool="q", state="closed")] == 0
 
 
 async def test_one_outbox_only(tmp_path: Path) -> None:

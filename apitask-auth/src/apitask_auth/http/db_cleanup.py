@@ -30,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 import apitask
-from apitask import PoolClosedError, WorkerPool
+from apitask import PoolClosedError, PoolState, WorkerPool
 from apitask_auth.storage.stale_rows import run_sweep, stale_row_sweeps
 from apitask_auth.storage.tables import now
 
@@ -88,14 +88,7 @@ class DatabaseCleanup:
         self._due = 0.0  # the event loop's clock: no step before it
         self.sweeps = stale_row_sweeps(settings)
         self.timeout = timeout
-        # One worker, a queue of one: the in-flight flag keeps it empty, so
-        # "reject" is never reached.
-        self.pool = WorkerPool(
-            workers=1,
-            queue_size=1,
-            when_full="reject",
-            shutdown_timeout=timeout.total_seconds(),
-        )
+        self.pool = self._new_pool()
         self.removed: Counter[tuple[str, str]] = Counter()
         """Rows removed (or revoked), by (table, action)."""
         self.failed: Counter[str] = Counter()
@@ -107,8 +100,22 @@ class DatabaseCleanup:
         self._stepped = asyncio.Condition()
         self._task = apitask.task("auth.db_cleanup", self._step)
 
+    def _new_pool(self) -> WorkerPool:
+        # One worker, a queue of one: the in-flight flag keeps it empty, so
+        # "reject" is never reached.
+        return WorkerPool(
+            workers=1,
+            queue_size=1,
+            when_full="reject",
+            shutdown_timeout=self.timeout.total_seconds(),
+        )
+
     async def start(self) -> None:
-        """Start the pool (the app's lifespan)."""
+        """Start the pool (the app's lifespan). A lifespan that runs again (a test
+        client entering the app anew) gets a new pool: a closed one cannot restart."""
+        if self.pool.state is not PoolState.CREATED:
+            self.pool = self._new_pool()
+            self._in_flight = False
         await self.pool.start()
 
     async def aclose(self) -> None:

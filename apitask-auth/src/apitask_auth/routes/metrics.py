@@ -147,6 +147,7 @@ class ServiceMetrics:
         self.registry.register(self.tasks)
         self.registry.register(self.mail)
         self.registry.register(self.sends)
+        self.cleanup = cleanup
         if cleanup is not None:
             self.tasks.add_pool(CLEANUP_POOL_NAME, cleanup.pool)
             self.registry.register(CleanupMetrics(cleanup))
@@ -154,6 +155,8 @@ class ServiceMetrics:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """While the chain runs: export its transport and worker, refresh the outbox counts."""
+        if self.cleanup is not None:  # its pool of this run (DatabaseCleanup.start)
+            self.tasks.add_pool(CLEANUP_POOL_NAME, self.cleanup.pool, replace=True)
         transport = self.chain.transport
         if isinstance(transport, SMTPClient):
             self.tasks.add_smtp("default", transport.counters)
