@@ -16,13 +16,29 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import ModuleType
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+# One ASGI GET / request, for benches that drive an app in process (no server).
+GET_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/",
+    "raw_path": b"/",
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"host", b"bench")],
+    "client": ("127.0.0.1", 1),
+    "server": ("bench", 80),
+}
 
 
 def load_average() -> list[float]:

@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 import apitask
 import apitask.asgi
-from _common import load_copy, load_text
+from _common import GET_SCOPE, load_copy, load_text
 from middleware import BareWait, hello_starting_bare_task, hello_with_bare_task, noop
 
 if TYPE_CHECKING:
@@ -45,20 +45,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message
 
-SCOPE: dict[str, Any] = {
-    "type": "http",
-    "asgi": {"version": "3.0"},
-    "http_version": "1.1",
-    "method": "GET",
-    "scheme": "http",
-    "path": "/",
-    "raw_path": b"/",
-    "query_string": b"",
-    "root_path": "",
-    "headers": [(b"host", b"bench")],
-    "client": ("127.0.0.1", 1),
-    "server": ("bench", 80),
-}
+SCOPE = GET_SCOPE
 
 
 def apps(lib: ModuleType) -> dict[str, ASGIApp]:

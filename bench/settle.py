@@ -33,7 +33,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 import apitask
-from _common import RESULTS, load_text
+from _common import GET_SCOPE, RESULTS, load_text
 from apitask._scope import RequestScope
 from apitask.asgi import TaskMiddleware
 
@@ -79,20 +79,7 @@ def _app(case: str, wait: Wait) -> Any:
 
 
 async def _cpu_us_per_request(app: Callable[..., Awaitable[None]], requests: int) -> float:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"bench")],
-        "client": ("127.0.0.1", 1),
-        "server": ("bench", 80),
-    }
+    scope = dict(GET_SCOPE)
 
     async def receive() -> dict[str, object]:
         return {"type": "http.request", "body": b"", "more_body": False}
