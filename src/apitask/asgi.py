@@ -44,8 +44,10 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
         app: the ASGI application to wrap.
         wait: when the tasks are waited for.
             ``"before_response"`` (default): the message that ends the
-            response is held until the tasks are done; status, headers and
-            earlier chunks of a streaming body go out at once. Safe where the
+            response is held until the tasks are done, and the start with
+            it when nothing came between them; earlier chunks of a
+            streaming body go out at once, the start with the first (an
+            empty chunk with ``more_body=True`` flushes it). Safe where the
             process may be frozen once the response is sent (serverless).
             ``"after_response"``: the response goes out unchanged, and the
             ASGI call returns only once the tasks are done, so the server's
@@ -79,8 +81,16 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
             token = activate(request_scope)
         try:
             if self.wait == "before_response":
-                send = _holding_the_end(send, request_scope, self.timeout)
-            await self.app(scope, receive, send)
+                holding = _HoldingTheEnd(send, request_scope, self.timeout)
+                await self.app(scope, receive, holding)
+                # Still held: the app returned right after its start, with no
+                # body; send it as the app did. An app that raised instead
+                # loses its held start, so the server answers 500 rather than
+                # cutting a started response short.
+                if holding.held is not None:
+                    await send(holding.held)
+            else:
+                await self.app(scope, receive, send)
         finally:
             try:
                 # Also the path of a handler that raised or never finished
@@ -94,27 +104,49 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
                     deactivate(token)
 
 
-def _holding_the_end(send: Send, request_scope: RequestScope, timeout: float | None) -> Send:
-    """The ``send`` a before_response request's app gets: it holds the end of the response."""
-    trailers = False
+class _HoldingTheEnd:
+    """The ``send`` a before_response request's app gets: it holds the end of the response.
 
-    async def send_after_tasks(message: Message) -> None:
-        nonlocal trailers
+    The start is held too, until the app's next message, and then goes out
+    in the same loop iteration as that message: uvicorn on uvloop gathers a
+    step's writes into one system call, so status, headers and a one-message
+    body leave together, as they do when nothing waits. Writing the start
+    one iteration before the end cost a third more server CPU per
+    hello-world request (bench/middleware.py, docs/core.md). An app that
+    wants its headers out before its first chunk sends an empty chunk with
+    ``more_body=True``, the ASGI way to flush. Go's net/http, under the
+    seed, buffers the headers of a small response the same way.
+    """
+
+    __slots__ = ("held", "request_scope", "send", "timeout", "trailers")
+
+    def __init__(self, send: Send, request_scope: RequestScope, timeout: float | None) -> None:
+        self.send = send
+        self.request_scope = request_scope
+        self.timeout = timeout
+        self.trailers = False
+        self.held: Message | None = None
+
+    async def __call__(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
-            trailers = message.get("trailers", False)
-        elif (
+            self.trailers = message.get("trailers", False)
+            self.held = message
+            return
+        if (
             kind in _ENDING
             and not message.get(_ENDING[kind] or "", False)
             # With trailers announced, only the last trailers message ends it.
-            and (not trailers or kind == "http.response.trailers")
+            and (not self.trailers or kind == "http.response.trailers")
         ):
-            settling = request_scope.settle(timeout)
+            settling = self.request_scope.settle(self.timeout)
             if settling is not None:
                 await settling
-        await send(message)
-
-    return send_after_tasks
+        start = self.held
+        if start is not None:
+            self.held = None
+            await self.send(start)
+        await self.send(message)
 
 
 def _request_id(scope: Scope) -> str:

@@ -147,7 +147,8 @@ async def _noop() -> None:
 
 
 async def test_before_response_streams_early_chunks_and_holds_the_last() -> None:
-    """Start and earlier chunks reach the server at once; the final chunk waits for the task."""
+    """The start goes out with the first chunk, earlier chunks at once; the final
+    chunk waits for the task."""
     log: list[str] = []
     recorder = Recorder(log)
     first_chunk_out = asyncio.Event()
@@ -156,6 +157,7 @@ async def test_before_response_streams_early_chunks_and_holds_the_last() -> None
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await apitask.run(apitask.task("test.mail", mail))
         await send(START)
+        assert log == []  # held until the next message
         await send({"type": "http.response.body", "body": b"a", "more_body": True})
         # Deadlocks (and times out) unless the chunk went through while the task runs.
         await first_chunk_out.wait()
@@ -181,29 +183,44 @@ async def test_before_response_streams_early_chunks_and_holds_the_last() -> None
 TRAILERS: Message = {"type": "http.response.trailers", "headers": [], "more_trailers": False}
 
 
+START_T, BODY_T, TRAILERS_T = "http.response.start", "http.response.body", "http.response.trailers"
+
+
 @pytest.mark.parametrize(
-    ("messages", "held"),
+    ("messages", "held", "expected"),
     [
-        pytest.param([START, final()], 1, id="single body"),
+        pytest.param([START, final()], 1, ["task done", START_T, BODY_T], id="single body"),
         pytest.param(
-            [START, {"type": "http.response.pathsend", "path": "/tmp/file"}], 1, id="pathsend"
+            [START, {"type": "http.response.pathsend", "path": "/tmp/file"}],
+            1,
+            ["task done", START_T, "http.response.pathsend"],
+            id="pathsend",
         ),
         pytest.param(
             [START, {"type": "http.response.zerocopy", "file": 3, "more_body": False}],
             1,
+            ["task done", START_T, "http.response.zerocopy"],
             id="zerocopy",
         ),
         pytest.param(
             [{**START, "trailers": True}, final(), {**TRAILERS, "more_trailers": True}, TRAILERS],
             3,
+            [START_T, BODY_T, TRAILERS_T, "task done", TRAILERS_T],
             id="trailers: the body goes, the last trailers wait",
+        ),
+        pytest.param(
+            [START, {"type": "http.response.body", "body": b"", "more_body": True}, final()],
+            2,
+            [START_T, BODY_T, "task done", BODY_T],
+            id="an empty chunk flushes the start",
         ),
     ],
 )
 async def test_before_response_holds_the_message_that_ends_the_response(
-    messages: list[Message], held: int
+    messages: list[Message], held: int, expected: list[str]
 ) -> None:
-    """Only the message that ends the response waits for the task; it is the default."""
+    """Only the message that ends the response waits for the task (the start
+    right before it goes out with it); it is the default."""
     log: list[str] = []
     mail = Blocked(log)
 
@@ -215,8 +232,36 @@ async def test_before_response_holds_the_message_that_ends_the_response(
             await send(message)
 
     await TaskMiddleware(app)(http_scope(), receive_request, Recorder(log))
-    types = [m["type"] for m in messages]
-    assert log == [*types[:held], "task done", *types[held:]]
+    assert log == expected
+
+
+async def test_before_response_sends_a_start_the_app_returned_after() -> None:
+    """An app that returns right after its start (no body) still gets it to the server."""
+    recorder = Recorder()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.noop", _noop))
+        await send(START)
+
+    await TaskMiddleware(app)(http_scope(), receive_request, recorder)
+    assert recorder.messages == [START]
+
+
+async def test_before_response_drops_the_start_of_an_app_that_raised() -> None:
+    """The start held when the app raises never reaches the server, so it can answer 500."""
+    recorder = Recorder()
+    mail = Blocked()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.mail", mail))
+        await send(START)
+        mail.release.set()
+        raise RuntimeError("handler failed after its start")
+
+    with pytest.raises(RuntimeError, match="after its start"):
+        await TaskMiddleware(app)(http_scope(), receive_request, recorder)
+    assert mail.finished.is_set()
+    assert recorder.messages == []
 
 
 async def test_before_response_with_the_tasks_already_done_closes_the_scope_at_the_end() -> None:

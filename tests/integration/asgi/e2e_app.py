@@ -6,6 +6,7 @@ order. Two thin ASGI wrappers record the order from the server's side:
 
     record_server_side(TaskMiddleware(mark_final_attempt(starlette_app)))
 
+* ``start sent``: the status and headers of /work's response reached uvicorn;
 * ``final body sent``: the end of /work's response reached uvicorn;
 * ``task done``: the task finished;
 * ``call returned``: TaskMiddleware's ASGI call for /work returned.
@@ -102,7 +103,9 @@ def record_server_side(app: ASGIApp) -> ASGIApp:
 
         async def send_recording(message: Message) -> None:
             await send(message)
-            if is_final(message):
+            if message["type"] == "http.response.start":
+                log.append("start sent")
+            elif is_final(message):
                 log.append("final body sent")
 
         await app(scope, receive, send_recording)

@@ -32,7 +32,8 @@ async def uvicorn_server(**env: str) -> AsyncIterator[ServerProcess]:
 
 
 async def test_before_response_holds_the_body_until_the_task_finishes() -> None:
-    """The client gets /work's body only after the task is done; the call returns last."""
+    """The client gets /work's response, headers too, only after the task is done
+    (the start goes out with the end); the call returns last."""
     async with (
         uvicorn_server(APITASK_WAIT="before_response") as server,
         httpx.AsyncClient(base_url=server.url, timeout=10) as client,
@@ -42,7 +43,7 @@ async def test_before_response_holds_the_body_until_the_task_finishes() -> None:
         assert (await client.get("/release")).text == "released"
         assert (await work).text == "done"
         log = (await client.get("/log")).json()
-    assert log == ["task done", "final body sent", "call returned"]
+    assert log == ["task done", "start sent", "final body sent", "call returned"]
 
 
 async def test_after_response_sends_the_body_first_and_returns_after_the_task() -> None:
@@ -55,7 +56,7 @@ async def test_after_response_sends_the_body_first_and_returns_after_the_task() 
         assert (await client.get("/work")).text == "done"
         assert (await client.get("/release")).text == "released"
         log = (await client.get("/log")).json()
-    assert log == ["final body sent", "task done", "call returned"]
+    assert log == ["start sent", "final body sent", "task done", "call returned"]
 
 
 async def test_after_response_tasks_are_drained_on_sigterm(tmp_path: Path) -> None:
