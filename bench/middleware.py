@@ -153,11 +153,21 @@ middleware_only = build(hello, Middleware(TaskMiddleware))
 middleware_bare_task = build(hello_with_bare_task, Middleware(TaskMiddleware))
 one_task = build(hello_with_task, Middleware(TaskMiddleware))
 one_task_after = build(hello_with_task, Middleware(TaskMiddleware, wait="after_response"))
-# The floors of the wait modes: TaskMiddleware (no task of its own) around a
-# bare task awaited where the mode waits, not in the handler.
-bare_before = TaskMiddleware(BareWait(build(hello_starting_bare_task), "before"))
-bare_before_held = TaskMiddleware(BareWait(build(hello_starting_bare_task), "before, start held"))
-bare_after = TaskMiddleware(BareWait(build(hello_starting_bare_task), "after"))
+# The floors of the wait modes: a bare task awaited where the mode waits, not
+# in the handler, inside TaskMiddleware's scope (no task of its own). The
+# middleware runs in after_response mode there, which wraps no send: in
+# before_response mode its own holding of the start would hide the first
+# floor's early start, and each floor would carry one send wrapper more than
+# the case it is the floor of.
+bare_before = TaskMiddleware(
+    BareWait(build(hello_starting_bare_task), "before"), wait="after_response"
+)
+bare_before_held = TaskMiddleware(
+    BareWait(build(hello_starting_bare_task), "before, start held"), wait="after_response"
+)
+bare_after = TaskMiddleware(
+    BareWait(build(hello_starting_bare_task), "after"), wait="after_response"
+)
 
 CASES = {
     "plain Starlette (baseline)": "plain",

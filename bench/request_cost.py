@@ -61,9 +61,14 @@ def apps(lib: ModuleType) -> dict[str, ASGIApp]:
 
     return {
         "floor": middleware(app(hello_with_bare_task)),
-        "floor before": middleware(BareWait(app(hello_starting_bare_task), "before")),
+        # The mode floors as in bench/middleware.py: the scope without a send wrapper.
+        "floor before": middleware(
+            BareWait(app(hello_starting_bare_task), "before, start held"), wait="after_response"
+        ),
         "before": middleware(app(one_task)),
-        "floor after": middleware(BareWait(app(hello_starting_bare_task), "after")),
+        "floor after": middleware(
+            BareWait(app(hello_starting_bare_task), "after"), wait="after_response"
+        ),
         "after": middleware(app(one_task), wait="after_response"),
     }
 
