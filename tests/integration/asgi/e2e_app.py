@@ -13,6 +13,7 @@ order. Two thin ASGI wrappers record the order from the server's side:
 
 ``/release`` first waits until the app *tried* to send /work's final body, so
 a middleware that failed to hold it would have let it through by then.
+``GET /start-then-raise/`` sends its start, then raises.
 ``GET /drain`` starts a task that finishes by itself a moment later and
 writes the file named in APITASK_E2E_MARKER (the SIGTERM test).
 """
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 import apitask
 from apitask.asgi import TaskMiddleware
@@ -79,6 +80,12 @@ async def health(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+async def start_then_raise(scope: Scope, receive: Receive, send: Send) -> None:
+    """A raw ASGI app that fails between its start and its body."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    raise RuntimeError("failed after the start")
+
+
 def is_final(message: Message) -> bool:
     return message["type"] == "http.response.body" and not message.get("more_body", False)
 
@@ -122,6 +129,7 @@ starlette_app = Starlette(
         Route("/drain", drain),
         Route("/release", release),
         Route("/log", get_log),
+        Mount("/start-then-raise", app=start_then_raise),
     ]
 )
 app = record_server_side(

@@ -46,6 +46,18 @@ async def test_before_response_holds_the_body_until_the_task_finishes() -> None:
     assert log == ["task done", "start sent", "final body sent", "call returned"]
 
 
+async def test_before_response_turns_a_failure_after_the_start_into_a_500() -> None:
+    """The held start never reached uvicorn, so it answers 500 instead of
+    cutting a 200 short (the client would see the connection drop)."""
+    async with (
+        uvicorn_server(APITASK_WAIT="before_response") as server,
+        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+    ):
+        response = await client.get("/start-then-raise/")
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error"
+
+
 async def test_after_response_sends_the_body_first_and_returns_after_the_task() -> None:
     """The client gets the whole response while the task is still blocked."""
     async with (
