@@ -21,7 +21,7 @@ from sqlalchemy import delete, select, update
 
 from apitask_auth.accounts.bodies import SessionBody
 from apitask_auth.accounts.security import new_refresh_token
-from apitask_auth.accounts.users import User, update_user, user_body
+from apitask_auth.accounts.users import User, refuse_if_banned, update_user, user_body
 from apitask_auth.errors import APIError, ErrorCode, bad_request
 from apitask_auth.storage.rows import Session, session_row
 from apitask_auth.storage.tables import new_id, now, refresh_tokens, sessions
@@ -202,8 +202,7 @@ async def refresh_session(
     user = await load_user(conn, row.user_id)
     if session is None or user is None:
         raise not_found
-    if user["banned_until"] is not None and user["banned_until"] > now():
-        raise bad_request(ErrorCode.USER_BANNED, "User is banned")
+    refuse_if_banned(user, 400)
     if session["not_after"] is not None and session["not_after"] < now():
         raise bad_request(ErrorCode.SESSION_EXPIRED, "Invalid Refresh Token: Session Expired")
     at = now()

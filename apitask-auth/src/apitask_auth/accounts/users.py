@@ -62,6 +62,7 @@ __all__ = [
     "iso",
     "list_identities",
     "providers_metadata",
+    "refuse_if_banned",
     "retry_if_taken",
     "sanitized_user",
     "set_email_identity",
@@ -144,6 +145,20 @@ TOKEN_COLUMNS = {
 def is_confirmed(user: User) -> bool:
     """Whether the user's address has been confirmed."""
     return user["email_confirmed_at"] is not None
+
+
+def refuse_if_banned(user: User, status: Literal[400, 403]) -> None:
+    """Raise GoTrue's ``user_banned`` "User is banned" while an admin's ban holds.
+
+    The one place that reads ``banned_until`` (GoTrue's ``IsBanned``: a ban ends
+    at that instant). ``status`` is the route's, as GoTrue answers it: 400 on
+    the token grants (password, refresh), 403 on a bearer token and on
+    ``/verify``. Where a flow must not tell which accounts exist, its caller
+    asks only once the secret (password, code) has proved right, so that a
+    banned account answers a wrong one exactly as an unknown account does.
+    """
+    if user["banned_until"] is not None and user["banned_until"] > now():
+        raise APIError(status, ErrorCode.USER_BANNED, "User is banned")
 
 
 @overload

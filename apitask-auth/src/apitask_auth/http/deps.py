@@ -19,9 +19,8 @@ import jwt
 from fastapi import Depends, Request
 
 from apitask_auth.accounts.sessions import get_session
-from apitask_auth.accounts.users import User, get_user
+from apitask_auth.accounts.users import User, get_user, refuse_if_banned
 from apitask_auth.errors import ErrorCode, bad_request, forbidden, unauthorized
-from apitask_auth.storage.tables import now
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -124,8 +123,7 @@ async def _authenticated(request: Request, service: Svc) -> AuthenticatedUser:
                 ErrorCode.SESSION_NOT_FOUND,
                 "Session from session_id claim in JWT does not exist",
             )
-    if user["banned_until"] is not None and user["banned_until"] > now():
-        raise forbidden(ErrorCode.USER_BANNED, "User is banned")
+    refuse_if_banned(user, 403)
     return AuthenticatedUser(user, claims, session_id)
 
 

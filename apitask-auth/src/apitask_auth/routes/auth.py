@@ -41,6 +41,7 @@ from apitask_auth.accounts.users import (
     find_user_by_phone,
     get_user,
     is_confirmed,
+    refuse_if_banned,
     retry_if_taken,
     sanitized_user,
     user_body,
@@ -277,8 +278,7 @@ async def _password_grant(request: Request, svc: Svc, params: TokenParams) -> Re
     )
     if user is None or not matches:
         raise invalid
-    if user["banned_until"] is not None and user["banned_until"] > now():
-        raise bad_request(ErrorCode.USER_BANNED, "User is banned")
+    refuse_if_banned(user, 400)
     if params.phone and user["phone_confirmed_at"] is None:
         raise bad_request(ErrorCode.PHONE_NOT_CONFIRMED, "Phone not confirmed")
     if not params.phone and not is_confirmed(user):

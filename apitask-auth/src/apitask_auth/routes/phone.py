@@ -28,6 +28,7 @@ from apitask_auth.accounts.users import (
     find_user_by_phone,
     find_user_by_phone_change,
     get_user,
+    refuse_if_banned,
     retry_if_taken,
     sanitized_user,
     update_user,
@@ -261,8 +262,7 @@ async def verify_phone(
             if user is None:
                 mark_sent(request)  # the count's commit: held as long as the unknown answer
         if user is not None:
-            if user["banned_until"] is not None and user["banned_until"] > now():
-                raise forbidden(ErrorCode.USER_BANNED, "User is banned")
+            refuse_if_banned(user, 403)
             user = await confirm_phone(conn, request, user, kind)
             session = await issue_session(conn, settings, user, "otp")
             outcome = JSONResponse(session.model_dump())

@@ -28,6 +28,7 @@ from apitask_auth.accounts.users import (
     find_token,
     find_user_by_email,
     is_confirmed,
+    refuse_if_banned,
     update_user,
 )
 from apitask_auth.delivery.notifications import notification_data, notify
@@ -99,8 +100,7 @@ async def _find(
 def _checked(kind: str, found: tuple[User, str]) -> tuple[User, str, str]:
     """Refuse a banned user; returns the user, the effective type and the token type."""
     user, token_type = found
-    if user["banned_until"] is not None and user["banned_until"] > now():
-        raise forbidden(ErrorCode.USER_BANNED, "User is banned")
+    refuse_if_banned(user, 403)
     effective = _EFFECTIVE[token_type] if kind == "email" else kind
     return user, effective, token_type
 
