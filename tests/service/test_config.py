@@ -157,6 +157,12 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("GOTRUE_SECURITY_MAX_VERIFY_ATTEMPTS", "0"),
         ("GOTRUE_SECURITY_MAX_VERIFY_ATTEMPTS", "five"),
         ("GOTRUE_SECURITY_MAX_VERIFY_ATTEMPTS", "1001"),
+        ("GOTRUE_SESSIONS_TIMEBOX", "0"),
+        ("GOTRUE_SESSIONS_TIMEBOX", "-1h"),
+        ("GOTRUE_SESSIONS_TIMEBOX", "a day"),
+        ("GOTRUE_SESSIONS_TIMEBOX", ""),
+        ("GOTRUE_SESSIONS_INACTIVITY_TIMEOUT", "0s"),
+        ("GOTRUE_SESSIONS_INACTIVITY_TIMEOUT", "idle"),
         ("GOTRUE_JWT_KEYS", "{not json"),
         ("GOTRUE_JWT_KEYS", '[{"kid": "a", "kty": "EC", "alg": "ES256"}]'),
         ("GOTRUE_JWT_KEYS", '[{"kid": "a", "kty": "oct", "alg": "HS256", "k": "c2hvcnQ"}]'),
@@ -169,6 +175,19 @@ def test_bad_values_name_the_variable(
     _env(monkeypatch, **{name: value})
     with pytest.raises(ConfigError, match=f"^{name}: "):
         load_settings(env_file=None)
+
+
+def test_session_limits_are_off_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GOTRUE_SESSIONS_TIMEBOX and _INACTIVITY_TIMEOUT: unset is no limit (GoTrue's
+    nil); set, a Go duration."""
+    _env(monkeypatch)
+    unset = load_settings(env_file=None)
+    assert unset.sessions_timebox is None
+    assert unset.sessions_inactivity_timeout is None
+    _env(monkeypatch, GOTRUE_SESSIONS_TIMEBOX="24h", GOTRUE_SESSIONS_INACTIVITY_TIMEOUT="90m")
+    settings = load_settings(env_file=None)
+    assert settings.sessions_timebox == timedelta(hours=24)
+    assert settings.sessions_inactivity_timeout == timedelta(minutes=90)
 
 
 def test_mail_templates_and_validation_settings(

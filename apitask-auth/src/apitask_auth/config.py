@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     security_update_password_require_current_password: bool = False
     security_refresh_token_rotation_enabled: bool = True
     security_refresh_token_reuse_interval: int = Field(0, ge=0)
+    # Sessions (GoTrue's conf.SessionsConfiguration): unset is off, as GoTrue. The
+    # timebox bounds a session's refreshes from its start; the inactivity timeout
+    # from its last refresh (accounts/sessions.py).
+    sessions_timebox: Duration | None = None
+    sessions_inactivity_timeout: Duration | None = None
     # Ours, not GoTrue's: see timing.py.
     security_match_response_times: bool = True
     security_response_time_floor: Duration = timedelta(milliseconds=10)
@@ -335,6 +340,14 @@ class Settings(BaseSettings):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be positive")
+        return value
+
+    @field_validator("sessions_timebox", "sessions_inactivity_timeout")
+    @classmethod
+    def _positive_when_set(cls, value: timedelta | None) -> timedelta | None:
+        # GoTrue refuses 0 too (its Validate): "off" is leaving the variable unset.
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be positive when set (leave it unset for no limit)")
         return value
 
     @field_validator("cors_allowed_headers")

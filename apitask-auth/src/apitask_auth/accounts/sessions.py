@@ -9,6 +9,11 @@ its revocation it is swapped like an active one; after that it is refused
 with ``refresh_token_already_used``, and with rotation on
 (``GOTRUE_SECURITY_REFRESH_TOKEN_ROTATION_ENABLED``) the session ends too.
 
+A session may be refreshed until its ``not_after`` (its start plus
+``GOTRUE_SESSIONS_TIMEBOX``, stored when it starts, so the stale-row cleanup
+finds it), and no longer than ``GOTRUE_SESSIONS_INACTIVITY_TIMEOUT`` after its
+last refresh. Its access tokens live out their ``exp`` either way, as GoTrue's.
+
 Sections marked § are those of docs/gotrue.md (GoTrue's behaviour, as we read it).
 """
 
@@ -28,6 +33,7 @@ from apitask_auth.storage.tables import new_id, now, refresh_tokens, sessions
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from datetime import datetime
 
     from sqlalchemy import Row
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -154,12 +160,13 @@ async def issue_session(
 ) -> SessionBody:
     """Start a session for ``user`` signed in by ``method`` and return ``S``."""
     at = now()
+    timebox = settings.sessions_timebox
     session: Session = {
         "id": new_id(),
         "user_id": user["id"],
         "aal": "aal1",
         "amr": [{"method": method, "timestamp": int(at.timestamp())}],
-        "not_after": None,
+        "not_after": at + timebox if timebox is not None else None,
         "factor_id": None,
         "refreshed_at": None,
         "created_at": at,
@@ -177,6 +184,33 @@ async def get_session(conn: AsyncConnection, session_id: str) -> Session | None:
     return session_row(row) if row is not None else None
 
 
+def _expired(
+    settings: Settings, session: Session, token_updated_at: datetime, at: datetime
+) -> str | None:
+    """Why the session may not be refreshed at ``at`` (GoTrue's message), or None
+    (GoTrue's Session.CheckValidity, in its order)."""
+    expired = "Invalid Refresh Token: Session Expired"
+    if session["not_after"] is not None and at > session["not_after"]:
+        return expired
+    # Also from created_at, as GoTrue reckons it: a timebox set (or shortened) after a
+    # session started bounds that session too, though its not_after says otherwise.
+    timebox = settings.sessions_timebox
+    if timebox is not None and at > session["created_at"] + timebox:
+        return expired
+    timeout = settings.sessions_inactivity_timeout
+    if timeout is not None and at > _last_refreshed(session, token_updated_at) + timeout:
+        return "Invalid Refresh Token: Session Expired (Inactivity)"
+    return None
+
+
+def _last_refreshed(session: Session, token_updated_at: datetime) -> datetime:
+    """When the session was last refreshed (GoTrue's LastRefreshedAt): its
+    ``refreshed_at``, else the presented token's last change if later than the start."""
+    if session["refreshed_at"] is not None:
+        return session["refreshed_at"]
+    return max(session["created_at"], token_updated_at)
+
+
 async def refresh_session(
     conn: AsyncConnection,
     settings: Settings,
@@ -186,7 +220,7 @@ async def refresh_session(
     """Rotate ``token``; returns the user, the session and the refresh token to hand out.
 
     Raises:
-        APIError: unknown token, reuse detected, banned user, gone session.
+        APIError: unknown token, reuse detected, banned user, gone or expired session.
     """
     # Locked (PostgreSQL): a concurrent refresh of the same token waits, then sees it
     # revoked and gets the same child back, as GoTrue's locked re-read gives.
@@ -203,9 +237,10 @@ async def refresh_session(
     if session is None or user is None:
         raise not_found
     refuse_if_banned(user, 400)
-    if session["not_after"] is not None and session["not_after"] < now():
-        raise bad_request(ErrorCode.SESSION_EXPIRED, "Invalid Refresh Token: Session Expired")
     at = now()
+    expired = _expired(settings, session, row.updated_at, at)
+    if expired is not None:
+        raise bad_request(ErrorCode.SESSION_EXPIRED, expired)
     issued: str | None = None
     if row.revoked:
         # GoTrue's order (internal/tokens/service.go): the session's active token first,

@@ -26,10 +26,14 @@ one_time_tokens            ours: a code sent more than the longest code lifetime
                            + 24 h ago; its hash is blanked on the user's row too
 ========================== ======================================================
 
-GoTrue's SAML relay states have no table here; its session timebox and
-inactivity timeout have no setting here (our sessions have no ``not_after``),
-so neither do their statements. The e-mail allowance (``email_rate_limits``)
-is one row per allowance, never stale; the per-address limits live in memory.
+GoTrue's SAML relay states have no table here. A session started under
+``GOTRUE_SESSIONS_TIMEBOX`` stores its end as ``not_after``, so the two
+``not_after`` statements remove it; GoTrue, whose sessions do not store it,
+adds a statement on ``created_at`` plus the timebox instead. A session idle
+past ``GOTRUE_SESSIONS_INACTIVITY_TIMEOUT`` has no statement here (it goes
+at its ``not_after``, if it has one): finding it by index would need one on
+``refreshed_at``. The e-mail allowance (``email_rate_limits``) is one row
+per allowance, never stale; the per-address limits live in memory.
 """
 
 from __future__ import annotations

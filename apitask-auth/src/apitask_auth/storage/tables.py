@@ -329,8 +329,9 @@ verify_attempts = Table(
 # Under the stale-row cleanup (migration 7; storage/stale_rows.py): each of its
 # statements finds its rows by one of these, never by reading the table. The
 # partial ones index only the rows a statement looks for (most refresh tokens
-# are live; our sessions have no not_after), and a query uses a partial index
-# only when its WHERE repeats the index's, so the statements repeat these texts.
+# are live; only a timeboxed session has a not_after), and a query uses a
+# partial index only when its WHERE repeats the index's, so the statements
+# repeat these texts.
 REVOKED = {"postgresql": "revoked = true", "sqlite": "revoked = 1"}
 UNVERIFIED = "status = 'unverified'"
 STALE_ROW_INDEXES = (
