@@ -79,6 +79,18 @@ class WebhookResponse:
         """
         return _redact(text, self.sent)
 
+    def excerpt(self, text: str) -> str:
+        """``text`` made fit for an error message, by the rule the client applies
+        to a non-2xx answer: on one line, redacted (see :meth:`redact`) and cut
+        to its first 300 characters, with ``...`` when cut.
+
+        Use it for what a ``check`` puts in its error from the answer: the
+        error's text goes to one-line logs and to an outbox job's
+        ``last_error``, and a receiver may answer with any length and any
+        characters.
+        """
+        return _excerpt(text, self.sent)
+
 
 class HTTPWebhookClient:
     """Sign and POST :class:`~apitask.webhooks.Webhook` s with httpx.
@@ -206,7 +218,7 @@ class HTTPWebhookClient:
             if self.check is not None:
                 self.check(answer)
             return answer
-        said = _message(body, webhook.body)
+        said = _excerpt(body.decode("utf-8", "replace"), webhook.body)
         text = f"{where}: HTTP {status}" + (f": {said}" if said else "")
         if status in {408, 429} or status >= 500:
             raise TransientWebhookError(
@@ -219,8 +231,8 @@ class HTTPWebhookClient:
         await self._transport.aclose()
 
 
-def _message(answer: bytes, sent: Mapping[str, JSONValue]) -> str:
-    """The start of a receiver's answer, on one line, for an error message.
+def _excerpt(said: str, sent: Mapping[str, JSONValue]) -> str:
+    """The start of what a receiver ``said``, on one line, for an error message.
 
     The error's text is logged and stored (an outbox job's ``last_error``),
     and a receiver may echo what it was sent (a 422 listing the fields it
@@ -229,7 +241,7 @@ def _message(answer: bytes, sent: Mapping[str, JSONValue]) -> str:
     token hash, an address), as :func:`~apitask.mail.redact_addresses` does
     for an SMTP reply.
     """
-    text = _redact(_CONTROL.sub(" ", answer.decode("utf-8", "replace")).strip(), sent)
+    text = _redact(_CONTROL.sub(" ", said).strip(), sent)
     return text[:_MESSAGE_CHARS] + ("..." if len(text) > _MESSAGE_CHARS else "")
 
 

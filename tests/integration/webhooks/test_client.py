@@ -185,6 +185,28 @@ async def test_a_check_redacts_what_the_answer_echoes_of_the_body() -> None:
     assert WebhookResponse(200, "", b"").redact("bad token 123456") == "bad token 123456"
 
 
+async def test_a_checks_excerpt_follows_the_rule_of_a_non_2xx_answer() -> None:
+    """``excerpt`` gives a 2xx answer's text what a non-2xx answer's gets: one
+    line, no sent string, the first 300 characters and ``...``."""
+    said = b"bad token 123456\r\n" + b"at line 1\n" * 100
+
+    def check(answer: WebhookResponse) -> None:
+        raise PermanentWebhookError(answer.excerpt(answer.body.decode()), status=answer.status)
+
+    http = HTTPWebhookClient([SECRET], check=check)
+    try:
+        async with serve(lambda n, r: Answer(200 if n == 0 else 422, said)) as rx:
+            with pytest.raises(PermanentWebhookError) as in_200:
+                await http.send(hook(rx.url))
+            with pytest.raises(PermanentWebhookError) as in_422:
+                await http.send(hook(rx.url))
+    finally:
+        await http.aclose()
+    shown = ("bad token *** " + "at line 1 " * 100)[:300] + "..."
+    assert str(in_200.value) == shown
+    assert str(in_422.value).endswith(f"HTTP 422: {shown}")
+
+
 @pytest.mark.parametrize(
     ("answer", "kind", "retry_after", "said"),
     [

@@ -83,10 +83,13 @@ class HookAnswerError(WebhookError):
 
     Attributes:
         http_code: the status the hook asked the request to fail with (500 if none).
-        message: the hook's message, with every string the call sent (address,
-            phone, one-time code, token hash) replaced by ``***``: it is the
-            error's text, so it reaches logs, an outbox job's ``last_error``
-            and, inline, the request's answer.
+        message: the hook's message as :meth:`WebhookResponse.excerpt
+            <apitask.webhooks.WebhookResponse.excerpt>` gives it: every string
+            the call sent (address, phone, one-time code, token hash) replaced
+            by ``***``, on one line, at most 300 characters (``...`` when cut),
+            as a non-2xx answer's text. It is the error's text, so it reaches
+            logs, an outbox job's ``last_error`` and, inline, the request's
+            answer (whose 5xx message is logged too).
     """
 
     def __init__(self, http_code: int, message: str, *, status: int) -> None:
@@ -118,9 +121,11 @@ def check_answer(answer: WebhookResponse) -> None:
         return
     code = error.get("http_code")
     http_code = code if isinstance(code, int) and 400 <= code <= 599 else 500
-    # A hook may echo what it was sent ("cannot send 123456 to ann@x"): the
-    # message becomes the error's text, logged and stored (WebhookResponse.redact).
-    message = answer.redact(str(error.get("message") or ""))
+    # The message becomes the error's text, logged and stored: a hook may echo
+    # what it was sent ("cannot send 123456 to ann@x") and may answer with a
+    # long or multi-line text (a stack trace), which would fill the log lines
+    # and the outbox's last_error as a non-2xx answer cannot.
+    message = answer.excerpt(str(error.get("message") or ""))
     kind = TransientHookAnswer if http_code == 429 or http_code >= 500 else PermanentHookAnswer
     raise kind(http_code, message, status=answer.status)
 
@@ -188,9 +193,13 @@ class SendHook:
         """What the request answers when the hook fails inline, as GoTrue answers.
 
         The hook's own error object gives its status and message (GoTrue's
-        ``checkError``). Anything else is GoTrue's 500 "Error running hook
-        URI: ..." (GoTrue's ``runHook``), naming the URI without its query,
-        fragment or credentials, which GoTrue shows in full.
+        ``checkError``), the message as :attr:`HookAnswerError.message` holds
+        it: redacted, one line, at most 300 characters. GoTrue passes it
+        whole, but a 5xx answer's message also heads our error log's line,
+        and no client needs a hook's stack trace. Anything else is GoTrue's
+        500 "Error running hook URI: ..." (GoTrue's ``runHook``), naming the
+        URI without its query, fragment or credentials, which GoTrue shows in
+        full.
         """
         if isinstance(error, HookAnswerError):
             code = ErrorCode.UNEXPECTED_FAILURE if error.http_code == 500 else ErrorCode.UNKNOWN
