@@ -473,16 +473,24 @@ async def test_never_more_than_one_step_in_flight_and_locks_time_out(
         pytest.skip("PostgreSQL: a table another session holds")
     svc: Service = await make_service()
     cleanup = _cleanup(svc)
-    cleanup.timeout = timedelta(milliseconds=300)
+    # Long enough that the five writes below are all answered while the first
+    # step still waits: a step that timed out meanwhile would let the next write
+    # start another (seen under load with 300 ms).
+    cleanup.timeout = timedelta(seconds=2)
     _point_at(cleanup, "flow_state")
     holder = await asyncpg.connect(database_url)
     try:
         async with holder.transaction():
             await holder.execute("LOCK TABLE flow_state IN ACCESS EXCLUSIVE MODE")
             with _logs() as logs:
-                for _ in range(5):
-                    answer = await svc.http.post("/recover", json={"email": "nobody@example.com"})
-                    assert answer.status_code == 200
+                answers = await asyncio.gather(
+                    *(
+                        svc.http.post("/recover", json={"email": "nobody@example.com"})
+                        for _ in range(5)
+                    )
+                )
+                assert [a.status_code for a in answers] == [200] * 5
+                assert not cleanup.failed  # the step still waits on the lock
                 assert (
                     cleanup.pool.counters.get(TYPE, Outcome.SUBMITTED) == 1
                 )  # one step, the others skipped
