@@ -39,14 +39,15 @@ async def _only_the_right_code_tells(
 
 
 async def test_a_ban_answers_with_each_routes_status(svc: Service) -> None:
-    """A signed-in user, banned: the refresh grant is GoTrue's 400, a request with
-    the access token its 403, both ``user_banned`` "User is banned"."""
+    """A signed-in user, banned: the refresh grant is GoTrue's 400 "Invalid Refresh
+    Token: User Banned", a request with the access token our 403 "User is banned",
+    both ``user_banned``."""
     _, session = await signed_in(svc)
     await _ban(svc, session["user"]["id"])
     refresh = await svc.http.post(
         "/token?grant_type=refresh_token", json={"refresh_token": session["refresh_token"]}
     )
-    assert error(refresh) == (400, "user_banned", BANNED)
+    assert error(refresh) == (400, "user_banned", "Invalid Refresh Token: User Banned")
     me = await svc.http.get("/user", headers=bearer(session))
     assert error(me) == (403, "user_banned", BANNED)
 

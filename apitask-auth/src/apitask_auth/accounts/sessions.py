@@ -236,7 +236,7 @@ async def refresh_session(
     user = await load_user(conn, row.user_id)
     if session is None or user is None:
         raise not_found
-    refuse_if_banned(user, 400)
+    refuse_if_banned(user, 400, "Invalid Refresh Token: User Banned")  # GoTrue's words
     at = now()
     expired = _expired(settings, session, row.updated_at, at)
     if expired is not None:

@@ -147,18 +147,22 @@ def is_confirmed(user: User) -> bool:
     return user["email_confirmed_at"] is not None
 
 
-def refuse_if_banned(user: User, status: Literal[400, 403]) -> None:
-    """Raise GoTrue's ``user_banned`` "User is banned" while an admin's ban holds.
+def refuse_if_banned(
+    user: User, status: Literal[400, 403], message: str = "User is banned"
+) -> None:
+    """Raise GoTrue's ``user_banned`` while an admin's ban holds.
 
     The one place that reads ``banned_until`` (GoTrue's ``IsBanned``: a ban ends
-    at that instant). ``status`` is the route's, as GoTrue answers it: 400 on
-    the token grants (password, refresh), 403 on a bearer token and on
-    ``/verify``. Where a flow must not tell which accounts exist, its caller
-    asks only once the secret (password, code) has proved right, so that a
-    banned account answers a wrong one exactly as an unknown account does.
+    at that instant). ``status`` and ``message`` are the route's, as GoTrue
+    answers them: 400 on the token grants (password, refresh), 403 on a bearer
+    token and on ``/verify``; "User is banned" everywhere but the refresh
+    grant's "Invalid Refresh Token: User Banned". Where a flow must not tell
+    which accounts exist, its caller asks only once the secret (password,
+    code) has proved right, so that a banned account answers a wrong one
+    exactly as an unknown account does.
     """
     if user["banned_until"] is not None and user["banned_until"] > now():
-        raise APIError(status, ErrorCode.USER_BANNED, "User is banned")
+        raise APIError(status, ErrorCode.USER_BANNED, message)
 
 
 @overload
