@@ -27,6 +27,7 @@ from ._browse import (
     state_counts,
     typed_states,
 )
+from ._migrate import migration_record, pending_migrations
 from ._records import EVENTS_KEPT, Job, JobEvent, JobState, SchemaStatus, Stats, Verdict
 from ._sql import load_migrations, load_queries, numbered, pyformat
 from ._store import NewJob, as_sqlalchemy, execute_sqlalchemy, translate_errors
@@ -208,16 +209,11 @@ class PostgresStore:
                     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 await conn.execute(self._q["migrations_table"].sql)
                 done = {r[0] for r in await conn.fetch(self._q["applied_migrations"].sql)}
-                for migration in _MIGRATIONS:
-                    if migration.version in done:
-                        continue
+                record = self._q["record_migration"]
+                for migration in pending_migrations(_MIGRATIONS, done):
                     for statement in migration.statements:
                         await conn.execute(self.qualify(statement))
-                    record = self._q["record_migration"]
-                    await conn.execute(
-                        record.sql,
-                        *record.args({"version": migration.version, "name": migration.name}),
-                    )
+                    await conn.execute(record.sql, *record.args(migration_record(migration)))
                     applied.append(migration.version)
         return applied
 

@@ -14,6 +14,7 @@ that fails fails alone; the others commit.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
@@ -29,6 +30,7 @@ from ._browse import (
     state_counts,
     typed_states,
 )
+from ._migrate import apply_migrations
 from ._records import (
     EVENTS_KEPT,
     Job,
@@ -202,20 +204,8 @@ class SQLiteStore:
         """Apply the migrations this file lacks, under one write lock."""
 
         def apply(conn: sqlite3.Connection) -> list[int]:
-            conn.execute(_Q["migrations_table"])
-            done = {row[0] for row in conn.execute(_Q["applied_migrations"])}
-            applied = []
-            for migration in _MIGRATIONS:
-                if migration.version in done:
-                    continue
-                for statement in migration.statements:
-                    conn.execute(statement)
-                conn.execute(
-                    _Q["record_migration"],
-                    {"version": migration.version, "name": migration.name, "now": time.time()},
-                )
-                applied.append(migration.version)
-            return applied
+            with contextlib.closing(conn.cursor()) as cursor:
+                return apply_migrations(cursor, _Q, _MIGRATIONS, record=_Q["record_migration"])
 
         return await self._call("migrate the outbox schema", apply, durable=True)
 

@@ -83,6 +83,33 @@ def test_the_outbox_finds_django_migrations_recorded_and_zero_drops_the_tables(
     assert all(describe_sqlite(django_db, create=False)[0])  # type: ignore[index]
 
 
+def test_each_django_migration_applies_the_outbox_versions_up_to_its_own(
+    django_db: Path,
+) -> None:
+    """``migrate apitask 0001`` stops at outbox version 3; the later Django
+    migrations apply 4 and 5, each recorded in ``apitask_migrations``."""
+    from django.core.management import call_command
+
+    def recorded() -> list[int]:
+        conn = sqlite3.connect(django_db)
+        try:
+            return [
+                row[0] for row in conn.execute("SELECT version FROM apitask_migrations ORDER BY 1")
+            ]
+        finally:
+            conn.close()
+
+    call_command("migrate", "apitask", "zero", verbosity=0)
+    try:
+        call_command("migrate", "apitask", "0001", verbosity=0)
+        assert recorded() == [1, 2, 3]
+        call_command("migrate", "apitask", "0002", verbosity=0)
+        assert recorded() == [1, 2, 3, 4]
+    finally:
+        call_command("migrate", "apitask", verbosity=0)
+    assert recorded() == VERSIONS
+
+
 # -- settings ---------------------------------------------------------------------
 
 

@@ -9,9 +9,9 @@ then find nothing to do, and a database migrated either way is the same.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from ...outbox._migrate import apply_migrations
 from ...outbox._sql import load_migrations, load_queries, pyformat
 from ._database import dialect_of
 from ._settings import load_settings
@@ -30,21 +30,10 @@ def apply_outbox_migrations(connection: Any, upto: int) -> list[int]:
     # The outbox's SQL folders: "sqlite" and "postgres".
     dialect = dialect_of(connection.alias, connection.vendor).replace("postgresql", "postgres")
     queries = load_queries(dialect)
-    applied = []
     with connection.cursor() as cursor:
-        cursor.execute(queries["migrations_table"])
-        cursor.execute(queries["applied_migrations"])
-        done = {row[0] for row in cursor.fetchall()}
-        for migration in load_migrations(dialect):
-            if migration.version > upto or migration.version in done:
-                continue
-            for statement in migration.statements:
-                cursor.execute(statement)
-            params = {"version": migration.version, "name": migration.name, "now": time.time()}
-            # Django's cursors take "%(name)s" on every backend.
-            cursor.execute(pyformat(queries["record_migration"]), params)
-            applied.append(migration.version)
-    return applied
+        # Django's cursors take "%(name)s" on every backend.
+        record = pyformat(queries["record_migration"])
+        return apply_migrations(cursor, queries, load_migrations(dialect), record=record, upto=upto)
 
 
 def drop_outbox_tables(connection: Any) -> None:
