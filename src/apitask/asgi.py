@@ -129,7 +129,10 @@ class _HoldingTheEnd:
 
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "http.response.start":
+        # A second start (an app's bug) is no start to hold: the first goes
+        # out before it, so the server rejects it as it would unwrapped,
+        # instead of the first being dropped without a word.
+        if kind == "http.response.start" and self.held is None:
             self.trailers = message.get("trailers", False)
             self.held = message
             return

@@ -264,6 +264,55 @@ async def test_before_response_drops_the_start_of_an_app_that_raised() -> None:
     assert recorder.messages == []
 
 
+async def test_before_response_a_second_start_reaches_the_server_after_the_first() -> None:
+    """An app that sends two starts gets the server's error, as it would unwrapped:
+    the held first start is not silently replaced by the second."""
+    recorder = Recorder()
+    errors: list[Exception] = []
+
+    async def strict_server(message: Message) -> None:
+        if recorder.messages and message["type"] == "http.response.start":
+            raise RuntimeError("Expected ASGI message 'http.response.body'")  # as uvicorn
+        await recorder(message)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(START)
+        try:
+            await send({**START, "status": 500})
+        except RuntimeError as exc:
+            errors.append(exc)
+        await send(final())
+
+    await TaskMiddleware(app)(http_scope(), receive_request, strict_server)
+    assert recorder.messages == [START, final()]
+    assert len(errors) == 1
+
+
+async def test_before_response_a_client_gone_surfaces_at_the_send_that_releases_the_start() -> None:
+    """A server whose send raises for a vanished client (ASGI 2.4): the app's final
+    send raises after the tasks, for the held start, and the body is not tried."""
+    attempts: list[str] = []
+    mail = Blocked(attempts)
+    raised: list[str] = []
+
+    async def gone(message: Message) -> None:
+        attempts.append(message["type"])
+        raise OSError("client disconnected")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await apitask.run(apitask.task("test.mail", mail))
+        await send(START)  # held: nothing reached the server yet
+        mail.release.set()
+        try:
+            await send(final())
+        except OSError as exc:
+            raised.append(str(exc))
+
+    await TaskMiddleware(app)(http_scope(), receive_request, gone)
+    assert attempts == ["task done", "http.response.start"]
+    assert raised == ["client disconnected"]
+
+
 async def test_before_response_with_the_tasks_already_done_closes_the_scope_at_the_end() -> None:
     """No task left when the response ends: it goes out in the same step, and the
     scope is closed there all the same (a run after it raises TaskError)."""

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
-from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 import apitask
@@ -20,15 +21,17 @@ from apitask import TaskError
 from apitask.asgi import TaskMiddleware
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
+    from pathlib import Path
 
     from starlette.requests import Request
 
-    from apitask._types import ASGIApp, Message
+    from apitask._types import ASGIApp, Message, Receive, Scope, Send
 
 
-def http_scope(path: str) -> dict[str, Any]:
+def http_scope(path: str, **extensions: dict[str, Any]) -> dict[str, Any]:
     return {
+        "extensions": extensions,
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
@@ -48,6 +51,7 @@ async def serve(
     path: str,
     log: list[str],
     on_message: Callable[[Message], None] = lambda message: None,
+    **extensions: dict[str, Any],
 ) -> None:
     """Serve one request, logging each message type the server receives, in order."""
     requested = False
@@ -64,7 +68,24 @@ async def serve(
         log.append(message["type"])
         on_message(message)
 
-    await app(http_scope(path), receive, send)
+    await app(http_scope(path, **extensions), receive, send)
+
+
+def releasing_at_the_end(app: ASGIApp, release: asyncio.Event) -> ASGIApp:
+    """Sets ``release`` when the app sends a message that ends the response: a task
+    waiting for it deadlocks unless what the app sent before went out first."""
+
+    async def releasing(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_releasing(message: Message) -> None:
+            if message["type"] == "http.response.pathsend" or (
+                message["type"] == "http.response.body" and not message.get("more_body")
+            ):
+                release.set()
+            await send(message)
+
+        await app(scope, receive, send_releasing)
+
+    return releasing
 
 
 # --- FastAPI -----------------------------------------------------------------------
@@ -224,3 +245,71 @@ async def test_starlette_background_task_cannot_run_into_a_finished_scope() -> N
     app = Starlette(routes=[Route("/", endpoint)], middleware=[Middleware(TaskMiddleware)])
     await serve(app, "/", [])
     assert len(errors) == 1 and "already waited" in str(errors[0])
+
+
+async def test_starlette_file_response_by_pathsend_leaves_after_the_tasks(tmp_path: Path) -> None:
+    """Under a server with the pathsend extension, FileResponse sends its start and
+    one pathsend: both reach the server once the tasks are done."""
+    log: list[str] = []
+    release = asyncio.Event()
+    path = tmp_path / "report.csv"
+    await asyncio.to_thread(path.write_text, "a,b\n")
+
+    async def mail() -> None:
+        await release.wait()
+        log.append("task done")
+
+    async def report(request: Request) -> FileResponse:
+        await apitask.run(apitask.task("mail.report", mail))
+        return FileResponse(path, media_type="text/csv")  # no mimetypes files read on the loop
+
+    app = Starlette(
+        routes=[Route("/", report)],
+        middleware=[Middleware(TaskMiddleware), Middleware(releasing_at_the_end, release)],
+    )
+    sent: list[Message] = []
+    async with asyncio.timeout(5):
+        await serve(app, "/", log, sent.append, **{"http.response.pathsend": {}})
+    assert log == ["task done", "http.response.start", "http.response.pathsend"]
+    assert sent[1]["path"] == str(path)
+
+
+async def test_starlette_base_http_middleware_around_ours_gets_the_response_after_the_tasks() -> (
+    None
+):
+    """A BaseHTTPMiddleware outside ours: call_next returns once the held start comes,
+    after the tasks; what its dispatch adds is in the response, nothing is lost."""
+    log: list[str] = []
+    release = asyncio.Event()
+
+    async def mail() -> None:
+        await release.wait()
+        log.append("task done")
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        await apitask.run(apitask.task("mail.base", mail))
+        return PlainTextResponse("ok")
+
+    async def dispatch(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        log.append("call_next returned")
+        response.headers["x-dispatch"] = "seen"
+        return response
+
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[
+            Middleware(BaseHTTPMiddleware, dispatch=dispatch),
+            Middleware(TaskMiddleware),
+            Middleware(releasing_at_the_end, release),
+        ],
+    )
+    sent: list[Message] = []
+    async with asyncio.timeout(5):
+        await serve(app, "/", log, sent.append)
+    assert log[:3] == ["task done", "call_next returned", "http.response.start"]
+    assert (b"x-dispatch", b"seen") in sent[0]["headers"]
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"ok"
+    assert log[-1] == "http.response.body" and not sent[-1].get("more_body")
