@@ -44,11 +44,12 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
         app: the ASGI application to wrap.
         wait: when the tasks are waited for.
             ``"before_response"`` (default): the message that ends the
-            response is held until the tasks are done, and the start with
-            it when nothing came between them; earlier chunks of a
-            streaming body go out at once, the start with the first (an
-            empty chunk with ``more_body=True`` flushes it). Safe where the
-            process may be frozen once the response is sent (serverless).
+            response is held until the tasks are done. While a task runs,
+            the start is held until the app's next message (so it goes out
+            with the end of a one-message body, or with the first chunk of
+            a streaming one; an empty chunk with ``more_body=True`` flushes
+            it); earlier chunks go out at once. Safe where the process may
+            be frozen once the response is sent (serverless).
             ``"after_response"``: the response goes out unchanged, and the
             ASGI call returns only once the tasks are done, so the server's
             graceful shutdown still waits for them.
@@ -107,15 +108,18 @@ class TaskMiddleware(ScopeMiddleware[ASGIApp]):
 class _HoldingTheEnd:
     """The ``send`` a before_response request's app gets: it holds the end of the response.
 
-    The start is held too, until the app's next message, and then goes out
-    in the same loop iteration as that message: uvicorn on uvloop gathers a
-    step's writes into one system call, so status, headers and a one-message
-    body leave together, as they do when nothing waits. Writing the start
-    one iteration before the end cost a third more server CPU per
-    hello-world request (bench/middleware.py, docs/core.md). An app that
-    wants its headers out before its first chunk sends an empty chunk with
-    ``more_body=True``, the ASGI way to flush. Go's net/http, under the
-    seed, buffers the headers of a small response the same way.
+    While the request has a task running, the start is held too, until the
+    app's next message, and then goes out right before it: status, headers
+    and a one-message body leave back to back, after the wait, as they do
+    when the app itself waits before answering. Sending the start one loop
+    iteration before the end cost a fifth to a third more server CPU per
+    hello-world request (bench/middleware.py, docs/core.md, "Holding the
+    start"). With no task running the start goes out at once (an event
+    stream that starts no task sends its headers before its first event);
+    an app that wants its headers out before its first chunk anyway sends an
+    empty chunk with ``more_body=True``, the ASGI way to flush. Go's
+    net/http, under the seed, buffers the headers of a small response the
+    same way.
     """
 
     __slots__ = ("held", "request_scope", "send", "timeout", "trailers")
@@ -129,13 +133,14 @@ class _HoldingTheEnd:
 
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
-        # A second start (an app's bug) is no start to hold: the first goes
-        # out before it, so the server rejects it as it would unwrapped,
-        # instead of the first being dropped without a word.
-        if kind == "http.response.start" and self.held is None:
+        if kind == "http.response.start":
             self.trailers = message.get("trailers", False)
-            self.held = message
-            return
+            # A second start (an app's bug) is no start to hold: the first goes
+            # out before it, so the server rejects it as it would unwrapped,
+            # instead of the first being dropped without a word.
+            if self.held is None and self.request_scope.pending:
+                self.held = message
+                return
         if (
             kind in _ENDING
             and not message.get(_ENDING[kind] or "", False)

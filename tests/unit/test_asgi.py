@@ -235,6 +235,26 @@ async def test_before_response_holds_the_message_that_ends_the_response(
     assert log == expected
 
 
+async def test_before_response_sends_the_start_at_once_with_no_task_running() -> None:
+    """No task running: nothing will wait, so the start is not held (an event
+    stream that starts no task gets its headers before its first event)."""
+    recorder = Recorder()
+    start_out = asyncio.Event()
+
+    async def server_send(message: Message) -> None:
+        await recorder(message)
+        start_out.set()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(START)
+        async with asyncio.timeout(5):
+            await start_out.wait()  # deadlocks if the start were held
+        await send(final())
+
+    await TaskMiddleware(app)(http_scope(), receive_request, server_send)
+    assert recorder.log == ["http.response.start", "http.response.body"]
+
+
 async def test_before_response_sends_a_start_the_app_returned_after() -> None:
     """An app that returns right after its start (no body) still gets it to the server."""
     recorder = Recorder()

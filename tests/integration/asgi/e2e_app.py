@@ -211,8 +211,13 @@ async def health(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
+async def quick_mail() -> None:
+    return None
+
+
 async def start_then_raise(scope: Scope, receive: Receive, send: Send) -> None:
-    """A raw ASGI app that fails between its start and its body."""
+    """A raw ASGI app that starts a task, then fails between its start and its body."""
+    await apitask.run(apitask.task("e2e.quick", quick_mail))
     await send({"type": "http.response.start", "status": 200, "headers": []})
     raise RuntimeError("failed after the start")
 
