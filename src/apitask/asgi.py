@@ -112,10 +112,11 @@ class _HoldingTheEnd:
     app's next message, and then goes out right before it: status, headers
     and a one-message body leave back to back, after the wait, as they do
     when the app itself waits before answering. Sending the start one loop
-    iteration before the end cost a fifth to a third more server CPU per
-    hello-world request (bench/middleware.py, docs/core.md, "Holding the
-    start"). With no task running the start goes out at once (an event
-    stream that starts no task sends its headers before its first event);
+    iteration before the end cost up to a third more server CPU per
+    hello-world request (1.13-1.30x the floor against 0.90-1.04x held:
+    bench/middleware.py, docs/core.md, "Holding the start"). With no task
+    running the start goes out at once (an event stream that starts no task
+    sends its headers before its first event);
     an app that wants its headers out before its first chunk anyway sends an
     empty chunk with ``more_body=True``, the ASGI way to flush. Go's
     net/http, under the seed, buffers the headers of a small response the
